@@ -1,0 +1,68 @@
+"""Grouping a source's transactions into batches, for source authors."""
+
+from __future__ import annotations
+
+import time
+
+from .events import Batch, Position, RowEvent
+
+
+class Batcher:
+    """Collects events and transaction ends into :class:`Batch` es.
+
+    Small transactions are grouped until ``max_events`` or ``max_delay`` seconds; a batch
+    then ends on the last complete transaction and carries its position. A transaction
+    larger than ``max_events`` is cut into position-less batches so memory stays bounded;
+    only its final batch carries a position. Order is always preserved.
+    """
+
+    def __init__(self, max_events: int = 1000, max_delay: float = 0.2) -> None:
+        self.max_events = max_events
+        self.max_delay = max_delay
+        self._events: list[RowEvent] = []
+        self._committed = 0  # events[:committed] belong to finished transactions
+        self._position: Position | None = None  # position after events[:committed]
+        self._since = time.monotonic()
+
+    @property
+    def in_transaction(self) -> bool:
+        return len(self._events) > self._committed
+
+    def add(self, event: RowEvent) -> Batch | None:
+        """Add an event of the open transaction; returns a batch when one is due."""
+        if not self._events:
+            self._since = time.monotonic()
+        self._events.append(event)
+        if len(self._events) < self.max_events:
+            return None
+        if self._committed:
+            return self._take(self._committed)
+        batch = Batch(tuple(self._events))  # mid-transaction: no position
+        self._events = []
+        return batch
+
+    def commit(self, position: Position) -> Batch | None:
+        """End the open transaction at ``position``; returns a batch when one is due."""
+        self._committed = len(self._events)
+        self._position = position
+        if self._committed >= self.max_events or self.due():
+            return self.flush()
+        return None
+
+    def due(self) -> bool:
+        """Whether committed events have waited ``max_delay`` already."""
+        return self._position is not None and time.monotonic() - self._since >= self.max_delay
+
+    def flush(self) -> Batch | None:
+        """The committed events (possibly none) with their position, if any commit is pending."""
+        if self._position is None:
+            return None
+        return self._take(self._committed)
+
+    def _take(self, count: int) -> Batch:
+        batch = Batch(tuple(self._events[:count]), self._position)
+        del self._events[:count]
+        self._committed = 0
+        self._position = None
+        self._since = time.monotonic()
+        return batch

@@ -1,0 +1,1 @@
+"""Types that ship with meepo-core, registered through the same hooks as any plugin."""

@@ -1,0 +1,48 @@
+"""The built-in plugin: print, jsonl, memory and null types; file and none stores."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..checkpoints import FileCheckpointStore, MemoryCheckpointStore
+from ..dead_letters import FileDeadLetterStore
+from ..hookspecs import hookimpl
+from .jsonl import JsonlSink, JsonlSource
+from .memory import MemorySink, MemorySource
+from .null import NullSink
+from .print_sink import PrintSink
+
+
+@hookimpl
+def meepo_register_sources(register: Callable[[str, Any], None]) -> None:
+    register("jsonl", JsonlSource)
+    register("memory", MemorySource)
+
+
+@hookimpl
+def meepo_register_sinks(register: Callable[[str, Any], None]) -> None:
+    register("print", PrintSink)
+    register("jsonl", JsonlSink)
+    register("memory", MemorySink)
+    register("null", NullSink)
+
+
+def file_path(url: str, base_dir: Path) -> Path:
+    """``file:PATH`` (relative to the config's directory) as an absolute path."""
+    raw = url.removeprefix("file:").removeprefix("//")
+    if not raw:
+        raise ValueError(f"{url!r} has no path; write file:PATH, e.g. file:.meepo/orders.json")
+    return (base_dir / Path(raw).expanduser()).resolve()
+
+
+@hookimpl
+def meepo_register_checkpoint_stores(register: Callable[[str, Any], None]) -> None:
+    register("file", lambda url, pipeline, base: FileCheckpointStore(file_path(url, base), pipeline))
+    register("none", lambda url, pipeline, base: MemoryCheckpointStore())
+
+
+@hookimpl
+def meepo_register_dead_letter_stores(register: Callable[[str, Any], None]) -> None:
+    register("file", lambda url, pipeline, base: FileDeadLetterStore(file_path(url, base)))

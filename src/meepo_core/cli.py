@@ -1,0 +1,226 @@
+"""The ``meepo`` command line."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import traceback
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from .config import MeepoConfig, load_config
+from .errors import MeepoError
+from .logs import configure_logging
+from .pipeline import Pipeline, build_pipeline
+from .plugins import Registry, import_local_plugins, registry
+from .runner import Runner
+
+EPILOG = """\b
+Examples:
+  meepo list                       pipelines in the nearest pyproject.toml
+  meepo check orders               validate config and reach every server
+  meepo run orders                 follow changes until SIGINT/SIGTERM
+  meepo run orders --once          process what is there now, then exit
+  meepo --config meepo.toml run orders
+  meepo plugins                    installed plugins and the types they add
+
+\b
+Pipelines live in pyproject.toml:
+  [tool.meepo.pipelines.orders]
+  source = { type = "mysql", dsn = "mysql://repl:${PW}@db:3306", tables = ["shop.orders"] }
+  sinks = [{ type = "print" }]
+
+\b
+Exit codes: 0 done, 1 runtime failure, 2 usage or config error.
+"""
+
+
+class PluginCommands(click.Group):
+    """Adds plugin subcommands (``meepo_add_commands``) on first use, not at import."""
+
+    _loaded = False
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            registry().add_commands(self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        self._load()
+        return super().get_command(ctx, name)
+
+
+class State:
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config_path
+        self._config: MeepoConfig | None = None
+
+    @property
+    def config(self) -> MeepoConfig:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    @property
+    def registry(self) -> Registry:
+        config = self.config
+        import_local_plugins(config.plugins, str(config.base_dir))
+        return registry(config.plugins)
+
+    def pipeline(self, name: str) -> Pipeline:
+        return build_pipeline(self.config, name, self.registry)
+
+
+@click.group(cls=PluginCommands, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              envvar="MEEPO_CONFIG",
+              help="pyproject.toml or meepo.toml to read (default: the nearest one).")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True, help="Least severe log level shown.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Log lines on stderr as text or JSON objects.")
+@click.version_option(package_name="meepo-core", prog_name="meepo")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, debug: bool, log_level: str,
+        log_format: str) -> None:
+    """meepo follows table changes and publishes them to sinks: cache invalidation,
+    search and SQL replication, event sourcing, auditing, notifications.
+
+    A pipeline reads row events (`table_action pk`) from a source, applies them to every
+    sink in commit order, and checkpoints its position so a restart resumes without loss.
+    """
+    configure_logging("debug" if debug else log_level, log_format)
+    ctx.obj = State(config_path)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--once", is_flag=True,
+              help="Process everything available now, then exit (tests, cron, backfills).")
+@click.pass_obj
+def run(state: State, name: str, once: bool) -> None:
+    """Run pipeline NAME until stopped (SIGINT/SIGTERM stop it gracefully: queued batches
+    are applied and the checkpoint saved before exit).
+
+    \b
+    Examples:
+      meepo run orders
+      meepo run orders --once
+    """
+    runner = Runner(state.pipeline(name))
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        runner.stop()
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends at once
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    stats = runner.run(once=once)
+    click.echo(
+        f"meepo: {name}: {stats.events} events in {stats.batches} batches, "
+        f"{stats.seconds:.1f}s; checkpoint {stats.position}",
+        err=True,
+    )
+
+
+@cli.command(name="list")
+@click.pass_obj
+def list_pipelines(state: State) -> None:
+    """List the pipelines in the config, with their source, sinks and checkpoint."""
+    config = state.config
+    if not config.pipelines:
+        click.echo(f"no pipelines in {config.path}; add [{config.pipeline_path('NAME')}]")
+        return
+    for name, table in sorted(config.pipelines.items()):
+        source = _type_of(table.get("source"))
+        sinks = ", ".join(_type_of(s) for s in table.get("sinks", []) or []) or "(none)"
+        checkpoint = table.get("checkpoint", f"file:.meepo/{name}.json")
+        click.echo(f"{name}: {source} -> {sinks} (checkpoint {checkpoint})")
+
+
+def _type_of(table: Any) -> str:
+    return str(table.get("type", "?")) if isinstance(table, dict) else "?"
+
+
+@cli.command()
+@click.pass_obj
+def plugins(state: State) -> None:
+    """List installed plugins, their versions and the types they provide.
+
+    Disable a plugin with MEEPO_DISABLE_PLUGINS=name1,name2.
+    """
+    try:
+        reg = state.registry
+    except MeepoError:  # no config file: entry points only
+        reg = registry()
+    for info in reg.plugins.values():
+        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items())
+        status = "disabled" if info.disabled else f"BROKEN: {info.error}" if info.error else ""
+        click.echo(f"{info.name} ({info.package} {info.version}) {provides or '-'} {status}".rstrip())
+
+
+@cli.command()
+@click.argument("name")
+@click.pass_obj
+def check(state: State, name: str) -> None:
+    """Validate pipeline NAME and reach its source and every sink.
+
+    Prints one line per problem, naming the setting and its fix; exits 1 if any.
+    """
+    pipeline = state.pipeline(name)
+    problems: list[str] = []
+    parts: list[tuple[str, Any]] = [("source", pipeline.source), *pipeline.sinks]
+    for label, part in parts:
+        try:
+            found = part.check()
+        except MeepoError as exc:
+            found = [str(exc)]
+        problems += [f"{label}: {line}" for line in found]
+        click.echo(f"{label}: {'ok' if not found else 'FAILED'}")
+    try:
+        position = pipeline.checkpoints.load()
+        click.echo(f"checkpoint: ok ({pipeline.checkpoints.description}: {position})")
+    except MeepoError as exc:
+        problems.append(f"checkpoint: {exc}")
+    for line in problems:
+        click.echo(f"meepo: {line}", err=True)
+    if problems:
+        raise SystemExit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors with exit codes (2 config/usage, 1 runtime)."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args, prog_name="meepo", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("meepo: aborted", err=True)
+        raise SystemExit(1) from None
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except MeepoError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"meepo: error: {exc}", err=True)
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(
+            f"meepo: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "
+            "traceback)",
+            err=True,
+        )
+        raise SystemExit(1) from None

@@ -1,0 +1,73 @@
+"""Dead-letter stores: where events that a sink can never apply are kept, with the error."""
+
+from __future__ import annotations
+
+import abc
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import MeepoError
+from .events import RowEvent
+from .serialization import event_to_dict
+
+
+def dead_letter_record(event: RowEvent, sink: str, error: str) -> dict[str, Any]:
+    """The JSON record stored for one dead letter: the whole event plus why it failed."""
+    return {
+        "sink": sink,
+        "error": error,
+        "failed_at": datetime.now(UTC).isoformat(),
+        "event": event_to_dict(event),
+    }
+
+
+class DeadLetterStore(abc.ABC):
+    """Append-only storage of failed events. ``sync`` makes everything recorded durable;
+    the runner calls it before each checkpoint so no failure is ever only in memory."""
+
+    description: str = ""
+
+    @abc.abstractmethod
+    def record(self, event: RowEvent, sink: str, error: str) -> None: ...
+
+    def sync(self) -> None:  # noqa: B027 - optional hook
+        """Make recorded letters durable."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Flush and release resources."""
+
+
+class FileDeadLetterStore(DeadLetterStore):
+    """A JSON-lines file; each line is a :func:`dead_letter_record`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.description = f"file:{path}"
+        self._handle: IO[str] | None = None
+        self._dirty = False
+
+    def record(self, event: RowEvent, sink: str, error: str) -> None:
+        try:
+            if self._handle is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._handle = self.path.open("a", encoding="utf-8")
+            record = dead_letter_record(event, sink, error)
+            self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._dirty = True
+        except OSError as exc:
+            raise MeepoError(f"cannot write dead letter to {self.path}: {exc}") from exc
+
+    def sync(self) -> None:
+        if self._handle is not None and self._dirty:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._dirty = False
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self.sync()
+            self._handle.close()
+            self._handle = None

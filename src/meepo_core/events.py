@@ -1,0 +1,83 @@
+"""The event model: one immutable :class:`RowEvent` per changed row, grouped into batches."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeAlias
+
+Action: TypeAlias = Literal["write", "update", "delete"]
+ACTIONS: tuple[Action, ...] = ("write", "update", "delete")
+
+#: A primary key: a scalar, or a tuple of values in key order for a composite key.
+PrimaryKey: TypeAlias = Any
+#: A row image: column name to value.
+Row: TypeAlias = Mapping[str, Any]
+#: A source-owned position that serialises to JSON (binlog file+pos, GTID set, outbox id...).
+Position: TypeAlias = Any
+
+
+@dataclass(frozen=True, slots=True)
+class RowEvent:
+    """One changed row, as the source committed it.
+
+    ``before`` is ``None`` for writes and ``after`` is ``None`` for deletes. ``position``
+    is where the source would resume *after* this event's transaction. ``sequence``, where
+    the source provides one, is an int64 that grows strictly with commit order across the
+    whole source; sinks use it for external versioning. ``committed_at`` is UTC-aware.
+    """
+
+    schema: str
+    table: str
+    action: Action
+    pk: PrimaryKey
+    before: Row | None = None
+    after: Row | None = None
+    position: Position = None
+    committed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    txid: str | None = None
+    sequence: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(f"action must be one of {', '.join(ACTIONS)}, not {self.action!r}")
+        if self.committed_at.tzinfo is None:
+            raise ValueError("committed_at must be timezone-aware (UTC)")
+
+    @property
+    def name(self) -> str:
+        """The original meepo's event name, ``"{table}_{action}"``."""
+        return f"{self.table}_{self.action}"
+
+    @property
+    def qualified_table(self) -> str:
+        """``"schema.table"``, or just the table when the source has no schema."""
+        return f"{self.schema}.{self.table}" if self.schema else self.table
+
+    @property
+    def row(self) -> Row:
+        """The newest image: ``after``, or ``before`` for a delete."""
+        image = self.after if self.after is not None else self.before
+        return image if image is not None else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Events in commit order, handed to every sink at once.
+
+    ``position`` is the resumable position after the last event, set only when the batch
+    ends on a transaction boundary; a huge transaction streams as several batches of which
+    only the last carries a position, so a checkpoint never lands mid-transaction. A batch
+    may be empty and still carry a position (e.g. transactions on filtered-out tables).
+    """
+
+    events: tuple[RowEvent, ...]
+    position: Position = None
+
+    @property
+    def ends_transaction(self) -> bool:
+        return self.position is not None
+
+    def __len__(self) -> int:
+        return len(self.events)

@@ -1,0 +1,186 @@
+"""Loading plugins from entry points into a registry of source, sink and store types."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import ConfigError
+
+DISABLE_ENV = "MEEPO_DISABLE_PLUGINS"
+ENTRY_POINT_GROUP = "meepo"
+INTERNAL_PLUGINS = ("meepo_core.builtin.plugin",)
+
+#: Which distribution provides a type that is not installed, for the error message.
+KNOWN_PROVIDERS = {
+    "mysql": "meepo-mysql",
+    "sqlalchemy-outbox": "meepo-sqlalchemy",
+    "sql": "meepo-sqlalchemy",
+    "redis": "meepo-redis",
+    "redis-events": "meepo-redis",
+    "redis-pubsub": "meepo-redis",
+    "redis-stream": "meepo-redis",
+    "elasticsearch": "meepo-es",
+}
+
+KINDS = ("source", "sink", "checkpoint store", "dead-letter store")
+_HOOKS = {
+    "source": "meepo_register_sources",
+    "sink": "meepo_register_sinks",
+    "checkpoint store": "meepo_register_checkpoint_stores",
+    "dead-letter store": "meepo_register_dead_letter_stores",
+}
+
+
+@dataclass
+class PluginInfo:
+    """One loaded, disabled or broken plugin, as ``meepo plugins`` shows it."""
+
+    name: str
+    package: str
+    version: str
+    provides: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+    disabled: bool = False
+
+
+@dataclass
+class Registration:
+    name: str
+    factory: Any
+    plugin: str
+
+
+class Registry:
+    """Every registered type by kind, plus the plugins that provided them.
+
+    Build one with :func:`load_registry`; the CLI uses the cached :func:`registry`.
+    """
+
+    def __init__(self, manager: pluggy.PluginManager) -> None:
+        self.manager = manager
+        self.types: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
+        self.plugins: dict[str, PluginInfo] = {}
+
+    def lookup(self, kind: str, name: str, key_path: str) -> Any:
+        """The factory for ``name``, or a :class:`ConfigError` at ``key_path`` that lists the
+        available types and says which package provides a missing one."""
+        found = self.types[kind].get(name)
+        if found is not None:
+            return found.factory
+        available = ", ".join(sorted(self.types[kind])) or "none"
+        message = f"unknown {kind} type {name!r}; available: {available}"
+        provider = KNOWN_PROVIDERS.get(name)
+        broken = [p for p in self.plugins.values() if p.error and provider in (p.package, None)]
+        if provider and broken:
+            message += f"; plugin {broken[0].name!r} from {provider} failed to load: {broken[0].error}"
+        elif provider:
+            message += f"; install it with: pip install {provider}"
+        raise ConfigError(key_path, message)
+
+    def add_commands(self, cli: Any) -> None:
+        self.manager.hook.meepo_add_commands(cli=cli)
+
+    def _register_types(self, kind: str) -> None:
+        hook = getattr(self.manager.hook, _HOOKS[kind])
+        for impl in reversed(hook.get_hookimpls()):  # in registration order
+            plugin = self.manager.get_name(impl.plugin) or "?"
+            info = self.plugins[plugin]
+
+            def register(name: str, factory: Any, *, _plugin: str = plugin) -> None:
+                existing = self.types[kind].get(name)
+                if existing is not None:
+                    raise ValueError(
+                        f"{kind} type {name!r} is already registered by plugin {existing.plugin!r}"
+                    )
+                self.types[kind][name] = Registration(name, factory, _plugin)
+                self.plugins[_plugin].provides.setdefault(kind, []).append(name)
+
+            try:
+                impl.function(*([register] if impl.argnames else []))
+            except Exception as exc:  # a broken plugin must not take the CLI down
+                info.error = f"{_HOOKS[kind]} failed: {exc}"
+
+
+def load_registry(
+    extra_modules: Iterable[str] = (), *, entry_points: bool = True
+) -> Registry:
+    """A fresh plugin manager with internal plugins, entry points (unless disabled by name
+    in ``$MEEPO_DISABLE_PLUGINS``, comma-separated) and ``extra_modules`` (import paths)."""
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    registry = Registry(manager)
+    disabled = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+
+    def add(name: str, package: str, version: str, load: Callable[[], ModuleType]) -> None:
+        info = PluginInfo(name, package, version)
+        registry.plugins[name] = info
+        if name in disabled:
+            info.disabled = True
+            return
+        try:
+            manager.register(load(), name=name)
+        except Exception as exc:
+            info.error = f"{type(exc).__name__}: {exc}"
+
+    core_version = _version("meepo-core")
+    for module in INTERNAL_PLUGINS:
+        add("builtin", "meepo-core", core_version, lambda m=module: importlib.import_module(m))
+    if entry_points:
+        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            if ep.name in registry.plugins:
+                continue
+            dist = ep.dist
+            add(ep.name, dist.name if dist else "?", dist.version if dist else "?", ep.load)
+    for module in extra_modules:
+        add(module, "(local)", "-", lambda m=module: importlib.import_module(m))
+    _check_pending(registry)
+    for kind in KINDS:
+        registry._register_types(kind)
+    return registry
+
+
+def _check_pending(registry: Registry) -> None:
+    """Unregister, and report by name, plugins whose hooks match no spec (a misspelling)."""
+    while True:
+        try:
+            registry.manager.check_pending()
+            return
+        except pluggy.PluginValidationError as exc:
+            name = registry.manager.get_name(exc.plugin) or str(exc.plugin)
+            registry.manager.unregister(exc.plugin)
+            if name in registry.plugins:
+                registry.plugins[name].error = f"unknown hook: {exc}"
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+_cached: dict[tuple[str, ...], Registry] = {}
+
+
+def registry(extra_modules: Iterable[str] = ()) -> Registry:
+    """The process-wide registry, loaded once (lazily) per set of extra modules."""
+    key = tuple(extra_modules)
+    if key not in _cached:
+        _cached[key] = load_registry(key)
+    return _cached[key]
+
+
+def import_local_plugins(modules: Iterable[str], base_dir: str) -> None:
+    """Make ``[tool.meepo] plugins`` importable from the config file's directory."""
+    if modules and base_dir not in sys.path:
+        sys.path.insert(0, base_dir)

@@ -1,0 +1,243 @@
+"""The pipeline runner: ordered delivery to every sink, retries, checkpoints, graceful stop."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .context import PipelineContext
+from .errors import MeepoError, SinkError, SourceError
+from .events import Batch, Position
+from .metrics import Metrics, serve_metrics
+from .pipeline import Pipeline
+
+log = logging.getLogger("meepo.runner")
+#: How long a stop waits for a source that does not notice ``stopping`` before giving up on it.
+STOP_GRACE_SECONDS = 5.0
+
+
+@dataclass
+class RunStats:
+    events: int
+    batches: int
+    position: Position | None
+    seconds: float
+
+
+class _End:
+    pass
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
+class Runner:
+    """Runs one pipeline: a reader thread pulls batches from the source into a bounded
+    queue (back-pressure: the source waits when sinks are slow), and the calling thread
+    applies each batch to every sink in order.
+
+    Guarantees: a checkpoint is saved only after every sink applied every batch up to a
+    transaction boundary, and after dead letters are durable; a failing sink is retried
+    with exponential backoff and only the sinks that failed are retried; so after a crash
+    the source resumes from the checkpoint and nothing is lost (at-least-once).
+    """
+
+    def __init__(self, pipeline: Pipeline, context: PipelineContext | None = None) -> None:
+        self.pipeline = pipeline
+        self.settings = pipeline.settings
+        self.context = context or PipelineContext(
+            pipeline=pipeline.name,
+            metrics=Metrics(pipeline.name),
+            dead_letters=pipeline.dead_letters,
+            base_dir=pipeline.base_dir,
+            batch_size=pipeline.settings.batch_size,
+            batch_wait=pipeline.settings.batch_wait,
+        )
+        self.metrics = self.context.metrics
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=self.settings.queue_size)
+        self._abandoned = threading.Event()
+        self._pending: Position | None = None
+        self._last_save = time.monotonic()
+        self._last_status = time.monotonic()
+
+    def stop(self) -> None:
+        """Ask for a graceful stop: finish queued batches, save the checkpoint, return."""
+        if not self.context.stopping.is_set():
+            log.info("stopping pipeline %s: finishing queued batches", self.pipeline.name)
+        self.context.stopping.set()
+
+    def run(self, *, once: bool = False) -> RunStats:
+        """Run until the source ends (``once``: caught up), a stop, or a fatal error."""
+        started = time.monotonic()
+        start = self.pipeline.checkpoints.load()
+        log.info(
+            "pipeline %s starting from %s (checkpoint %s)",
+            self.pipeline.name,
+            "the configured start" if start is None else start,
+            self.pipeline.checkpoints.description,
+        )
+        metrics_server = (
+            serve_metrics([self.metrics], self.settings.metrics_port)
+            if self.settings.metrics_port is not None
+            else None
+        )
+        opened: list[Any] = []
+        reader: threading.Thread | None = None
+        try:
+            for label, sink in self.pipeline.sinks:
+                try:
+                    sink.open(self.context)
+                except MeepoError:
+                    raise
+                except Exception as exc:
+                    raise SinkError(f"{label}: cannot open: {_describe(exc)}") from exc
+                opened.append(sink)
+            reader = threading.Thread(
+                target=self._read, args=(start, once), name="meepo-source", daemon=True
+            )
+            reader.start()
+            self._loop()
+        finally:
+            self._abandoned.set()
+            self._save()
+            self.pipeline.source.close()
+            if reader is not None:
+                reader.join(timeout=STOP_GRACE_SECONDS)
+            for sink in opened:
+                _quietly(sink.close)
+            _quietly(self.pipeline.dead_letters.close)
+            _quietly(self.pipeline.checkpoints.close)
+            if metrics_server is not None:
+                metrics_server.shutdown()
+            log.info("pipeline %s: %s", self.pipeline.name, self.metrics.status_line())
+        return RunStats(
+            events=self.metrics.events_total,
+            batches=self.metrics.batches,
+            position=self.metrics.position,
+            seconds=time.monotonic() - started,
+        )
+
+    def _read(self, start: Position | None, once: bool) -> None:
+        try:
+            for batch in self.pipeline.source.stream(start, self.context, once=once):
+                if not self._put(batch):
+                    return
+            self._put(_End())
+        except BaseException as exc:  # reported by the applying thread
+            self._put(_Failed(exc))
+
+    def _put(self, item: Any) -> bool:
+        while not self._abandoned.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _loop(self) -> None:
+        stop_seen: float | None = None
+        while True:
+            try:
+                item = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                self._save()
+                self._tick()
+                if self.context.stopping.is_set():
+                    stop_seen = stop_seen or time.monotonic()
+                    if time.monotonic() - stop_seen > STOP_GRACE_SECONDS:
+                        log.warning("source did not stop within %.0fs; leaving it",
+                                    STOP_GRACE_SECONDS)
+                        return
+                continue
+            if isinstance(item, _End):
+                return
+            if isinstance(item, _Failed):
+                if isinstance(item.error, MeepoError):
+                    raise item.error
+                raise SourceError(f"source failed: {_describe(item.error)}") from item.error
+            self._apply(item)
+            if item.position is not None:
+                self._pending = item.position
+            if (
+                self._queue.empty()
+                or time.monotonic() - self._last_save >= self.settings.checkpoint_interval
+            ):
+                self._save()
+            self._tick()
+
+    def _apply(self, batch: Batch) -> None:
+        began = time.monotonic()
+        for label, sink in self.pipeline.sinks:
+            attempt = 0
+            while True:
+                try:
+                    sink.apply(batch)
+                    break
+                except SinkError as exc:
+                    if not exc.retryable:
+                        raise SinkError(
+                            f"{label}: {exc}; stopped without checkpointing this batch",
+                            retryable=False,
+                        ) from exc
+                    error: Exception = exc
+                except Exception as exc:
+                    error = exc
+                attempt += 1
+                self._back_off(label, attempt, error)
+        self.metrics.record_batch(batch, time.monotonic() - began)
+
+    def _back_off(self, label: str, attempt: int, error: Exception) -> None:
+        self.metrics.record_failure(label, "retry")
+        if attempt > self.settings.max_retries:
+            raise SinkError(
+                f"{label}: still failing after {attempt} attempts: {_describe(error)}; "
+                "checkpoint kept at the last applied batch, rerun to resume",
+                retryable=False,
+            ) from error
+        delay = min(
+            self.settings.retry_backoff * 2 ** (attempt - 1), self.settings.retry_backoff_max
+        )
+        log.warning(
+            "%s failed (attempt %d of %d): %s; retrying in %.1fs",
+            label, attempt, self.settings.max_retries + 1, _describe(error), delay,
+        )
+        if self.context.stopping.wait(delay):
+            raise SinkError(
+                f"{label}: stopped while retrying ({_describe(error)}); checkpoint kept at "
+                "the last applied batch, nothing lost",
+                retryable=False,
+            ) from error
+
+    def _save(self) -> None:
+        if self._pending is None:
+            return
+        self.pipeline.dead_letters.sync()
+        self.pipeline.checkpoints.save(self._pending)
+        self.metrics.record_checkpoint(self._pending)
+        self._pending = None
+        self._last_save = time.monotonic()
+
+    def _tick(self) -> None:
+        interval = self.settings.status_interval
+        if interval and time.monotonic() - self._last_status >= interval:
+            self._last_status = time.monotonic()
+            log.info("%s", self.metrics.status_line())
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _quietly(close: Any) -> None:
+    try:
+        close()
+    except Exception as exc:
+        log.warning("error while closing: %s", _describe(exc))

@@ -1,0 +1,48 @@
+"""The contract every sink type implements."""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, ClassVar, Self
+
+from .events import Batch
+from .options import Options
+
+if TYPE_CHECKING:
+    from .context import PipelineContext
+
+
+class Sink(abc.ABC):
+    """Applies batches of events somewhere durable.
+
+    Contract (checked by :class:`meepo_core.testing.SinkContract`):
+
+    * ``apply`` returns only when the batch is durable, or raises. Raise
+      :class:`~meepo_core.errors.SinkError` with ``retryable=False`` for a failure that
+      retrying cannot fix; anything else is retried with backoff by the runner.
+    * Applying a batch twice leaves the same end state as applying it once, because
+      delivery is at-least-once after a crash.
+    * An event that can never be applied (a mapping error, say) goes to
+      ``context.dead_letter(...)`` and counts as applied; nothing is dropped silently.
+    """
+
+    type_name: ClassVar[str] = ""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_options(cls, options: Options) -> Self:
+        """Build from config, validating every option (no I/O); end with ``options.done()``."""
+
+    def open(self, context: PipelineContext) -> None:  # noqa: B027 - optional hook
+        """Connect. Called once before the first ``apply``."""
+
+    def check(self) -> list[str]:
+        """Reach the destination; return one line per problem, empty when ready."""
+        return []
+
+    @abc.abstractmethod
+    def apply(self, batch: Batch) -> None:
+        """Apply every event of ``batch`` durably, in order."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Flush and disconnect. Called once, also after errors."""
