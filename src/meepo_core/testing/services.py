@@ -82,24 +82,53 @@ def _tail(path: Path, lines: int = 25) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
 
 
-def _short_dir(preferred: Path, leaf: str, prefix: str) -> tuple[Path, bool]:
-    """Return ``preferred`` if ``preferred/leaf`` fits in a unix socket path, else a new temp dir.
-
-    The bool tells whether a temp dir was made (the caller removes it on close).
-    """
-    if len(str(preferred / leaf)) <= _SOCKET_PATH_MAX:
-        return preferred, False
-    return Path(tempfile.mkdtemp(prefix=prefix)), True
-
-
 _RUNNING: weakref.WeakSet[Service] = weakref.WeakSet()
+_TEMP_DIRS: set[Path] = set()
 _ATEXIT_REGISTERED = False
 
 
-def _stop_all_at_exit() -> None:
+def _cleanup_at_exit() -> None:
     for service in list(_RUNNING):
         with contextlib.suppress(Exception):
             service.close()
+    for path in list(_TEMP_DIRS):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _register_atexit() -> None:
+    global _ATEXIT_REGISTERED
+    if not _ATEXIT_REGISTERED:
+        atexit.register(_cleanup_at_exit)
+        _ATEXIT_REGISTERED = True
+
+
+def _private_tempdir(prefix: str) -> Path:
+    """A new dir under the system temp dir, removed by ``_remove_tempdir`` or at exit."""
+    _register_atexit()
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    _TEMP_DIRS.add(path)
+    return path
+
+
+def _remove_tempdir(path: Path | None) -> None:
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
+        _TEMP_DIRS.discard(path)
+
+
+def _short_dir(preferred: Path, leaf: str, prefix: str) -> tuple[Path, Path | None]:
+    """``preferred`` if ``preferred/leaf`` fits in a unix socket path, else a private temp dir.
+
+    The second item is the temp dir made, if any (the caller removes it on close).
+    """
+    if len(str(preferred / leaf)) <= _SOCKET_PATH_MAX:
+        return preferred, None
+    path = _private_tempdir(prefix)
+    return path, path
+
+
+class _PortInUse(ServiceError):
+    """The server exited at startup because its port was taken."""
 
 
 class Service:
@@ -121,6 +150,7 @@ class Service:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.host = _LOCALHOST
         self.port = port if port is not None else free_port()
+        self._may_repick_port = port is None  # until the first successful start
         self.startup_timeout = startup_timeout
         self.log_path = self.base_dir / f"{self.name}.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -158,12 +188,34 @@ class Service:
         return self._proc.pid if self.running and self._proc is not None else None
 
     def start(self) -> Self:
-        """Start the server and wait until it is ready; a no-op if it already runs."""
+        """Start the server and wait until it is ready; a no-op if it already runs.
+
+        If the port was picked by :func:`free_port` and another process took it before the
+        first start, a new port is picked (up to 3 tries).
+        """
         if self.running:
             return self
         if not self._initialized:
             self.initialize()
             self._initialized = True
+        for attempt in range(3):
+            try:
+                self._launch()
+                break
+            except _PortInUse:
+                if not self._may_repick_port or attempt == 2:
+                    raise
+                self.port = free_port()
+        self._may_repick_port = False
+        try:
+            self.after_start()
+        except Exception as exc:
+            self.stop()
+            raise self._error(f"provisioning failed: {exc}") from exc
+        return self
+
+    def _launch(self) -> None:
+        log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = self.log_path.open("ab")
         argv = [str(arg) for arg in self.command()]
         self._log.write(f"--- meepo: starting {' '.join(argv)}\n".encode())
@@ -181,13 +233,7 @@ class Service:
             self._close_log()
             raise self._error(f"cannot run {argv[0]}: {exc}") from exc
         _track(self)
-        self._wait_ready()
-        try:
-            self.after_start()
-        except Exception as exc:
-            self.stop()
-            raise self._error(f"provisioning failed: {exc}") from exc
-        return self
+        self._wait_ready(log_offset)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Shut the server down cleanly, keeping its data; SIGKILL after ``timeout`` seconds."""
@@ -216,7 +262,11 @@ class Service:
         self.stop()
 
     def __enter__(self) -> Self:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(
         self,
@@ -231,17 +281,25 @@ class Service:
         return f"<{type(self).__name__} {self.host}:{self.port} {state} at {self.base_dir}>"
 
     # -- helpers ---------------------------------------------------------------------------
-    def _wait_ready(self) -> None:
-        assert self._proc is not None
+    def _wait_ready(self, log_offset: int) -> None:
+        proc = self._proc
+        assert proc is not None
         deadline = time.monotonic() + self.startup_timeout
         last: Exception | None = None
         while True:
-            code = self._proc.poll()
+            code = proc.poll()
             if code is not None:
                 self.stop()
-                raise self._error(f"process exited with code {code} during startup")
+                with self.log_path.open("rb") as log:
+                    log.seek(log_offset)
+                    in_use = b"in use" in log.read().lower()
+                reason = f"process exited with code {code} during startup"
+                if in_use:
+                    raise self._error(f"port in use; {reason}", _PortInUse)
+                raise self._error(reason)
             try:
-                if self.is_ready():
+                # is_ready() must talk to *this* process, not another one on the port.
+                if self.is_ready() and proc.poll() is None:
                     return
             except Exception as exc:
                 last = exc
@@ -263,8 +321,8 @@ class Service:
             self._log.close()
             self._log = None
 
-    def _error(self, reason: str) -> ServiceError:
-        return ServiceError(
+    def _error(self, reason: str, cls: type[ServiceError] = ServiceError) -> ServiceError:
+        return cls(
             f"{self.name} on {self.host}:{self.port} failed: {reason}\n"
             f"--- last lines of {self.log_path} ---\n{_tail(self.log_path)}"
         )
@@ -287,10 +345,7 @@ class Service:
 
 
 def _track(service: Service) -> None:
-    global _ATEXIT_REGISTERED
-    if not _ATEXIT_REGISTERED:
-        atexit.register(_stop_all_at_exit)
-        _ATEXIT_REGISTERED = True
+    _register_atexit()
     _RUNNING.add(service)
 
 
@@ -363,7 +418,7 @@ class MariaDBServer(_MySQLClient, Service):
         self.user = "meepo"
         self.password = "meepo"
         self.datadir = self.base_dir / "data"
-        sock_dir, self._own_sock_dir = _short_dir(self.datadir, "mysqld.sock", "meepo-my-")
+        sock_dir, self._sock_tmp = _short_dir(self.datadir, "mysqld.sock", "meepo-my-")
         self.socket = sock_dir / "mysqld.sock"
         self.server_binary = _find_binary(["mariadbd", "mysqld"], [Path("/usr/sbin")])
 
@@ -413,8 +468,7 @@ class MariaDBServer(_MySQLClient, Service):
 
     def close(self) -> None:
         super().close()
-        if self._own_sock_dir:
-            shutil.rmtree(self.socket.parent, ignore_errors=True)
+        _remove_tempdir(self._sock_tmp)
 
 
 class ExternalMySQL(_MySQLClient):
@@ -482,23 +536,26 @@ class RedisServer(Service):
         ]
 
     def send(self, *args: str) -> str:
-        """Send one command over a raw socket; return the first reply line (no RESP parsing)."""
+        """Send one command over a raw socket; return a simple, integer or bulk reply as text.
+
+        Raises :class:`ServiceError` on an error reply.  (Enough RESP for setup; tests should
+        use redis-py.)
+        """
         payload = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
         with socket.create_connection((self.host, self.port), timeout=5) as sock:
             sock.sendall(payload.encode())
-            reply = b""
-            while not reply.endswith(b"\r\n"):
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                reply += chunk
-        line = reply.decode(errors="replace").split("\r\n", 1)[0]
+            with sock.makefile("rb") as reply:
+                line = reply.readline().decode(errors="replace").rstrip("\r\n")
+                if line.startswith("$") and int(line[1:]) >= 0:
+                    return reply.read(int(line[1:]) + 2)[:-2].decode(errors="replace")
         if line.startswith("-"):
             raise ServiceError(f"redis {args[0]} failed: {line[1:]}")
-        return line
+        return line.lstrip("+:")
 
     def is_ready(self) -> bool:
-        return self.send("PING") == "+PONG"
+        # INFO's process_id proves that *our* process answers, not another one on the port.
+        info = self.send("INFO", "server")
+        return f"process_id:{self.pid}\r\n" in info
 
     def flushall(self) -> None:
         """Empty every database."""
@@ -541,12 +598,12 @@ class PostgresServer(Service):
         self._as_postgres = os.geteuid() == 0
         self._private: Path | None = None
         if self._as_postgres:
-            self._private = Path(tempfile.mkdtemp(prefix="meepo-pg-"))
+            self._private = _private_tempdir("meepo-pg-")
             shutil.chown(self._private, "postgres", "postgres")
             self.datadir = self._private / "data"
         else:
             self.datadir = self.base_dir / "data"
-        sock_dir, self._own_sock_dir = _short_dir(
+        sock_dir, self._sock_tmp = _short_dir(
             self.datadir, f".s.PGSQL.{self.port}", "meepo-pgsock-"
         )
         self.socket_dir = sock_dir
@@ -566,7 +623,7 @@ class PostgresServer(Service):
         }
 
     def initialize(self) -> None:
-        if self._own_sock_dir and self._as_postgres:
+        if self._sock_tmp is not None and self._as_postgres:
             shutil.chown(self.socket_dir, "postgres", "postgres")
         if (self.datadir / "PG_VERSION").is_file():
             return
@@ -593,13 +650,16 @@ class PostgresServer(Service):
         """A new psycopg connection (default database ``meepo_test``); caller closes it."""
         import psycopg
 
-        return psycopg.connect(
-            host=self.host, port=self.port, user=self.user,
-            dbname=dbname or self.database, connect_timeout=5, **kwargs,
-        )
+        params: dict[str, Any] = {
+            "host": self.host, "port": self.port, "user": self.user,
+            "dbname": dbname or self.database, "connect_timeout": 5,
+        }
+        params.update(kwargs)
+        return psycopg.connect(**params)
 
     def is_ready(self) -> bool:
-        with self.connect("postgres") as conn:
+        # Through our own socket dir, so another server on the port cannot answer for us.
+        with self.connect("postgres", host=str(self.socket_dir), connect_timeout=2) as conn:
             conn.execute("SELECT 1")
         return True
 
@@ -613,10 +673,8 @@ class PostgresServer(Service):
 
     def close(self) -> None:
         super().close()
-        if self._private is not None:
-            shutil.rmtree(self._private, ignore_errors=True)
-        if self._own_sock_dir:
-            shutil.rmtree(self.socket_dir, ignore_errors=True)
+        _remove_tempdir(self._private)
+        _remove_tempdir(self._sock_tmp)
 
 
 # -- Elasticsearch (noida-db) -------------------------------------------------------------
