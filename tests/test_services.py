@@ -89,15 +89,15 @@ def test_mariadb_restart_keeps_port_data_and_binlog(mariadb: MariaDBServer) -> N
     mariadb.execute("DROP TABLE survives")
 
 
-def test_mariadb_startup_failure_is_clear(tmp_path: Path) -> None:
-    with MariaDBServer(tmp_path / "bad", startup_timeout=30) as good:
-        clash = MariaDBServer(tmp_path / "clash", port=good.port, startup_timeout=30)
-        with pytest.raises(ServiceError) as info:
-            clash.start()
+def test_mariadb_startup_failure_is_clear(mariadb: MariaDBServer, tmp_path: Path) -> None:
+    clash = MariaDBServer(tmp_path, port=mariadb.port, startup_timeout=30)  # port is taken
+    with pytest.raises(ServiceError) as info:
+        clash.start()
     message = str(info.value)
-    assert message.startswith(f"mariadb on 127.0.0.1:{good.port} failed:")
-    assert "last lines of" in message and "mariadb.log" in message
-    assert not clash.running
+    assert message.startswith(f"mariadb on 127.0.0.1:{mariadb.port} failed: port in use;")
+    assert f"last lines of {tmp_path / 'mariadb.log'}" in message
+    assert "Address already in use" in message
+    assert not clash.running and mariadb.running
 
 
 # -- Redis --------------------------------------------------------------------------------
@@ -120,6 +120,19 @@ def test_redis_db_is_flushed(redis_db: str) -> None:
 
     with redis.Redis.from_url(redis_db) as client:
         assert client.get("k") is None
+
+
+def test_taken_auto_port_is_repicked(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meepo_core.testing import services
+
+    ports = iter([redis_server.port, free_port()])
+    monkeypatch.setattr(services, "free_port", lambda: next(ports))
+    with RedisServer(tmp_path) as other:
+        assert other.port != redis_server.port
+        assert other.send("PING") == "PONG"
+    assert "in use" in (tmp_path / "redis.log").read_text()
 
 
 def test_redis_restart_keeps_port(redis_server: RedisServer) -> None:

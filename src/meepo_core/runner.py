@@ -221,6 +221,7 @@ class Runner:
         self.pipeline.dead_letters.sync()
         self.pipeline.checkpoints.save(self._pending)
         self.metrics.record_checkpoint(self._pending)
+        self.pipeline.source.acknowledge(self._pending)
         self._pending = None
         self._last_save = time.monotonic()
 

@@ -50,5 +50,10 @@ class Source(abc.ABC):
         about a second even when no changes arrive.
         """
 
+    def acknowledge(self, position: Position) -> None:  # noqa: B027 - optional hook
+        """Called by the runner after ``position`` was checkpointed, i.e. after every sink
+        applied every event up to it. Sources that must confirm consumption upstream (stream
+        acks, outbox deletes) do it here; it may run on another thread than ``stream``."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Called once, also after errors."""

@@ -19,7 +19,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib.util
+import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -27,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 import weakref
 from collections.abc import Sequence
@@ -218,7 +219,7 @@ class Service:
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = self.log_path.open("ab")
         argv = [str(arg) for arg in self.command()]
-        self._log.write(f"--- meepo: starting {' '.join(argv)}\n".encode())
+        self._log.write(f"--- meepo: starting {shlex.join(argv)}\n".encode())
         self._log.flush()
         try:
             self._proc = subprocess.Popen(
@@ -331,7 +332,7 @@ class Service:
         """Run a one-shot setup command, its output appended to the log; raise on failure."""
         argv = [str(arg) for arg in command]
         with self.log_path.open("ab") as log:
-            log.write(f"--- meepo: running {' '.join(argv)}\n".encode())
+            log.write(f"--- meepo: running {shlex.join(argv)}\n".encode())
             log.flush()
             try:
                 code = subprocess.run(
@@ -680,6 +681,14 @@ class PostgresServer(Service):
 # -- Elasticsearch (noida-db) -------------------------------------------------------------
 
 
+def _parent_pid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 class ElasticsearchServer(Service):
     """An Elasticsearch-REST-compatible server from the ``noida-db`` package (foreground mode).
 
@@ -724,6 +733,10 @@ class ElasticsearchServer(Service):
         ]
 
     def is_ready(self) -> bool:
+        # noida-db writes its pid to the data dir's control file: proves *our* server answers.
+        control = json.loads((self.datadir / "noida.control.json").read_text())
+        if self.pid not in (control.get("pid"), _parent_pid(int(control.get("pid", 0)))):
+            return False
         with urllib.request.urlopen(self.url + "/", timeout=2) as resp:
             return int(resp.status) == 200
 
