@@ -92,7 +92,7 @@ class Registry:
 
     def _register_types(self, kind: str) -> None:
         hook = getattr(self.manager.hook, _HOOKS[kind])
-        for impl in reversed(hook.get_hookimpls()):  # in registration order
+        for impl in hook.get_hookimpls():  # in registration order: built-ins first
             plugin = self.manager.get_name(impl.plugin) or "?"
             info = self.plugins[plugin]
 

@@ -1,0 +1,70 @@
+"""The event model, its lossless JSON form, and transaction-aware batching."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+import pytest
+
+from meepo_core.batching import Batcher
+from meepo_core.events import RowEvent
+from meepo_core.serialization import event_from_json, event_to_json
+
+
+def event(pk: object = 1, action: str = "write", **kw: object) -> RowEvent:
+    return RowEvent("shop", "orders", action, pk, **kw)  # type: ignore[arg-type]
+
+
+def test_name_and_frozen() -> None:
+    e = event(7, "update")
+    assert e.name == "orders_update"
+    assert e.qualified_table == "shop.orders"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        e.pk = 8  # type: ignore[misc]
+
+
+def test_rejects_unknown_action_and_naive_timestamps() -> None:
+    with pytest.raises(ValueError, match="action must be one of write, update, delete"):
+        event(action="insert")
+    with pytest.raises(ValueError, match="timezone-aware"):
+        event(committed_at=datetime(2026, 1, 1))
+
+
+def test_json_roundtrip_is_lossless() -> None:
+    row = {
+        "id": 18446744073709551615, "price": Decimal("12.340"), "ratio": 0.5, "name": "café 🎉",
+        "blob": b"\x00\xff", "day": date(2026, 2, 3), "at": datetime(2026, 2, 3, 4, 5, 6, 789, UTC),
+        "t": time(1, 2, 3, 4), "dur": timedelta(hours=-1, microseconds=5), "tags": {"a", "b"},
+        "doc": {"nested": [1, {"x": None}]}, "none": None,
+    }
+    original = event(pk=(3, "x"), action="update", before=row, after={**row, "ratio": 1.5},
+                     position={"file": "binlog.000002", "pos": 4}, txid="0-1-9", sequence=42)
+    restored = event_from_json(event_to_json(original))
+    assert restored == original
+    assert isinstance(restored.pk, tuple)
+    assert restored.after["price"] == Decimal("12.340")
+
+
+def test_batcher_groups_transactions_and_splits_huge_ones() -> None:
+    batcher = Batcher(max_events=3, max_delay=60)
+    out = []
+    for pk in range(1, 3):  # transaction A: 2 events
+        out.append(batcher.add(event(pk)))
+    out.append(batcher.commit("A"))
+    assert out == [None, None, None]  # small: waits for more
+    for pk in range(3, 9):  # transaction B: 6 events, bigger than a batch
+        out.append(batcher.add(event(pk)))
+    batches = [b for b in out if b is not None]
+    assert [[e.pk for e in b.events] for b in batches] == [[1, 2], [3, 4, 5], [6, 7, 8]]
+    assert [b.position for b in batches] == ["A", None, None]  # never a position mid-transaction
+    last = batcher.commit("B")  # the end of B moves the checkpoint, with no events left
+    assert last is not None and last.events == () and last.position == "B"
+
+
+def test_batcher_flushes_after_the_delay_and_for_empty_transactions() -> None:
+    batcher = Batcher(max_events=100, max_delay=0)
+    assert batcher.flush() is None
+    batch = batcher.commit("P")  # a transaction on a filtered-out table: no events
+    assert batch is not None and batch.events == () and batch.position == "P"

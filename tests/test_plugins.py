@@ -1,0 +1,101 @@
+"""Plugin loading: entry points, broken and misspelled plugins, disabling, duplicates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meepo_core import hookimpl
+from meepo_core.errors import ConfigError
+from meepo_core.plugins import load_registry
+from meepo_core.testing import run_meepo, write_config
+
+BROKEN_DIST = str(Path(__file__).parent / "broken_plugin_dist")
+
+
+def test_builtin_types_are_registered_like_any_plugin() -> None:
+    registry = load_registry(entry_points=False)
+    builtin = registry.plugins["builtin"]
+    assert builtin.package == "meepo-core"
+    assert builtin.provides["sink"] == ["print", "jsonl", "memory", "null"]
+    assert builtin.provides["source"] == ["jsonl", "memory"]
+    assert set(registry.types["checkpoint store"]) == {"file", "none"}
+
+
+def test_broken_and_misspelled_plugins_are_reported_by_name_and_the_cli_survives(
+    tmp_path: Path,
+) -> None:
+    write_config(tmp_path, {"demo": {"source": {"type": "memory"}, "sinks": [{"type": "null"}]}})
+    result = run_meepo("plugins", cwd=tmp_path, env={"PYTHONPATH": BROKEN_DIST})
+    assert result.returncode == 0, result.stderr
+    lines = {line.split(" ")[0]: line for line in result.stdout.splitlines()}
+    assert "BROKEN: ImportError: meepo_missing_dependency is not installed" in lines["broken"]
+    assert "meepo-broken-example 1.0" in lines["broken"]
+    assert "BROKEN: unknown hook" in lines["misspelled"] and "meepo_register_sink" in lines["misspelled"]
+    assert lines["builtin"].startswith("builtin (meepo-core ")
+    # the rest of the CLI still works
+    assert run_meepo("list", cwd=tmp_path, env={"PYTHONPATH": BROKEN_DIST}).returncode == 0
+
+
+def test_plugins_are_disabled_by_name(tmp_path: Path) -> None:
+    write_config(tmp_path, {"demo": {"source": {"type": "memory"}, "sinks": [{"type": "null"}]}})
+    result = run_meepo("plugins", cwd=tmp_path, env={
+        "PYTHONPATH": BROKEN_DIST, "MEEPO_DISABLE_PLUGINS": "broken, misspelled"})
+    lines = {line.split(" ")[0]: line for line in result.stdout.splitlines()}
+    assert lines["broken"].endswith("disabled")
+    assert lines["misspelled"].endswith("disabled")
+
+
+class _Duplicate:
+    @hookimpl
+    def meepo_register_sinks(self, register: Any) -> None:
+        register("print", object)
+
+
+def test_duplicate_type_is_reported_and_the_first_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    module = types.ModuleType("meepo_dup_test_plugin")
+    module.meepo_register_sinks = _Duplicate().meepo_register_sinks  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "meepo_dup_test_plugin", module)
+    registry = load_registry(["meepo_dup_test_plugin"], entry_points=False)
+    assert "already registered by plugin 'builtin'" in (
+        registry.plugins["meepo_dup_test_plugin"].error or ""
+    )
+    assert registry.types["sink"]["print"].plugin == "builtin"
+
+
+def test_unknown_type_from_a_broken_plugin_says_it_failed_to_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(BROKEN_DIST)
+    registry = load_registry()
+    registry.plugins["broken"].package = "meepo-es"  # as if meepo-es were installed but broken
+    with pytest.raises(ConfigError, match="failed to load: ImportError"):
+        registry.lookup("sink", "elasticsearch", "sinks[0].type")
+
+
+def test_check_reports_each_problem(tmp_path: Path) -> None:
+    write_config(tmp_path, {"p": {"source": {"type": "jsonl", "path": "missing.jsonl"},
+                                  "sinks": [{"type": "print"}]}})
+    result = run_meepo("check", "p", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "source: FAILED" in result.stdout and "sinks[0] print: ok" in result.stdout
+    assert "meepo: source: " in result.stderr and "missing.jsonl does not exist" in result.stderr
+
+
+def test_list_shows_pipelines(tmp_path: Path) -> None:
+    write_config(tmp_path, {"orders": {"source": {"type": "memory"},
+                                       "sinks": [{"type": "print"}, {"type": "null"}]}})
+    result = run_meepo("list", cwd=tmp_path)
+    assert result.stdout.strip() == "orders: memory -> print, null (checkpoint file:.meepo/orders.json)"
+
+
+def test_help_teaches_with_examples(tmp_path: Path) -> None:
+    result = run_meepo("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for text in ("meepo run orders --once", "Exit codes", "[tool.meepo.pipelines.orders]"):
+        assert text in result.stdout
+    run_help = run_meepo("run", "--help", cwd=tmp_path).stdout
+    assert "--once" in run_help and "SIGTERM" in run_help
