@@ -59,7 +59,8 @@ def test_batcher_groups_transactions_and_splits_huge_ones() -> None:
     batches = [b for b in out if b is not None]
     assert [[e.pk for e in b.events] for b in batches] == [[1, 2], [3, 4, 5], [6, 7, 8]]
     assert [b.position for b in batches] == ["A", None, None]  # never a position mid-transaction
-    last = batcher.commit("B")  # the end of B moves the checkpoint, with no events left
+    assert batcher.commit("B") is None  # waits up to max_delay for more transactions
+    last = batcher.flush()  # the end of B moves the checkpoint, with no events left
     assert last is not None and last.events == () and last.position == "B"
 
 
