@@ -27,13 +27,23 @@ def test_malformed_toml(tmp_path: Path) -> None:
 
 
 def test_unknown_sink_type_lists_available_and_package(tmp_path: Path) -> None:
-    write_config(tmp_path, {"orders": {"source": {"type": "memory"},
-                                       "sinks": [{"type": "print"}, {"type": "elasticsearch"}]}})
-    result = run_meepo("run", "orders", "--once", cwd=tmp_path,
-                       env={"MEEPO_DISABLE_PLUGINS": "es"})
+    write_config(
+        tmp_path,
+        {
+            "orders": {
+                "source": {"type": "memory"},
+                "sinks": [{"type": "print"}, {"type": "elasticsearch"}],
+            }
+        },
+    )
+    result = run_meepo("run", "orders", "--once", cwd=tmp_path, env={"MEEPO_DISABLE_PLUGINS": "es"})
     assert_one_line_error(
-        result, 2, "tool.meepo.pipelines.orders.sinks[1].type: unknown sink type 'elasticsearch'",
-        "available: ", "print", "pip install meepo-es",
+        result,
+        2,
+        "tool.meepo.pipelines.orders.sinks[1].type: unknown sink type 'elasticsearch'",
+        "available: ",
+        "print",
+        "pip install meepo-es",
     )
 
 
@@ -56,33 +66,59 @@ def test_missing_sinks(tmp_path: Path) -> None:
 
 
 def test_wrong_type(tmp_path: Path) -> None:
-    write_config(tmp_path, {"audit": {"source": {"type": "memory"}, "sinks": [{"type": "print"}],
-                                      "batch_size": "big"}})
+    write_config(
+        tmp_path,
+        {
+            "audit": {
+                "source": {"type": "memory"},
+                "sinks": [{"type": "print"}],
+                "batch_size": "big",
+            }
+        },
+    )
     result = run_meepo("run", "audit", cwd=tmp_path)
-    assert_one_line_error(result, 2, "tool.meepo.pipelines.audit.batch_size: must be an integer",
-                          "'big'")
+    assert_one_line_error(
+        result, 2, "tool.meepo.pipelines.audit.batch_size: must be an integer", "'big'"
+    )
 
 
 def test_misspelled_option(tmp_path: Path) -> None:
-    write_config(tmp_path, {"a": {"source": {"type": "memory"},
-                                  "sinks": [{"type": "print", "fromat": "json"}]}})
+    write_config(
+        tmp_path,
+        {"a": {"source": {"type": "memory"}, "sinks": [{"type": "print", "fromat": "json"}]}},
+    )
     result = run_meepo("run", "a", cwd=tmp_path)
     assert_one_line_error(result, 2, "sinks[0].fromat: unknown option", "format")
 
 
 def test_unset_environment_variable(tmp_path: Path) -> None:
-    write_config(tmp_path, {"a": {"source": {"type": "jsonl", "path": "${MEEPO_TEST_UNSET_LOG}"},
-                                  "sinks": [{"type": "print"}]}})
+    write_config(
+        tmp_path,
+        {
+            "a": {
+                "source": {"type": "jsonl", "path": "${MEEPO_TEST_UNSET_LOG}"},
+                "sinks": [{"type": "print"}],
+            }
+        },
+    )
     result = run_meepo("run", "a", cwd=tmp_path)
-    assert_one_line_error(result, 2, "tool.meepo.pipelines.a.source.path",
-                          "MEEPO_TEST_UNSET_LOG is not set")
+    assert_one_line_error(
+        result, 2, "tool.meepo.pipelines.a.source.path", "MEEPO_TEST_UNSET_LOG is not set"
+    )
 
 
 def test_environment_variables_are_interpolated(tmp_path: Path) -> None:
     sample = Path(__file__).parents[1] / "examples" / "sample-events.jsonl"
-    write_config(tmp_path, {"a": {"source": {"type": "jsonl", "path": "${LOG_PATH}"},
-                                  "sinks": [{"type": "print", "template": "${PREFIX:-ev} {name}"}],
-                                  "checkpoint": "none"}})
+    write_config(
+        tmp_path,
+        {
+            "a": {
+                "source": {"type": "jsonl", "path": "${LOG_PATH}"},
+                "sinks": [{"type": "print", "template": "${PREFIX:-ev} {name}"}],
+                "checkpoint": "none",
+            }
+        },
+    )
     result = run_meepo("run", "a", "--once", cwd=tmp_path, env={"LOG_PATH": str(sample)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "ev test_write"
@@ -96,22 +132,40 @@ def test_unknown_pipeline_lists_the_configured_ones(tmp_path: Path) -> None:
 
 def test_no_config_file(tmp_path: Path) -> None:
     result = run_meepo("list", cwd=tmp_path)
-    assert_one_line_error(result, 2, "no pyproject.toml with [tool.meepo.pipelines.NAME]",
-                          "--config")
+    assert_one_line_error(
+        result, 2, "no pyproject.toml with [tool.meepo.pipelines.NAME]", "--config"
+    )
 
 
 def test_bad_checkpoint_scheme(tmp_path: Path) -> None:
-    write_config(tmp_path, {"a": {"source": {"type": "memory"}, "sinks": [{"type": "print"}],
-                                  "checkpoint": "s3://bucket/key"}})
+    write_config(
+        tmp_path,
+        {
+            "a": {
+                "source": {"type": "memory"},
+                "sinks": [{"type": "print"}],
+                "checkpoint": "s3://bucket/key",
+            }
+        },
+    )
     result = run_meepo("run", "a", cwd=tmp_path)
-    assert_one_line_error(result, 2, "tool.meepo.pipelines.a.checkpoint: unknown checkpoint store "
-                          "type 's3'", "file")
+    assert_one_line_error(
+        result, 2, "tool.meepo.pipelines.a.checkpoint: unknown checkpoint store type 's3'", "file"
+    )
 
 
 def test_corrupt_checkpoint_is_a_runtime_error_that_keeps_the_file(tmp_path: Path) -> None:
     sample = Path(__file__).parents[1] / "examples" / "sample-events.jsonl"
-    write_config(tmp_path, {"a": {"source": {"type": "jsonl", "path": str(sample)},
-                                  "sinks": [{"type": "print"}], "checkpoint": "file:cp.json"}})
+    write_config(
+        tmp_path,
+        {
+            "a": {
+                "source": {"type": "jsonl", "path": str(sample)},
+                "sinks": [{"type": "print"}],
+                "checkpoint": "file:cp.json",
+            }
+        },
+    )
     (tmp_path / "cp.json").write_text("{not json")
     result = run_meepo("run", "a", "--once", cwd=tmp_path)
     assert_one_line_error(result, 1, "cp.json is corrupt", "delete it")
@@ -121,8 +175,9 @@ def test_corrupt_checkpoint_is_a_runtime_error_that_keeps_the_file(tmp_path: Pat
 
 def test_meepo_toml_with_top_level_pipelines(tmp_path: Path) -> None:
     config = tmp_path / "meepo.toml"
-    config.write_text('[pipelines.x]\nsource = { type = "memory" }\nsinks = [{ type = "null" }]\n'
-                      'batch_size = 0\n')
+    config.write_text(
+        '[pipelines.x]\nsource = { type = "memory" }\nsinks = [{ type = "null" }]\nbatch_size = 0\n'
+    )
     result = run_meepo("--config", str(config), "run", "x", cwd=tmp_path)
     assert_one_line_error(result, 2, "pipelines.x.batch_size: must be at least 1")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from meepo_core.builtin.jsonl import JsonlSource
 from meepo_core.events import RowEvent
 from meepo_core.serialization import event_to_json
-from meepo_core.testing import SinkContract, SourceContract
-from meepo_core.builtin.jsonl import JsonlSource
 from meepo_core.source import Source
+from meepo_core.testing import SinkContract, SourceContract
 
 
 class TestJsonlSinkContract(SinkContract):

@@ -34,13 +34,28 @@ def test_rejects_unknown_action_and_naive_timestamps() -> None:
 
 def test_json_roundtrip_is_lossless() -> None:
     row = {
-        "id": 18446744073709551615, "price": Decimal("12.340"), "ratio": 0.5, "name": "café 🎉",
-        "blob": b"\x00\xff", "day": date(2026, 2, 3), "at": datetime(2026, 2, 3, 4, 5, 6, 789, UTC),
-        "t": time(1, 2, 3, 4), "dur": timedelta(hours=-1, microseconds=5), "tags": {"a", "b"},
-        "doc": {"nested": [1, {"x": None}]}, "none": None,
+        "id": 18446744073709551615,
+        "price": Decimal("12.340"),
+        "ratio": 0.5,
+        "name": "café 🎉",
+        "blob": b"\x00\xff",
+        "day": date(2026, 2, 3),
+        "at": datetime(2026, 2, 3, 4, 5, 6, 789, UTC),
+        "t": time(1, 2, 3, 4),
+        "dur": timedelta(hours=-1, microseconds=5),
+        "tags": {"a", "b"},
+        "doc": {"nested": [1, {"x": None}]},
+        "none": None,
     }
-    original = event(pk=(3, "x"), action="update", before=row, after={**row, "ratio": 1.5},
-                     position={"file": "binlog.000002", "pos": 4}, txid="0-1-9", sequence=42)
+    original = event(
+        pk=(3, "x"),
+        action="update",
+        before=row,
+        after={**row, "ratio": 1.5},
+        position={"file": "binlog.000002", "pos": 4},
+        txid="0-1-9",
+        sequence=42,
+    )
     restored = event_from_json(event_to_json(original))
     assert restored == original
     assert isinstance(restored.pk, tuple)

@@ -33,7 +33,10 @@ def test_broken_and_misspelled_plugins_are_reported_by_name_and_the_cli_survives
     lines = {line.split(" ")[0]: line for line in result.stdout.splitlines()}
     assert "BROKEN: ImportError: meepo_missing_dependency is not installed" in lines["broken"]
     assert "meepo-broken-example 1.0" in lines["broken"]
-    assert "BROKEN: unknown hook" in lines["misspelled"] and "meepo_register_sink" in lines["misspelled"]
+    assert (
+        "BROKEN: unknown hook" in lines["misspelled"]
+        and "meepo_register_sink" in lines["misspelled"]
+    )
     assert lines["builtin"].startswith("builtin (meepo-core ")
     # the rest of the CLI still works
     assert run_meepo("list", cwd=tmp_path, env={"PYTHONPATH": BROKEN_DIST}).returncode == 0
@@ -41,8 +44,11 @@ def test_broken_and_misspelled_plugins_are_reported_by_name_and_the_cli_survives
 
 def test_plugins_are_disabled_by_name(tmp_path: Path) -> None:
     write_config(tmp_path, {"demo": {"source": {"type": "memory"}, "sinks": [{"type": "null"}]}})
-    result = run_meepo("plugins", cwd=tmp_path, env={
-        "PYTHONPATH": BROKEN_DIST, "MEEPO_DISABLE_PLUGINS": "broken, misspelled"})
+    result = run_meepo(
+        "plugins",
+        cwd=tmp_path,
+        env={"PYTHONPATH": BROKEN_DIST, "MEEPO_DISABLE_PLUGINS": "broken, misspelled"},
+    )
     lines = {line.split(" ")[0]: line for line in result.stdout.splitlines()}
     assert lines["broken"].endswith("disabled")
     assert lines["misspelled"].endswith("disabled")
@@ -68,7 +74,9 @@ def test_duplicate_type_is_reported_and_the_first_wins(monkeypatch: pytest.Monke
     assert registry.types["sink"]["print"].plugin == "builtin"
 
 
-def test_unknown_type_from_a_broken_plugin_says_it_failed_to_load(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_type_from_a_broken_plugin_says_it_failed_to_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.syspath_prepend(BROKEN_DIST)
     registry = load_registry()
     registry.plugins["broken"].package = "meepo-es"  # as if meepo-es were installed but broken
@@ -77,8 +85,10 @@ def test_unknown_type_from_a_broken_plugin_says_it_failed_to_load(monkeypatch: p
 
 
 def test_check_reports_each_problem(tmp_path: Path) -> None:
-    write_config(tmp_path, {"p": {"source": {"type": "jsonl", "path": "missing.jsonl"},
-                                  "sinks": [{"type": "print"}]}})
+    write_config(
+        tmp_path,
+        {"p": {"source": {"type": "jsonl", "path": "missing.jsonl"}, "sinks": [{"type": "print"}]}},
+    )
     result = run_meepo("check", "p", cwd=tmp_path)
     assert result.returncode == 1
     assert "source: FAILED" in result.stdout and "sinks[0] print: ok" in result.stdout
@@ -86,10 +96,15 @@ def test_check_reports_each_problem(tmp_path: Path) -> None:
 
 
 def test_list_shows_pipelines(tmp_path: Path) -> None:
-    write_config(tmp_path, {"orders": {"source": {"type": "memory"},
-                                       "sinks": [{"type": "print"}, {"type": "null"}]}})
+    write_config(
+        tmp_path,
+        {"orders": {"source": {"type": "memory"}, "sinks": [{"type": "print"}, {"type": "null"}]}},
+    )
     result = run_meepo("list", cwd=tmp_path)
-    assert result.stdout.strip() == "orders: memory -> print, null (checkpoint file:.meepo/orders.json)"
+    assert (
+        result.stdout.strip()
+        == "orders: memory -> print, null (checkpoint file:.meepo/orders.json)"
+    )
 
 
 def test_help_teaches_with_examples(tmp_path: Path) -> None:

@@ -26,9 +26,19 @@ from meepo_core.testing.cli import meepo_command
 
 SAMPLE = Path(__file__).parents[1] / "examples" / "sample-events.jsonl"
 ORIGINAL_EXAMPLE = [
-    "test_write 1", "test_write 2", "test_write 3", "test_write 4",
-    "test_update 1", "test_update 2", "test_update 2", "test_update 3", "test_update 4",
-    "test_delete 2", "test_delete 3", "test_delete 4", "test_delete 1",
+    "test_write 1",
+    "test_write 2",
+    "test_write 3",
+    "test_write 4",
+    "test_update 1",
+    "test_update 2",
+    "test_update 2",
+    "test_update 3",
+    "test_update 4",
+    "test_delete 2",
+    "test_delete 3",
+    "test_delete 4",
+    "test_delete 1",
 ]
 
 
@@ -53,8 +63,10 @@ def _faulty_sinks_importable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_replaying_the_sample_log_prints_the_original_meepo_example(tmp_path: Path) -> None:
-    write_config(tmp_path, {"demo": {"source": {"type": "jsonl", "path": str(SAMPLE)},
-                                     "sinks": [{"type": "print"}]}})
+    write_config(
+        tmp_path,
+        {"demo": {"source": {"type": "jsonl", "path": str(SAMPLE)}, "sinks": [{"type": "print"}]}},
+    )
     result = run_meepo("run", "demo", "--once", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ORIGINAL_EXAMPLE
@@ -66,12 +78,18 @@ def test_replaying_the_sample_log_prints_the_original_meepo_example(tmp_path: Pa
 
 def test_transient_sink_failures_are_retried_then_delivered(tmp_path: Path) -> None:
     publish("in", 3)
-    runner = build(tmp_path, {
-        "source": {"type": "memory", "name": "in"},
-        "sinks": [{"type": "memory", "name": "out"},
-                  {"type": "flaky-fake", "path": "flaky.log", "failures": 3}],
-        "retry_backoff": 0.01, "checkpoint": "file:cp.json",
-    })
+    runner = build(
+        tmp_path,
+        {
+            "source": {"type": "memory", "name": "in"},
+            "sinks": [
+                {"type": "memory", "name": "out"},
+                {"type": "flaky-fake", "path": "flaky.log", "failures": 3},
+            ],
+            "retry_backoff": 0.01,
+            "checkpoint": "file:cp.json",
+        },
+    )
     stats = runner.run(once=True)
     assert stats.events == 3
     assert [pk for _, pk in recorded(tmp_path / "flaky.log")] == [1, 2, 3]
@@ -83,11 +101,16 @@ def test_transient_sink_failures_are_retried_then_delivered(tmp_path: Path) -> N
 
 def test_exhausted_retries_stop_without_moving_the_checkpoint(tmp_path: Path) -> None:
     publish("in", 2)
-    runner = build(tmp_path, {
-        "source": {"type": "memory", "name": "in"},
-        "sinks": [{"type": "flaky-fake", "path": "flaky.log", "failures": 100}],
-        "retry_backoff": 0.001, "max_retries": 2, "checkpoint": "file:cp.json",
-    })
+    runner = build(
+        tmp_path,
+        {
+            "source": {"type": "memory", "name": "in"},
+            "sinks": [{"type": "flaky-fake", "path": "flaky.log", "failures": 100}],
+            "retry_backoff": 0.001,
+            "max_retries": 2,
+            "checkpoint": "file:cp.json",
+        },
+    )
     with pytest.raises(SinkError, match="still failing after 3 attempts: ConnectionError"):
         runner.run(once=True)
     assert not (tmp_path / "cp.json").exists()
@@ -95,11 +118,14 @@ def test_exhausted_retries_stop_without_moving_the_checkpoint(tmp_path: Path) ->
 
 def test_permanent_failure_is_not_retried(tmp_path: Path) -> None:
     publish("in", 1)
-    runner = build(tmp_path, {
-        "source": {"type": "memory", "name": "in"},
-        "sinks": [{"type": "flaky-fake", "path": "f.log", "permanent": True}],
-        "checkpoint": "file:cp.json",
-    })
+    runner = build(
+        tmp_path,
+        {
+            "source": {"type": "memory", "name": "in"},
+            "sinks": [{"type": "flaky-fake", "path": "f.log", "permanent": True}],
+            "checkpoint": "file:cp.json",
+        },
+    )
     with pytest.raises(SinkError, match="rejected by the destination"):
         runner.run(once=True)
     assert runner.metrics.failures == {}
@@ -107,8 +133,11 @@ def test_permanent_failure_is_not_retried(tmp_path: Path) -> None:
 
 
 def test_checkpoint_resumes_after_the_last_applied_batch(tmp_path: Path) -> None:
-    pipeline = {"source": {"type": "memory", "name": "in"},
-                "sinks": [{"type": "memory", "name": "out"}], "checkpoint": "file:cp.json"}
+    pipeline = {
+        "source": {"type": "memory", "name": "in"},
+        "sinks": [{"type": "memory", "name": "out"}],
+        "checkpoint": "file:cp.json",
+    }
     publish("in", 3)
     build(tmp_path, pipeline).run(once=True)
     publish("in", 5)  # positions 1..5 again: 1..3 are behind the checkpoint
@@ -118,10 +147,15 @@ def test_checkpoint_resumes_after_the_last_applied_batch(tmp_path: Path) -> None
 
 def test_back_pressure_bounds_the_queue(tmp_path: Path) -> None:
     publish("in", 200)
-    runner = build(tmp_path, {
-        "source": {"type": "memory", "name": "in"},
-        "sinks": [{"type": "memory", "name": "out"}], "queue_size": 2, "checkpoint": "none",
-    })
+    runner = build(
+        tmp_path,
+        {
+            "source": {"type": "memory", "name": "in"},
+            "sinks": [{"type": "memory", "name": "out"}],
+            "queue_size": 2,
+            "checkpoint": "none",
+        },
+    )
     seen: list[int] = []
     original = runner._apply
 
@@ -137,9 +171,14 @@ def test_back_pressure_bounds_the_queue(tmp_path: Path) -> None:
 
 
 def test_stop_finishes_queued_batches_and_saves_the_checkpoint(tmp_path: Path) -> None:
-    runner = build(tmp_path, {"source": {"type": "memory", "name": "in"},
-                              "sinks": [{"type": "memory", "name": "out"}],
-                              "checkpoint": "file:cp.json"})
+    runner = build(
+        tmp_path,
+        {
+            "source": {"type": "memory", "name": "in"},
+            "sinks": [{"type": "memory", "name": "out"}],
+            "checkpoint": "file:cp.json",
+        },
+    )
     publish("in", 5)
     thread = threading.Thread(target=runner.run)
     thread.start()
@@ -152,17 +191,32 @@ def test_stop_finishes_queued_batches_and_saves_the_checkpoint(tmp_path: Path) -
     assert json.loads((tmp_path / "cp.json").read_text())["position"] == 5
 
 
-def test_sigkill_between_apply_and_checkpoint_redelivers(tmp_path: Path, plugin_env: dict[str, str]) -> None:
-    write_config(tmp_path, {"p": {
-        "source": {"type": "jsonl", "path": str(SAMPLE)},
-        "sinks": [{"type": "jsonl", "path": "out.jsonl"},
-                  {"type": "blocking-fake", "path": "received.log", "marker": "applied"}],
-        "checkpoint": "file:cp.json", "batch_size": 5,
-    }}, plugins=["faulty_sinks"])
+def test_sigkill_between_apply_and_checkpoint_redelivers(
+    tmp_path: Path, plugin_env: dict[str, str]
+) -> None:
+    write_config(
+        tmp_path,
+        {
+            "p": {
+                "source": {"type": "jsonl", "path": str(SAMPLE)},
+                "sinks": [
+                    {"type": "jsonl", "path": "out.jsonl"},
+                    {"type": "blocking-fake", "path": "received.log", "marker": "applied"},
+                ],
+                "checkpoint": "file:cp.json",
+                "batch_size": 5,
+            }
+        },
+        plugins=["faulty_sinks"],
+    )
     env = {**plugin_env, "MEEPO_TEST_BLOCK": "1"}
-    process = subprocess.Popen(meepo_command("run", "p"), cwd=tmp_path,
-                               env={**__import__("os").environ, **env},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        meepo_command("run", "p"),
+        cwd=tmp_path,
+        env={**__import__("os").environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 30
         while not (tmp_path / "applied").exists():
@@ -180,8 +234,8 @@ def test_sigkill_between_apply_and_checkpoint_redelivers(tmp_path: Path, plugin_
     assert result.returncode == 0, result.stderr
     received = recorded(tmp_path / "received.log")
     # at-least-once: the killed batch is delivered again, then everything else
-    assert received[: len(first_run)] == received[len(first_run): 2 * len(first_run)]
-    assert [f"{name} {pk}" for name, pk in received[len(first_run):]] == ORIGINAL_EXAMPLE
+    assert received[: len(first_run)] == received[len(first_run) : 2 * len(first_run)]
+    assert [f"{name} {pk}" for name, pk in received[len(first_run) :]] == ORIGINAL_EXAMPLE
     # the jsonl sink skips re-delivered sequences, so the audit log has each event once
     names = [json.loads(line)["name"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert len(names) == len(ORIGINAL_EXAMPLE)
@@ -190,10 +244,23 @@ def test_sigkill_between_apply_and_checkpoint_redelivers(tmp_path: Path, plugin_
 def test_sigterm_stops_gracefully_with_exit_0(tmp_path: Path) -> None:
     log = tmp_path / "log.jsonl"
     log.write_text(SAMPLE.read_text())
-    write_config(tmp_path, {"p": {"source": {"type": "jsonl", "path": str(log)},
-                                  "sinks": [{"type": "print"}], "checkpoint": "file:cp.json"}})
-    process = subprocess.Popen(meepo_command("run", "p"), cwd=tmp_path, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    write_config(
+        tmp_path,
+        {
+            "p": {
+                "source": {"type": "jsonl", "path": str(log)},
+                "sinks": [{"type": "print"}],
+                "checkpoint": "file:cp.json",
+            }
+        },
+    )
+    process = subprocess.Popen(
+        meepo_command("run", "p"),
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 30
     while not (tmp_path / "cp.json").exists():
         assert time.monotonic() < deadline
@@ -203,13 +270,21 @@ def test_sigterm_stops_gracefully_with_exit_0(tmp_path: Path) -> None:
     assert process.returncode == 0, err
     assert out.splitlines() == ORIGINAL_EXAMPLE
     assert "stopping pipeline p" in err
-    assert json.loads((tmp_path / "cp.json").read_text())["position"] == {"offset": log.stat().st_size}
+    assert json.loads((tmp_path / "cp.json").read_text())["position"] == {
+        "offset": log.stat().st_size
+    }
 
 
 def test_metrics_endpoint_and_status_line(tmp_path: Path) -> None:
-    runner = build(tmp_path, {"source": {"type": "memory", "name": "in"},
-                              "sinks": [{"type": "null"}], "metrics_port": 0,
-                              "checkpoint": "none"})
+    runner = build(
+        tmp_path,
+        {
+            "source": {"type": "memory", "name": "in"},
+            "sinks": [{"type": "null"}],
+            "metrics_port": 0,
+            "checkpoint": "none",
+        },
+    )
     publish("in", 4)
     thread = threading.Thread(target=runner.run)
     thread.start()

@@ -33,13 +33,18 @@ def test_free_port_is_bindable() -> None:
 
 def test_mariadb_binlog_settings(mariadb: MariaDBServer) -> None:
     assert mariadb.dsn == f"mysql://meepo:meepo@127.0.0.1:{mariadb.port}"
-    variables = dict(mariadb.execute(
-        "SHOW VARIABLES WHERE Variable_name IN "
-        "('binlog_row_metadata', 'binlog_row_image', 'binlog_format', 'log_bin', 'server_id')"
-    ))
+    variables = dict(
+        mariadb.execute(
+            "SHOW VARIABLES WHERE Variable_name IN "
+            "('binlog_row_metadata', 'binlog_row_image', 'binlog_format', 'log_bin', 'server_id')"
+        )
+    )
     assert variables == {
-        "binlog_row_metadata": "FULL", "binlog_row_image": "FULL", "binlog_format": "ROW",
-        "log_bin": "ON", "server_id": "1",
+        "binlog_row_metadata": "FULL",
+        "binlog_row_image": "FULL",
+        "binlog_format": "ROW",
+        "log_bin": "ON",
+        "server_id": "1",
     }
     grants = mariadb.execute("SHOW GRANTS FOR CURRENT_USER()")
     assert any("ALL PRIVILEGES ON *.*" in g[0] and "WITH GRANT OPTION" in g[0] for g in grants)
@@ -186,7 +191,10 @@ def test_external_es_cannot_restart() -> None:
 def test_external_mysql_dsn_parsing() -> None:
     server = ExternalMySQL("mysql://u%40x:p%3Aw@db.example:3307/app")
     assert (server.host, server.port, server.user, server.password) == (
-        "db.example", 3307, "u@x", "p:w"
+        "db.example",
+        3307,
+        "u@x",
+        "p:w",
     )
     assert server.default_database == "app"
     assert ExternalMySQL("mysql://root@localhost").port == 3306

@@ -78,19 +78,36 @@ class State:
         return build_pipeline(self.config, name, self.registry)
 
 
-@click.group(cls=PluginCommands, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-              envvar="MEEPO_CONFIG",
-              help="pyproject.toml or meepo.toml to read (default: the nearest one).")
+@click.group(
+    cls=PluginCommands, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]}
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="MEEPO_CONFIG",
+    help="pyproject.toml or meepo.toml to read (default: the nearest one).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="info", show_default=True, help="Least severe log level shown.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="Log lines on stderr as text or JSON objects.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="Least severe log level shown.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines on stderr as text or JSON objects.",
+)
 @click.version_option(package_name="meepo-core", prog_name="meepo")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, debug: bool, log_level: str,
-        log_format: str) -> None:
+def cli(
+    ctx: click.Context, config_path: Path | None, debug: bool, log_level: str, log_format: str
+) -> None:
     """meepo follows table changes and publishes them to sinks: cache invalidation,
     search and SQL replication, event sourcing, auditing, notifications.
 
@@ -103,8 +120,11 @@ def cli(ctx: click.Context, config_path: Path | None, debug: bool, log_level: st
 
 @cli.command()
 @click.argument("name")
-@click.option("--once", is_flag=True,
-              help="Process everything available now, then exit (tests, cron, backfills).")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Process everything available now, then exit (tests, cron, backfills).",
+)
 @click.pass_obj
 def run(state: State, name: str, once: bool) -> None:
     """Run pipeline NAME until stopped (SIGINT/SIGTERM stop it gracefully: queued batches
@@ -164,7 +184,9 @@ def plugins(state: State) -> None:
     for info in reg.plugins.values():
         provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items())
         status = "disabled" if info.disabled else f"BROKEN: {info.error}" if info.error else ""
-        click.echo(f"{info.name} ({info.package} {info.version}) {provides or '-'} {status}".rstrip())
+        click.echo(
+            f"{info.name} ({info.package} {info.version}) {provides or '-'} {status}".rstrip()
+        )
 
 
 @cli.command()

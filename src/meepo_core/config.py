@@ -104,8 +104,9 @@ def _interpolate(value: Any, path: str) -> Any:
             found = os.environ.get(name, default)
             if found is None:
                 raise ConfigError(
-                    path, f"environment variable {name} is not set; export it or write "
-                    f"${{{name}:-default}}"
+                    path,
+                    f"environment variable {name} is not set; export it or write "
+                    f"${{{name}:-default}}",
                 )
             return found
 

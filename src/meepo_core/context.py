@@ -40,5 +40,9 @@ class PipelineContext:
         self.metrics.record_failure(sink, "dead_letter")
         self.logger.error(
             "dead letter: sink=%s event=%s pk=%r error=%s store=%s",
-            sink, event.name, event.pk, error, self.dead_letters.description,
+            sink,
+            event.name,
+            event.pk,
+            error,
+            self.dead_letters.description,
         )

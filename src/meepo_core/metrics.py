@@ -91,17 +91,23 @@ class Metrics:
                     f'meepo_events_total{{pipeline="{name}",table="{_label(table)}",'
                     f'action="{action}"}} {count}'
                 )
-            lines += ["# HELP meepo_sink_failures_total Sink retries and dead letters.",
-                      "# TYPE meepo_sink_failures_total counter"]
+            lines += [
+                "# HELP meepo_sink_failures_total Sink retries and dead letters.",
+                "# TYPE meepo_sink_failures_total counter",
+            ]
             for (sink, kind), count in sorted(self.failures.items()):
                 lines.append(
                     f'meepo_sink_failures_total{{pipeline="{name}",sink="{_label(sink)}",'
                     f'kind="{kind}"}} {count}'
                 )
-            lines += ["# HELP meepo_batch_seconds Time for all sinks to apply a batch.",
-                      "# TYPE meepo_batch_seconds histogram"]
+            lines += [
+                "# HELP meepo_batch_seconds Time for all sinks to apply a batch.",
+                "# TYPE meepo_batch_seconds histogram",
+            ]
             for bound, count in zip(LATENCY_BUCKETS, self.latency_buckets, strict=True):
-                lines.append(f'meepo_batch_seconds_bucket{{pipeline="{name}",le="{bound}"}} {count}')
+                lines.append(
+                    f'meepo_batch_seconds_bucket{{pipeline="{name}",le="{bound}"}} {count}'
+                )
             lines += [
                 f'meepo_batch_seconds_bucket{{pipeline="{name}",le="+Inf"}} {self.batches}',
                 f'meepo_batch_seconds_sum{{pipeline="{name}"}} {self.latency_sum}',
@@ -124,7 +130,9 @@ def _label(value: Any) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def serve_metrics(metrics: Iterable[Metrics], port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+def serve_metrics(
+    metrics: Iterable[Metrics], port: int, host: str = "127.0.0.1"
+) -> ThreadingHTTPServer:
     """Serve ``GET /metrics`` for the given pipelines in a daemon thread; returns the server
     (call ``shutdown()`` to stop). Port 0 picks a free port (see ``server.server_port``)."""
     pipelines = list(metrics)

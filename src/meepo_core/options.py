@@ -107,9 +107,9 @@ class Options:
 
     def path_value(self, key: str, default: Any = _REQUIRED) -> Path:
         """A filesystem path, resolved against the config file's directory."""
-        value = self.get(key, str, default)
+        value: Any = self.get(key, str, default)
         if value is None:
-            return value  # type: ignore[unreachable]
+            return value  # type: ignore[return-value]
         return (self.base_dir / Path(value).expanduser()).resolve()
 
     def sub(self, key: str) -> Options:
@@ -125,6 +125,12 @@ class Options:
 
 
 def _describe(value: Any) -> str:
-    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
-             list: "an array", dict: "a table"}
+    names = {
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "an array",
+        dict: "a table",
+    }
     return f"{names.get(type(value), type(value).__name__)} ({value!r})"[:80]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from .checkpoints import CheckpointStore
 from .config import MeepoConfig
@@ -68,27 +68,29 @@ def build_pipeline(config: MeepoConfig, name: str, registry: Registry) -> Pipeli
     source = _build(registry, "source", options.sub("source"))
     raw_sinks = options.get("sinks", list)
     if not raw_sinks:
-        raise options.error("sinks", "must list at least one sink, e.g. [{ type = \"print\" }]")
+        raise options.error("sinks", 'must list at least one sink, e.g. [{ type = "print" }]')
     sinks: list[tuple[str, Sink]] = []
     for index, raw in enumerate(raw_sinks):
         path = options.key_path(f"sinks[{index}]")
         if not isinstance(raw, dict):
-            raise ConfigError(path, "must be a table like { type = \"print\" }")
+            raise ConfigError(path, 'must be a table like { type = "print" }')
         sink = _build(registry, "sink", Options(raw, path, config.base_dir))
         sinks.append((f"sinks[{index}] {raw['type']}", sink))
     checkpoint_url = options.string("checkpoint", f"file:.meepo/{name}.json")
     dead_letter_url = options.string("dead_letter", f"file:.meepo/{name}.dead.jsonl")
     checkpoints = _store(registry, "checkpoint store", options, "checkpoint", checkpoint_url, name)
-    dead_letters = _store(registry, "dead-letter store", options, "dead_letter", dead_letter_url, name)
+    dead_letters = _store(
+        registry, "dead-letter store", options, "dead_letter", dead_letter_url, name
+    )
     settings = RunnerSettings.from_options(options)
     options.done()
     return Pipeline(name, source, sinks, checkpoints, dead_letters, settings, config.base_dir)
 
 
-def _build(registry: Registry, kind: str, options: Options) -> Source | Sink:  # type: ignore[return]
-    type_name = options.string("type")
-    cls = registry.lookup(kind, type_name, options.key_path("type"))
-    return cls.from_options(options)  # type: ignore[no-any-return]
+def _build(registry: Registry, kind: str, options: Options) -> Any:
+    """A ``Source`` or ``Sink`` of the type named by the ``type`` key."""
+    cls = registry.lookup(kind, options.string("type"), options.key_path("type"))
+    return cls.from_options(options)
 
 
 def _store(

@@ -82,7 +82,9 @@ class Registry:
         provider = KNOWN_PROVIDERS.get(name)
         broken = [p for p in self.plugins.values() if p.error and provider in (p.package, None)]
         if provider and broken:
-            message += f"; plugin {broken[0].name!r} from {provider} failed to load: {broken[0].error}"
+            message += (
+                f"; plugin {broken[0].name!r} from {provider} failed to load: {broken[0].error}"
+            )
         elif provider:
             message += f"; install it with: pip install {provider}"
         raise ConfigError(key_path, message)
@@ -111,9 +113,7 @@ class Registry:
                 info.error = f"{_HOOKS[kind]} failed: {exc}"
 
 
-def load_registry(
-    extra_modules: Iterable[str] = (), *, entry_points: bool = True
-) -> Registry:
+def load_registry(extra_modules: Iterable[str] = (), *, entry_points: bool = True) -> Registry:
     """A fresh plugin manager with internal plugins, entry points (unless disabled by name
     in ``$MEEPO_DISABLE_PLUGINS``, comma-separated) and ``extra_modules`` (import paths)."""
     manager = pluggy.PluginManager(hookspecs.PROJECT)
@@ -134,7 +134,7 @@ def load_registry(
 
     core_version = _version("meepo-core")
     for module in INTERNAL_PLUGINS:
-        add("builtin", "meepo-core", core_version, lambda m=module: importlib.import_module(m))
+        add("builtin", "meepo-core", core_version, _importer(module))
     if entry_points:
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             if ep.name in registry.plugins:
@@ -142,11 +142,15 @@ def load_registry(
             dist = ep.dist
             add(ep.name, dist.name if dist else "?", dist.version if dist else "?", ep.load)
     for module in extra_modules:
-        add(module, "(local)", "-", lambda m=module: importlib.import_module(m))
+        add(module, "(local)", "-", _importer(module))
     _check_pending(registry)
     for kind in KINDS:
         registry._register_types(kind)
     return registry
+
+
+def _importer(module: str) -> Callable[[], ModuleType]:
+    return lambda: importlib.import_module(module)
 
 
 def _check_pending(registry: Registry) -> None:

@@ -152,8 +152,9 @@ class Runner:
                 if self.context.stopping.is_set():
                     stop_seen = stop_seen or time.monotonic()
                     if time.monotonic() - stop_seen > STOP_GRACE_SECONDS:
-                        log.warning("source did not stop within %.0fs; leaving it",
-                                    STOP_GRACE_SECONDS)
+                        log.warning(
+                            "source did not stop within %.0fs; leaving it", STOP_GRACE_SECONDS
+                        )
                         return
                 continue
             if isinstance(item, _End):
@@ -206,7 +207,11 @@ class Runner:
         )
         log.warning(
             "%s failed (attempt %d of %d): %s; retrying in %.1fs",
-            label, attempt, self.settings.max_retries + 1, _describe(error), delay,
+            label,
+            attempt,
+            self.settings.max_retries + 1,
+            _describe(error),
+            delay,
         )
         if self.context.stopping.wait(delay):
             raise SinkError(

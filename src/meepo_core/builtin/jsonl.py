@@ -127,39 +127,34 @@ class JsonlSource(Source):
             raise SourceError(f"cannot open jsonl log {self.path}: {exc.strerror}") from exc
         with handle:
             handle.seek(offset)
-            open_txid: Any = None
-            line_no = 0
+            open_txid: Any = None  # txid of the transaction whose lines are being read
             while not context.stopping.is_set():
                 line = handle.readline()
                 if not line.endswith(b"\n"):  # end of file, or a line still being written
                     handle.seek(offset)
                     if open_txid is not None:
                         open_txid = None
-                        if (batch := batcher.commit({"offset": offset})) is not None:
-                            yield batch
-                    if (batch := batcher.flush()) is not None:
-                        yield batch
+                        yield from _due(batcher.commit({"offset": offset}))
+                    yield from _due(batcher.flush())
                     if once:
                         return
                     time.sleep(self.poll_interval)
                     continue
-                line_no += 1
                 try:
                     event = event_from_dict(json.loads(line))
                 except (ValueError, KeyError, TypeError) as exc:
                     raise SourceError(
-                        f"{self.path}: line {line_no} after offset {offset} is not a meepo "
-                        f"event ({type(exc).__name__}: {exc})"
+                        f"{self.path}: the line at byte {offset} is not a meepo event "
+                        f"({type(exc).__name__}: {exc})"
                     ) from exc
                 if open_txid is not None and event.txid != open_txid:
-                    if (batch := batcher.commit({"offset": offset})) is not None:
-                        yield batch
-                if (batch := batcher.add(event)) is not None:
-                    yield batch
+                    yield from _due(batcher.commit({"offset": offset}))
+                yield from _due(batcher.add(event))
                 offset += len(line)
                 open_txid = event.txid
-                if event.txid is None:
-                    open_txid = None
-                    if (batch := batcher.commit({"offset": offset})) is not None:
-                        yield batch
+                if open_txid is None:  # an event without txid is its own transaction
+                    yield from _due(batcher.commit({"offset": offset}))
 
+
+def _due(batch: Batch | None) -> list[Batch]:
+    return [] if batch is None else [batch]

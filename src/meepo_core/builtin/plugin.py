@@ -39,7 +39,9 @@ def file_path(url: str, base_dir: Path) -> Path:
 
 @hookimpl
 def meepo_register_checkpoint_stores(register: Callable[[str, Any], None]) -> None:
-    register("file", lambda url, pipeline, base: FileCheckpointStore(file_path(url, base), pipeline))
+    register(
+        "file", lambda url, pipeline, base: FileCheckpointStore(file_path(url, base), pipeline)
+    )
     register("none", lambda url, pipeline, base: MemoryCheckpointStore())
 
 

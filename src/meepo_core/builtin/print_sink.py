@@ -28,8 +28,8 @@ class PrintSink(Sink):
             template.format(name="", schema="", table="", action="", pk="")
         except (KeyError, IndexError, ValueError) as exc:
             raise options.error(
-                "template", f"bad placeholder {exc}; use {{name}} {{schema}} {{table}} "
-                "{action} {pk}"
+                "template",
+                f"bad placeholder {exc}; use {{name}} {{schema}} {{table}} {{action}} {{pk}}",
             ) from exc
         options.done()
         return cls(fmt, template)
@@ -38,7 +38,10 @@ class PrintSink(Sink):
         if self.format == "json":
             return event_to_json(event)
         return self.template.format(
-            name=event.name, schema=event.schema, table=event.table, action=event.action,
+            name=event.name,
+            schema=event.schema,
+            table=event.table,
+            action=event.action,
             pk=event.pk,
         )
 

@@ -57,16 +57,28 @@ def contract_events(schema: str = "meepo_contract", table: str = "items") -> lis
         return {"id": pk, "name": name, "price": Decimal(f"{pk}.50"), "updated_at": stamp}
 
     def event(action: Any, pk: int, before: Any, after: Any, position: int) -> RowEvent:
-        return RowEvent(schema, table, action, pk, before, after, position, stamp,
-                        f"tx{position}", next(seq))
+        return RowEvent(
+            schema, table, action, pk, before, after, position, stamp, f"tx{position}", next(seq)
+        )
 
     return [
-        Batch((event("write", 1, None, row(1, "one"), 1), event("write", 2, None, row(2, "two"), 1),
-               event("write", 3, None, row(3, "three"), 1)), 1),
+        Batch(
+            (
+                event("write", 1, None, row(1, "one"), 1),
+                event("write", 2, None, row(2, "two"), 1),
+                event("write", 3, None, row(3, "three"), 1),
+            ),
+            1,
+        ),
         Batch((event("update", 2, row(2, "two"), row(2, "deux"), 2),), 2),
         Batch((event("delete", 3, row(3, "three"), None, 3),), 3),
-        Batch((event("update", 1, row(1, "one"), row(1, "un"), 4),
-               event("update", 1, row(1, "un"), row(1, "uno"), 4)), 4),
+        Batch(
+            (
+                event("update", 1, row(1, "one"), row(1, "un"), 4),
+                event("update", 1, row(1, "un"), row(1, "uno"), 4),
+            ),
+            4,
+        ),
         Batch((), 5),
     ]
 
@@ -123,7 +135,9 @@ class SinkContract:
         registry = load_registry()
         cls = registry.lookup("sink", self.sink_type, "sink.type")
         options = Options(
-            {"type": self.sink_type, **self.sink_options(), "no_such_option": 1}, "s[0]", self.tmp_path
+            {"type": self.sink_type, **self.sink_options(), "no_such_option": 1},
+            "s[0]",
+            self.tmp_path,
         )
         with pytest.raises(ConfigError, match=r"s\[0\]\.no_such_option: unknown option"):
             cls.from_options(options)
@@ -191,7 +205,7 @@ class SourceContract:
 
     def test_once_ends_when_caught_up(self) -> None:
         _, position = self.drain(None)
-        events, again = self.drain(position)
+        events, _ = self.drain(position)
         assert events == []
 
     def test_stops_promptly_when_asked(self) -> None:

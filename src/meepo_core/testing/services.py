@@ -336,8 +336,13 @@ class Service:
             log.flush()
             try:
                 code = subprocess.run(
-                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    check=False, timeout=self.startup_timeout, **kwargs,
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                    timeout=self.startup_timeout,
+                    **kwargs,
                 ).returncode
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise self._error(f"{Path(argv[0]).name}: {exc}") from exc
@@ -386,8 +391,12 @@ class _MySQLClient:
         import pymysql
 
         params: dict[str, Any] = {
-            "host": self.host, "port": self.port, "user": self.user,
-            "password": self.password, "database": database, "charset": "utf8mb4",
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "database": database,
+            "charset": "utf8mb4",
             "connect_timeout": 10,
         }
         params.update(kwargs)
@@ -427,23 +436,46 @@ class MariaDBServer(_MySQLClient, Service):
         if (self.datadir / "mysql").is_dir():
             return
         install = _find_binary(["mariadb-install-db", "mysql_install_db"], [Path("/usr/bin")])
-        self._run_setup([
-            install, "--no-defaults", f"--datadir={self.datadir}", "--user=root",
-            "--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve",
-        ])
+        self._run_setup(
+            [
+                install,
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--skip-name-resolve",
+            ]
+        )
 
     def command(self) -> Sequence[str]:
         d = self.datadir
         return [
-            self.server_binary, "--no-defaults", "--user=root", f"--datadir={d}",
-            f"--port={self.port}", f"--bind-address={self.host}", f"--socket={self.socket}",
-            f"--pid-file={d / 'mysqld.pid'}", f"--log-error={self.log_path}",
-            f"--log-bin={d / 'binlog'}", "--binlog-format=ROW", "--binlog-row-image=FULL",
-            "--binlog-row-metadata=FULL", "--server-id=1", "--log-slave-updates",
-            "--skip-name-resolve", "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M",
-            "--innodb-doublewrite=0", "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0",
-            "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
-            "--max-connections=500", "--skip-symbolic-links",
+            self.server_binary,
+            "--no-defaults",
+            "--user=root",
+            f"--datadir={d}",
+            f"--port={self.port}",
+            f"--bind-address={self.host}",
+            f"--socket={self.socket}",
+            f"--pid-file={d / 'mysqld.pid'}",
+            f"--log-error={self.log_path}",
+            f"--log-bin={d / 'binlog'}",
+            "--binlog-format=ROW",
+            "--binlog-row-image=FULL",
+            "--binlog-row-metadata=FULL",
+            "--server-id=1",
+            "--log-slave-updates",
+            "--skip-name-resolve",
+            "--innodb-buffer-pool-size=64M",
+            "--innodb-log-file-size=16M",
+            "--innodb-doublewrite=0",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--sync-binlog=0",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_general_ci",
+            "--max-connections=500",
+            "--skip-symbolic-links",
         ]
 
     def root_connect(self, **kwargs: Any) -> pymysql.connections.Connection[Any]:
@@ -531,9 +563,23 @@ class RedisServer(Service):
 
     def command(self) -> Sequence[str]:
         return [
-            self.server_binary, "--port", str(self.port), "--bind", self.host,
-            "--save", "", "--appendonly", "no", "--dir", str(self.datadir),
-            "--logfile", "", "--daemonize", "no", "--databases", "64",
+            self.server_binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.datadir),
+            "--logfile",
+            "",
+            "--daemonize",
+            "no",
+            "--databases",
+            "64",
         ]
 
     def send(self, *args: str) -> str:
@@ -619,8 +665,11 @@ class PostgresServer(Service):
             return {}
         env = {**os.environ, "HOME": str(self.datadir.parent), "USER": "postgres"}
         return {
-            "user": "postgres", "group": "postgres", "extra_groups": [],
-            "cwd": str(self.datadir.parent), "env": env,
+            "user": "postgres",
+            "group": "postgres",
+            "extra_groups": [],
+            "cwd": str(self.datadir.parent),
+            "env": env,
         }
 
     def initialize(self) -> None:
@@ -629,17 +678,33 @@ class PostgresServer(Service):
         if (self.datadir / "PG_VERSION").is_file():
             return
         self._run_setup(
-            [self.bindir / "initdb", "-D", self.datadir, "-U", "postgres", "--auth=trust",
-             "--no-sync", "-E", "UTF8", "--locale=C"],
+            [
+                self.bindir / "initdb",
+                "-D",
+                self.datadir,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
             **self.popen_kwargs(),
         )
 
     def command(self) -> Sequence[str]:
         settings = {
-            "listen_addresses": self.host, "port": str(self.port),
-            "unix_socket_directories": str(self.socket_dir), "fsync": "off",
-            "full_page_writes": "off", "synchronous_commit": "off", "wal_level": "logical",
-            "max_replication_slots": "10", "max_wal_senders": "10", "max_connections": "200",
+            "listen_addresses": self.host,
+            "port": str(self.port),
+            "unix_socket_directories": str(self.socket_dir),
+            "fsync": "off",
+            "full_page_writes": "off",
+            "synchronous_commit": "off",
+            "wal_level": "logical",
+            "max_replication_slots": "10",
+            "max_wal_senders": "10",
+            "max_connections": "200",
             "logging_collector": "off",
         }
         argv: list[str] = [str(self.bindir / "postgres"), "-D", str(self.datadir)]
@@ -652,8 +717,11 @@ class PostgresServer(Service):
         import psycopg
 
         params: dict[str, Any] = {
-            "host": self.host, "port": self.port, "user": self.user,
-            "dbname": dbname or self.database, "connect_timeout": 5,
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "dbname": dbname or self.database,
+            "connect_timeout": 5,
         }
         params.update(kwargs)
         return psycopg.connect(**params)
@@ -728,8 +796,16 @@ class ElasticsearchServer(Service):
     def command(self) -> Sequence[str]:
         exe = self.executable()
         return [
-            exe, "start", "--only", "elasticsearch", "--elasticsearch-port", str(self.port),
-            "--host", self.host, "--data-dir", str(self.datadir),
+            exe,
+            "start",
+            "--only",
+            "elasticsearch",
+            "--elasticsearch-port",
+            str(self.port),
+            "--host",
+            self.host,
+            "--data-dir",
+            str(self.datadir),
         ]
 
     def is_ready(self) -> bool:

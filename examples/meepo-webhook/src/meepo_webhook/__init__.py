@@ -1,0 +1,1 @@
+"""An example third-party meepo sink plugin: POST batches of events to a webhook."""

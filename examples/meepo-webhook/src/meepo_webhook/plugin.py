@@ -1,0 +1,15 @@
+"""Registers the ``webhook`` sink type with meepo."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from meepo_core import hookimpl
+
+from .sink import WebhookSink
+
+
+@hookimpl
+def meepo_register_sinks(register: Callable[[str, Any], None]) -> None:
+    register("webhook", WebhookSink)
