@@ -15,13 +15,27 @@ from .serialization import event_to_dict
 
 
 def dead_letter_record(event: RowEvent, sink: str, error: str) -> dict[str, Any]:
-    """The JSON record stored for one dead letter: the whole event plus why it failed."""
-    return {
-        "sink": sink,
-        "error": error,
-        "failed_at": datetime.now(UTC).isoformat(),
-        "event": event_to_dict(event),
-    }
+    """The JSON record stored for one dead letter: the whole event plus why it failed.
+
+    An event with values JSON cannot carry (the very reason it may have failed) is kept
+    with those values as ``repr`` strings, so it can still be recorded.
+    """
+    try:
+        data = event_to_dict(event)
+    except TypeError:
+        data = {
+            "name": event.name,
+            "schema": event.schema,
+            "table": event.table,
+            "action": event.action,
+            "pk": repr(event.pk),
+            "before": repr(event.before),
+            "after": repr(event.after),
+            "position": repr(event.position),
+            "committed_at": event.committed_at.isoformat(),
+            "sequence": event.sequence,
+        }
+    return {"sink": sink, "error": error, "failed_at": datetime.now(UTC).isoformat(), "event": data}
 
 
 class DeadLetterStore(abc.ABC):

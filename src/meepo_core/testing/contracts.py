@@ -189,6 +189,7 @@ class SourceContract:
                 events.extend(batch.events)
                 if batch.position is not None:
                     position = batch.position
+                    source.acknowledge(position)  # as the runner does after a checkpoint
         finally:
             source.close()
         return events, position

@@ -1,0 +1,81 @@
+"""Redis URLs and clients: validated without I/O at config time, connected lazily."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
+
+import redis
+from redis.connection import parse_url
+
+from meepo_core.options import Options
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+#: Socket timeouts: long enough for a big pipelined batch, short enough to fail visibly.
+SOCKET_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 10.0
+
+
+def check_url(url: str) -> str:
+    """``url`` if redis-py can parse it; ``ValueError`` with the fix otherwise (no I/O)."""
+    try:
+        parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise ValueError(
+            f"{url!r} is not a Redis URL ({exc}); write e.g. redis://127.0.0.1:6379/0"
+        ) from None
+    return url
+
+
+def url_option(options: Options, key: str = "url", default: str | None = None) -> str:
+    """The Redis URL at ``key``, validated; a :class:`ConfigError` names the key."""
+    url = options.string(key) if default is None else options.string(key, default)
+    try:
+        return check_url(url)
+    except ValueError as exc:
+        raise options.error(key, str(exc)) from None
+
+
+def pop_query(url: str, name: str) -> tuple[str, str | None]:
+    """Remove meepo's own ``?name=value`` from a URL (redis-py would reject it)."""
+    parts = urlparse(url)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    values = query.pop(name, None)
+    rest = urlunparse(parts._replace(query=urlencode(query, doseq=True)))
+    return rest, values[0] if values else None
+
+
+def connect(url: str, **kwargs: object) -> redis.Redis:
+    """A client for ``url`` (bytes replies). Connects on first command, not here."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        health_check_interval=30,
+        **kwargs,
+    )
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for logs and messages."""
+    parts = urlparse(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunparse(parts._replace(netloc=netloc))
+    return url
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def ping_problems(client: redis.Redis, url: str) -> list[str]:
+    """``check()`` helper: one line when the server cannot be reached."""
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return [f"cannot reach Redis at {redact(url)}: {describe(exc)}; check url and that "
+                "the server is running"]
+    finally:
+        client.close()
+    return []
