@@ -1,0 +1,200 @@
+"""``sqlalchemy-outbox`` source: relays the outbox table to the pipeline's sinks.
+
+Order and position: rows are read by ascending ``id``, which is commit order because
+writers allocate ids under the outbox lock (see :mod:`meepo_sqlalchemy.outbox`). The
+position is the ``id`` of the last row of the last relayed transaction, an int; the batch
+``sequence`` of each event is its row ``id``. Rows of one transaction are contiguous and
+become visible at once, so a transaction ends where ``txid`` changes or where the table
+ends.
+
+Removal: rows are deleted only up to a checkpointed position, that is after every sink
+applied them: in :meth:`acknowledge`, which the runner calls after each checkpoint, and
+at start for rows at or below the checkpoint a previous run saved. A crash between the
+sinks and the checkpoint replays those rows (at-least-once). ``delete_relayed = false``
+keeps every row (several pipelines on one outbox; purge them yourself).
+
+Polling: one indexed range query (``id > last ORDER BY id LIMIT n``) per poll, each in its
+own short autocommit transaction (so MySQL's REPEATABLE READ never pins an old snapshot);
+a full page is followed immediately by the next one, an idle outbox is polled every
+``poll_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Self
+
+from sqlalchemy import Engine, create_engine, delete, inspect, select
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
+
+from meepo_core.batching import Batcher
+from meepo_core.errors import SourceError
+from meepo_core.events import Batch, Position, RowEvent
+from meepo_core.options import Options
+from meepo_core.serialization import event_from_dict
+from meepo_core.source import Source
+
+from .outbox import DEFAULT_NAME, OutboxTables
+from .urls import describe, url_option
+
+if TYPE_CHECKING:
+    from meepo_core.context import PipelineContext
+
+log = logging.getLogger("meepo.sqlalchemy.outbox")
+
+
+class OutboxSource(Source):
+    """Relays ``table`` of the database at ``url``; see the module docstring."""
+
+    def __init__(self, url: URL, table: str = DEFAULT_NAME, schema: str | None = None,
+                 poll_interval: float = 0.5, delete_relayed: bool = True,
+                 page_size: int = 1000) -> None:
+        self.url = url
+        self.tables = OutboxTables(table, schema=schema)
+        self.poll_interval = poll_interval
+        self.delete_relayed = delete_relayed
+        self.page_size = page_size
+        self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
+
+    @classmethod
+    def from_options(cls, options: Options) -> Self:
+        url = url_option(options)
+        table = options.string("table", DEFAULT_NAME)
+        schema = options.string("schema", None)
+        poll = options.number("poll_interval", 0.5, minimum=0.01)
+        delete_relayed = options.boolean("delete_relayed", True)
+        page = options.integer("page_size", 1000, minimum=1)
+        options.done()
+        return cls(url, table, schema, poll, delete_relayed, page)
+
+    @property
+    def engine(self) -> Engine:
+        with self._engine_lock:
+            if self._engine is None:
+                try:
+                    self._engine = create_engine(self.url, pool_pre_ping=True)
+                except (SQLAlchemyError, ImportError) as exc:
+                    raise SourceError(
+                        f"source.url: cannot use {describe(self.url)}: {exc}; install the "
+                        "database driver (psycopg, pymysql) or fix the URL"
+                    ) from exc
+            return self._engine
+
+    def check(self) -> list[str]:
+        try:
+            with self.engine.connect() as conn:
+                names = inspect(conn).get_table_names(schema=self.tables.outbox.schema)
+        except SQLAlchemyError as exc:
+            raise SourceError(f"cannot reach {describe(self.url)}: {_first_line(exc)}") from exc
+        missing = [t.name for t in (self.tables.outbox, self.tables.lock) if t.name not in names]
+        if missing:
+            return [f"table {', '.join(missing)} missing in {describe(self.url)}; create the "
+                    f"outbox with meepo_sqlalchemy.create_outbox(engine, {self.tables.name!r})"]
+        return []
+
+    def stream(
+        self, start: Position | None, context: PipelineContext, *, once: bool
+    ) -> Iterator[Batch]:
+        last = _position(start)
+        if self.delete_relayed and last > 0:
+            self._delete_upto(last)
+        batcher = Batcher(context.batch_size, context.batch_wait)
+        open_tx: str | None = None
+        open_events: list[RowEvent] = []
+        tx_end = last
+        while not context.stopping.is_set():
+            rows = self._poll(last)
+            for row_id, txid, payload in rows:
+                if open_tx is not None and txid != open_tx:
+                    yield from self._end_tx(batcher, open_events, tx_end)
+                    open_events = []
+                event = _decode(payload, row_id, txid)
+                open_tx, tx_end = txid, row_id
+                open_events.append(event)
+                if len(open_events) >= batcher.max_events:  # a huge transaction: stream it
+                    for pending in open_events:
+                        if (batch := batcher.add(pending)) is not None:
+                            yield batch
+                    open_events = []
+                last = row_id
+            if len(rows) == self.page_size:
+                continue  # more is there right now
+            if open_tx is not None:  # end of table: the last transaction is complete
+                yield from self._end_tx(batcher, open_events, tx_end)
+                open_tx, open_events = None, []
+            if (batch := batcher.flush()) is not None:
+                yield batch
+            if once:
+                return
+            context.stopping.wait(self.poll_interval)
+
+    def _end_tx(self, batcher: Batcher, events: list[RowEvent], position: int) -> Iterator[Batch]:
+        for event in events:
+            if (batch := batcher.add(dataclasses.replace(event, position=position))) is not None:
+                yield batch
+        if (batch := batcher.commit(position)) is not None:
+            yield batch
+
+    def _poll(self, last: int) -> list[tuple[int, str, str]]:
+        outbox = self.tables.outbox
+        query = (select(outbox.c.id, outbox.c.txid, outbox.c.payload)
+                 .where(outbox.c.id > last).order_by(outbox.c.id).limit(self.page_size))
+        try:
+            with self.engine.connect() as conn:
+                rows = [(int(r[0]), str(r[1]), str(r[2])) for r in conn.execute(query)]
+                conn.rollback()
+        except SQLAlchemyError as exc:
+            raise SourceError(
+                f"cannot read outbox {outbox.name} in {describe(self.url)}: {_first_line(exc)}"
+            ) from exc
+        return rows
+
+    def acknowledge(self, position: Position) -> None:
+        if self.delete_relayed and position is not None:
+            self._delete_upto(_position(position))
+
+    def _delete_upto(self, position: int) -> None:
+        outbox = self.tables.outbox
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(delete(outbox).where(outbox.c.id <= position))
+        except SQLAlchemyError as exc:  # retried at the next checkpoint or start
+            log.warning("could not delete relayed outbox rows up to %s: %s", position,
+                        _first_line(exc))
+
+    def close(self) -> None:
+        with self._engine_lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+
+
+def _position(value: Position | None) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise SourceError(
+        f"checkpoint {value!r} is not an outbox position (an int); it belongs to another "
+        "source type: delete the checkpoint to relay the outbox from its start"
+    )
+
+
+def _decode(payload: str, row_id: int, txid: str) -> RowEvent:
+    try:
+        data: dict[str, Any] = json.loads(payload)
+        event = event_from_dict(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SourceError(f"outbox row {row_id} is not a meepo event ({exc})") from exc
+    return dataclasses.replace(event, sequence=row_id, txid=txid)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,322 @@
+"""``sql`` sink: replicates row events into another database through SQLAlchemy Core.
+
+* write and update: the dialect's upsert of the ``after`` image (see
+  :mod:`meepo_sqlalchemy.upsert`); delete: ``DELETE`` by primary key. Target tables must
+  exist and have a primary key; they are reflected once.
+* one transaction per batch: the batch is durable when ``apply`` returns, and a replayed
+  batch (at-least-once) converges to the same rows.
+* ``version_column``: the target column that stores each row's event ``sequence``; then
+  an older event never overwrites a newer row (replays of old batches cannot regress).
+* An event that can never apply (unknown column, missing table, a constraint violation)
+  goes to the dead-letter store and the rest of the batch still commits; connection
+  failures raise and the runner retries the whole batch.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Self
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    and_,
+    bindparam,
+    create_engine,
+    delete,
+    inspect,
+    or_,
+    text,
+)
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import (
+    DataError,
+    IntegrityError,
+    NoSuchTableError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
+
+from meepo_core.errors import SinkError
+from meepo_core.events import Batch, RowEvent
+from meepo_core.options import Options
+from meepo_core.sink import Sink
+
+from .upsert import SUPPORTED_DIALECTS, upsert_statement
+from .urls import describe, url_option
+
+if TYPE_CHECKING:
+    from meepo_core.context import PipelineContext
+
+#: Errors that concern one event's data, not the connection: dead letter, do not retry.
+_EVENT_ERRORS = (IntegrityError, DataError, ProgrammingError)
+
+
+@dataclass(frozen=True)
+class TableMapping:
+    """Where one source table goes: ``target`` ("name" or "schema.name") and renamed or
+    dropped (``False``) columns."""
+
+    target: str | None = None
+    columns: dict[str, str | None] = field(default_factory=dict)
+
+
+class _Unappliable(Exception):
+    """This event can never be applied; its message says why and how to fix it."""
+
+
+class SqlSink(Sink):
+    """See the module docstring; options in the plugin README."""
+
+    def __init__(self, url: URL, tables: dict[str, TableMapping] | None = None,
+                 schema: str | None = None, version_column: str | None = None) -> None:
+        self.url = url
+        self.tables = tables
+        self.schema = schema
+        self.version_column = version_column
+        self._engine: Engine | None = None
+        self._reflected: dict[tuple[str | None, str], Table] = {}
+        self._context: PipelineContext | None = None
+        self._lock = threading.Lock()
+        self.label = f"sql {describe(url)}"
+
+    @classmethod
+    def from_options(cls, options: Options) -> Self:
+        url = url_option(options)
+        if url.get_backend_name() not in SUPPORTED_DIALECTS:
+            raise options.error("url", f"dialect {url.get_backend_name()!r} has no upsert "
+                                "here; use one of " + ", ".join(SUPPORTED_DIALECTS))
+        schema = options.string("schema", None)
+        version = options.string("version_column", None)
+        raw = options.table("tables", None)
+        tables = None
+        if raw is not None:
+            tables = {}
+            for source, spec in raw.items():
+                key = f"tables.{source}"
+                if isinstance(spec, str):
+                    tables[source] = TableMapping(spec)
+                    continue
+                if not isinstance(spec, dict):
+                    raise options.error(key, 'must be a target name or a table like '
+                                        '{ target = "orders", columns = { id = "order_id" } }')
+                sub = Options(spec, options.key_path(key), options.base_dir)
+                target = sub.string("target", None)
+                columns: dict[str, str | None] = {}
+                for column, renamed in sub.table("columns", {}).items():
+                    if renamed is False:
+                        columns[column] = None
+                    elif isinstance(renamed, str) and renamed:
+                        columns[column] = renamed
+                    else:
+                        raise sub.error(f"columns.{column}",
+                                        "must be the target column name, or false to drop it")
+                sub.done()
+                tables[source] = TableMapping(target, columns)
+        options.done()
+        return cls(url, tables, schema, version)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            try:
+                self._engine = create_engine(self.url, pool_pre_ping=True)
+            except (SQLAlchemyError, ImportError) as exc:
+                raise SinkError(f"cannot use {describe(self.url)}: {exc}; install its driver",
+                                retryable=False) from exc
+        return self._engine
+
+    def open(self, context: PipelineContext) -> None:
+        self._context = context
+
+    def check(self) -> list[str]:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+                problems = []
+                for source, mapping in (self.tables or {}).items():
+                    schema, name = self._target_name(source, mapping)
+                    if not inspect(conn).has_table(name, schema=schema):
+                        problems.append(
+                            f"target table {_qualified(schema, name)} for {source} does not "
+                            f"exist in {describe(self.url)}; create it (with a primary key)"
+                        )
+                return problems
+        except SQLAlchemyError as exc:
+            return [f"cannot reach {describe(self.url)}: {_first_line(exc)}"]
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    # -- applying --------------------------------------------------------------------------
+    def apply(self, batch: Batch) -> None:
+        if not batch.events:
+            return
+        with self._lock:
+            try:
+                with self.engine.begin() as conn:
+                    failed = self._apply_events(conn, batch.events, isolate=False)
+            except _EVENT_ERRORS:
+                # one event broke the transaction: redo the batch with a savepoint per
+                # event so only the broken ones go to the dead-letter store
+                failed = []
+                try:
+                    with self.engine.begin() as conn:
+                        failed = self._apply_events(conn, batch.events, isolate=True)
+                except SQLAlchemyError as exc:
+                    raise SinkError(f"{self.label}: {_first_line(exc)}") from exc
+            except SQLAlchemyError as exc:
+                raise SinkError(f"{self.label}: {_first_line(exc)}") from exc
+        for event, reason in failed:
+            self._dead_letter(event, reason)
+
+    def _apply_events(self, conn: Connection, events: tuple[RowEvent, ...],
+                      isolate: bool) -> list[tuple[RowEvent, str]]:
+        failed: list[tuple[RowEvent, str]] = []
+        for run in self._runs(conn, events, failed):
+            table, kind, items = run
+            params = [p for _, p in items]
+            if not isolate:
+                conn.execute(self._statement(conn, table, kind, params[0]), params)
+                continue
+            for event, param in items:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(self._statement(conn, table, kind, param), [param])
+                except _EVENT_ERRORS as exc:
+                    failed.append((event, f"{type(exc).__name__}: {_first_line(exc)}"))
+        return failed
+
+    def _runs(self, conn: Connection, events: tuple[RowEvent, ...],
+              failed: list[tuple[RowEvent, str]]) -> Iterator[
+                  tuple[Table, str, list[tuple[RowEvent, dict[str, Any]]]]]:
+        """Consecutive events on the same table with the same kind and columns, in order."""
+        current: tuple[Table, str, tuple[str, ...]] | None = None
+        items: list[tuple[RowEvent, dict[str, Any]]] = []
+        for event in events:
+            mapping = self._mapping(event)
+            if mapping is None:
+                continue  # not in `tables`: not replicated by this sink
+            try:
+                table = self._table(conn, event, mapping)
+                kind = "delete" if event.action == "delete" else "upsert"
+                param = self._params(table, event, mapping, kind)
+            except _Unappliable as exc:
+                failed.append((event, str(exc)))
+                continue
+            key = (table, kind, tuple(param))
+            if current is not None and key != current:
+                yield current[0], current[1], items
+                items = []
+            current = key
+            items.append((event, param))
+        if current is not None and items:
+            yield current[0], current[1], items
+
+    def _statement(self, conn: Connection, table: Table, kind: str,
+                   param: dict[str, Any]) -> Any:
+        if kind == "upsert":
+            stmt = upsert_statement(conn.dialect.name, table, list(param), self._version(table))
+            if stmt is None:
+                raise SinkError(f"{self.label}: no upsert for dialect {conn.dialect.name}",
+                                retryable=False)
+            return stmt
+        where = and_(*(c == bindparam(f"pk_{c.name}") for c in table.primary_key.columns))
+        version = self._version(table)
+        if version is not None and "v_sequence" in param:
+            where = and_(where, or_(table.c[version].is_(None),
+                                    table.c[version] <= bindparam("v_sequence")))
+        return delete(table).where(where)
+
+    def _version(self, table: Table) -> str | None:
+        if self.version_column and self.version_column in table.c:
+            return self.version_column
+        return None
+
+    def _mapping(self, event: RowEvent) -> TableMapping | None:
+        if self.tables is None:
+            return TableMapping()
+        return self.tables.get(event.qualified_table) or self.tables.get(event.table)
+
+    def _target_name(self, source: str, mapping: TableMapping) -> tuple[str | None, str]:
+        target = mapping.target or source.rsplit(".", 1)[-1]
+        if "." in target:
+            schema, name = target.split(".", 1)
+            return schema, name
+        return self.schema, target
+
+    def _table(self, conn: Connection, event: RowEvent, mapping: TableMapping) -> Table:
+        schema, name = self._target_name(event.table, mapping)
+        key = (schema, name)
+        if key not in self._reflected:
+            try:
+                table = Table(name, MetaData(), schema=schema, autoload_with=conn)
+            except NoSuchTableError as exc:
+                raise _Unappliable(
+                    f"target table {_qualified(schema, name)} does not exist in "
+                    f"{describe(self.url)}; create it, or map {event.qualified_table} to "
+                    "another table with tables = {...}"
+                ) from exc
+            if not table.primary_key.columns:
+                raise _Unappliable(f"target table {_qualified(schema, name)} has no primary "
+                                   "key; upserts and deletes need one")
+            self._reflected[key] = table
+        return self._reflected[key]
+
+    def _params(self, table: Table, event: RowEvent, mapping: TableMapping,
+                kind: str) -> dict[str, Any]:
+        image = event.after if kind == "upsert" else event.before
+        row: dict[str, Any] = {}
+        for column, value in (image or {}).items():
+            target = mapping.columns.get(column, column)
+            if target is None:
+                continue
+            if target not in table.c:
+                raise _Unappliable(
+                    f"column {column} of {event.qualified_table} has no column {target} in "
+                    f"target table {table.fullname}; add it, or map it with "
+                    f"columns = {{ {column} = \"other\" }} or drop it with {column} = false"
+                )
+            row[target] = value
+        version = self._version(table)
+        if kind == "upsert":
+            if version is not None and event.sequence is not None:
+                row[version] = event.sequence
+            missing = [c.name for c in table.primary_key.columns if c.name not in row]
+            if missing:
+                raise _Unappliable(f"event has no value for primary key {', '.join(missing)} "
+                                   f"of {table.fullname}")
+            return row
+        keys = [c.name for c in table.primary_key.columns]
+        if all(k in row for k in keys):
+            param = {f"pk_{k}": row[k] for k in keys}
+        else:
+            values = event.pk if isinstance(event.pk, tuple) else (event.pk,)
+            if len(values) != len(keys):
+                raise _Unappliable(f"cannot match pk {event.pk!r} to the primary key "
+                                   f"({', '.join(keys)}) of {table.fullname}")
+            param = {f"pk_{k}": v for k, v in zip(keys, values, strict=True)}
+        if version is not None and event.sequence is not None:
+            param["v_sequence"] = event.sequence
+        return param
+
+    def _dead_letter(self, event: RowEvent, reason: str) -> None:
+        if self._context is None:
+            raise SinkError(f"{self.label}: {reason}", retryable=False)
+        self._context.dead_letter(event, self.label, reason)
+
+
+def _qualified(schema: str | None, name: str) -> str:
+    return f"{schema}.{name}" if schema else name
+
+
+def _first_line(exc: BaseException) -> str:
+    text_ = str(exc).strip()
+    return text_.splitlines()[0] if text_ else type(exc).__name__

@@ -1,0 +1,273 @@
+"""The sql sink: dialect upserts, deletes, mapping, one transaction per batch, replay."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import meepo_sqlalchemy
+import pytest
+from meepo_sqlalchemy.sql_sink import SqlSink
+from meepo_sqlalchemy.urls import normalize_url
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    create_engine,
+    select,
+    text,
+)
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy_testkit import Product
+
+from meepo_core.events import Batch, RowEvent
+from meepo_core.options import Options
+from meepo_core.testing import SinkContract, make_context, run_meepo, write_config
+
+
+def items_table(metadata: MetaData, name: str = "items", version: bool = False) -> Table:
+    columns = [
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("name", String(32)),
+        Column("price", Numeric(10, 2)),
+        Column("updated_at", DateTime(timezone=True)),
+    ]
+    if version:
+        columns.append(Column("meepo_seq", Integer))
+    return Table(name, metadata, *columns)
+
+
+def rows(engine: Engine, table: str = "items") -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(f"SELECT * FROM {table} ORDER BY 1"))]
+
+
+class SqlContract(SinkContract):
+    sink_type = "sql"
+    url_fixture = ""
+
+    @pytest.fixture(autouse=True)
+    def _database(self, request: pytest.FixtureRequest) -> Iterator[None]:
+        self.url = str(request.getfixturevalue(self.url_fixture))
+        self.engine = create_engine(self.url)
+        yield
+        self.engine.dispose()
+
+    def sink_options(self) -> dict[str, Any]:
+        return {"url": self.url}
+
+    def prepare(self) -> None:
+        metadata = MetaData()
+        items_table(metadata)
+        metadata.create_all(self.engine)
+
+    def snapshot(self) -> Any:
+        return [(r[0], r[1], Decimal(r[2])) for r in rows(self.engine)]
+
+    def test_end_state_matches_the_events(self) -> None:
+        self.prepare()
+        self.apply_all(self.batches())
+        assert self.snapshot() == [(1, "uno", Decimal("1.50")), (2, "deux", Decimal("2.50"))]
+
+
+class TestSqlSinkSQLite(SqlContract):
+    url_fixture = "sqlite_url"
+
+
+class TestSqlSinkPostgres(SqlContract):
+    url_fixture = "pg_url"
+
+
+class TestSqlSinkMariaDB(SqlContract):
+    url_fixture = "mariadb_url"
+
+
+def build(url: str, tmp_path: Path, **options: Any) -> SqlSink:
+    return SqlSink.from_options(Options({"type": "sql", "url": url, **options}, "sink", tmp_path))
+
+
+def ev(action: Any, pk: int, before: Any = None, after: Any = None, seq: int | None = None,
+       table: str = "items") -> RowEvent:
+    return RowEvent("shop", table, action, pk, before, after, sequence=seq,
+                    committed_at=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_table_and_column_mapping(sqlite_url: str, tmp_path: Path) -> None:
+    engine = create_engine(sqlite_url)
+    metadata = MetaData()
+    Table("replica", metadata, Column("item_id", Integer, primary_key=True),
+          Column("title", String(32)))
+    metadata.create_all(engine)
+    sink = build(sqlite_url, tmp_path, tables={"shop.items": {
+        "target": "replica", "columns": {"id": "item_id", "name": "title", "secret": False}}})
+    sink.open(make_context(tmp_path))
+    sink.apply(Batch((ev("write", 1, after={"id": 1, "name": "a", "secret": "s"}),
+                      ev("write", 2, after={"id": 2, "name": "b", "secret": "s"}),
+                      ev("write", 9, after={"id": 9}, table="not_mapped"),
+                      ev("delete", 1, before={"id": 1, "name": "a", "secret": "s"})), 1))
+    sink.close()
+    assert rows(engine, "replica") == [(2, "b")]
+    engine.dispose()
+
+
+def test_version_column_prevents_regressions(db_url: str, tmp_path: Path) -> None:
+    engine = create_engine(db_url)
+    metadata = MetaData()
+    items_table(metadata, version=True)
+    metadata.create_all(engine)
+    sink = build(db_url, tmp_path, version_column="meepo_seq")
+    sink.open(make_context(tmp_path))
+    sink.apply(Batch((ev("write", 1, after={"id": 1, "name": "new"}, seq=5),), 1))
+    sink.apply(Batch((ev("update", 1, after={"id": 1, "name": "old"}, seq=3),
+                      ev("delete", 1, before={"id": 1}, seq=4)), 2))  # both older: ignored
+    assert [(r[0], r[1], r[4]) for r in rows(engine)] == [(1, "new", 5)]
+    sink.apply(Batch((ev("update", 1, after={"id": 1, "name": "newer"}, seq=6),), 3))
+    assert [(r[0], r[1], r[4]) for r in rows(engine)] == [(1, "newer", 6)]
+    sink.apply(Batch((ev("delete", 1, before={"id": 1}, seq=7),), 4))
+    assert rows(engine) == []
+    sink.close()
+    engine.dispose()
+
+
+def test_unappliable_event_is_dead_lettered_and_the_rest_commits(
+        pg_url: str, tmp_path: Path) -> None:
+    engine = create_engine(pg_url)
+    metadata = MetaData()
+    items_table(metadata)
+    metadata.create_all(engine)
+    sink = build(pg_url, tmp_path)
+    context = make_context(tmp_path)
+    sink.open(context)
+    sink.apply(Batch((
+        ev("write", 1, after={"id": 1, "name": "ok"}),
+        ev("write", 2, after={"id": 2, "nope": "x"}),  # no such column
+        ev("write", 3, after={"id": 3, "name": "x" * 100}),  # too long for varchar(32)
+        ev("write", 4, after={"id": 4, "name": "ok"}),
+        ev("write", 5, after={"id": 5}, table="missing_table"),
+    ), 1))
+    sink.close()
+    context.dead_letters.close()
+    assert [r[0] for r in rows(engine)] == [1, 4]
+    letters = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [letter["event"]["pk"] for letter in letters] == [2, 5, 3]
+    assert "no column nope" in letters[0]["error"]
+    assert "does not exist" in letters[1]["error"]
+    engine.dispose()
+
+
+def test_unsupported_dialect_is_a_config_error(tmp_path: Path) -> None:
+    from meepo_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"sink\.url: dialect 'oracle'"):
+        build("oracle://u:p@h/db", tmp_path)
+
+
+def test_check_names_a_missing_target_table(sqlite_url: str, tmp_path: Path) -> None:
+    sink = build(sqlite_url, tmp_path, tables={"shop.items": "nowhere"})
+    problems = sink.check()
+    sink.close()
+    assert len(problems) == 1 and "nowhere" in problems[0]
+
+
+# -- MariaDB into PostgreSQL after a random workload ------------------------------------------
+
+def random_workload(maker: sessionmaker[Session], seed: int = 7, transactions: int = 60) -> None:
+    rng = random.Random(seed)
+    for _ in range(transactions):
+        with maker() as session:
+            ids = list(session.scalars(select(Product.id)))
+            for _ in range(rng.randint(1, 5)):
+                roll = rng.random()
+                if roll < 0.45 or not ids:
+                    product = Product(name=f"p{rng.randint(0, 999)}",
+                                      price=Decimal(rng.randint(100, 99999)) / 100,
+                                      stock=rng.randint(0, 50))
+                    session.add(product)
+                    session.flush()
+                    ids.append(product.id)
+                elif roll < 0.8:
+                    found = session.get(Product, rng.choice(ids))
+                    if found is not None:
+                        found.stock = rng.randint(0, 50)
+                        if rng.random() < 0.5:
+                            found.name = f"renamed {rng.randint(0, 999)}"
+                else:
+                    found = session.get(Product, ids.pop(rng.randrange(len(ids))))
+                    if found is not None:
+                        session.delete(found)
+            if rng.random() < 0.1:
+                session.rollback()  # never replicated
+            else:
+                session.commit()
+
+
+def table_rows(url: str) -> list[tuple[Any, ...]]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        found = [tuple(r) for r in conn.execute(
+            select(Product.id, Product.name, Product.price, Product.stock).order_by(Product.id))]
+    engine.dispose()
+    return found
+
+
+def create_replica(pg_url: str) -> None:
+    engine = create_engine(pg_url)
+    Product.__table__.create(engine)  # type: ignore[attr-defined]
+    engine.dispose()
+
+
+def test_mariadb_to_postgres_through_the_outbox(mariadb_url: str, pg_url: str,
+                                               tmp_path: Path) -> None:
+    engine = create_engine(mariadb_url)
+    Product.__table__.create(engine)  # type: ignore[attr-defined]
+    meepo_sqlalchemy.create_outbox(engine)
+    maker = sessionmaker(engine)
+    installed = meepo_sqlalchemy.install(maker, outbox=True, tables=["product"])
+    try:
+        random_workload(maker)
+    finally:
+        meepo_sqlalchemy.uninstall(installed)
+    create_replica(pg_url)
+    write_config(tmp_path, {"replica": {
+        "source": {"type": "sqlalchemy-outbox", "url": mariadb_url},
+        "sinks": [{"type": "sql", "url": pg_url}],
+        "batch_size": 25,
+    }})
+    done = run_meepo("run", "replica", "--once", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    source_rows = table_rows(mariadb_url)
+    assert len(source_rows) > 10
+    assert table_rows(pg_url) == source_rows
+    engine.dispose()
+
+
+def test_mariadb_to_postgres_through_the_binlog(mariadb_url: str, pg_url: str,
+                                               tmp_path: Path) -> None:
+    pytest.importorskip("meepo_mysql")
+    engine = create_engine(mariadb_url)
+    database = engine.url.database
+    Product.__table__.create(engine)  # type: ignore[attr-defined]
+    create_replica(pg_url)
+    server = normalize_url(mariadb_url)
+    dsn = f"mysql://{server.username}:{server.password}@{server.host}:{server.port}"
+    write_config(tmp_path, {"replica": {
+        "source": {"type": "mysql", "dsn": dsn, "tables": [f"{database}.product"]},
+        "sinks": [{"type": "sql", "url": pg_url}],
+    }})
+    start = run_meepo("run", "replica", "--once", cwd=tmp_path)  # position before the workload
+    assert start.returncode == 0, start.stderr
+    random_workload(sessionmaker(engine))
+    done = run_meepo("run", "replica", "--once", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert table_rows(pg_url) == table_rows(mariadb_url)
+    engine.dispose()
