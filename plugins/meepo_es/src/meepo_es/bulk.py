@@ -1,0 +1,243 @@
+"""Sending operations with the bulk API: sizing, retries with backoff, item classification.
+
+Each item of a bulk response is one of:
+
+* **applied** -- 200/201; a ``delete`` answered 404 ``not_found`` (already gone); or, with
+  external versioning, a 409 version conflict: the index already holds this or a newer
+  version, which is exactly what a replay should leave alone;
+* **retried** -- 429 (rejected, queue full) and 5xx, with exponential backoff;
+* **failed** -- any other per-document error (a mapping error, say): reported back so the
+  sink dead-letters the event;
+* **fatal** -- errors that are about the cluster or config rather than the document
+  (missing index, read-only block, bad index name, no permission): raised as
+  :class:`~meepo_core.errors.SinkError`, so nothing is dead-lettered wrongly.
+
+Whole-request 429/5xx and connection errors are retried the same way. After
+``max_retries`` the sink raises a retryable ``SinkError``; the runner then backs off and
+retries the batch, which is safe because every operation is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from elastic_transport import ConnectionError as TransportConnectionError
+from elastic_transport import TransportError
+from elasticsearch import ApiError, Elasticsearch
+
+from meepo_core.errors import SinkError
+
+from .documents import Operation
+
+log = logging.getLogger("meepo.es")
+
+#: Per-item error types that say the cluster or config is wrong, not the document.
+FATAL_ERROR_TYPES = frozenset({
+    "index_not_found_exception",
+    "invalid_index_name_exception",
+    "cluster_block_exception",
+    "index_closed_exception",
+    "security_exception",
+    "illegal_state_exception",
+})
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass
+class BulkResult:
+    """What happened to a list of operations."""
+
+    applied: int = 0
+    stale: int = 0  # version conflicts: the index already had this or a newer version
+    retries: int = 0
+    failed: list[tuple[Operation, str]] = field(default_factory=list)
+
+
+def encode(op: Operation) -> list[bytes]:
+    """The NDJSON lines of one operation."""
+    meta: dict[str, Any] = {"_index": op.index, "_id": op.doc_id}
+    if op.version is not None:
+        meta["version"] = op.version
+        meta["version_type"] = "external"
+    lines = [_ENCODER.encode({op.action: meta}).encode()]
+    if op.action == "index":
+        lines.append(_ENCODER.encode(op.source).encode())
+    return lines
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def chunks(
+    encoded: Sequence[tuple[Operation, list[bytes]]], max_actions: int, max_bytes: int
+) -> Iterator[list[tuple[Operation, list[bytes]]]]:
+    """Split operations into requests of at most ``max_actions`` and about ``max_bytes``
+    (a single larger operation goes alone)."""
+    chunk: list[tuple[Operation, list[bytes]]] = []
+    size = 0
+    for item in encoded:
+        item_size = sum(len(line) + 1 for line in item[1])
+        if chunk and (len(chunk) >= max_actions or size + item_size > max_bytes):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += item_size
+    if chunk:
+        yield chunk
+
+
+class BulkSender:
+    """Sends operations and returns what failed per document; raises only for failures
+    that are about the cluster (unreachable after retries, missing index, auth...)."""
+
+    def __init__(
+        self,
+        client: Elasticsearch,
+        *,
+        label: str,
+        versioning: bool,
+        max_actions: int,
+        max_bytes: int,
+        max_retries: int,
+        backoff: float,
+        backoff_max: float,
+        refresh: str = "false",
+        stopping: threading.Event | None = None,
+        on_retry: Callable[[int], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.label = label
+        self.versioning = versioning
+        self.max_actions = max_actions
+        self.max_bytes = max_bytes
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self.refresh = refresh
+        self.stopping = stopping or threading.Event()
+        self.on_retry = on_retry
+
+    def send(self, operations: Sequence[Operation]) -> BulkResult:
+        result = BulkResult()
+        encoded = [(op, encode(op)) for op in operations]
+        for chunk in chunks(encoded, self.max_actions, self.max_bytes):
+            self._send_chunk(chunk, result)
+        return result
+
+    def _send_chunk(self, chunk: list[tuple[Operation, list[bytes]]], result: BulkResult) -> None:
+        pending = chunk
+        attempt = 0
+        while pending:
+            reason = ""
+            try:
+                body = [line for _, lines in pending for line in lines]
+                # Pre-encoded NDJSON lines: the client's serializer passes bytes through.
+                extra: dict[str, Any] = {} if self.refresh == "false" else {
+                    "refresh": self.refresh}
+                response = self.client.bulk(operations=body, **extra)  # type: ignore[arg-type]
+                items = response.body["items"]
+                retry: list[tuple[Operation, list[bytes]]] = []
+                retry_docs: set[tuple[str, str]] = set()
+                for (op, lines), item in zip(pending, items, strict=True):
+                    verdict = self._classify(op, item, result)
+                    doc = (op.index, op.doc_id)
+                    # Without versions a retried operation must not overtake a later one on
+                    # the same document, so those are resent too, in order.
+                    if verdict is not None or (not self.versioning and doc in retry_docs):
+                        retry.append((op, lines))
+                        retry_docs.add(doc)
+                        reason = verdict or reason
+                pending = retry
+            except ApiError as exc:
+                if exc.meta.status not in RETRY_STATUSES:
+                    raise SinkError(
+                        f"bulk request rejected with HTTP {exc.meta.status}: {_api_error(exc)}"
+                        f"{_auth_hint(exc.meta.status)}",
+                        retryable=exc.meta.status in (401, 403),
+                    ) from exc
+                reason = f"HTTP {exc.meta.status}: {_api_error(exc)}"
+            except (TransportConnectionError, TransportError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            if not pending:
+                return
+            attempt += 1
+            result.retries += 1
+            if self.on_retry is not None:
+                self.on_retry(len(pending))
+            if attempt > self.max_retries:
+                raise SinkError(
+                    f"{len(pending)} bulk operations still failing after {attempt} attempts "
+                    f"({reason}); the batch will be retried", retryable=True,
+                )
+            delay = min(self.backoff * 2 ** (attempt - 1), self.backoff_max)
+            log.warning("%s: %d operations not applied (%s); retry %d of %d in %.1fs",
+                        self.label, len(pending), reason, attempt, self.max_retries, delay)
+            if self.stopping.wait(delay):
+                raise SinkError(f"stopped while retrying bulk operations ({reason})")
+
+    def _classify(self, op: Operation, item: dict[str, Any], result: BulkResult) -> str | None:
+        """Record one item's outcome; returns a reason when it should be retried."""
+        ((_, outcome),) = item.items()
+        status = int(outcome.get("status", 500))
+        error = outcome.get("error")
+        if 200 <= status < 300:
+            result.applied += 1
+            return None
+        if op.action == "delete" and status == 404 and outcome.get("result") == "not_found":
+            result.applied += 1
+            return None
+        error_type = error.get("type", "") if isinstance(error, dict) else ""
+        text = _item_error(error)
+        if status == 409 and self.versioning and error_type == "version_conflict_engine_exception":
+            result.stale += 1
+            return None
+        if status in RETRY_STATUSES:
+            return f"HTTP {status}: {text}"
+        if error_type in FATAL_ERROR_TYPES or status in (401, 403):
+            raise SinkError(
+                f"index {op.index!r} rejected {op.action} of {op.doc_id!r} with HTTP {status}: "
+                f"{text}{_fatal_hint(error_type, status)}",
+                retryable=error_type not in ("invalid_index_name_exception",),
+            )
+        result.failed.append((op, f"HTTP {status}: {text}"))
+        return None
+
+
+def _item_error(error: Any) -> str:
+    if isinstance(error, dict):
+        text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+        cause = error.get("caused_by")
+        if isinstance(cause, dict) and cause.get("reason"):
+            text += f" (caused by {cause.get('type', '')}: {cause['reason']})"
+        return text
+    return str(error)
+
+
+def _api_error(exc: ApiError) -> str:
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return _item_error(body["error"])
+    return str(exc.message)
+
+
+def _auth_hint(status: int) -> str:
+    if status == 401:
+        return "; check the sink's api_key or username/password"
+    if status == 403:
+        return "; the credentials lack the privilege: grant index and create_index on the index"
+    return ""
+
+
+def _fatal_hint(error_type: str, status: int) -> str:
+    if error_type == "index_not_found_exception":
+        return "; create the index, or set create_indices = true on the sink"
+    if error_type == "invalid_index_name_exception":
+        return "; fix the sink's index template or indices entry"
+    if error_type == "cluster_block_exception":
+        return "; the index is read-only (disk watermark?): free space, then clear the block"
+    return _auth_hint(status)

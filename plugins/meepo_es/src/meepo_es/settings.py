@@ -1,0 +1,226 @@
+"""The ``elasticsearch`` sink's options, validated once from config (no I/O except reading
+mapping/settings JSON files named in the config)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from meepo_core.options import Options
+
+DECIMAL_MODES = ("string", "float")
+VERSIONING_MODES = ("external", "off")
+REFRESH_MODES = ("false", "true", "wait_for")
+#: Largest external version Elasticsearch accepts (a Java long).
+MAX_VERSION = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class TableRule:
+    """Per-table document shaping and index body (``tables."schema.table"`` in config)."""
+
+    include: tuple[str, ...] | None = None
+    exclude: frozenset[str] = frozenset()
+    rename: dict[str, str] = field(default_factory=dict)
+    pk_columns: tuple[str, ...] | None = None
+    mappings: dict[str, Any] | None = None
+    settings: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How to reach the cluster."""
+
+    hosts: tuple[str, ...]
+    api_key: str | None = None
+    username: str | None = None
+    password: str | None = None
+    verify_certs: bool = True
+    ca_certs: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    request_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class SinkSettings:
+    """Everything the sink needs, as validated from one ``sinks[N]`` table."""
+
+    client: ClientSettings
+    label: str
+    index: str = "{schema}_{table}"
+    indices: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, TableRule] = field(default_factory=dict)
+    default_rule: TableRule = field(default_factory=TableRule)
+    versioning: bool = True
+    decimal: str = "string"
+    timezone: tzinfo = UTC
+    id_separator: str = "|"
+    bulk_actions: int = 1000
+    bulk_bytes: int = 5 * 1024 * 1024
+    max_retries: int = 5
+    retry_backoff: float = 0.5
+    retry_backoff_max: float = 30.0
+    refresh: str = "false"
+    create_indices: bool = True
+
+    def rule(self, schema: str, table: str) -> TableRule:
+        """The rule for ``schema.table``: its own entry, else the bare table name's, else
+        the sink-wide defaults."""
+        qualified = f"{schema}.{table}" if schema else table
+        return self.tables.get(qualified) or self.tables.get(table) or self.default_rule
+
+    def index_name(self, schema: str, table: str) -> str:
+        """The index (or alias) for a table: ``indices`` override, else the ``index``
+        template; always lower-cased, as Elasticsearch requires."""
+        qualified = f"{schema}.{table}" if schema else table
+        name = self.indices.get(qualified) or self.indices.get(table)
+        if name is None:
+            name = self.index.format(schema=schema, table=table)
+        return name.lower()
+
+
+def parse_settings(options: Options) -> SinkSettings:
+    """Read every option of the sink table; ends with ``options.done()``."""
+    label = f"{options.path.rsplit('.', 1)[-1] or 'sink'} elasticsearch"
+    hosts = options.string_list("hosts")
+    if not hosts:
+        raise options.error("hosts", 'must list at least one URL, e.g. ["http://127.0.0.1:9200"]')
+    for index, host in enumerate(hosts):
+        if not host.startswith(("http://", "https://")):
+            raise options.error(
+                f"hosts[{index}]", f"must be a URL like http://host:9200, not {host!r}"
+            )
+    username = options.string("username", None)
+    password = options.string("password", None)
+    api_key = options.string("api_key", None)
+    if (username is None) != (password is None):
+        raise options.error("password" if password is None else "username",
+                            "username and password go together for basic auth; set both")
+    if api_key is not None and username is not None:
+        raise options.error("api_key", "set either api_key or username/password, not both")
+    ca_certs = options.path_value("ca_certs", None)
+    client_cert = options.path_value("client_cert", None)
+    client_key = options.path_value("client_key", None)
+    for key, path in (("ca_certs", ca_certs), ("client_cert", client_cert),
+                      ("client_key", client_key)):
+        if path is not None and not path.is_file():
+            raise options.error(key, f"file {path} does not exist")
+    client = ClientSettings(
+        hosts=tuple(hosts),
+        api_key=api_key,
+        username=username,
+        password=password,
+        verify_certs=options.boolean("verify_certs", True),
+        ca_certs=str(ca_certs) if ca_certs else None,
+        client_cert=str(client_cert) if client_cert else None,
+        client_key=str(client_key) if client_key else None,
+        request_timeout=options.number("request_timeout", 30.0, minimum=0.1),
+    )
+    index = options.string("index", "{schema}_{table}")
+    try:
+        index.format(schema="s", table="t")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise options.error(
+            "index", f"bad template {index!r} ({exc}); use {{schema}} and {{table}} only"
+        ) from None
+    indices = options.table("indices", {})
+    for table, name in indices.items():
+        if not isinstance(name, str) or not name:
+            raise options.error(f"indices.{table}", "must be an index or alias name string")
+    tz_name = options.string("timezone", "UTC")
+    try:
+        timezone: tzinfo = UTC if tz_name.upper() == "UTC" else ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise options.error(
+            "timezone", f"unknown time zone {tz_name!r}; use an IANA name like 'Europe/Berlin'"
+        ) from None
+    separator = options.string("id_separator", "|")
+    if not separator:
+        raise options.error("id_separator", "must not be empty")
+    default_rule = TableRule(
+        mappings=_json_table(options, "mappings"), settings=_json_table(options, "settings")
+    )
+    tables_options = options.sub("tables")
+    tables = {
+        name: _table_rule(tables_options.sub(name), default_rule)
+        for name in list(tables_options.data)
+    }
+    tables_options.done()
+    settings = SinkSettings(
+        client=client,
+        label=label,
+        index=index,
+        indices=dict(indices),
+        tables=tables,
+        default_rule=default_rule,
+        versioning=options.choice("versioning", VERSIONING_MODES, "external") == "external",
+        decimal=options.choice("decimal", DECIMAL_MODES, "string"),
+        timezone=timezone,
+        id_separator=separator,
+        bulk_actions=options.integer("bulk_actions", 1000, minimum=1),
+        bulk_bytes=options.integer("bulk_bytes", 5 * 1024 * 1024, minimum=1024),
+        max_retries=options.integer("max_retries", 5, minimum=0),
+        retry_backoff=options.number("retry_backoff", 0.5, minimum=0),
+        retry_backoff_max=options.number("retry_backoff_max", 30.0, minimum=0),
+        refresh=options.choice("refresh", REFRESH_MODES, "false"),
+        create_indices=options.boolean("create_indices", True),
+    )
+    options.done()
+    return settings
+
+
+def _table_rule(options: Options, default: TableRule) -> TableRule:
+    include = options.string_list("include", None)
+    exclude = options.string_list("exclude", [])
+    if include is not None and exclude:
+        raise options.error("exclude", "set include or exclude, not both")
+    rename = options.table("rename", {})
+    for column, target in rename.items():
+        if not isinstance(target, str) or not target:
+            raise options.error(f"rename.{column}", "must be the new field name (a string)")
+    pk_columns = options.string_list("pk_columns", None)
+    mappings = _json_table(options, "mappings")
+    table_settings = _json_table(options, "settings")
+    merged_settings = (
+        {**(default.settings or {}), **table_settings} if table_settings is not None
+        else default.settings
+    )
+    rule = TableRule(
+        include=tuple(include) if include is not None else None,
+        exclude=frozenset(exclude),
+        rename=dict(rename),
+        pk_columns=tuple(pk_columns) if pk_columns else None,
+        mappings=mappings if mappings is not None else default.mappings,
+        settings=merged_settings,
+    )
+    options.done()
+    return rule
+
+
+def _json_table(options: Options, key: str) -> dict[str, Any] | None:
+    """A table given inline, or a string naming a JSON file (relative to the config file).
+
+    A file may hold the bare object or wrap it as ``{"mappings": {...}}`` /
+    ``{"settings": {...}}`` (the shape ``GET index/_mapping`` prints)."""
+    raw = options.data.get(key)
+    if raw is None:
+        options.get(key, dict, None)
+        return None
+    if isinstance(raw, str):
+        path = options.path_value(key)
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise options.error(key, f"cannot read {path}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise options.error(key, f"{path} is not valid JSON: {exc}") from None
+        if isinstance(loaded, dict) and set(loaded) == {key}:
+            loaded = loaded[key]
+        if not isinstance(loaded, dict):
+            raise options.error(key, f"{path} must hold a JSON object")
+        return loaded
+    return dict(options.table(key))
