@@ -9,7 +9,7 @@ import pytest
 
 from meepo_core import hookimpl
 from meepo_core.errors import ConfigError
-from meepo_core.plugins import load_registry
+from meepo_core.plugins import KNOWN_PROVIDERS, load_registry
 from meepo_core.testing import run_meepo, write_config
 
 BROKEN_DIST = str(Path(__file__).parent / "broken_plugin_dist")
@@ -78,10 +78,11 @@ def test_unknown_type_from_a_broken_plugin_says_it_failed_to_load(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.syspath_prepend(BROKEN_DIST)
+    monkeypatch.setitem(KNOWN_PROVIDERS, "kafka", "meepo-broken-example")
     registry = load_registry()
-    registry.plugins["broken"].package = "meepo-es"  # as if meepo-es were installed but broken
-    with pytest.raises(ConfigError, match="failed to load: ImportError"):
-        registry.lookup("sink", "elasticsearch", "sinks[0].type")
+    with pytest.raises(ConfigError, match="plugin 'broken' from meepo-broken-example failed to "
+                       "load: ImportError"):
+        registry.lookup("sink", "kafka", "sinks[0].type")
 
 
 def test_check_reports_each_problem(tmp_path: Path) -> None:
