@@ -55,10 +55,11 @@ def test_json_roundtrip_is_lossless() -> None:
         position={"file": "binlog.000002", "pos": 4},
         txid="0-1-9",
         sequence=42,
+        pk_columns=("id", "name"),
     )
     restored = event_from_json(event_to_json(original))
     assert restored == original
-    assert isinstance(restored.pk, tuple)
+    assert isinstance(restored.pk, tuple) and restored.pk_columns == ("id", "name")
     assert restored.after["price"] == Decimal("12.340")
 
 

@@ -26,6 +26,7 @@ class RowEvent:
     is where the source would resume *after* this event's transaction. ``sequence``, where
     the source provides one, is an int64 that grows strictly with commit order across the
     whole source; sinks use it for external versioning. ``committed_at`` is UTC-aware.
+    ``pk_columns`` names the key columns in key order, where the source knows them.
     """
 
     schema: str
@@ -38,6 +39,7 @@ class RowEvent:
     committed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     txid: str | None = None
     sequence: int | None = None
+    pk_columns: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:

@@ -83,6 +83,7 @@ def event_to_dict(event: RowEvent) -> dict[str, Any]:
         "committed_at": event.committed_at.isoformat(),
         "txid": event.txid,
         "sequence": event.sequence,
+        "pk_columns": list(event.pk_columns) if event.pk_columns is not None else None,
     }
 
 
@@ -99,6 +100,7 @@ def event_from_dict(data: dict[str, Any]) -> RowEvent:
         committed_at=datetime.fromisoformat(data["committed_at"]),
         txid=data.get("txid"),
         sequence=data.get("sequence"),
+        pk_columns=tuple(data["pk_columns"]) if data.get("pk_columns") is not None else None,
     )
 
 
