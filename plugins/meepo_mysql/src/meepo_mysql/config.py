@@ -1,0 +1,182 @@
+"""The ``mysql`` source's options, validated without I/O."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from meepo_core import Options
+
+from .filters import ColumnRule, TableFilter, split_pattern
+from .positions import FILE_POS, gtid_flavor, normalize_gtid
+
+NO_PK_CHOICES = ("skip", "row")
+_SSL_PARAMS = ("ssl_ca", "ssl_cert", "ssl_key")
+_BOOL_PARAMS = ("ssl_verify_cert", "ssl_verify_identity", "ssl_disabled")
+_SERVER_ID_BASE = 0x40000000  # derived ids fall in [2**30, 2**31), far from typical ones
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where to begin when no checkpoint exists."""
+
+    kind: str  # "latest" | "earliest" | "position" | "gtid"
+    file: str | None = None
+    pos: int | None = None
+    gtid: str | None = None
+    flavor: str | None = None  # of the GTID set: "mariadb" | "mysql"
+
+
+@dataclass(frozen=True)
+class MySQLSettings:
+    """Everything the source needs, parsed from its options."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    connect_args: dict[str, Any]
+    filter: TableFilter
+    start: Start
+    server_id: int | None
+    heartbeat: float
+    no_pk: str
+    reconnect_attempts: int
+    dsn_key: str  # e.g. tool.meepo.pipelines.orders.source.dsn, for runtime messages
+    key_path: str = field(default="source")
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def connection_settings(self) -> dict[str, Any]:
+        """Keyword arguments for ``pymysql.connect``."""
+        return {
+            "host": self.host, "port": self.port, "user": self.user, "password": self.password,
+            "charset": "utf8mb4", **self.connect_args,
+        }
+
+    def resolved_server_id(self, pipeline: str) -> int:
+        """``server_id`` if set, else a stable id derived from the pipeline name."""
+        if self.server_id is not None:
+            return self.server_id
+        return _SERVER_ID_BASE + (zlib.crc32(f"meepo:{pipeline}".encode()) & 0x3FFFFFFF)
+
+
+def parse_settings(options: Options) -> MySQLSettings:
+    """Validate every option; errors name the full key path (no I/O)."""
+    dsn = options.string("dsn")
+    host, port, user, password, database, connect_args = _parse_dsn(options, dsn)
+    default_tables = [f"{database}.*"] if database else ["*.*"]
+    tables = options.string_list("tables", default_tables)
+    for index, pattern in enumerate(tables):
+        _check_pattern(options, f"tables[{index}]", pattern)
+    if not tables:
+        raise options.error("tables", "must name at least one table, e.g. [\"shop.orders\"]")
+    exclude = options.string_list("exclude_tables", [])
+    for index, pattern in enumerate(exclude):
+        _check_pattern(options, f"exclude_tables[{index}]", pattern)
+    rules = _parse_columns(options, options.table("columns", {}))
+    start = _parse_start(options, options.string("start", "latest"))
+    server_id = options.integer("server_id", None, minimum=1)
+    if server_id is not None and server_id > 0xFFFFFFFF:
+        raise options.error("server_id", f"must be at most 4294967295, not {server_id}")
+    heartbeat = options.number("heartbeat", 10.0, minimum=0.1)
+    no_pk = options.choice("no_pk", NO_PK_CHOICES, "skip")
+    attempts = options.integer("reconnect_attempts", 10, minimum=0)
+    options.done()
+    return MySQLSettings(
+        host=host, port=port, user=user, password=password, connect_args=connect_args,
+        filter=TableFilter(tuple(tables), tuple(exclude), tuple(rules)), start=start,
+        server_id=server_id, heartbeat=heartbeat, no_pk=no_pk, reconnect_attempts=attempts,
+        dsn_key=options.key_path("dsn"), key_path=options.path,
+    )
+
+
+def _parse_dsn(
+    options: Options, dsn: str
+) -> tuple[str, int, str, str, str | None, dict[str, Any]]:
+    example = "write mysql://USER:PASSWORD@HOST:PORT, e.g. mysql://repl:secret@127.0.0.1:3306"
+    try:
+        parts = urlsplit(dsn)
+        port = parts.port or 3306
+    except ValueError as exc:
+        raise options.error("dsn", f"not a valid DSN ({exc}); {example}") from None
+    if parts.scheme not in ("mysql", "mariadb"):
+        raise options.error(
+            "dsn", f"scheme must be mysql:// or mariadb://, not {parts.scheme!r}; {example}"
+        )
+    if not parts.hostname:
+        raise options.error("dsn", f"has no host; {example}")
+    if not parts.username:
+        raise options.error("dsn", f"has no user; {example}")
+    database = unquote(parts.path.lstrip("/")) or None
+    args: dict[str, Any] = {"connect_timeout": 10}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in _SSL_PARAMS:
+            args.setdefault("ssl", {})[key.removeprefix("ssl_")] = value
+        elif key in _BOOL_PARAMS:
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise options.error("dsn", f"?{key}= takes true or false, not {value!r}")
+            args[key] = value.lower() in ("true", "1")
+        elif key == "connect_timeout":
+            if not value.isdigit() or int(value) < 1:
+                raise options.error("dsn", f"?connect_timeout= takes whole seconds, not {value!r}")
+            args[key] = int(value)
+        else:
+            known = ", ".join((*_SSL_PARAMS, *_BOOL_PARAMS, "connect_timeout"))
+            raise options.error("dsn", f"unknown parameter ?{key}=; known: {known}")
+    user, password = unquote(parts.username), unquote(parts.password or "")
+    return parts.hostname, port, user, password, database, args
+
+
+def _check_pattern(options: Options, key: str, pattern: str) -> None:
+    if split_pattern(pattern) is None:
+        raise options.error(
+            key, f"{pattern!r} must be schema.table (globs allowed), e.g. \"shop.orders\""
+        )
+
+
+def _parse_columns(options: Options, table: dict[str, Any]) -> list[ColumnRule]:
+    rules = []
+    for pattern, rule in table.items():
+        key = f"columns.{pattern}"
+        _check_pattern(options, key, pattern)
+        if not isinstance(rule, dict) or set(rule) - {"include", "exclude"} or not rule:
+            raise options.error(
+                key, "must be a table with include = [...] or exclude = [...], e.g. "
+                "{ exclude = [\"password_hash\"] }"
+            )
+        lists: dict[str, tuple[str, ...]] = {}
+        for name in ("include", "exclude"):
+            value = rule.get(name)
+            if value is None:
+                continue
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise options.error(f"{key}.{name}", "must be an array of column names")
+            lists[name] = tuple(value)
+        rules.append(ColumnRule(pattern, lists.get("include"), lists.get("exclude", ())))
+    return rules
+
+
+def _parse_start(options: Options, text: str) -> Start:
+    value = text.strip()
+    if value in ("latest", "earliest"):
+        return Start(value)
+    flavor = gtid_flavor(value)  # before FILE:POS, which a MySQL "uuid:23" also matches
+    if flavor is not None:
+        return Start("gtid", gtid=normalize_gtid(value), flavor=flavor)
+    match = FILE_POS.match(value)
+    if match:
+        pos = int(match["pos"])
+        if pos < 4:
+            raise options.error("start", f"binlog positions start at 4, not {pos}")
+        return Start("position", file=match["file"], pos=pos)
+    raise options.error(
+        "start", f"{text!r} is not \"latest\", \"earliest\", \"FILE:POS\" (e.g. "
+        "\"binlog.000003:1234\") or a GTID set (MariaDB \"0-1-100\", MySQL \"uuid:1-100\")"
+    )

@@ -1,0 +1,230 @@
+"""The control connection: server flavor, preflight checks and binlog coordinates."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from typing import Any
+
+import pymysql
+import pymysql.cursors
+
+from meepo_core import SourceError
+
+from .config import MySQLSettings
+from .positions import BinlogPosition
+
+log = logging.getLogger("meepo.mysql")
+
+#: Error codes after which reconnecting may help (network, server shutdown, killed thread).
+RETRYABLE_CODES = frozenset({1053, 1077, 1152, 1158, 1159, 1160, 1161, 1317, 1927,
+                             2002, 2003, 2006, 2013, 2055})
+ER_ACCESS_DENIED = (1044, 1045, 1698)
+ER_MASTER_FATAL_READING_BINLOG = 1236
+ER_PARSE_ERROR = 1064
+
+
+def error_code(exc: BaseException) -> int | None:
+    args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def error_text(exc: BaseException) -> str:
+    args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
+    if len(args) >= 2:
+        return f"({args[0]}) {args[1]}"
+    return str(exc) or type(exc).__name__
+
+
+def connect_error(settings: MySQLSettings, exc: BaseException) -> SourceError:
+    """A one-line :class:`SourceError` for a failed connection attempt."""
+    code = error_code(exc)
+    where = f"MySQL at {settings.address}"
+    if code in ER_ACCESS_DENIED:
+        return SourceError(
+            f"cannot log in to {where} as {settings.user!r}: {error_text(exc)}; check the user "
+            f"and password in {settings.dsn_key}"
+        )
+    if code in (2002, 2003) or isinstance(exc, OSError):
+        return SourceError(
+            f"cannot reach {where}: {error_text(exc)}; check the host and port in "
+            f"{settings.dsn_key} and that the server is running"
+        )
+    return SourceError(f"cannot connect to {where}: {error_text(exc)}")
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether ``exc`` is a lost or refused connection that reconnecting may fix."""
+    if isinstance(exc, pymysql.err.OperationalError | pymysql.err.InternalError):
+        code = error_code(exc)
+        return code in RETRYABLE_CODES or code is None or code == 0
+    return isinstance(exc, pymysql.err.InterfaceError | ConnectionError | TimeoutError)
+
+
+class ControlConnection:
+    """A plain connection for queries (not the dump). Reconnects once when it was lost."""
+
+    def __init__(self, settings: MySQLSettings) -> None:
+        self.settings = settings
+        self._conn: Any = None
+        self._flavor: str | None = None
+        self.version = ""
+
+    def connect(self) -> Any:
+        if self._conn is None:
+            try:
+                self._conn = pymysql.connect(autocommit=True, **self.settings.connection_settings())
+            except (pymysql.err.MySQLError, OSError) as exc:
+                raise connect_error(self.settings, exc) from exc
+        return self._conn
+
+    def query(self, sql: str, *args: Any, dict_rows: bool = False) -> list[Any]:
+        for attempt in (1, 2):
+            conn = self.connect()
+            cursor_class = pymysql.cursors.DictCursor if dict_rows else pymysql.cursors.Cursor
+            try:
+                with conn.cursor(cursor_class) as cur:
+                    cur.execute(sql, args or None)
+                    return list(cur.fetchall())
+            except pymysql.err.OperationalError as exc:
+                if attempt == 2 or not is_retryable(exc):
+                    raise
+                self.close()
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    @property
+    def flavor(self) -> str:
+        """``"mariadb"`` or ``"mysql"``."""
+        if self._flavor is None:
+            self.version = str(self.query("SELECT VERSION()")[0][0])
+            self._flavor = "mariadb" if "mariadb" in self.version.lower() else "mysql"
+        return self._flavor
+
+    def variables(self) -> dict[str, str]:
+        rows = self.query(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', "
+            "'binlog_row_image', 'binlog_row_metadata', 'binlog_row_value_options', 'gtid_mode', "
+            "'binlog_transaction_compression', 'log_bin_compress')"
+        )
+        return {str(name).lower(): str(value) for name, value in rows}
+
+    # -- coordinates ----------------------------------------------------------------------
+    def current_position(self) -> BinlogPosition:
+        """The end of the binlog now, with the GTID state where the server keeps one."""
+        if self.flavor == "mariadb":
+            rows = self.query("SHOW MASTER STATUS")
+            gtid = ""  # the caller asks BINLOG_GTID_POS for exactly this file/pos
+        else:
+            try:  # MySQL 8.2+ (8.4 removed SHOW MASTER STATUS)
+                rows = self.query("SHOW BINARY LOG STATUS")
+            except pymysql.err.ProgrammingError as exc:
+                if error_code(exc) != ER_PARSE_ERROR:
+                    raise
+                rows = self.query("SHOW MASTER STATUS")
+            gtid = str(rows[0][4] or "").replace("\n", "") if rows and len(rows[0]) > 4 else ""
+        if not rows:
+            raise SourceError(
+                f"the binary log is off on MySQL at {self.settings.address}; add log_bin = "
+                "binlog and server_id = 1 under [mysqld] in my.cnf and restart it"
+            )
+        return BinlogPosition(str(rows[0][0]), int(rows[0][1]), gtid or None)
+
+    def binary_logs(self) -> list[str]:
+        return [str(row[0]) for row in self.query("SHOW BINARY LOGS")]
+
+    def mariadb_gtid_at(self, file: str, pos: int) -> str | None:
+        """MariaDB's GTID state at ``file:pos`` (``BINLOG_GTID_POS``; ``""`` when no GTID
+        was ever logged), or None when the server cannot tell."""
+        try:
+            rows = self.query("SELECT BINLOG_GTID_POS(%s, %s)", file, pos)
+        except pymysql.err.MySQLError as exc:
+            log.debug("BINLOG_GTID_POS(%s, %s) failed: %s", file, pos, error_text(exc))
+            return None
+        value = rows[0][0] if rows else None
+        return None if value is None else str(value)
+
+    def mariadb_json_columns(self, schema: str, table: str) -> frozenset[str]:
+        """Columns of ``schema.table`` declared JSON (MariaDB's ``json_valid`` check)."""
+        rows = self.query(
+            "SELECT CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+            "WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s AND LEVEL = 'Column'",
+            schema, table,
+        )
+        return frozenset(
+            str(name) for name, clause in rows
+            if re.fullmatch(r"\s*json_valid\(`?" + re.escape(str(name)) + r"`?\)\s*", str(clause))
+        )
+
+    # -- preflight ------------------------------------------------------------------------
+    def preflight(self) -> list[str]:
+        """One line per problem, each naming the setting and the fix; empty when ready."""
+        problems: list[str] = []
+        found = self.variables()
+        mycnf = "under [mysqld] in my.cnf"
+        if found.get("log_bin", "OFF").upper() not in ("ON", "1"):
+            problems.append(
+                "log_bin is OFF: the binary log is disabled; add log_bin = binlog and "
+                f"server_id = 1 {mycnf} and restart the server"
+            )
+        for name, wanted in (("binlog_format", "ROW"), ("binlog_row_image", "FULL"),
+                             ("binlog_row_metadata", "FULL")):
+            value = found.get(name)
+            if value is None:
+                problems.append(
+                    f"{name} is not supported by this server ({self.version}); meepo needs "
+                    "MariaDB 10.5+ or MySQL 8.0.14+ for column names in the binlog; upgrade it"
+                )
+            elif value.upper() != wanted:
+                problems.append(
+                    f"{name} is {value}, meepo needs {wanted}: run SET GLOBAL {name} = "
+                    f"'{wanted}' and add {name} = {wanted} {mycnf}"
+                )
+        options = found.get("binlog_row_value_options", "")
+        if "PARTIAL_JSON" in options.upper():
+            problems.append(
+                f"binlog_row_value_options is {options}, which logs JSON updates as partial "
+                "diffs: run SET GLOBAL binlog_row_value_options = '' and add "
+                f"binlog_row_value_options = '' {mycnf}"
+            )
+        for name in ("binlog_transaction_compression", "log_bin_compress"):
+            if found.get(name, "OFF").upper() in ("ON", "1"):
+                problems.append(
+                    f"{name} is ON, and compressed binlog events cannot be decoded: run "
+                    f"SET GLOBAL {name} = OFF and add {name} = OFF {mycnf}"
+                )
+        problems += self._privilege_problems()
+        return problems
+
+    def _privilege_problems(self) -> list[str]:
+        account = str(self.query("SELECT CURRENT_USER()")[0][0])
+        user, _, host = account.rpartition("@")
+        grantee = f"'{user}'@'{host}'"
+        grants = " ".join(str(row[0]).upper() for row in self.query("SHOW GRANTS"))
+        global_grants = " ".join(
+            re.findall(r"GRANT (.*?) ON \*\.\* TO", grants)
+        )
+        if "ALL PRIVILEGES" in global_grants or "SUPER" in global_grants.split(", "):
+            return []
+        has_roles = bool(re.search(r"GRANT [`'][^`']+[`'](@[`'][^`']*[`'])? TO", grants))
+        if self.flavor == "mariadb":
+            needed = {"REPLICATION SLAVE": ("REPLICATION SLAVE",),
+                      "BINLOG MONITOR": ("BINLOG MONITOR", "REPLICATION CLIENT")}
+        else:
+            needed = {"REPLICATION SLAVE": ("REPLICATION SLAVE",),
+                      "REPLICATION CLIENT": ("REPLICATION CLIENT",)}
+        missing = [name for name, aliases in needed.items()
+                   if not any(alias in global_grants for alias in aliases)]
+        if not missing or has_roles:  # privileges through roles cannot be read reliably here
+            return []
+        return [
+            f"user {grantee} lacks the {' and '.join(missing)} privilege"
+            f"{'s' if len(missing) > 1 else ''} needed to read the binlog: run GRANT "
+            f"{', '.join(needed)} ON *.* TO {grantee}"
+        ]

@@ -1,0 +1,172 @@
+"""Shared helpers for the mysql source tests (real MariaDB from meepo-core's fixtures)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from meepo_mysql import MySQLSource
+
+from meepo_core import Batch, Options, PipelineContext, RowEvent
+from meepo_core.testing import make_context
+
+
+def binlog_end(server: Any) -> str:
+    """``FILE:POS`` of the server's binlog end right now."""
+    file, pos = server.execute("SHOW MASTER STATUS", database=None)[0][:2]
+    return f"{file}:{pos}"
+
+
+def gtid_now(server: Any) -> str:
+    return str(server.execute("SELECT @@GLOBAL.gtid_binlog_pos", database=None)[0][0])
+
+
+@dataclass
+class Harness:
+    """One test's database, and sources reading it from where the test began."""
+
+    db: Any
+    tmp_path: Path
+    start: str = ""
+    pipeline: str = "mysql-tests"
+    contexts: list[PipelineContext] = field(default_factory=list)
+
+    @property
+    def server(self) -> Any:
+        return self.db.server
+
+    def options(self, **overrides: Any) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "type": "mysql", "dsn": self.server.dsn, "tables": [f"{self.db.name}.*"],
+            "start": self.start, "heartbeat": 1,
+        }
+        options.update(overrides)
+        return {key: value for key, value in options.items() if value is not None}
+
+    def source(self, **overrides: Any) -> MySQLSource:
+        return MySQLSource.from_options(
+            Options(self.options(**overrides), "source", self.tmp_path)
+        )
+
+    def context(self, batch_size: int = 1000, batch_wait: float = 0.05) -> PipelineContext:
+        context = make_context(self.tmp_path, self.pipeline)
+        context.batch_size = batch_size
+        context.batch_wait = batch_wait
+        self.contexts.append(context)
+        return context
+
+    def batches(
+        self, checkpoint: Any = None, *, batch_size: int = 1000, **overrides: Any
+    ) -> list[Batch]:
+        """Every batch of a ``once`` stream from ``checkpoint`` (None: the configured start)."""
+        source = self.source(**overrides)
+        try:
+            return list(source.stream(checkpoint, self.context(batch_size), once=True))
+        finally:
+            source.close()
+
+    def drain(self, checkpoint: Any = None, **overrides: Any) -> tuple[list[RowEvent], Any]:
+        """Events and last position of a ``once`` stream."""
+        events: list[RowEvent] = []
+        position = checkpoint
+        for batch in self.batches(checkpoint, **overrides):
+            events.extend(batch.events)
+            if batch.position is not None:
+                position = batch.position
+        return events, position
+
+    def execute(self, *statements: str) -> None:
+        for sql in statements:
+            self.db.execute(sql)
+
+    def end(self) -> str:
+        return binlog_end(self.server)
+
+    def gtid(self) -> str:
+        return gtid_now(self.server)
+
+    def transaction(self, *statements: str) -> None:
+        with self.db.connect() as conn, conn.cursor() as cur:
+            for sql in statements:
+                cur.execute(sql)
+            conn.commit()
+
+
+@pytest.fixture
+def harness(mysql_db: Any, tmp_path: Path) -> Harness:
+    """A fresh database; ``start`` is the binlog end before the test's own statements."""
+    h = Harness(mysql_db, tmp_path)
+    h.start = binlog_end(mysql_db.server)
+    return h
+
+
+class Follower:
+    """Runs a source's non-``once`` stream in a thread, collecting batches."""
+
+    def __init__(self, source: MySQLSource, context: PipelineContext, start: Any) -> None:
+        self.source = source
+        self.context = context
+        self.batches: list[Batch] = []
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, args=(start,), daemon=True)
+        self.thread.start()
+
+    def _run(self, start: Any) -> None:
+        try:
+            for batch in self.source.stream(start, self.context, once=False):
+                with self._lock:
+                    self.batches.append(batch)
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+    @property
+    def events(self) -> list[RowEvent]:
+        with self._lock:
+            return [event for batch in self.batches for event in batch.events]
+
+    @property
+    def position(self) -> Any:
+        with self._lock:
+            found = [b.position for b in self.batches if b.position is not None]
+        return found[-1] if found else None
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[RowEvent]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.error is not None:
+                raise AssertionError(f"stream failed: {self.error!r}") from self.error
+            events = self.events
+            if len(events) >= count:
+                return events
+            time.sleep(0.05)
+        raise AssertionError(f"only {len(self.events)} of {count} events after {timeout}s")
+
+    def stop(self) -> None:
+        self.context.stopping.set()
+        self.thread.join(10)
+        self.source.close()
+        assert not self.thread.is_alive(), "the stream did not stop"
+
+
+@pytest.fixture
+def follow() -> Iterator[Any]:
+    """``follow(source, context, start)`` starts a :class:`Follower`; all are stopped after."""
+    started: list[Follower] = []
+
+    def start(source: MySQLSource, context: PipelineContext, position: Any) -> Follower:
+        follower = Follower(source, context, position)
+        started.append(follower)
+        return follower
+
+    yield start
+    for follower in started:
+        follower.context.stopping.set()
+        follower.source.close()
+        follower.thread.join(10)

@@ -1,0 +1,187 @@
+"""Connection loss, server restarts, stalls: the source reconnects with backoff from the last
+transaction boundary it delivered."""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+class StallingProxy:
+    """A real TCP proxy in front of MariaDB that can stall (stop forwarding, sockets left
+    open: what a dead NAT entry or a hung server looks like) or cut its connections.
+    New connections after a stall are forwarded normally."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.rate: float | None = None  # bytes per second towards the client, when set
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections: list[tuple[socket.socket, socket.socket, threading.Event]] = []
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            frozen = threading.Event()
+            self.connections.append((client, server, frozen))
+            threading.Thread(target=self._pump, args=(client, server, frozen), daemon=True).start()
+
+    def _pump(self, client: socket.socket, server: socket.socket, frozen: threading.Event) -> None:
+        peers = {client: server, server: client}
+        try:
+            while not self.closed.is_set():
+                if frozen.is_set():
+                    time.sleep(0.05)
+                    continue
+                readable, _, _ = select.select(list(peers), [], [], 0.1)
+                for sock in readable:
+                    data = sock.recv(16384)
+                    if not data:
+                        return
+                    peers[sock].sendall(data)
+                    if self.rate and sock is server:
+                        time.sleep(len(data) / self.rate)
+        except OSError:
+            return
+        finally:
+            if not frozen.is_set():
+                for sock in peers:
+                    with contextlib.suppress(OSError):
+                        sock.close()
+
+    def stall(self) -> None:
+        for _, _, frozen in self.connections:
+            frozen.set()
+
+    def cut(self) -> None:
+        for client, server, _ in self.connections:
+            for sock in (client, server):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+        self.cut()
+
+
+@pytest.fixture
+def proxy(mysql_db: Any) -> Iterator[StallingProxy]:
+    p = StallingProxy(mysql_db.server.host, mysql_db.server.port)
+    yield p
+    p.close()
+
+
+def _kill_dump_threads(server: Any) -> int:
+    killed = 0
+    for row in server.execute("SHOW PROCESSLIST", database=None):
+        if str(row[4]).startswith("Binlog Dump"):
+            server.execute(f"KILL {row[0]}", database=None)
+            killed += 1
+    return killed
+
+
+def _reconnect_logs(caplog: Any) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "reconnecting" in r.getMessage()]
+
+
+def test_killed_connection_reconnects_from_the_last_boundary(
+    harness: Any, follow: Any, caplog: Any
+) -> None:
+    harness.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    follower = follow(harness.source(start=harness.end()), harness.context(), None)
+    with caplog.at_level("WARNING", logger="meepo.mysql"):
+        for i in range(1, 4):
+            harness.execute(f"INSERT INTO t VALUES ({i})")
+        follower.wait_for(3)
+        delivered = follower.position
+        assert _kill_dump_threads(harness.server) == 1
+        for i in range(4, 7):
+            harness.execute(f"INSERT INTO t VALUES ({i})")
+        events = follower.wait_for(6)
+    assert [e.pk for e in events] == [1, 2, 3, 4, 5, 6]  # nothing lost, nothing repeated
+    logs = _reconnect_logs(caplog)
+    assert logs and f"'pos': {delivered['pos']}" in logs[0]
+    follower.stop()
+
+
+def test_server_restart_reconnects_with_backoff(harness: Any, follow: Any, caplog: Any) -> None:
+    harness.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    follower = follow(harness.source(start=harness.end()), harness.context(), None)
+    with caplog.at_level("WARNING", logger="meepo.mysql"):
+        harness.execute("INSERT INTO t VALUES (1)")
+        follower.wait_for(1)
+        harness.server.restart()
+        harness.execute("INSERT INTO t VALUES (2)")
+        events = follower.wait_for(2, timeout=60)
+    assert [e.pk for e in events] == [1, 2]
+    logs = _reconnect_logs(caplog)
+    assert len(logs) >= 1
+    delays = [float(m.split("reconnecting in ")[1].split("s")[0]) for m in logs]
+    assert delays == sorted(delays)  # exponential backoff while the server is down
+    follower.stop()
+
+
+def test_heartbeat_detects_a_stalled_stream(
+    harness: Any, follow: Any, proxy: StallingProxy, caplog: Any
+) -> None:
+    harness.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    dsn = f"mysql://meepo:meepo@127.0.0.1:{proxy.port}"
+    source = harness.source(start=harness.end(), dsn=dsn, heartbeat=0.4)
+    follower = follow(source, harness.context(), None)
+    with caplog.at_level("WARNING", logger="meepo.mysql"):
+        harness.execute("INSERT INTO t VALUES (1)")
+        follower.wait_for(1)
+        proxy.stall()  # the TCP connection stays open but nothing flows any more
+        harness.execute("INSERT INTO t VALUES (2)")
+        events = follower.wait_for(2, timeout=20)
+    assert [e.pk for e in events] == [1, 2]
+    logs = _reconnect_logs(caplog)
+    assert logs and "nothing received" in logs[0]
+
+
+def test_connection_cut_mid_transaction_redelivers_the_whole_transaction(
+    harness: Any, follow: Any, proxy: StallingProxy
+) -> None:
+    rows = 20_000
+    harness.execute(
+        "CREATE TABLE big (id INT PRIMARY KEY, v INT)",
+        f"INSERT INTO big SELECT seq, 0 FROM seq_1_to_{rows}",
+    )
+    dsn = f"mysql://meepo:meepo@127.0.0.1:{proxy.port}"
+    start = harness.end()
+    harness.execute("UPDATE big SET v = 1")
+    harness.execute("INSERT INTO big VALUES (0, 0)")
+    proxy.rate = 1_000_000  # slow enough that the transaction is still in flight at the cut
+    follower = follow(harness.source(start=start, dsn=dsn), harness.context(batch_size=100), None)
+    follower.wait_for(300)
+    proxy.cut()
+    proxy.rate = None
+    events = follower.wait_for(rows + 1, timeout=60)
+    time.sleep(0.5)
+    events = follower.events
+    updates = [e.pk for e in events if e.action == "update"]
+    assert set(updates) == set(range(1, rows + 1))  # every row of the transaction
+    assert len(updates) > rows  # its first part came twice: at-least-once
+    assert events[-1].pk == 0
+    with follower._lock:
+        batches = list(follower.batches)
+    seen = 0
+    for batch in batches:
+        seen += len(batch)
+        if batch.position is not None and seen > 0:
+            assert seen >= rows  # a position only once the big transaction completed
+    follower.stop()
