@@ -369,11 +369,6 @@ def _retried(stderr: str, label: str) -> bool:
     return f"WARNING meepo.runner: {label} failed (attempt 1" in stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "wrong Redis credentials are retried with backoff (about 2.5 minutes with the default "
-    "max_retries = 10) and end in 'still failing ...; rerun to resume' without naming the "
-    "url key: RedisSink.apply (meepo_redis/invalidation.py) lets redis.AuthenticationError "
-    "(and NoPermissionError) propagate as a plain exception, which the runner retries"))
 def test_wrong_redis_password_is_not_retried_and_names_the_url(
     stack: Stack, redis_with_password: RedisServer
 ) -> None:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
 
 import redis
+from redis.client import Pipeline
 from redis.connection import parse_url
 
+from meepo_core.errors import SinkError
 from meepo_core.options import Options
+
+#: Refusals that retrying cannot fix: wrong credentials, missing ACL permissions.
+REFUSED = (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError,
+           redis.exceptions.AuthenticationWrongNumberOfArgsError)
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 #: Socket timeouts: long enough for a big pipelined batch, short enough to fail visibly.
@@ -79,3 +86,16 @@ def ping_problems(client: redis.Redis, url: str) -> list[str]:
     finally:
         client.close()
     return []
+
+
+def execute(pipe: Pipeline, url: str, url_key: str) -> list[Any]:
+    """Send ``pipe``. Refused credentials or permissions raise a non-retryable
+    :class:`SinkError` naming ``url_key``; other errors propagate and the runner retries."""
+    try:
+        return pipe.execute()
+    except REFUSED as exc:
+        raise SinkError(
+            f"{url_key}: Redis at {redact(url)} refused the request ({describe(exc)}); fix the "
+            "user/password in the URL or the user's ACL",
+            retryable=False,
+        ) from exc

@@ -19,7 +19,7 @@ from meepo_core.options import Options
 from meepo_core.serialization import encode_value
 from meepo_core.sink import Sink
 
-from .connection import connect, ping_problems, url_option
+from .connection import connect, execute, ping_problems, url_option
 
 if TYPE_CHECKING:
     from meepo_core.context import PipelineContext
@@ -134,6 +134,9 @@ class RedisEventsSink(Sink):
     """Records ``pk -> last change time`` per event name; one pipelined round trip per
     batch. Options: ``url``, ``namespace``, ``partition``, ``ttl``, ``name``."""
 
+    #: Config key path of the URL, for errors; set by ``from_options``.
+    url_key = "url"
+
     def __init__(self, url: str, namespace: str = DEFAULT_NAMESPACE, partition: str = "none",
                  ttl: int = 0, name: str = "{table}_{action}") -> None:
         self.url = url
@@ -157,7 +160,9 @@ class RedisEventsSink(Sink):
                 "name", f"bad placeholder {exc}; use {{schema}} {{table}} {{action}}"
             ) from None
         options.done()
-        return cls(url, namespace, partition, ttl, name)
+        sink = cls(url, namespace, partition, ttl, name)
+        sink.url_key = options.key_path("url")
+        return sink
 
     def open(self, context: PipelineContext) -> None:
         self.store = EventStore(connect(self.url), self.namespace, self.partition, self.ttl)
@@ -175,7 +180,7 @@ class RedisEventsSink(Sink):
         pipe = self.store.client.pipeline(transaction=False)
         for event in batch.events:
             self.store.queue(pipe, self.event_name(event), event.pk, event.committed_at)
-        pipe.execute()
+        execute(pipe, self.url, self.url_key)
 
     def close(self) -> None:
         if self.store is not None:

@@ -20,7 +20,7 @@ from meepo_core.events import Batch, RowEvent
 from meepo_core.options import Options
 from meepo_core.sink import Sink
 
-from .connection import connect, describe, ping_problems, redact, url_option
+from .connection import connect, describe, execute, ping_problems, redact, url_option
 from .delayed import DelayedDeleter
 from .templates import Template
 
@@ -68,6 +68,9 @@ class RedisSink(Sink):
     """Deletes cache keys derived from row images. Options: ``url``, ``keys``,
     ``hash_fields``, ``prefix``, ``delay_ms`` (see the plugin README)."""
 
+    #: Config key path of the URL, for errors; set by ``from_options``.
+    url_key = "url"
+
     def __init__(self, url: str, targets: dict[str, TableTargets], prefix: str = "",
                  delay_ms: int = 0) -> None:
         self.url = url
@@ -110,7 +113,9 @@ class RedisSink(Sink):
         prefix = options.string("prefix", "")
         delay_ms = options.integer("delay_ms", 0, minimum=0)
         options.done()
-        return cls(url, targets, prefix, delay_ms)
+        sink = cls(url, targets, prefix, delay_ms)
+        sink.url_key = options.key_path("url")
+        return sink
 
     def open(self, context: PipelineContext) -> None:
         self._context = context
@@ -155,7 +160,7 @@ class RedisSink(Sink):
             return
         pipe = self.client.pipeline(transaction=False)
         work.queue(pipe)
-        pipe.execute()  # redis errors propagate: the runner retries with backoff
+        execute(pipe, self.url, self.url_key)
         if self._delayed is not None:
             self._delayed.schedule(lambda: self._second_delete(work))
 

@@ -16,7 +16,7 @@ from meepo_core.options import Options
 from meepo_core.serialization import event_to_json
 from meepo_core.sink import Sink
 
-from .connection import connect, ping_problems, url_option
+from .connection import connect, execute, ping_problems, url_option
 
 if TYPE_CHECKING:
     from meepo_core.context import PipelineContext
@@ -29,6 +29,9 @@ class RedisPubSubSink(Sink):
     """PUBLISHes :func:`meepo_core.serialization.event_to_json` of each event to the channel
     rendered from ``channel`` (fields ``{schema}``, ``{table}``, ``{action}``, ``{name}``);
     one pipelined round trip per batch. An event JSON cannot carry goes to the dead letters."""
+
+    #: Config key path of the URL, for errors; set by ``from_options``.
+    url_key = "url"
 
     def __init__(self, url: str, channel: str = DEFAULT_CHANNEL) -> None:
         self.url = url
@@ -48,7 +51,9 @@ class RedisPubSubSink(Sink):
                 "channel", f"bad placeholder {exc}; use {{schema}} {{table}} {{action}} {{name}}"
             ) from None
         options.done()
-        return cls(url, channel)
+        sink = cls(url, channel)
+        sink.url_key = options.key_path("url")
+        return sink
 
     def open(self, context: PipelineContext) -> None:
         self._context = context
@@ -73,7 +78,7 @@ class RedisPubSubSink(Sink):
                 self._unencodable(event, exc)
                 continue
             pipe.publish(self.channel_of(event), message)
-        pipe.execute()
+        execute(pipe, self.url, self.url_key)
 
     def _unencodable(self, event: RowEvent, exc: Exception) -> None:
         """Dead-letter an event JSON cannot carry: retrying cannot fix it."""

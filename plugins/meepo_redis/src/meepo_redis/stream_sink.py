@@ -15,7 +15,7 @@ from meepo_core.options import Options
 from meepo_core.serialization import event_to_json
 from meepo_core.sink import Sink
 
-from .connection import connect, describe, ping_problems, url_option
+from .connection import connect, describe, execute, ping_problems, url_option
 from .streams import DEFAULT_STREAM, StreamNames, partition_of
 
 if TYPE_CHECKING:
@@ -62,6 +62,9 @@ class RedisStreamSink(Sink):
     without a sequence are always appended; readers' sinks are idempotent anyway.
     """
 
+    #: Config key path of the URL, for errors; set by ``from_options``.
+    url_key = "url"
+
     def __init__(self, url: str, stream: str = DEFAULT_STREAM, partitions: int = 8,
                  maxlen: int = 1_000_000, dedupe: bool = True) -> None:
         self.url = url
@@ -79,7 +82,9 @@ class RedisStreamSink(Sink):
         maxlen = options.integer("maxlen", 1_000_000, minimum=0)
         dedupe = options.choice("dedupe", ("sequence", "none"), "sequence") == "sequence"
         options.done()
-        return cls(url, stream, partitions, maxlen, dedupe)
+        sink = cls(url, stream, partitions, maxlen, dedupe)
+        sink.url_key = options.key_path("url")
+        return sink
 
     def open(self, context: PipelineContext) -> None:
         self.client = connect(self.url)
@@ -126,7 +131,7 @@ class RedisStreamSink(Sink):
                 args=[self.maxlen, "1" if self.dedupe else "0", *args],
                 client=pipe,
             )
-        pipe.execute()
+        execute(pipe, self.url, self.url_key)
 
     def close(self) -> None:
         if self.client is not None:
