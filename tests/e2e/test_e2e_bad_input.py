@@ -379,11 +379,6 @@ def test_wrong_redis_password_is_not_retried_and_names_the_url(
     assert not _retried(result.stderr, "sinks[0] redis"), result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "wrong SQL credentials are retried with backoff and end in 'still failing ...; rerun "
-    "to resume' without naming the url key: SqlSink.apply (meepo_sqlalchemy/sql_sink.py) "
-    "wraps every SQLAlchemyError, including an OperationalError for access denied (MySQL "
-    "1045, PostgreSQL 28P01/28000), in a retryable SinkError"))
 def test_wrong_sql_credentials_are_not_retried_and_name_the_url(stack: Stack) -> None:
     server = stack.db.server
     url = f"mysql+pymysql://meepo:wrong@{server.host}:{server.port}/{stack.db.name}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from meepo_e2e_kit import (
     ITEMS_DDL,
     binlog_end,
@@ -53,10 +52,6 @@ def test_pk_change_reaches_es_and_redis(
     assert present_keys(redis_db, {1, 2, 10}) == set()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the sql sink leaves the old row behind when an update changes the primary key: "
-    "SqlSink._runs (meepo_sqlalchemy/sql_sink.py) maps every update to an upsert of the "
-    "after image, so row 1 stays in the replica next to row 10"))
 def test_pk_change_reaches_the_sql_replica(
     mysql_db: Any, redis_db: str, es_server: Any, es_prefix: str, pg_url: str, tmp_path: Path
 ) -> None:

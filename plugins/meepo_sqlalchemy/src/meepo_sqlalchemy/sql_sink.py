@@ -72,6 +72,9 @@ class _Unappliable(Exception):
 class SqlSink(Sink):
     """See the module docstring; options in the plugin README."""
 
+    #: Config key path of the URL, for errors; set by ``from_options``.
+    url_key = "url"
+
     def __init__(self, url: URL, tables: dict[str, TableMapping] | None = None,
                  schema: str | None = None, version_column: str | None = None) -> None:
         self.url = url
@@ -118,7 +121,9 @@ class SqlSink(Sink):
                 sub.done()
                 tables[source] = TableMapping(target, columns)
         options.done()
-        return cls(url, tables, schema, version)
+        sink = cls(url, tables, schema, version)
+        sink.url_key = options.key_path("url")
+        return sink
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -171,11 +176,21 @@ class SqlSink(Sink):
                     with self.engine.begin() as conn:
                         failed = self._apply_events(conn, batch.events, isolate=True)
                 except SQLAlchemyError as exc:
-                    raise SinkError(f"{self.label}: {_first_line(exc)}") from exc
+                    raise self._failure(exc) from exc
             except SQLAlchemyError as exc:
-                raise SinkError(f"{self.label}: {_first_line(exc)}") from exc
+                raise self._failure(exc) from exc
         for event, reason in failed:
             self._dead_letter(event, reason)
+
+    def _failure(self, exc: SQLAlchemyError) -> SinkError:
+        """Retryable, unless the server refused the credentials: retrying cannot fix that."""
+        if _refused(exc):
+            return SinkError(
+                f"{self.url_key}: {describe(self.url)} refused the login ({_first_line(exc)}); "
+                "fix the user/password in the URL or the user's grants",
+                retryable=False,
+            )
+        return SinkError(f"{self.label}: {_first_line(exc)}")
 
     def _apply_events(self, conn: Connection, events: tuple[RowEvent, ...],
                       isolate: bool) -> list[tuple[RowEvent, str]]:
@@ -206,19 +221,35 @@ class SqlSink(Sink):
                 continue  # not in `tables`: not replicated by this sink
             try:
                 table = self._table(conn, event, mapping)
-                kind = "delete" if event.action == "delete" else "upsert"
-                param = self._params(table, event, mapping, kind)
+                operations = [
+                    (kind, self._params(table, event, mapping, kind))
+                    for kind in self._kinds(table, event, mapping)
+                ]
             except _Unappliable as exc:
                 failed.append((event, str(exc)))
                 continue
-            key = (table, kind, tuple(param))
-            if current is not None and key != current:
-                yield current[0], current[1], items
-                items = []
-            current = key
-            items.append((event, param))
+            for kind, param in operations:
+                key = (table, kind, tuple(param))
+                if current is not None and key != current:
+                    yield current[0], current[1], items
+                    items = []
+                current = key
+                items.append((event, param))
         if current is not None and items:
             yield current[0], current[1], items
+
+    def _kinds(self, table: Table, event: RowEvent, mapping: TableMapping) -> list[str]:
+        """``delete`` or ``upsert``; an update that changes the primary key deletes the row
+        under the old key first, so the replica keeps no stale row."""
+        if event.action == "delete":
+            return ["delete"]
+        if event.action == "update" and event.before is not None and event.after is not None:
+            sources = {target: source for source, target in mapping.columns.items() if target}
+            for column in table.primary_key.columns:
+                source = sources.get(column.name, column.name)
+                if event.before.get(source) != event.after.get(source):
+                    return ["delete", "upsert"]
+        return ["upsert"]
 
     def _statement(self, conn: Connection, table: Table, kind: str,
                    param: dict[str, Any]) -> Any:
@@ -311,6 +342,19 @@ class SqlSink(Sink):
         if self._context is None:
             raise SinkError(f"{self.label}: {reason}", retryable=False)
         self._context.dead_letter(event, self.label, reason)
+
+
+#: Login refusals: MySQL/MariaDB error codes and PostgreSQL SQLSTATEs.
+_REFUSED_MYSQL_CODES = (1044, 1045, 1698)
+_REFUSED_SQLSTATES = ("28000", "28P01")
+
+
+def _refused(exc: SQLAlchemyError) -> bool:
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) in _REFUSED_SQLSTATES:
+        return True
+    args: tuple[object, ...] = tuple(getattr(orig, "args", ()))
+    return bool(args) and args[0] in _REFUSED_MYSQL_CODES
 
 
 def _qualified(schema: str | None, name: str) -> str:
