@@ -320,10 +320,6 @@ def test_unreachable_sink(stack: Stack, index: int, key: str, value: Any,
     stack.assert_untouched("start")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "meepo_es names neither the host nor the hosts key when the cluster is unreachable: "
-    "ElasticsearchSink._ensure_index (sink.py) and BulkSender._send_chunk (bulk.py) format "
-    "elastic_transport.ConnectionError, whose str() is just 'Connection error'"))
 def test_unreachable_es_names_the_host_and_key(stack: Stack) -> None:
     port = free_port()
 

@@ -107,6 +107,7 @@ class BulkSender:
         backoff: float,
         backoff_max: float,
         refresh: str = "false",
+        unreachable: str = "cannot reach the cluster",
         stopping: threading.Event | None = None,
         on_retry: Callable[[int], None] | None = None,
     ) -> None:
@@ -119,6 +120,7 @@ class BulkSender:
         self.backoff = backoff
         self.backoff_max = backoff_max
         self.refresh = refresh
+        self.unreachable = unreachable
         self.stopping = stopping or threading.Event()
         self.on_retry = on_retry
 
@@ -158,10 +160,12 @@ class BulkSender:
                     raise SinkError(
                         f"bulk request rejected with HTTP {exc.meta.status}: {_api_error(exc)}"
                         f"{_auth_hint(exc.meta.status)}",
-                        retryable=exc.meta.status in (401, 403),
+                        retryable=False,
                     ) from exc
                 reason = f"HTTP {exc.meta.status}: {_api_error(exc)}"
-            except (TransportConnectionError, TransportError) as exc:
+            except TransportConnectionError as exc:
+                reason = f"{self.unreachable} ({type(exc).__name__}: {exc})"
+            except TransportError as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             if not pending:
                 return

@@ -43,6 +43,13 @@ class ClientSettings:
     client_cert: str | None = None
     client_key: str | None = None
     request_timeout: float = 30.0
+    #: Config key path of ``hosts``, for errors.
+    hosts_key: str = "hosts"
+
+    def unreachable(self) -> str:
+        """The hint for a connection failure: which hosts, which key to check."""
+        return (f"cannot reach {', '.join(self.hosts)}; check {self.hosts_key}, TLS "
+                "(verify_certs, ca_certs) and that the cluster is up")
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,7 @@ def parse_settings(options: Options) -> SinkSettings:
         client_cert=str(client_cert) if client_cert else None,
         client_key=str(client_key) if client_key else None,
         request_timeout=options.number("request_timeout", 30.0, minimum=0.1),
+        hosts_key=options.key_path("hosts"),
     )
     index = options.string("index", "{schema}_{table}")
     try:

@@ -78,6 +78,7 @@ class ElasticsearchSink(Sink):
             backoff=s.retry_backoff,
             backoff_max=s.retry_backoff_max,
             refresh=s.refresh,
+            unreachable=s.client.unreachable(),
             stopping=context.stopping,
             on_retry=lambda n: context.metrics.record_failure(s.label, "bulk_retry", n),
         )
@@ -91,8 +92,7 @@ class ElasticsearchSink(Sink):
                     403: "the credentials lack the monitor privilege"}.get(exc.meta.status, "")
             return [f"{hosts} answered HTTP {exc.meta.status} ({exc.message}); {hint}".rstrip("; ")]
         except TransportError as exc:
-            return [f"cannot reach {hosts}: {exc}; check hosts, TLS (verify_certs, ca_certs) "
-                    "and that the cluster is up"]
+            return [f"{self.settings.client.unreachable()} ({exc})"]
         return []
 
     def apply(self, batch: Batch) -> None:
@@ -130,9 +130,11 @@ class ElasticsearchSink(Sink):
             try:
                 if ensure_index(self.client, index, rule):
                     log.info("%s: created index %s", self.label, index)
-            except (ApiError, TransportError) as exc:
+            except ApiError as exc:
                 raise SinkError(f"{self.label}: cannot check or create index {index!r}: {exc}"
                                 ) from exc
+            except TransportError as exc:
+                raise SinkError(f"{self.settings.client.unreachable()} ({exc})") from exc
         self._ready.add(index)
 
     def close(self) -> None:
