@@ -31,7 +31,8 @@ def global_setting(mariadb: Any) -> Iterator[Any]:
 
     yield set_global
     for name, value in saved.items():
-        mariadb.execute(f"SET GLOBAL {name} = %s", value, database=None)
+        literal = value if value.isdigit() else f"'{value}'"
+        mariadb.execute(f"SET GLOBAL {name} = {literal}", database=None)
 
 
 @pytest.mark.parametrize(
@@ -137,3 +138,20 @@ def test_bad_dsn_is_a_config_error_through_the_cli(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines()[-1].startswith(
         "meepo: error: tool.meepo.pipelines.orders.source.dsn: scheme must be mysql://"
     )
+
+
+def test_compressed_binlog_events_stop_the_stream_instead_of_losing_rows(
+    harness: Any, global_setting: Any
+) -> None:
+    harness.execute("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)")
+    start = harness.end()
+    global_setting("log_bin_compress", "ON")
+    assert harness.source().check() == [
+        "log_bin_compress is ON, and compressed binlog events cannot be decoded: run SET "
+        "GLOBAL log_bin_compress = OFF and add log_bin_compress = OFF under [mysqld] in my.cnf"
+    ]
+    harness.execute("INSERT INTO t VALUES (1, REPEAT('x', 2000))")
+    global_setting("log_bin_compress", "OFF")
+    expected = r"compressed event \(type 16\d\).*log_bin_compress = OFF"
+    with pytest.raises(SourceError, match=expected):
+        harness.drain(None, start=start)

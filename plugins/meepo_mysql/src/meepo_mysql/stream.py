@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -74,6 +75,7 @@ UNDECODABLE_EVENTS = {
 }
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
+HEALTHY_AFTER = 30.0  # seconds a connection must last to reset the reconnect budget
 _STATEMENT_DML = ("INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD")
 
 
@@ -132,6 +134,7 @@ class BinlogStream:
         stopping = self.context.stopping
         while not self.closed and not stopping.is_set():
             self._progress = False
+            opened = time.monotonic()
             try:
                 self._open_reader()
                 yield from self._read()
@@ -153,7 +156,9 @@ class BinlogStream:
             if (batch := self._batcher.flush()) is not None:
                 yield batch
             self._batcher = Batcher(self.context.batch_size, self.context.batch_wait)
-            failures = 1 if self._progress else failures + 1
+            # A connection that delivered a transaction or lasted a while was healthy.
+            healthy = self._progress or time.monotonic() - opened > HEALTHY_AFTER
+            failures = 1 if healthy else failures + 1
             if failures > self.settings.reconnect_attempts:
                 raise SourceError(
                     f"lost the binlog stream from MySQL at {self.settings.address} and "
@@ -278,7 +283,6 @@ class BinlogStream:
                 if self.once:
                     return
                 raise ConnectionEnded("the server ended the binlog dump")
-            self._progress = True
             kind = event.__class__
             if kind is WriteRowsEvent or kind is UpdateRowsEvent or kind is DeleteRowsEvent:
                 plan = plans.get(event.table_id)
@@ -400,6 +404,7 @@ class BinlogStream:
             # HeartbeatLogEvent: the connection is alive; nothing to do.
 
     def _commit(self, log_pos: int, gtid: str | None) -> Batch | None:
+        self._progress = True
         gtids = self._gtids
         if gtid is not None and gtids is not None:
             gtids.update(gtid)
