@@ -250,11 +250,6 @@ def test_binlog_not_in_row_format_names_the_setting(scratch_stack: Stack) -> Non
     scratch_stack.assert_untouched()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "meepo_mysql never checks that the tables named in source.tables exist: "
-    "ControlConnection.preflight (server.py) only checks server variables and grants, so "
-    "`meepo check` says ok and `meepo run` exits 0 having delivered nothing; a typo in a "
-    "table name silently replicates nothing"))
 def test_source_table_that_does_not_exist(stack: Stack) -> None:
     """Following a table that does not exist delivers nothing and must say so."""
     missing = f"{stack.db.name}.no_such_table"

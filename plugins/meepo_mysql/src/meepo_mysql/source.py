@@ -10,6 +10,7 @@ from meepo_core import Batch, Options, PipelineContext, Position, Source, Source
 
 from .config import MySQLSettings, parse_settings
 from .decode import install_fixes
+from .filters import is_glob, split_pattern
 from .positions import BinlogPosition
 from .server import ControlConnection
 from .stream import BinlogStream
@@ -43,9 +44,31 @@ class MySQLSource(Source):
     def check(self) -> list[str]:
         control = ControlConnection(self.settings)
         try:
-            return control.preflight() + self._start_problems(control)
+            return self._problems(control)
         finally:
             control.close()
+
+    def _problems(self, control: ControlConnection) -> list[str]:
+        return control.preflight() + self._start_problems(control) + self._table_problems(control)
+
+    def _table_problems(self, control: ControlConnection) -> list[str]:
+        """Tables named literally in ``tables`` must exist: a typo would follow nothing."""
+        problems = []
+        for index, pattern in enumerate(self.settings.filter.tables):
+            names = split_pattern(pattern)
+            if names is None or is_glob(pattern):
+                continue
+            found = control.query(
+                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+                "AND TABLE_NAME = %s", *names,
+            )
+            if not found:
+                problems.append(
+                    f"{self.settings.key_path}.tables[{index}]: table {pattern!r} does not exist "
+                    f"on {self.settings.address} (or this user has no privilege on it); fix the "
+                    "name, create the table, or GRANT SELECT on it"
+                )
+        return problems
 
     def _start_problems(self, control: ControlConnection) -> list[str]:
         start = self.settings.start
@@ -67,7 +90,7 @@ class MySQLSource(Source):
         install_fixes()
         control = self._control = ControlConnection(self.settings)
         try:
-            problems = control.preflight() + self._start_problems(control)
+            problems = self._problems(control)
             if problems:
                 raise SourceError(
                     f"MySQL at {self.settings.address} is not ready for meepo: "
