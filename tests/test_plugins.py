@@ -80,8 +80,9 @@ def test_unknown_type_from_a_broken_plugin_says_it_failed_to_load(
     monkeypatch.syspath_prepend(BROKEN_DIST)
     monkeypatch.setitem(KNOWN_PROVIDERS, "kafka", "meepo-broken-example")
     registry = load_registry()
-    with pytest.raises(ConfigError, match="plugin 'broken' from meepo-broken-example failed to "
-                       "load: ImportError"):
+    with pytest.raises(
+        ConfigError, match="plugin 'broken' from meepo-broken-example failed to load: ImportError"
+    ):
         registry.lookup("sink", "kafka", "sinks[0].type")
 
 
@@ -115,3 +116,30 @@ def test_help_teaches_with_examples(tmp_path: Path) -> None:
         assert text in result.stdout
     run_help = run_meepo("run", "--help", cwd=tmp_path).stdout
     assert "--once" in run_help and "SIGTERM" in run_help
+
+
+class _LazyPlugin:
+    @hookimpl
+    def meepo_register_sinks(self, register: Any) -> None:
+        register("lazy-null", "meepo_core.builtin.null:NullSink")
+        register("lazy-missing", "meepo_no_such_module:Sink")
+
+
+def test_types_registered_by_import_path_load_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from meepo_core.builtin.null import NullSink
+
+    module = types.ModuleType("meepo_lazy_test_plugin")
+    module.meepo_register_sinks = _LazyPlugin().meepo_register_sinks  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "meepo_lazy_test_plugin", module)
+    registry = load_registry(["meepo_lazy_test_plugin"], entry_points=False)
+    assert registry.types["sink"]["lazy-null"].factory == "meepo_core.builtin.null:NullSink"
+    assert registry.lookup("sink", "lazy-null", "sinks[0].type") is NullSink
+    with pytest.raises(
+        ConfigError,
+        match=r"sinks\[1\]\.type: type 'lazy-missing' of plugin "
+        r"'meepo_lazy_test_plugin' failed to load \(ModuleNotFoundError",
+    ):
+        registry.lookup("sink", "lazy-missing", "sinks[1].type")

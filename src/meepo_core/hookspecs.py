@@ -42,7 +42,10 @@ DeadLetterStoreFactory: TypeAlias = "Callable[[str, str, Path], DeadLetterStore]
 def meepo_register_sources(register: Callable[[str, type[Source]], None]) -> None:
     """Call ``register(type_name, SourceClass)`` for each source type the plugin provides.
 
-    ``type_name`` is what users write in ``source = { type = "..." }``.
+    ``type_name`` is what users write in ``source = { type = "..." }``. Instead of the class,
+    a ``"package.module:ClassName"`` string defers its import until a pipeline uses the
+    type; this keeps ``meepo`` fast to start when many plugins are installed. The same
+    holds for every ``register`` below.
     """
 
 

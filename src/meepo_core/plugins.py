@@ -55,9 +55,25 @@ class PluginInfo:
 
 @dataclass
 class Registration:
+    """A registered type. ``factory`` may be a ``"module:attribute"`` string, imported on
+    first use, so that a plugin's heavy libraries load only for pipelines that use it."""
+
     name: str
     factory: Any
     plugin: str
+
+    def resolve(self, key_path: str) -> Any:
+        if isinstance(self.factory, str):
+            module, _, attribute = self.factory.partition(":")
+            try:
+                self.factory = getattr(importlib.import_module(module), attribute)
+            except (ImportError, AttributeError) as exc:
+                raise ConfigError(
+                    key_path,
+                    f"type {self.name!r} of plugin {self.plugin!r} failed to load "
+                    f"({type(exc).__name__}: {exc}); reinstall the plugin or its dependencies",
+                ) from exc
+        return self.factory
 
 
 class Registry:
@@ -76,7 +92,7 @@ class Registry:
         available types and says which package provides a missing one."""
         found = self.types[kind].get(name)
         if found is not None:
-            return found.factory
+            return found.resolve(key_path)
         available = ", ".join(sorted(self.types[kind])) or "none"
         message = f"unknown {kind} type {name!r}; available: {available}"
         provider = KNOWN_PROVIDERS.get(name)

@@ -9,12 +9,10 @@ import click
 
 from meepo_core import hookimpl
 
-from .sink import ElasticsearchSink
-
 
 @hookimpl
 def meepo_register_sinks(register: Callable[[str, Any], None]) -> None:
-    register("elasticsearch", ElasticsearchSink)
+    register("elasticsearch", "meepo_es.sink:ElasticsearchSink")
 
 
 @hookimpl

@@ -7,9 +7,7 @@ from typing import Any
 
 from meepo_core import hookimpl
 
-from .source import MySQLSource
-
 
 @hookimpl
 def meepo_register_sources(register: Callable[[str, Any], None]) -> None:
-    register("mysql", MySQLSource)
+    register("mysql", "meepo_mysql.source:MySQLSource")

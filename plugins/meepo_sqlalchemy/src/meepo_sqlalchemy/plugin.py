@@ -8,17 +8,13 @@ from typing import Any
 
 from meepo_core import hookimpl
 
-from .outbox_source import OutboxSource
-from .session_pipeline import SessionPipelineSource
-from .sql_sink import SqlSink
-
 
 @hookimpl
 def meepo_register_sources(register: Callable[[str, Any], None]) -> None:
-    register("sqlalchemy-outbox", OutboxSource)
-    register("sqlalchemy-session", SessionPipelineSource)
+    register("sqlalchemy-outbox", "meepo_sqlalchemy.outbox_source:OutboxSource")
+    register("sqlalchemy-session", "meepo_sqlalchemy.session_pipeline:SessionPipelineSource")
 
 
 @hookimpl
 def meepo_register_sinks(register: Callable[[str, Any], None]) -> None:
-    register("sql", SqlSink)
+    register("sql", "meepo_sqlalchemy.sql_sink:SqlSink")
