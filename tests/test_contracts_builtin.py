@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from meepo_core.builtin.jsonl import JsonlSource
 from meepo_core.events import RowEvent
-from meepo_core.serialization import event_to_json
+from meepo_core.serialization import event_from_json, event_to_json
 from meepo_core.source import Source
 from meepo_core.testing import SinkContract, SourceContract
 
@@ -35,3 +36,19 @@ class TestJsonlSourceContract(SourceContract):
                 event = RowEvent("s", "t", "write", pk, None, {"id": pk}, None, txid=None)
                 handle.write(event_to_json(event) + "\n")
         return pks
+
+
+def test_jsonl_sink_cuts_a_torn_last_line_before_appending(tmp_path: Path) -> None:
+    from meepo_core.builtin.jsonl import JsonlSink
+    from meepo_core.events import Batch
+    from meepo_core.testing import make_context
+
+    log = tmp_path / "audit.jsonl"
+    first = RowEvent("s", "t", "write", 1, None, {"id": 1}, sequence=1)
+    log.write_text(event_to_json(first) + "\n" + '{"name": "t_write", "sch')  # crash mid-line
+    sink = JsonlSink(log)
+    sink.open(make_context(tmp_path))
+    second = RowEvent("s", "t", "write", 2, None, {"id": 2}, sequence=2)
+    sink.apply(Batch((second,), 2))
+    sink.close()
+    assert [event_from_json(line).pk for line in log.read_text().splitlines()] == [1, 2]

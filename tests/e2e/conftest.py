@@ -63,5 +63,3 @@ def es_prefix(es_server: Any) -> Iterator[str]:
         pass
     finally:
         client.close()
-
-

@@ -31,9 +31,8 @@ def require_plugins() -> None:
     for module in ("meepo_mysql", "meepo_redis", "meepo_es", "meepo_sqlalchemy"):
         pytest.importorskip(module, reason="the e2e suite needs every meepo plugin installed")
 
-ITEMS_DDL = (
-    "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40) NOT NULL, qty INT NOT NULL)"
-)
+
+ITEMS_DDL = "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40) NOT NULL, qty INT NOT NULL)"
 PG_ITEMS_DDL = (
     "CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(40) NOT NULL, qty INTEGER NOT NULL)"
 )
@@ -57,8 +56,9 @@ def new_database(server: MariaDBServer) -> MySQLDatabase:
 # -- pipeline config -------------------------------------------------------------------
 
 
-def sinks(database: str, redis_url: str, es_url: str, pg_url: str, prefix: str,
-          **es_extra: Any) -> list[dict[str, Any]]:
+def sinks(
+    database: str, redis_url: str, es_url: str, pg_url: str, prefix: str, **es_extra: Any
+) -> list[dict[str, Any]]:
     """The three sinks, redis first (so a failing redis sink stops before the others)."""
     return [
         {"type": "redis", "url": redis_url, "keys": {f"{database}.items": [KEY_TEMPLATE]}},
@@ -68,8 +68,13 @@ def sinks(database: str, redis_url: str, es_url: str, pg_url: str, prefix: str,
 
 
 def source(server: Any, database: str, start: str) -> dict[str, Any]:
-    return {"type": "mysql", "dsn": server.dsn, "tables": [f"{database}.items"],
-            "start": start, "heartbeat": 1}
+    return {
+        "type": "mysql",
+        "dsn": server.dsn,
+        "tables": [f"{database}.items"],
+        "start": start,
+        "heartbeat": 1,
+    }
 
 
 # -- reading every side back -----------------------------------------------------------
@@ -133,8 +138,9 @@ def read_checkpoint(path: Path) -> Any:
         return None
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
-               interval: float = 0.25) -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.25
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -152,8 +158,15 @@ class Workload(threading.Thread):
     whose COMMIT returned. With ``survive_restarts`` a lost connection is reopened (a
     transaction whose commit failed may or may not have applied: compare end states)."""
 
-    def __init__(self, db: Any, seed: int, *, first_id: int = 1, pause: float = 0.01,
-                 survive_restarts: bool = False) -> None:
+    def __init__(
+        self,
+        db: Any,
+        seed: int,
+        *,
+        first_id: int = 1,
+        pause: float = 0.01,
+        survive_restarts: bool = False,
+    ) -> None:
         super().__init__(daemon=True)
         self.db = db
         self.rng = random.Random(seed)
@@ -201,13 +214,17 @@ class Workload(threading.Thread):
                     if roll < 0.45 or len(candidates) < 3:
                         new = self.next_id
                         self.next_id += 1
-                        cur.execute("INSERT INTO items VALUES (%s, %s, %s)",
-                                    (new, f"n{rng.randrange(10**6)}", rng.randrange(100)))
+                        cur.execute(
+                            "INSERT INTO items VALUES (%s, %s, %s)",
+                            (new, f"n{rng.randrange(10**6)}", rng.randrange(100)),
+                        )
                         inserted.append(new)
                     elif roll < 0.8:
                         target = rng.choice(candidates)
-                        cur.execute("UPDATE items SET name = %s, qty = qty + 1 WHERE id = %s",
-                                    (f"u{rng.randrange(10**6)}", target))
+                        cur.execute(
+                            "UPDATE items SET name = %s, qty = qty + 1 WHERE id = %s",
+                            (f"u{rng.randrange(10**6)}", target),
+                        )
                         touched.add(target)
                     else:
                         target = rng.choice(candidates)
@@ -216,7 +233,8 @@ class Workload(threading.Thread):
                         deleted.append(target)
             conn.commit()
             self.live = [i for i in self.live if i not in deleted] + [
-                i for i in inserted if i not in deleted]
+                i for i in inserted if i not in deleted
+            ]
             self.touched |= touched
             self.commits += 1
             if self.pause:

@@ -82,12 +82,14 @@ class Stack:
     def checkpoint(self) -> Path:
         return self.dir / ".meepo" / f"{NAME}.json"
 
-    def pipeline(self, change: Callable[[dict[str, Any]], None] | None = None,
-                 **settings: Any) -> dict[str, Any]:
+    def pipeline(
+        self, change: Callable[[dict[str, Any]], None] | None = None, **settings: Any
+    ) -> dict[str, Any]:
         config: dict[str, Any] = {
             "source": source(self.db.server, self.db.name, self.start),
-            "sinks": sinks(self.db.name, self.redis_url, self.es_url, self.pg_url, self.prefix,
-                           **FAST_ES),
+            "sinks": sinks(
+                self.db.name, self.redis_url, self.es_url, self.pg_url, self.prefix, **FAST_ES
+            ),
             **FAST_RETRIES,
             **settings,
         }
@@ -118,8 +120,9 @@ class Stack:
             assert self.checkpoint.read_text() == checkpoint
 
 
-def make_stack(db: Any, redis_url: str, es_url: str, pg_url: str, prefix: str,
-               directory: Path) -> Stack:
+def make_stack(
+    db: Any, redis_url: str, es_url: str, pg_url: str, prefix: str, directory: Path
+) -> Stack:
     db.execute(ITEMS_DDL)
     start = binlog_end(db.server)
     db.execute("INSERT INTO items VALUES (1, 'a', 1), (2, 'b', 2), (3, 'c', 3)")
@@ -129,14 +132,16 @@ def make_stack(db: Any, redis_url: str, es_url: str, pg_url: str, prefix: str,
 
 
 @pytest.fixture
-def stack(mysql_db: Any, redis_db: str, es_server: Any, es_prefix: str, pg_url: str,
-          tmp_path: Path) -> Stack:
+def stack(
+    mysql_db: Any, redis_db: str, es_server: Any, es_prefix: str, pg_url: str, tmp_path: Path
+) -> Stack:
     return make_stack(mysql_db, redis_db, es_server.url, pg_url, es_prefix, tmp_path / "app")
 
 
 @pytest.fixture
-def scratch_stack(scratch_mariadb: Any, redis_db: str, es_server: Any, es_prefix: str,
-                  pg_url: str, tmp_path: Path) -> Iterator[Stack]:
+def scratch_stack(
+    scratch_mariadb: Any, redis_db: str, es_server: Any, es_prefix: str, pg_url: str, tmp_path: Path
+) -> Iterator[Stack]:
     """Like ``stack``, on the private MariaDB (for global settings and purged binlogs)."""
     scratch_mariadb.start()
     db = new_database(scratch_mariadb)
@@ -169,8 +174,12 @@ DELETE = object()
 CONFIG_CASES = [
     # unknown types, with every plugin installed: the list names the plugin types
     ("source.type", "mysqll", "source.type: unknown source type 'mysqll'; available:", "mysql"),
-    ("sinks.1.type", "elastic", "sinks[1].type: unknown sink type 'elastic'; available:",
-     "elasticsearch"),
+    (
+        "sinks.1.type",
+        "elastic",
+        "sinks[1].type: unknown sink type 'elastic'; available:",
+        "elasticsearch",
+    ),
     # missing keys
     ("source.dsn", DELETE, "source.dsn: required", ""),
     ("sinks.0.url", DELETE, "sinks[0].url: required", ""),
@@ -183,24 +192,42 @@ CONFIG_CASES = [
     ("sinks.1.bulk_actions", "many", "sinks[1].bulk_actions: must be an integer", "'many'"),
     ("sinks.2.tables", 3, "sinks[2].tables: must be a table, not an integer (3)", ""),
     # bad DSNs and URLs
-    ("source.dsn", "postgres://meepo@db", "source.dsn: scheme must be mysql:// or mariadb://",
-     "mysql://USER:PASSWORD@HOST:PORT"),
-    ("source.dsn", "mysql://u:p@db:port", "source.dsn: not a valid DSN",
-     "mysql://USER:PASSWORD@HOST:PORT"),
-    ("sinks.0.url", "http://cache:6379", "sinks[0].url: 'http://cache:6379' is not a Redis URL",
-     "redis://127.0.0.1:6379/0"),
+    (
+        "source.dsn",
+        "postgres://meepo@db",
+        "source.dsn: scheme must be mysql:// or mariadb://",
+        "mysql://USER:PASSWORD@HOST:PORT",
+    ),
+    (
+        "source.dsn",
+        "mysql://u:p@db:port",
+        "source.dsn: not a valid DSN",
+        "mysql://USER:PASSWORD@HOST:PORT",
+    ),
+    (
+        "sinks.0.url",
+        "http://cache:6379",
+        "sinks[0].url: 'http://cache:6379' is not a Redis URL",
+        "redis://127.0.0.1:6379/0",
+    ),
     ("sinks.1.hosts", ["es:9200"], "sinks[1].hosts[0]", "http://"),
-    ("sinks.2.url", "not a url", "sinks[2].url: not a database URL",
-     "postgresql://user@host/db"),
-    ("sinks.2.url", "oracle://u@db/x", "sinks[2].url: dialect 'oracle' has no upsert",
-     "postgresql"),
+    ("sinks.2.url", "not a url", "sinks[2].url: not a database URL", "postgresql://user@host/db"),
+    (
+        "sinks.2.url",
+        "oracle://u@db/x",
+        "sinks[2].url: dialect 'oracle' has no upsert",
+        "postgresql",
+    ),
     # a malformed key template
     ("sinks.0.keys", {"x.items": ["item:{}"]}, "has a positional field {}", "name a column"),
 ]
 
 
-@pytest.mark.parametrize(("path", "value", "fragment", "fix"), CONFIG_CASES,
-                         ids=[f"{c[0]}={c[1]!r}"[:40] for c in CONFIG_CASES])
+@pytest.mark.parametrize(
+    ("path", "value", "fragment", "fix"),
+    CONFIG_CASES,
+    ids=[f"{c[0]}={c[1]!r}"[:40] for c in CONFIG_CASES],
+)
 def test_config_error_names_the_key_and_the_fix(
     stack: Stack, path: str, value: Any, fragment: str, fix: str
 ) -> None:
@@ -219,16 +246,24 @@ def test_config_error_names_the_key_and_the_fix(
 
 def test_unreachable_mysql_names_the_dsn(stack: Stack) -> None:
     stack.pipeline(_set("source.dsn", f"mysql://meepo:meepo@127.0.0.1:{free_port()}"))
-    one_error_line(stack.run(), 1, "cannot reach MySQL at 127.0.0.1:",
-                   f"check the host and port in {PATH}.source.dsn")
+    one_error_line(
+        stack.run(),
+        1,
+        "cannot reach MySQL at 127.0.0.1:",
+        f"check the host and port in {PATH}.source.dsn",
+    )
     stack.assert_untouched()
 
 
 def test_wrong_mysql_password_names_the_dsn(stack: Stack) -> None:
     server = stack.db.server
     stack.pipeline(_set("source.dsn", f"mysql://meepo:wrong@{server.host}:{server.port}"))
-    one_error_line(stack.run(), 1, f"cannot log in to MySQL at {server.host}:{server.port} as "
-                   "'meepo'", f"check the user and password in {PATH}.source.dsn")
+    one_error_line(
+        stack.run(),
+        1,
+        f"cannot log in to MySQL at {server.host}:{server.port} as 'meepo'",
+        f"check the user and password in {PATH}.source.dsn",
+    )
     check = stack.run("check", NAME)
     assert check.returncode == 1 and "Traceback" not in check.stderr
     assert f"check the user and password in {PATH}.source.dsn" in check.stderr
@@ -240,8 +275,13 @@ def test_binlog_not_in_row_format_names_the_setting(scratch_stack: Stack) -> Non
     server.execute("SET GLOBAL binlog_format = 'STATEMENT'", database=None)
     try:
         scratch_stack.pipeline()
-        one_error_line(scratch_stack.run(), 1, "binlog_format is STATEMENT, meepo needs ROW",
-                       "SET GLOBAL binlog_format = 'ROW'", "my.cnf")
+        one_error_line(
+            scratch_stack.run(),
+            1,
+            "binlog_format is STATEMENT, meepo needs ROW",
+            "SET GLOBAL binlog_format = 'ROW'",
+            "my.cnf",
+        )
         check = scratch_stack.run("check", NAME)
         assert check.returncode == 1
         assert "meepo: source: binlog_format is STATEMENT" in check.stderr
@@ -276,8 +316,9 @@ def _first(index: int) -> Callable[[dict[str, Any]], None]:
 def test_template_naming_a_missing_column_stops_before_writing(stack: Stack) -> None:
     stack.pipeline(_set("sinks.0.keys", {f"{stack.db.name}.items": ["item:{sku}"]}))
     one_error_line(
-        stack.run(), 1,
-        f'{PATH}.sinks[0].keys."{stack.db.name}.items"[0]: template \'item:{{sku}}\' uses '
+        stack.run(),
+        1,
+        f"{PATH}.sinks[0].keys.\"{stack.db.name}.items\"[0]: template 'item:{{sku}}' uses "
         f"column 'sku', which the after image of {stack.db.name}.items lacks (its columns: "
         "id, name, qty); fix the template",
         "stopped without checkpointing this batch",
@@ -290,24 +331,35 @@ def test_template_naming_a_missing_column_stops_before_writing(stack: Stack) -> 
     [
         (0, "url", "redis://127.0.0.1:{port}/0", ["sinks[0] redis", "127.0.0.1:{port}"]),
         (1, "hosts", ["http://127.0.0.1:{port}"], ["sinks[0] elasticsearch", "Connection error"]),
-        (2, "url", "postgresql+psycopg://postgres@127.0.0.1:{port}/x",
-         ["sinks[0] sql", "127.0.0.1"]),
+        (
+            2,
+            "url",
+            "postgresql+psycopg://postgres@127.0.0.1:{port}/x",
+            ["sinks[0] sql", "127.0.0.1"],
+        ),
     ],
     ids=["redis", "elasticsearch", "sql"],
 )
-def test_unreachable_sink(stack: Stack, index: int, key: str, value: Any,
-                          fragments: list[str]) -> None:
+def test_unreachable_sink(
+    stack: Stack, index: int, key: str, value: Any, fragments: list[str]
+) -> None:
     port = free_port()
-    filled = [v.format(port=port) for v in value] if isinstance(value, list) else \
-        value.format(port=port)
+    filled = (
+        [v.format(port=port) for v in value] if isinstance(value, list) else value.format(port=port)
+    )
 
     def change(config: dict[str, Any]) -> None:
         config["sinks"][index][key] = filled
         _first(index)(config)
 
     stack.pipeline(change)
-    one_error_line(stack.run(), 1, *(f.format(port=port) for f in fragments),
-                   "still failing after 3 attempts", "checkpoint kept")
+    one_error_line(
+        stack.run(),
+        1,
+        *(f.format(port=port) for f in fragments),
+        "still failing after 3 attempts",
+        "checkpoint kept",
+    )
     check = stack.run("check", NAME)
     assert check.returncode == 1 and "Traceback" not in check.stderr
     problems = [line for line in check.stderr.splitlines() if line.startswith("meepo: sinks[0]")]
@@ -389,19 +441,23 @@ def test_missing_sql_target_table(stack: Stack) -> None:
     records every event as a dead letter instead of losing it."""
 
     def change(config: dict[str, Any]) -> None:
-        config["sinks"] = [dict(config["sinks"][2],
-                                tables={f"{stack.db.name}.items": "no_such_items"})]
+        config["sinks"] = [
+            dict(config["sinks"][2], tables={f"{stack.db.name}.items": "no_such_items"})
+        ]
 
     stack.pipeline(change)
     check = stack.run("check", NAME)
     assert check.returncode == 1 and "Traceback" not in check.stderr
-    assert ("target table no_such_items for " f"{stack.db.name}.items does not exist"
-            in check.stderr), check.stderr
+    assert f"target table no_such_items for {stack.db.name}.items does not exist" in check.stderr, (
+        check.stderr
+    )
     assert "create it" in check.stderr
     done = stack.run()
     assert done.returncode == 0, done.stderr
-    dead = [json.loads(line) for line in
-            (stack.dir / ".meepo" / f"{NAME}.dead.jsonl").read_text().splitlines()]
+    dead = [
+        json.loads(line)
+        for line in (stack.dir / ".meepo" / f"{NAME}.dead.jsonl").read_text().splitlines()
+    ]
     assert sorted(d["event"]["pk"] for d in dead) == [1, 2, 3]
     assert all("no_such_items does not exist" in d["error"] for d in dead)
 
@@ -419,8 +475,12 @@ def test_checkpoint_that_is_not_a_mysql_position(stack: Stack, position: Any) ->
     stack.checkpoint.parent.mkdir(parents=True)
     text = json.dumps({"pipeline": NAME, "position": position})
     stack.checkpoint.write_text(text)
-    one_error_line(stack.run(), 1, "the checkpoint is not a mysql position",
-                   f"delete it to restart from {PATH}.source.start")
+    one_error_line(
+        stack.run(),
+        1,
+        "the checkpoint is not a mysql position",
+        f"delete it to restart from {PATH}.source.start",
+    )
     stack.assert_untouched(text)
 
 
@@ -442,8 +502,13 @@ def test_checkpoint_naming_a_purged_binlog(scratch_stack: Stack) -> None:
     scratch_stack.checkpoint.parent.mkdir(parents=True)
     text = json.dumps({"pipeline": NAME, "position": {"file": file, "pos": int(pos)}})
     scratch_stack.checkpoint.write_text(text)
-    one_error_line(scratch_stack.run(), 1, "no longer has the binlog to resume from",
-                   "it was purged", "delete the checkpoint and backfill")
+    one_error_line(
+        scratch_stack.run(),
+        1,
+        "no longer has the binlog to resume from",
+        "it was purged",
+        "delete the checkpoint and backfill",
+    )
     scratch_stack.assert_untouched(text)
 
 

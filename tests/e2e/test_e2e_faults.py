@@ -64,8 +64,9 @@ class Runner:
     def __init__(self, cwd: Path, name: str, log: Path) -> None:
         self.log = log
         with log.open("ab") as handle:
-            self.proc = subprocess.Popen(meepo_command("run", name), cwd=cwd,
-                                         stdout=subprocess.DEVNULL, stderr=handle)
+            self.proc = subprocess.Popen(
+                meepo_command("run", name), cwd=cwd, stdout=subprocess.DEVNULL, stderr=handle
+            )
 
     def stderr(self) -> str:
         return self.log.read_text(errors="replace")
@@ -94,8 +95,9 @@ def runners() -> Iterator[list[Runner]]:
             runner.kill()
 
 
-def assert_replicas_equal_table(db: Any, es_url: str, index: str, pg_url: str,
-                                context: str) -> dict[int, dict[str, Any]]:
+def assert_replicas_equal_table(
+    db: Any, es_url: str, index: str, pg_url: str, context: str
+) -> dict[int, dict[str, Any]]:
     table = table_rows(db)
     docs = es_docs(es_url, index)
     replica = pg_rows(pg_url)
@@ -108,8 +110,10 @@ def _diff(expected: dict[int, Any], actual: dict[int, Any]) -> str:
     missing = sorted(set(expected) - set(actual))
     extra = sorted(set(actual) - set(expected))
     changed = sorted(k for k in set(expected) & set(actual) if expected[k] != actual[k])
-    return (f"{len(missing)} missing {missing[:5]}, {len(extra)} extra {extra[:5]}, "
-            f"{len(changed)} different {[(expected[k], actual[k]) for k in changed[:3]]}")
+    return (
+        f"{len(missing)} missing {missing[:5]}, {len(extra)} extra {extra[:5]}, "
+        f"{len(changed)} different {[(expected[k], actual[k]) for k in changed[:3]]}"
+    )
 
 
 # -- SIGKILL ---------------------------------------------------------------------------
@@ -122,22 +126,35 @@ def _streaming(runner: Runner, before: int) -> bool:
 
 @pytest.mark.slow
 def test_runner_sigkilled_at_random_points_loses_nothing(
-    mysql_db: Any, redis_db: str, es_server: Any, es_prefix: str, pg_url: str,
-    tmp_path: Path, runners: list[Runner],
+    mysql_db: Any,
+    redis_db: str,
+    es_server: Any,
+    es_prefix: str,
+    pg_url: str,
+    tmp_path: Path,
+    runners: list[Runner],
 ) -> None:
     seed = pick_seed()
     rng = random.Random(seed)
     mysql_db.execute(ITEMS_DDL)
     start = binlog_end(mysql_db.server)
     with mysql_db.connect() as conn, conn.cursor() as cur:
-        cur.executemany("INSERT INTO items VALUES (%s, %s, %s)",
-                        [(i, f"init{i}", i % 7) for i in range(1, 101)])
+        cur.executemany(
+            "INSERT INTO items VALUES (%s, %s, %s)", [(i, f"init{i}", i % 7) for i in range(1, 101)]
+        )
         conn.commit()
-    write_config(tmp_path, {"kill": {
-        "source": source(mysql_db.server, mysql_db.name, start),
-        "sinks": sinks(mysql_db.name, redis_db, es_server.url, pg_url, es_prefix),
-        "checkpoint": "file:.meepo/kill.json", "batch_size": 50, "batch_wait": 0.05,
-    }})
+    write_config(
+        tmp_path,
+        {
+            "kill": {
+                "source": source(mysql_db.server, mysql_db.name, start),
+                "sinks": sinks(mysql_db.name, redis_db, es_server.url, pg_url, es_prefix),
+                "checkpoint": "file:.meepo/kill.json",
+                "batch_size": 50,
+                "batch_wait": 0.05,
+            }
+        },
+    )
     checkpoint = tmp_path / ".meepo" / "kill.json"
     boot = run_meepo("run", "kill", "--once", cwd=tmp_path)
     assert boot.returncode == 0, boot.stderr
@@ -175,8 +192,9 @@ def test_runner_sigkilled_at_random_points_loses_nothing(
 
     final = run_meepo("run", "kill", "--once", cwd=tmp_path, timeout=180)
     assert final.returncode == 0, final.stderr
-    table = assert_replicas_equal_table(mysql_db, es_server.url, f"{es_prefix}_items", pg_url,
-                                        f"seed {seed}")
+    table = assert_replicas_equal_table(
+        mysql_db, es_server.url, f"{es_prefix}_items", pg_url, f"seed {seed}"
+    )
     assert len(table) > 100
     # Every key of a row updated or deleted is invalidated ...
     stale = present_keys(redis_db, workload.touched)
@@ -214,13 +232,13 @@ def retry_lines(stderr: str, sink: str) -> list[re.Match[str]]:
     return [m for m in found if m is not None and m["label"] == sink]
 
 
-def hold_outage(checkpoint: Path, runner: Runner, sink: str, seconds: float,
-                already: int) -> Any:
+def hold_outage(checkpoint: Path, runner: Runner, sink: str, seconds: float, already: int) -> Any:
     """While a sink is down: wait for the runner's first new retry line, then check the
     checkpoint stays put for the rest of ``seconds``; returns the frozen position."""
     began = time.monotonic()
-    wait_until(lambda: len(retry_lines(runner.stderr(), sink)) > already, 20,
-               f"a retry line for {sink}")
+    wait_until(
+        lambda: len(retry_lines(runner.stderr(), sink)) > already, 20, f"a retry line for {sink}"
+    )
     frozen = read_checkpoint(checkpoint)
     while time.monotonic() - began < seconds:
         assert runner.alive(), runner.stderr()[-3000:]
@@ -241,44 +259,73 @@ def assert_backoff(lines: list[re.Match[str]], sink: str) -> None:
 
 @pytest.mark.slow
 def test_redis_then_es_outage_retries_keeps_checkpoint_and_loses_nothing(
-    mysql_db: Any, pg_url: str, tmp_path: Path, runners: list[Runner],
+    mysql_db: Any,
+    pg_url: str,
+    tmp_path: Path,
+    runners: list[Runner],
 ) -> None:
     seed = pick_seed()
-    with PersistentRedisServer(tmp_path / "redis") as cache, \
-            ElasticsearchServer(tmp_path / "es") as search:
+    with (
+        PersistentRedisServer(tmp_path / "redis") as cache,
+        ElasticsearchServer(tmp_path / "es") as search,
+    ):
         mysql_db.execute(ITEMS_DDL)
         start = binlog_end(mysql_db.server)
         seed_keys(cache.url, range(1, KEY_SPACE))
         config_dir = tmp_path / "pipeline"
         config_dir.mkdir()
-        write_config(config_dir, {"outage": {
-            "source": source(mysql_db.server, mysql_db.name, start),
-            "sinks": sinks(mysql_db.name, cache.url, search.url, pg_url, "out",
-                           max_retries=1, retry_backoff=0.1, request_timeout=5),
-            "checkpoint": "file:.meepo/outage.json", "batch_size": 20, "batch_wait": 0.05,
-            "max_retries": 100, "retry_backoff": 0.2, "retry_backoff_max": 1.0,
-        }})
+        write_config(
+            config_dir,
+            {
+                "outage": {
+                    "source": source(mysql_db.server, mysql_db.name, start),
+                    "sinks": sinks(
+                        mysql_db.name,
+                        cache.url,
+                        search.url,
+                        pg_url,
+                        "out",
+                        max_retries=1,
+                        retry_backoff=0.1,
+                        request_timeout=5,
+                    ),
+                    "checkpoint": "file:.meepo/outage.json",
+                    "batch_size": 20,
+                    "batch_wait": 0.05,
+                    "max_retries": 100,
+                    "retry_backoff": 0.2,
+                    "retry_backoff_max": 1.0,
+                }
+            },
+        )
         checkpoint = config_dir / ".meepo" / "outage.json"
         workload = Workload(mysql_db, seed, pause=0.05)
         workload.start()
         runner = Runner(config_dir, "outage", tmp_path / "outage.log")
         runners.append(runner)
         try:
-            wait_until(lambda: len(es_docs(search.url, "out_items")) > 10, 60,
-                       "the pipeline to stream")
+            wait_until(
+                lambda: len(es_docs(search.url, "out_items")) > 10, 60, "the pipeline to stream"
+            )
 
             cache.stop()
             frozen = hold_outage(checkpoint, runner, "sinks[0] redis", 10, 0)
             cache.start()
-            wait_until(lambda: read_checkpoint(checkpoint) != frozen, 30,
-                       "the checkpoint to move after Redis came back")
+            wait_until(
+                lambda: read_checkpoint(checkpoint) != frozen,
+                30,
+                "the checkpoint to move after Redis came back",
+            )
 
             search.stop()
             es_before = len(retry_lines(runner.stderr(), "sinks[1] elasticsearch"))
             frozen = hold_outage(checkpoint, runner, "sinks[1] elasticsearch", 10, es_before)
             search.start()
-            wait_until(lambda: read_checkpoint(checkpoint) != frozen, 30,
-                       "the checkpoint to move after Elasticsearch came back")
+            wait_until(
+                lambda: read_checkpoint(checkpoint) != frozen,
+                30,
+                "the checkpoint to move after Elasticsearch came back",
+            )
             time.sleep(1)
         finally:
             workload.stop()
@@ -310,8 +357,13 @@ def test_redis_then_es_outage_retries_keeps_checkpoint_and_loses_nothing(
 
 @pytest.mark.slow
 def test_mariadb_restart_mid_stream_reconnects_and_loses_nothing(
-    scratch_mariadb: Any, redis_db: str, es_server: Any, es_prefix: str, pg_url: str,
-    tmp_path: Path, runners: list[Runner],
+    scratch_mariadb: Any,
+    redis_db: str,
+    es_server: Any,
+    es_prefix: str,
+    pg_url: str,
+    tmp_path: Path,
+    runners: list[Runner],
 ) -> None:
     seed = pick_seed()
     scratch_mariadb.start()
@@ -319,11 +371,18 @@ def test_mariadb_restart_mid_stream_reconnects_and_loses_nothing(
     db.execute(ITEMS_DDL)
     start = binlog_end(scratch_mariadb)
     seed_keys(redis_db, range(1, KEY_SPACE))
-    write_config(tmp_path, {"restart": {
-        "source": source(scratch_mariadb, db.name, start),
-        "sinks": sinks(db.name, redis_db, es_server.url, pg_url, es_prefix),
-        "checkpoint": "file:.meepo/restart.json", "batch_size": 20, "batch_wait": 0.05,
-    }})
+    write_config(
+        tmp_path,
+        {
+            "restart": {
+                "source": source(scratch_mariadb, db.name, start),
+                "sinks": sinks(db.name, redis_db, es_server.url, pg_url, es_prefix),
+                "checkpoint": "file:.meepo/restart.json",
+                "batch_size": 20,
+                "batch_wait": 0.05,
+            }
+        },
+    )
     index = f"{es_prefix}_items"
     workload = Workload(db, seed, pause=0.02, survive_restarts=True)
     workload.start()
@@ -347,8 +406,9 @@ def test_mariadb_restart_mid_stream_reconnects_and_loses_nothing(
     assert runner.terminate() == 0, runner.stderr()[-3000:]
     stderr = runner.stderr()
     assert "Traceback" not in stderr
-    assert re.search(r"binlog stream from 127\.0\.0\.1:\d+ lost .*; reconnecting in", stderr), \
+    assert re.search(r"binlog stream from 127\.0\.0\.1:\d+ lost .*; reconnecting in", stderr), (
         stderr[-3000:]
+    )
     assert_replicas_equal_table(db, es_server.url, index, pg_url, f"seed {seed}")
     stale = present_keys(redis_db, workload.touched)
     assert stale == set(), f"seed {seed}: keys not invalidated: {sorted(stale)[:10]}"

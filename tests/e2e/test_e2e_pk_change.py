@@ -26,17 +26,23 @@ from meepo_core.testing import run_meepo, write_config
 require_plugins()
 
 
-def _run(mysql_db: Any, redis_db: str, es_url: str, prefix: str, pg_url: str,
-         tmp_path: Path) -> dict[int, dict[str, Any]]:
+def _run(
+    mysql_db: Any, redis_db: str, es_url: str, prefix: str, pg_url: str, tmp_path: Path
+) -> dict[int, dict[str, Any]]:
     mysql_db.execute(ITEMS_DDL)
     start = binlog_end(mysql_db.server)
     mysql_db.execute("INSERT INTO items VALUES (1, 'a', 1), (2, 'b', 2)")
     mysql_db.execute("UPDATE items SET id = 10, qty = 5 WHERE id = 1")
     seed_keys(redis_db, [1, 2, 10])
-    write_config(tmp_path, {"pk": {
-        "source": source(mysql_db.server, mysql_db.name, start),
-        "sinks": sinks(mysql_db.name, redis_db, es_url, pg_url, prefix),
-    }})
+    write_config(
+        tmp_path,
+        {
+            "pk": {
+                "source": source(mysql_db.server, mysql_db.name, start),
+                "sinks": sinks(mysql_db.name, redis_db, es_url, pg_url, prefix),
+            }
+        },
+    )
     done = run_meepo("run", "pk", "--once", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     table = table_rows(mysql_db)

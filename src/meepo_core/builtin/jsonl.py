@@ -45,6 +45,7 @@ class JsonlSink(Sink):
 
     def open(self, context: PipelineContext) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _drop_torn_tail(self.path)
         self._last_sequence = _last_sequence(self.path)
         self._handle = self.path.open("a", encoding="utf-8")
 
@@ -73,6 +74,21 @@ class JsonlSink(Sink):
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a last line left incomplete by a crash mid-write. Its events were never
+    checkpointed, so they are delivered again; appending after it would glue lines."""
+    try:
+        with path.open("r+b") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            start = max(0, size - 65536)
+            handle.seek(start)
+            tail = handle.read()
+            if tail and not tail.endswith(b"\n"):
+                handle.truncate(start + tail.rfind(b"\n") + 1)
+    except FileNotFoundError:
+        pass
 
 
 def _last_sequence(path: Path) -> int | None:
