@@ -19,7 +19,6 @@ metadata (``binlog_row_metadata=FULL``), in key order, not column order.
 from __future__ import annotations
 
 import functools
-import gc
 import json
 import os
 from collections.abc import Callable, Collection
