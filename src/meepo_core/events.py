@@ -23,7 +23,8 @@ class RowEvent:
     """One changed row, as the source committed it.
 
     ``before`` is ``None`` for writes and ``after`` is ``None`` for deletes. ``position``
-    is where the source would resume *after* this event's transaction. ``sequence``, where
+    is where the source read the event (e.g. the binlog event's file and offset); resumable
+    positions are carried by :class:`Batch`, at transaction ends. ``sequence``, where
     the source provides one, is an int64 that grows strictly with commit order across the
     whole source; sinks use it for external versioning. ``committed_at`` is UTC-aware.
     ``pk_columns`` names the key columns in key order, where the source knows them.

@@ -153,6 +153,8 @@ def test_composite_key_follows_key_order_not_column_order(harness: Any) -> None:
     harness.execute("INSERT INTO k VALUES (1, 'x', 9)", "UPDATE k SET c = 10")
     events, _ = harness.drain(None, start=start)
     assert [(e.action, e.pk) for e in events] == [("write", ("x", 1)), ("update", ("x", 1))]
+    assert {e.pk_columns for e in events} == {("b", "a")}
+    assert all(set(e.position) == {"file", "pos"} for e in events)  # where each was read
 
 
 def test_key_change_carries_old_key_in_before(harness: Any) -> None:

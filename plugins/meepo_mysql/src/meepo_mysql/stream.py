@@ -295,6 +295,9 @@ class BinlogStream:
                 packet = event.packet
                 seq = (self._file_index << 32) | (packet.log_pos - packet.event_size)
                 schema, table, plain, key = plan.schema, plan.table, plan.plain, plan.key
+                # shared by the rows of this binlog event: where it starts, and the key names
+                where = {"file": self._file, "pos": packet.log_pos - packet.event_size}
+                pk_columns = plan.pk or None
                 if kind is UpdateRowsEvent:
                     for row in event.rows:
                         if plain:  # the common case, kept free of calls
@@ -306,7 +309,7 @@ class BinlogStream:
                                 seq += 1
                                 continue
                         batch = add(row_event(schema, table, "update", pk, before, after,
-                                              None, trx_time, txid, seq))
+                                              where, trx_time, txid, seq, pk_columns))
                         seq += 1
                         if batch is not None:
                             yield batch
@@ -321,7 +324,7 @@ class BinlogStream:
                                 seq += 1
                                 continue
                         batch = add(row_event(schema, table, "write", pk, None, values,
-                                              None, trx_time, txid, seq))
+                                              where, trx_time, txid, seq, pk_columns))
                         seq += 1
                         if batch is not None:
                             yield batch
@@ -336,7 +339,7 @@ class BinlogStream:
                                 seq += 1
                                 continue
                         batch = add(row_event(schema, table, "delete", pk, values, None,
-                                              None, trx_time, txid, seq))
+                                              where, trx_time, txid, seq, pk_columns))
                         seq += 1
                         if batch is not None:
                             yield batch
