@@ -192,7 +192,7 @@ class DocumentBuilder:
     def _pks_of_update(self, event: RowEvent, rule: TableRule) -> tuple[Any, Any]:
         """(pk before, pk after) of an update, from the pk columns of the table."""
         assert event.before is not None and event.after is not None
-        columns = rule.pk_columns or self._infer_pk_columns(event)
+        columns = rule.pk_columns or event.pk_columns or self._infer_pk_columns(event)
         if not columns or any(c not in event.before or c not in event.after for c in columns):
             return event.pk, event.pk
         before = tuple(event.before[c] for c in columns)
@@ -202,7 +202,8 @@ class DocumentBuilder:
         return before, after
 
     def _infer_pk_columns(self, event: RowEvent) -> tuple[str, ...] | None:
-        """Which columns hold the pk, learned by matching ``event.pk`` against the images.
+        """Which columns hold the pk, for sources that do not say (``event.pk_columns``),
+        learned by matching ``event.pk`` against the images.
 
         A match is remembered per table once it is unambiguous (each pk value found in
         exactly one column); set ``pk_columns`` in config to skip the guessing."""
