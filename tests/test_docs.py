@@ -1,0 +1,41 @@
+"""The pipeline examples in the READMEs are valid configs: every ```toml block that declares
+a whole pipeline (``[tool.meepo.pipelines.NAME]`` with its ``source``) is parsed and fully
+validated, without contacting any server. Fragments showing one option are left out."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from meepo_core.config import load_config
+from meepo_core.pipeline import build_pipeline
+from meepo_core.plugins import registry
+
+ROOT = Path(__file__).parents[1]
+READMES = [ROOT / "README.md", *sorted(ROOT.glob("plugins/*/README.md"))]
+BLOCK = re.compile(r"```toml\n(.*?)```", re.DOTALL)
+
+
+def examples() -> list[tuple[str, str]]:
+    found = []
+    for readme in READMES:
+        for index, block in enumerate(BLOCK.findall(readme.read_text())):
+            if "[tool.meepo.pipelines." in block and re.search(r"^source\s*=", block, re.M):
+                found.append((f"{readme.relative_to(ROOT)}#{index}", block))
+    return found
+
+
+@pytest.mark.parametrize(("where", "block"), examples(), ids=[w for w, _ in examples()])
+def test_readme_pipeline_example_is_valid(
+    where: str, block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", block)):
+        monkeypatch.setenv(name, "example")
+    config_file = tmp_path / "pyproject.toml"
+    config_file.write_text(block)
+    config = load_config(config_file)
+    assert config.pipelines, where
+    for name in config.pipelines:
+        build_pipeline(config, name, registry())
