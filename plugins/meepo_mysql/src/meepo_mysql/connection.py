@@ -2,8 +2,9 @@
 
 A binlog dump is one endless server reply, read with blocking socket reads. To notice a
 stop request, flush a due batch and detect a stalled stream while nothing arrives, the
-connection raises :class:`Idle` every ``tick`` seconds of silence, but only *between*
-packets (before the first byte of a packet header), so the reader can simply call
+connection raises :class:`Idle` as soon as it has caught up with the server and then
+every ``tick`` seconds of silence, but only *between* packets (before the first byte of a
+packet header), so the reader can simply call
 ``fetchone()`` again and the protocol state is untouched.
 """
 
@@ -45,6 +46,7 @@ class StreamConnection(pymysql.connections.Connection):  # type: ignore[misc]
         self._armed = False
         self._boundary = False
         self._buffer = bytearray()
+        self._idle_said = False
         self.last_data = time.monotonic()
         super().__init__(*args, **kwargs)
 
@@ -71,15 +73,20 @@ class StreamConnection(pymysql.connections.Connection):  # type: ignore[misc]
                 raise pymysql.err.OperationalError(CR.CR_SERVER_LOST, "connection closed")
             pending = sock.pending() if hasattr(sock, "pending") else 0  # TLS-buffered bytes
             if not pending:
+                at_boundary = self._boundary and not buffer
+                # Caught up: say so at once (the reader then delivers what it holds), and
+                # afterwards every tick while the stream stays silent.
+                wait = 0.0 if at_boundary and not self._idle_said else self.tick
                 try:
-                    readable, _, _ = select.select([sock], [], [], self.tick)
+                    readable, _, _ = select.select([sock], [], [], wait)
                 except (OSError, ValueError) as exc:
                     self._force_close()
                     raise pymysql.err.OperationalError(
                         CR.CR_SERVER_LOST, f"Lost connection to MySQL server ({exc})"
                     ) from exc
                 if not readable:
-                    if self._boundary and not buffer:
+                    if at_boundary:
+                        self._idle_said = True
                         raise Idle()
                     continue
             try:
@@ -96,6 +103,7 @@ class StreamConnection(pymysql.connections.Connection):  # type: ignore[misc]
                 )
             buffer += chunk
             self.last_data = time.monotonic()
+            self._idle_said = False
         self._boundary = False
         data = bytes(buffer[:num_bytes])
         del buffer[:num_bytes]

@@ -270,7 +270,9 @@ class BinlogStream:
             except Idle:
                 if stopping.is_set() or self.closed:
                     return
-                if batcher.due() and (batch := batcher.flush()) is not None:
+                # caught up with the server: deliver what is complete instead of waiting
+                # batch_wait for more (batching only pays while there is a backlog)
+                if (batch := batcher.flush()) is not None:
                     yield batch
                 conn = self._factory.stream
                 if conn is not None and conn.silent_for() > self.stall_after:
