@@ -49,7 +49,8 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks; results go to bench/results/."""
+    """End-to-end benchmarks; results go to bench/results/. Arguments after `--` go to
+    bench/bench_e2e.py (e.g. `nox -s bench -- --quick`). The mysql source's own benchmark
+    is `python bench/bench_mysql_source.py`."""
     session.install(*editable(f"{ROOT}[test]", *PLUGINS), "matplotlib")
-    for script in sorted((ROOT / "bench").glob("bench_*.py")):
-        session.run("python", str(script), *session.posargs)
+    session.run("python", str(ROOT / "bench" / "bench_e2e.py"), *session.posargs)
