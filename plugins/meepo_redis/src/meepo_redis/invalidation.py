@@ -80,7 +80,6 @@ class RedisSink(Sink):
         self.client: redis.Redis | None = None
         self._delayed: DelayedDeleter | None = None
         self._context: PipelineContext | None = None
-        self._checked: set[tuple[str, str, frozenset[str]]] = set()
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -190,10 +189,7 @@ class RedisSink(Sink):
 
     def _check_columns(self, event: RowEvent, which: str, image: Mapping[str, Any],
                        targets: TableTargets) -> None:
-        signature = (event.qualified_table, which, frozenset(image))
-        if signature in self._checked:
-            return
-        for template in targets.templates():
+        for template in targets.templates():  # a few dict lookups: cheaper than caching
             column = template.missing(image)
             if column is not None:
                 raise SinkError(
@@ -203,7 +199,6 @@ class RedisSink(Sink):
                     "source log full row images (MySQL: binlog_row_image=FULL)",
                     retryable=False,
                 )
-        self._checked.add(signature)
 
 
 def _template(options: Options, text: Any, path: str) -> Template:
