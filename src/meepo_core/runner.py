@@ -41,7 +41,8 @@ class _Failed:
 class Runner:
     """Runs one pipeline: a reader thread pulls batches from the source into a bounded
     queue (back-pressure: the source waits when sinks are slow), and the calling thread
-    applies each batch to every sink in order.
+    applies each batch to every sink in order, merging complete transactions that wait in
+    the queue into batches of up to ``batch_size`` events.
 
     Guarantees: a checkpoint is saved only after every sink applied every batch up to a
     transaction boundary, and after dead letters are durable; a failing sink is retried
@@ -147,26 +148,33 @@ class Runner:
 
     def _loop(self) -> None:
         stop_seen: float | None = None
+        carry: Any = None  # an item taken from the queue by _coalesce but not merged
         while True:
-            try:
-                item = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                self._save()
-                self._tick()
-                if self.context.stopping.is_set():
-                    stop_seen = stop_seen or time.monotonic()
-                    if time.monotonic() - stop_seen > STOP_GRACE_SECONDS:
-                        log.warning(
-                            "source did not stop within %.0fs; leaving it", STOP_GRACE_SECONDS
-                        )
-                        return
-                continue
+            if carry is not None:
+                item, carry = carry, None
+            else:
+                try:
+                    item = self._queue.get(timeout=0.2)
+                except queue.Empty:
+                    self._save()
+                    self._tick()
+                    if self.context.stopping.is_set():
+                        stop_seen = stop_seen or time.monotonic()
+                        if time.monotonic() - stop_seen > STOP_GRACE_SECONDS:
+                            log.warning(
+                                "source did not stop within %.0fs; leaving it",
+                                STOP_GRACE_SECONDS,
+                            )
+                            return
+                    continue
             if isinstance(item, _End):
                 return
             if isinstance(item, _Failed):
                 if isinstance(item.error, MeepoError):
                     raise item.error
                 raise SourceError(f"source failed: {_describe(item.error)}") from item.error
+            if item.position is not None:
+                item, carry = self._coalesce(item)
             self._apply(item)
             if item.position is not None:
                 self._pending = item.position
@@ -175,6 +183,30 @@ class Runner:
             if time.monotonic() - self._last_save >= self.settings.checkpoint_interval:
                 self._save()
             self._tick()
+
+    def _coalesce(self, batch: Batch) -> tuple[Batch, Any]:
+        """Merge the complete transactions already waiting behind ``batch`` into one batch
+        of at most ``batch_size`` events, so sinks that fall behind catch up with fewer,
+        larger requests. Returns the batch and the queue item that could not be merged."""
+        events, position = list(batch.events), batch.position
+        while len(events) < self.settings.batch_size:
+            try:
+                following = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if (
+                not isinstance(following, Batch)
+                or following.position is None
+                or len(events) + len(following.events) > self.settings.batch_size
+            ):
+                return Batch(tuple(events), position), following
+            events.extend(following.events)
+            position = following.position
+        return (
+            batch
+            if len(events) == len(batch.events) and position == batch.position
+            else Batch(tuple(events), position)
+        ), None
 
     def _apply(self, batch: Batch) -> None:
         began = time.monotonic()
