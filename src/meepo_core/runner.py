@@ -188,8 +188,8 @@ class Runner:
         """Merge the complete transactions already waiting behind ``batch`` into one batch
         of at most ``batch_size`` events, so sinks that fall behind catch up with fewer,
         larger requests. Returns the batch and the queue item that could not be merged."""
-        events, position = list(batch.events), batch.position
-        while len(events) < self.settings.batch_size:
+        merged, size, carry = [batch], len(batch.events), None
+        while size < self.settings.batch_size:
             try:
                 following = self._queue.get_nowait()
             except queue.Empty:
@@ -197,16 +197,16 @@ class Runner:
             if (
                 not isinstance(following, Batch)
                 or following.position is None
-                or len(events) + len(following.events) > self.settings.batch_size
+                or size + len(following.events) > self.settings.batch_size
             ):
-                return Batch(tuple(events), position), following
-            events.extend(following.events)
-            position = following.position
-        return (
-            batch
-            if len(events) == len(batch.events) and position == batch.position
-            else Batch(tuple(events), position)
-        ), None
+                carry = following
+                break
+            merged.append(following)
+            size += len(following.events)
+        if len(merged) == 1:
+            return batch, carry
+        events = tuple(event for part in merged for event in part.events)
+        return Batch(events, merged[-1].position), carry
 
     def _apply(self, batch: Batch) -> None:
         began = time.monotonic()

@@ -59,9 +59,8 @@ def reset_channels() -> None:
         _channels.clear()
 
 
-class MemorySource(Source):
-    """Yields what was published to its channel, skipping batches whose integer position
-    is at or before the checkpoint (so tests can exercise resume)."""
+class _NamedChannel:
+    """The one option both memory types take: ``name``, the channel to use."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -71,6 +70,11 @@ class MemorySource(Source):
         name = options.string("name", "default")
         options.done()
         return cls(name)
+
+
+class MemorySource(_NamedChannel, Source):
+    """Yields what was published to its channel, skipping batches whose integer position
+    is at or before the checkpoint (so tests can exercise resume)."""
 
     def stream(
         self, start: Position | None, context: PipelineContext, *, once: bool
@@ -89,17 +93,8 @@ class MemorySource(Source):
             yield batch
 
 
-class MemorySink(Sink):
+class MemorySink(_NamedChannel, Sink):
     """Appends every applied batch to its channel's ``batches``."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    @classmethod
-    def from_options(cls, options: Options) -> Self:
-        name = options.string("name", "default")
-        options.done()
-        return cls(name)
 
     def apply(self, batch: Batch) -> None:
         channel(self.name).batches.append(batch)
