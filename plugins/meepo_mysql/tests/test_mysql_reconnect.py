@@ -47,6 +47,8 @@ class StallingProxy:
                     time.sleep(0.05)
                     continue
                 readable, _, _ = select.select(list(peers), [], [], 0.1)
+                if frozen.is_set():  # stalled while waiting: forward nothing that came after
+                    continue
                 for sock in readable:
                     data = sock.recv(16384)
                     if not data:
@@ -146,11 +148,14 @@ def test_heartbeat_detects_a_stalled_stream(
         harness.execute("INSERT INTO t VALUES (1)")
         follower.wait_for(1)
         proxy.stall()  # the TCP connection stays open but nothing flows any more
+        deadline = time.monotonic() + 20
+        while not _reconnect_logs(caplog):  # missing heartbeats alone reveal the stall
+            assert time.monotonic() < deadline, "the stalled stream was never noticed"
+            time.sleep(0.05)
         harness.execute("INSERT INTO t VALUES (2)")
         events = follower.wait_for(2, timeout=20)
     assert [e.pk for e in events] == [1, 2]
-    logs = _reconnect_logs(caplog)
-    assert logs and "nothing received" in logs[0]
+    assert "nothing received" in _reconnect_logs(caplog)[0]
 
 
 def test_connection_cut_mid_transaction_redelivers_the_whole_transaction(
