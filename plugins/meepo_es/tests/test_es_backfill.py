@@ -186,7 +186,10 @@ def test_backfill_while_the_live_pipeline_runs_and_rows_change(
 
     writer = threading.Thread(target=workload)
     try:
-        time.sleep(1.0)  # the live pipeline is following from "latest"
+        deadline = time.monotonic() + 30
+        while "mysql source:" not in (tmp_path / "live.log").read_text():
+            assert time.monotonic() < deadline and live.poll() is None, "live pipeline down"
+            time.sleep(0.05)  # until the live pipeline has fixed its "latest" start
         writer.start()
         done = run_meepo("es", "backfill", "p", "--chunk-size", "50", "--no-progress",
                          cwd=tmp_path)
