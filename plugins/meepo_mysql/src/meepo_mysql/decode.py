@@ -30,6 +30,8 @@ import pymysqlreplication.row_event as row_event_module
 from pymysqlreplication.constants import FIELD_TYPE, NONE_SOURCE
 from pymysqlreplication.row_event import RowsEvent
 
+from . import tablemaps
+
 #: Set to 1 to run python-mysql-replication's own (slower) helpers, e.g. to benchmark them.
 NO_SPEEDUPS_ENV = "MEEPO_MYSQL_NO_SPEEDUPS"
 
@@ -203,10 +205,12 @@ def install_fixes() -> None:
     Correctness: the TIME decoder (see :func:`_read_time2`). Speed, unless
     ``$MEEPO_MYSQL_NO_SPEEDUPS`` is set: the per-column bit tests and the per-value charset
     lookup are replaced by equivalent cheaper functions (the row decoder calls them
-    several times per column). (The runner's ``gc.freeze()`` at start is the other ~15%.)
+    several times per column), and each distinct table map is parsed once
+    (:mod:`meepo_mysql.tablemaps`). (The runner's ``gc.freeze()`` at start is the other ~15%.)
     """
     RowsEvent._RowsEvent__read_time2 = _read_time2
     if os.environ.get(NO_SPEEDUPS_ENV, "").strip() in ("", "0"):
         row_event_module.BitGet = _bit_get
         RowsEvent._is_null = staticmethod(_bit_get)
         RowsEvent.charset_to_encoding = staticmethod(_charset_to_encoding)
+        tablemaps.install()
