@@ -11,7 +11,7 @@ P99_TARGET_MS = 100.0
 RSS_TARGET_MB = 250.0
 
 #: Why a target is missed, from profiling these runs (cProfile/py-spy); shown only when
-#: the target is missed. See the "Profiles" section of RESULTS.md for the numbers.
+#: the target is missed.
 WHY = {
     "null": (
         "per row meepo does work raw decoding does not: a validated frozen RowEvent and "
@@ -21,10 +21,9 @@ WHY = {
         "on this shared machine"
     ),
     "redis": (
-        "the sink's per-event work (rendering key templates and a frozenset of each image's "
-        "columns for the template check: ~8 us/event, 8.4 ms per 1000-event batch) and "
-        "redis-py pipelining run on the runner thread and serialise with decoding under the "
-        "GIL; it shows most where decoding is fastest (narrow/huge)"
+        "the sink's per-event work (rendering key templates) and redis-py pipelining run on "
+        "the runner thread and serialise with decoding under the GIL; it shows most where "
+        "decoding is fastest (narrow/huge)"
     ),
     "elasticsearch": (
         "the ES-API test server (noida-db) is the bottleneck: the meepo process is idle "
@@ -103,7 +102,7 @@ def markdown(results: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v}" for k, v in machine["libraries"].items()),
         "* Servers (private, started by the benchmark): "
         + ", ".join(f"{k} {v}" for k, v in machine.get("servers", {}).items()),
-        f"* Sizes: N = {settings['rows']:,} rows for narrow workloads, N/5 for wide; "
+        f"* Sizes: N = {settings['rows']:,} rows for narrow workloads, N/2 for wide; "
         f"small transactions of {settings['small_txn_rows']} rows; best of "
         f"{settings['repeat']} interleaved rounds; big transaction "
         f"{settings['big_update']:,} rows; latency {settings['latency_rate']:,} rows/s for "
@@ -201,9 +200,11 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Reading the numbers: raw decoding is python-mysql-replication as installed; the "
         "mysql source patches some of the library's per-column helpers with faster "
-        "equivalents (see `install_fixes` in meepo_mysql/decode.py) and reads the "
-        "replication socket through its own buffer, which is why meepo can beat the "
-        "reference (ratios above 1). Per-round ratios compare runs of the same round, "
+        "equivalents (see `install_fixes` in meepo_mysql/decode.py), parses each distinct "
+        "table map once instead of before every statement (meepo_mysql/tablemaps.py; this "
+        "is most of the gain on small transactions) and reads the replication socket "
+        "through its own buffer, which is why meepo can beat the reference (ratios above "
+        "1). Per-round ratios compare runs of the same round, "
         "taken back to back; their spread is the machine's noise.",
         "",
         "## Targets", "", "| Measure | Target | Result | Status | Why missed |",

@@ -47,9 +47,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="small sizes for a smoke run (results marked as quick)")
     parser.add_argument("--rows", type=int, default=None,
-                        help="N for narrow workloads (default 20000, quick 2000); wide use N/5")
+                        help="N for narrow workloads (default 20000, quick 2000); wide use N/2")
     parser.add_argument("--repeat", type=int, default=None,
-                        help="interleaved rounds, best counts (default 2, quick 1)")
+                        help="interleaved rounds, best counts (default 3, quick 1)")
     parser.add_argument("--big-update", type=int, default=None, metavar="M",
                         help="rows of the single-UPDATE transaction (default 1000000, "
                              "quick 50000; 0 skips it)")
@@ -64,7 +64,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         print(f"bench_e2e: ignoring arguments meant for other bench scripts: {unknown}")
     quick = args.quick
     args.rows = args.rows if args.rows is not None else (2_000 if quick else 20_000)
-    args.repeat = args.repeat if args.repeat is not None else (1 if quick else 2)
+    args.repeat = args.repeat if args.repeat is not None else (1 if quick else 3)
     args.big_update = (args.big_update if args.big_update is not None
                        else (50_000 if quick else 1_000_000))
     args.latency_seconds = args.latency_seconds or (5.0 if quick else 20.0)
@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     workloads = [
         Workload(SHAPES["narrow"], "small", args.rows),
         Workload(SHAPES["narrow"], "huge", args.rows),
-        Workload(SHAPES["wide"], "small", max(1, args.rows // 5)),
-        Workload(SHAPES["wide"], "huge", max(1, args.rows // 5)),
+        Workload(SHAPES["wide"], "small", max(1, args.rows // 2)),
+        Workload(SHAPES["wide"], "huge", max(1, args.rows // 2)),
     ]
     results: dict[str, object] = {"settings": {
         "quick": args.quick, "rows": args.rows, "repeat": args.repeat,
