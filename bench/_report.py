@@ -236,6 +236,12 @@ def targets(results: dict[str, Any]) -> list[str]:
         worst = min(found[sink], key=lambda item: item[1])
         met = min(values) >= target
         why = "" if met else WHY[sink]
+        if sink == "null" and not met and (worst[0], "redis") in table:
+            # The redis pipeline does everything the null one does and more.
+            redis = next((r for w, r, _ in found["redis"] if w == worst[0]), None)
+            if redis is not None and redis > worst[1]:
+                why += (f"; in this run the redis pipeline, which does strictly more work, "
+                        f"reached {redis:.2f} on {worst[0]}, so much of this gap is noise")
         if sink == "elasticsearch" and not met:
             capacity = [
                 (table[(w, "elasticsearch")]["rows"] / table[(w, "elasticsearch")]["run"])
@@ -253,7 +259,7 @@ def targets(results: dict[str, Any]) -> list[str]:
                        f"meepo -> elasticsearch runs at {min(capacity):.2f}-"
                        f"{max(capacity):.2f} x that server-only rate; " + why)
         rows.append(
-            f"| `{sink}` sink, ratio to raw decode | >= {target} | {min(values):.2f} worst "
+            f"| `{sink}` sink, ratio to raw decode | >= {target} | {min(values):.3f} worst "
             f"({worst[0]}), {max(values):.2f} best | {'met' if met else '**missed**'} | "
             f"{why} |"
         )
