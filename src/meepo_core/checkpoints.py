@@ -8,10 +8,28 @@ import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from .errors import CheckpointError
 from .events import Position
+
+
+def encode_checkpoint(pipeline: str, position: Position) -> str:
+    """A checkpoint as stores keep it: JSON with the pipeline, the position and the UTC time
+    it was saved."""
+    record = {"pipeline": pipeline, "position": position,
+              "saved_at": datetime.now(UTC).isoformat()}
+    return json.dumps(record, separators=(",", ":"))
+
+
+def decode_checkpoint(stored: str | bytes, where: str, fix: str) -> Position:
+    """The position in an :func:`encode_checkpoint` record. Raises :class:`CheckpointError`
+    naming ``where`` and ``fix`` when the record is corrupt."""
+    try:
+        return json.loads(stored)["position"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {where} is corrupt ({type(exc).__name__}); {fix}"
+        ) from exc
 
 
 class CheckpointStore(abc.ABC):
@@ -51,27 +69,19 @@ class FileCheckpointStore(CheckpointStore):
             return None
         except OSError as exc:
             raise CheckpointError(f"cannot read checkpoint {self.path}: {exc.strerror}") from exc
-        try:
-            data: dict[str, Any] = json.loads(text)
-            return data["position"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(
-                f"checkpoint {self.path} is corrupt ({type(exc).__name__}); restore it from a "
-                "backup, or delete it to restart from the source's configured start"
-            ) from exc
+        return decode_checkpoint(
+            text, str(self.path),
+            "restore it from a backup, or delete it to restart from the source's configured start",
+        )
 
     def save(self, position: Position) -> None:
-        record = {
-            "pipeline": self.pipeline,
-            "position": position,
-            "saved_at": datetime.now(UTC).isoformat(),
-        }
+        record = encode_checkpoint(self.pipeline, position)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump(record, handle)
+                    handle.write(record)
                     handle.flush()
                     os.fsync(handle.fileno())
                 os.replace(tmp, self.path)

@@ -80,10 +80,7 @@ class StreamConnection(pymysql.connections.Connection):  # type: ignore[misc]
                 try:
                     readable, _, _ = select.select([sock], [], [], wait)
                 except (OSError, ValueError) as exc:
-                    self._force_close()
-                    raise pymysql.err.OperationalError(
-                        CR.CR_SERVER_LOST, f"Lost connection to MySQL server ({exc})"
-                    ) from exc
+                    raise self._lost(str(exc)) from exc
                 if not readable:
                     if at_boundary:
                         self._idle_said = True
@@ -92,15 +89,9 @@ class StreamConnection(pymysql.connections.Connection):  # type: ignore[misc]
             try:
                 chunk = sock.recv(max(_RECV_SIZE, num_bytes - len(buffer)))
             except (TimeoutError, OSError) as exc:
-                self._force_close()
-                raise pymysql.err.OperationalError(
-                    CR.CR_SERVER_LOST, f"Lost connection to MySQL server ({exc})"
-                ) from exc
+                raise self._lost(str(exc)) from exc
             if not chunk:
-                self._force_close()
-                raise pymysql.err.OperationalError(
-                    CR.CR_SERVER_LOST, "Lost connection to MySQL server (closed by the server)"
-                )
+                raise self._lost("closed by the server")
             buffer += chunk
             self.last_data = time.monotonic()
             self._idle_said = False
@@ -108,6 +99,13 @@ class StreamConnection(pymysql.connections.Connection):  # type: ignore[misc]
         data = bytes(buffer[:num_bytes])
         del buffer[:num_bytes]
         return data
+
+    def _lost(self, reason: str) -> pymysql.err.OperationalError:
+        """Close the socket; the error to raise, as pymysql reports a lost connection."""
+        self._force_close()
+        return pymysql.err.OperationalError(
+            CR.CR_SERVER_LOST, f"Lost connection to MySQL server ({reason})"
+        )
 
     def silent_for(self) -> float:
         """Seconds since the last bytes arrived."""

@@ -8,13 +8,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
 import redis
 
-from meepo_core.checkpoints import CheckpointStore
+from meepo_core.checkpoints import CheckpointStore, decode_checkpoint, encode_checkpoint
 from meepo_core.dead_letters import DeadLetterStore, dead_letter_record
 from meepo_core.errors import CheckpointError, MeepoError
 from meepo_core.events import Position, RowEvent
@@ -67,19 +66,14 @@ class RedisCheckpointStore(CheckpointStore):
             ) from exc
         if raw is None:
             return None
-        try:
-            return json.loads(raw)["position"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(
-                f"checkpoint {self.description} is corrupt ({type(exc).__name__}); restore it, "
-                "or DEL the key to restart from the source's configured start"
-            ) from exc
+        return decode_checkpoint(
+            raw, self.description,
+            "restore it, or DEL the key to restart from the source's configured start",
+        )
 
     def save(self, position: Position) -> None:
-        record = {"pipeline": self.pipeline, "position": position,
-                  "saved_at": datetime.now(UTC).isoformat()}
         try:
-            self.client.set(self.key, json.dumps(record, separators=(",", ":")))
+            self.client.set(self.key, encode_checkpoint(self.pipeline, position))
         except redis.RedisError as exc:
             raise CheckpointError(
                 f"cannot write checkpoint {self.description}: {describe(exc)}"
