@@ -49,11 +49,11 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pymysql
+from meepo_testkit.servers import MariaDBServer
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
-from meepo_core.testing.cli import meepo_command, write_config
-from meepo_core.testing.services import MariaDBServer
+from meepo_core.testing import meepo_command, write_config
 
 DATABASE = "meepo_bench"
 TABLE = """CREATE TABLE t (

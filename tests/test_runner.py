@@ -21,8 +21,7 @@ from meepo_core.events import RowEvent
 from meepo_core.pipeline import build_pipeline
 from meepo_core.plugins import load_registry
 from meepo_core.runner import Runner
-from meepo_core.testing import run_meepo, write_config
-from meepo_core.testing.cli import meepo_command
+from meepo_core.testing import meepo_command, run_meepo, write_config
 
 SAMPLE = Path(__file__).parents[1] / "examples" / "sample-events.jsonl"
 ORIGINAL_EXAMPLE = [

@@ -9,7 +9,7 @@ from .checkpoints import CheckpointStore
 from .context import PipelineContext
 from .dead_letters import DeadLetterStore
 from .errors import CheckpointError, ConfigError, MeepoError, SinkError, SourceError
-from .events import ACTIONS, Action, Batch, Position, PrimaryKey, RowEvent
+from .events import ACTIONS, UNCHANGED, Action, Batch, Position, PrimaryKey, RowEvent
 from .hookspecs import hookimpl
 from .options import Options
 from .sink import Sink
@@ -34,5 +34,6 @@ __all__ = [
     "SinkError",
     "Source",
     "SourceError",
+    "UNCHANGED",
     "hookimpl",
 ]

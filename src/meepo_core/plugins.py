@@ -20,16 +20,21 @@ DISABLE_ENV = "MEEPO_DISABLE_PLUGINS"
 ENTRY_POINT_GROUP = "meepo"
 INTERNAL_PLUGINS = ("meepo_core.builtin.plugin",)
 
-#: Which distribution provides a type that is not installed, for the error message.
+#: Which distribution provides a type (of any kind: source, sink, store URL scheme) that is
+#: not installed, for the error message. The integration tests check it against what the
+#: in-repo plugins register, both ways.
 KNOWN_PROVIDERS = {
+    "elasticsearch": "meepo-es",
     "mysql": "meepo-mysql",
-    "sqlalchemy-outbox": "meepo-sqlalchemy",
-    "sql": "meepo-sqlalchemy",
     "redis": "meepo-redis",
     "redis-events": "meepo-redis",
     "redis-pubsub": "meepo-redis",
     "redis-stream": "meepo-redis",
-    "elasticsearch": "meepo-es",
+    "rediss": "meepo-redis",
+    "unix": "meepo-redis",
+    "sql": "meepo-sqlalchemy",
+    "sqlalchemy-outbox": "meepo-sqlalchemy",
+    "sqlalchemy-session": "meepo-sqlalchemy",
 }
 
 KINDS = ("source", "sink", "checkpoint store", "dead-letter store")

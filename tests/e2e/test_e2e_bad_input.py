@@ -39,9 +39,9 @@ from meepo_e2e_kit import (
     source,
     wait_until,
 )
+from meepo_testkit.servers import RedisServer, free_port
 
 from meepo_core.testing import run_meepo, write_config
-from meepo_core.testing.services import RedisServer, free_port
 
 require_plugins()
 

@@ -41,10 +41,9 @@ from meepo_e2e_kit import (
     table_rows,
     wait_until,
 )
+from meepo_testkit.servers import ElasticsearchServer, RedisServer
 
-from meepo_core.testing import run_meepo, write_config
-from meepo_core.testing.cli import meepo_command
-from meepo_core.testing.services import ElasticsearchServer, RedisServer
+from meepo_core.testing import meepo_command, run_meepo, write_config
 
 require_plugins()
 

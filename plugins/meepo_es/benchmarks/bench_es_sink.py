@@ -20,11 +20,11 @@ from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
 from meepo_es.sink import ElasticsearchSink
+from meepo_testkit.servers import ElasticsearchServer
 
 from meepo_core.events import Batch, RowEvent
 from meepo_core.options import Options
 from meepo_core.testing import make_context
-from meepo_core.testing.services import ElasticsearchServer
 
 STAMP = datetime(2026, 1, 1, tzinfo=UTC)
 

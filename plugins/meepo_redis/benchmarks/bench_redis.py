@@ -16,11 +16,11 @@ from meepo_redis.event_store import RedisEventsSink
 from meepo_redis.invalidation import RedisSink
 from meepo_redis.stream_sink import RedisStreamSink
 from meepo_redis.stream_source import RedisStreamSource
+from meepo_testkit.servers import RedisServer
 
 from meepo_core.events import Batch, RowEvent
 from meepo_core.options import Options
 from meepo_core.testing import make_context
-from meepo_core.testing.services import RedisServer
 
 EVENTS = 20_000
 BATCH = 1000

@@ -5,12 +5,14 @@ session's ``tmp_path_factory`` dir, and are closed at session end.  Under pytest
 worker runs its own servers (own ports, own temp dirs).  Importing this module has no side
 effects.
 
-* ``mariadb`` -- :class:`~meepo_core.testing.services.MariaDBServer`
-* ``redis_server`` -- :class:`~meepo_core.testing.services.RedisServer`
-* ``postgres`` -- :class:`~meepo_core.testing.services.PostgresServer`
-* ``es_server`` -- :class:`~meepo_core.testing.services.ElasticsearchServer`, or an
-  :class:`~meepo_core.testing.services.ExternalElasticsearch` when ``$MEEPO_TEST_ES_URL`` is set
-* ``external_mysql`` -- :class:`~meepo_core.testing.services.ExternalMySQL` from
+* ``mariadb`` -- :class:`~meepo_testkit.servers.MariaDBServer`
+* ``redis_server`` -- :class:`~meepo_testkit.servers.RedisServer`
+* ``postgres`` -- :class:`~meepo_testkit.servers.PostgresServer`
+* ``es_server`` -- :class:`~meepo_testkit.servers.ElasticsearchServer`, or an
+  :class:`~meepo_testkit.servers.ExternalElasticsearch` when ``$MEEPO_TEST_ES_URL`` is set
+* ``kafka_server`` -- :class:`~meepo_testkit.servers.KafkaServer`, or an
+  :class:`~meepo_testkit.servers.ExternalKafka` when ``$MEEPO_TEST_KAFKA_BOOTSTRAP`` is set
+* ``external_mysql`` -- :class:`~meepo_testkit.servers.ExternalMySQL` from
   ``$MEEPO_TEST_MYSQL_DSN``; the test is skipped when it is unset
 * ``mysql_db`` -- a fresh database on ``mariadb`` for one test, dropped afterwards
 * ``redis_db`` -- the ``redis_server`` URL, after FLUSHALL
@@ -25,18 +27,21 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from meepo_core.testing.services import (
+from .servers import (
     MYSQL_DSN_ENV,
     ElasticsearchServer,
     ExternalElasticsearch,
+    ExternalKafka,
     ExternalMySQL,
+    KafkaServer,
     MariaDBServer,
     PostgresServer,
     RedisServer,
     Rows,
     external_elasticsearch,
+    external_kafka,
 )
-from meepo_core.testing.services import external_mysql as _external_mysql
+from .servers import external_mysql as _external_mysql
 
 if TYPE_CHECKING:
     import pymysql.connections
@@ -45,6 +50,7 @@ __all__ = [
     "MySQLDatabase",
     "es_server",
     "external_mysql",
+    "kafka_server",
     "mariadb",
     "mysql_db",
     "postgres",
@@ -100,6 +106,20 @@ def es_server(
         yield external
         return
     with ElasticsearchServer(tmp_path_factory.mktemp("elasticsearch")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def kafka_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[KafkaServer | ExternalKafka]:
+    """A Kafka bootstrap address (``.bootstrap``): ``$MEEPO_TEST_KAFKA_BOOTSTRAP`` if set, else
+    noida-db's Kafka-protocol server."""
+    external = external_kafka()
+    if external is not None:
+        yield external
+        return
+    with KafkaServer(tmp_path_factory.mktemp("kafka")) as server:
         yield server
 
 

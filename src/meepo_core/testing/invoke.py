@@ -1,4 +1,4 @@
-"""Running the real ``meepo`` CLI in a subprocess from tests, against a written config."""
+"""Invoking the real ``meepo`` CLI in a subprocess from tests, against a written config."""
 
 from __future__ import annotations
 

@@ -6,12 +6,13 @@ import time
 from pathlib import Path
 
 import pytest
-
-from meepo_core.testing.pytest_plugin import MySQLDatabase
-from meepo_core.testing.services import (
+from meepo_testkit.pytest_plugin import MySQLDatabase
+from meepo_testkit.servers import (
     ElasticsearchServer,
     ExternalElasticsearch,
+    ExternalKafka,
     ExternalMySQL,
+    KafkaServer,
     MariaDBServer,
     PostgresServer,
     RedisServer,
@@ -130,10 +131,10 @@ def test_redis_db_is_flushed(redis_db: str) -> None:
 def test_taken_auto_port_is_repicked(
     redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from meepo_core.testing import services
+    from meepo_testkit.servers import base
 
     ports = iter([redis_server.port, free_port()])
-    monkeypatch.setattr(services, "free_port", lambda: next(ports))
+    monkeypatch.setattr(base, "free_port", lambda: next(ports))
     with RedisServer(tmp_path) as other:
         assert other.port != redis_server.port
         assert other.send("PING") == "PONG"
@@ -183,6 +184,40 @@ def test_es_index_and_get(es_server: ElasticsearchServer | ExternalElasticsearch
 def test_external_es_cannot_restart() -> None:
     with pytest.raises(ServiceError, match="cannot restart an external cluster"):
         ExternalElasticsearch("http://example.invalid:9200").restart()
+
+
+# -- Kafka --------------------------------------------------------------------------------
+
+
+def test_kafka_produce_and_consume(kafka_server: KafkaServer | ExternalKafka) -> None:
+    kafka = pytest.importorskip("confluent_kafka")
+    admin = pytest.importorskip("confluent_kafka.admin")
+
+    topic = f"meepo-test-{time.monotonic_ns()}"
+    client = admin.AdminClient({"bootstrap.servers": kafka_server.bootstrap})
+    client.create_topics([admin.NewTopic(topic, num_partitions=2)])[topic].result(timeout=30)
+    producer = kafka.Producer({"bootstrap.servers": kafka_server.bootstrap})
+    producer.produce(topic, key=b"k", value=b"hello")
+    assert producer.flush(30) == 0
+    consumer = kafka.Consumer({
+        "bootstrap.servers": kafka_server.bootstrap, "group.id": topic,
+        "auto.offset.reset": "earliest",
+    })
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 30
+        message = None
+        while message is None and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+        assert message is not None and message.error() is None
+        assert (message.key(), message.value()) == (b"k", b"hello")
+    finally:
+        consumer.close()
+
+
+def test_external_kafka_cannot_restart() -> None:
+    with pytest.raises(ServiceError, match="MEEPO_TEST_KAFKA_BOOTSTRAP"):
+        ExternalKafka("broker.invalid:9092").restart()
 
 
 # -- external MySQL -----------------------------------------------------------------------
