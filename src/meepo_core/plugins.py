@@ -14,8 +14,8 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .hookspecs import PROJECT
 from .errors import ConfigError
+from .hookspecs import PROJECT
 
 DISABLE_ENV = "MEEPO_DISABLE_PLUGINS"
 #: Internal plugins, registered like external ones but never disabled: meepo needs them.
