@@ -52,8 +52,6 @@ class PostgresSource(Source):
         """``(blocking, advisory)``: streaming refuses to start on the first kind only."""
         settings = self.settings
         blocking = control.preflight(settings.slot_name(pipeline))
-        if blocking:
-            return blocking, []
         tables = control.tables(settings.filter)
         missing, advisory = table_problems(settings, tables, settings.filter)
         blocking += missing + publication_problems(
