@@ -131,10 +131,13 @@ class ReplicationStream:
                 if self.closed:
                     return
                 self._raise_if_fatal(exc)
-                raise SourceError(
-                    f"replication from PostgreSQL at {self.settings.address} failed: "
-                    f"{error_text(exc)}"
-                ) from exc
+                if exc.pgcode is None:  # not the server's error: the stream ended (shutdown)
+                    error = exc
+                else:
+                    raise SourceError(
+                        f"replication from PostgreSQL at {self.settings.address} failed: "
+                        f"{error_text(exc)}"
+                    ) from exc
             self._disconnect()
             # Deliver what committed; the open transaction comes again from the boundary.
             if (batch := self._batcher.flush()) is not None:
@@ -163,11 +166,10 @@ class ReplicationStream:
         """Confirm to the server that everything before ``lsn`` (a checkpointed position)
         is consumed, so the slot may release that WAL. Callable from any thread.
 
-        The confirmed position is ``lsn - 1``: no transaction ends inside the byte before a
-        position, so the slot means the same, yet psycopg2 (2.9) then never moves the
-        confirmed position on by itself when a server keepalive arrives (it does once the
-        confirmed position reaches the last message received), so the slot never passes
-        a checkpoint while changes flow.
+        Once every message received is confirmed, psycopg2 (2.9) moves the confirmed
+        position on by itself to the WAL end of each server keepalive: everything before a
+        keepalive has been sent, so that WAL holds nothing more for this slot. A server
+        shutdown waits for exactly that confirmation.
         """
         if lsn <= self._acked:
             return
@@ -207,9 +209,8 @@ class ReplicationStream:
         """Report the acknowledged position (the caller holds the lock)."""
         if self._cursor is None or not self._acked:
             return
-        confirmed = self._acked - 1
         try:
-            self._cursor.send_feedback(write_lsn=confirmed, flush_lsn=confirmed, force=True)
+            self._cursor.send_feedback(write_lsn=self._acked, flush_lsn=self._acked, force=True)
         except psycopg2.Error as exc:  # the next connection confirms it
             log.debug("could not confirm %s to the server: %s", format_lsn(self._acked), exc)
 
