@@ -156,14 +156,14 @@ def test_back_pressure_bounds_the_queue(tmp_path: Path) -> None:
         },
     )
     seen: list[int] = []
-    original = runner._apply
+    original = runner.delivery.apply
 
     def slow_apply(batch: Any) -> None:
         seen.append(runner._queue.qsize())
         time.sleep(0.001)
         original(batch)
 
-    runner._apply = slow_apply  # type: ignore[method-assign]
+    runner.delivery.apply = slow_apply  # type: ignore[method-assign]
     runner.run(once=True)
     assert len(channel("out").events) == 200
     assert max(seen) <= 2
@@ -335,13 +335,13 @@ def test_transactions_waiting_behind_a_slow_sink_are_merged_into_bigger_batches(
             "checkpoint": "file:cp.json",
         },
     )
-    original = runner._apply
+    original = runner.delivery.apply
 
     def slow_apply(batch: Any) -> None:
         time.sleep(0.05)  # the source queues up transactions meanwhile
         original(batch)
 
-    runner._apply = slow_apply  # type: ignore[method-assign]
+    runner.delivery.apply = slow_apply  # type: ignore[method-assign]
     runner.run(once=True)
     batches = channel("out").batches
     assert [e.pk for e in channel("out").events] == list(range(1, 51))  # all, in order

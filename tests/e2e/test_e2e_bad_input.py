@@ -386,7 +386,7 @@ def redis_with_password(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 def _retried(stderr: str, label: str) -> bool:
-    return f"WARNING meepo.runner: {label} failed (attempt 1" in stderr
+    return f"WARNING meepo.delivery: {label} failed (attempt 1" in stderr
 
 
 def test_wrong_redis_password_is_not_retried_and_names_the_url(

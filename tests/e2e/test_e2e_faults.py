@@ -221,7 +221,7 @@ class PersistentRedisServer(RedisServer):
 
 
 RETRY_LINE = re.compile(
-    r"WARNING meepo\.runner: (?P<label>sinks\[\d\] [\w-]+) failed \(attempt (?P<attempt>\d+) "
+    r"WARNING meepo\.delivery: (?P<label>sinks\[\d\] [\w-]+) failed \(attempt (?P<attempt>\d+) "
     r"of \d+\): (?P<error>.*); retrying in (?P<delay>[\d.]+)s$"
 )
 

@@ -20,6 +20,7 @@ from meepo_testkit.servers import RedisServer
 
 from meepo_core.events import Batch, RowEvent
 from meepo_core.options import Options
+from meepo_core.settings import PipelineSettings
 from meepo_core.testing import make_context
 
 EVENTS = 20_000
@@ -85,7 +86,7 @@ def main() -> None:
         stream_sink.close()
 
         source = RedisStreamSource(url, lease_ms=5000)
-        context.batch_size = BATCH
+        context = make_context(Path(tmp), settings=PipelineSettings(batch_size=BATCH))
         began, seen = time.perf_counter(), 0
         for batch in source.stream(None, context, once=True):
             seen += len(batch.events)

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Result
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction
 
 from meepo_core.dead_letters import DeadLetterStore
-from meepo_core.events import Batch, RowEvent
+from meepo_core.events import RowEvent
 from meepo_core.sink import Sink
 
 from . import bulk, images
@@ -127,7 +127,7 @@ class Installation:
                       "transaction was committed while a savepoint was still open)",
                       len(events))
             return
-        self.publisher.publish(Batch(tuple(events), self.publisher.next_position()))
+        self.publisher.publish(events)
 
     def after_soft_rollback(self, session: Session, previous: SessionTransaction) -> None:
         log_ = session.info.get(self.key)
