@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from meepo_postgres import PostgresSource
 
-from meepo_core import Batch, Options, PipelineContext, RowEvent
+from meepo_core import Batch, Options, PipelineContext, PipelineSettings, RowEvent
 from meepo_core.testing import make_context
 
 
@@ -60,9 +60,8 @@ class Harness:
         )
 
     def context(self, batch_size: int = 1000, batch_wait: float = 0.05) -> PipelineContext:
-        context = make_context(self.tmp_path, self.pipeline)
-        context.batch_size = batch_size
-        context.batch_wait = batch_wait
+        settings = PipelineSettings(batch_size=batch_size, batch_wait=batch_wait)
+        context = make_context(self.tmp_path, self.pipeline, settings)
         self.contexts.append(context)
         return context
 

@@ -91,6 +91,8 @@ def test_dropped_slot_stops_with_the_recovery_steps(harness: Any) -> None:
                                           r"delete the pipeline's checkpoint"):
         harness.drain(position)
     assert harness.confirmed_lsn() is None  # not silently created again
+    [line] = harness.source().check_resume(position)
+    assert line.startswith(f"replication slot {harness.slot!r} no longer exists")
 
 
 def test_invalidated_slot_stops_with_the_recovery_steps(harness: Any) -> None:
@@ -120,6 +122,7 @@ def test_invalidated_slot_stops_with_the_recovery_steps(harness: Any) -> None:
         "pipeline's checkpoint, rerun (a new slot starts at the current position) and "
         "backfill the sinks"
     ]
+    assert harness.source().check_resume(position) == lines
     with pytest.raises(SourceError, match="was invalidated"):
         harness.drain(position)
 

@@ -10,7 +10,13 @@ from meepo_core import Batch, Options, PipelineContext, Position, Source, Source
 
 from .config import PostgresSettings, parse_settings
 from .positions import Checkpoint, format_lsn
-from .server import ControlConnection, SlotState, dropped_slot_message, table_problems
+from .server import (
+    ControlConnection,
+    SlotState,
+    dropped_slot_message,
+    invalidated_slot_message,
+    table_problems,
+)
 from .slots import created_slot, ensure_publication, publication_problems
 from .stream import ReplicationStream
 
@@ -27,8 +33,6 @@ class PostgresSource(Source):
     time (UTC) and ``txid`` the transaction id. The slot's confirmed position moves only
     in :meth:`acknowledge`, after the runner's checkpoint.
     """
-
-    type_name = "postgres"
 
     def __init__(self, settings: PostgresSettings) -> None:
         self.settings = settings
@@ -47,6 +51,24 @@ class PostgresSource(Source):
             return blocking + advisory
         finally:
             control.close()
+
+    def check_resume(self, position: Position) -> list[str]:
+        try:
+            checkpoint = Checkpoint.from_json(position)
+        except ValueError as exc:
+            return [f"the checkpoint is not a postgres position ({exc}); delete it to restart "
+                    f"from {self.settings.key_path}.start"]
+        slot_name = self.settings.slot_name("check")
+        control = ControlConnection(self.settings)
+        try:
+            slot = control.slot(slot_name)
+        finally:
+            control.close()
+        if slot is None:
+            return [dropped_slot_message(slot_name, checkpoint.lsn)]
+        if slot.invalidated:
+            return [invalidated_slot_message(slot_name)]
+        return []
 
     def _problems(self, control: ControlConnection, pipeline: str) -> tuple[list[str], list[str]]:
         """``(blocking, advisory)``: streaming refuses to start on the first kind only."""
