@@ -22,7 +22,8 @@ def test_check_passes_on_a_ready_server(harness: Any) -> None:
 @pytest.fixture
 def limited_role(harness: Any) -> Iterator[str]:
     role = f"r_{harness.slot[-12:]}"
-    harness.execute(f"CREATE ROLE {role} LOGIN", f"GRANT USAGE ON SCHEMA {harness.schema} TO {role}")
+    harness.execute(f"CREATE ROLE {role} LOGIN",
+                    f"GRANT USAGE ON SCHEMA {harness.schema} TO {role}")
     try:
         yield role
     finally:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from meepo_core import UNCHANGED
 from meepo_postgres.positions import INDEX_BITS, parse_lsn, sequence_base
+
+from meepo_core import UNCHANGED
 
 BIG = "x" * 1_000_000  # stored out of line (TOAST), compressed or not
 

@@ -64,7 +64,7 @@ def default_name(pipeline: str) -> str:
 
 def pipeline_of(key_path: str) -> str | None:
     """``orders`` from ``tool.meepo.pipelines.orders.source``."""
-    head, found, rest = key_path.partition("pipelines.")
+    _, found, rest = key_path.partition("pipelines.")
     if not found or not rest.endswith(".source"):
         return None
     return rest.removesuffix(".source") or None

@@ -98,7 +98,9 @@ def ensure_publication(
         control.query(
             f"CREATE PUBLICATION {quote_ident(name)}" + (f" FOR TABLE {listed}" if listed else "")
         )
-        control.query(f"COMMENT ON PUBLICATION {quote_ident(name)} IS {quote_literal(MANAGED_COMMENT)}")
+        control.query(
+            f"COMMENT ON PUBLICATION {quote_ident(name)} IS {quote_literal(MANAGED_COMMENT)}"
+        )
         log.info("created publication %s for %d table(s)", name, len(publishable))
         return
     if found[0] or not _is_managed(control, name):

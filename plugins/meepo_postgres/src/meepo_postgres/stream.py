@@ -51,6 +51,7 @@ from .pgoutput import (
     parse_commit,
     parse_relation,
     parse_truncate,
+    pg_time,
     read_tuple,
     relation_oid,
 )
@@ -256,7 +257,7 @@ class ReplicationStream:
         row_event = RowEvent
         in_trx = False
         base = count = 0
-        committed_at: datetime | None = None
+        committed_at: datetime = pg_time(0)  # set by each Begin before any change
         txid: str | None = None
         idle_since = time.monotonic()
         while True:
@@ -278,7 +279,7 @@ class ReplicationStream:
             self._last_receipt = time.monotonic()
             data = message.payload
             kind = data[0]
-            if kind == INSERT or kind == UPDATE or kind == DELETE:
+            if kind in (INSERT, UPDATE, DELETE):
                 seq = base + count
                 count += 1
                 oid = relation_oid(data)
@@ -297,7 +298,7 @@ class ReplicationStream:
                     )
                 elif kind == UPDATE:
                     marker = data[5]
-                    if marker == KEY_TUPLE or marker == OLD_TUPLE:
+                    if marker in (KEY_TUPLE, OLD_TUPLE):
                         old, pos = read_tuple(data, 6, converters)
                         values = read_tuple(data, pos + 1, converters)[0]
                         if marker == OLD_TUPLE:
