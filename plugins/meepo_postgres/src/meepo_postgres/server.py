@@ -121,13 +121,22 @@ class ControlConnection:
         """The end of the WAL written so far (``pg_current_wal_insert_lsn``)."""
         return parse_lsn(str(self.query("SELECT pg_current_wal_insert_lsn()::text")[0][0]))
 
-    def wal_geometry(self) -> tuple[int, int]:
-        """``(wal_block_size, wal_segment_size)`` in bytes."""
+    def readable_end(self) -> int:
+        """The WAL written so far, as a replication stream reports it once it has read all.
+
+        ``pg_current_wal_insert_lsn`` points past a page header when the WAL ends right at
+        a page boundary, where a reader stops; this gives the boundary then.
+        """
+        lsn = self.insert_lsn()
         rows = dict(self.query(
             "SELECT name, setting FROM pg_settings "
             "WHERE name IN ('wal_block_size', 'wal_segment_size')"
         ))
-        return int(rows["wal_block_size"]), int(rows["wal_segment_size"])
+        if lsn % int(rows["wal_segment_size"]) == 40:  # long page header, segment start
+            return lsn - 40
+        if lsn % int(rows["wal_block_size"]) == 24:  # short page header
+            return lsn - 24
+        return lsn
 
     def slot(self, name: str) -> SlotState | None:
         status = "wal_status" if self.version >= 130000 else "NULL"

@@ -97,7 +97,7 @@ class PostgresSource(Source):
             log.warning("%s", line)
         ensure_publication(control, publication, control.tables(settings.filter))
         checkpoint = self._resolve(start, control, slot_name)
-        once_until = self._wal_end(control) if once else None
+        once_until = control.readable_end() if once else None
         log.info(
             "postgres source: %s slot %s publication %s from %s", settings.address, slot_name,
             publication, format_lsn(checkpoint.lsn),
@@ -171,21 +171,6 @@ class PostgresSource(Source):
                 "resumes at the slot's position", slot.name, format_lsn(confirmed),
                 format_lsn(checkpoint.lsn),
             )
-
-    @staticmethod
-    def _wal_end(control: ControlConnection) -> int:
-        """The WAL written so far, as the stream will report it once it has read it all.
-
-        ``pg_current_wal_insert_lsn`` points past a page header when the WAL ends right at
-        a page boundary, where the reader stops; use the boundary then.
-        """
-        lsn = control.insert_lsn()
-        block, segment = control.wal_geometry()
-        if lsn % segment == 40:  # long page header at a segment start
-            return lsn - 40
-        if lsn % block == 24:  # short page header
-            return lsn - 24
-        return lsn
 
     def acknowledge(self, position: Position) -> None:
         lsn = Checkpoint.from_json(position).lsn
