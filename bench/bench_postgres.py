@@ -75,7 +75,8 @@ def prepare(server: PostgresServer, rows: int) -> tuple[int, int]:
             conn.execute("UPDATE t SET qty = qty + 1, note = 'updated' "
                          "WHERE id BETWEEN %s::int AND %s::int", (start, start + CHUNK - 1))
         for start in range(1, rows + 1, CHUNK):
-            conn.execute("DELETE FROM t WHERE id BETWEEN %s::int AND %s::int", (start, start + CHUNK - 1))
+            conn.execute("DELETE FROM t WHERE id BETWEEN %s::int AND %s::int",
+                         (start, start + CHUNK - 1))
     settings = parse_settings(Options({"dsn": server.url}, "source", Path.cwd()))
     control = ControlConnection(settings)
     try:
