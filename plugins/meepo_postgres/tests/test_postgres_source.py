@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from meepo_postgres import PostgresSource
+from meepo_postgres.positions import parse_lsn
 
 from meepo_core import Options
 from meepo_core.testing import SourceContract, run_meepo, write_config
@@ -99,6 +100,8 @@ def test_events_carry_images_keys_and_metadata(harness: Any) -> None:
     assert len({e.txid for e in events[:3]}) == 1 and len({e.txid for e in events}) == 3
     assert all(e.committed_at.tzinfo is UTC and e.committed_at >= before for e in events)
     assert all(set(e.position) == {"lsn"} for e in events)
+    logged_at = [parse_lsn(e.position["lsn"]) for e in events[:3]]  # where each was logged
+    assert logged_at == sorted(set(logged_at))
     assert position["sequence"] == sequences[-1]
     again, _ = harness.drain(start)
     assert [e.sequence for e in again] == sequences  # stable across re-delivery

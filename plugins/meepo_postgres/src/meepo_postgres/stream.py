@@ -260,6 +260,7 @@ class ReplicationStream:
         committed_at: datetime = pg_time(0)  # set by each Begin before any change
         txid: str | None = None
         idle_since = time.monotonic()
+        high, prefix = -1, ""  # the LSN's high half and its text, kept: formatting is costly
         while True:
             with lock:
                 message = read()
@@ -289,7 +290,11 @@ class ReplicationStream:
                 if not plan.followed:
                     continue
                 converters = plan.converters
-                where = {"lsn": format_lsn(message.data_start)}
+                lsn = message.data_start
+                if lsn >> 32 != high:
+                    high = lsn >> 32
+                    prefix = f"{high:X}/"
+                where = {"lsn": prefix + format(lsn & 0xFFFFFFFF, "X")}
                 if kind == INSERT:
                     values = read_tuple(data, 6, converters)[0]
                     event = row_event(
