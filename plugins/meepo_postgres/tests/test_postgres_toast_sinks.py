@@ -36,7 +36,7 @@ def prepare(harness: Any) -> None:
                     "ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL")
 
 
-def run_twice(harness: Any, tmp_path: Path, sink: dict[str, Any]) -> None:
+def run_twice(harness: Any, tmp_path: Path, sink: dict[str, Any]) -> str:
     """Insert the big row, replicate; update another column, replicate."""
     write_config(tmp_path, {"toast": {"source": harness.options(), "sinks": [sink]}})
     created = run_meepo("run", "toast", "--once", cwd=tmp_path)
@@ -47,6 +47,7 @@ def run_twice(harness: Any, tmp_path: Path, sink: dict[str, Any]) -> None:
     harness.execute("UPDATE docs SET title = 'second' WHERE id = 1")
     updated = run_meepo("run", "toast", "--once", cwd=tmp_path)
     assert updated.returncode == 0, updated.stderr
+    return updated.stderr[-3000:]
 
 
 def test_big_text_survives_an_update_in_the_sql_replica(
@@ -55,11 +56,11 @@ def test_big_text_survives_an_update_in_the_sql_replica(
     pytest.importorskip("meepo_sqlalchemy", reason="needs the sql sink (meepo-sqlalchemy)")
     prepare(harness)
     url = f"postgresql://postgres@{harness.server.host}:{harness.server.port}/{replica_db}"
-    run_twice(harness, tmp_path, {"type": "sql", "url": url,
-                                  "tables": {f"{harness.schema}.docs": "docs"}})
+    log = run_twice(harness, tmp_path, {"type": "sql", "url": url,
+                                        "tables": {f"{harness.schema}.docs": "docs"}})
     with harness.server.connect(replica_db) as conn:
         row = conn.execute("SELECT id, title, body FROM docs").fetchone()
-    assert row == (1, "second", BIG)
+    assert row == (1, "second", BIG), log
 
 
 def test_big_text_survives_an_update_in_elasticsearch(
@@ -68,8 +69,8 @@ def test_big_text_survives_an_update_in_elasticsearch(
     pytest.importorskip("meepo_es", reason="needs the elasticsearch sink (meepo-es)")
     prepare(harness)
     index = f"toast_{uuid.uuid4().hex[:8]}"
-    run_twice(harness, tmp_path, {"type": "elasticsearch", "hosts": [es_server.url],
-                                  "index": index, "refresh": "true"})
+    log = run_twice(harness, tmp_path, {"type": "elasticsearch", "hosts": [es_server.url],
+                                        "index": index, "refresh": "true"})
     with urllib.request.urlopen(f"{es_server.url}/{index}/_doc/1") as response:
         document = json.load(response)["_source"]
-    assert document == {"id": 1, "title": "second", "body": BIG}
+    assert document == {"id": 1, "title": "second", "body": BIG}, log
