@@ -27,6 +27,7 @@ INTERNAL_PLUGINS = ("meepo_core.builtin.plugin",)
 KNOWN_PROVIDERS = {
     "elasticsearch": "meepo-es",
     "mysql": "meepo-mysql",
+    "postgres": "meepo-postgres",
     "redis": "meepo-redis",
     "redis-events": "meepo-redis",
     "redis-pubsub": "meepo-redis",
