@@ -8,7 +8,7 @@ __all__ = ["PostgresSource"]
 def __getattr__(name: str) -> Any:
     # Lazy, so that loading the plugin does not import psycopg2.
     if name == "PostgresSource":
-        from .source import PostgresSource
+        from .postgres_source import PostgresSource
 
         return PostgresSource
     raise AttributeError(name)

@@ -10,4 +10,4 @@ from meepo_core import hookimpl
 
 @hookimpl
 def meepo_register_sources(register: Callable[[str, Any], None]) -> None:
-    register("postgres", "meepo_postgres.source:PostgresSource")
+    register("postgres", "meepo_postgres.postgres_source:PostgresSource")
