@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, Integer, Numeric, String
+from sqlalchemy import ForeignKey, Integer, Numeric, PrimaryKeyConstraint, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from meepo_core.builtin.memory import channel
@@ -44,6 +44,17 @@ class Pair(Base):
 
     a: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     b: Mapped[str] = mapped_column(String(16), primary_key=True)
+    note: Mapped[str] = mapped_column(String(32))
+
+
+class Keyed(Base):
+    """A composite primary key whose key order (region, id) differs from the column order."""
+
+    __tablename__ = "keyed"
+    __table_args__ = (PrimaryKeyConstraint("region", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, autoincrement=False)
+    region: Mapped[str] = mapped_column(String(8))
     note: Mapped[str] = mapped_column(String(32))
 
 

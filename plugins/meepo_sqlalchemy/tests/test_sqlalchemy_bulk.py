@@ -9,7 +9,7 @@ import meepo_sqlalchemy
 import pytest
 from sqlalchemy import Engine, create_engine, delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy_testkit import Auto, Base, Pair, Test, events, lines, memory_sink
+from sqlalchemy_testkit import Auto, Base, Keyed, Pair, Test, events, lines, memory_sink
 
 
 @pytest.fixture
@@ -98,3 +98,18 @@ def test_insert_with_its_own_returning_is_left_alone(maker: sessionmaker[Session
         ("test_write", {"id": 7, "data": "r"}), ("test_write", {"id": 8, "data": "s"})]
     with maker() as session:
         assert session.scalars(select(Auto.id)).all() == []  # refused before it ran
+
+
+def test_bulk_events_name_the_key_columns(maker: sessionmaker[Session]) -> None:
+    with maker() as session:
+        session.execute(insert(Keyed), [{"id": 1, "region": "eu", "note": "a"},
+                                        {"id": 2, "region": "us", "note": "b"}])
+        session.execute(update(Keyed).where(Keyed.id == 1).values(note="c"))
+        session.execute(delete(Keyed).where(Keyed.region == "us"))
+        session.commit()
+    assert [(e.name, e.pk, e.pk_columns) for e in events()] == [
+        ("keyed_write", ("eu", 1), ("region", "id")),
+        ("keyed_write", ("us", 2), ("region", "id")),
+        ("keyed_update", ("eu", 1), ("region", "id")),
+        ("keyed_delete", ("us", 2), ("region", "id")),
+    ]

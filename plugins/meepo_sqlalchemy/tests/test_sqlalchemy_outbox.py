@@ -16,12 +16,12 @@ from typing import Any
 
 import meepo_sqlalchemy
 import pytest
-from meepo_sqlalchemy.outbox import outbox_tables
+from meepo_sqlalchemy.outbox import OutboxMissing, outbox_tables
 from meepo_sqlalchemy.sqlalchemy_outbox_source import OutboxSource
-from meepo_sqlalchemy.urls import normalize_url
+from meepo_sqlalchemy.urls import describe, normalize_url
 from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy_testkit import Base, Test
+from sqlalchemy_testkit import Base, Keyed, Test
 
 from meepo_core.events import RowEvent
 from meepo_core.serialization import event_from_json
@@ -127,6 +127,26 @@ def test_original_example_through_the_outbox(db_url: str, tmp_path: Path) -> Non
     assert found[4].txid == found[5].txid != found[3].txid
     assert position == found[-1].sequence
     engine.dispose()
+
+
+def test_key_columns_survive_the_outbox(db_url: str, tmp_path: Path) -> None:
+    engine, maker, installed = prepare(db_url)
+    try:
+        with maker() as session:
+            keyed = Keyed(id=1, region="eu", note="a")
+            session.add_all([keyed, Test(id=2, data="b")])
+            session.commit()
+            keyed.note = "c"
+            session.commit()
+        found, _ = drain(db_url, tmp_path)
+    finally:
+        meepo_sqlalchemy.uninstall(installed)
+        engine.dispose()
+    assert [(e.name, e.pk, e.pk_columns) for e in found] == [
+        ("keyed_write", ("eu", 1), ("region", "id")),
+        ("test_write", 2, ("id",)),
+        ("keyed_update", ("eu", 1), ("region", "id")),
+    ]
 
 
 def test_rows_are_deleted_only_after_acknowledge(sqlite_url: str, tmp_path: Path) -> None:
@@ -239,7 +259,7 @@ APP = textwrap.dedent("""
     from sqlalchemy import create_engine
     from sqlalchemy.orm import sessionmaker
     sys.path.insert(0, {testdir!r})
-    from sqlalchemy_testkit import Base, Test
+    from sqlalchemy_testkit import Base, Keyed, Test
     import meepo_sqlalchemy
 
     engine = create_engine({url!r})
@@ -294,24 +314,71 @@ def test_check_reports_a_missing_outbox(sqlite_url: str, tmp_path: Path) -> None
     source = OutboxSource(normalize_url(sqlite_url))
     problems = source.check()
     source.close()
-    assert len(problems) == 1 and "create_outbox" in problems[0]
+    assert problems == [
+        f"outbox tables meepo_outbox and meepo_outbox_lock do not exist in "
+        f"{describe(normalize_url(sqlite_url))}; create the outbox once with "
+        "meepo_sqlalchemy.create_outbox(engine)"]
 
 
-def test_commit_without_created_outbox_fails_the_commit(sqlite_url: str) -> None:
-    engine = create_engine(sqlite_url)
+def commit_without_outbox(url: str, outbox: bool | str = True) -> OutboxMissing:
+    """Commit a change through install(outbox=...) on a database without the outbox; the
+    error the commit raised (the change itself must not be committed)."""
+    engine = create_engine(url)
     Base.metadata.create_all(engine)
     maker = sessionmaker(engine)
-    installed = meepo_sqlalchemy.install(maker, outbox=True)
+    installed = meepo_sqlalchemy.install(maker, outbox=outbox)
     try:
         with maker() as session:
             session.add(Test(id=1, data="x"))
-            with pytest.raises(Exception, match="meepo_outbox"):
+            with pytest.raises(OutboxMissing) as caught:
                 session.commit()
             session.rollback()
             assert session.get(Test, 1) is None  # the change was not committed either
     finally:
         meepo_sqlalchemy.uninstall(installed)
         engine.dispose()
+    return caught.value
+
+
+def test_commit_without_created_outbox_fails_with_one_line_naming_create_outbox(
+        db_url: str) -> None:
+    error = commit_without_outbox(db_url)
+    assert str(error) == (
+        f"outbox table meepo_outbox_lock does not exist in {describe(normalize_url(db_url))}; "
+        "create the outbox once with meepo_sqlalchemy.create_outbox(engine)")
+
+
+def test_missing_outbox_of_another_name_names_it_in_the_fix(sqlite_url: str) -> None:
+    error = commit_without_outbox(sqlite_url, outbox="orders_outbox")
+    assert str(error).startswith("outbox table orders_outbox_lock does not exist in sqlite:///")
+    assert str(error).endswith("meepo_sqlalchemy.create_outbox(engine, 'orders_outbox')")
+
+
+def test_a_missing_lock_row_names_create_outbox(sqlite_url: str) -> None:
+    engine = create_engine(sqlite_url)
+    tables = meepo_sqlalchemy.create_outbox(engine)
+    with engine.begin() as conn:
+        conn.execute(tables.lock.delete())
+    engine.dispose()
+    error = commit_without_outbox(sqlite_url)
+    assert "outbox lock row missing in table meepo_outbox_lock" in str(error)
+    assert str(error).endswith("meepo_sqlalchemy.create_outbox(engine)")
+
+
+def test_meepo_run_without_outbox_names_create_outbox(db_url: str, tmp_path: Path) -> None:
+    create_engine(db_url).dispose()
+    write_config(tmp_path, {"relay": {
+        "source": {"type": "sqlalchemy-outbox", "url": db_url},
+        "sinks": [{"type": "print"}],
+    }})
+    done = run_meepo("run", "relay", "--once", cwd=tmp_path)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert errors == [
+        f"meepo: error: outbox table meepo_outbox does not exist in "
+        f"{describe(normalize_url(db_url))}; create the outbox once with "
+        "meepo_sqlalchemy.create_outbox(engine)"], done.stderr
+    assert "no such table" not in done.stderr.lower() and "Traceback" not in done.stderr
 
 
 def test_config_errors_name_the_key(tmp_path: Path) -> None:

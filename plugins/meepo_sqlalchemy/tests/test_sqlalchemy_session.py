@@ -10,7 +10,18 @@ import meepo_sqlalchemy
 import pytest
 from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy_testkit import Auto, Base, Child, Pair, Parent, Test, events, lines, memory_sink
+from sqlalchemy_testkit import (
+    Auto,
+    Base,
+    Child,
+    Keyed,
+    Pair,
+    Parent,
+    Test,
+    events,
+    lines,
+    memory_sink,
+)
 
 from meepo_core.builtin.memory import channel
 from meepo_core.testing import write_config
@@ -207,6 +218,29 @@ def test_composite_pk_is_a_tuple_in_key_order(factory: sessionmaker[Session]) ->
         session.commit()
     assert [(e.action, e.pk) for e in events()] == [
         ("write", (7, "k")), ("update", (7, "k")), ("delete", (7, "k"))]
+
+
+def test_events_name_the_key_columns_in_key_order(engine: Engine) -> None:
+    maker = sessionmaker(engine)
+    installed = meepo_sqlalchemy.install(maker, sinks=[memory_sink()])
+    try:
+        with maker() as session:
+            keyed, test = Keyed(id=1, region="eu", note="n"), Test(id=5, data="a")
+            session.add_all([keyed, test])
+            session.commit()
+            keyed.note, test.data = "m", "b"
+            session.commit()
+            session.delete(keyed)
+            session.commit()
+    finally:
+        meepo_sqlalchemy.uninstall(installed)
+    assert sorted((e.name, e.pk, e.pk_columns) for e in events()) == [
+        ("keyed_delete", ("eu", 1), ("region", "id")),
+        ("keyed_update", ("eu", 1), ("region", "id")),
+        ("keyed_write", ("eu", 1), ("region", "id")),
+        ("test_update", 5, ("id",)),
+        ("test_write", 5, ("id",)),
+    ]
 
 
 def test_before_image_from_attribute_history(factory: sessionmaker[Session]) -> None:

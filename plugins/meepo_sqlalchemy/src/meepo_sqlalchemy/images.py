@@ -77,6 +77,7 @@ def make_event(table: Table, action: Action, before: dict[str, Any] | None,
     return RowEvent(
         schema=table.schema or "", table=table.name, action=action,
         pk=pk_of(table, image), before=before, after=after, committed_at=EPOCH,
+        pk_columns=tuple(column.name for column in table.primary_key.columns),
     )
 
 

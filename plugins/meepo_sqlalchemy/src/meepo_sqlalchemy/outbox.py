@@ -41,9 +41,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import mysql
+from sqlalchemy.exc import DBAPIError
 
 from meepo_core.events import RowEvent
 from meepo_core.serialization import event_to_dict
+
+from .urls import describe
 
 DEFAULT_NAME = "meepo_outbox"
 
@@ -116,27 +119,72 @@ def create_outbox(bind: Engine | Connection, name: str = DEFAULT_NAME,
 
 
 class OutboxMissing(RuntimeError):
-    """The lock row is missing: the outbox was not created."""
+    """The outbox tables (or the lock row) do not exist: the outbox was not created."""
+
+
+#: How each database says a table does not exist: PostgreSQL's SQLSTATE, MySQL/MariaDB's
+#: error code, SQLite's message (it has no code for it).
+_UNDEFINED_TABLE_SQLSTATE = "42P01"
+_NO_SUCH_TABLE_MYSQL_CODE = 1146
+_NO_SUCH_TABLE_SQLITE = "no such table"
+
+
+def is_missing_table(exc: BaseException) -> bool:
+    """Whether ``exc`` (a SQLAlchemy ``DBAPIError`` or a driver error) says that a table
+    the statement uses does not exist."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if _UNDEFINED_TABLE_SQLSTATE in (getattr(orig, "sqlstate", None),
+                                     getattr(orig, "pgcode", None)):
+        return True
+    args: tuple[object, ...] = tuple(getattr(orig, "args", ()))
+    if args and args[0] == _NO_SUCH_TABLE_MYSQL_CODE:
+        return True
+    return _NO_SUCH_TABLE_SQLITE in str(orig)
+
+
+def create_call(tables: OutboxTables) -> str:
+    """The :func:`create_outbox` call that creates ``tables``, as the user writes it."""
+    args = ["engine"]
+    if tables.name != DEFAULT_NAME:
+        args.append(repr(tables.name))
+    if tables.outbox.schema:
+        args.append(f"schema={tables.outbox.schema!r}")
+    return f"meepo_sqlalchemy.create_outbox({', '.join(args)})"
+
+
+def missing_message(missing: Sequence[Table], tables: OutboxTables, where: str) -> str:
+    """One line naming the ``missing`` outbox tables, the database and the fix."""
+    names = " and ".join(table.fullname for table in missing)
+    said = f"table {names} does" if len(missing) == 1 else f"tables {names} do"
+    return f"outbox {said} not exist in {where}; create the outbox once with {create_call(tables)}"
 
 
 def write_events(conn: Connection, tables: OutboxTables, txid: str,
                  events: Sequence[RowEvent]) -> None:
     """Take the commit-order lock, then insert ``events`` in order, on ``conn`` inside the
-    committing transaction (the caller commits right after)."""
-    locked = conn.execute(
-        update(tables.lock).where(tables.lock.c.id == 1).values(commits=tables.lock.c.commits + 1)
-    )
-    if locked.rowcount != 1:
-        raise OutboxMissing(
-            f"outbox lock row missing in table {tables.lock.name}; create the outbox once with "
-            f"meepo_sqlalchemy.create_outbox(engine, {tables.name!r})"
-        )
+    committing transaction (the caller commits right after).
+
+    Raises :class:`OutboxMissing` (one line naming the table and :func:`create_outbox`)
+    when the outbox was not created."""
     rows: list[dict[str, Any]] = [
         {"txid": txid, "table_name": event.qualified_table[:255], "action": event.action,
          "payload": encode_payload(event)}
         for event in events
     ]
-    conn.execute(insert(tables.outbox), rows)
+    where = describe(conn.engine.url)
+    table = tables.lock
+    try:
+        locked = conn.execute(update(tables.lock).where(tables.lock.c.id == 1)
+                              .values(commits=tables.lock.c.commits + 1))
+        if locked.rowcount != 1:
+            raise OutboxMissing(f"outbox lock row missing in table {tables.lock.fullname} of "
+                                f"{where}; create the outbox once with {create_call(tables)}")
+        table = tables.outbox
+        conn.execute(insert(tables.outbox), rows)
+    except DBAPIError as exc:
+        if is_missing_table(exc):
+            raise OutboxMissing(missing_message([table], tables, where)) from exc
+        raise
 
 
 def encode_payload(event: RowEvent) -> str:

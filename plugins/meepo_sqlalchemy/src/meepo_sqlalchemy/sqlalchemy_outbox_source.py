@@ -39,7 +39,7 @@ from meepo_core.options import Options
 from meepo_core.serialization import event_from_dict
 from meepo_core.source import Source
 
-from .outbox import DEFAULT_NAME, OutboxTables
+from .outbox import DEFAULT_NAME, OutboxTables, is_missing_table, missing_message
 from .urls import describe, url_option
 
 if TYPE_CHECKING:
@@ -92,11 +92,8 @@ class OutboxSource(Source):
                 names = inspect(conn).get_table_names(schema=self.tables.outbox.schema)
         except SQLAlchemyError as exc:
             raise SourceError(f"cannot reach {describe(self.url)}: {_first_line(exc)}") from exc
-        missing = [t.name for t in (self.tables.outbox, self.tables.lock) if t.name not in names]
-        if missing:
-            return [f"table {', '.join(missing)} missing in {describe(self.url)}; create the "
-                    f"outbox with meepo_sqlalchemy.create_outbox(engine, {self.tables.name!r})"]
-        return []
+        missing = [t for t in (self.tables.outbox, self.tables.lock) if t.name not in names]
+        return [missing_message(missing, self.tables, describe(self.url))] if missing else []
 
     def stream(
         self, start: Position | None, context: PipelineContext, *, once: bool
@@ -150,10 +147,16 @@ class OutboxSource(Source):
                 rows = [(int(r[0]), str(r[1]), str(r[2])) for r in conn.execute(query)]
                 conn.rollback()
         except SQLAlchemyError as exc:
-            raise SourceError(
+            raise self._missing(exc) or SourceError(
                 f"cannot read outbox {outbox.name} in {describe(self.url)}: {_first_line(exc)}"
             ) from exc
         return rows
+
+    def _missing(self, exc: SQLAlchemyError) -> SourceError | None:
+        """The one-line error for an outbox that was never created, else ``None``."""
+        if not is_missing_table(exc):
+            return None
+        return SourceError(missing_message([self.tables.outbox], self.tables, describe(self.url)))
 
     def acknowledge(self, position: Position) -> None:
         if self.delete_relayed and position is not None:
@@ -165,6 +168,8 @@ class OutboxSource(Source):
             with self.engine.begin() as conn:
                 conn.execute(delete(outbox).where(outbox.c.id <= position))
         except SQLAlchemyError as exc:  # retried at the next checkpoint or start
+            if (missing := self._missing(exc)) is not None:
+                raise missing from exc
             log.warning("could not delete relayed outbox rows up to %s: %s", position,
                         _first_line(exc))
 
