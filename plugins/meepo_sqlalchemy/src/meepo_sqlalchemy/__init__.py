@@ -10,6 +10,7 @@ _EXPORTS = {
     "DEFAULT_NAME": "outbox",
     "BulkCaptureError": "bulk",
     "Installation": "session_capture",
+    "OutboxMissing": "outbox",
     "OutboxTables": "outbox",
     "create_outbox": "outbox",
     "install": "session_capture",
