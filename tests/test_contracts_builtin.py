@@ -5,11 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from meepo_core.builtin.jsonl_source import JsonlSource
-from meepo_core.events import RowEvent
+from meepo_core.builtin.memory import channel
+from meepo_core.events import Batch, RowEvent
 from meepo_core.serialization import event_from_json, event_to_json
 from meepo_core.source import Source
-from meepo_core.testing import SinkContract, SourceContract
+from meepo_core.testing import SinkContract, SourceContract, contract_row
+
+
+def unencodable_batch(contract: SinkContract) -> Batch:
+    """An event with a value JSON cannot carry (a complex number)."""
+    return Batch((contract.contract_event(
+        "write", 99, {**contract_row(99, "poison"), "price": complex(1, 2)}),), 6)
 
 
 class TestJsonlSinkContract(SinkContract):
@@ -20,6 +29,71 @@ class TestJsonlSinkContract(SinkContract):
 
     def snapshot(self) -> Any:
         return (self.tmp_path / "audit.jsonl").read_text().splitlines()
+
+    def poison_batch(self) -> Batch:
+        return unencodable_batch(self)
+
+
+class TestPrintSinkContract(SinkContract):
+    """The observable state of ``print`` is the set of distinct lines on stdout (a replay
+    prints again; readers of the output de-duplicate)."""
+
+    sink_type = "print"
+    printed: list[str]
+
+    @pytest.fixture(autouse=True)
+    def _stdout(self, capfd: pytest.CaptureFixture[str]) -> None:
+        self.capfd = capfd  # file-descriptor capture also sees a forked child's output
+        self.printed = []
+
+    def sink_options(self) -> dict[str, Any]:
+        return {}
+
+    def snapshot(self) -> Any:
+        self.printed += self.capfd.readouterr().out.splitlines()
+        return sorted(set(self.printed))
+
+    def poison_batch(self) -> None:
+        return None  # a line is printed for any event
+
+    def test_json_format_dead_letters_what_json_cannot_carry(self) -> None:
+        from meepo_core.builtin.print_sink import PrintSink
+        from meepo_core.testing import make_context
+
+        sink = PrintSink("json")
+        context = make_context(self.tmp_path)
+        sink.open(context)
+        sink.apply(unencodable_batch(self))
+        context.dead_letters.sync()
+        assert self.snapshot() == []
+        assert [r["event"]["pk"] for r in self.dead_letters()] == ["99"]
+
+
+class TestMemorySinkContract(SinkContract):
+    sink_type = "memory"
+    not_durable_reason = "the memory sink keeps events in its process by design"
+
+    def sink_options(self) -> dict[str, Any]:
+        return {"name": "contract"}
+
+    def snapshot(self) -> Any:
+        return sorted({event_to_json(e) for e in channel("contract").events})
+
+    def poison_batch(self) -> None:
+        return None  # keeps any event object
+
+
+class TestNullSinkContract(SinkContract):
+    sink_type = "null"
+
+    def sink_options(self) -> dict[str, Any]:
+        return {}
+
+    def snapshot(self) -> Any:
+        return None  # keeps nothing
+
+    def poison_batch(self) -> None:
+        return None  # discards any event
 
 
 class TestJsonlSourceContract(SourceContract):

@@ -22,7 +22,8 @@ class JsonlSink(Sink):
 
     Replay after a crash: events that carry a ``sequence`` at or below the last one in the
     file are skipped, so sources with sequences (mysql, outbox) never duplicate lines;
-    events without one may appear twice, which the log's readers must tolerate.
+    events without one may appear twice, which the log's readers must tolerate. An event
+    with a value JSON cannot carry goes to the dead-letter store.
     """
 
     def __init__(self, path: Path, fsync: bool = True) -> None:
@@ -30,6 +31,7 @@ class JsonlSink(Sink):
         self.fsync = fsync
         self._handle: IO[str] | None = None
         self._last_sequence: int | None = None
+        self._context: PipelineContext | None = None
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -39,6 +41,7 @@ class JsonlSink(Sink):
         return cls(path, fsync)
 
     def open(self, context: PipelineContext) -> None:
+        self._context = context
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _drop_torn_tail(self.path)
         self._last_sequence = _last_sequence(self.path)
@@ -58,7 +61,11 @@ class JsonlSink(Sink):
                 if self._last_sequence is not None and event.sequence <= self._last_sequence:
                     continue
                 self._last_sequence = event.sequence
-            lines.append(event_to_json(event) + "\n")
+            try:
+                lines.append(event_to_json(event) + "\n")
+            except (TypeError, ValueError) as exc:
+                assert self._context is not None
+                self._context.dead_letter(event, f"jsonl {self.path}", f"cannot encode: {exc}")
         if lines:
             self._handle.write("".join(lines))
             self._handle.flush()

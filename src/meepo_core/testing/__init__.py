@@ -6,13 +6,14 @@ Needs only pytest (``pip install "meepo-core[test]"``). The fixtures that start 
 separate ``meepo-testkit`` package.
 """
 
-from .contracts import SinkContract, SourceContract, contract_events, make_context
+from .contracts import SinkContract, SourceContract, contract_events, contract_row, make_context
 from .invoke import meepo_command, run_meepo, write_config
 
 __all__ = [
     "SinkContract",
     "SourceContract",
     "contract_events",
+    "contract_row",
     "make_context",
     "meepo_command",
     "run_meepo",

@@ -10,12 +10,19 @@ Plugin tests and third-party authors use the same suites::
 
         def snapshot(self) -> Any:
             return sorted(self.received_state())
+
+        def poison_batch(self) -> Batch | None:
+            return Batch((self.contract_event("write", 99, {"id": 99, "name": "rejected"}),))
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -51,19 +58,27 @@ def make_context(
     )
 
 
-def contract_events(schema: str = "meepo_contract", table: str = "items") -> list[Batch]:
-    """Five transactions over ``schema.table`` (columns id, name, price, updated_at):
-    three writes, an update of id 2 (name changes), a delete of id 3 and an update of id 1
-    twice in one transaction. Sequences grow by one per event; positions by one per batch."""
-    stamp = datetime(2026, 1, 1, tzinfo=UTC)
-    seq = iter(range(1, 100))
+#: ``committed_at`` of every contract event.
+CONTRACT_STAMP = datetime(2026, 1, 1, tzinfo=UTC)
 
-    def row(pk: int, name: str) -> dict[str, Any]:
-        return {"id": pk, "name": name, "price": Decimal(f"{pk}.50"), "updated_at": stamp}
+
+def contract_row(pk: int, name: str) -> dict[str, Any]:
+    """A row of the contract table: ``id``, ``name``, ``price`` (``Decimal("<pk>.50")``)
+    and ``updated_at``."""
+    return {"id": pk, "name": name, "price": Decimal(f"{pk}.50"), "updated_at": CONTRACT_STAMP}
+
+
+def contract_events(schema: str = "meepo_contract", table: str = "items") -> list[Batch]:
+    """Five transactions over ``schema.table`` (rows of :func:`contract_row`): three writes,
+    an update of id 2 (name changes), a delete of id 3 and an update of id 1 twice in one
+    transaction. Sequences grow by one per event; positions by one per batch."""
+    seq = iter(range(1, 100))
+    row = contract_row
 
     def event(action: Any, pk: int, before: Any, after: Any, position: int) -> RowEvent:
         return RowEvent(
-            schema, table, action, pk, before, after, position, stamp, f"tx{position}", next(seq)
+            schema, table, action, pk, before, after, position, CONTRACT_STAMP, f"tx{position}",
+            next(seq),
         )
 
     return [
@@ -89,16 +104,31 @@ def contract_events(schema: str = "meepo_contract", table: str = "items") -> lis
 
 
 class SinkContract:
-    """Subclass and set ``sink_type`` and implement :meth:`sink_options` and :meth:`snapshot`.
+    """Subclass and set ``sink_type`` and implement :meth:`sink_options`, :meth:`snapshot`
+    and :meth:`poison_batch`.
 
     ``snapshot`` returns the sink's observable end state (rows in a table, documents in an
     index, keys present...). Fixtures of the subclass may set up servers; ``self.tmp_path``
-    is available in every method.
+    is available in every method. Each test opens a fresh sink (built from
+    :meth:`sink_options` through the registry) for every run over the batches, with a
+    context from :func:`make_context`: relative paths resolve against ``tmp_path`` and dead
+    letters go to ``tmp_path/dead.jsonl``.
+
+    The tests: unknown options are errors naming the key; replaying every batch, or a
+    suffix of them, leaves the same state; the state is durable when ``apply`` returns (the
+    batches are applied in a forked child that SIGKILLs itself right after the last
+    ``apply``); an event the sink can never apply goes to ``context.dead_letter`` and
+    changes nothing; ``check`` reports no problem when the destination is reachable.
     """
 
     sink_type: str = ""
     schema = "meepo_contract"
     table = "items"
+    #: Why this sink's state cannot outlive its process (an in-process sink such as
+    #: ``memory``); the durability test is then skipped with this reason.
+    not_durable_reason: str | None = None
+    #: Seconds the forked child of the durability test may take.
+    child_timeout = 120.0
 
     def sink_options(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -106,11 +136,31 @@ class SinkContract:
     def snapshot(self) -> Any:
         raise NotImplementedError
 
+    def poison_batch(self) -> Batch | None:
+        """A batch of events this sink can never apply, each of which must reach the
+        dead-letter store through ``context.dead_letter`` while ``apply`` returns normally
+        (a mapping conflict, a constraint violation, a receiver's 4xx...). Return ``None``
+        only when the sink accepts every event; the dead-letter test is then skipped.
+        :meth:`contract_event` builds events on the contract table."""
+        raise NotImplementedError(
+            f"{type(self).__name__}.poison_batch: return a Batch of events the sink can never "
+            "apply, or None if it accepts every event"
+        )
+
     def prepare(self) -> None:
         """Called before the sink is opened (seed a cache, create a table...)."""
 
     def batches(self) -> list[Batch]:
         return contract_events(self.schema, self.table)
+
+    def contract_event(
+        self, action: Any, pk: Any, after: dict[str, Any] | None,
+        before: dict[str, Any] | None = None, *, sequence: int = 100,
+    ) -> RowEvent:
+        """An event on the contract table, later than every contract batch (position 6,
+        ``sequence`` default 100)."""
+        return RowEvent(self.schema, self.table, action, pk, before, after, 6, CONTRACT_STAMP,
+                        "tx6", sequence)
 
     @pytest.fixture(autouse=True)
     def _contract_tmp(self, tmp_path: Path) -> None:
@@ -123,9 +173,9 @@ class SinkContract:
         return cls.from_options(options)  # type: ignore[no-any-return]
 
     @contextmanager
-    def opened(self) -> Iterator[Sink]:
+    def opened(self, context: PipelineContext | None = None) -> Iterator[Sink]:
         sink = self.build()
-        sink.open(make_context(self.tmp_path))
+        sink.open(context or make_context(self.tmp_path))
         try:
             yield sink
         finally:
@@ -135,6 +185,42 @@ class SinkContract:
         with self.opened() as sink:
             for batch in batches:
                 sink.apply(batch)
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """The records in ``tmp_path/dead.jsonl`` (see
+        :func:`meepo_core.dead_letters.dead_letter_record`)."""
+        path = self.tmp_path / "dead.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+    def apply_in_a_killed_child(self, batches: list[Batch]) -> None:
+        """Apply ``batches`` through a fresh sink in a forked child process that SIGKILLs
+        itself right after the last ``apply`` returns: no ``close``, no flush at exit."""
+        error_file = self.tmp_path / "durability-child-error.txt"
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            try:
+                sink = self.build()
+                sink.open(make_context(self.tmp_path))
+                for batch in batches:
+                    sink.apply(batch)
+            except BaseException:
+                error_file.write_text(traceback.format_exc(), encoding="utf-8")
+            finally:
+                os.kill(os.getpid(), signal.SIGKILL)
+        deadline = time.monotonic() + self.child_timeout
+        while (waited := os.waitpid(pid, os.WNOHANG))[0] == 0:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail(f"applying the contract batches took over {self.child_timeout}s "
+                            "in the child process")
+            time.sleep(0.02)
+        if error_file.exists():
+            pytest.fail("apply failed in the child process:\n" + error_file.read_text())
+        status = waited[1]
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
 
     def test_unknown_option_names_the_key(self) -> None:
         registry = load_registry()
@@ -162,6 +248,43 @@ class SinkContract:
         once = self.snapshot()
         self.apply_all(batches[1:])  # resumed from an older checkpoint
         assert self.snapshot() == once
+
+    def test_state_is_durable_when_apply_returns(self) -> None:
+        """A sink that keeps its state in memory until ``close`` (or an exit handler) loses
+        it when the process is killed: the state after a SIGKILL must be what a normal run
+        over the same batches leaves."""
+        if self.not_durable_reason is not None:
+            pytest.skip(self.not_durable_reason)
+        if not hasattr(os, "fork"):
+            pytest.skip("needs os.fork")
+        self.prepare()
+        batches = self.batches()
+        self.apply_in_a_killed_child(batches)
+        killed = self.snapshot()
+        self.apply_all(batches)  # a normal run: idempotent over a durable state
+        assert killed == self.snapshot(), "the state was not durable when apply returned"
+
+    def test_poison_events_go_to_the_dead_letter_store(self) -> None:
+        poison = self.poison_batch()
+        if poison is None:
+            pytest.skip(f"the {self.sink_type} sink accepts every event (no poison batch)")
+        assert poison.events, "poison_batch must hold at least one event"
+        self.prepare()
+        context = make_context(self.tmp_path)
+        with self.opened(context) as sink:
+            for batch in self.batches():
+                sink.apply(batch)
+            clean = self.snapshot()
+            sink.apply(poison)  # must not raise: the pipeline moves on
+        context.dead_letters.sync()
+        assert self.snapshot() == clean, "a poison event changed the sink's state"
+        expected = sorted((e.name, e.sequence) for e in poison.events)
+        letters = self.dead_letters()
+        assert sorted((r["event"]["name"], r["event"]["sequence"]) for r in letters) == expected
+        assert all(r["error"] for r in letters), letters
+        counted = sum(n for (_, kind), n in context.metrics.failures.items()
+                      if kind == "dead_letter")
+        assert counted == len(expected), "dead letters must go through context.dead_letter"
 
     def test_check_reports_no_problem_when_reachable(self) -> None:
         assert self.build().check() == []
