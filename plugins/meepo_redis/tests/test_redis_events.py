@@ -18,6 +18,8 @@ from meepo_core.testing import SinkContract, make_context, run_meepo, write_conf
 from .conftest import user_event
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+#: committed_at of the contract's events, as the sorted-set score.
+STAMP_SECONDS = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 
 
 class TestRedisEventsContract(SinkContract):
@@ -34,6 +36,14 @@ class TestRedisEventsContract(SinkContract):
     def snapshot(self) -> Any:
         return {key: self.client.zrange(key, 0, -1, withscores=True)
                 for key in sorted(self.client.keys("*"))}
+
+    def poison_batch(self) -> None:
+        return None  # any pk and time can be recorded
+
+    def test_a_snapshot_row_is_recorded_under_its_read_name(self) -> None:
+        row = {"id": 5, "name": "five"}
+        self.apply_all([Batch((self.contract_event("read", 5, row),), 1)])
+        assert self.snapshot() == {"meepo:events:items_read": [("5", STAMP_SECONDS)]}
 
     def test_contract_batches_record_each_name(self) -> None:
         self.apply_all(self.batches())

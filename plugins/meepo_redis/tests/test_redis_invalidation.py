@@ -11,11 +11,12 @@ import pytest
 import redis
 from meepo_redis.redis_sink import RedisSink
 
+from meepo_core import UNCHANGED
 from meepo_core.errors import ConfigError, SinkError
 from meepo_core.events import Batch
 from meepo_core.options import Options
 from meepo_core.serialization import event_to_json
-from meepo_core.testing import SinkContract, make_context, run_meepo, write_config
+from meepo_core.testing import SinkContract, contract_row, make_context, run_meepo, write_config
 
 from .conftest import user_event
 
@@ -30,7 +31,12 @@ class TestRedisSinkContract(SinkContract):
 
     def sink_options(self) -> dict[str, Any]:
         return {"url": self.url,
-                "keys": {"meepo_contract.items": ["item:{id}", "item:name:{name}"]}}
+                "keys": {"meepo_contract.items": ["item:{id:d}", "item:name:{name}"]}}
+
+    def poison_batch(self) -> Batch:
+        """An id that the ``{id:d}`` format spec cannot render."""
+        return Batch((self.contract_event("write", "x", {**contract_row(9, "x"), "id": "x"}),),
+                     6)
 
     def prepare(self) -> None:
         for key in ("item:1", "item:2", "item:3", "item:4", "item:name:one", "item:name:deux",
@@ -69,6 +75,53 @@ def test_update_invalidates_keys_of_the_old_and_the_new_image(
     finally:
         sink.close()
     assert sorted(client.keys("*")) == ["user:8"]
+
+
+def test_a_snapshot_row_invalidates_the_keys_of_its_image(
+    redis_db: str, client: redis.Redis, tmp_path: Path
+) -> None:
+    client.mset({"user:1": "c", "user:email:a@x.io": "c", "user:2": "c"})
+    sink = build(redis_db, keys=USERS)
+    sink.open(make_context(tmp_path))
+    try:
+        sink.apply(Batch((user_event("read", 1, None, {"id": 1, "email": "a@x.io"}),), 1))
+    finally:
+        sink.close()
+    assert sorted(client.keys("*")) == ["user:2"]
+
+
+def test_an_unchanged_column_renders_from_the_before_image(
+    redis_db: str, client: redis.Redis, tmp_path: Path
+) -> None:
+    client.mset({"user:7": "c", "user:email:a@x.io": "c", "user:email:UNCHANGED": "c"})
+    sink = build(redis_db, keys=USERS)
+    sink.open(make_context(tmp_path))
+    try:
+        sink.apply(Batch((user_event("update", 7, {"id": 7, "email": "a@x.io", "bio": "old"},
+                                     {"id": 7, "email": UNCHANGED, "bio": "new"}),), 1))
+    finally:
+        sink.close()
+    assert client.keys("*") == ["user:email:UNCHANGED"]
+
+
+def test_an_unchanged_column_no_image_holds_is_a_config_error(
+    redis_db: str, client: redis.Redis, tmp_path: Path
+) -> None:
+    client.mset({"user:7": "c", "user:email:a@x.io": "c"})
+    sink = build(redis_db, keys=USERS)
+    sink.open(make_context(tmp_path))
+    try:
+        with pytest.raises(SinkError) as caught:
+            sink.apply(Batch((user_event("update", 7, None, {"id": 7, "email": UNCHANGED}),), 1))
+    finally:
+        sink.close()
+    assert caught.value.retryable is False
+    assert str(caught.value) == (
+        "tool.meepo.pipelines.p.sinks[0].keys.\"shop.users\"[1]: template 'user:email:{email}' "
+        "uses column 'email', which the source left unchanged (not sent) in the after image of "
+        "shop.users and the before image lacks; make the source log full row images (MySQL: "
+        "binlog_row_image=FULL; PostgreSQL: REPLICA IDENTITY FULL)")
+    assert sorted(client.keys("*")) == ["user:7", "user:email:a@x.io"]  # nothing applied
 
 
 def test_write_and_delete_use_their_only_image(

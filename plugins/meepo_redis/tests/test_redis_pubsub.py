@@ -12,9 +12,10 @@ import pytest
 import redis
 from meepo_redis.redis_pubsub_sink import RedisPubSubSink
 
+from meepo_core import UNCHANGED
 from meepo_core.events import Batch, RowEvent
 from meepo_core.serialization import event_from_json
-from meepo_core.testing import SinkContract, make_context
+from meepo_core.testing import SinkContract, contract_row, make_context
 
 from .conftest import user_event
 
@@ -62,6 +63,21 @@ class TestRedisPubSubContract(SinkContract):
 
     def snapshot(self) -> Any:
         return sorted(set(self.subscriber.drain()))
+
+    def poison_batch(self) -> Batch:
+        """A value JSON cannot carry."""
+        return Batch((self.contract_event(
+            "write", 9, {**contract_row(9, "poison"), "price": complex(1, 2)}),), 6)
+
+    def test_snapshot_rows_and_unchanged_values_arrive_as_sent(self) -> None:
+        read = self.contract_event("read", 5, contract_row(5, "five"), sequence=101)
+        update = self.contract_event("update", 5, {**contract_row(5, "cinq"), "price": UNCHANGED},
+                                     before={"id": 5})
+        self.apply_all([Batch((read, update), 6)])
+        received = self.subscriber.drain()
+        assert [channel for channel, _ in received] == ["meepo:items", "meepo:items"]
+        assert [event_from_json(data) for _, data in received] == [read, update]
+        assert json.loads(received[1][1])["after"]["price"] == {"$unchanged": True}
 
     def test_every_event_arrives_in_order_on_its_table_channel(self) -> None:
         batches = self.batches()

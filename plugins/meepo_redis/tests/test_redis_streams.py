@@ -14,11 +14,12 @@ from meepo_redis.redis_stream import partition_of
 from meepo_redis.redis_stream_sink import RedisStreamSink
 from meepo_redis.redis_stream_source import RedisStreamSource
 
+from meepo_core import UNCHANGED
 from meepo_core.errors import SinkError
 from meepo_core.events import Batch, RowEvent
 from meepo_core.serialization import event_from_json
 from meepo_core.settings import PipelineSettings
-from meepo_core.testing import SinkContract, SourceContract, make_context
+from meepo_core.testing import SinkContract, SourceContract, contract_row, make_context
 
 from .conftest import user_event
 
@@ -47,6 +48,26 @@ class TestRedisStreamSinkContract(SinkContract):
     def snapshot(self) -> Any:
         return {p: [fields["event"] for _, fields in self.client.xrange(f"meepo:stream:{p}")]
                 for p in range(3)}
+
+    def poison_batch(self) -> Batch:
+        """A value JSON cannot carry."""
+        return Batch((self.contract_event(
+            "write", 9, {**contract_row(9, "poison"), "price": complex(1, 2)}),), 6)
+
+    def test_snapshot_rows_and_unchanged_values_reach_the_stream_source(self) -> None:
+        read = self.contract_event("read", 5, contract_row(5, "five"), sequence=101)
+        update = self.contract_event("update", 5, {**contract_row(5, "cinq"), "price": UNCHANGED},
+                                     before={"id": 5},
+                                     sequence=102)
+        self.apply_all([Batch((read, update), 6)])
+        source = RedisStreamSource(self.url)
+        try:
+            delivered = [e for b in source.stream(None, make_context(self.tmp_path), once=True)
+                         for e in b.events]
+        finally:
+            source.close()
+        assert delivered == [read, update]
+        assert delivered[1].after is not None and delivered[1].after["price"] is UNCHANGED
 
     def test_each_key_lands_in_one_partition_in_order(self) -> None:
         batches = self.batches()

@@ -3,7 +3,13 @@
 For each event of a configured table, the keys rendered from its row images are deleted
 (``DEL``), and configured hash fields are removed (``HDEL``); a whole batch is one pipelined
 round trip. Updates use both images, so a changed ``email`` also invalidates the old
-``user:email:...`` key. Deleting is idempotent, so replays after a crash are harmless.
+``user:email:...`` key; writes and snapshot rows (``read``) use the after image, deletes
+the before image. Deleting is idempotent, so replays after a crash are harmless.
+
+A column the source left :data:`~meepo_core.UNCHANGED` in the after image renders from the
+before image (it did not change); without a before value a template naming it is a config
+error, like a missing column. An event whose value does not fit a template's format spec
+(``{id:d}`` of a string) goes to the dead-letter store.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ from typing import TYPE_CHECKING, Any, Self
 
 import redis
 
+from meepo_core import UNCHANGED
 from meepo_core.errors import SinkError
-from meepo_core.events import Batch, RowEvent
+from meepo_core.events import Batch, Row, RowEvent
 from meepo_core.options import Options
 from meepo_core.sink import Sink
 
@@ -55,6 +62,11 @@ class Invalidation:
 
     def __bool__(self) -> bool:
         return bool(self.keys or self.fields)
+
+    def update(self, other: Invalidation) -> None:
+        self.keys.update(other.keys)
+        for key, names in other.fields.items():
+            self.fields.setdefault(key, {}).update(names)
 
     def queue(self, pipe: Any) -> None:
         keys = list(self.keys)
@@ -125,43 +137,56 @@ class RedisSink(Sink):
     def check(self) -> list[str]:
         return ping_problems(connect(self.url), self.url)
 
-    def invalidation(self, events: tuple[RowEvent, ...] | list[RowEvent]) -> Invalidation:
+    def invalidation(self, events: tuple[RowEvent, ...] | list[RowEvent],
+                     failed: list[tuple[RowEvent, str]] | None = None) -> Invalidation:
         """Everything ``events`` invalidate. Raises a non-retryable :class:`SinkError` when a
-        template names a column that an image lacks: a config mistake, not a no-op."""
+        template names a column that an image lacks: a config mistake, not a no-op. An
+        event whose values do not fit a template is added to ``failed`` with the reason
+        (raised when ``failed`` is None) and invalidates nothing."""
         out = Invalidation()
         for event in events:
             targets = self.targets.get(event.qualified_table)
             if targets is None:
                 continue
-            for which, image in (("before", event.before), ("after", event.after)):
-                if image is None:
+            try:
+                out.update(self._event_invalidation(event, targets))
+            except (ValueError, TypeError) as exc:
+                if failed is None:
+                    raise
+                failed.append((event, f"cannot render a key: {type(exc).__name__}: {exc}"))
+        return out
+
+    def _event_invalidation(self, event: RowEvent, targets: TableTargets) -> Invalidation:
+        out = Invalidation()
+        for which, image in _images(event):
+            self._check_columns(event, which, image, targets)
+            for template in targets.keys:
+                key = template.render(image)
+                if key is not None:
+                    out.keys[self._encode(key, prefixed=True)] = None
+            for key_template, field_templates in targets.hashes:
+                hash_key = key_template.render(image)
+                if hash_key is None:
                     continue
-                self._check_columns(event, which, image, targets)
-                for template in targets.keys:
-                    key = template.render(image)
-                    if key is not None:
-                        out.keys[self._encode(key, prefixed=True)] = None
-                for key_template, field_templates in targets.hashes:
-                    hash_key = key_template.render(image)
-                    if hash_key is None:
-                        continue
-                    names = out.fields.setdefault(self._encode(hash_key, prefixed=True), {})
-                    for field_template in field_templates:
-                        name = field_template.render(image)
-                        if name is not None:
-                            names[self._encode(name, prefixed=False)] = None
+                names = out.fields.setdefault(self._encode(hash_key, prefixed=True), {})
+                for field_template in field_templates:
+                    name = field_template.render(image)
+                    if name is not None:
+                        names[self._encode(name, prefixed=False)] = None
         return out
 
     def apply(self, batch: Batch) -> None:
-        assert self.client is not None, "open() first"
-        work = self.invalidation(batch.events)
-        if not work:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        work.queue(pipe)
-        execute(pipe, self.url, self.url_key)
-        if self._delayed is not None:
-            self._delayed.schedule(lambda: self._second_delete(work))
+        assert self.client is not None and self._context is not None, "open() first"
+        failed: list[tuple[RowEvent, str]] = []
+        work = self.invalidation(batch.events, failed)
+        if work:
+            pipe = self.client.pipeline(transaction=False)
+            work.queue(pipe)
+            execute(pipe, self.url, self.url_key)
+            if self._delayed is not None:
+                self._delayed.schedule(lambda: self._second_delete(work))
+        for event, reason in failed:
+            self._context.dead_letter(event, "redis", reason)
 
     def close(self) -> None:
         if self._delayed is not None:
@@ -191,14 +216,43 @@ class RedisSink(Sink):
                        targets: TableTargets) -> None:
         for template in targets.templates():  # a few dict lookups: cheaper than caching
             column = template.missing(image)
-            if column is not None:
+            if column is None:
+                continue
+            if column in image:  # UNCHANGED, and the before image cannot tell either
                 raise SinkError(
                     f"{template.path}: template {template.text!r} uses column {column!r}, "
-                    f"which the {which} image of {event.qualified_table} lacks (its columns: "
-                    f"{', '.join(sorted(image)) or 'none'}); fix the template, or make the "
-                    "source log full row images (MySQL: binlog_row_image=FULL)",
+                    f"which the source left unchanged (not sent) in the after image of "
+                    f"{event.qualified_table} and the before image lacks; make the source "
+                    f"log full row images ({FULL_IMAGES_HINT})",
                     retryable=False,
                 )
+            raise SinkError(
+                f"{template.path}: template {template.text!r} uses column {column!r}, "
+                f"which the {which} image of {event.qualified_table} lacks (its columns: "
+                f"{', '.join(sorted(image)) or 'none'}); fix the template, or make the "
+                f"source log full row images ({FULL_IMAGES_HINT})",
+                retryable=False,
+            )
+
+
+#: How to make each source log full row images, for template errors.
+FULL_IMAGES_HINT = "MySQL: binlog_row_image=FULL; PostgreSQL: REPLICA IDENTITY FULL"
+
+
+def _images(event: RowEvent) -> list[tuple[str, Row]]:
+    """The images keys are rendered from: ``before`` and ``after`` where present, with an
+    :data:`~meepo_core.UNCHANGED` value of ``after`` taken from ``before`` (it did not
+    change)."""
+    images: list[tuple[str, Row]] = []
+    before, after = event.before, event.after
+    if before is not None:
+        images.append(("before", before))
+    if after is not None:
+        if before is not None and any(value is UNCHANGED for value in after.values()):
+            after = {column: before.get(column, value) if value is UNCHANGED else value
+                     for column, value in after.items()}
+        images.append(("after", after))
+    return images
 
 
 def _template(options: Options, text: Any, path: str) -> Template:

@@ -59,7 +59,8 @@ class RedisStreamSink(Sink):
 
     Replays are de-duplicated by ``sequence`` per partition (``dedupe = "sequence"``):
     right for sources whose sequences grow with commit order (mysql, outbox). Events
-    without a sequence are always appended; readers' sinks are idempotent anyway.
+    without a sequence are always appended; readers' sinks are idempotent anyway. An event
+    JSON cannot carry goes to the dead letters.
     """
 
     #: Config key path of the URL, for errors; set by ``from_options``.
@@ -73,6 +74,7 @@ class RedisStreamSink(Sink):
         self.maxlen = maxlen
         self.dedupe = dedupe
         self.client: redis.Redis | None = None
+        self._context: PipelineContext | None = None
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -87,6 +89,7 @@ class RedisStreamSink(Sink):
         return sink
 
     def open(self, context: PipelineContext) -> None:
+        self._context = context
         self.client = connect(self.url)
         self._script = self.client.register_script(APPEND)
         self.client.hsetnx(self.names.meta, "partitions", self.partitions)
@@ -116,14 +119,19 @@ class RedisStreamSink(Sink):
         return []
 
     def apply(self, batch: Batch) -> None:
-        assert self.client is not None, "open() first"
-        if not batch.events:
-            return
+        assert self.client is not None and self._context is not None, "open() first"
         by_partition: dict[int, list[str]] = defaultdict(list)
         for event in batch.events:
+            try:
+                message = event_to_json(event)
+            except (TypeError, ValueError) as exc:
+                self._context.dead_letter(event, "redis-stream", f"cannot encode as JSON: {exc}")
+                continue
             sequence = event.sequence
             tag = str(sequence) if sequence is not None and sequence >= 0 else ""
-            by_partition[partition_of(event, self.partitions)] += [tag, event_to_json(event)]
+            by_partition[partition_of(event, self.partitions)] += [tag, message]
+        if not by_partition:
+            return
         pipe = self.client.pipeline(transaction=False)
         for index, args in sorted(by_partition.items()):
             self._script(

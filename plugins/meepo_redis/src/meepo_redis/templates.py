@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from meepo_core import UNCHANGED
+
 _FORMATTER = string.Formatter()
 
 
@@ -43,23 +45,26 @@ class Template:
         return tuple(field for _, field, _, _ in self.parts if field is not None)
 
     def missing(self, image: Mapping[str, Any]) -> str | None:
-        """The first column this template needs that ``image`` lacks, else ``None``."""
+        """The first column this template needs that ``image`` lacks or holds as
+        :data:`~meepo_core.UNCHANGED` (a value the source did not send), else ``None``."""
         for column in self.columns:
-            if column not in image:
+            if image.get(column, UNCHANGED) is UNCHANGED:
                 return column
         return None
 
     def render(self, image: Mapping[str, Any]) -> str | None:
         """The key for ``image``; ``None`` when a column it uses is NULL (no cache entry can
-        be keyed by a NULL). Raises :class:`TemplateError` for an absent column."""
+        be keyed by a NULL). Raises :class:`TemplateError` for an absent or
+        :data:`~meepo_core.UNCHANGED` column, and ``ValueError`` / ``TypeError`` for a
+        value its format spec does not fit (``{id:d}`` of a string)."""
         out: list[str] = []
         for literal, field, spec, conversion in self.parts:
             out.append(literal)
             if field is None:
                 continue
-            if field not in image:
+            value = image.get(field, UNCHANGED)
+            if value is UNCHANGED:
                 raise TemplateError(field)
-            value = image[field]
             if value is None:
                 return None
             if isinstance(value, bytes | bytearray | memoryview):
