@@ -23,16 +23,25 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
+    Text,
     create_engine,
     select,
     text,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy_testkit import Product
 
+from meepo_core import UNCHANGED
 from meepo_core.events import Batch, RowEvent
 from meepo_core.options import Options
-from meepo_core.testing import SinkContract, make_context, run_meepo, write_config
+from meepo_core.testing import (
+    SinkContract,
+    contract_row,
+    make_context,
+    run_meepo,
+    write_config,
+)
 
 
 def items_table(metadata: MetaData, name: str = "items", version: bool = False) -> Table:
@@ -73,6 +82,15 @@ class SqlContract(SinkContract):
 
     def snapshot(self) -> Any:
         return [(r[0], r[1], Decimal(r[2])) for r in rows(self.engine)]
+
+    def poison_batch(self) -> Batch:
+        """A column the target lacks; where the database enforces lengths (not SQLite), a
+        name too long for its VARCHAR(32) too."""
+        events = [self.contract_event("write", 8, {**contract_row(8, "eight"), "colour": "red"})]
+        if not self.url.startswith("sqlite"):
+            events.append(self.contract_event("write", 9, contract_row(9, "x" * 100),
+                                              sequence=101))
+        return Batch(tuple(events), 6)
 
     def test_end_state_matches_the_events(self) -> None:
         self.prepare()
@@ -162,6 +180,116 @@ def test_unappliable_event_is_dead_lettered_and_the_rest_commits(
     assert [letter["event"]["pk"] for letter in letters] == [2, 5, 3]
     assert "no column nope" in letters[0]["error"]
     assert "does not exist" in letters[1]["error"]
+    engine.dispose()
+
+
+BODY = "".join(chr(ord("a") + i % 26) for i in range(100_000))
+
+
+def docs_engine(url: str, version: bool = False) -> Engine:
+    engine = create_engine(url)
+    metadata = MetaData()
+    columns = [Column("id", Integer, primary_key=True, autoincrement=False),
+               Column("title", String(32)),
+               Column("body", Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"))]
+    if version:
+        columns.append(Column("meepo_seq", Integer))
+    Table("docs", metadata, *columns)
+    metadata.create_all(engine)
+    return engine
+
+
+def doc(action: Any, pk: int, before: Any = None, after: Any = None,
+        seq: int | None = None) -> RowEvent:
+    return ev(action, pk, before, after, seq, table="docs")
+
+
+def apply(sink: SqlSink, *events: RowEvent) -> None:
+    sink.apply(Batch(events, 1))
+
+
+def test_snapshot_rows_upsert_the_current_row(db_url: str, tmp_path: Path) -> None:
+    engine = docs_engine(db_url)
+    sink = build(db_url, tmp_path)
+    sink.open(make_context(tmp_path))
+    apply(sink, doc("write", 1, after={"id": 1, "title": "old", "body": "b"}))
+    apply(sink, doc("read", 1, after={"id": 1, "title": "current", "body": "c"}),
+          doc("read", 2, after={"id": 2, "title": "two", "body": None}))
+    sink.close()
+    assert rows(engine, "docs") == [(1, "current", "c"), (2, "two", None)]
+    engine.dispose()
+
+
+def test_unchanged_values_keep_the_stored_column(db_url: str, tmp_path: Path) -> None:
+    engine = docs_engine(db_url)
+    context = make_context(tmp_path)
+    sink = build(db_url, tmp_path)
+    sink.open(context)
+    batches = [
+        Batch((doc("write", 1, after={"id": 1, "title": "first", "body": BODY}),), 1),
+        Batch((doc("update", 1, before={"id": 1},
+                  after={"id": 1, "title": "second", "body": UNCHANGED}),), 2),
+    ]
+    for _ in range(2):  # and a replay of both
+        for batch in batches:
+            sink.apply(batch)
+        assert rows(engine, "docs") == [(1, "second", BODY)]
+    sink.close()
+    context.dead_letters.sync()
+    assert not (tmp_path / "dead.jsonl").exists()
+    engine.dispose()
+
+
+def test_unchanged_values_follow_a_key_change(db_url: str, tmp_path: Path) -> None:
+    engine = docs_engine(db_url)
+    context = make_context(tmp_path)
+    sink = build(db_url, tmp_path)
+    sink.open(context)
+    apply(sink, doc("write", 1, after={"id": 1, "title": "first", "body": BODY}))
+    moved = doc("update", 5, before={"id": 1}, after={"id": 5, "title": "moved", "body": UNCHANGED})
+    apply(sink, moved)
+    apply(sink, moved)  # replayed: the row is already under its new key
+    sink.close()
+    context.dead_letters.sync()
+    assert rows(engine, "docs") == [(5, "moved", BODY)]
+    assert not (tmp_path / "dead.jsonl").exists()
+    engine.dispose()
+
+
+def test_unchanged_values_of_a_row_missing_in_the_target_are_dead_lettered(
+        db_url: str, tmp_path: Path) -> None:
+    engine = docs_engine(db_url)
+    context = make_context(tmp_path)
+    sink = build(db_url, tmp_path)
+    sink.open(context)
+    apply(sink, doc("update", 1, before={"id": 1},
+                   after={"id": 1, "title": "second", "body": UNCHANGED}),
+          doc("write", 2, after={"id": 2, "title": "two", "body": "b"}))
+    sink.close()
+    context.dead_letters.sync()
+    assert rows(engine, "docs") == [(2, "two", "b")]  # never inserted with a NULL body
+    [letter] = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert letter["event"]["pk"] == 1
+    assert letter["error"].startswith("row 1 is not in target table docs, and the event lacks "
+                                      "the value of body (unchanged, not sent by the source)")
+    engine.dispose()
+
+
+def test_unchanged_values_never_regress_a_newer_row(db_url: str, tmp_path: Path) -> None:
+    engine = docs_engine(db_url, version=True)
+    context = make_context(tmp_path)
+    sink = build(db_url, tmp_path, version_column="meepo_seq")
+    sink.open(context)
+    apply(sink, doc("write", 1, after={"id": 1, "title": "new", "body": BODY}, seq=5))
+    apply(sink, doc("update", 1, before={"id": 1},
+                   after={"id": 1, "title": "old", "body": UNCHANGED}, seq=3))
+    assert rows(engine, "docs") == [(1, "new", BODY, 5)]
+    apply(sink, doc("update", 1, before={"id": 1},
+                   after={"id": 1, "title": "newer", "body": UNCHANGED}, seq=6))
+    assert rows(engine, "docs") == [(1, "newer", BODY, 6)]
+    sink.close()
+    context.dead_letters.sync()
+    assert not (tmp_path / "dead.jsonl").exists()
     engine.dispose()
 
 

@@ -1,8 +1,13 @@
 """``sql`` sink: replicates row events into another database through SQLAlchemy Core.
 
-* write and update: the dialect's upsert of the ``after`` image (see
-  :mod:`meepo_sqlalchemy.upsert`); delete: ``DELETE`` by primary key. Target tables must
-  exist and have a primary key; they are reflected once.
+* write, update and snapshot rows (``read``): the dialect's upsert of the ``after`` image
+  (see :mod:`meepo_sqlalchemy.upsert`); delete: ``DELETE`` by primary key. Target tables
+  must exist and have a primary key; they are reflected once.
+* an event whose ``after`` holds :data:`~meepo_core.UNCHANGED` values (columns the source
+  did not send because they did not change) is a *patch*: ``UPDATE`` of the other columns
+  of the stored row (found by its old key, so a key change moves it), leaving those columns
+  as they are stored. If the row is not in the target, the event goes to the dead-letter
+  store: inserting it would turn the unsent values into NULL.
 * one transaction per batch: the batch is durable when ``apply`` returns, and a replayed
   batch (at-least-once) converges to the same rows.
 * ``version_column``: the target column that stores each row's event ``sequence``; then
@@ -16,7 +21,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import (
@@ -28,9 +34,12 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     delete,
+    exists,
     inspect,
     or_,
+    select,
     text,
+    update,
 )
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import (
@@ -41,6 +50,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
+from meepo_core import UNCHANGED
 from meepo_core.errors import SinkError
 from meepo_core.events import Batch, RowEvent
 from meepo_core.options import Options
@@ -194,20 +204,41 @@ class SqlSink(Sink):
 
     def _apply_events(self, conn: Connection, events: tuple[RowEvent, ...],
                       isolate: bool) -> list[tuple[RowEvent, str]]:
+        """Apply ``events`` on ``conn``; consecutive events of one kind run as one
+        ``executemany``, patches and (with ``isolate``) every event alone, in a savepoint
+        that an event error rolls back. Returns the events that cannot apply, with why."""
         failed: list[tuple[RowEvent, str]] = []
-        for run in self._runs(conn, events, failed):
-            table, kind, items = run
-            params = [p for _, p in items]
-            if not isolate:
+        for table, kind, items in self._runs(conn, events, failed):
+            if not isolate and kind != "patch":
+                params = [p for _, p in items]
                 conn.execute(self._statement(conn, table, kind, params[0]), params)
                 continue
             for event, param in items:
                 try:
-                    with conn.begin_nested():
-                        conn.execute(self._statement(conn, table, kind, param), [param])
+                    with conn.begin_nested() if isolate else nullcontext():
+                        reason = self._apply_one(conn, table, kind, event, param)
                 except _EVENT_ERRORS as exc:
-                    failed.append((event, f"{type(exc).__name__}: {_first_line(exc)}"))
+                    if not isolate:
+                        raise
+                    reason = f"{type(exc).__name__}: {_first_line(exc)}"
+                if reason is not None:
+                    failed.append((event, reason))
         return failed
+
+    def _apply_one(self, conn: Connection, table: Table, kind: str, event: RowEvent,
+                   param: dict[str, Any]) -> str | None:
+        """Apply one operation; the reason it can never apply, or ``None``."""
+        result = conn.execute(self._statement(conn, table, kind, param), param)
+        if kind != "patch" or result.rowcount:
+            return None
+        keys = [c for c in table.primary_key.columns]
+        if conn.scalar(select(exists().where(and_(*(c == param[c.name] for c in keys))))):
+            return None  # a newer version is stored, or a replay already moved the row
+        unsent = sorted(k for k, v in (event.after or {}).items() if v is UNCHANGED)
+        return (f"row {event.pk!r} is not in target table {table.fullname}, and the event "
+                f"lacks the value of {', '.join(unsent)} (unchanged, not sent by the source); "
+                "copy the row into the target (a backfill), or make the source send whole "
+                "rows (PostgreSQL: REPLICA IDENTITY FULL)")
 
     def _runs(self, conn: Connection, events: tuple[RowEvent, ...],
               failed: list[tuple[RowEvent, str]]) -> Iterator[
@@ -239,10 +270,14 @@ class SqlSink(Sink):
             yield current[0], current[1], items
 
     def _kinds(self, table: Table, event: RowEvent, mapping: TableMapping) -> list[str]:
-        """``delete`` or ``upsert``; an update that changes the primary key deletes the row
-        under the old key first, so the replica keeps no stale row."""
+        """``delete``, ``patch`` (the after image holds replicated UNCHANGED values) or
+        ``upsert``; an update that changes the primary key deletes the row under the old
+        key first, so the replica keeps no stale row."""
         if event.action == "delete":
             return ["delete"]
+        if any(value is UNCHANGED and mapping.columns.get(column, column) is not None
+               for column, value in (event.after or {}).items()):
+            return ["patch"]
         if event.action == "update" and event.before is not None and event.after is not None:
             sources = {target: source for source, target in mapping.columns.items() if target}
             for column in table.primary_key.columns:
@@ -262,8 +297,12 @@ class SqlSink(Sink):
         where = and_(*(c == bindparam(f"pk_{c.name}") for c in table.primary_key.columns))
         version = self._version(table)
         if version is not None and "v_sequence" in param:
-            where = and_(where, or_(table.c[version].is_(None),
-                                    table.c[version] <= bindparam("v_sequence")))
+            current = table.c[version]
+            newer = (current <= bindparam("v_sequence") if kind == "delete"
+                     else current < bindparam("v_sequence"))
+            where = and_(where, or_(current.is_(None), newer))
+        if kind == "patch":  # SET the columns named in param; pk_* and v_sequence bind WHERE
+            return update(table).where(where)
         return delete(table).where(where)
 
     def _version(self, table: Table) -> str | None:
@@ -303,11 +342,11 @@ class SqlSink(Sink):
 
     def _params(self, table: Table, event: RowEvent, mapping: TableMapping,
                 kind: str) -> dict[str, Any]:
-        image = event.after if kind == "upsert" else event.before
+        image = event.before if kind == "delete" else event.after
         row: dict[str, Any] = {}
         for column, value in (image or {}).items():
             target = mapping.columns.get(column, column)
-            if target is None:
+            if target is None or value is UNCHANGED:
                 continue
             if target not in table.c:
                 raise _Unappliable(
@@ -317,14 +356,19 @@ class SqlSink(Sink):
                 )
             row[target] = value
         version = self._version(table)
-        if kind == "upsert":
+        if kind in ("upsert", "patch"):
             if version is not None and event.sequence is not None:
                 row[version] = event.sequence
             missing = [c.name for c in table.primary_key.columns if c.name not in row]
             if missing:
                 raise _Unappliable(f"event has no value for primary key {', '.join(missing)} "
                                    f"of {table.fullname}")
-            return row
+            if kind == "upsert":
+                return row
+            # a patch finds the row by its old key (before), else by the after image's
+            where = self._params(table, replace(event, before=event.before or event.after),
+                                 mapping, "delete")
+            return {**row, **where}
         keys = [c.name for c in table.primary_key.columns]
         if all(k in row for k in keys):
             param = {f"pk_{k}": row[k] for k in keys}
