@@ -12,11 +12,18 @@ import pytest
 from elasticsearch import Elasticsearch
 from meepo_es.elasticsearch_sink import ElasticsearchSink
 
+from meepo_core import UNCHANGED
 from meepo_core.errors import ConfigError, SinkError
 from meepo_core.events import Batch, RowEvent
 from meepo_core.options import Options
 from meepo_core.plugins import load_registry
-from meepo_core.testing import SinkContract, make_context, run_meepo, write_config
+from meepo_core.testing import (
+    SinkContract,
+    contract_row,
+    make_context,
+    run_meepo,
+    write_config,
+)
 
 STAMP = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -62,6 +69,11 @@ class TestElasticsearchSinkContract(SinkContract):
 
     def snapshot(self) -> Any:
         return self.read(f"{self.prefix}_items")
+
+    def poison_batch(self) -> Batch:
+        """A mapping conflict: ``updated_at`` is a date in the index."""
+        return Batch((self.contract_event(
+            "write", 9, {**contract_row(9, "nine"), "updated_at": "not a date"}),), 6)
 
     def test_contract_end_state_is_the_table(self) -> None:
         self.apply_all(self.batches())
@@ -136,6 +148,97 @@ def test_an_update_that_changes_the_pk_moves_the_document(
                               {"a": "k", "b": 2, "v": 0}, 5, table="pairs"),), 4))
     composite.close()
     assert read_index(f"{prefix}_pairs") == {"k|2": {"a": "k", "b": 2, "v": 0}}
+
+
+def test_a_snapshot_row_indexes_the_current_row(
+    url: str, prefix: str, read_index: Any, tmp_path: Path
+) -> None:
+    sink, _ = opened({"hosts": [url], "index": prefix + "_{table}"}, tmp_path)
+    sink.apply(Batch((ev("write", 1, None, {"id": 1, "n": "old"}, 1),), 1))
+    sink.apply(Batch((ev("read", 1, None, {"id": 1, "n": "current"}, 2),
+                      ev("read", 2, None, {"id": 2, "n": "two"}, 3)), 2))
+    sink.close()
+    assert read_index(f"{prefix}_items") == {"1": {"id": 1, "n": "current"},
+                                             "2": {"id": 2, "n": "two"}}
+
+
+BODY = "".join(chr(ord("a") + i % 26) for i in range(100_000))
+
+
+def test_unchanged_fields_keep_the_stored_value(
+    url: str, prefix: str, read_index: Any, tmp_path: Path
+) -> None:
+    sink, _ = opened({"hosts": [url], "index": prefix + "_{table}",
+                      "tables": {"shop.items": {"rename": {"body": "content"}}}}, tmp_path)
+    batches = [
+        Batch((ev("write", 1, None, {"id": 1, "title": "first", "body": BODY}, 1),), 1),
+        Batch((ev("update", 1, {"id": 1}, {"id": 1, "title": "second", "body": UNCHANGED}, 2),),
+              2),
+    ]
+    for _ in range(2):  # and a replay of both
+        for batch in batches:
+            sink.apply(batch)
+        assert read_index(f"{prefix}_items") == {
+            "1": {"id": 1, "title": "second", "content": BODY}}
+    sink.close()
+    assert dead_letters(tmp_path) == []
+
+
+def test_unchanged_fields_come_from_earlier_events_of_the_batch(
+    url: str, prefix: str, read_index: Any, tmp_path: Path
+) -> None:
+    sink, _ = opened({"hosts": [url], "index": prefix + "_{table}"}, tmp_path)
+    sink.apply(Batch((
+        ev("write", 1, None, {"id": 1, "title": "first", "body": "b1"}, 1),
+        ev("update", 1, {"id": 1}, {"id": 1, "title": "second", "body": UNCHANGED}, 2),
+        ev("update", 1, {"id": 1}, {"id": 1, "title": "third", "body": UNCHANGED}, 3),
+        ev("update", 7, {"id": 1}, {"id": 7, "title": "moved", "body": UNCHANGED}, 4),
+    ), 1))
+    sink.close()
+    assert read_index(f"{prefix}_items") == {"7": {"id": 7, "title": "moved", "body": "b1"}}
+    assert dead_letters(tmp_path) == []
+
+
+def test_unchanged_fields_follow_a_key_change(
+    url: str, prefix: str, read_index: Any, tmp_path: Path
+) -> None:
+    sink, _ = opened({"hosts": [url], "index": prefix + "_{table}"}, tmp_path)
+    sink.apply(Batch((ev("write", 1, None, {"id": 1, "title": "first", "body": BODY}, 1),), 1))
+    sink.apply(Batch((ev("update", 5, {"id": 1},
+                         {"id": 5, "title": "moved", "body": UNCHANGED}, 2),), 2))
+    sink.close()
+    assert read_index(f"{prefix}_items") == {"5": {"id": 5, "title": "moved", "body": BODY}}
+
+
+def test_unchanged_fields_of_a_missing_document_are_dead_lettered(
+    url: str, prefix: str, read_index: Any, tmp_path: Path
+) -> None:
+    sink, context = opened({"hosts": [url], "index": prefix + "_{table}"}, tmp_path)
+    sink.apply(Batch((ev("write", 2, None, {"id": 2, "title": "two", "body": "b"}, 1),), 1))
+    sink.apply(Batch((ev("update", 1, {"id": 1}, {"id": 1, "title": "x", "body": UNCHANGED}, 2),
+                      ev("update", 2, {"id": 2}, {"id": 2, "title": "deux", "body": UNCHANGED},
+                         3)), 2))
+    sink.close()
+    context.dead_letters.close()
+    assert read_index(f"{prefix}_items") == {"2": {"id": 2, "title": "deux", "body": "b"}}
+    [letter] = dead_letters(tmp_path)
+    assert letter["event"]["pk"] == 1
+    assert letter["error"] == (
+        f"document {prefix}_items/1 is not in the index, and the event lacks the value of body "
+        "(unchanged, not sent by the source); backfill the table, or make the source send "
+        "whole rows (PostgreSQL: REPLICA IDENTITY FULL)")
+
+
+def test_an_older_event_with_unchanged_fields_never_regresses(
+    url: str, prefix: str, read_index: Any, tmp_path: Path
+) -> None:
+    sink, _ = opened({"hosts": [url], "index": prefix + "_{table}"}, tmp_path)
+    sink.apply(Batch((ev("write", 1, None, {"id": 1, "title": "new", "body": "b"}, 10),), 1))
+    sink.apply(Batch((ev("update", 1, {"id": 1}, {"id": 1, "title": "old", "body": UNCHANGED},
+                         5),), 2))
+    sink.close()
+    assert read_index(f"{prefix}_items") == {"1": {"id": 1, "title": "new", "body": "b"}}
+    assert sink.stale == 1 and dead_letters(tmp_path) == []
 
 
 def test_composite_ids_use_the_configured_separator(

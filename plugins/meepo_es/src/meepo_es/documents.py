@@ -21,6 +21,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
+from meepo_core import UNCHANGED
 from meepo_core.events import RowEvent
 
 from .config import MAX_VERSION, SinkSettings, TableRule
@@ -37,7 +38,12 @@ class SequenceError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Operation:
     """One bulk action. ``source`` is the document for ``index``; ``version`` is the
-    external version (``None`` when versioning is off)."""
+    external version (``None`` when versioning is off).
+
+    ``unchanged`` names the fields of an ``index`` whose values the source did not send
+    (:data:`~meepo_core.UNCHANGED`): they are absent from ``source`` and must be copied from
+    the stored document ``fill_from`` (an id in the same index) before sending; see
+    :mod:`meepo_es.unchanged`."""
 
     action: Literal["index", "delete"]
     index: str
@@ -45,6 +51,8 @@ class Operation:
     version: int | None
     source: dict[str, Any] | None
     event: RowEvent
+    unchanged: tuple[str, ...] = ()
+    fill_from: str | None = None
 
 
 def convert_value(value: Any, settings: SinkSettings, column: str = "?") -> Any:
@@ -142,15 +150,17 @@ class DocumentBuilder:
         return converted if isinstance(converted, str) else str(converted)
 
     def document(self, rule: TableRule, image: Mapping[str, Any]) -> dict[str, Any]:
-        """The after image shaped by include/exclude/rename, values converted."""
-        if rule.include is not None:
-            columns = [c for c in rule.include if c in image]
-        else:
-            columns = [c for c in image if c not in rule.exclude]
+        """The after image shaped by include/exclude/rename, values converted; columns
+        holding :data:`~meepo_core.UNCHANGED` are left out (see :meth:`unchanged_fields`)."""
         return {
             rule.rename.get(column, column): convert_value(image[column], self.settings, column)
-            for column in columns
+            for column in _columns(rule, image) if image[column] is not UNCHANGED
         }
+
+    def unchanged_fields(self, rule: TableRule, image: Mapping[str, Any]) -> tuple[str, ...]:
+        """The document fields whose columns hold :data:`~meepo_core.UNCHANGED`."""
+        return tuple(rule.rename.get(column, column)
+                     for column in _columns(rule, image) if image[column] is UNCHANGED)
 
     def version(self, event: RowEvent) -> int | None:
         if not self.settings.versioning:
@@ -180,13 +190,16 @@ class DocumentBuilder:
             return [Operation("delete", index, self.doc_id(event.pk), version, None, event)]
         assert event.after is not None, f"{event.action} event without an after image"
         ops: list[Operation] = []
-        new_pk = event.pk
+        old_id = new_id = self.doc_id(event.pk)
         if event.action == "update" and event.before is not None:
             old_pk, new_pk = self._pks_of_update(event, rule)
-            if old_pk != new_pk:
-                ops.append(Operation("delete", index, self.doc_id(old_pk), version, None, event))
+            old_id, new_id = self.doc_id(old_pk), self.doc_id(new_pk)
+            if old_id != new_id:
+                ops.append(Operation("delete", index, old_id, version, None, event))
         document = self.document(rule, event.after)
-        ops.append(Operation("index", index, self.doc_id(new_pk), version, document, event))
+        unchanged = self.unchanged_fields(rule, event.after)
+        ops.append(Operation("index", index, new_id, version, document, event, unchanged,
+                             old_id if unchanged else None))
         return ops
 
     def _pks_of_update(self, event: RowEvent, rule: TableRule) -> tuple[Any, Any]:
@@ -228,6 +241,13 @@ class DocumentBuilder:
                     self._pk_columns[key] = tuple(chosen)
                 return tuple(chosen)
         return None
+
+
+def _columns(rule: TableRule, image: Mapping[str, Any]) -> list[str]:
+    """The columns of ``image`` that become fields, by the rule's include/exclude."""
+    if rule.include is not None:
+        return [c for c in rule.include if c in image]
+    return [c for c in image if c not in rule.exclude]
 
 
 def _same(a: Any, b: Any) -> bool:

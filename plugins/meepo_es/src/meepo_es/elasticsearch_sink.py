@@ -2,8 +2,11 @@
 
 Contract (on top of :class:`meepo_core.Sink`'s):
 
-* write and update index the after image as the whole document; delete deletes it; an
-  update that changes the pk deletes the old id and indexes the new one;
+* write, update and snapshot rows (``read``) index the after image as the whole
+  document; delete deletes it; an update that changes the pk deletes the old id and
+  indexes the new one;
+* fields the source did not send (:data:`~meepo_core.UNCHANGED`) keep their stored values:
+  they are copied from the document before it is indexed (see :mod:`meepo_es.unchanged`);
 * every operation carries ``version = event.sequence`` with ``version_type=external``, so
   a replayed or reordered batch never regresses a document; a version conflict means the
   index is already newer and counts as applied;
@@ -15,7 +18,7 @@ Contract (on top of :class:`meepo_core.Sink`'s):
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
@@ -30,6 +33,7 @@ from .client import make_client
 from .config import SinkSettings, parse_settings
 from .documents import ConversionError, DocumentBuilder, Operation, SequenceError
 from .indices import ensure_index
+from .unchanged import DocKey, fill_unchanged
 
 if TYPE_CHECKING:
     from meepo_core.context import PipelineContext
@@ -109,6 +113,8 @@ class ElasticsearchSink(Sink):
                 continue
         for index, event in {op.index: op.event for op in operations}.items():
             self._ensure_index(index, event)
+        operations, incomplete = fill_unchanged(operations, self._stored)
+        failed += [(op.event, error) for op, error in incomplete]
         # Every operation is sent, in order, even several for one document: had only the
         # last been kept, its failure would lose the earlier good state.
         result = self._sender.send(operations)
@@ -121,6 +127,26 @@ class ElasticsearchSink(Sink):
         for event, error in failed:
             self.context.dead_letter(event, self.label, error)
             self.dead_letters += 1
+
+    def _stored(self, wanted: dict[DocKey, set[str]]) -> dict[DocKey, dict[str, Any] | None]:
+        """The ``wanted`` fields of stored documents (``None``: no such document), read in
+        real time with ``mget``."""
+        keys = list(wanted)
+        found: dict[DocKey, dict[str, Any] | None] = {}
+        for start in range(0, len(keys), self.settings.bulk_actions):
+            chunk = keys[start:start + self.settings.bulk_actions]
+            docs = [{"_index": index, "_id": doc_id, "_source": sorted(wanted[(index, doc_id)])}
+                    for index, doc_id in chunk]
+            try:
+                response = self.client.mget(docs=docs)
+            except ApiError as exc:
+                raise SinkError(f"{self.label}: cannot read stored documents to complete "
+                                f"unchanged fields: HTTP {exc.meta.status} {exc.message}") from exc
+            except TransportError as exc:
+                raise SinkError(f"{self.settings.client.unreachable()} ({exc})") from exc
+            for key, doc in zip(chunk, response.body["docs"], strict=True):
+                found[key] = doc.get("_source", {}) if doc.get("found") else None
+        return found
 
     def _ensure_index(self, index: str, event: RowEvent) -> None:
         if index in self._ready:
