@@ -5,11 +5,25 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from typing import Self
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Self
 from urllib.parse import urlparse
 
-from meepo_core import Batch, Options, Sink, SinkError
+from meepo_core import Batch, Options, RowEvent, Sink, SinkError
 from meepo_core.serialization import event_to_dict
+
+if TYPE_CHECKING:
+    from meepo_core import PipelineContext
+
+#: Answers saying the receiver refuses the content (not the request): the events are sent
+#: one by one and those refused alone go to the dead-letter store.
+REFUSED = frozenset({400, 413, 422})
+#: 4xx answers that are worth retrying (timeout, rate limit).
+RETRYABLE_4XX = frozenset({408, 429})
+
+
+class Refused(Exception):
+    """The receiver refused the content of a request (an answer in :data:`REFUSED`)."""
 
 
 class WebhookSink(Sink):
@@ -17,14 +31,18 @@ class WebhookSink(Sink):
 
     The batch is durable once the receiver answers 2xx. The ``Idempotency-Key`` header
     (first and last event sequence, or the batch position) lets receivers drop replays.
-    A 4xx other than 408/429 is permanent (not retried); anything else is retried by the
-    runner with backoff.
+    A refused batch (400, 413, 422) is sent again one event at a time and the events the
+    receiver refuses alone go to the dead-letter store; any other 4xx but 408/429 is a
+    configuration problem (not retried); anything else is retried by the runner with
+    backoff.
     """
 
     def __init__(self, url: str, timeout: float, headers: dict[str, str]) -> None:
         self.url = url
         self.timeout = timeout
         self.headers = headers
+        self.label = f"webhook {url}"
+        self.context: PipelineContext | None = None
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -36,16 +54,31 @@ class WebhookSink(Sink):
         options.done()
         return cls(url, timeout, {str(k): str(v) for k, v in headers.items()})
 
+    def open(self, context: PipelineContext) -> None:
+        self.context = context
+
     def apply(self, batch: Batch) -> None:
+        assert self.context is not None, "open() first"
         if not batch.events:
             return
-        first, last = batch.events[0], batch.events[-1]
-        key = (
-            f"{first.sequence}-{last.sequence}"
-            if last.sequence is not None
-            else json.dumps(batch.position)
-        )
-        body = json.dumps({"events": [event_to_dict(e) for e in batch.events]}).encode()
+        try:
+            self.post(batch.events, json.dumps(batch.position))
+        except Refused:
+            for event in batch.events:  # find the events the receiver refuses
+                try:
+                    self.post((event,), json.dumps(batch.position))
+                except Refused as exc:
+                    self.context.dead_letter(event, self.label, str(exc))
+
+    def post(self, events: Sequence[RowEvent], fallback_key: str) -> None:
+        """POST ``events``; returns on 2xx, raises :class:`Refused` or :class:`SinkError`.
+        The idempotency key is the events' sequence range, else ``fallback_key``."""
+        first, last = events[0], events[-1]
+        key = f"{first.sequence}-{last.sequence}" if last.sequence is not None else fallback_key
+        try:
+            body = json.dumps({"events": [event_to_dict(e) for e in events]}).encode()
+        except (TypeError, ValueError) as exc:  # a value JSON cannot carry
+            raise Refused(f"cannot encode as JSON: {exc}") from exc
         request = urllib.request.Request(
             self.url,
             data=body,
@@ -56,10 +89,13 @@ class WebhookSink(Sink):
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 response.read()
         except urllib.error.HTTPError as exc:
-            permanent = 400 <= exc.code < 500 and exc.code not in (408, 429)
-            raise SinkError(
-                f"{self.url} answered {exc.code} {exc.reason}", retryable=not permanent
-            ) from exc
+            answer = f"{self.url} answered {exc.code} {exc.reason}"
+            if exc.code in REFUSED:
+                raise Refused(f"{answer}: {exc.read()[:200].decode(errors='replace')}") from exc
+            permanent = 400 <= exc.code < 500 and exc.code not in RETRYABLE_4XX
+            raise SinkError(answer, retryable=not permanent) from exc
+        except OSError as exc:
+            raise SinkError(f"cannot reach {self.url}: {exc}") from exc
 
     def check(self) -> list[str]:
         host = urlparse(self.url)
