@@ -44,7 +44,7 @@ SUITES: dict[str, tuple[list[str], list[list[str]]]] = {
     "core": ([CORE], [[str(ROOT / "tests"), f"--ignore={ROOT / 'tests' / 'e2e'}"]]),
     "testkit": ([CORE, f"{TESTKIT}[test]"], [[str(ROOT / "testkit" / "tests")]]),
     **{name: plugin_suite(path) for name, path in PLUGINS.items()},
-    "webhook": ([CORE, str(WEBHOOK)], [[str(WEBHOOK / "tests")]]),
+    "webhook": ([CORE, f"{WEBHOOK}[test]"], [[str(WEBHOOK / "tests")]]),
     "integration": (
         [CORE, f"{TESTKIT}[test]", *(f"{p}[test]" for p in PLUGINS.values())],
         [[str(ROOT / "tests" / "e2e"), DOCS_CHECK], [str(ROOT / "plugins"), "-m", "integration"]],
