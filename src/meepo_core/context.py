@@ -49,18 +49,19 @@ class PipelineContext:
     def batch_wait(self) -> float:
         return self.settings.batch_wait
 
-    def dead_letter(self, event: RowEvent, sink: str, error: str) -> None:
-        """Record an event that ``sink`` (its label, e.g. ``"sinks[0] webhook"``) can never
-        apply: stored, counted and logged.
+    def dead_letter(self, event: RowEvent, sink_label: str, error: str) -> None:
+        """Record an event that the sink labelled ``sink_label`` (e.g. ``"sinks[0]
+        webhook"``) can never apply, because of ``error`` (one line): stored, counted and
+        logged.
 
         The event then counts as applied; the delivery engine makes the store durable
         before the next checkpoint.
         """
-        self.dead_letters.record(event, sink, error)
-        self.metrics.record_failure(sink, "dead_letter")
+        self.dead_letters.record(event, sink_label, error)
+        self.metrics.record_failure(sink_label, "dead_letter")
         self.logger.error(
             "dead letter: sink=%s event=%s pk=%r error=%s store=%s",
-            sink,
+            sink_label,
             event.name,
             event.pk,
             error,
