@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from meepo_core.builtin.jsonl_source import JsonlSource
 from meepo_core import UNCHANGED
+from meepo_core.builtin.jsonl_source import JsonlSource
 from meepo_core.builtin.memory import channel
 from meepo_core.events import Batch, RowEvent
 from meepo_core.serialization import event_from_json, event_to_json

@@ -132,5 +132,5 @@ def test_a_sink_dead_lettering_around_the_context_fails_the_dead_letter_test(
                     self.context.dead_letters.record(event, "fake", "uncounted")
             self.write()
 
-    with pytest.raises(AssertionError, match="through context.dead_letter"):
+    with pytest.raises(AssertionError, match=r"through context\.dead_letter"):
         contract(FakeUncountedSink, tmp_path).test_poison_events_go_to_the_dead_letter_store()
