@@ -7,22 +7,12 @@ from typing import Any
 
 import pytest
 
-from meepo_core import UNCHANGED
 from meepo_core.builtin.jsonl_source import JsonlSource
 from meepo_core.builtin.memory import channel
 from meepo_core.events import Batch, RowEvent
 from meepo_core.serialization import event_from_json, event_to_json
 from meepo_core.source import Source
 from meepo_core.testing import SinkContract, SourceContract, contract_row
-
-
-def read_and_unchanged(contract: SinkContract) -> Batch:
-    """A snapshot row of id 5, then an update of it whose price the source did not send."""
-    return Batch((
-        contract.contract_event("read", 5, contract_row(5, "five"), sequence=101),
-        contract.contract_event("update", 5, {**contract_row(5, "cinq"), "price": UNCHANGED},
-                                before={"id": 5}, sequence=102),
-    ), 6)
 
 
 def unencodable_batch(contract: SinkContract) -> Batch:
@@ -44,7 +34,7 @@ class TestJsonlSinkContract(SinkContract):
         return unencodable_batch(self)
 
     def test_snapshot_rows_and_unchanged_values_are_logged_as_they_are(self) -> None:
-        batch = read_and_unchanged(self)
+        batch = self.read_and_unchanged_batch()
         self.apply_all([batch])
         lines = self.snapshot()
         assert [event_from_json(line) for line in lines] == list(batch.events)
@@ -74,7 +64,7 @@ class TestPrintSinkContract(SinkContract):
         return None  # a line is printed for any event
 
     def test_snapshot_rows_print_as_table_read_pk(self) -> None:
-        self.apply_all([read_and_unchanged(self)])
+        self.apply_all([self.read_and_unchanged_batch()])
         assert self.snapshot() == ["items_read 5", "items_update 5"]
 
     def test_json_format_dead_letters_what_json_cannot_carry(self) -> None:
@@ -88,7 +78,7 @@ class TestPrintSinkContract(SinkContract):
         context.dead_letters.sync()
         assert self.snapshot() == []
         assert [r["event"]["pk"] for r in self.dead_letters()] == ["99"]
-        batch = read_and_unchanged(self)
+        batch = self.read_and_unchanged_batch()
         sink.apply(batch)
         printed = [event_from_json(line) for line in self.snapshot()]
         assert sorted(printed, key=lambda e: e.sequence or 0) == list(batch.events)
@@ -108,7 +98,7 @@ class TestMemorySinkContract(SinkContract):
         return None  # keeps any event object
 
     def test_snapshot_rows_and_unchanged_values_are_kept_as_they_are(self) -> None:
-        batch = read_and_unchanged(self)
+        batch = self.read_and_unchanged_batch()
         self.apply_all([batch])
         assert channel("contract").events == list(batch.events)
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from meepo_webhook.webhook_sink import WebhookSink
 
-from meepo_core import UNCHANGED, Batch, SinkError
+from meepo_core import Batch, SinkError
 from meepo_core.testing import (
     SinkContract,
     contract_events,
@@ -95,11 +95,7 @@ class TestWebhookContract(SinkContract):
         return Batch((self.contract_event("write", 9, contract_row(9, "poison")),), 6)
 
     def test_snapshot_rows_upsert_and_unchanged_values_keep_the_received_value(self) -> None:
-        self.apply_all([Batch((
-            self.contract_event("read", 5, contract_row(5, "five"), sequence=101),
-            self.contract_event("update", 5, {**contract_row(5, "cinq"), "price": UNCHANGED},
-                                before={"id": 5}, sequence=102),
-        ), 6)])
+        self.apply_all([self.read_and_unchanged_batch()])
         assert self.snapshot() == {"items:5": {
             "id": 5, "name": "cinq", "price": {"$decimal": "5.50"},
             "updated_at": {"$datetime": "2026-01-01T00:00:00+00:00"}}}

@@ -12,7 +12,6 @@ import pytest
 import redis
 from meepo_redis.redis_pubsub_sink import RedisPubSubSink
 
-from meepo_core import UNCHANGED
 from meepo_core.events import Batch, RowEvent
 from meepo_core.serialization import event_from_json
 from meepo_core.testing import SinkContract, contract_row, make_context
@@ -70,10 +69,9 @@ class TestRedisPubSubContract(SinkContract):
             "write", 9, {**contract_row(9, "poison"), "price": complex(1, 2)}),), 6)
 
     def test_snapshot_rows_and_unchanged_values_arrive_as_sent(self) -> None:
-        read = self.contract_event("read", 5, contract_row(5, "five"), sequence=101)
-        update = self.contract_event("update", 5, {**contract_row(5, "cinq"), "price": UNCHANGED},
-                                     before={"id": 5})
-        self.apply_all([Batch((read, update), 6)])
+        batch = self.read_and_unchanged_batch()
+        self.apply_all([batch])
+        read, update = batch.events
         received = self.subscriber.drain()
         assert [channel for channel, _ in received] == ["meepo:items", "meepo:items"]
         assert [event_from_json(data) for _, data in received] == [read, update]

@@ -55,11 +55,9 @@ class TestRedisStreamSinkContract(SinkContract):
             "write", 9, {**contract_row(9, "poison"), "price": complex(1, 2)}),), 6)
 
     def test_snapshot_rows_and_unchanged_values_reach_the_stream_source(self) -> None:
-        read = self.contract_event("read", 5, contract_row(5, "five"), sequence=101)
-        update = self.contract_event("update", 5, {**contract_row(5, "cinq"), "price": UNCHANGED},
-                                     before={"id": 5},
-                                     sequence=102)
-        self.apply_all([Batch((read, update), 6)])
+        batch = self.read_and_unchanged_batch()
+        self.apply_all([batch])
+        read, update = batch.events
         source = RedisStreamSource(self.url)
         try:
             delivered = [e for b in source.stream(None, make_context(self.tmp_path), once=True)

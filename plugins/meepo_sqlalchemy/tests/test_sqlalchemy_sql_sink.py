@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -186,17 +186,53 @@ def test_unappliable_event_is_dead_lettered_and_the_rest_commits(
 BODY = "".join(chr(ord("a") + i % 26) for i in range(100_000))
 
 
-def docs_engine(url: str, version: bool = False) -> Engine:
-    engine = create_engine(url)
-    metadata = MetaData()
-    columns = [Column("id", Integer, primary_key=True, autoincrement=False),
-               Column("title", String(32)),
-               Column("body", Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"))]
-    if version:
-        columns.append(Column("meepo_seq", Integer))
-    Table("docs", metadata, *columns)
-    metadata.create_all(engine)
-    return engine
+class Docs:
+    """A ``docs`` table (id, title, body; ``meepo_seq`` with ``version``) in the database at
+    ``url`` and an open sql sink replicating ``shop.docs`` into it."""
+
+    def __init__(self, url: str, tmp_path: Path, version: bool) -> None:
+        self.engine = create_engine(url)
+        metadata = MetaData()
+        columns = [Column("id", Integer, primary_key=True, autoincrement=False),
+                   Column("title", String(32)),
+                   Column("body", Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"))]
+        if version:
+            columns.append(Column("meepo_seq", Integer))
+        Table("docs", metadata, *columns)
+        metadata.create_all(self.engine)
+        self.tmp_path = tmp_path
+        self.context = make_context(tmp_path)
+        self.sink = build(url, tmp_path, **({"version_column": "meepo_seq"} if version else {}))
+        self.sink.open(self.context)
+
+    def apply(self, *events: RowEvent) -> None:
+        self.sink.apply(Batch(events, 1))
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        return rows(self.engine, "docs")
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        self.context.dead_letters.sync()
+        path = self.tmp_path / "dead.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def close(self) -> None:
+        self.sink.close()
+        self.engine.dispose()
+
+
+@pytest.fixture
+def docs(db_url: str, tmp_path: Path) -> Iterator[Callable[..., Docs]]:
+    """``docs(version=False)`` opens a :class:`Docs` replica on every database."""
+    opened: list[Docs] = []
+
+    def open_docs(version: bool = False) -> Docs:
+        opened.append(Docs(db_url, tmp_path, version))
+        return opened[-1]
+
+    yield open_docs
+    for replica in opened:
+        replica.close()
 
 
 def doc(action: Any, pk: int, before: Any = None, after: Any = None,
@@ -204,93 +240,59 @@ def doc(action: Any, pk: int, before: Any = None, after: Any = None,
     return ev(action, pk, before, after, seq, table="docs")
 
 
-def apply(sink: SqlSink, *events: RowEvent) -> None:
-    sink.apply(Batch(events, 1))
+def test_snapshot_rows_upsert_the_current_row(docs: Callable[..., Docs]) -> None:
+    replica = docs()
+    replica.apply(doc("write", 1, after={"id": 1, "title": "old", "body": "b"}))
+    replica.apply(doc("read", 1, after={"id": 1, "title": "current", "body": "c"}),
+                  doc("read", 2, after={"id": 2, "title": "two", "body": None}))
+    assert replica.rows() == [(1, "current", "c"), (2, "two", None)]
 
 
-def test_snapshot_rows_upsert_the_current_row(db_url: str, tmp_path: Path) -> None:
-    engine = docs_engine(db_url)
-    sink = build(db_url, tmp_path)
-    sink.open(make_context(tmp_path))
-    apply(sink, doc("write", 1, after={"id": 1, "title": "old", "body": "b"}))
-    apply(sink, doc("read", 1, after={"id": 1, "title": "current", "body": "c"}),
-          doc("read", 2, after={"id": 2, "title": "two", "body": None}))
-    sink.close()
-    assert rows(engine, "docs") == [(1, "current", "c"), (2, "two", None)]
-    engine.dispose()
-
-
-def test_unchanged_values_keep_the_stored_column(db_url: str, tmp_path: Path) -> None:
-    engine = docs_engine(db_url)
-    context = make_context(tmp_path)
-    sink = build(db_url, tmp_path)
-    sink.open(context)
-    batches = [
-        Batch((doc("write", 1, after={"id": 1, "title": "first", "body": BODY}),), 1),
-        Batch((doc("update", 1, before={"id": 1},
-                  after={"id": 1, "title": "second", "body": UNCHANGED}),), 2),
-    ]
+def test_unchanged_values_keep_the_stored_column(docs: Callable[..., Docs]) -> None:
+    replica = docs()
+    write = doc("write", 1, after={"id": 1, "title": "first", "body": BODY})
+    update = doc("update", 1, before={"id": 1},
+                 after={"id": 1, "title": "second", "body": UNCHANGED})
     for _ in range(2):  # and a replay of both
-        for batch in batches:
-            sink.apply(batch)
-        assert rows(engine, "docs") == [(1, "second", BODY)]
-    sink.close()
-    context.dead_letters.sync()
-    assert not (tmp_path / "dead.jsonl").exists()
-    engine.dispose()
+        replica.apply(write)
+        replica.apply(update)
+        assert replica.rows() == [(1, "second", BODY)]
+    assert replica.dead_letters() == []
 
 
-def test_unchanged_values_follow_a_key_change(db_url: str, tmp_path: Path) -> None:
-    engine = docs_engine(db_url)
-    context = make_context(tmp_path)
-    sink = build(db_url, tmp_path)
-    sink.open(context)
-    apply(sink, doc("write", 1, after={"id": 1, "title": "first", "body": BODY}))
+def test_unchanged_values_follow_a_key_change(docs: Callable[..., Docs]) -> None:
+    replica = docs()
+    replica.apply(doc("write", 1, after={"id": 1, "title": "first", "body": BODY}))
     moved = doc("update", 5, before={"id": 1}, after={"id": 5, "title": "moved", "body": UNCHANGED})
-    apply(sink, moved)
-    apply(sink, moved)  # replayed: the row is already under its new key
-    sink.close()
-    context.dead_letters.sync()
-    assert rows(engine, "docs") == [(5, "moved", BODY)]
-    assert not (tmp_path / "dead.jsonl").exists()
-    engine.dispose()
+    replica.apply(moved)
+    replica.apply(moved)  # replayed: the row is already under its new key
+    assert replica.rows() == [(5, "moved", BODY)]
+    assert replica.dead_letters() == []
 
 
 def test_unchanged_values_of_a_row_missing_in_the_target_are_dead_lettered(
-        db_url: str, tmp_path: Path) -> None:
-    engine = docs_engine(db_url)
-    context = make_context(tmp_path)
-    sink = build(db_url, tmp_path)
-    sink.open(context)
-    apply(sink, doc("update", 1, before={"id": 1},
-                   after={"id": 1, "title": "second", "body": UNCHANGED}),
-          doc("write", 2, after={"id": 2, "title": "two", "body": "b"}))
-    sink.close()
-    context.dead_letters.sync()
-    assert rows(engine, "docs") == [(2, "two", "b")]  # never inserted with a NULL body
-    [letter] = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+        docs: Callable[..., Docs]) -> None:
+    replica = docs()
+    replica.apply(doc("update", 1, before={"id": 1},
+                      after={"id": 1, "title": "second", "body": UNCHANGED}),
+                  doc("write", 2, after={"id": 2, "title": "two", "body": "b"}))
+    assert replica.rows() == [(2, "two", "b")]  # never inserted with a NULL body
+    [letter] = replica.dead_letters()
     assert letter["event"]["pk"] == 1
     assert letter["error"].startswith("row 1 is not in target table docs, and the event lacks "
                                       "the value of body (unchanged, not sent by the source)")
-    engine.dispose()
 
 
-def test_unchanged_values_never_regress_a_newer_row(db_url: str, tmp_path: Path) -> None:
-    engine = docs_engine(db_url, version=True)
-    context = make_context(tmp_path)
-    sink = build(db_url, tmp_path, version_column="meepo_seq")
-    sink.open(context)
-    apply(sink, doc("write", 1, after={"id": 1, "title": "new", "body": BODY}, seq=5))
-    apply(sink, doc("update", 1, before={"id": 1},
-                   after={"id": 1, "title": "old", "body": UNCHANGED}, seq=3))
-    assert rows(engine, "docs") == [(1, "new", BODY, 5)]
-    apply(sink, doc("update", 1, before={"id": 1},
-                   after={"id": 1, "title": "newer", "body": UNCHANGED}, seq=6))
-    assert rows(engine, "docs") == [(1, "newer", BODY, 6)]
-    sink.close()
-    context.dead_letters.sync()
-    assert not (tmp_path / "dead.jsonl").exists()
-    engine.dispose()
+def test_unchanged_values_never_regress_a_newer_row(docs: Callable[..., Docs]) -> None:
+    replica = docs(version=True)
+    replica.apply(doc("write", 1, after={"id": 1, "title": "new", "body": BODY}, seq=5))
+    replica.apply(doc("update", 1, before={"id": 1},
+                      after={"id": 1, "title": "old", "body": UNCHANGED}, seq=3))
+    assert replica.rows() == [(1, "new", BODY, 5)]
+    replica.apply(doc("update", 1, before={"id": 1},
+                      after={"id": 1, "title": "newer", "body": UNCHANGED}, seq=6))
+    assert replica.rows() == [(1, "newer", BODY, 6)]
+    assert replica.dead_letters() == []
 
 
 def test_unsupported_dialect_is_a_config_error(tmp_path: Path) -> None:

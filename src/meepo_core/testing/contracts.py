@@ -35,7 +35,7 @@ import pytest
 from ..context import PipelineContext
 from ..dead_letters import FileDeadLetterStore
 from ..errors import ConfigError
-from ..events import Batch, RowEvent
+from ..events import UNCHANGED, Batch, RowEvent
 from ..metrics import Metrics
 from ..options import Options
 from ..plugins import load_registry
@@ -161,6 +161,16 @@ class SinkContract:
         ``sequence`` default 100)."""
         return RowEvent(self.schema, self.table, action, pk, before, after, 6, CONTRACT_STAMP,
                         "tx6", sequence)
+
+    def read_and_unchanged_batch(self) -> Batch:
+        """For a sink's own tests of snapshot rows and unchanged values: a ``read`` of id 5
+        (sequence 101), then an update of it (sequence 102) whose ``price`` the source did
+        not send (:data:`~meepo_core.UNCHANGED`): the sink must keep ``Decimal("5.50")``."""
+        return Batch((
+            self.contract_event("read", 5, contract_row(5, "five"), sequence=101),
+            self.contract_event("update", 5, {**contract_row(5, "cinq"), "price": UNCHANGED},
+                                before={"id": 5}, sequence=102),
+        ), 6)
 
     @pytest.fixture(autouse=True)
     def _contract_tmp(self, tmp_path: Path) -> None:
