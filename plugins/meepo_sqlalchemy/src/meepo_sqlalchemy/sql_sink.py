@@ -231,7 +231,7 @@ class SqlSink(Sink):
         result = conn.execute(self._statement(conn, table, kind, param), param)
         if kind != "patch" or result.rowcount:
             return None
-        keys = [c for c in table.primary_key.columns]
+        keys = table.primary_key.columns
         if conn.scalar(select(exists().where(and_(*(c == param[c.name] for c in keys))))):
             return None  # a newer version is stored, or a replay already moved the row
         unsent = sorted(k for k, v in (event.after or {}).items() if v is UNCHANGED)
