@@ -102,6 +102,12 @@ def build_pipeline(
         registry, "dead-letter store", options, "dead_letter", dead_letter_url, name
     )
     settings = PipelineSettings.from_options(options, defaults)
+    if settings.snapshot != "never" and not source.supports_snapshots:
+        raise options.error(
+            "snapshot",
+            f"the {options.sub('source').data.get('type')!r} source cannot snapshot tables; "
+            'set snapshot = "never" (sources that can: mysql, sqlalchemy-outbox, postgres)',
+        )
     options.done()
     identity = f"{socket.gethostname()}:{config.path.resolve()}:{name}"
     return Pipeline(
