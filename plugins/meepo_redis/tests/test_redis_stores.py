@@ -11,8 +11,8 @@ import pytest
 import redis
 from meepo_redis.stores import RedisCheckpointStore, RedisDeadLetterStore
 
-from meepo_core.errors import CheckpointError
 from meepo_core.checkpoints import Checkpoint
+from meepo_core.errors import CheckpointError
 from meepo_core.plugins import load_registry
 from meepo_core.serialization import event_from_dict, event_to_json
 from meepo_core.testing import run_meepo, write_config
