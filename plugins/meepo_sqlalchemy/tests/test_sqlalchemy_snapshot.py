@@ -202,8 +202,8 @@ def test_sigkill_during_a_snapshot_resumes_from_the_last_finished_chunk(
             with (tmp_path / "runs.log").open("ab") as log:
                 runner = subprocess.Popen(meepo_command("run", "kill"), cwd=tmp_path,
                                           stderr=log)
-            wait_for(lambda: checkpoint(tmp_path, "kill").get("snapshot") is not None
-                     or runner.poll() is not None, 60, "a first checkpoint")
+            wait_for(lambda proc=runner: checkpoint(tmp_path, "kill").get("snapshot") is not None
+                     or proc.poll() is not None, 60, "a first checkpoint")
             time.sleep(rng.uniform(0.2, 1.5))
             runner.kill()
             runner.wait(10)
