@@ -42,6 +42,11 @@ class Metrics:
     def events_total(self) -> int:
         return sum(self.events.values())
 
+    @property
+    def dead_letters(self) -> int:
+        """Events recorded as dead letters, all sinks together."""
+        return sum(n for (_, kind), n in self.failures.items() if kind == "dead_letter")
+
     def record_batch(self, batch: Batch, seconds: float) -> None:
         """Count an applied batch, its apply latency and the lag behind its last commit."""
         with self._lock:

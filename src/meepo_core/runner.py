@@ -8,7 +8,7 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .checkpoints import Checkpoint
@@ -41,6 +41,10 @@ class RunStats:
     position: Position | None
     saved: bool
     seconds: float
+    #: Rows copied by snapshots in this run, by ``schema.table``.
+    snapshot_rows: dict[str, int] = field(default_factory=dict)
+    #: Events sent to the dead-letter store in this run.
+    dead_letters: int = 0
 
     def summary(self) -> str:
         """``"3 events in 1 batch, 0.2s; checkpoint saved at ..."``, for the CLI."""
@@ -158,6 +162,8 @@ class Runner:
                       else checkpoint.position if checkpoint is not None else None),
             saved=self._saved is not None,
             seconds=time.monotonic() - started,
+            snapshot_rows=dict(self.metrics.snapshot_rows),
+            dead_letters=self.metrics.dead_letters,
         )
 
     def _start_reader(self, start: Position | None, once: bool) -> None:

@@ -58,6 +58,12 @@ class Source(abc.ABC):
         about a second even when no changes arrive.
         """
 
+    def current_position(self) -> Position | None:
+        """Where the change stream ends right now (a ``latest`` start), for side runs that
+        begin at the present; None when the source cannot tell (the configured start is
+        used then)."""
+        return None
+
     # -- optional capability: snapshots (see meepo_core.snapshots) ------------------------
     @property
     def supports_snapshots(self) -> bool:

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
-from sqlalchemy import Engine, create_engine, delete, inspect, select
+from sqlalchemy import Engine, create_engine, delete, func, inspect, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -170,6 +170,18 @@ class OutboxSource(Source):
                 f"cannot read outbox {outbox.name} in {describe(self.url)}: {_first_line(exc)}"
             ) from exc
         return rows
+
+    def current_position(self) -> Position | None:
+        outbox = self.tables.outbox
+        try:
+            with self.engine.connect() as conn:
+                last = conn.execute(select(func.max(outbox.c.id))).scalar()
+                conn.rollback()
+        except SQLAlchemyError as exc:
+            raise SourceError(
+                f"cannot read outbox {outbox.name} in {describe(self.url)}: {_first_line(exc)}"
+            ) from exc
+        return int(last or 0)
 
     def snapshot_tables(self, names: Sequence[str] | None = None) -> list[SnapshotTable]:
         return self.snapshots.tables(names)
