@@ -8,6 +8,7 @@ The same algorithm runs against real databases in the sqlalchemy-outbox and mysq
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 
 from meepo_core import Batch, RowEvent, SnapshotTable
 from meepo_core.events import Watermark
-from meepo_core.snapshots import SnapshotCoordinator, describe_job
+from meepo_core.snapshots import SnapshotCoordinator, SnapshotProgress, describe_job
 
 TABLE = SnapshotTable("shop", "items", ("id",), estimated_rows=5)
 
@@ -145,3 +146,28 @@ def test_watermarks_of_an_earlier_run_are_dropped() -> None:
 def test_progress_lines(rows: int, estimate: int | None, expected: str) -> None:
     job = {"table": "shop.items", "rows": rows, "estimate": estimate}
     assert describe_job(job, running=False) == expected
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = FakeTableSource({k: row(k) for k in range(1, 6)})
+    coordinator = start(source, chunk=2)
+    coordinator.process(Batch((), 1, marks(source, 0, 0)))  # 2 of ~5 rows done
+    terminal = _Terminal()
+    bar = SnapshotProgress(stream=terminal)
+    bar._last -= 1  # the first redraw is due
+    bar.show(coordinator)
+    bar.end()
+    assert terminal.getvalue().startswith("\r\x1b[Ksnapshot [########------------] shop.items: "
+                                          "2 of ~5 rows (40%)")
+    assert terminal.getvalue().endswith("\n")
+    lines = SnapshotProgress(interval=0, stream=io.StringIO())
+    with caplog.at_level("INFO", logger="meepo.snapshot"):
+        lines.show(coordinator)
+    assert "snapshot shop.items: 2 of ~5 rows (40%)" in caplog.text

@@ -17,15 +17,13 @@ from .errors import MeepoError, SourceError
 from .events import Batch, Position
 from .metrics import serve_metrics
 from .pipeline import Pipeline
-from .snapshots import SnapshotCoordinator, new_request_id
+from .snapshots import SnapshotCoordinator, SnapshotProgress, new_request_id
 
 log = logging.getLogger("meepo.runner")
 #: How long a stop waits for a source that does not notice ``stopping`` before giving up on it.
 STOP_GRACE_SECONDS = 5.0
 #: Seconds between looks for snapshot requests (``meepo snapshot NAME``) while running.
 REQUEST_POLL_SECONDS = 1.0
-#: Seconds between snapshot progress lines.
-PROGRESS_SECONDS = 5.0
 #: ``--once`` restarts of the stream that may pass without a snapshot watermark coming back.
 WATERMARK_RESTARTS = 3
 
@@ -101,7 +99,7 @@ class Runner:
         self._last_save = time.monotonic()
         self._last_status = time.monotonic()
         self._last_poll = 0.0
-        self._last_progress = time.monotonic()
+        self._progress = SnapshotProgress()
 
     def stop(self) -> None:
         """Ask for a graceful stop: finish queued batches, save the checkpoint, return."""
@@ -145,6 +143,7 @@ class Runner:
             self._start_reader(start, once)
             self._loop(once)
         finally:
+            self._progress.end()
             self._abandoned.set()
             self._save()
             self.pipeline.source.close()
@@ -326,10 +325,7 @@ class Runner:
         if now - self._last_poll >= REQUEST_POLL_SECONDS:
             self._last_poll = now
             self._take_requests(snapshots)
-        if snapshots.busy and now - self._last_progress >= PROGRESS_SECONDS:
-            self._last_progress = now
-            for line in snapshots.progress()[:1]:
-                log.info("snapshot %s", line)
+        self._progress.show(snapshots)
         snapshots.start_chunk()
         if self.settings.snapshot == "initial_only" and not snapshots.busy:
             log.info("pipeline %s: initial snapshot done (snapshot = \"initial_only\")",

@@ -29,6 +29,7 @@ import contextlib
 import itertools
 import logging
 import secrets
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -319,3 +320,39 @@ def _read_event(event: RowEvent, mark: Watermark) -> RowEvent:
         event.schema, event.table, "read", event.pk, None, event.after, event.position,
         mark.committed_at or event.committed_at, None, mark.sequence, event.pk_columns,
     )
+
+
+class SnapshotProgress:
+    """Shows the running snapshot job: a bar redrawn in place on a terminal (stderr), a log
+    line every ``interval`` seconds otherwise."""
+
+    def __init__(self, interval: float = 5.0, stream: Any = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = 0.5 if self.tty else interval
+        self._last = time.monotonic()
+        self._drawn = False
+
+    def show(self, coordinator: SnapshotCoordinator) -> None:
+        now = time.monotonic()
+        if not coordinator.jobs or now - self._last < self.interval:
+            return
+        self._last = now
+        job = coordinator.jobs[0].to_json()
+        line = describe_job(job, running=True)
+        if not self.tty:
+            log.info("snapshot %s", line)
+            return
+        estimate, rows = job.get("estimate"), int(job.get("rows") or 0)
+        filled = min(int(20 * rows / estimate), 20) if estimate else 0
+        bar = "#" * filled + "-" * (20 - filled)
+        self.stream.write(f"\r\x1b[Ksnapshot [{bar}] {line}"[:200])
+        self.stream.flush()
+        self._drawn = True
+
+    def end(self) -> None:
+        """Leave the terminal on a fresh line."""
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
