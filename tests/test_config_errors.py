@@ -187,3 +187,24 @@ def test_usage_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
     result = run_meepo(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [("run", "p", "--once"), ("snapshot", "p")])
+def test_a_source_that_cannot_snapshot_is_refused_naming_the_key(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    (tmp_path / "log.jsonl").write_text("")
+    write_config(tmp_path, {"p": {"source": {"type": "jsonl", "path": "log.jsonl"},
+                                  "sinks": [{"type": "print"}], "snapshot": "initial"}})
+    result = run_meepo(*command, cwd=tmp_path)
+    assert_one_line_error(result, 2, "tool.meepo.pipelines.p.snapshot: the 'jsonl' source "
+                          "cannot snapshot tables")
+    assert not (tmp_path / ".meepo").exists()
+
+
+def test_snapshot_setting_takes_only_the_known_modes(tmp_path: Path) -> None:
+    write_config(tmp_path, {"p": {"source": {"type": "memory"}, "sinks": [{"type": "print"}],
+                                  "snapshot": "always"}})
+    result = run_meepo("check", "p", cwd=tmp_path)
+    assert_one_line_error(result, 2, "tool.meepo.pipelines.p.snapshot: must be one of 'never', "
+                          "'initial', 'initial_only', not 'always'")

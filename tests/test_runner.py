@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from meepo_core.builtin.memory import channel
-from meepo_core.checkpoints import MemoryCheckpointStore
+from meepo_core.checkpoints import Checkpoint, FileCheckpointStore, MemoryCheckpointStore
 from meepo_core.config import load_config
 from meepo_core.errors import SinkError
 from meepo_core.events import RowEvent
@@ -318,8 +318,22 @@ def test_metrics_http_endpoint_serves_prometheus_text(tmp_path: Path) -> None:
 def test_memory_checkpoint_store_roundtrip() -> None:
     store = MemoryCheckpointStore()
     assert store.load() is None
-    store.save({"file": "b.1", "pos": 4})
-    assert store.load() == {"file": "b.1", "pos": 4}
+    store.save(Checkpoint({"file": "b.1", "pos": 4}))
+    assert store.load() == Checkpoint({"file": "b.1", "pos": 4})
+
+
+def test_file_checkpoint_store_keeps_snapshot_progress_and_requests(tmp_path: Path) -> None:
+    store = FileCheckpointStore(tmp_path / "cp.json", "p")
+    store.save(Checkpoint(3, {"jobs": [], "done": [], "adopted": ["r1"]}))
+    assert store.load() == Checkpoint(3, {"jobs": [], "done": [], "adopted": ["r1"]})
+    # a checkpoint written before snapshots existed still loads
+    (tmp_path / "old.json").write_text('{"pipeline":"p","position":7,"saved_at":"x"}')
+    assert FileCheckpointStore(tmp_path / "old.json", "p").load() == Checkpoint(7)
+    store.add_request({"id": "b", "tables": None})
+    store.add_request({"id": "a", "tables": ["s.t"]})
+    assert [r["id"] for r in store.requests()] == ["a", "b"]
+    store.remove_requests(["a"])
+    assert [r["id"] for r in store.requests()] == ["b"]
 
 
 def test_transactions_waiting_behind_a_slow_sink_are_merged_into_bigger_batches(

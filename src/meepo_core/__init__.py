@@ -24,6 +24,7 @@ from .pipeline import Pipeline, load_pipeline
 from .runner import RunStats
 from .settings import PipelineSettings
 from .sink import Sink
+from .snapshots import SnapshotTable
 from .source import Source
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "RunStats",
     "Sink",
     "SinkError",
+    "SnapshotTable",
     "Source",
     "SourceError",
     "hookimpl",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
-from .events import Batch, Position, RowEvent
+from .events import Batch, Position, RowEvent, Watermark
 
 
 class Batcher:
@@ -22,6 +23,7 @@ class Batcher:
         self._events: list[RowEvent] = []
         self._committed = 0  # events[:committed] belong to finished transactions
         self._position: Position | None = None  # position after events[:committed]
+        self._watermarks: list[Watermark] = []
         self._since = time.monotonic()
 
     @property
@@ -37,9 +39,17 @@ class Batcher:
             return None
         if self._committed:
             return self._take(self._committed)
-        batch = Batch(tuple(self._events))  # mid-transaction: no position
-        self._events = []
+        batch = Batch(tuple(self._events), None, self._take_watermarks(len(self._events)))
+        self._events = []  # mid-transaction: no position
         return batch
+
+    def watermark(
+        self, mark: str, sequence: int | None = None, committed_at: datetime | None = None
+    ) -> None:
+        """Record a snapshot watermark met in the stream after the events added so far (see
+        :class:`~meepo_core.events.Watermark`). Watermarks are their own transactions: call
+        :meth:`commit` for the watermark's transaction as for any other."""
+        self._watermarks.append(Watermark(len(self._events), mark, sequence, committed_at))
 
     def commit(self, position: Position) -> Batch | None:
         """End the open transaction at ``position``; returns a batch when one is due."""
@@ -60,9 +70,20 @@ class Batcher:
         return self._take(self._committed)
 
     def _take(self, count: int) -> Batch:
-        batch = Batch(tuple(self._events[:count]), self._position)
+        batch = Batch(tuple(self._events[:count]), self._position, self._take_watermarks(count))
         del self._events[:count]
         self._committed = 0
         self._position = None
         self._since = time.monotonic()
         return batch
+
+    def _take_watermarks(self, count: int) -> tuple[Watermark, ...]:
+        """The watermarks among the first ``count`` events; those after them move down."""
+        if not self._watermarks:
+            return ()
+        taken = tuple(w for w in self._watermarks if w.index <= count)
+        self._watermarks = [
+            Watermark(w.index - count, w.mark, w.sequence, w.committed_at)
+            for w in self._watermarks if w.index > count
+        ]
+        return taken

@@ -1,4 +1,5 @@
-"""Checkpoint stores: where a pipeline remembers the position to resume from."""
+"""Checkpoint stores: where a pipeline remembers the position to resume from, the progress
+of its snapshots, and the snapshot requests waiting for it."""
 
 from __future__ import annotations
 
@@ -6,63 +7,120 @@ import abc
 import json
 import os
 import tempfile
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .errors import CheckpointError
 from .events import Position
 
 
-def encode_checkpoint(pipeline: str, position: Position) -> str:
-    """A checkpoint as stores keep it: JSON with the pipeline, the position and the UTC time
-    it was saved."""
-    record = {"pipeline": pipeline, "position": position,
-              "saved_at": datetime.now(UTC).isoformat()}
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a pipeline saves once every sink applied everything up to ``position``:
+    the source position to resume from, and ``snapshot``, the progress of its snapshots
+    (JSON data owned by :mod:`meepo_core.snapshots`; None when it never snapshotted)."""
+
+    position: Position
+    snapshot: dict[str, Any] | None = None
+
+
+def encode_checkpoint(pipeline: str, checkpoint: Checkpoint) -> str:
+    """A checkpoint as stores keep it: JSON with the pipeline, the position, the snapshot
+    progress (when any) and the UTC time it was saved."""
+    record: dict[str, Any] = {"pipeline": pipeline, "position": checkpoint.position}
+    if checkpoint.snapshot is not None:
+        record["snapshot"] = checkpoint.snapshot
+    record["saved_at"] = datetime.now(UTC).isoformat()
     return json.dumps(record, separators=(",", ":"))
 
 
-def decode_checkpoint(stored: str | bytes, where: str, fix: str) -> Position:
-    """The position in an :func:`encode_checkpoint` record. Raises :class:`CheckpointError`
-    naming ``where`` and ``fix`` when the record is corrupt."""
+def decode_checkpoint(stored: str | bytes, where: str, fix: str) -> Checkpoint:
+    """The checkpoint in an :func:`encode_checkpoint` record. Raises
+    :class:`CheckpointError` naming ``where`` and ``fix`` when the record is corrupt."""
     try:
-        return json.loads(stored)["position"]
-    except (ValueError, KeyError, TypeError) as exc:
+        record = json.loads(stored)
+        snapshot = record.get("snapshot")
+        if snapshot is not None and not isinstance(snapshot, dict):
+            raise TypeError("snapshot is not an object")
+        return Checkpoint(record["position"], snapshot)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(
             f"checkpoint {where} is corrupt ({type(exc).__name__}); {fix}"
         ) from exc
 
 
 class CheckpointStore(abc.ABC):
-    """Keeps one pipeline's last fully applied position.
+    """Keeps one pipeline's last fully applied :class:`Checkpoint`, and the snapshot requests
+    (``meepo snapshot NAME``) waiting for the pipeline to take them.
 
     ``save`` is atomic: after a crash at any point, ``load`` returns either the previous
-    or the new position, never a torn one.
+    or the new checkpoint, never a torn one. Requests are JSON objects with an ``id``;
+    ``add_request`` must be safe while a runner reads and removes others.
     """
 
     #: How the store is shown in logs and ``meepo list``.
     description: str = ""
 
     @abc.abstractmethod
-    def load(self) -> Position | None:
-        """The saved position, or ``None`` when the pipeline never checkpointed."""
+    def load(self) -> Checkpoint | None:
+        """The saved checkpoint, or ``None`` when the pipeline never checkpointed."""
 
     @abc.abstractmethod
-    def save(self, position: Position) -> None:
-        """Persist ``position`` durably and atomically."""
+    def save(self, checkpoint: Checkpoint) -> None:
+        """Persist ``checkpoint`` durably and atomically."""
+
+    def add_request(self, request: dict[str, Any]) -> None:
+        """Keep a snapshot request until a runner takes it (see :meth:`requests`)."""
+        raise CheckpointError(
+            f"the checkpoint store {self.description} cannot keep snapshot requests; use a "
+            "file: or redis:// checkpoint"
+        )
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The snapshot requests not yet removed, oldest first."""
+        return []
+
+    def remove_requests(self, ids: Collection[str]) -> None:  # noqa: B027 - optional hook
+        """Forget the requests with these ids (the runner took them into a checkpoint)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text``: temp file, fsync, rename, fsync of the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 class FileCheckpointStore(CheckpointStore):
-    """A JSON file, replaced atomically (temp file, fsync, rename, fsync of the directory)."""
+    """A JSON file, replaced atomically (temp file, fsync, rename, fsync of the directory).
+    Snapshot requests are files in the directory ``PATH.requests/``, one per request."""
 
     def __init__(self, path: Path, pipeline: str) -> None:
         self.path = path
         self.pipeline = pipeline
         self.description = f"file:{path}"
+        self.requests_dir = path.with_name(path.name + ".requests")
 
-    def load(self) -> Position | None:
+    def load(self) -> Checkpoint | None:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -74,39 +132,59 @@ class FileCheckpointStore(CheckpointStore):
             "restore it from a backup, or delete it to restart from the source's configured start",
         )
 
-    def save(self, position: Position) -> None:
-        record = encode_checkpoint(self.pipeline, position)
+    def save(self, checkpoint: Checkpoint) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    handle.write(record)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            write_atomically(self.path, encode_checkpoint(self.pipeline, checkpoint))
         except OSError as exc:
             raise CheckpointError(f"cannot write checkpoint {self.path}: {exc}") from exc
 
+    def add_request(self, request: dict[str, Any]) -> None:
+        try:
+            write_atomically(self.requests_dir / f"{request['id']}.json", json.dumps(request))
+        except OSError as exc:
+            raise CheckpointError(
+                f"cannot write the snapshot request to {self.requests_dir}: {exc}") from exc
+
+    def requests(self) -> list[dict[str, Any]]:
+        found = []
+        try:
+            names = sorted(p for p in self.requests_dir.iterdir() if p.suffix == ".json")
+        except FileNotFoundError:
+            return []
+        for path in names:
+            try:
+                found.append(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                continue  # removed meanwhile, or not ours
+        return found
+
+    def remove_requests(self, ids: Collection[str]) -> None:
+        for request_id in ids:
+            (self.requests_dir / f"{request_id}.json").unlink(missing_ok=True)
+
 
 class MemoryCheckpointStore(CheckpointStore):
-    """Forgets everything at exit: ``checkpoint = "none"``, for demos and replays."""
+    """Forgets everything at exit: ``checkpoint = "none"``, for demos, replays and side
+    runs that must not move the pipeline's own checkpoint."""
 
     description = "none (not persisted)"
 
     def __init__(self) -> None:
-        self.position: Position | None = None
+        self.checkpoint: Checkpoint | None = None
+        self._requests: dict[str, dict[str, Any]] = {}
 
-    def load(self) -> Position | None:
-        return self.position
+    def load(self) -> Checkpoint | None:
+        return self.checkpoint
 
-    def save(self, position: Position) -> None:
-        self.position = position
+    def save(self, checkpoint: Checkpoint) -> None:
+        self.checkpoint = checkpoint
+
+    def add_request(self, request: dict[str, Any]) -> None:
+        self._requests[request["id"]] = request
+
+    def requests(self) -> list[dict[str, Any]]:
+        return list(self._requests.values())
+
+    def remove_requests(self, ids: Collection[str]) -> None:
+        for request_id in ids:
+            self._requests.pop(request_id, None)

@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 import traceback
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -13,11 +14,12 @@ from typing import Any
 import click
 
 from .config import MeepoConfig, load_config
-from .errors import MeepoError
+from .errors import ConfigError, MeepoError
 from .logs import configure_logging
 from .pipeline import Pipeline, build_pipeline
 from .plugins import Registry, import_local_plugins, registry
 from .runner import Runner
+from .snapshots import describe_job, new_request_id
 
 EPILOG = """\b
 Examples:
@@ -25,6 +27,7 @@ Examples:
   meepo check orders               validate config and reach every server
   meepo run orders                 follow changes until SIGINT/SIGTERM
   meepo run orders --once          process what is there now, then exit
+  meepo snapshot orders            copy the tables' current rows while streaming
   meepo --config meepo.toml run orders
   meepo plugins                    installed plugins and the types they add
 
@@ -211,16 +214,91 @@ def check(state: State, name: str) -> None:
         raise SystemExit(1)
 
 
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--table",
+    "tables",
+    multiple=True,
+    metavar="SCHEMA.TABLE",
+    help="A table to snapshot (repeat for more); default: every table the pipeline follows.",
+)
+@click.option("--status", is_flag=True, help="Show the snapshots queued, running and done.")
+@click.pass_obj
+def snapshot(state: State, name: str, tables: tuple[str, ...], status: bool) -> None:
+    """Ask pipeline NAME for an incremental snapshot: the tables' current rows are copied
+    to every sink (as `read` events) while the pipeline keeps streaming changes.
+
+    A running `meepo run NAME` takes the request within a second; if none runs, the next
+    run does. Progress is part of the checkpoint, so an interrupted snapshot resumes from
+    its last finished chunk.
+
+    \b
+    Examples:
+      meepo snapshot orders                       every table of the pipeline
+      meepo snapshot orders --table shop.orders   one table (repeat --table for more)
+      meepo snapshot orders --status              queued, running and finished snapshots
+    """
+    pipeline = state.pipeline(name)
+    if status:
+        for line in snapshot_status(pipeline):
+            click.echo(line)
+        return
+    source = pipeline.source
+    if not source.supports_snapshots:
+        raise ConfigError(f"{state.config.pipeline_path(name)}.source",
+                          "this source type cannot snapshot tables")
+    try:
+        resolved = source.snapshot_tables(list(tables) or None)
+    finally:
+        source.close()
+    request = {
+        "id": new_request_id(),
+        "tables": [table.qualified for table in resolved] if tables else None,
+        "requested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    pipeline.checkpoints.add_request(request)
+    click.echo(
+        f"meepo: {name}: snapshot of {', '.join(t.qualified for t in resolved)} requested "
+        f"({request['id']}); a running `meepo run {name}` takes it within a second, "
+        "otherwise the next run does",
+        err=True,
+    )
+
+
+def snapshot_status(pipeline: Pipeline) -> list[str]:
+    """``meepo snapshot NAME --status``: one line per waiting request and per job."""
+    checkpoint = pipeline.checkpoints.load()
+    state = (checkpoint.snapshot if checkpoint is not None else None) or {}
+    adopted = set(state.get("adopted", []))
+    lines = [
+        f"requested: {', '.join(r.get('tables') or ['every table'])} ({r.get('id')}); waiting "
+        f"for `meepo run {pipeline.name}`"
+        for r in pipeline.checkpoints.requests() if r.get("id") not in adopted
+    ]
+    for index, job in enumerate(state.get("jobs", [])):
+        running = index == 0 and job.get("started_at") is not None
+        lines.append(f"{'running' if running else 'queued'}: "
+                     f"{describe_job(job, running=running)}")
+    for job in reversed(state.get("done", [])[-10:]):
+        if job.get("error"):
+            lines.append(f"refused: request {job['request']}: {job['error']}")
+        else:
+            lines.append(f"done {job.get('finished_at')}: {describe_job(job, running=False)}")
+    return lines or [f"no snapshots for pipeline {pipeline.name}"]
+
+
 def _checkpoint_problems(pipeline: Pipeline) -> list[str]:
     """Print the checkpoint's line of ``meepo check``; return its problems: a corrupt or
     unreadable checkpoint, or one the source can no longer resume from."""
     where = pipeline.checkpoints.description
     try:
-        position = pipeline.checkpoints.load()
-        if position is None:
+        checkpoint = pipeline.checkpoints.load()
+        if checkpoint is None:
             click.echo(f"checkpoint: ok ({where}: none saved yet; the first run starts from "
                        "the source's configured start)")
             return []
+        position = checkpoint.position
         found = pipeline.source.check_resume(position)
     except MeepoError as exc:
         click.echo("checkpoint: FAILED")

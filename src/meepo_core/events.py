@@ -92,6 +92,20 @@ class RowEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Watermark:
+    """A snapshot watermark that a source met in its change stream (see
+    :mod:`meepo_core.snapshots`): ``mark`` is what the core wrote with
+    :meth:`~meepo_core.source.Source.write_watermark`, ``index`` the number of the batch's
+    events that come before it. ``sequence`` and ``committed_at`` are those the source would
+    give a row event at that point of the stream (snapshot rows delivered there get them)."""
+
+    index: int
+    mark: str
+    sequence: int | None = None
+    committed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Batch:
     """Events in commit order, handed to every sink at once.
 
@@ -99,10 +113,13 @@ class Batch:
     ends on a transaction boundary; a huge transaction streams as several batches of which
     only the last carries a position, so a checkpoint never lands mid-transaction. A batch
     may be empty and still carry a position (e.g. transactions on filtered-out tables).
+    ``watermarks`` are the snapshot watermarks met among the events, in stream order; the
+    runner removes them before sinks see the batch.
     """
 
     events: tuple[RowEvent, ...]
     position: Position = None
+    watermarks: tuple[Watermark, ...] = ()
 
     @property
     def ends_transaction(self) -> bool:

@@ -32,12 +32,20 @@ class Metrics:
         self.lag_seconds: float | None = None
         self.position: Position | None = None
         self.checkpoints = 0
+        self.snapshot_rows: Counter[str] = Counter()  # qualified table -> rows copied
+        self.snapshot_chunks: Counter[str] = Counter()
+        self.snapshot_progress: dict[str, float] = {}  # table -> done / estimate, 1 when done
         self._window_events = 0
         self._window_start = time.monotonic()
 
     @property
     def events_total(self) -> int:
         return sum(self.events.values())
+
+    @property
+    def dead_letters(self) -> int:
+        """Events recorded as dead letters, all sinks together."""
+        return sum(n for (_, kind), n in self.failures.items() if kind == "dead_letter")
 
     def record_batch(self, batch: Batch, seconds: float) -> None:
         """Count an applied batch, its apply latency and the lag behind its last commit."""
@@ -58,6 +66,15 @@ class Metrics:
         """Count sink failures; ``kind`` is ``retry`` or ``dead_letter``."""
         with self._lock:
             self.failures[(sink, kind)] += count
+
+    def record_snapshot_chunk(self, table: str, rows: int, progress: float | None) -> None:
+        """Count a snapshot chunk of ``table``, the rows it delivered, and the table's
+        progress (0..1, None when the size is unknown)."""
+        with self._lock:
+            self.snapshot_chunks[table] += 1
+            self.snapshot_rows[table] += rows
+            if progress is not None:
+                self.snapshot_progress[table] = progress
 
     def record_checkpoint(self, position: Position) -> None:
         with self._lock:
@@ -99,6 +116,33 @@ class Metrics:
                 lines.append(
                     f'meepo_sink_failures_total{{pipeline="{name}",sink="{_label(sink)}",'
                     f'kind="{kind}"}} {count}'
+                )
+            lines += [
+                "# HELP meepo_snapshot_rows_total Rows copied by snapshots.",
+                "# TYPE meepo_snapshot_rows_total counter",
+            ]
+            for table, count in sorted(self.snapshot_rows.items()):
+                lines.append(
+                    f'meepo_snapshot_rows_total{{pipeline="{name}",table="{_label(table)}"}} '
+                    f"{count}"
+                )
+            lines += [
+                "# HELP meepo_snapshot_chunks_total Snapshot chunks delivered.",
+                "# TYPE meepo_snapshot_chunks_total counter",
+            ]
+            for table, count in sorted(self.snapshot_chunks.items()):
+                lines.append(
+                    f'meepo_snapshot_chunks_total{{pipeline="{name}",table="{_label(table)}"}} '
+                    f"{count}"
+                )
+            lines += [
+                "# HELP meepo_snapshot_progress Share of a table's estimated rows copied.",
+                "# TYPE meepo_snapshot_progress gauge",
+            ]
+            for table, share in sorted(self.snapshot_progress.items()):
+                lines.append(
+                    f'meepo_snapshot_progress{{pipeline="{name}",table="{_label(table)}"}} '
+                    f"{share:.4f}"
                 )
             lines += [
                 "# HELP meepo_batch_seconds Time for all sinks to apply a batch.",

@@ -5,6 +5,7 @@ for programs that embed meepo."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,8 @@ class Pipeline:
     base_dir: Path
     identity: str
     purpose: str = "run"
+    #: The pipeline's table in the config (``tool.meepo.pipelines.NAME``), for errors.
+    key_path: str = ""
 
     def context(self, metrics: Metrics | None = None) -> PipelineContext:
         """A fresh context for one run of this pipeline's source and sinks."""
@@ -69,12 +72,19 @@ class Pipeline:
         """The delivery engine over this pipeline's sinks; ``with`` opens and closes them."""
         return Delivery(self.sinks, context or self.context(), when_exhausted=when_exhausted)
 
-    def run(self, *, once: bool = False, start: Position | None = None) -> RunStats:
+    def run(
+        self,
+        *,
+        once: bool = False,
+        start: Position | None = None,
+        snapshot: Sequence[str] | None = None,
+    ) -> RunStats:
         """Run in this thread until stopped or, with ``once``, until caught up; see
-        :class:`~meepo_core.runner.Runner`. ``start`` overrides the saved checkpoint."""
+        :class:`~meepo_core.runner.Runner`. ``start`` overrides the saved checkpoint;
+        ``snapshot`` names tables to snapshot in this run (``[]``: all)."""
         from .runner import Runner
 
-        return Runner(self).run(once=once, start=start)
+        return Runner(self).run(once=once, start=start, snapshot=snapshot)
 
 
 def build_pipeline(
@@ -102,10 +112,17 @@ def build_pipeline(
         registry, "dead-letter store", options, "dead_letter", dead_letter_url, name
     )
     settings = PipelineSettings.from_options(options, defaults)
+    if settings.snapshot != "never" and not source.supports_snapshots:
+        raise options.error(
+            "snapshot",
+            f"the {options.sub('source').data.get('type')!r} source cannot snapshot tables; "
+            'set snapshot = "never" (sources that can: mysql, sqlalchemy-outbox, postgres)',
+        )
     options.done()
     identity = f"{socket.gethostname()}:{config.path.resolve()}:{name}"
     return Pipeline(
-        name, source, sinks, checkpoints, dead_letters, settings, config.base_dir, identity
+        name, source, sinks, checkpoints, dead_letters, settings, config.base_dir, identity,
+        key_path=config.pipeline_path(name),
     )
 
 

@@ -7,18 +7,25 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from .checkpoints import Checkpoint
 from .delivery import describe, quietly
 from .errors import MeepoError, SourceError
 from .events import Batch, Position
 from .metrics import serve_metrics
 from .pipeline import Pipeline
+from .snapshots import SnapshotCoordinator, SnapshotProgress, new_request_id
 
 log = logging.getLogger("meepo.runner")
 #: How long a stop waits for a source that does not notice ``stopping`` before giving up on it.
 STOP_GRACE_SECONDS = 5.0
+#: Seconds between looks for snapshot requests (``meepo snapshot NAME``) while running.
+REQUEST_POLL_SECONDS = 1.0
+#: ``--once`` restarts of the stream that may pass without a snapshot watermark coming back.
+WATERMARK_RESTARTS = 3
 
 
 @dataclass
@@ -32,6 +39,10 @@ class RunStats:
     position: Position | None
     saved: bool
     seconds: float
+    #: Rows copied by snapshots in this run, by ``schema.table``.
+    snapshot_rows: dict[str, int] = field(default_factory=dict)
+    #: Events sent to the dead-letter store in this run.
+    dead_letters: int = 0
 
     def summary(self) -> str:
         """``"3 events in 1 batch, 0.2s; checkpoint saved at ..."``, for the CLI."""
@@ -76,10 +87,19 @@ class Runner:
         self.delivery = pipeline.delivery(self.context)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=self.settings.queue_size)
         self._abandoned = threading.Event()
+        self._reader: threading.Thread | None = None
         self._pending: Position | None = None
         self._saved: Position | None = None
+        self._delivered: Position | None = None  # where a restarted stream resumes
+        self._checkpoint: Checkpoint | None = None
+        self.snapshots: SnapshotCoordinator | None = None
+        self._unsaved_requests: list[str] = []
+        self._state_changed = False
+        self._finished = False
         self._last_save = time.monotonic()
         self._last_status = time.monotonic()
+        self._last_poll = 0.0
+        self._progress = SnapshotProgress()
 
     def stop(self) -> None:
         """Ask for a graceful stop: finish queued batches, save the checkpoint, return."""
@@ -87,13 +107,22 @@ class Runner:
             log.info("stopping pipeline %s: finishing queued batches", self.pipeline.name)
         self.context.stopping.set()
 
-    def run(self, *, once: bool = False, start: Position | None = None) -> RunStats:
-        """Run until the source ends (``once``: caught up), a stop, or a fatal error.
-        ``start`` overrides the saved checkpoint."""
+    def run(
+        self,
+        *,
+        once: bool = False,
+        start: Position | None = None,
+        snapshot: Sequence[str] | None = None,
+    ) -> RunStats:
+        """Run until the source ends (``once``: caught up and every snapshot done), a stop,
+        or a fatal error. ``start`` overrides the saved checkpoint's position; ``snapshot``
+        names tables (``[]``: every table) to snapshot in this run, besides the requests and
+        the ``snapshot`` setting."""
         started = time.monotonic()
-        checkpoint = self.pipeline.checkpoints.load()
-        if start is None:
-            start = checkpoint
+        checkpoint = self._checkpoint = self.pipeline.checkpoints.load()
+        if start is None and checkpoint is not None:
+            start = checkpoint.position
+        self._delivered = start
         log.info(
             "pipeline %s starting from %s (checkpoint %s)",
             self.pipeline.name,
@@ -105,23 +134,21 @@ class Runner:
             if self.settings.metrics_port is not None
             else None
         )
-        reader: threading.Thread | None = None
         try:
+            self.snapshots = self._snapshots(checkpoint, snapshot)
             self.delivery.open()
             # Long-lived start-up objects (modules, config, clients) leave the collector's
             # full scans, which otherwise cost ~15% while batches churn young objects.
             gc.freeze()
-            reader = threading.Thread(
-                target=self._read, args=(start, once), name="meepo-source", daemon=True
-            )
-            reader.start()
-            self._loop()
+            self._start_reader(start, once)
+            self._loop(once)
         finally:
+            self._progress.end()
             self._abandoned.set()
             self._save()
             self.pipeline.source.close()
-            if reader is not None:
-                reader.join(timeout=STOP_GRACE_SECONDS)
+            if self._reader is not None:
+                self._reader.join(timeout=STOP_GRACE_SECONDS)
             self.delivery.close()
             quietly(self.pipeline.checkpoints.close)
             if metrics_server is not None:
@@ -130,10 +157,19 @@ class Runner:
         return RunStats(
             events=self.metrics.events_total,
             batches=self.metrics.batches,
-            position=self._saved if self._saved is not None else checkpoint,
+            position=(self._saved if self._saved is not None
+                      else checkpoint.position if checkpoint is not None else None),
             saved=self._saved is not None,
             seconds=time.monotonic() - started,
+            snapshot_rows=dict(self.metrics.snapshot_rows),
+            dead_letters=self.metrics.dead_letters,
         )
+
+    def _start_reader(self, start: Position | None, once: bool) -> None:
+        self._reader = threading.Thread(
+            target=self._read, args=(start, once), name="meepo-source", daemon=True
+        )
+        self._reader.start()
 
     def _read(self, start: Position | None, once: bool) -> None:
         try:
@@ -153,10 +189,11 @@ class Runner:
                 continue
         return False
 
-    def _loop(self) -> None:
+    def _loop(self, once: bool) -> None:
         stop_seen: float | None = None
         carry: Any = None  # an item taken from the queue by _coalesce but not merged
-        while True:
+        restarts = 0
+        while not self._finished:
             if carry is not None:
                 item, carry = carry, None
             else:
@@ -165,6 +202,7 @@ class Runner:
                 except queue.Empty:
                     self._save()
                     self._tick()
+                    self._advance_snapshots()
                     if self.context.stopping.is_set():
                         stop_seen = stop_seen or time.monotonic()
                         if time.monotonic() - stop_seen > STOP_GRACE_SECONDS:
@@ -175,21 +213,32 @@ class Runner:
                             return
                     continue
             if isinstance(item, _End):
-                return
+                if not (once and self.snapshots is not None and self.snapshots.busy):
+                    return
+                # A snapshot's watermarks were written after the stream caught up: read on.
+                restarts = self._restart_for_watermarks(restarts)
+                continue
             if isinstance(item, _Failed):
                 if isinstance(item.error, MeepoError):
                     raise item.error
                 raise SourceError(f"source failed: {describe(item.error)}") from item.error
-            if item.position is not None:
+            snapshots = self.snapshots
+            if snapshots is not None and (snapshots.busy or item.watermarks):
+                seen = snapshots.marks_seen
+                item = snapshots.process(item)
+                if snapshots.marks_seen != seen:
+                    restarts = 0  # the stream brings our watermarks back
+            elif item.position is not None:
                 item, carry = self._coalesce(item)
             self.delivery.apply(item)
             if item.position is not None:
-                self._pending = item.position
+                self._pending = self._delivered = item.position
             # while busy, at most one checkpoint (two fsyncs) per interval; an idle
             # pipeline checkpoints within one queue poll (0.2 s), see above
             if time.monotonic() - self._last_save >= self.settings.checkpoint_interval:
                 self._save()
             self._tick()
+            self._advance_snapshots()
 
     def _coalesce(self, batch: Batch) -> tuple[Batch, Any]:
         """Merge the complete transactions already waiting behind ``batch`` into one batch
@@ -216,14 +265,105 @@ class Runner:
         return Batch(events, merged[-1].position), carry
 
     def _save(self) -> None:
-        if self._pending is None:
+        """Checkpoint the last delivered transaction boundary, with the snapshot progress
+        that goes with it; also when only the snapshot state changed (a request taken)."""
+        position = self._pending
+        if position is None and self._state_changed:
+            position = self._saved if self._saved is not None else (
+                self._checkpoint.position if self._checkpoint is not None else None)
+        if position is None:
             return
         self.delivery.sync()
-        self.pipeline.checkpoints.save(self._pending)
-        self.metrics.record_checkpoint(self._pending)
-        self.pipeline.source.acknowledge(self._pending)
-        self._saved, self._pending = self._pending, None
+        snapshot = (self.snapshots.state() if self.snapshots is not None
+                    else self._checkpoint.snapshot if self._checkpoint is not None else None)
+        self.pipeline.checkpoints.save(Checkpoint(position, snapshot))
+        self.metrics.record_checkpoint(position)
+        if self._pending is not None:
+            self.pipeline.source.acknowledge(position)
+        self._saved, self._pending, self._state_changed = position, None, False
         self._last_save = time.monotonic()
+        if self._unsaved_requests:
+            self.pipeline.checkpoints.remove_requests(self._unsaved_requests)
+            self._unsaved_requests = []
+
+    # -- snapshots ------------------------------------------------------------------------
+    def _snapshots(
+        self, checkpoint: Checkpoint | None, tables: Sequence[str] | None
+    ) -> SnapshotCoordinator | None:
+        """The coordinator, with the jobs of the saved progress, of an initial snapshot
+        (``snapshot`` setting, no checkpoint yet) and of ``tables``; None when the source
+        cannot snapshot."""
+        source = self.pipeline.source
+        if not source.supports_snapshots:
+            if tables is not None:
+                raise SourceError(f"pipeline {self.pipeline.name}: its source cannot snapshot "
+                                  "tables")
+            return None
+        coordinator = SnapshotCoordinator(
+            source, self.settings.snapshot_chunk_size,
+            checkpoint.snapshot if checkpoint is not None else None, self.metrics,
+        )
+        if checkpoint is None and self.settings.snapshot != "never":
+            coordinator.add(new_request_id("initial"), source.snapshot_tables(None))
+            self._state_changed = True
+        if tables is not None:
+            coordinator.add(new_request_id(), source.snapshot_tables(tables or None))
+            self._state_changed = True
+        self._take_requests(coordinator)
+        if coordinator.busy:
+            log.info("pipeline %s: snapshot of %s", self.pipeline.name,
+                     ", ".join(job.table.qualified for job in coordinator.jobs))
+        return coordinator
+
+    def _advance_snapshots(self) -> None:
+        """Take new snapshot requests, start the next chunk, report progress, and finish an
+        ``initial_only`` run once its snapshot is done."""
+        snapshots = self.snapshots
+        if snapshots is None:
+            return
+        now = time.monotonic()
+        if now - self._last_poll >= REQUEST_POLL_SECONDS:
+            self._last_poll = now
+            self._take_requests(snapshots)
+        self._progress.show(snapshots)
+        snapshots.start_chunk()
+        if self.settings.snapshot == "initial_only" and not snapshots.busy:
+            log.info("pipeline %s: initial snapshot done (snapshot = \"initial_only\")",
+                     self.pipeline.name)
+            self._finished = True
+
+    def _take_requests(self, snapshots: SnapshotCoordinator) -> None:
+        for request in self.pipeline.checkpoints.requests():
+            request_id = str(request.get("id"))
+            if request_id in snapshots.adopted:
+                continue
+            try:
+                tables = self.pipeline.source.snapshot_tables(request.get("tables") or None)
+            except MeepoError as exc:
+                log.error("snapshot request %s refused: %s", request_id, exc)
+                snapshots.refuse(request_id, str(exc))
+            else:
+                snapshots.add(request_id, tables, request.get("where"))
+                log.info("snapshot request %s taken: %s", request_id,
+                         ", ".join(table.qualified for table in tables))
+            self._unsaved_requests.append(request_id)
+            self._state_changed = True
+
+    def _restart_for_watermarks(self, restarts: int) -> int:
+        """Read the stream again from the last delivered position (``--once`` only); fail
+        when the watermarks never come back."""
+        if restarts >= WATERMARK_RESTARTS:
+            raise SourceError(
+                f"pipeline {self.pipeline.name}: the snapshot watermarks written "
+                f"{self.snapshots.waiting_seconds() if self.snapshots else 0:.0f}s ago never "
+                "came back through the change stream; check that the source follows its "
+                "signal table (see the source's README on snapshots)"
+            )
+        self._advance_snapshots()
+        if self._reader is not None:
+            self._reader.join(timeout=STOP_GRACE_SECONDS)
+        self._start_reader(self._delivered, True)
+        return restarts + 1
 
     def _tick(self) -> None:
         interval = self.settings.status_interval

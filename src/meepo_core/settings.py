@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from .options import Options
+
+SnapshotMode = Literal["never", "initial", "initial_only"]
+SNAPSHOT_MODES: tuple[SnapshotMode, ...] = ("never", "initial", "initial_only")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,11 @@ class PipelineSettings:
     status_interval: float = 10.0
     #: Serve Prometheus metrics on 127.0.0.1:PORT when set.
     metrics_port: int | None = None
+    #: ``"initial"``: with no checkpoint, copy the tables' current rows first (while
+    #: streaming); ``"initial_only"``: copy, then stop; ``"never"``: stream only.
+    snapshot: SnapshotMode = "never"
+    #: Rows per snapshot chunk (one keyset-paginated SELECT between two watermarks).
+    snapshot_chunk_size: int = 1024
 
     @classmethod
     def from_options(
@@ -52,4 +61,8 @@ class PipelineSettings:
             ),
             status_interval=options.number("status_interval", d.status_interval, minimum=0),
             metrics_port=options.integer("metrics_port", d.metrics_port, minimum=0),
+            snapshot=options.choice("snapshot", SNAPSHOT_MODES, d.snapshot),  # type: ignore[arg-type]
+            snapshot_chunk_size=options.integer(
+                "snapshot_chunk_size", d.snapshot_chunk_size, minimum=1
+            ),
         )

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Self
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Self
 
-from .events import Batch, Position
+from .errors import SourceError
+from .events import Batch, Position, RowEvent
 from .options import Options
 
 if TYPE_CHECKING:
     from .context import PipelineContext
+    from .snapshots import SnapshotTable
 
 
 class Source(abc.ABC):
@@ -18,6 +20,9 @@ class Source(abc.ABC):
 
     Lifecycle: ``from_options`` validates config (no I/O); ``check`` reaches the server;
     ``stream`` yields batches; ``close`` releases connections and is always called.
+    Optional capabilities: ``acknowledge`` (confirm consumption upstream after a
+    checkpoint) and snapshots (``snapshot_tables``, ``read_chunk``, ``write_watermark``:
+    the core then copies tables' current rows while streaming).
     """
 
     @classmethod
@@ -52,6 +57,45 @@ class Source(abc.ABC):
         otherwise it runs until ``context.stopping`` is set, and must notice that within
         about a second even when no changes arrive.
         """
+
+    def current_position(self) -> Position | None:
+        """Where the change stream ends right now (a ``latest`` start), for side runs that
+        begin at the present; None when the source cannot tell (the configured start is
+        used then)."""
+        return None
+
+    # -- optional capability: snapshots (see meepo_core.snapshots) ------------------------
+    @property
+    def supports_snapshots(self) -> bool:
+        """Whether this source implements the snapshot methods below."""
+        return type(self).read_chunk is not Source.read_chunk
+
+    def snapshot_tables(self, names: Sequence[str] | None = None) -> list[SnapshotTable]:
+        """The tables to snapshot: ``names`` (``schema.table``; each must be one the
+        pipeline follows, else :class:`~meepo_core.errors.ConfigError` naming it), or every
+        table the source follows. Each needs a primary key (or a documented fallback):
+        raise :class:`~meepo_core.errors.SourceError` naming a table without one."""
+        raise SourceError(f"the {type(self).__name__} source cannot snapshot tables")
+
+    def read_chunk(
+        self,
+        table: SnapshotTable,
+        after: tuple[Any, ...] | None,
+        limit: int,
+        where: Mapping[str, Any] | None = None,
+    ) -> list[RowEvent]:
+        """Up to ``limit`` rows of ``table`` whose key is above ``after`` (all rows when
+        None), in key order, as events with action ``"read"``, ``after`` the row as the
+        stream would give it and the same ``pk``. ``where`` limits rows to those whose
+        columns equal the given values (None: IS NULL). One short statement on its own
+        connection: no lock, no long transaction."""
+        raise SourceError(f"the {type(self).__name__} source cannot snapshot tables")
+
+    def write_watermark(self, mark: str) -> None:
+        """Commit ``mark`` into the change stream, so that :meth:`stream` meets it after
+        everything committed before and reports it in :attr:`Batch.watermarks` (with
+        :meth:`~meepo_core.batching.Batcher.watermark`), without delivering it as a row."""
+        raise SourceError(f"the {type(self).__name__} source cannot snapshot tables")
 
     def acknowledge(self, position: Position) -> None:  # noqa: B027 - optional hook
         """Called by the runner after ``position`` was checkpointed, i.e. after every sink

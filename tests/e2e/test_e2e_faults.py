@@ -178,8 +178,8 @@ def test_runner_sigkilled_at_random_points_loses_nothing(
                 if rng.random() < 0.5:  # after at least one checkpoint of this run, so that
                     # the runs make progress even on a loaded machine
                     before = read_checkpoint(checkpoint)
-                    wait_until(lambda: read_checkpoint(checkpoint) != before
-                               or not runner.alive(), 30, "the runner to checkpoint")
+                    wait_until(lambda old=before, proc=runner: read_checkpoint(checkpoint) != old
+                               or not proc.alive(), 30, "the runner to checkpoint")
                 time.sleep(rng.uniform(0.1, 2.0))
             assert runner.alive(), f"seed {seed}: the runner exited:\n{runner.stderr()[-3000:]}"
             runner.kill()

@@ -1,5 +1,5 @@
-"""Backfill: pk-ordered snapshot reads from MariaDB, versioned indices, atomic alias swap,
-and the whole ``meepo es backfill`` command (that part needs the mysql source plugin)."""
+"""Backfill: versioned indices, atomic alias swap, and the whole ``meepo es backfill``
+command, which copies rows through the source's snapshots (the mysql source here)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,6 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch
 from meepo_es.indices import next_versioned_name, swap_alias
-from meepo_es.mysql_snapshot import (
-    SourceDatabase,
-    binlog_position,
-    primary_key,
-    read_chunks,
-    resolve_tables,
-)
 
 from meepo_core.testing import meepo_command, run_meepo, write_config
 
@@ -32,37 +24,6 @@ pytestmark = pytest.mark.integration
 
 def _source(mysql_db: Any, tables: list[str], **extra: Any) -> dict[str, Any]:
     return {"type": "mysql", "dsn": mysql_db.server.dsn, "tables": tables, **extra}
-
-
-def test_snapshot_reads_rows_in_pk_order_in_chunks(mysql_db: Any) -> None:
-    mysql_db.execute("CREATE TABLE pairs (a VARCHAR(8), b INT, secret VARCHAR(8), "
-                     "ts TIMESTAMP(3) NULL, doc JSON, PRIMARY KEY (a, b))")
-    values = [(a, b) for a in ("x", "y") for b in range(12)]
-    for a, b in reversed(values):
-        mysql_db.execute("INSERT INTO pairs VALUES (%s, %s, 'pw', '2026-01-02 03:04:05.678', "
-                         "'{\"k\": [1, 2]}')", a, b)
-    mysql_db.execute("CREATE TABLE other (id INT PRIMARY KEY)")
-    db = SourceDatabase.from_source(
-        _source(mysql_db, [f"{mysql_db.name}.p*"], exclude_tables=[f"{mysql_db.name}.nope"],
-                columns={f"{mysql_db.name}.pairs": {"exclude": ["secret"]}}), "source")
-    conn = db.connect()
-    try:
-        assert resolve_tables(conn, db) == [f"{mysql_db.name}.pairs"]
-        assert primary_key(conn, mysql_db.name, "pairs") == ["a", "b"]
-        file, pos = binlog_position(conn)
-        assert file and pos >= 4
-
-        def hide(columns: list[str]) -> set[str]:
-            return db.hidden_columns(f"{mysql_db.name}.pairs", columns)
-
-        chunks = list(read_chunks(conn, mysql_db.name, "pairs", ["a", "b"], 10, hide))
-    finally:
-        conn.close()
-    assert [len(chunk) for chunk in chunks] == [10, 10, 4]
-    rows = [row for chunk in chunks for row in chunk]
-    assert [(row["a"], row["b"]) for row in rows] == values
-    assert rows[0] == {"a": "x", "b": 0, "ts": datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
-                       "doc": {"k": [1, 2]}}
 
 
 def test_swap_alias_is_atomic_and_replaces_a_concrete_index(
@@ -113,7 +74,7 @@ def test_backfill_then_alias_swap_with_the_pipeline_writing_through_the_alias(
 
     done = run_meepo("es", "backfill", "p", "--chunk-size", "40", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert f"{mysql_db.name}.items" in done.stderr  # the progress bar's label, on stderr
+    assert f"snapshot {mysql_db.name}.items: done, 250 rows" in done.stderr  # progress
     assert f"{alias} -> {alias}_v1" in done.stderr
     assert list(es.indices.get_alias(name=alias).body) == [f"{alias}_v1"]
     mapping = es.indices.get_mapping(index=f"{alias}_v1").body[f"{alias}_v1"]["mappings"]
@@ -127,7 +88,7 @@ def test_backfill_then_alias_swap_with_the_pipeline_writing_through_the_alias(
     table = mysql_db.execute("SELECT id, name, price FROM items ORDER BY id")
     assert read_index(alias) == _expected(table)
 
-    again = run_meepo("es", "backfill", "p", "--no-progress", cwd=tmp_path)
+    again = run_meepo("es", "backfill", "p", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert list(es.indices.get_alias(name=alias).body) == [f"{alias}_v2"]
     assert read_index(alias) == _expected(table)
@@ -145,15 +106,15 @@ def test_backfill_refuses_a_pipeline_without_an_elasticsearch_sink(
     assert "tool.meepo.pipelines.p.sinks: no elasticsearch sink" in done.stderr
 
 
-def test_backfill_needs_a_mysql_dsn(tmp_path: Path, es_server: Any) -> None:
+def test_backfill_needs_a_source_that_can_snapshot(tmp_path: Path, es_server: Any) -> None:
     (tmp_path / "e.jsonl").write_text("")
     write_config(tmp_path, {"p": {"source": {"type": "jsonl", "path": "e.jsonl"},
                                   "sinks": [{"type": "elasticsearch",
                                              "hosts": [es_server.url]}]}})
     done = run_meepo("es", "backfill", "p", cwd=tmp_path)
     assert done.returncode == 2
-    assert "tool.meepo.pipelines.p.source.dsn: the backfill reads the source database" in (
-        done.stderr), done.stderr
+    assert ("tool.meepo.pipelines.p.source: the backfill copies rows through the source's "
+            "snapshot capability") in done.stderr, done.stderr
 
 
 def test_backfill_while_the_live_pipeline_runs_and_rows_change(
@@ -192,8 +153,7 @@ def test_backfill_while_the_live_pipeline_runs_and_rows_change(
             assert time.monotonic() < deadline and live.poll() is None, "live pipeline down"
             time.sleep(0.05)  # until the live pipeline has fixed its "latest" start
         writer.start()
-        done = run_meepo("es", "backfill", "p", "--chunk-size", "50", "--no-progress",
-                         cwd=tmp_path)
+        done = run_meepo("es", "backfill", "p", "--chunk-size", "50", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         time.sleep(0.5)  # some writes after the swap, through the alias
         stop.set()

@@ -11,6 +11,7 @@ import pytest
 import redis
 from meepo_redis.stores import RedisCheckpointStore, RedisDeadLetterStore
 
+from meepo_core.checkpoints import Checkpoint
 from meepo_core.errors import CheckpointError
 from meepo_core.plugins import load_registry
 from meepo_core.serialization import event_from_dict, event_to_json
@@ -22,15 +23,26 @@ from .conftest import user_event
 def test_checkpoint_round_trip_and_custom_key(redis_db: str, client: redis.Redis) -> None:
     store = RedisCheckpointStore.from_url(redis_db, "orders")
     assert store.load() is None
-    store.save({"file": "bin.000003", "pos": 1234})
-    assert store.load() == {"file": "bin.000003", "pos": 1234}
+    store.save(Checkpoint({"file": "bin.000003", "pos": 1234}))
+    assert store.load() == Checkpoint({"file": "bin.000003", "pos": 1234})
     record = json.loads(client.get("meepo:checkpoint:orders") or "")
     assert record["pipeline"] == "orders" and "saved_at" in record
     custom = RedisCheckpointStore.from_url(redis_db + "?key=cp:{pipeline}", "orders")
-    custom.save(7)
-    assert client.get("cp:orders") is not None and custom.load() == 7
+    custom.save(Checkpoint(7, {"jobs": []}))
+    assert client.get("cp:orders") is not None
+    assert custom.load() == Checkpoint(7, {"jobs": []})
     store.close()
     custom.close()
+
+
+def test_snapshot_requests_wait_in_the_store_until_removed(redis_db: str) -> None:
+    store = RedisCheckpointStore.from_url(redis_db, "orders")
+    store.add_request({"id": "2", "tables": ["s.b"]})
+    store.add_request({"id": "1", "tables": ["s.a"]})
+    assert [r["id"] for r in store.requests()] == ["1", "2"]
+    store.remove_requests(["1"])
+    assert store.requests() == [{"id": "2", "tables": ["s.b"]}]
+    store.close()
 
 
 def test_corrupt_and_unreachable_checkpoints_are_one_line_errors(
@@ -60,7 +72,7 @@ def test_checkpoint_survives_a_new_process_and_resumes_there(
     assert saved == {"offset": log.stat().st_size}
     # another process (another machine, as far as Redis can tell) reads it back
     code = ("from meepo_redis.stores import RedisCheckpointStore as S; import json, sys; "
-            f"print(json.dumps(S.from_url({redis_db!r}, 'p').load()))")
+            f"print(json.dumps(S.from_url({redis_db!r}, 'p').load().position))")
     reader = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert json.loads(reader.stdout) == saved

@@ -22,7 +22,9 @@ class JsonlSink(Sink):
 
     Replay after a crash: events that carry a ``sequence`` at or below the last one in the
     file are skipped, so sources with sequences (mysql, outbox) never duplicate lines;
-    events without one may appear twice, which the log's readers must tolerate. An event
+    events without one may appear twice, which the log's readers must tolerate. Snapshot
+    rows (``read``) of one chunk share their watermark's sequence, so equal sequences are
+    written for them; a chunk interrupted by a crash is read and written again. An event
     with a value JSON cannot carry goes to the dead-letter store.
     """
 
@@ -58,7 +60,10 @@ class JsonlSink(Sink):
         lines = []
         for event in batch.events:
             if event.sequence is not None:
-                if self._last_sequence is not None and event.sequence <= self._last_sequence:
+                last = self._last_sequence
+                # the rows of one snapshot chunk share the sequence of their watermark
+                if last is not None and (event.sequence < last or (
+                        event.sequence == last and event.action != "read")):
                     continue
                 self._last_sequence = event.sequence
             try:

@@ -1,101 +1,88 @@
-"""``meepo es backfill PIPELINE``: copy tables' current rows into fresh indices, catch up
-from the binlog, then swap the aliases atomically.
+"""``meepo es backfill PIPELINE``: copy tables' current rows into fresh indices through the
+source's snapshot capability, catch up, then swap the aliases atomically.
 
 Steps, for each alias NAME that the pipeline's tables map to:
 
-1. record the binlog position P0 (``SHOW MASTER STATUS``) *before* reading anything;
-2. create ``NAME_vN`` (N one above the highest existing) with the table's mappings/settings;
-3. read every row in pk-ordered chunks and index it into ``NAME_vN`` with external version 0,
-   below every sequence the source will ever give, so replayed changes always win;
-4. catch up: run the pipeline's source from P0 with ``--once`` into ``NAME_vN``;
-5. swap: one ``_aliases`` call moves NAME to ``NAME_vN`` (the live pipeline writes through
+1. create ``NAME_vN`` (N one above the highest existing) with the table's mappings/settings;
+2. run the pipeline on the side (its own replica identity, no checkpoint of its own, only
+   this sink, writing into ``NAME_vN``) from the source's current position, with a snapshot
+   of the tables: chunks of current rows interleave with the change stream (see
+   :mod:`meepo_core.snapshots`), each copied row carrying the sequence of its chunk's high
+   watermark as external version, so a later change always wins;
+3. swap: one ``_aliases`` call moves NAME to ``NAME_vN`` (the live pipeline writes through
    NAME, so from here on it writes to the new index);
-6. catch up again from where step 4 ended, covering what the live pipeline wrote to the
-   old index between steps 4 and 5. Reordering between this and the live pipeline is
+4. catch up again from where step 2 ended, covering what the live pipeline wrote to the
+   old index between steps 2 and 3. Reordering between this and the live pipeline is
    harmless thanks to external versions (keep ``index.gc_deletes`` above the time this
    takes, so deletes keep their tombstones; see the README).
+
+Rows come from the source plugin (``mysql``, ``sqlalchemy-outbox``, ...), never from a
+connection of meepo-es's own: meepo-es reads no other plugin's config.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import io
-import secrets
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
 import click
 
-from meepo_core.config import MeepoConfig
-from meepo_core.errors import ConfigError
-from meepo_core.events import Batch, Position, RowEvent
-from meepo_core.pipeline import Pipeline, build_pipeline
-from meepo_core.plugins import Registry
+from meepo_core import (
+    ConfigError,
+    MemoryCheckpointStore,
+    Pipeline,
+    Position,
+    RunStats,
+    SnapshotTable,
+    load_pipeline,
+)
 
 from .client import make_client
 from .elasticsearch_sink import ElasticsearchSink
 from .indices import create_index, next_versioned_name, swap_alias
-from .mysql_snapshot import (
-    SourceDatabase,
-    binlog_position,
-    estimated_rows,
-    primary_key,
-    read_chunks,
-    resolve_tables,
-)
-
-#: The version given to backfilled documents: below any real event's sequence.
-SNAPSHOT_VERSION = 0
 
 
 @dataclass
 class BackfillReport:
-    start: str  # "FILE:POS" recorded before reading
     targets: dict[str, str]  # alias -> new index
-    rows: dict[str, int] = field(default_factory=dict)  # schema.table -> rows read
+    rows: dict[str, int] = field(default_factory=dict)  # schema.table -> rows copied
     previous: dict[str, list[str]] = field(default_factory=dict)  # alias -> old indices
     caught_up: Position | None = None
     dead_letters: int = 0
 
 
 class Backfill:
-    """One backfill run for pipeline ``name``; see the module docstring for the steps."""
+    """One backfill run of pipeline ``name`` of ``config`` (None: the nearest config
+    file); see the module docstring for the steps."""
 
     def __init__(
         self,
-        config: MeepoConfig,
         name: str,
-        registry: Registry,
+        config: str | Path | None = None,
         *,
         tables: tuple[str, ...] = (),
         sink: int | None = None,
         chunk_size: int = 1000,
-        progress: bool = True,
         echo: Callable[[str], None] = lambda line: click.echo(line, err=True),
     ) -> None:
-        self.config = config
         self.name = name
-        self.registry = registry
+        self.config = config
         self.only_tables = tables
         self.chunk_size = chunk_size
-        self.progress = progress
         self.echo = echo
-        raw = config.pipeline_options(name).data
-        self.raw: dict[str, Any] = copy.deepcopy(dict(raw))
-        self.sink_index = self._pick_sink(sink)
-        taken = (self.raw.get("source") or {}).get("server_id")
-        self.server_id = next(i for i in iter(lambda: 2**31 + secrets.randbelow(2**31), None)
-                              if i != taken)
-        self.db = SourceDatabase.from_source(
-            self.raw.get("source") or {}, f"{config.pipeline_path(name)}.source")
+        pipeline = load_pipeline(name, config)  # validates everything
+        self.path = pipeline.key_path
+        self.sink_index = self._pick_sink(pipeline, sink)
+        if not pipeline.source.supports_snapshots:
+            raise ConfigError(f"{self.path}.source", "the backfill copies rows through the "
+                              "source's snapshot capability, which this source type lacks "
+                              "(mysql, sqlalchemy-outbox and postgres have it)")
 
-    def _pick_sink(self, sink: int | None) -> int:
-        pipeline = build_pipeline(self.config, self.name, self.registry)  # validates all
+    def _pick_sink(self, pipeline: Pipeline, sink: int | None) -> int:
         found = [i for i, (_, s) in enumerate(pipeline.sinks) if isinstance(s, ElasticsearchSink)]
-        path = f"{self.config.pipeline_path(self.name)}.sinks"
+        path = f"{self.path}.sinks"
         if not found:
             raise ConfigError(path, "no elasticsearch sink in this pipeline to backfill")
         if sink is None:
@@ -107,128 +94,77 @@ class Backfill:
             raise ConfigError(f"{path}[{sink}]", f"is not an elasticsearch sink; those are {found}")
         return sink
 
-    def _pipeline(self, tables: list[str], start: str) -> tuple[Pipeline, ElasticsearchSink]:
-        """The pipeline reduced to the backfilled tables and this one sink, starting at
-        ``start`` and checkpointing nowhere (the live pipeline keeps its checkpoint)."""
-        raw = copy.deepcopy(self.raw)
-        raw["source"] = {**raw["source"], "tables": tables, "start": start}
-        if raw["source"].get("type") == "mysql":
-            # A replica's server_id must be unique on the server: sharing the live
-            # pipeline's would make MariaDB/MySQL drop one of the two binlog connections.
-            raw["source"]["server_id"] = self.server_id
-        raw.pop("exclude_tables", None)
-        raw["sinks"] = [raw["sinks"][self.sink_index]]
-        raw["checkpoint"] = "none"
-        raw.pop("metrics_port", None)
-        config = dataclasses.replace(self.config, pipelines={self.name: raw})
-        pipeline = build_pipeline(config, self.name, self.registry)
-        sink = pipeline.sinks[0][1]
+    def _side_run(self, targets: dict[str, str]) -> tuple[Pipeline, ElasticsearchSink]:
+        """The pipeline reduced to this one sink, writing into ``targets``, with its own
+        identity and no checkpoint (the live pipeline keeps its own)."""
+        pipeline = load_pipeline(self.name, self.config)
+        label, sink = pipeline.sinks[self.sink_index]
         assert isinstance(sink, ElasticsearchSink)
-        return pipeline, sink
+        sink.builder.redirect = dict(targets)
+        settings = dataclasses.replace(
+            pipeline.settings, snapshot="never", snapshot_chunk_size=self.chunk_size,
+            metrics_port=None,
+        )
+        side = dataclasses.replace(pipeline, sinks=[(label, sink)], settings=settings,
+                                   checkpoints=MemoryCheckpointStore(), purpose="backfill")
+        return side, sink
 
     def run(self) -> BackfillReport:
-        conn = self.db.connect()
+        side, sink = self._side_run({})
+        tables = self._tables(side)
+        aliases: dict[str, list[SnapshotTable]] = {}
+        for table in tables:
+            aliases.setdefault(sink.settings.index_name(table.schema, table.table), []).append(
+                table)
+        client = make_client(sink.settings.client)
         try:
-            tables = resolve_tables(conn, self.db)
-            if not tables:
-                raise ConfigError(f"{self.config.pipeline_path(self.name)}.source.tables",
-                                  "matches no existing table")
-            file, pos = binlog_position(conn)
-            start = f"{file}:{pos}"
-            self.echo(f"meepo es backfill: {self.name}: binlog position {start} recorded")
-            pipeline, sink = self._pipeline(tables, start)
-            settings = sink.settings
-            aliases: dict[str, list[str]] = {}
-            for qualified in tables:
-                schema, table = qualified.split(".", 1)
-                aliases.setdefault(settings.index_name(schema, table), []).append(qualified)
-            if self.only_tables:
-                tables, aliases = self._restrict(tables, aliases)
-                pipeline, sink = self._pipeline(tables, start)
-            targets = {alias: next_versioned_name(sink.client, alias) for alias in aliases}
+            targets = {alias: next_versioned_name(client, alias) for alias in aliases}
             for alias, members in aliases.items():
-                schema, table = members[0].split(".", 1)
-                create_index(sink.client, targets[alias], settings.rule(schema, table))
+                rule = sink.settings.rule(members[0].schema, members[0].table)
+                create_index(client, targets[alias], rule)
                 self.echo(f"meepo es backfill: created {targets[alias]} for alias {alias}")
-            report = BackfillReport(start=start, targets=targets)
-            context = pipeline.context()
-            sink.builder.redirect = dict(targets)
-            sink.open(context)
-            try:
-                for qualified in tables:
-                    report.rows[qualified] = self._copy_table(conn, sink, qualified)
-                pipeline.dead_letters.sync()
-            finally:
-                sink.close()
-                pipeline.dead_letters.close()
-            report.dead_letters += sink.dead_letters
-        finally:
-            conn.close()
-        caught_up = self._catch_up(tables, start, targets, None)
-        client = make_client(settings.client)
-        try:
+            report = BackfillReport(targets=targets)
+            side, sink = self._side_run(targets)
+            start = side.source.current_position()
+            copied = side.run(once=True, start=start, snapshot=[t.qualified for t in tables])
+            report.rows = {t.qualified: copied.snapshot_rows.get(t.qualified, 0) for t in tables}
+            report.dead_letters = copied.dead_letters
+            self._caught_up(copied, start)
             for alias, target in targets.items():
                 report.previous[alias] = swap_alias(client, alias, target)
                 self.echo(f"meepo es backfill: alias {alias} -> {target} (was "
                           f"{', '.join(report.previous[alias]) or 'nothing'})")
         finally:
             client.close()
-        report.caught_up = self._catch_up(tables, start, targets, caught_up)
+        side, sink = self._side_run(targets)
+        after_swap = copied.position if copied.position is not None else start
+        again = side.run(once=True, start=after_swap)
+        report.dead_letters += again.dead_letters
+        report.caught_up = self._caught_up(again, after_swap)
         return report
 
-    def _restrict(self, tables: list[str], aliases: dict[str, list[str]]
-                  ) -> tuple[list[str], dict[str, list[str]]]:
-        """Only the ``--table`` tables; every table sharing an alias with one must come
-        along, or the swap would drop its documents."""
+    def _tables(self, side: Pipeline) -> list[SnapshotTable]:
+        """The tables to copy: all the pipeline's, or the ``--table`` ones plus every table
+        that shares an alias with one of them (else the swap would drop its documents)."""
+        tables = side.source.snapshot_tables(None)
+        if not self.only_tables:
+            return tables
+        names = [t.qualified for t in tables]
         for wanted in self.only_tables:
-            if wanted not in tables:
+            if wanted not in names:
                 raise ConfigError("--table", f"{wanted} is not among the pipeline's tables: "
-                                  f"{', '.join(tables)}")
-        kept = {alias: members for alias, members in aliases.items()
-                if any(t in self.only_tables for t in members)}
-        for alias, members in kept.items():
-            missing = [t for t in members if t not in self.only_tables]
-            if missing:
-                raise ConfigError("--table", f"{missing[0]} also writes to {alias!r}; "
-                                  "add --table for it too, or the swap would drop its documents")
-        return [t for t in tables if t in self.only_tables], kept
+                                  f"{', '.join(names)}")
+        _, sink = self._side_run({})
+        index = {t.qualified: sink.settings.index_name(t.schema, t.table) for t in tables}
+        chosen = {index[name] for name in self.only_tables}
+        for name in names:
+            if index[name] in chosen and name not in self.only_tables:
+                raise ConfigError("--table", f"{name} also writes to {index[name]!r}; add "
+                                  "--table for it too, or the swap would drop its documents")
+        return [t for t in tables if t.qualified in self.only_tables]
 
-    def _copy_table(self, conn: Any, sink: ElasticsearchSink, qualified: str) -> int:
-        schema, table = qualified.split(".", 1)
-        pk = primary_key(conn, schema, table)
-        total = estimated_rows(conn, schema, table)
-        count = 0
-        out = sys.stderr if self.progress else io.StringIO()
-        with click.progressbar(length=max(total, 1), label=qualified, show_pos=True,
-                               file=out) as bar:
-            def hide(columns: list[str]) -> set[str]:
-                return self.db.hidden_columns(qualified, columns)
-
-            for rows in read_chunks(conn, schema, table, pk, self.chunk_size, hide):
-                events = tuple(
-                    RowEvent(schema, table, "write", _pk(row, pk, qualified), None, row, None,
-                             sequence=SNAPSHOT_VERSION)
-                    for row in rows
-                )
-                sink.apply(Batch(events))
-                count += len(rows)
-                bar.update(min(len(rows), max(total - bar.pos, 0)))
-        self.echo(f"meepo es backfill: {qualified}: {count} rows copied")
-        return count
-
-    def _catch_up(self, tables: list[str], start: str, targets: dict[str, str],
-                  position: Position | None) -> Position | None:
-        pipeline, sink = self._pipeline(tables, start)
-        sink.builder.redirect = dict(targets)
-        stats = pipeline.run(once=True, start=position)
-        where = stats.position if stats.position is not None else position
-        self.echo(f"meepo es backfill: caught up {stats.events} events to {where}")
+    def _caught_up(self, stats: RunStats, start: Position | None) -> Position | None:
+        where = stats.position if stats.position is not None else start
+        self.echo(f"meepo es backfill: {self.name}: {stats.events} events applied, caught up "
+                  f"to {where}")
         return where
-
-
-def _pk(row: dict[str, Any], pk: list[str], qualified: str) -> Any:
-    missing = [c for c in pk if c not in row]
-    if missing:
-        raise ConfigError("source.columns", f"{qualified}: pk column {missing[0]} is hidden "
-                          "by the source's columns rule; the document id needs it")
-    return row[pk[0]] if len(pk) == 1 else tuple(row[c] for c in pk)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import click
 
-from meepo_core.config import load_config
-from meepo_core.plugins import registry as load_cached_registry
-
 from .backfill import Backfill
 
 EPILOG = """\b
@@ -29,26 +26,18 @@ def es_group() -> None:
 @click.option("--sink", "sink", type=int, default=None, metavar="N",
               help="Which sinks[N] to backfill when the pipeline has several elasticsearch sinks.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Rows read per pk-ordered query.")
-@click.option("--no-progress", is_flag=True, help="Do not draw the progress bar.")
+              help="Rows per snapshot chunk (one key-ordered query).")
 @click.pass_context
 def backfill(ctx: click.Context, pipeline: str, tables: tuple[str, ...], sink: int | None,
-             chunk_size: int, no_progress: bool) -> None:
-    """Copy PIPELINE's tables into new indices NAME_vN, catch up from the binlog position
-    recorded at the start, then point alias NAME at them atomically.
+             chunk_size: int) -> None:
+    """Copy PIPELINE's tables into new indices NAME_vN through the source's snapshots,
+    catch up with the changes made meanwhile, then point alias NAME at them atomically.
 
     The running pipeline keeps writing through the alias NAME the whole time; it may keep
-    running. Rows are read straight from the source database (its dsn and tables) in
-    primary-key order.
+    running. Progress is logged while the tables are copied.
     """
-    state = ctx.find_root().obj
-    if state is not None and hasattr(state, "config"):
-        config, registry = state.config, state.registry
-    else:
-        config = load_config(None)
-        registry = load_cached_registry(config.plugins)
-    report = Backfill(config, pipeline, registry, tables=tables, sink=sink,
-                      chunk_size=chunk_size, progress=not no_progress).run()
+    config = ctx.find_root().params.get("config_path")
+    report = Backfill(pipeline, config, tables=tables, sink=sink, chunk_size=chunk_size).run()
     rows = sum(report.rows.values())
     targets = ", ".join(f"{alias} -> {index}" for alias, index in report.targets.items())
     click.echo(f"meepo es backfill: {pipeline}: {rows} rows from {len(report.rows)} tables; "

@@ -143,6 +143,27 @@ def parse_truncate(data: bytes) -> Truncate:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A logical decoding message (``pg_logical_emit_message``)."""
+
+    transactional: bool
+    lsn: int
+    prefix: str
+    content: bytes
+
+
+_MESSAGE = struct.Struct(">BQ")
+
+
+def parse_message(data: bytes) -> Message:
+    flags, lsn = _MESSAGE.unpack_from(data, 1)
+    prefix, pos = _string(data, 1 + _MESSAGE.size)
+    (length,) = _UINT32.unpack_from(data, pos)
+    start = pos + _UINT32.size
+    return Message(bool(flags & 1), lsn, prefix, bytes(data[start:start + length]))
+
+
 def relation_oid(data: bytes) -> int:
     """The relation OID of an Insert, Update or Delete message."""
     return int(_UINT32.unpack_from(data, 1)[0])

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Self
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Self
 
-from meepo_core import Batch, Options, PipelineContext, Position, Source, SourceError
+from meepo_core import (
+    Batch,
+    Options,
+    PipelineContext,
+    Position,
+    RowEvent,
+    SnapshotTable,
+    Source,
+    SourceError,
+)
 
 from .config import PostgresSettings, parse_settings
 from .positions import Checkpoint, format_lsn
@@ -18,6 +27,7 @@ from .server import (
     table_problems,
 )
 from .slots import created_slot, ensure_publication, publication_problems
+from .snapshot import PostgresSnapshots
 from .stream import ReplicationStream
 
 log = logging.getLogger("meepo.postgres")
@@ -36,6 +46,7 @@ class PostgresSource(Source):
 
     def __init__(self, settings: PostgresSettings) -> None:
         self.settings = settings
+        self.snapshots = PostgresSnapshots(settings)
         self._control: ControlConnection | None = None
         self._stream: ReplicationStream | None = None
         self._acknowledged: int | None = None  # before the stream exists
@@ -172,6 +183,23 @@ class PostgresSource(Source):
                 format_lsn(checkpoint.lsn),
             )
 
+    def current_position(self) -> Position | None:
+        control = ControlConnection(self.settings)
+        try:
+            return Checkpoint(control.insert_lsn()).to_json()
+        finally:
+            control.close()
+
+    def snapshot_tables(self, names: Sequence[str] | None = None) -> list[SnapshotTable]:
+        return self.snapshots.tables(names)
+
+    def read_chunk(self, table: SnapshotTable, after: tuple[Any, ...] | None, limit: int,
+                   where: Mapping[str, Any] | None = None) -> list[RowEvent]:
+        return self.snapshots.read_chunk(table, after, limit, where)
+
+    def write_watermark(self, mark: str) -> None:
+        self.snapshots.write_watermark(mark)
+
     def acknowledge(self, position: Position) -> None:
         lsn = Checkpoint.from_json(position).lsn
         stream = self._stream
@@ -181,6 +209,7 @@ class PostgresSource(Source):
             stream.acknowledge(lsn)
 
     def close(self) -> None:
+        self.snapshots.close()
         if self._stream is not None:
             self._stream.close()
         if self._control is not None:

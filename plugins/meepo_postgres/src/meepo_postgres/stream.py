@@ -42,6 +42,7 @@ from .pgoutput import (
     DELETE,
     INSERT,
     KEY_TUPLE,
+    MESSAGE,
     OLD_TUPLE,
     RELATION,
     TRUNCATE,
@@ -49,6 +50,7 @@ from .pgoutput import (
     ProtocolError,
     parse_begin,
     parse_commit,
+    parse_message,
     parse_relation,
     parse_truncate,
     pg_time,
@@ -58,6 +60,7 @@ from .pgoutput import (
 from .positions import SEQUENCE_LIMIT, Checkpoint, format_lsn, sequence_base
 from .relations import TablePlan, build_plan, fill_unchanged
 from .server import ControlConnection, dropped_slot_message, invalidated_slot_message
+from .snapshot import MESSAGES_VERSION, WATERMARK_PREFIX
 
 log = logging.getLogger("meepo.postgres")
 
@@ -93,6 +96,7 @@ class ReplicationStream:
         self.once_until = once_until
         self.filter = settings.filter
         self.catalog = Catalog(control)
+        self.messages = control.version >= MESSAGES_VERSION
         self.heartbeat = settings.heartbeat
         self.stall_after = settings.heartbeat * 2.5
         self.closed = False
@@ -194,10 +198,12 @@ class ReplicationStream:
             raise
         cursor = conn.cursor()
         publication = '"' + self.publication.replace('"', '""') + '"'
+        options = {"proto_version": PROTOCOL_VERSION, "publication_names": publication}
+        if self.messages:  # snapshot watermarks
+            options["messages"] = "true"
         cursor.start_replication(
             slot_name=self.slot, decode=False, start_lsn=self.committed.lsn,
-            options={"proto_version": PROTOCOL_VERSION, "publication_names": publication},
-            status_interval=self.heartbeat,
+            options=options, status_interval=self.heartbeat,
         )
         with self._lock:
             self._conn, self._cursor = conn, cursor
@@ -357,7 +363,12 @@ class ReplicationStream:
                 plans[relation.oid] = build_plan(relation, self.filter, self.catalog)
             elif kind == TRUNCATE:
                 self._truncate(data, plans)
-            # Type, Origin and logical decoding Message: nothing to deliver.
+            elif kind == MESSAGE:
+                note = parse_message(data)
+                if note.prefix == WATERMARK_PREFIX:
+                    batcher.watermark(note.content.decode(), base + count, committed_at)
+                    count += 1
+            # Type and Origin: nothing to deliver.
 
     def _truncate(self, data: bytes, plans: dict[int, TablePlan]) -> None:
         truncate = parse_truncate(data)

@@ -1,22 +1,29 @@
 """``redis://`` checkpoint and dead-letter stores.
 
-``checkpoint = "redis://host:6379/0"`` keeps the position under ``meepo:checkpoint:<pipeline>``
-(override with ``?key=...``), so a runner can move between machines. ``dead_letter =
-"redis://host:6379/0"`` appends records to the list ``meepo:dead:<pipeline>``.
+``checkpoint = "redis://host:6379/0"`` keeps the checkpoint under ``meepo:checkpoint:<pipeline>``
+(override with ``?key=...``), so a runner can move between machines; snapshot requests wait in
+the hash ``<key>:requests``. ``dead_letter = "redis://host:6379/0"`` appends records to the list
+``meepo:dead:<pipeline>``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, cast
 
 import redis
 
-from meepo_core.checkpoints import CheckpointStore, decode_checkpoint, encode_checkpoint
+from meepo_core.checkpoints import (
+    Checkpoint,
+    CheckpointStore,
+    decode_checkpoint,
+    encode_checkpoint,
+)
 from meepo_core.dead_letters import DeadLetterStore, dead_letter_record
 from meepo_core.errors import CheckpointError, MeepoError
-from meepo_core.events import Position, RowEvent
+from meepo_core.events import RowEvent
 
 from .connection import check_url, connect, describe, pop_query, redact
 
@@ -57,7 +64,7 @@ class RedisCheckpointStore(CheckpointStore):
             self._client = connect(self.url)
         return self._client
 
-    def load(self) -> Position | None:
+    def load(self) -> Checkpoint | None:
         try:
             raw = cast(bytes | None, self.client.get(self.key))
         except redis.RedisError as exc:
@@ -71,13 +78,43 @@ class RedisCheckpointStore(CheckpointStore):
             "restore it, or DEL the key to restart from the source's configured start",
         )
 
-    def save(self, position: Position) -> None:
+    def save(self, checkpoint: Checkpoint) -> None:
         try:
-            self.client.set(self.key, encode_checkpoint(self.pipeline, position))
+            self.client.set(self.key, encode_checkpoint(self.pipeline, checkpoint))
         except redis.RedisError as exc:
             raise CheckpointError(
                 f"cannot write checkpoint {self.description}: {describe(exc)}"
             ) from exc
+
+    @property
+    def requests_key(self) -> str:
+        return f"{self.key}:requests"
+
+    def add_request(self, request: dict[str, Any]) -> None:
+        try:
+            self.client.hset(self.requests_key, request["id"], json.dumps(request))
+        except redis.RedisError as exc:
+            raise CheckpointError(
+                f"cannot write the snapshot request to {self.description}: {describe(exc)}"
+            ) from exc
+
+    def requests(self) -> list[dict[str, Any]]:
+        try:
+            raw = cast(dict[bytes, bytes], self.client.hgetall(self.requests_key))
+        except redis.RedisError as exc:
+            raise CheckpointError(
+                f"cannot read snapshot requests from {self.description}: {describe(exc)}"
+            ) from exc
+        return [json.loads(raw[key]) for key in sorted(raw)]
+
+    def remove_requests(self, ids: Collection[str]) -> None:
+        if ids:
+            try:
+                self.client.hdel(self.requests_key, *ids)
+            except redis.RedisError as exc:
+                raise CheckpointError(
+                    f"cannot remove snapshot requests from {self.description}: "
+                    f"{describe(exc)}") from exc
 
     def close(self) -> None:
         if self._client is not None:

@@ -13,6 +13,10 @@ at start for rows at or below the checkpoint a previous run saved. A crash betwe
 sinks and the checkpoint replays those rows (at-least-once). ``delete_relayed = false``
 keeps every row (several pipelines on one outbox; purge them yourself).
 
+Snapshots: with ``tables`` listed, the source can copy those tables' current rows while it
+relays (``snapshot = "initial"``, ``meepo snapshot NAME``); see
+:mod:`meepo_sqlalchemy.outbox_snapshot`.
+
 Polling: one indexed range query (``id > last ORDER BY id LIMIT n``) per poll, each in its
 own short autocommit transaction (so MySQL's REPEATABLE READ never pins an old snapshot);
 a full page is followed immediately by the next one, an idle outbox is polled every
@@ -25,10 +29,10 @@ import dataclasses
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
-from sqlalchemy import Engine, create_engine, delete, inspect, select
+from sqlalchemy import Engine, create_engine, delete, func, inspect, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -37,9 +41,11 @@ from meepo_core.errors import SourceError
 from meepo_core.events import Batch, Position, RowEvent
 from meepo_core.options import Options
 from meepo_core.serialization import event_from_dict
+from meepo_core.snapshots import SnapshotTable
 from meepo_core.source import Source
 
 from .outbox import DEFAULT_NAME, OutboxTables, is_missing_table, missing_message
+from .outbox_snapshot import MARK_ACTION, OutboxSnapshots, watermark_of
 from .urls import describe, url_option
 
 if TYPE_CHECKING:
@@ -53,7 +59,8 @@ class OutboxSource(Source):
 
     def __init__(self, url: URL, table: str = DEFAULT_NAME, schema: str | None = None,
                  poll_interval: float = 0.5, delete_relayed: bool = True,
-                 page_size: int = 1000) -> None:
+                 page_size: int = 1000, snapshot_tables: list[str] | None = None,
+                 key_path: str = "source") -> None:
         self.url = url
         self.tables = OutboxTables(table, schema=schema)
         self.poll_interval = poll_interval
@@ -61,6 +68,8 @@ class OutboxSource(Source):
         self.page_size = page_size
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
+        self.snapshots = OutboxSnapshots(lambda: self.engine, self.tables, snapshot_tables,
+                                         key_path)
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -70,8 +79,9 @@ class OutboxSource(Source):
         poll = options.number("poll_interval", 0.5, minimum=0.01)
         delete_relayed = options.boolean("delete_relayed", True)
         page = options.integer("page_size", 1000, minimum=1)
+        tables = options.string_list("tables", None)
         options.done()
-        return cls(url, table, schema, poll, delete_relayed, page)
+        return cls(url, table, schema, poll, delete_relayed, page, tables, options.path)
 
     @property
     def engine(self) -> Engine:
@@ -107,10 +117,16 @@ class OutboxSource(Source):
         tx_end = last
         while not context.stopping.is_set():
             rows = self._poll(last)
-            for row_id, txid, payload in rows:
+            for row_id, txid, action, payload in rows:
                 if open_tx is not None and txid != open_tx:
                     yield from self._end_tx(batcher, open_events, tx_end)
-                    open_events = []
+                    open_tx, open_events = None, []
+                if action == MARK_ACTION:  # a snapshot watermark: its own transaction
+                    batcher.watermark(watermark_of(payload), row_id)
+                    if (batch := batcher.commit(row_id)) is not None:
+                        yield batch
+                    last = row_id
+                    continue
                 event = _decode(payload, row_id, txid)
                 open_tx, tx_end = txid, row_id
                 open_events.append(event)
@@ -138,13 +154,13 @@ class OutboxSource(Source):
         if (batch := batcher.commit(position)) is not None:
             yield batch
 
-    def _poll(self, last: int) -> list[tuple[int, str, str]]:
+    def _poll(self, last: int) -> list[tuple[int, str, str, str]]:
         outbox = self.tables.outbox
-        query = (select(outbox.c.id, outbox.c.txid, outbox.c.payload)
+        query = (select(outbox.c.id, outbox.c.txid, outbox.c.action, outbox.c.payload)
                  .where(outbox.c.id > last).order_by(outbox.c.id).limit(self.page_size))
         try:
             with self.engine.connect() as conn:
-                rows = [(int(r[0]), str(r[1]), str(r[2])) for r in conn.execute(query)]
+                rows = [(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in conn.execute(query)]
                 conn.rollback()
         except SQLAlchemyError as exc:
             raise self._missing(exc) or SourceError(
@@ -157,6 +173,28 @@ class OutboxSource(Source):
         if not is_missing_table(exc):
             return None
         return SourceError(missing_message([self.tables.outbox], self.tables, describe(self.url)))
+
+    def current_position(self) -> Position | None:
+        outbox = self.tables.outbox
+        try:
+            with self.engine.connect() as conn:
+                last = conn.execute(select(func.max(outbox.c.id))).scalar()
+                conn.rollback()
+        except SQLAlchemyError as exc:
+            raise self._missing(exc) or SourceError(
+                f"cannot read outbox {outbox.name} in {describe(self.url)}: {_first_line(exc)}"
+            ) from exc
+        return int(last or 0)
+
+    def snapshot_tables(self, names: Sequence[str] | None = None) -> list[SnapshotTable]:
+        return self.snapshots.tables(names)
+
+    def read_chunk(self, table: SnapshotTable, after: tuple[Any, ...] | None, limit: int,
+                   where: Mapping[str, Any] | None = None) -> list[RowEvent]:
+        return self.snapshots.read_chunk(table, after, limit, where)
+
+    def write_watermark(self, mark: str) -> None:
+        self.snapshots.write_watermark(mark)
 
     def acknowledge(self, position: Position) -> None:
         if self.delete_relayed and position is not None:

@@ -1,0 +1,168 @@
+"""Snapshots for the ``postgres`` source: chunks read with SQL in key order, watermarks
+written as logical decoding messages.
+
+A watermark is ``pg_logical_emit_message(true, 'meepo', MARK)``: a transactional message
+committed on its own, which pgoutput (``messages 'true'``, PostgreSQL 14 and later) sends
+at its commit position among the other transactions; the stream reports it as a
+:class:`~meepo_core.events.Watermark` and never as a row. No table is written, so the source
+needs no write privilege beyond REPLICATION (which ``pg_logical_emit_message`` requires).
+
+Chunks select every column in the text its type's output function gives (``concat(col)``,
+the text pgoutput sends; a ``::text`` cast differs for char(n), boolean and inet) and
+convert it with the same converters as the stream (by type OID), so a copied row equals the
+row the stream would deliver: ``SELECT ... FROM t WHERE (k1, k2) > (CAST($1 AS T1), ...)
+ORDER BY k1, k2 LIMIT n``, one short autocommit statement on the control connection, whose session
+settings (TimeZone, DateStyle, IntervalStyle, extra_float_digits) are the stream's.
+
+Why not the snapshot exported when the slot is created: it holds the creating connection's
+transaction open for the whole copy (a long transaction, which holds back vacuum on the
+whole server), and cannot resume after a crash; the watermark windows need neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from meepo_core import ConfigError, RowEvent, SnapshotTable, SourceError
+
+from .catalog import Catalog
+from .config import PostgresSettings
+from .server import ControlConnection, quote_ident
+from .values import Converter
+
+#: The prefix of meepo's logical decoding messages.
+WATERMARK_PREFIX = "meepo"
+#: pgoutput sends logical decoding messages from this server version on.
+MESSAGES_VERSION = 140000
+
+
+@dataclass(frozen=True)
+class _Columns:
+    names: tuple[str, ...]
+    types: tuple[str, ...]  # format_type, for casting key values back
+    converters: tuple[Converter | None, ...]
+    visible: tuple[int, ...]
+
+
+class PostgresSnapshots:
+    """Snapshot capability of one :class:`~meepo_postgres.postgres_source.PostgresSource`."""
+
+    def __init__(self, settings: PostgresSettings) -> None:
+        self.settings = settings
+        self._control: ControlConnection | None = None
+        self._catalog: Catalog | None = None
+        self._columns: dict[str, _Columns] = {}
+
+    @property
+    def control(self) -> ControlConnection:
+        if self._control is None:
+            self._control = ControlConnection(self.settings)
+            self._catalog = Catalog(self._control)
+        return self._control
+
+    def tables(self, names: Sequence[str] | None) -> list[SnapshotTable]:
+        control = self.control
+        if control.version < MESSAGES_VERSION:
+            raise SourceError(
+                f"PostgreSQL at {self.settings.address} is older than 14: pgoutput sends no "
+                "logical decoding messages there, which snapshots use as watermarks")
+        followed = {t.qualified: t for t in control.tables(self.settings.filter)}
+        wanted = list(names) if names is not None else list(followed)
+        found = []
+        for name in wanted:
+            info = followed.get(name)
+            if info is None:
+                raise ConfigError("--table", f"{name} is not among the pipeline's tables: "
+                                  f"{', '.join(followed) or 'none'}")
+            found.append(self._describe(info.schema, info.name))
+        return found
+
+    def _describe(self, schema: str, table: str) -> SnapshotTable:
+        rows = self.control.query(
+            "SELECT c.oid, c.reltuples::bigint, ARRAY(SELECT a.attname::text FROM "
+            "unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) JOIN pg_attribute a ON "
+            "a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.ord) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN pg_index i ON i.indrelid = c.oid AND CASE WHEN c.relreplident = 'i' "
+            "THEN i.indisreplident ELSE i.indisprimary END "
+            "WHERE n.nspname = %s AND c.relname = %s", schema, table)
+        if not rows or not rows[0][2]:
+            raise SourceError(f"table {schema}.{table} has no primary key (or replica "
+                              "identity index): a snapshot reads it in key order and sinks "
+                              "need the key; add a primary key")
+        _, estimate, key = rows[0]
+        return SnapshotTable(schema, table, tuple(key), max(int(estimate), 0) or None)
+
+    def _columns_of(self, table: SnapshotTable) -> _Columns:
+        found = self._columns.get(table.qualified)
+        if found is None:
+            rows = self.control.query(
+                "SELECT a.attname::text, a.atttypid::int, format_type(a.atttypid, a.atttypmod) "
+                "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace "
+                "n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s AND "
+                "a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                table.schema, table.table)
+            assert self._catalog is not None
+            names = tuple(str(r[0]) for r in rows)
+            hidden = self.settings.filter.hidden_columns(table.schema, table.table, names)
+            found = self._columns[table.qualified] = _Columns(
+                names, tuple(str(r[2]) for r in rows),
+                tuple(self._catalog.converter(int(r[1])) for r in rows),
+                tuple(i for i, name in enumerate(names) if name not in hidden),
+            )
+        return found
+
+    def read_chunk(self, table: SnapshotTable, after: tuple[Any, ...] | None, limit: int,
+                   where: Mapping[str, Any] | None) -> list[RowEvent]:
+        columns = self._columns_of(table)
+        typed = dict(zip(columns.names, columns.types, strict=True))
+        key = [quote_ident(name) for name in table.key]
+        conditions, params = [], []
+        if after is not None:
+            marks = ", ".join(f"CAST(%s AS {typed[name]})" for name in table.key)
+            conditions.append(f"({', '.join(key)}) > ({marks})")
+            params += list(after)
+        for name, value in (where or {}).items():
+            if value is None:
+                conditions.append(f"{quote_ident(name)} IS NULL")
+            else:
+                conditions.append(f"{quote_ident(name)} = CAST(%s AS {typed[name]})")
+                params.append(value)
+        texts = ", ".join(
+            f"CASE WHEN {quote_ident(n)} IS NULL THEN NULL ELSE concat({quote_ident(n)}) END"
+            for n in columns.names)
+        sql = (f"SELECT {texts} "
+               f"FROM {quote_ident(table.schema)}.{quote_ident(table.table)}"
+               + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+               + f" ORDER BY {', '.join(key)} LIMIT {int(limit)}")
+        rows = self.control.query(sql, *params)
+        now = datetime.now(UTC)
+        index = [columns.names.index(name) for name in table.key]
+        events = []
+        for row in rows:
+            values = [text if text is None or convert is None else convert(text)
+                      for text, convert in zip(row, columns.converters, strict=True)]
+            pk = values[index[0]] if len(index) == 1 else tuple(values[i] for i in index)
+            image = {columns.names[i]: values[i] for i in columns.visible}
+            events.append(RowEvent(table.schema, table.table, "read", pk, None, image, None,
+                                   now, None, None, table.key))
+        return events
+
+    def write_watermark(self, mark: str) -> None:
+        try:
+            self.control.query("SELECT pg_logical_emit_message(true, %s, %s)",
+                               WATERMARK_PREFIX, mark)
+        except Exception as exc:
+            raise SourceError(
+                f"cannot write a snapshot watermark with pg_logical_emit_message on "
+                f"{self.settings.address} (needs the REPLICATION attribute): {exc}") from exc
+
+    def close(self) -> None:
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+            self._catalog = None
+        self._columns.clear()

@@ -1,0 +1,358 @@
+"""Snapshots: copying tables' current rows into the sinks while the change stream keeps
+flowing (DBLog: Andreakis and Papapanagiotou, 2020; Debezium's incremental snapshots).
+
+The source knows how to read one chunk of a table in key order and how to write a
+watermark into its own change stream (:class:`~meepo_core.source.Source`); the core decides
+when, keeps the windows, and records progress in the checkpoint. For each chunk:
+
+1. write a low watermark L into the change stream;
+2. read the chunk: up to ``snapshot_chunk_size`` rows with a key above the last one done,
+   in key order (one short ``SELECT``, no lock, no long transaction);
+3. write a high watermark H;
+4. while the stream goes from L to H, every change to a key of the chunk removes that key
+   from the chunk (the change is newer than, or as new as, the copy);
+5. at H, the chunk's remaining rows are delivered as ``read`` events, in the stream's order
+   just after H; progress (the chunk's last key) becomes part of the next checkpoint.
+
+Why no change is lost and no copy overwrites a newer change: a key not changed between L
+and H has, at the moment of the SELECT, the value the stream had reached at L, which is also
+its value at H; delivering the copy at H is therefore what a sink would hold had it seen
+every change from the start. A key changed between L and H is delivered by the stream
+itself (the copy is dropped), and every change after H comes after the copy. Rows deleted
+before the SELECT are not in the chunk; rows inserted are either in the chunk or in the
+stream. Chunks cover disjoint, increasing key ranges, so together they cover the table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import secrets
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .events import Batch, PrimaryKey, RowEvent, Watermark
+from .metrics import Metrics
+from .serialization import decode_value, encode_value
+
+log = logging.getLogger("meepo.snapshot")
+
+#: How many finished snapshots the checkpoint remembers for ``meepo snapshot --status``.
+HISTORY = 50
+
+
+@dataclass(frozen=True)
+class SnapshotTable:
+    """A table a source can snapshot: ``key`` are its primary-key columns in key order."""
+
+    schema: str
+    table: str
+    key: tuple[str, ...]
+    estimated_rows: int | None = None
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.table}" if self.schema else self.table
+
+
+@dataclass
+class SnapshotJob:
+    """One table of one snapshot request, with its progress."""
+
+    request: str
+    table: SnapshotTable
+    #: Only rows whose columns equal these values (``None``: IS NULL); all rows when empty.
+    where: dict[str, Any] = field(default_factory=dict)
+    after: tuple[Any, ...] | None = None
+    rows: int = 0
+    chunks: int = 0
+    started_at: str | None = None
+    requested_at: str = field(default_factory=lambda: _now())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "request": self.request,
+            "table": self.table.qualified,
+            "schema": self.table.schema,
+            "name": self.table.table,
+            "key": list(self.table.key),
+            "estimate": self.table.estimated_rows,
+            "where": encode_value(self.where),
+            "after": encode_value(list(self.after)) if self.after is not None else None,
+            "rows": self.rows,
+            "chunks": self.chunks,
+            "started_at": self.started_at,
+            "requested_at": self.requested_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SnapshotJob:
+        table = SnapshotTable(data["schema"], data["name"], tuple(data["key"]), data["estimate"])
+        after = data.get("after")
+        return cls(
+            request=data["request"], table=table, where=decode_value(data.get("where") or {}),
+            after=tuple(decode_value(after)) if after is not None else None,
+            rows=data.get("rows", 0), chunks=data.get("chunks", 0),
+            started_at=data.get("started_at"), requested_at=data.get("requested_at") or _now(),
+        )
+
+
+@dataclass
+class _Window:
+    job: SnapshotJob
+    low: str
+    high: str
+    rows: dict[PrimaryKey, RowEvent]
+    last_key: tuple[Any, ...] | None
+    complete: bool  # the chunk was shorter than asked: the table ends here
+    opened: bool = False
+    written_at: float = field(default_factory=time.monotonic)
+
+
+def new_request_id(kind: str = "request") -> str:
+    """A request id that sorts by time: ``20261126T101500Z-request-1a2b3c``."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{kind}-{secrets.token_hex(3)}"
+
+
+def key_of(table: SnapshotTable, image: Any) -> PrimaryKey:
+    """The pk of ``image`` as sources give it: a scalar for one key column, else a tuple."""
+    if len(table.key) == 1:
+        return image[table.key[0]]
+    return tuple(image[column] for column in table.key)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class SnapshotCoordinator:
+    """Runs snapshot jobs as DBLog windows over one source's change stream.
+
+    Used by the runner's applying thread: :meth:`process` for every batch from the source
+    (it removes watermarks, drops chunk rows that the stream changed, and inserts a closed
+    window's rows at its high watermark), :meth:`start_chunk` when the runner is ready for
+    the next chunk, :meth:`state` for the checkpoint. Not thread-safe by design: one thread
+    owns it.
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        chunk_size: int,
+        state: dict[str, Any] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.source = source
+        self.chunk_size = chunk_size
+        self.metrics = metrics
+        state = state or {}
+        self.jobs = [SnapshotJob.from_json(job) for job in state.get("jobs", [])]
+        self.done: list[dict[str, Any]] = list(state.get("done", []))
+        self.adopted: list[str] = list(state.get("adopted", []))
+        self.window: _Window | None = None
+        #: How many of this run's watermarks the stream brought back so far.
+        self.marks_seen = 0
+        self._nonce = secrets.token_hex(4)
+        self._marks = itertools.count(1)
+
+    # -- jobs ---------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """Whether a snapshot is queued or a chunk is in flight."""
+        return bool(self.jobs) or self.window is not None
+
+    def add(self, request: str, tables: Sequence[SnapshotTable],
+            where: dict[str, Any] | None = None) -> None:
+        """Queue a snapshot of ``tables`` (in order) for request id ``request``."""
+        for table in tables:
+            self.jobs.append(SnapshotJob(request, table, dict(where or {})))
+        if request not in self.adopted:
+            self.adopted.append(request)
+
+    def refuse(self, request: str, error: str) -> None:
+        """Record request ``request`` as refused (shown by ``meepo snapshot --status``)."""
+        self.done.append({"request": request, "table": "-", "error": error,
+                          "finished_at": _now()})
+        if request not in self.adopted:
+            self.adopted.append(request)
+
+    def state(self) -> dict[str, Any] | None:
+        """The progress to save with the next checkpoint (JSON), or None when there is none.
+
+        Jobs restart from their last *finished* chunk: an open window is not saved."""
+        if not (self.jobs or self.done or self.adopted):
+            return None
+        return {
+            "jobs": [job.to_json() for job in self.jobs],
+            "done": self.done[-HISTORY:],
+            "adopted": self.adopted[-HISTORY:],
+        }
+
+    # -- chunks -------------------------------------------------------------------------
+    def start_chunk(self) -> None:
+        """If no window is open and a job waits: write L, read a chunk, write H."""
+        if self.window is not None or not self.jobs:
+            return
+        job = self.jobs[0]
+        if job.started_at is None:
+            job.started_at = _now()
+            log.info("snapshot %s: started (about %s rows)", job.table.qualified,
+                     job.table.estimated_rows if job.table.estimated_rows is not None else "?")
+        serial = next(self._marks)
+        low, high = f"{self._nonce}:{serial}:low", f"{self._nonce}:{serial}:high"
+        self.source.write_watermark(low)
+        rows = self.source.read_chunk(job.table, job.after, self.chunk_size, job.where)
+        self.source.write_watermark(high)
+        last = tuple(rows[-1].after[c] for c in job.table.key) if rows else job.after
+        self.window = _Window(
+            job, low, high, {event.pk: event for event in rows}, last,
+            complete=len(rows) < self.chunk_size,
+        )
+
+    def process(self, batch: Batch) -> Batch:
+        """``batch`` with watermarks removed, chunk rows the stream changed dropped from the
+        open window, and a closing window's rows inserted at its high watermark."""
+        window = self.window
+        if not batch.watermarks:
+            if window is not None and window.opened:
+                self._drop_changed(window, batch.events)
+            return batch
+        events: list[RowEvent] = []
+        position = 0
+        for mark in batch.watermarks:
+            part = batch.events[position:mark.index]
+            if self.window is not None and self.window.opened:
+                self._drop_changed(self.window, part)
+            events.extend(part)
+            position = mark.index
+            events.extend(self._on_watermark(mark))
+        rest = batch.events[position:]
+        if self.window is not None and self.window.opened:
+            self._drop_changed(self.window, rest)
+        events.extend(rest)
+        return Batch(tuple(events), batch.position)
+
+    def _drop_changed(self, window: _Window, events: Sequence[RowEvent]) -> None:
+        table = window.job.table
+        rows = window.rows
+        for event in events:
+            if event.table != table.table or event.schema != table.schema:
+                continue
+            rows.pop(event.pk, None)
+            if event.before is not None and event.action == "update":
+                with contextlib.suppress(KeyError):  # a before image without key columns
+                    rows.pop(key_of(table, event.before), None)
+
+    def _on_watermark(self, mark: Watermark) -> list[RowEvent]:
+        window = self.window
+        if window is None:
+            return []  # a watermark of an earlier run: nothing waits for it
+        if mark.mark == window.low:
+            window.opened = True
+            self.marks_seen += 1
+            return []
+        if mark.mark != window.high:
+            return []
+        self.marks_seen += 1
+        self.window = None
+        job = window.job
+        rows = [
+            _read_event(event, mark) for event in window.rows.values()
+        ]
+        job.after = window.last_key
+        job.rows += len(rows)
+        job.chunks += 1
+        if self.metrics is not None:
+            estimate = job.table.estimated_rows
+            share = 1.0 if window.complete else (
+                min(job.rows / estimate, 1.0) if estimate else None)
+            self.metrics.record_snapshot_chunk(job.table.qualified, len(rows), share)
+        if window.complete:
+            self.jobs.remove(job)
+            self.done.append({**job.to_json(), "finished_at": _now()})
+            log.info("snapshot %s: done, %d rows in %d chunks", job.table.qualified,
+                     job.rows, job.chunks)
+        return rows
+
+
+    def waiting_seconds(self) -> float:
+        """How long the open window has waited for its watermarks (0 when none is open)."""
+        return 0.0 if self.window is None else time.monotonic() - self.window.written_at
+
+    def progress(self) -> list[str]:
+        """One line per queued or running job: rows done, estimate, rate, ETA."""
+        lines = []
+        for job in self.jobs:
+            lines.append(describe_job(job.to_json(), running=job is self.jobs[0]))
+        return lines
+
+
+def describe_job(job: dict[str, Any], *, running: bool, now: datetime | None = None) -> str:
+    """``"shop.orders: 12,288 of ~100,000 rows (12%), 4,096 rows/s, ETA 0:00:21"``."""
+    rows, estimate = int(job.get("rows") or 0), job.get("estimate")
+    text = f"{job['table']}: {rows:,} rows"
+    if estimate:
+        share = min(rows / estimate, 1)
+        text = f"{job['table']}: {rows:,} of ~{int(estimate):,} rows ({share:.0%})"
+    started = job.get("started_at")
+    finished = job.get("finished_at")
+    if started and (running or finished):
+        end = datetime.fromisoformat(finished) if finished else (now or datetime.now(UTC))
+        seconds = max((end - datetime.fromisoformat(started)).total_seconds(), 1e-6)
+        rate = rows / seconds
+        text += f", {rate:,.0f} rows/s"
+        if running and estimate and rate > 0 and rows < estimate:
+            eta = int((estimate - rows) / rate)
+            text += f", ETA {eta // 3600}:{eta // 60 % 60:02d}:{eta % 60:02d}"
+    if job.get("where"):
+        text += f" where {decode_value(job['where'])}"
+    return text
+
+
+def _read_event(event: RowEvent, mark: Watermark) -> RowEvent:
+    """A chunk row as delivered at its high watermark: ordered (and versioned) there."""
+    return RowEvent(
+        event.schema, event.table, "read", event.pk, None, event.after, event.position,
+        mark.committed_at or event.committed_at, None, mark.sequence, event.pk_columns,
+    )
+
+
+class SnapshotProgress:
+    """Shows the running snapshot job: a bar redrawn in place on a terminal (stderr), a log
+    line every ``interval`` seconds otherwise."""
+
+    def __init__(self, interval: float = 5.0, stream: Any = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = 0.5 if self.tty else interval
+        self._last = time.monotonic()
+        self._drawn = False
+
+    def show(self, coordinator: SnapshotCoordinator) -> None:
+        now = time.monotonic()
+        if not coordinator.jobs or now - self._last < self.interval:
+            return
+        self._last = now
+        job = coordinator.jobs[0].to_json()
+        line = describe_job(job, running=True)
+        if not self.tty:
+            log.info("snapshot %s", line)
+            return
+        estimate, rows = job.get("estimate"), int(job.get("rows") or 0)
+        filled = min(int(20 * rows / estimate), 20) if estimate else 0
+        bar = "#" * filled + "-" * (20 - filled)
+        self.stream.write(f"\r\x1b[Ksnapshot [{bar}] {line}"[:200])
+        self.stream.flush()
+        self._drawn = True
+
+    def end(self) -> None:
+        """Leave the terminal on a fresh line."""
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
