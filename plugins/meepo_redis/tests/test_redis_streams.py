@@ -80,6 +80,24 @@ class TestRedisStreamSinkContract(SinkContract):
             assert seqs == sorted(seqs)
 
 
+def test_snapshot_rows_sharing_a_sequence_are_all_appended(
+    redis_db: str, client: redis.Redis, tmp_path: Path
+) -> None:
+    chunk = [user_event("read", pk, None, {"id": pk}, sequence=50) for pk in (1, 2, 3)]
+    later = user_event("update", 1, {"id": 1}, {"id": 1, "v": 2}, sequence=51)
+    sink = RedisStreamSink(redis_db, "s", partitions=1)
+    sink.open(make_context(tmp_path))
+    try:
+        sink.apply(Batch(tuple(chunk), 1))
+        sink.apply(Batch((later,), 2))
+        sink.apply(Batch(tuple(chunk), 1))  # replayed after the later change: skipped
+        sink.apply(Batch((later,), 2))
+    finally:
+        sink.close()
+    appended = [event_from_json(fields["event"]) for _, fields in client.xrange("s:0")]
+    assert appended == [*chunk, later]
+
+
 def contains(entries: list[str], event: RowEvent) -> bool:
     return any(event_from_json(e) == event for e in entries)
 

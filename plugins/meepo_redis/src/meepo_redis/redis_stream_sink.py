@@ -23,21 +23,25 @@ if TYPE_CHECKING:
 
 #: KEYS[1] the partition stream, KEYS[2] its last-sequence key. ARGV[1] MAXLEN (0: none),
 #: ARGV[2] "1" to skip events whose sequence is at or below the last one appended, then
-#: pairs of (sequence or "", event JSON). Sequences compare as non-negative integers in
+#: pairs of (tag, event JSON): the tag is the sequence, "" for none, or the sequence and
+#: "r" for a snapshot row (``read``): the rows of one snapshot chunk share a sequence, so a
+#: read is skipped only below the last one. Sequences compare as non-negative integers in
 #: text (exact beyond 2^53). Returns how many entries were appended.
 APPEND = """
-local function le(a, b)
+local function lt(a, b)
   if #a ~= #b then return #a < #b end
-  return a <= b
+  return a < b
 end
 local maxlen = tonumber(ARGV[1])
 local last = redis.call('GET', KEYS[2])
 local added = 0
 for i = 3, #ARGV, 2 do
   local seq = ARGV[i]
+  local read = string.sub(seq, -1) == 'r'
+  if read then seq = string.sub(seq, 1, -2) end
   local skip = false
   if seq ~= '' and ARGV[2] == '1' then
-    if last and le(seq, last) then skip = true else last = seq end
+    if last and (lt(seq, last) or (seq == last and not read)) then skip = true else last = seq end
   end
   if not skip then
     if maxlen > 0 then
@@ -58,9 +62,11 @@ class RedisStreamSink(Sink):
     ``stream``; one pipelined round trip per batch, one atomic script per partition.
 
     Replays are de-duplicated by ``sequence`` per partition (``dedupe = "sequence"``):
-    right for sources whose sequences grow with commit order (mysql, outbox). Events
-    without a sequence are always appended; readers' sinks are idempotent anyway. An event
-    JSON cannot carry goes to the dead letters.
+    right for sources whose sequences grow with commit order (mysql, outbox). Snapshot rows
+    of one chunk share a sequence: a ``read`` is skipped only below the last sequence (a
+    chunk read again after a crash is appended again). Events without a sequence are always
+    appended; readers' sinks are idempotent anyway. An event JSON cannot carry goes to the
+    dead letters.
     """
 
     #: Config key path of the URL, for errors; set by ``from_options``.
@@ -129,6 +135,8 @@ class RedisStreamSink(Sink):
                 continue
             sequence = event.sequence
             tag = str(sequence) if sequence is not None and sequence >= 0 else ""
+            if tag and event.action == "read":
+                tag += "r"
             by_partition[partition_of(event, self.partitions)] += [tag, message]
         if not by_partition:
             return
