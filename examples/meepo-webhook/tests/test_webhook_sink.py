@@ -99,8 +99,15 @@ class TestWebhookContract(SinkContract):
         assert self.snapshot() == {"items:5": {
             "id": 5, "name": "cinq", "price": {"$decimal": "5.50"},
             "updated_at": {"$datetime": "2026-01-01T00:00:00+00:00"}}}
+
+    def test_requests_of_other_events_never_share_an_idempotency_key(self) -> None:
+        chunk = [self.contract_event("read", pk, contract_row(pk, "r"), sequence=50)
+                 for pk in (1, 2, 3, 4)]  # a snapshot chunk: one sequence
+        batches = [Batch(tuple(chunk[:2]), None), Batch(tuple(chunk[2:]), 6)]
+        self.apply_all(batches)
+        self.apply_all(batches)  # replayed
         keys = [request["key"] for request in self.receiver.requests]
-        assert keys == ["101-102"]
+        assert len(keys) == 4 and keys[:2] == keys[2:] and keys[0] != keys[1]
 
     def test_a_refused_batch_dead_letters_only_the_refused_events(self) -> None:
         context = make_context(self.tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -29,8 +30,9 @@ class Refused(Exception):
 class WebhookSink(Sink):
     """POSTs ``{"events": [...]}`` (events as in :mod:`meepo_core.serialization`) to ``url``.
 
-    The batch is durable once the receiver answers 2xx. The ``Idempotency-Key`` header
-    (first and last event sequence, or the batch position) lets receivers drop replays.
+    The batch is durable once the receiver answers 2xx. The ``Idempotency-Key`` header (the
+    SHA-256 of the body: the same events sent again carry the same key, other events never
+    do, even snapshot rows sharing a sequence) lets receivers drop replays.
     A refused batch (400, 413, 422) is sent again one event at a time and the events the
     receiver refuses alone go to the dead-letter store; any other 4xx but 408/429 is a
     configuration problem (not retried); anything else is retried by the runner with
@@ -62,23 +64,21 @@ class WebhookSink(Sink):
         if not batch.events:
             return
         try:
-            self.post(batch.events, json.dumps(batch.position))
+            self.post(batch.events)
         except Refused:
             for event in batch.events:  # find the events the receiver refuses
                 try:
-                    self.post((event,), json.dumps(batch.position))
+                    self.post((event,))
                 except Refused as exc:
                     self.context.dead_letter(event, self.label, str(exc))
 
-    def post(self, events: Sequence[RowEvent], fallback_key: str) -> None:
-        """POST ``events``; returns on 2xx, raises :class:`Refused` or :class:`SinkError`.
-        The idempotency key is the events' sequence range, else ``fallback_key``."""
-        first, last = events[0], events[-1]
-        key = f"{first.sequence}-{last.sequence}" if last.sequence is not None else fallback_key
+    def post(self, events: Sequence[RowEvent]) -> None:
+        """POST ``events``; returns on 2xx, raises :class:`Refused` or :class:`SinkError`."""
         try:
             body = json.dumps({"events": [event_to_dict(e) for e in events]}).encode()
         except (TypeError, ValueError) as exc:  # a value JSON cannot carry
             raise Refused(f"cannot encode as JSON: {exc}") from exc
+        key = hashlib.sha256(body).hexdigest()
         request = urllib.request.Request(
             self.url,
             data=body,
