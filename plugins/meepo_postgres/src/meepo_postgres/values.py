@@ -13,9 +13,9 @@ known. The Python types are those ``SELECT`` gives through psycopg:
   ``timetz`` -> ``time`` with its fixed offset; ``timestamptz`` -> UTC-aware ``datetime``;
 * ``interval`` -> ``timedelta`` when it has no months or years (a month has no fixed
   length), else its ISO 8601 text (``P1Y2M3DT4H``);
-* ``json``/``jsonb`` -> parsed objects; ``uuid`` -> ``UUID``; ``inet`` ->
-  ``IPv4Address``/``IPv6Address``, or an ``ip_interface`` when it has a prefix;
-  ``cidr`` -> ``ip_network``;
+* ``json``/``jsonb`` -> parsed objects; ``uuid``, ``inet`` and ``cidr`` -> ``str`` as the
+  server prints them (as the mysql source gives MariaDB's UUID, INET4 and INET6, so every
+  sink and serializer takes them as they are);
 * arrays of any of these -> (nested) lists; domains -> their base type.
 
 Values Python cannot hold (``infinity`` dates and timestamps, dates BC or past year 9999,
@@ -30,9 +30,7 @@ import re
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from ipaddress import ip_address, ip_interface, ip_network
 from typing import Any
-from uuid import UUID
 
 Converter = Callable[[str], Any]
 
@@ -109,20 +107,12 @@ def to_json(text: str) -> Any:
     return json.loads(text)
 
 
-def to_inet(text: str) -> Any:
-    return ip_interface(text) if "/" in text else ip_address(text)
-
-
-def to_cidr(text: str) -> Any:
-    return ip_network(text)
-
-
 #: Converters of built-in scalar types, by type OID (``None``: the text is the value).
 SCALARS: dict[int, Converter | None] = {
     16: to_bool, 17: to_bytes, 18: None, 19: None, 20: int, 21: int, 23: int, 25: None,
-    26: int, 114: to_json, 142: None, 650: to_cidr, 700: float, 701: float, 869: to_inet,
+    26: int, 114: to_json, 142: None, 650: None, 700: float, 701: float, 869: None,
     1042: None, 1043: None, 1082: to_date, 1083: to_time, 1114: to_timestamp,
-    1184: to_timestamptz, 1186: to_interval, 1266: to_timetz, 1700: Decimal, 2950: UUID,
+    1184: to_timestamptz, 1186: to_interval, 1266: to_timetz, 1700: Decimal, 2950: None,
     3802: to_json,
 }
 #: Built-in array types, by type OID: the element type's OID (all use "," between items).
