@@ -1,0 +1,1 @@
+"""meepo-kafka."""

@@ -1,0 +1,180 @@
+"""Message formats: how an event becomes a Kafka key and value, and back.
+
+* ``meepo`` (the default): the value is meepo's lossless event JSON
+  (:mod:`meepo_core.serialization`, every type tagged), the key the primary key with its
+  column names in the same encoding. Read back, the event is equal to the one written.
+* ``debezium``: Debezium's change-event envelope (:mod:`meepo_kafka.debezium`).
+
+Both formats share the key shape ``{"col": value, ...}`` (``{"pk": value}`` when the
+source does not name its key columns), so every change to a row lands on one partition.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+
+from meepo_core import RowEvent
+from meepo_core.serialization import encode_value, event_from_dict, event_to_json
+
+Headers = list[tuple[str, bytes | None]] | None
+
+#: Header names; values are UTF-8: the decimal sequence, the JSON source position.
+SEQUENCE_HEADER = "meepo.sequence"
+POSITION_HEADER = "meepo.position"
+
+
+class Format(Protocol):
+    """Encodes events for the sink and decodes messages for the source."""
+
+    name: str
+
+    def key(self, event: RowEvent) -> bytes:
+        """The message key: the row's primary key with its column names, as JSON."""
+
+    def value(self, event: RowEvent) -> bytes:
+        """The message value. Raises ``TypeError``/``ValueError`` for a value it cannot
+        encode (the sink dead-letters that event)."""
+
+    def decode(self, key: bytes | None, value: bytes, headers: Headers) -> RowEvent | None:
+        """The event in a message, or None for a message that carries no row change (a
+        Debezium truncate, say). Raises ``ValueError`` for a message in another format."""
+
+
+def key_document(event: RowEvent, encode: Callable[[Any], Any]) -> dict[str, Any]:
+    """``{"col": encoded value}`` for the event's key columns, in key order."""
+    columns = event.pk_columns
+    if not columns:
+        return {"pk": encode(event.pk)}
+    if len(columns) == 1:
+        return {columns[0]: encode(event.pk)}
+    return {column: encode(value) for column, value in zip(columns, event.pk, strict=True)}
+
+
+def loads(raw: bytes) -> Any:
+    """JSON from bytes: orjson, or the standard library for what orjson refuses (the
+    ``NaN`` and ``Infinity`` tokens Python writes for non-finite floats)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
+def header_value(headers: Headers, name: str) -> bytes | None:
+    for key, value in headers or ():
+        if key == name:
+            return value
+    return None
+
+
+class _NeedsStandardPath(Exception):
+    """A value orjson would not write as meepo's encoding does (a non-finite float, which
+    orjson turns into null, or a container that may hold one)."""
+
+
+_CONTAINERS = (dict, list, tuple, set, frozenset)
+
+
+def _encode_row(row: Mapping[str, Any] | None) -> Any:
+    """``row`` as meepo's encoding writes it: unchanged when every value is a str, int,
+    bool, None or finite float, else through :func:`encode_value`, which leaves no float
+    behind when the other values are scalars (decimals, dates, bytes...)."""
+    if row is None:
+        return None
+    plain = True
+    for value in row.values():
+        kind = type(value)
+        if kind is str or kind is int or kind is bool or value is None:
+            continue
+        if kind is float:
+            if value - value == 0.0:  # NaN and infinities give NaN
+                continue
+            raise _NeedsStandardPath
+        if isinstance(value, _CONTAINERS):
+            raise _NeedsStandardPath
+        plain = False
+    if plain and not (len(row) == 1 and next(iter(row)).startswith("$")):
+        return row
+    return encode_value(row)
+
+
+def _encode_scalar(value: Any) -> Any:
+    kind = type(value)
+    if kind is int or kind is str:
+        return value
+    return encode_value(value)
+
+
+class MeepoFormat:
+    """meepo's event JSON, byte for byte what :func:`meepo_core.serialization.event_to_json`
+    writes except that floats may be spelled differently (``1e16`` for ``1e+16``): the same
+    JSON document. Rows of plain values skip the tagging walk and everything is serialised
+    by orjson; rows with non-finite floats or nested containers, and anything orjson
+    refuses (integers beyond 64 bits), take the standard path."""
+
+    name = "meepo"
+
+    def __init__(self) -> None:
+        self._stamp: datetime | None = None
+        self._stamp_text = ""
+
+    def key(self, event: RowEvent) -> bytes:
+        document = key_document(event, _encode_scalar)
+        try:
+            return orjson.dumps(document)
+        except (orjson.JSONEncodeError, TypeError):
+            return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def value(self, event: RowEvent) -> bytes:
+        stamp = event.committed_at
+        if stamp is not self._stamp:  # one datetime object per source transaction
+            self._stamp, self._stamp_text = stamp, stamp.isoformat()
+        columns = event.pk_columns
+        try:
+            before, after = _encode_row(event.before), _encode_row(event.after)
+        except _NeedsStandardPath:
+            return event_to_json(event).encode()
+        document = {
+            "name": f"{event.table}_{event.action}",
+            "schema": event.schema,
+            "table": event.table,
+            "action": event.action,
+            "pk": _encode_scalar(event.pk),
+            "before": before,
+            "after": after,
+            "position": event.position,
+            "committed_at": self._stamp_text,
+            "txid": event.txid,
+            "sequence": event.sequence,
+            "pk_columns": list(columns) if columns is not None else None,
+        }
+        try:
+            return orjson.dumps(document)
+        except (orjson.JSONEncodeError, TypeError):
+            return event_to_json(event).encode()
+
+    def decode(self, key: bytes | None, value: bytes, headers: Headers) -> RowEvent | None:
+        data = loads(value)
+        if not isinstance(data, dict) or "action" not in data or "table" not in data:
+            raise ValueError("not a meepo event (no action or table)")
+        try:
+            return event_from_dict(data)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a meepo event ({type(exc).__name__}: {exc})") from exc
+
+
+def make_format(name: str, server_name: str = "meepo") -> Format:
+    """The format called ``name`` (validated by the caller); ``server_name`` is Debezium's
+    logical server name."""
+    if name == "debezium":
+        from .debezium import DebeziumFormat
+
+        return DebeziumFormat(server_name)
+    return MeepoFormat()
+
+
+FORMATS = ("meepo", "debezium")
