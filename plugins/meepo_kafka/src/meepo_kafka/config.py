@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 
 from meepo_core import ConfigError, Options
 
@@ -90,31 +90,28 @@ def librdkafka_config(options: Options, owned: Mapping[str, Owned],
 
 
 def _validate_with_librdkafka(options: Options, config: dict[str, Any], role: str) -> None:
-    """Build a client with no brokers (nothing connects) so librdkafka checks every key."""
+    """Build a client with no brokers (nothing connects) so librdkafka checks every key;
+    when it refuses, find the key by trying each alone (its message may name an alias)."""
+    problem = _refusal(config, role)
+    if problem is None:
+        return
+    culprit = next((key for key in config if _refusal({key: config[key]}, role)), None)
+    raise ConfigError(options.key_path(f"config.{culprit}" if culprit else "config"),
+                      f"librdkafka refused it: {problem}")
+
+
+def _refusal(config: Mapping[str, Any], role: str) -> str | None:
     probe = {**config, "logger": _SILENT}
     try:
         if role == "consumer":
-            from confluent_kafka import Consumer
-
             Consumer({**probe, "group.id": "meepo-config-check"}).close()
         else:
             Producer(probe)
     except KafkaException as exc:
-        message = exc.args[0].str() if exc.args else str(exc)
-        key = _key_named(message, config)
-        raise ConfigError(
-            options.key_path(f"config.{key}" if key else "config"),
-            f"librdkafka refused it: {message}",
-        ) from None
+        return str(exc.args[0].str() if exc.args else exc)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(options.key_path("config"), f"librdkafka refused it: {exc}") from None
-
-
-def _key_named(message: str, config: Mapping[str, Any]) -> str | None:
-    quoted = re.search(r'"([^"]+)"', message)
-    if quoted and quoted[1] in config:
-        return quoted[1]
-    return next((key for key in config if key in message), None)
+        return str(exc)
+    return None
 
 
 class _Silent(logging.Logger):

@@ -141,17 +141,30 @@ class KafkaSource(Source):
                 if self._closing:
                     return
                 self._commit_acknowledged()
-                epoch = self._epoch
-                messages = consumer.consume(context.batch_size, POLL_SECONDS)
-                if epoch != self._epoch:
-                    # fetched before a rebalance: the partitions' next owner (maybe this
-                    # worker again) reads them from the committed offsets
-                    messages = []
+                messages = self._poll(consumer, context.batch_size)
                 batches = self._batches(messages)
                 done = once and self._caught_up(began)
             yield from batches
             if done:
                 return
+
+    def _poll(self, consumer: Consumer, most: int) -> list[Message]:
+        """Up to ``most`` messages: waits up to ``POLL_SECONDS`` for the first, then takes
+        what is already fetched. One message per ``poll`` so that a rebalance (served inside
+        ``poll``) splits them: messages taken before it belong to the old assignment, were
+        never delivered, and are dropped (their partitions' next owner, maybe this worker
+        again, reads them from the committed offsets)."""
+        taken: list[Message] = []
+        deadline = time.monotonic() + POLL_SECONDS
+        while len(taken) < most:
+            epoch = self._epoch
+            message = consumer.poll(max(0.0, deadline - time.monotonic()) if not taken else 0)
+            if epoch != self._epoch:
+                taken = []
+            if message is None:
+                break
+            taken.append(message)
+        return taken
 
     def _batches(self, messages: list[Message]) -> list[Batch]:
         by_partition: dict[TP, list[Message]] = {}
@@ -287,16 +300,23 @@ class KafkaSource(Source):
         log.info("%s: revoked %s", self.label, _names(revoked) or "no partitions")
 
     def _on_lost(self, consumer: Consumer, partitions: list[Partition]) -> None:
+        """Partitions taken away without a revoke (the session or ``max.poll.interval.ms``
+        expired, or a commit met a newer generation): nothing can be committed for them.
+        The worker still waits (up to ``revoke_timeout``) for the sinks to finish what they
+        hold, because while this callback runs it has not rejoined, and a group that still
+        counts it as a member hands the partitions out only after it rejoins: their next
+        owner replays from the last commit, but never alongside this worker."""
         lost = {(p.topic, p.partition) for p in partitions}
+        self._wait_for_acknowledgements(lost)
         with self._state:
             self._epoch += 1
             self._assigned -= lost
             for tp in lost:
                 self._delivered.pop(tp, None)
                 self._acked.pop(tp, None)
-        log.warning("%s: partitions %s lost (session or max.poll.interval.ms expired); what "
-                    "was not committed is applied again by their next owner", self.label,
-                    _names(lost))
+        log.warning("%s: partitions %s lost (the session, max.poll.interval.ms or the group "
+                    "generation expired); what was not committed is applied again by their "
+                    "next owner", self.label, _names(lost))
 
     def _wait_for_acknowledgements(self, partitions: set[TP]) -> set[TP]:
         """Wait until the sinks applied everything delivered from ``partitions`` (or
