@@ -68,7 +68,7 @@ def debezium_value(value: Any) -> Any:
     DECIMAL -> string; DATE -> days since 1970-01-01; DATETIME (naive) -> microseconds
     since the epoch; TIMESTAMP (aware) -> ISO-8601 UTC string with ``Z``; TIME (timedelta)
     and time of day -> microseconds; binary -> base64; SET -> comma-joined sorted members;
-    JSON objects -> JSON text; arrays -> arrays; non-finite floats -> ``"NaN"``,
+    JSON values (objects and arrays) -> JSON text; non-finite floats -> ``"NaN"``,
     ``"Infinity"``, ``"-Infinity"``; :data:`~meepo_core.UNCHANGED` -> the placeholder.
     """
     kind = type(value)
@@ -96,10 +96,8 @@ def debezium_value(value: Any) -> Any:
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, set | frozenset):
         return ",".join(sorted(str(member) for member in value))
-    if isinstance(value, dict):
+    if isinstance(value, dict | list | tuple):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    if isinstance(value, list | tuple):
-        return [debezium_value(item) for item in value]
     if value is UNCHANGED:
         return UNAVAILABLE
     raise TypeError(f"no Debezium representation for {type(value).__name__} value {value!r}")
