@@ -3,6 +3,7 @@ the cluster named by ``$MEEPO_TEST_KAFKA_BOOTSTRAP``) and readers of what they h
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -73,10 +74,8 @@ def make_topic(admin: AdminClient) -> Iterator[Callable[..., str]]:
     yield make
     if made:
         for future in admin.delete_topics(made).values():
-            try:
+            with contextlib.suppress(Exception):  # best effort
                 future.result(timeout=30)
-            except Exception:  # best effort
-                pass
 
 
 def read_topic(bootstrap: str, topic: str, *, timeout: float = 20) -> list[Record]:

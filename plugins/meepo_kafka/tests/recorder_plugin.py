@@ -8,6 +8,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any, Self
 
 from meepo_core import Batch, Options, PipelineContext, Sink, hookimpl
@@ -25,7 +26,7 @@ class RecordSink(Sink):
         return cls(path)
 
     def open(self, context: PipelineContext) -> None:
-        self.handle = open(self.path.format(pid=os.getpid()), "a", encoding="utf-8")
+        self.handle = Path(self.path.format(pid=os.getpid())).open("a", encoding="utf-8")  # noqa: SIM115 - kept open until close()
 
     def apply(self, batch: Batch) -> None:
         assert self.handle is not None

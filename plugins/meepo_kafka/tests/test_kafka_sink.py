@@ -378,8 +378,8 @@ def test_check_names_missing_override_topics_when_auto_creation_is_off_or_unknow
     problems = sink.check()
     # noida-db (like Kafka's default) has auto.create.topics.enable=true: a missing topic
     # will be created on first write, so it is not a problem for the sink
-    from meepo_kafka.cluster import auto_create, fetch_metadata
     from confluent_kafka.admin import AdminClient
+    from meepo_kafka.cluster import auto_create, fetch_metadata
 
     client = AdminClient({"bootstrap.servers": bootstrap})
     setting = auto_create(client, fetch_metadata(client, bootstrap, "k"))

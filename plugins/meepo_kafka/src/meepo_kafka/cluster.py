@@ -7,8 +7,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
-from confluent_kafka.admin import AclOperation, AdminClient, ClusterMetadata, ConfigResource
+from confluent_kafka.admin import AdminClient
 
+from .compat import AclOperation, ClusterMetadata, ConfigResource
 from .config import CONNECT_TIMEOUT, describe
 
 #: Errors that say this client lacks a permission.

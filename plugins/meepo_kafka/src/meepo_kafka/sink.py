@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any, Self
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AclOperation, AdminClient
+from confluent_kafka.admin import AdminClient
 
 from meepo_core import Batch, Options, RowEvent, Sink, SinkError
 
 from .cluster import Unreachable, fetch_metadata, is_authorization, topic_problems
+from .compat import AclOperation
 from .config import SinkSettings, admin_config, base_config, describe
 from .formats import POSITION_HEADER, SEQUENCE_HEADER, Format, make_format
 from .topics import TopicRouter
@@ -54,7 +55,7 @@ REFUSED = {
 #: batch and does not split it, so each message is sent again alone before it is judged.
 TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
 
-Header = list[tuple[str, bytes]] | None
+Header = list[tuple[str, str | bytes | None]] | None
 #: A queued message: topic, key, value, headers, and the event it was made from.
 Sent = tuple[str, bytes, bytes | None, Header, RowEvent]
 
@@ -166,7 +167,7 @@ class KafkaSink(Sink):
             self._settle(sent)
 
     def _headers(self, event: RowEvent) -> Header:
-        headers: list[tuple[str, bytes]] = []
+        headers: list[tuple[str, str | bytes | None]] = []
         if event.sequence is not None:
             headers.append((SEQUENCE_HEADER, str(event.sequence).encode()))
         position = event.position

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as Partition
-from confluent_kafka.admin import AclOperation, AdminClient
+from confluent_kafka.admin import AdminClient
 
 from meepo_core import Batch, Options, Position, RowEvent, Source, SourceError
 
@@ -44,9 +44,10 @@ from .cluster import (
     is_authorization,
     topic_problems,
 )
+from .compat import AclOperation
 from .config import SourceSettings, admin_config, base_config, describe
 from .debezium import NotARowChange
-from .formats import make_format
+from .formats import Headers, make_format
 
 if TYPE_CHECKING:
     from meepo_core import PipelineContext
@@ -173,12 +174,13 @@ class KafkaSource(Source):
             if error is not None:
                 self._message_error(error)
                 continue
-            by_partition.setdefault((message.topic(), message.partition()), []).append(message)
+            tp = (message.topic() or "", message.partition() or 0)
+            by_partition.setdefault(tp, []).append(message)
         batches = []
         for tp, group in by_partition.items():
             events = [event for message in group if (event := self._event(message)) is not None]
             with self._state:
-                self._delivered[tp] = group[-1].offset() + 1
+                self._delivered[tp] = (group[-1].offset() or 0) + 1
                 position = self._position()
             batches.append(Batch(tuple(events), position))
         return batches
@@ -188,7 +190,7 @@ class KafkaSource(Source):
         if value is None:
             return None  # a tombstone: the delete before it carried the change
         try:
-            return self.format.decode(message.key(), value, message.headers())
+            return self.format.decode(message.key(), value, _headers(message))
         except NotARowChange as exc:
             log.warning("%s: %s %s[%d]@%d is a Debezium %s: not a row change, not delivered",
                         self.label, self.settings.format, message.topic(), message.partition(),
@@ -197,12 +199,13 @@ class KafkaSource(Source):
                 self._context.metrics.record_failure("source", f"{exc}_not_delivered")
             return None
         except (ValueError, TypeError, KeyError, OverflowError) as exc:
-            where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
+            offset = message.offset() or 0
+            where = f"{message.topic()}[{message.partition()}]@{offset}"
             raise SourceError(
                 f"message {where} is not a {self.settings.format} event ({describe(exc)}); "
                 f"check format, or skip it: kafka-consumer-groups.sh --group "
                 f"{self.settings.group} --reset-offsets --topic {message.topic()}:"
-                f"{message.partition()} --to-offset {message.offset() + 1} --execute"
+                f"{message.partition()} --to-offset {offset + 1} --execute"
             ) from exc
 
     def _message_error(self, error: KafkaError) -> None:
@@ -396,6 +399,15 @@ class KafkaSource(Source):
                 log.warning("%s: error while leaving the group: %s", self.label, describe(exc))
             finally:
                 self.consumer = None
+
+
+def _headers(message: Message) -> Headers:
+    """A message's headers as (name, bytes) pairs (consumers always get bytes)."""
+    found = message.headers()
+    if not found:
+        return None
+    pairs = found.items() if isinstance(found, dict) else found
+    return [(name, value.encode() if isinstance(value, str) else value) for name, value in pairs]
 
 
 def _names(partitions: Iterable[TP]) -> str:
