@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +16,9 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from meepo_testkit.servers import ExternalKafka
+
+#: librdkafka's logs of the tests' own clients (not stderr, where they outlive the server).
+CLIENT_LOG = logging.getLogger("kafka-test-clients")
 
 #: Why a test runs only against a real cluster; each names the noida-db gap it hits.
 NOIDA_NO_SESSION_EXPIRY = (
@@ -51,7 +55,7 @@ def bootstrap(kafka_server: Any) -> str:
 
 @pytest.fixture
 def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
+    return AdminClient({"bootstrap.servers": bootstrap, "logger": CLIENT_LOG})
 
 
 def unique(prefix: str = "t") -> str:
@@ -81,7 +85,7 @@ def make_topic(admin: AdminClient) -> Iterator[Callable[..., str]]:
 def read_topic(bootstrap: str, topic: str, *, timeout: float = 20) -> list[Record]:
     """Every message in ``topic`` now, by partition then offset (no consumer group)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("reader"),
-                         "enable.auto.commit": False})
+                         "enable.auto.commit": False, "logger": CLIENT_LOG})
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         partitions = sorted(metadata.topics[topic].partitions)

@@ -288,6 +288,9 @@ class FakeTopicAuthorizationReports(KafkaSink):
 
     refused_topic = ""
 
+    def producer_config(self) -> dict[str, Any]:
+        return {**super().producer_config(), "delivery.report.only.error": False}
+
     def _report(self, error: KafkaError | None, message: Message) -> None:
         if error is None and message.topic() == self.refused_topic:
             error = KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED)

@@ -11,14 +11,16 @@ source does not name its key columns), so every change to a row lands on one par
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any, Protocol
 
 import orjson
 
-from meepo_core import RowEvent
+from meepo_core import UNCHANGED, RowEvent
 from meepo_core.serialization import encode_value, event_from_dict, event_to_json
 
 Headers = list[tuple[str, bytes | None]] | None
@@ -72,34 +74,52 @@ def header_value(headers: Headers, name: str) -> bytes | None:
 
 
 class _NeedsStandardPath(Exception):
-    """A value orjson would not write as meepo's encoding does (a non-finite float, which
-    orjson turns into null, or a container that may hold one)."""
+    """A value this module does not encode itself (a container, a subclass, a non-finite
+    float that orjson would turn into null): the event takes the standard path."""
 
 
-_CONTAINERS = (dict, list, tuple, set, frozenset)
+#: meepo's tags for the scalar types, exactly as :func:`encode_value` writes them (looked up
+#: by exact type; subclasses take the standard path).
+_TAGGERS: dict[type, Callable[[Any], Any]] = {
+    Decimal: lambda v: {"$decimal": str(v)},
+    datetime: lambda v: {"$datetime": v.isoformat()},
+    date: lambda v: {"$date": v.isoformat()},
+    time: lambda v: {"$time": v.isoformat()},
+    timedelta: lambda v: {"$timedelta": v.total_seconds()},
+    bytes: lambda v: {"$bytes": base64.b64encode(v).decode("ascii")},
+    type(UNCHANGED): lambda _: {"$unchanged": True},
+}
 
 
 def _encode_row(row: Mapping[str, Any] | None) -> Any:
-    """``row`` as meepo's encoding writes it: unchanged when every value is a str, int,
-    bool, None or finite float, else through :func:`encode_value`, which leaves no float
-    behind when the other values are scalars (decimals, dates, bytes...)."""
+    """``row`` as :func:`encode_value` writes it: the same object when every value is a
+    str, int, bool, None or finite float, else a copy with the scalar types tagged."""
     if row is None:
         return None
-    plain = True
-    for value in row.values():
+    encoded: dict[str, Any] | None = None
+    for column, value in row.items():
         kind = type(value)
-        if kind is str or kind is int or kind is bool or value is None:
+        if kind is str or kind is int or value is None or kind is bool:
             continue
-        if kind is float:
+        if kind is Decimal:  # the common tagged types first, without a call
+            tagged: Any = {"$decimal": str(value)}
+        elif kind is datetime:
+            tagged = {"$datetime": value.isoformat()}
+        elif kind is float:
             if value - value == 0.0:  # NaN and infinities give NaN
                 continue
             raise _NeedsStandardPath
-        if isinstance(value, _CONTAINERS):
-            raise _NeedsStandardPath
-        plain = False
-    if plain and not (len(row) == 1 and next(iter(row)).startswith("$")):
-        return row
-    return encode_value(row)
+        else:
+            tag = _TAGGERS.get(kind)
+            if tag is None:
+                raise _NeedsStandardPath
+            tagged = tag(value)
+        if encoded is None:
+            encoded = dict(row)
+        encoded[column] = tagged
+    if len(row) == 1 and next(iter(row)).startswith("$"):
+        raise _NeedsStandardPath  # shaped like a tag: escaped by encode_value
+    return encoded if encoded is not None else row
 
 
 def _encode_scalar(value: Any) -> Any:
@@ -112,9 +132,9 @@ def _encode_scalar(value: Any) -> Any:
 class MeepoFormat:
     """meepo's event JSON, byte for byte what :func:`meepo_core.serialization.event_to_json`
     writes except that floats may be spelled differently (``1e16`` for ``1e+16``): the same
-    JSON document. Rows of plain values skip the tagging walk and everything is serialised
-    by orjson; rows with non-finite floats or nested containers, and anything orjson
-    refuses (integers beyond 64 bits), take the standard path."""
+    JSON document. Row images are tagged here in one pass and serialised by orjson; rows
+    with non-finite floats, containers (JSON columns, sets) or subclasses, and anything
+    orjson refuses (integers beyond 64 bits), take the standard path."""
 
     name = "meepo"
 

@@ -109,6 +109,8 @@ class KafkaSink(Sink):
             "acks": "all",
             "partitioner": "murmur2_random",
             "message.timeout.ms": int(self.settings.delivery_timeout * 1000),
+            # successes need no report: flush() returning 0 says every message was acked
+            "delivery.report.only.error": True,
             **(self.settings.config or {}),
             "on_delivery": self._report,
             "error_cb": self._error,
@@ -147,45 +149,54 @@ class KafkaSink(Sink):
             return
         self._failures.clear()
         sent: list[Sent] = []
-        router, fmt, tombstones = self.router, self.format, self.settings.tombstones
+        remember = sent.append
+        produce = self.producer.produce
+        topic_of, key_of, value_of = self.router.topic, self.format.key, self.format.value
+        tombstones, headers_of = self.settings.tombstones, self._headers
         for event in batch.events:
-            for part in split_key_change(event):
+            parts = split_key_change(event) if event.action == "update" else (event,)
+            for part in parts:
                 try:
-                    topic = router.topic(part.schema, part.table)
-                    key = fmt.key(part)
-                    value = fmt.value(part)
+                    topic = topic_of(part.schema, part.table)
+                    key = key_of(part)
+                    value = value_of(part)
                 except (TypeError, ValueError, OverflowError) as exc:
-                    self._dead_letter(event, f"cannot encode as {fmt.name}: {exc}")
+                    self._dead_letter(event, f"cannot encode as {self.format.name}: {exc}")
                     break
-                headers = self._headers(part)
-                if not self._produce(topic, key, value, headers, event, sent):
-                    break
+                headers = headers_of(part)
+                try:
+                    produce(topic, value, key, headers=headers)
+                except (BufferError, KafkaException):
+                    if not self._produce(topic, key, value, headers, event):
+                        break
+                remember((topic, key, value, headers, event))
                 if tombstones and part.action == "delete":
-                    self._produce(topic, key, None, headers, event, sent)
+                    if self._produce(topic, key, None, headers, event):
+                        remember((topic, key, None, headers, event))
         self._wait_for_reports(len(sent))
         if self._failures or self._fatal is not None:
             self._settle(sent)
 
     def _headers(self, event: RowEvent) -> Header:
-        headers: list[tuple[str, str | bytes | None]] = []
-        if event.sequence is not None:
-            headers.append((SEQUENCE_HEADER, str(event.sequence).encode()))
-        position = event.position
-        if position is not None:
-            if position is not self._position:  # shared by the rows of one source event
-                self._position, self._position_bytes = position, _json_bytes(position)
-            headers.append((POSITION_HEADER, self._position_bytes))
-        return headers or None
+        sequence, position = event.sequence, event.position
+        if position is None:
+            return None if sequence is None else [(SEQUENCE_HEADER, str(sequence))]
+        if position is not self._position:  # shared by the rows of one source event
+            self._position, self._position_bytes = position, _json_bytes(position)
+        if sequence is None:
+            return [(POSITION_HEADER, self._position_bytes)]
+        return [(SEQUENCE_HEADER, str(sequence)), (POSITION_HEADER, self._position_bytes)]
 
     def _produce(self, topic: str, key: bytes, value: bytes | None, headers: Header,
-                 event: RowEvent, sent: list[Sent]) -> bool:
-        """Queue one message; False when it was refused at once (dead-lettered)."""
+                 event: RowEvent) -> bool:
+        """Queue one message, waiting while librdkafka's queue is full; False when it was
+        refused at once (dead-lettered)."""
         assert self.producer is not None
         while True:
             try:
                 self.producer.produce(topic, value, key, headers=headers)
-                break
-            except BufferError:  # librdkafka's queue is full: let deliveries drain it
+                return True
+            except BufferError:  # the queue is full: let deliveries drain it
                 self.producer.poll(0.1)
             except KafkaException as exc:
                 error = exc.args[0]
@@ -195,8 +206,6 @@ class KafkaSink(Sink):
                 self._drain()
                 raise SinkError(f"{self.label}: cannot queue a message for topic {topic!r}: "
                                 f"{describe(exc)}") from exc
-        sent.append((topic, key, value, headers, event))
-        return True
 
     def _wait_for_reports(self, count: int) -> None:
         assert self.producer is not None
