@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,10 @@ EXACT_VALUES: dict[str, Any] = {
     "blob": bytes(range(256)),
     "naive": datetime(2026, 2, 3, 4, 5, 6, 789012),
     "aware": datetime(2026, 2, 3, 4, 5, 6, 7, tzinfo=UTC),
+    "aware_whole": datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC),
+    "offset": datetime(2026, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=-3, minutes=-30))),
+    "first": datetime(1, 1, 1, 0, 0, 0, 1),
+    "last": datetime(9999, 12, 31, 23, 59, 59, 999999),
     "day": date(1, 1, 1),
     "clock": time(23, 59, 59, 999999),
     "span": timedelta(hours=-838, seconds=1),
