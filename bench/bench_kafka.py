@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -122,9 +123,9 @@ def raw_producer(bootstrap: str) -> Producer:
     return producer
 
 
-def run_raw(bootstrap: str, messages: list[tuple[Any, ...]]) -> float:
-    """Seconds to produce the pre-encoded ``messages`` with confluent-kafka alone, until
-    every one is acknowledged (one flush at the end)."""
+def produce_all(bootstrap: str, messages: Iterable[tuple[Any, ...]], what: str) -> float:
+    """Seconds to produce ``messages`` ((topic, value, key, headers), made as they are
+    consumed) with confluent-kafka alone, until every one is acknowledged (one flush)."""
     producer = raw_producer(bootstrap)
     produce, poll = producer.produce, producer.poll
     began = time.perf_counter()
@@ -138,31 +139,23 @@ def run_raw(bootstrap: str, messages: list[tuple[Any, ...]]) -> float:
     left = producer.flush(60)
     seconds = time.perf_counter() - began
     if left:
-        raise SystemExit(f"raw produce: {left} messages unacknowledged")
+        raise SystemExit(f"{what}: {left} messages unacknowledged")
     return seconds
+
+
+def run_raw(bootstrap: str, messages: list[tuple[Any, ...]]) -> float:
+    """The pre-encoded messages, as they are."""
+    return produce_all(bootstrap, messages, "raw produce")
 
 
 def run_standard_encoder(bootstrap: str, topic: str, events: list[RowEvent],
                          headers: list[Any]) -> float:
-    """Seconds for a hand-written producer: each event encoded with meepo-core's
-    ``event_to_json`` (the same document the sink writes), produced, one flush at the end."""
-    producer = raw_producer(bootstrap)
-    produce, poll = producer.produce, producer.poll
-    began = time.perf_counter()
-    for event, header in zip(events, headers, strict=True):
-        key = json.dumps({"id": event.pk}, separators=(",", ":")).encode()
-        value = event_to_json(event).encode()
-        while True:
-            try:
-                produce(topic, value, key, headers=header)
-                break
-            except BufferError:
-                poll(0.05)
-    left = producer.flush(60)
-    seconds = time.perf_counter() - began
-    if left:
-        raise SystemExit(f"standard encoder: {left} messages unacknowledged")
-    return seconds
+    """A hand-written producer: each event encoded with meepo-core's ``event_to_json``
+    (the same document the sink writes) just before it is produced."""
+    made = ((topic, event_to_json(event).encode(),
+             json.dumps({"id": event.pk}, separators=(",", ":")).encode(), header)
+            for event, header in zip(events, headers, strict=True))
+    return produce_all(bootstrap, made, "standard encoder")
 
 
 def run_sink(bootstrap: str, topic: str, batches: list[Batch], base: Path) -> float:
@@ -207,7 +200,7 @@ def sink_vs_raw(bootstrap: str, rows: int, rounds: int, base: Path) -> dict[str,
             seconds[which].append(runs[which]())
         if topic_size(bootstrap, topic) - before != len(runs) * len(messages):
             raise SystemExit("a run did not deliver every message")
-        print("  round {}: ".format(index + 1) + ", ".join(
+        print(f"  round {index + 1}: " + ", ".join(
             f"{name} {len(messages) / found[-1]:,.0f}/s" for name, found in seconds.items()),
             flush=True)
     best = {name: min(found) for name, found in seconds.items()}

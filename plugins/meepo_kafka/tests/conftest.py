@@ -8,14 +8,19 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from meepo_kafka.sink import KafkaSink
 from meepo_testkit.servers import ExternalKafka
+
+from meepo_core import Batch, Options, RowEvent
+from meepo_core.testing import make_context
 
 #: librdkafka's logs of the tests' own clients (not stderr, where they outlive the server).
 CLIENT_LOG = logging.getLogger("kafka-test-clients")
@@ -80,6 +85,22 @@ def make_topic(admin: AdminClient) -> Iterator[Callable[..., str]]:
         for future in admin.delete_topics(made).values():
             with contextlib.suppress(Exception):  # best effort
                 future.result(timeout=30)
+
+
+def publish(tmp_path: Path, bootstrap: str, *batches: Sequence[RowEvent],
+            pipeline: str = "contract", sink_class: type[KafkaSink] = KafkaSink,
+            label: str = "sinks[0]", **options: Any) -> KafkaSink:
+    """Open a ``kafka`` sink with ``options``, apply each of ``batches`` as one batch, and
+    close it; returns the sink (``sink.context`` holds its dead letters)."""
+    sink = sink_class.from_options(Options(
+        {"type": "kafka", "bootstrap_servers": bootstrap, **options}, label, tmp_path))
+    sink.open(make_context(tmp_path, pipeline=pipeline))
+    try:
+        for index, events in enumerate(batches):
+            sink.apply(Batch(tuple(events), index))
+    finally:
+        sink.close()
+    return sink
 
 
 def read_topic(bootstrap: str, topic: str, *, timeout: float = 20) -> list[Record]:

@@ -14,12 +14,10 @@ from typing import Any
 
 import pytest
 from meepo_kafka.debezium import debezium_value
-from meepo_kafka.sink import KafkaSink
 
-from meepo_core import UNCHANGED, Batch, Options, RowEvent
-from meepo_core.testing import make_context
+from meepo_core import UNCHANGED, RowEvent
 
-from .conftest import read_topic
+from .conftest import publish, read_topic
 
 COMMITTED = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 WHERE = {"file": "binlog.000007", "pos": 4321}
@@ -56,18 +54,13 @@ def test_envelope_of_write_update_delete_and_read(
     tmp_path: Path, bootstrap: str, make_topic: Any
 ) -> None:
     topic = make_topic(1)
-    sink = KafkaSink.from_options(Options(
-        {"type": "kafka", "bootstrap_servers": bootstrap, "topic": topic, "format": "debezium",
-         "server_name": "dbserver1"}, "sinks[0]", tmp_path))
-    sink.open(make_context(tmp_path))
     began = time.time() * 1000
-    try:
-        sink.apply(Batch((change("write", None, ROW_1),
-                          change("update", ROW_1, ROW_2, row=1),
-                          change("delete", ROW_2, None, row=2, txid="binlog.000007:4000"),
-                          change("read", None, ROW_2, txid=None, position=None)), WHERE))
-    finally:
-        sink.close()
+    publish(tmp_path, bootstrap, [
+        change("write", None, ROW_1),
+        change("update", ROW_1, ROW_2, row=1),
+        change("delete", ROW_2, None, row=2, txid="binlog.000007:4000"),
+        change("read", None, ROW_2, txid=None, position=None),
+    ], topic=topic, format="debezium", server_name="dbserver1")
     records = read_topic(bootstrap, topic)
     assert [r.key for r in records] == [b'{"id":1}'] * 4
     values = [r.json() for r in records]
@@ -92,15 +85,9 @@ def test_a_key_change_is_a_delete_and_a_create_as_in_debezium(
     tmp_path: Path, bootstrap: str, make_topic: Any
 ) -> None:
     topic = make_topic(1)
-    sink = KafkaSink.from_options(Options(
-        {"type": "kafka", "bootstrap_servers": bootstrap, "topic": topic, "format": "debezium",
-         "tombstones": True}, "sinks[0]", tmp_path))
-    sink.open(make_context(tmp_path, pipeline="orders"))
-    try:
-        sink.apply(Batch((RowEvent("shop", "t", "update", 2, {"id": 1}, {"id": 2}, WHERE,
-                                   COMMITTED, None, BASE, ("id",)),), WHERE))
-    finally:
-        sink.close()
+    publish(tmp_path, bootstrap, [
+        RowEvent("shop", "t", "update", 2, {"id": 1}, {"id": 2}, WHERE, COMMITTED, None, BASE,
+                 ("id",))], pipeline="orders", topic=topic, format="debezium", tombstones=True)
     records = read_topic(bootstrap, topic)
     assert [(r.key, r.json() and r.json()["op"]) for r in records] == [
         (b'{"id":1}', "d"), (b'{"id":1}', None), (b'{"id":2}', "c")]

@@ -20,7 +20,7 @@ from meepo_core import UNCHANGED, Batch, Options, RowEvent, SinkError
 from meepo_core.serialization import event_from_json, event_to_json
 from meepo_core.testing import SinkContract, make_context
 
-from .conftest import Record, read_topic, unique
+from .conftest import Record, publish, read_topic, unique
 
 STAMP = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -111,13 +111,9 @@ def test_headers_carry_sequence_and_position(
 ) -> None:
     topic = make_topic()
     where = {"file": "binlog.000003", "pos": 1234}
-    sink = open_sink(tmp_path, bootstrap, topic=topic)
-    try:
-        sink.apply(Batch((event("write", 1, None, {"id": 1}, sequence=2**40 + 5,
-                                position=where),
-                          event("write", 2, None, {"id": 2}, sequence=None)), where))
-    finally:
-        sink.close()
+    publish(tmp_path, bootstrap, [
+        event("write", 1, None, {"id": 1}, sequence=2**40 + 5, position=where),
+        event("write", 2, None, {"id": 2}, sequence=None)], topic=topic)
     first, second = read_topic(bootstrap, topic)
     assert first.headers["meepo.sequence"] == str(2**40 + 5).encode()
     assert json.loads(first.headers["meepo.position"] or b"") == where
@@ -155,11 +151,7 @@ def test_meepo_format_carries_every_value_exactly(
 ) -> None:
     topic = make_topic()
     original = event("update", 1, {"id": 1, name: None}, {"id": 1, name: EXACT_VALUES[name]})
-    sink = open_sink(tmp_path, bootstrap, topic=topic)
-    try:
-        sink.apply(Batch((original,), 1))
-    finally:
-        sink.close()
+    publish(tmp_path, bootstrap, [original], topic=topic)
     (record,) = read_topic(bootstrap, topic)
     assert record.value is not None
     assert event_from_json(record.value.decode()) == original
@@ -169,11 +161,7 @@ def test_meepo_format_carries_every_value_exactly(
 def test_non_finite_floats_round_trip(tmp_path: Path, bootstrap: str, make_topic: Any) -> None:
     topic = make_topic()
     original = event("write", 1, None, {"id": 1, "nan": math.nan, "inf": -math.inf})
-    sink = open_sink(tmp_path, bootstrap, topic=topic)
-    try:
-        sink.apply(Batch((original,), 1))
-    finally:
-        sink.close()
+    publish(tmp_path, bootstrap, [original], topic=topic)
     (record,) = read_topic(bootstrap, topic)
     assert record.value is not None
     after = event_from_json(record.value.decode()).after or {}
@@ -182,15 +170,10 @@ def test_non_finite_floats_round_trip(tmp_path: Path, bootstrap: str, make_topic
 
 def test_keys_name_their_columns(tmp_path: Path, bootstrap: str, make_topic: Any) -> None:
     topic = make_topic()
-    sink = open_sink(tmp_path, bootstrap, topic=topic)
-    try:
-        sink.apply(Batch((
-            event("write", (7, "x"), None, {"a": 7, "b": "x"}, columns=("a", "b")),
-            event("write", 8, None, {"id": 8}, columns=None),
-            event("write", Decimal("1.50"), None, {"id": Decimal("1.50")}),
-        ), 1))
-    finally:
-        sink.close()
+    publish(tmp_path, bootstrap, [
+        event("write", (7, "x"), None, {"a": 7, "b": "x"}, columns=("a", "b")),
+        event("write", 8, None, {"id": 8}, columns=None),
+        event("write", Decimal("1.50"), None, {"id": Decimal("1.50")})], topic=topic)
     keys = [json.loads(r.key or b"") for r in read_topic(bootstrap, topic)]
     assert keys == [{"a": 7, "b": "x"}, {"pk": 8}, {"id": {"$decimal": "1.50"}}]
 
@@ -199,12 +182,9 @@ def test_key_change_is_a_delete_of_the_old_key_then_a_write_of_the_new(
     tmp_path: Path, bootstrap: str, make_topic: Any
 ) -> None:
     topic = make_topic(4)
-    sink = open_sink(tmp_path, bootstrap, topic=topic, tombstones=True)
-    try:
-        sink.apply(Batch((event("update", 2, {"id": 1, "v": "a"}, {"id": 2, "v": "a"},
-                                sequence=9),), 1))
-    finally:
-        sink.close()
+    publish(tmp_path, bootstrap, [
+        event("update", 2, {"id": 1, "v": "a"}, {"id": 2, "v": "a"}, sequence=9)],
+        topic=topic, tombstones=True)
     records = sorted(read_topic(bootstrap, topic), key=lambda r: r.key or b"")
     old = [r for r in records if r.key == b'{"id":1}']
     new = [r for r in records if r.key == b'{"id":2}']
@@ -219,12 +199,9 @@ def test_key_change_is_a_delete_of_the_old_key_then_a_write_of_the_new(
 
 def test_tombstone_follows_each_delete(tmp_path: Path, bootstrap: str, make_topic: Any) -> None:
     topic = make_topic()
-    sink = open_sink(tmp_path, bootstrap, topic=topic, tombstones=True)
-    try:
-        sink.apply(Batch((event("write", 1, None, {"id": 1}),
-                          event("delete", 1, {"id": 1}, None, sequence=2)), 1))
-    finally:
-        sink.close()
+    publish(tmp_path, bootstrap, [event("write", 1, None, {"id": 1}),
+                                  event("delete", 1, {"id": 1}, None, sequence=2)],
+            topic=topic, tombstones=True)
     records = read_topic(bootstrap, topic)
     assert [(r.key, r.value is None) for r in records] == [
         (b'{"id":1}', False), (b'{"id":1}', False), (b'{"id":1}', True)]
@@ -235,14 +212,11 @@ def test_topics_follow_the_template_prefix_and_overrides(
     tmp_path: Path, bootstrap: str, admin: Any
 ) -> None:
     prefix = unique("p")
-    sink = open_sink(tmp_path, bootstrap, topic="cdc-{table}", topic_prefix=prefix + ".",
-                     topics={"shop.special": prefix + "-special"})
-    try:
-        sink.apply(Batch((event("write", 1, None, {"id": 1}, table="items"),
-                          event("write", 1, None, {"id": 1}, table="special"),
-                          event("write", 1, None, {"id": 1}, table="odd$name"),), 1))
-    finally:
-        sink.close()
+    publish(tmp_path, bootstrap, [event("write", 1, None, {"id": 1}, table="items"),
+                                  event("write", 1, None, {"id": 1}, table="special"),
+                                  event("write", 1, None, {"id": 1}, table="odd$name")],
+            topic="cdc-{table}", topic_prefix=prefix + ".",
+            topics={"shop.special": prefix + "-special"})
     topics = admin.list_topics(timeout=10).topics
     assert {f"{prefix}.cdc-items", f"{prefix}-special", f"{prefix}.cdc-odd_name"} <= set(topics)
     (odd,) = read_topic(bootstrap, f"{prefix}.cdc-odd_name")
@@ -253,15 +227,11 @@ def test_too_large_messages_go_to_dead_letters_and_the_rest_arrive_in_order(
     tmp_path: Path, bootstrap: str, make_topic: Any
 ) -> None:
     topic = make_topic(1, **{"max.message.bytes": "3000"})
-    sink = open_sink(tmp_path, bootstrap, topic=topic)
-    batch = (event("write", 1, None, {"id": 1, "v": 1}, sequence=1),
-             event("write", 2, None, {"id": 2, "v": "x" * 5000}, sequence=2),
-             event("update", 1, {"id": 1, "v": 1}, {"id": 1, "v": 2}, sequence=3),
-             event("write", 3, None, {"id": 3, "v": 3}, sequence=4))
-    try:
-        sink.apply(Batch(batch, 1))
-    finally:
-        sink.close()
+    sink = publish(tmp_path, bootstrap, [
+        event("write", 1, None, {"id": 1, "v": 1}, sequence=1),
+        event("write", 2, None, {"id": 2, "v": "x" * 5000}, sequence=2),
+        event("update", 1, {"id": 1, "v": 1}, {"id": 1, "v": 2}, sequence=3),
+        event("write", 3, None, {"id": 3, "v": 3}, sequence=4)], topic=topic)
     (dead,) = dead_letters(sink)
     assert dead["event"]["pk"] == 2 and "MSG_SIZE_TOO_LARGE" in dead["error"]
     assert dead["sink"] == "sinks[0] kafka"
@@ -274,12 +244,9 @@ def test_a_message_over_the_producers_limit_goes_to_dead_letters(
     tmp_path: Path, bootstrap: str, make_topic: Any
 ) -> None:
     topic = make_topic()
-    sink = open_sink(tmp_path, bootstrap, topic=topic, config={"message.max.bytes": 1000})
-    try:
-        sink.apply(Batch((event("write", 1, None, {"id": 1, "v": "x" * 3000}),
-                          event("write", 2, None, {"id": 2}, sequence=2)), 1))
-    finally:
-        sink.close()
+    sink = publish(tmp_path, bootstrap, [event("write", 1, None, {"id": 1, "v": "x" * 3000}),
+                                         event("write", 2, None, {"id": 2}, sequence=2)],
+                   topic=topic, config={"message.max.bytes": 1000})
     (dead,) = dead_letters(sink)
     assert dead["event"]["pk"] == 1 and "MSG_SIZE_TOO_LARGE" in dead["error"]
     assert [r.json()["pk"] for r in read_topic(bootstrap, topic)] == [2]
@@ -306,15 +273,10 @@ def test_unauthorized_topic_goes_to_dead_letters_with_the_reason_fake(
 ) -> None:
     allowed, refused = make_topic(), make_topic()
     FakeTopicAuthorizationReports.refused_topic = refused
-    sink = FakeTopicAuthorizationReports.from_options(Options(
-        {"type": "kafka", "bootstrap_servers": bootstrap, "topics": {
-            "shop.items": allowed, "shop.secret": refused}}, "sinks[1]", tmp_path))
-    sink.open(make_context(tmp_path))
-    try:
-        sink.apply(Batch((event("write", 1, None, {"id": 1}),
-                          event("write", 1, None, {"id": 1}, table="secret")), 1))
-    finally:
-        sink.close()
+    sink = publish(tmp_path, bootstrap, [event("write", 1, None, {"id": 1}),
+                                         event("write", 1, None, {"id": 1}, table="secret")],
+                   sink_class=FakeTopicAuthorizationReports, label="sinks[1]",
+                   topics={"shop.items": allowed, "shop.secret": refused})
     (dead,) = dead_letters(sink)
     assert dead["event"]["table"] == "secret" and dead["sink"] == "sinks[1] kafka"
     assert "TOPIC_AUTHORIZATION_FAILED" in dead["error"] and refused in dead["error"]
@@ -325,12 +287,9 @@ def test_unencodable_values_go_to_dead_letters(
     tmp_path: Path, bootstrap: str, make_topic: Any
 ) -> None:
     topic = make_topic()
-    sink = open_sink(tmp_path, bootstrap, topic=topic, format="debezium")
-    try:
-        sink.apply(Batch((event("write", 1, None, {"id": 1, "odd": object()}),
-                          event("write", 2, None, {"id": 2}, sequence=2)), 1))
-    finally:
-        sink.close()
+    sink = publish(tmp_path, bootstrap, [event("write", 1, None, {"id": 1, "odd": object()}),
+                                         event("write", 2, None, {"id": 2}, sequence=2)],
+                   topic=topic, format="debezium")
     (dead,) = dead_letters(sink)
     assert str(dead["event"]["pk"]) == "1" and "cannot encode as debezium" in dead["error"]
     assert [json.loads(r.key or b"") for r in read_topic(bootstrap, topic)] == [{"id": 2}]

@@ -16,13 +16,12 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from meepo_kafka.sink import KafkaSink
 from meepo_kafka.source import KafkaSource
 
 from meepo_core import UNCHANGED, Batch, Options, PipelineSettings, RowEvent, SourceError
 from meepo_core.testing import SourceContract, make_context
 
-from .conftest import is_real_cluster, unique, wait_for
+from .conftest import is_real_cluster, publish, unique, wait_for
 
 STAMP = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -34,18 +33,10 @@ def make_source(tmp_path: Path, bootstrap: str, topics: list[str], group: str,
          **options}, "source", tmp_path))
 
 
-def publish(tmp_path: Path, bootstrap: str, topic: str, events: list[RowEvent],
-            **options: Any) -> None:
+def publish_each(tmp_path: Path, bootstrap: str, topic: str, events: list[RowEvent],
+                 **options: Any) -> None:
     """Write ``events`` with the kafka sink, one batch each."""
-    sink = KafkaSink.from_options(Options(
-        {"type": "kafka", "bootstrap_servers": bootstrap, "topic": topic, **options},
-        "sinks[0]", tmp_path))
-    sink.open(make_context(tmp_path))
-    try:
-        for index, event in enumerate(events):
-            sink.apply(Batch((event,), index))
-    finally:
-        sink.close()
+    publish(tmp_path, bootstrap, *([event] for event in events), topic=topic, **options)
 
 
 def versions(keys: int, rounds: int, first_sequence: int = 1) -> list[RowEvent]:
@@ -98,7 +89,7 @@ class TestKafkaSourceContract(SourceContract):
     def produce(self, count: int) -> list[Any]:
         pks = list(range(self.next_pk, self.next_pk + count))
         self.next_pk += count
-        publish(self.tmp_path, self.bootstrap, self.topic, [
+        publish_each(self.tmp_path, self.bootstrap, self.topic, [
             RowEvent("shop", "items", "write", pk, None, {"id": pk}, None, STAMP, None, pk + 1,
                      ("id",)) for pk in pks])
         return pks
@@ -108,7 +99,7 @@ def test_batches_hold_one_partition_in_offset_order(
     tmp_path: Path, bootstrap: str, make_topic: Any
 ) -> None:
     topic = make_topic(4)
-    publish(tmp_path, bootstrap, topic, versions(30, 4))
+    publish_each(tmp_path, bootstrap, topic, versions(30, 4))
     batches = drain(make_source(tmp_path, bootstrap, [topic], unique("g")), tmp_path,
                     batch_size=25)
     events = [event for batch in batches for event in batch.events]
@@ -142,7 +133,7 @@ def test_offsets_are_committed_only_when_acknowledged(
 ) -> None:
     topic = make_topic(1)
     group = unique("g")
-    publish(tmp_path, bootstrap, topic, versions(10, 1))
+    publish_each(tmp_path, bootstrap, topic, versions(10, 1))
     unacknowledged = drain(make_source(tmp_path, bootstrap, [topic], group), tmp_path,
                            acknowledge=False, batch_size=4)
     assert sum(len(b) for b in unacknowledged) == 10
@@ -237,7 +228,7 @@ def test_a_joining_worker_gets_partitions_only_after_the_sinks_applied_them(
     topic = make_topic(4)
     group = unique("g")
     everything = versions(40, 10)
-    publish(tmp_path, bootstrap, topic, everything[:200])
+    publish_each(tmp_path, bootstrap, topic, everything[:200])
     a = Worker(make_source(tmp_path, bootstrap, [topic], group), tmp_path, apply_seconds=0.05)
     b: Worker | None = None
     try:
@@ -245,7 +236,7 @@ def test_a_joining_worker_gets_partitions_only_after_the_sinks_applied_them(
         # B joins while A has batches in flight: A's revoke waits for them to be applied
         b = Worker(make_source(tmp_path, bootstrap, [topic], group), tmp_path,
                    apply_seconds=0.05)
-        publish(tmp_path, bootstrap, topic, everything[200:])
+        publish_each(tmp_path, bootstrap, topic, everything[200:])
         expected = {(e.pk, e.sequence) for e in everything}
         wait_for(lambda: a.keys() | b.keys() >= expected, 60, "every event applied")
         assert b.applied, "B never got partitions"
@@ -270,7 +261,7 @@ def test_batches_not_applied_within_revoke_timeout_are_abandoned_to_replay(
     topic = make_topic(2)
     group = unique("g")
     everything = versions(20, 3)
-    publish(tmp_path, bootstrap, topic, everything)
+    publish_each(tmp_path, bootstrap, topic, everything)
     stuck_source = make_source(tmp_path, bootstrap, [topic], group, revoke_timeout=1)
     stuck = Worker(stuck_source, tmp_path, acknowledge=False)  # its sinks never finish
     helper: Worker | None = None
@@ -298,7 +289,7 @@ def test_latest_start_skips_what_is_already_there(
     tmp_path: Path, bootstrap: str, make_topic: Any
 ) -> None:
     topic = make_topic(1)
-    publish(tmp_path, bootstrap, topic, versions(5, 1))
+    publish_each(tmp_path, bootstrap, topic, versions(5, 1))
     assert drain(make_source(tmp_path, bootstrap, [topic], unique("g"), start="latest"),
                  tmp_path) == []
 
@@ -308,8 +299,8 @@ def test_a_regex_subscribes_to_every_matching_topic(
 ) -> None:
     prefix = unique("rx")
     first, second = make_topic(1, name=f"{prefix}.a"), make_topic(1, name=f"{prefix}.b")
-    publish(tmp_path, bootstrap, first, versions(2, 1))
-    publish(tmp_path, bootstrap, second, versions(3, 1, 100))
+    publish_each(tmp_path, bootstrap, first, versions(2, 1))
+    publish_each(tmp_path, bootstrap, second, versions(3, 1, 100))
     source = make_source(tmp_path, bootstrap, [f"^{prefix}\\..*"], unique("g"))
     events = [e for b in drain(source, tmp_path) for e in b.events]
     assert sorted(e.sequence or 0 for e in events) == [1, 2, 100, 101, 102]
@@ -333,7 +324,7 @@ def test_debezium_round_trip_takes_the_sequence_from_the_header(
         RowEvent("shop", "items", "read", 2, None, {"id": 2, "name": "g"}, None, STAMP,
                  None, None, ("id",)),
     ]
-    publish(tmp_path, bootstrap, topic, written, format="debezium", tombstones=True)
+    publish_each(tmp_path, bootstrap, topic, written, format="debezium", tombstones=True)
     source = make_source(tmp_path, bootstrap, [topic], unique("g"), format="debezium")
     events = [e for b in drain(source, tmp_path) for e in b.events]
     assert events == written  # plain values survive the schemaless envelope exactly
@@ -428,7 +419,7 @@ def test_a_message_in_another_format_stops_with_the_offset_to_skip(
     tmp_path: Path, bootstrap: str, make_topic: Any
 ) -> None:
     topic = make_topic(1)
-    publish(tmp_path, bootstrap, topic, versions(2, 1))
+    publish_each(tmp_path, bootstrap, topic, versions(2, 1))
     producer = Producer({"bootstrap.servers": bootstrap})
     producer.produce(topic, b"not json at all", b"k")
     producer.flush(10)

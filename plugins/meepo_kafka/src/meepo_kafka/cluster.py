@@ -3,14 +3,14 @@ is topic auto-creation on, and is this client authorized."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient
 
 from .compat import AclOperation, ClusterMetadata, ConfigResource
-from .config import CONNECT_TIMEOUT, describe
+from .config import CONNECT_TIMEOUT, admin_config, describe
 
 #: Errors that say this client lacks a permission.
 AUTHORIZATION_ERRORS = {
@@ -38,6 +38,14 @@ def fetch_metadata(client: Any, bootstrap: str, key: str) -> ClusterMetadata:
             "security settings"
         ) from exc
     return metadata
+
+
+def admin_and_metadata(bootstrap: str, config: Mapping[str, Any] | None,
+                       key: str) -> tuple[AdminClient, ClusterMetadata]:
+    """An admin client with the connection settings of ``config``, and the cluster's
+    metadata; :class:`Unreachable` names ``key`` when the cluster does not answer."""
+    admin = AdminClient(admin_config(bootstrap, config))
+    return admin, fetch_metadata(admin, bootstrap, key)
 
 
 def auto_create(admin: AdminClient, metadata: ClusterMetadata) -> str:

@@ -24,13 +24,18 @@ from typing import TYPE_CHECKING, Any, Self
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient
 
 from meepo_core import Batch, Options, RowEvent, Sink, SinkError
 
-from .cluster import Unreachable, fetch_metadata, is_authorization, topic_problems
+from .cluster import (
+    Unreachable,
+    admin_and_metadata,
+    fetch_metadata,
+    is_authorization,
+    topic_problems,
+)
 from .compat import AclOperation
-from .config import SinkSettings, admin_config, base_config, describe
+from .config import SinkSettings, base_config, describe
 from .formats import POSITION_HEADER, SEQUENCE_HEADER, Format, make_format
 from .topics import TopicRouter
 
@@ -128,10 +133,9 @@ class KafkaSink(Sink):
             raise SinkError(str(exc), retryable=False) from exc
 
     def check(self) -> list[str]:
-        admin = AdminClient(admin_config(self.settings.bootstrap_servers, self.settings.config))
         try:
-            metadata = fetch_metadata(admin, self.settings.bootstrap_servers,
-                                      self.settings.bootstrap_key)
+            admin, metadata = admin_and_metadata(self.settings.bootstrap_servers,
+                                                 self.settings.config, self.settings.bootstrap_key)
         except Unreachable as exc:
             return [str(exc)]
         named = list((self.settings.topics or {}).values())
@@ -170,9 +174,9 @@ class KafkaSink(Sink):
                     if not self._produce(topic, key, value, headers, event):
                         break
                 remember((topic, key, value, headers, event))
-                if tombstones and part.action == "delete":
-                    if self._produce(topic, key, None, headers, event):
-                        remember((topic, key, None, headers, event))
+                if (tombstones and part.action == "delete"
+                        and self._produce(topic, key, None, headers, event)):
+                    remember((topic, key, None, headers, event))
         self._wait_for_reports(len(sent))
         if self._failures or self._fatal is not None:
             self._settle(sent)

@@ -33,19 +33,19 @@ from typing import TYPE_CHECKING, Any, Self
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as Partition
-from confluent_kafka.admin import AdminClient
 
 from meepo_core import Batch, Options, Position, RowEvent, Source, SourceError
 
 from .cluster import (
     Unreachable,
+    admin_and_metadata,
     fetch_metadata,
     group_problems,
     is_authorization,
     topic_problems,
 )
 from .compat import AclOperation
-from .config import SourceSettings, admin_config, base_config, describe
+from .config import SourceSettings, base_config, describe
 from .debezium import NotARowChange
 from .formats import Headers, make_format
 
@@ -103,10 +103,9 @@ class KafkaSource(Source):
         }
 
     def check(self) -> list[str]:
-        admin = AdminClient(admin_config(self.settings.bootstrap_servers, self.settings.config))
         try:
-            metadata = fetch_metadata(admin, self.settings.bootstrap_servers,
-                                      self.settings.bootstrap_key)
+            admin, metadata = admin_and_metadata(self.settings.bootstrap_servers,
+                                                 self.settings.config, self.settings.bootstrap_key)
         except Unreachable as exc:
             raise SourceError(str(exc)) from exc
         names = [t for t in self.settings.topics if not t.startswith("^")]
@@ -289,12 +288,7 @@ class KafkaSource(Source):
         revoked = {(p.topic, p.partition) for p in partitions}
         behind = self._wait_for_acknowledgements(revoked)
         self._commit_acknowledged(revoked)
-        with self._state:
-            self._epoch += 1
-            self._assigned -= revoked
-            for tp in revoked:
-                self._delivered.pop(tp, None)
-                self._acked.pop(tp, None)
+        self._let_go(revoked)
         if behind:
             log.warning("%s: partitions %s revoked before the sinks applied what this worker "
                         "read from them within revoke_timeout (%gs); those messages are "
@@ -311,15 +305,19 @@ class KafkaSource(Source):
         owner replays from the last commit, but never alongside this worker."""
         lost = {(p.topic, p.partition) for p in partitions}
         self._wait_for_acknowledgements(lost)
-        with self._state:
-            self._epoch += 1
-            self._assigned -= lost
-            for tp in lost:
-                self._delivered.pop(tp, None)
-                self._acked.pop(tp, None)
+        self._let_go(lost)
         log.warning("%s: partitions %s lost (the session, max.poll.interval.ms or the group "
                     "generation expired); what was not committed is applied again by their "
                     "next owner", self.label, _names(lost))
+
+    def _let_go(self, partitions: set[TP]) -> None:
+        """Forget ``partitions``; a new epoch, so late acknowledgements are ignored."""
+        with self._state:
+            self._epoch += 1
+            self._assigned -= partitions
+            for tp in partitions:
+                self._delivered.pop(tp, None)
+                self._acked.pop(tp, None)
 
     def _wait_for_acknowledgements(self, partitions: set[TP]) -> set[TP]:
         """Wait until the sinks applied everything delivered from ``partitions`` (or
