@@ -17,7 +17,8 @@ from meepo_core import (
     SinkError,
     load_pipeline,
 )
-from meepo_core.builtin.memory import MemorySink, channel
+from meepo_core.builtin.memory import channel
+from meepo_core.builtin.memory_sink import MemorySink
 from meepo_core.dead_letters import FileDeadLetterStore
 from meepo_core.testing import write_config
 

@@ -121,7 +121,7 @@ def test_help_teaches_with_examples(tmp_path: Path) -> None:
 class _LazyPlugin:
     @hookimpl
     def meepo_register_sinks(self, register: Any) -> None:
-        register("lazy-null", "meepo_core.builtin.null:NullSink")
+        register("lazy-null", "meepo_core.builtin.null_sink:NullSink")
         register("lazy-missing", "meepo_no_such_module:Sink")
 
 
@@ -129,13 +129,13 @@ def test_types_registered_by_import_path_load_on_first_use(monkeypatch: pytest.M
     import sys
     import types
 
-    from meepo_core.builtin.null import NullSink
+    from meepo_core.builtin.null_sink import NullSink
 
     module = types.ModuleType("meepo_lazy_test_plugin")
     module.meepo_register_sinks = _LazyPlugin().meepo_register_sinks  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "meepo_lazy_test_plugin", module)
     registry = load_registry(["meepo_lazy_test_plugin"], entry_points=False)
-    assert registry.types["sink"]["lazy-null"].factory == "meepo_core.builtin.null:NullSink"
+    assert registry.types["sink"]["lazy-null"].factory == "meepo_core.builtin.null_sink:NullSink"
     assert registry.lookup("sink", "lazy-null", "sinks[0].type") is NullSink
     with pytest.raises(
         ConfigError,

@@ -28,6 +28,7 @@ KNOWN_PROVIDERS = {
     "elasticsearch": "meepo-es",
     "kafka": "meepo-kafka",
     "mysql": "meepo-mysql",
+    "postgres": "meepo-postgres",
     "redis": "meepo-redis",
     "redis-events": "meepo-redis",
     "redis-pubsub": "meepo-redis",

@@ -175,6 +175,11 @@ def test_runner_sigkilled_at_random_points_loses_nothing(
                 time.sleep(rng.uniform(0.1, 3.0))
             else:  # while streaming
                 wait_until(partial(_streaming, runner, streams), 60, "the runner to stream")
+                if rng.random() < 0.5:  # after at least one checkpoint of this run, so that
+                    # the runs make progress even on a loaded machine
+                    before = read_checkpoint(checkpoint)
+                    wait_until(lambda: read_checkpoint(checkpoint) != before
+                               or not runner.alive(), 30, "the runner to checkpoint")
                 time.sleep(rng.uniform(0.1, 2.0))
             assert runner.alive(), f"seed {seed}: the runner exited:\n{runner.stderr()[-3000:]}"
             runner.kill()

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from meepo_es.config import parse_settings
 from meepo_es.documents import DocumentBuilder
-from meepo_es.settings import parse_settings
 
 from meepo_core.options import Options
 from meepo_core.testing import meepo_command, run_meepo, write_config

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from meepo_es.sink import ElasticsearchSink
+from meepo_es.elasticsearch_sink import ElasticsearchSink
 from meepo_testkit.servers import ElasticsearchServer
 
 from meepo_core.errors import SinkError

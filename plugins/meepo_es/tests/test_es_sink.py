@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch
-from meepo_es.sink import ElasticsearchSink
+from meepo_es.elasticsearch_sink import ElasticsearchSink
 
 from meepo_core.errors import ConfigError, SinkError
 from meepo_core.events import Batch, RowEvent

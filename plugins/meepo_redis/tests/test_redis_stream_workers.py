@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import pytest
 import redis
-from meepo_redis.stream_sink import RedisStreamSink
+from meepo_redis.redis_stream_sink import RedisStreamSink
 from meepo_testkit.servers import RedisServer
 
 from meepo_core.events import Batch

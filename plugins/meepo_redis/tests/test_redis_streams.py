@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import redis
-from meepo_redis.stream_sink import RedisStreamSink
-from meepo_redis.stream_source import RedisStreamSource
-from meepo_redis.streams import partition_of
+from meepo_redis.redis_stream import partition_of
+from meepo_redis.redis_stream_sink import RedisStreamSink
+from meepo_redis.redis_stream_source import RedisStreamSource
 
 from meepo_core.errors import SinkError
 from meepo_core.events import Batch, RowEvent

@@ -36,6 +36,7 @@ from meepo_core.pipeline import Pipeline, build_pipeline
 from meepo_core.plugins import Registry
 
 from .client import make_client
+from .elasticsearch_sink import ElasticsearchSink
 from .indices import create_index, next_versioned_name, swap_alias
 from .mysql_snapshot import (
     SourceDatabase,
@@ -45,7 +46,6 @@ from .mysql_snapshot import (
     read_chunks,
     resolve_tables,
 )
-from .sink import ElasticsearchSink
 
 #: The version given to backfilled documents: below any real event's sequence.
 SNAPSHOT_VERSION = 0

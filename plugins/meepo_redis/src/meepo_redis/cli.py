@@ -13,7 +13,7 @@ from meepo_core.errors import ConfigError, MeepoError
 from meepo_core.options import Options
 
 from .connection import check_url, connect
-from .event_store import DEFAULT_NAMESPACE, PARTITIONS, EventStore
+from .redis_events_sink import DEFAULT_NAMESPACE, PARTITIONS, EventStore
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -63,7 +63,7 @@ def open_store(ctx: click.Context, target: str, namespace: str | None,
     sinks = options.data.get("sinks") or []
     for index, raw in enumerate(sinks):
         if isinstance(raw, dict) and raw.get("type") == "redis-events":
-            from .event_store import RedisEventsSink
+            from .redis_events_sink import RedisEventsSink
 
             path = options.key_path(f"sinks[{index}]")
             sink = RedisEventsSink.from_options(Options(raw, path, config.base_dir))

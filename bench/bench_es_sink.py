@@ -1,7 +1,7 @@
 """Side-by-side throughput: the elasticsearch sink vs. raw ``helpers.bulk`` of the same
 documents with the same external versions, against one ES-API server.
 
-    python plugins/meepo_es/benchmarks/bench_es_sink.py [--url http://127.0.0.1:9200] [--rows 20000]
+    python bench/bench_es_sink.py [--url http://127.0.0.1:9200] [--rows 20000]
 
 Without --url it starts a noida-db server in a temp dir. Prints the best rows/s of each over
 alternating runs and the ratio sink/raw (the sink adds conversion, per-item classification
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
-from meepo_es.sink import ElasticsearchSink
+from meepo_es.elasticsearch_sink import ElasticsearchSink
 from meepo_testkit.servers import ElasticsearchServer
 
 from meepo_core.events import Batch, RowEvent

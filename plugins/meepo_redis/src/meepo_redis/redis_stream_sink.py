@@ -16,7 +16,7 @@ from meepo_core.serialization import event_to_json
 from meepo_core.sink import Sink
 
 from .connection import connect, describe, execute, ping_problems, url_option
-from .streams import DEFAULT_STREAM, StreamNames, partition_of
+from .redis_stream import DEFAULT_STREAM, StreamNames, partition_of
 
 if TYPE_CHECKING:
     from meepo_core.context import PipelineContext

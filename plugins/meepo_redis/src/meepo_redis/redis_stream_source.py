@@ -31,7 +31,7 @@ from meepo_core.source import Source
 
 from .connection import connect, describe, ping_problems, redact, url_option
 from .leases import PartitionLeases
-from .streams import DEFAULT_STREAM, EVENT_FIELD, StreamNames
+from .redis_stream import DEFAULT_STREAM, EVENT_FIELD, StreamNames
 
 if TYPE_CHECKING:
     from meepo_core.context import PipelineContext

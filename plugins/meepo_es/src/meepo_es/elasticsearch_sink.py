@@ -27,9 +27,9 @@ from meepo_core.sink import Sink
 
 from .bulk import BulkSender
 from .client import make_client
+from .config import SinkSettings, parse_settings
 from .documents import ConversionError, DocumentBuilder, Operation, SequenceError
 from .indices import ensure_index
-from .settings import SinkSettings, parse_settings
 
 if TYPE_CHECKING:
     from meepo_core.context import PipelineContext

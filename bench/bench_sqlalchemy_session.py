@@ -1,7 +1,7 @@
 """Side-by-side cost of the session source: plain commits vs in-process (null sink) vs
 outbox mode, on a SQLite file (or the URL given as argv[1]). Reports ratios.
 
-    python plugins/meepo_sqlalchemy/benchmarks/bench_session_overhead.py [URL]
+    python bench/bench_sqlalchemy_session.py [URL]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import meepo_sqlalchemy
 from sqlalchemy import String, create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-from meepo_core.builtin.null import NullSink
+from meepo_core.builtin.null_sink import NullSink
 
 
 class Base(DeclarativeBase):

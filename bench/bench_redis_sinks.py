@@ -1,7 +1,7 @@
 """Side-by-side throughput of the meepo-redis sinks and stream source on a private
 redis-server (ratios matter, absolute numbers depend on the machine).
 
-    python plugins/meepo_redis/benchmarks/bench_redis.py
+    python bench/bench_redis_sinks.py
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
-from meepo_redis.event_store import RedisEventsSink
-from meepo_redis.invalidation import RedisSink
-from meepo_redis.stream_sink import RedisStreamSink
-from meepo_redis.stream_source import RedisStreamSource
+from meepo_redis.redis_events_sink import RedisEventsSink
+from meepo_redis.redis_sink import RedisSink
+from meepo_redis.redis_stream_sink import RedisStreamSink
+from meepo_redis.redis_stream_source import RedisStreamSource
 from meepo_testkit.servers import RedisServer
 
 from meepo_core.events import Batch, RowEvent
