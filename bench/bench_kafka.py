@@ -42,7 +42,7 @@ from _env import code_fingerprint, machine
 from _workloads import SHAPES, SMALL_TXN, _changes
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from meepo_kafka.sink import KafkaSink, split_key_change
+from meepo_kafka.kafka_sink import KafkaSink, split_key_change
 from meepo_testkit.servers import KafkaServer, MariaDBServer
 
 from meepo_core import Batch, Options, RowEvent

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from meepo_kafka.sink import KafkaSink
+from meepo_kafka.kafka_sink import KafkaSink
 from meepo_testkit.servers import ExternalKafka
 
 from meepo_core import Batch, Options, RowEvent

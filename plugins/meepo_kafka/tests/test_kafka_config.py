@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from meepo_kafka.sink import KafkaSink
-from meepo_kafka.source import KafkaSource
+from meepo_kafka.kafka_sink import KafkaSink
+from meepo_kafka.kafka_source import KafkaSource
 from meepo_testkit.servers.base import free_port
 
 from meepo_core import ConfigError, Options

@@ -4,6 +4,7 @@ mapping the README documents."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from meepo_kafka.debezium import debezium_value
+from meepo_kafka.debezium import DebeziumFormat, debezium_value
 
 from meepo_core import UNCHANGED, RowEvent
 
@@ -122,3 +123,14 @@ def test_type_mapping(value: Any, expected: Any) -> None:
 
 def test_nan_is_written_as_a_string() -> None:
     assert debezium_value(math.nan) == "NaN"
+
+
+def test_postgresql_changes_carry_lsn_and_transaction_id() -> None:
+    change = RowEvent("public", "users", "update", 5, {"id": 5}, {"id": 5, "v": UNCHANGED},
+                      {"lsn": "16/B374D848"}, COMMITTED, "742", 99, ("id",))
+    value = json.loads(DebeziumFormat("pg").value(change))
+    assert value["after"] == {"id": 5, "v": "__debezium_unavailable_value"}
+    assert value["source"] == {
+        "version": VERSION, "connector": "postgresql", "name": "pg", "ts_ms": 1772600767000,
+        "snapshot": "false", "db": "public", "table": "users", "schema": "public",
+        "txId": 742, "lsn": (0x16 << 32) | 0xB374D848}

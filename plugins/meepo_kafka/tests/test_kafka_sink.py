@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, Message
-from meepo_kafka.sink import KafkaSink
+from meepo_kafka.kafka_sink import KafkaSink
 from meepo_testkit.servers import KafkaServer
 
 from meepo_core import UNCHANGED, Batch, Options, RowEvent, SinkError

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from meepo_kafka.source import KafkaSource
+from meepo_kafka.kafka_source import KafkaSource
 
 from meepo_core import UNCHANGED, Batch, Options, PipelineSettings, RowEvent, SourceError
 from meepo_core.testing import SourceContract, make_context

@@ -124,6 +124,19 @@ def _mysql_source(event: RowEvent) -> dict[str, Any]:
             "thread": None, "query": None}
 
 
+def _number(text: str | None) -> int | str | None:
+    return int(text) if text is not None and text.isdigit() else text
+
+
+def _lsn(text: Any) -> Any:
+    """PostgreSQL's ``"16/B374D848"`` as the number Debezium writes."""
+    high, slash, low = str(text).partition("/")
+    try:
+        return (int(high, 16) << 32) | int(low, 16) if slash else text
+    except ValueError:
+        return text
+
+
 def connector_of(event: RowEvent) -> str:
     """Debezium's connector name for the event's source: ``mysql`` for binlog positions,
     ``postgresql`` for LSNs, else ``meepo``."""
@@ -151,8 +164,8 @@ def envelope(event: RowEvent, server_name: str, version: str) -> dict[str, Any]:
     if connector == "mysql":
         source.update(_mysql_source(event))
     elif connector == "postgresql":
-        source.update({"schema": event.schema, "txId": event.txid,
-                       "lsn": event.position.get("lsn")})
+        source.update({"schema": event.schema, "txId": _number(event.txid),
+                       "lsn": _lsn(event.position["lsn"])})
     return {
         "before": _row(event.before),
         "after": _row(event.after),

@@ -11,9 +11,9 @@ from meepo_core import hookimpl
 
 @hookimpl
 def meepo_register_sinks(register: Callable[[str, Any], None]) -> None:
-    register("kafka", "meepo_kafka.sink:KafkaSink")
+    register("kafka", "meepo_kafka.kafka_sink:KafkaSink")
 
 
 @hookimpl
 def meepo_register_sources(register: Callable[[str, Any], None]) -> None:
-    register("kafka", "meepo_kafka.source:KafkaSource")
+    register("kafka", "meepo_kafka.kafka_source:KafkaSource")
