@@ -386,10 +386,9 @@ class KafkaSource(Source):
             self._closing = True
             self._state.notify_all()
         with self._consumer_lock:
-            consumer, self.consumer = self.consumer, None
+            consumer = self.consumer
             if consumer is None:
                 return
-            self.consumer = consumer
             try:
                 self._commit_acknowledged()
                 consumer.close()  # revokes (and commits) through _on_revoke
