@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from _env import code_fingerprint, machine
 from _workloads import SHAPES, SMALL_TXN, _changes
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from meepo_kafka.config import LIBRDKAFKA_LOG
 from meepo_kafka.kafka_sink import KafkaSink, split_key_change
 from meepo_testkit.servers import KafkaServer, MariaDBServer
 
@@ -217,7 +219,7 @@ def sink_vs_raw(bootstrap: str, rows: int, rounds: int, base: Path) -> dict[str,
 
 def new_topic(bootstrap: str, prefix: str) -> str:
     name = f"{prefix}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOG})
     admin.create_topics([NewTopic(name, PARTITIONS, 1)])[name].result(timeout=30)
     return name
 
@@ -260,7 +262,9 @@ def end_to_end(bootstrap: str, mariadb: MariaDBServer, rows: int, base: Path) ->
                          "group": "bench-e2e"},
               "sinks": [{"type": "null"}], "status_interval": 0, "checkpoint_interval": 0.05}
     alone = {**worker, "source": {**worker["source"], "group": "bench-alone"}}
-    write_config(work, {"publish": publish, "worker": worker, "alone": alone})
+    to_null = {**publish, "sinks": [{"type": "null"}]}
+    write_config(work, {"publish": publish, "worker": worker, "alone": alone,
+                        "to_null": to_null})
     env = {**os.environ, "MEEPO_DISABLE_PLUGINS": "es,redis,sqlalchemy"}
     log = (work / "worker.log").open("wb")
     runner = subprocess.Popen(meepo_command("run", "worker"), cwd=work, env=env,
@@ -290,6 +294,10 @@ def end_to_end(bootstrap: str, mariadb: MariaDBServer, rows: int, base: Path) ->
     subprocess.run(meepo_command("run", "alone", "--once"), cwd=work, env=env, check=True,
                    capture_output=True)
     worker_alone = time.perf_counter() - began
+    began = time.perf_counter()
+    subprocess.run(meepo_command("run", "to_null", "--once"), cwd=work, env=env, check=True,
+                   capture_output=True)
+    mysql_to_null = time.perf_counter() - began
     topic2 = new_topic(bootstrap, "bench-e2e-alone")
     write_config(work, {"publish": {**publish, "sinks": [{**publish["sinks"][0],
                                                           "topic": topic2}]}})
@@ -302,6 +310,7 @@ def end_to_end(bootstrap: str, mariadb: MariaDBServer, rows: int, base: Path) ->
         "end_to_end_per_s": events / both, "end_to_end_seconds": both,
         "publisher_done_seconds": published,
         "publish_alone_per_s": events / publish_alone,
+        "mysql_to_null_per_s": events / mysql_to_null,
         "worker_alone_per_s": events / worker_alone,
         "note": "wall time of `meepo run` processes, interpreter start-up included",
     }
@@ -391,7 +400,8 @@ def main() -> None:
 def _kafka_versions() -> dict[str, str]:
     import confluent_kafka
 
-    return {"confluent-kafka": confluent_kafka.version()[0],
+    return {"confluent-kafka": metadata.version("confluent-kafka"),
+            "meepo-kafka": metadata.version("meepo-kafka"),
             "librdkafka": confluent_kafka.libversion()[0]}
 
 
@@ -415,6 +425,8 @@ def table(results: dict[str, Any]) -> str:
         f"{e['end_to_end_per_s']:,.0f} events/s ({e['events']:,} events) |",
         f"| mysql -> kafka alone (`meepo run --once`) | {e['publish_alone_per_s']:,.0f} events/s |",
         f"| kafka -> null alone (`meepo run --once`) | {e['worker_alone_per_s']:,.0f} events/s |",
+        f"| for reference, mysql -> null (`meepo run --once`) | "
+        f"{e['mysql_to_null_per_s']:,.0f} events/s |",
     ]
     prof = results.get("sink_profile") or {}
     if prof.get("top_own_time"):
