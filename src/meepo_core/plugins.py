@@ -26,6 +26,7 @@ INTERNAL_PLUGINS = ("meepo_core.builtin.plugin",)
 #: in-repo plugins register, both ways.
 KNOWN_PROVIDERS = {
     "elasticsearch": "meepo-es",
+    "kafka": "meepo-kafka",
     "mysql": "meepo-mysql",
     "postgres": "meepo-postgres",
     "redis": "meepo-redis",

@@ -1,0 +1,322 @@
+"""Debezium's change-event envelope, written by the sink and read by the source.
+
+Written (what the MySQL connector emits with ``value.converter.schemas.enable=false``)::
+
+    {"before": {...} | null, "after": {...} | null,
+     "source": {"version", "connector", "name", "ts_ms", "snapshot", "db", "table",
+                "server_id", "gtid", "file", "pos", "row", "thread", "query"},
+     "op": "c" | "u" | "d" | "r", "ts_ms": ..., "transaction": null}
+
+The key is ``{"col": value, ...}``. Values follow Debezium's MySQL mapping with
+``decimal.handling.mode=string``, ``time.precision.mode=adaptive_time_microseconds`` and
+``binary.handling.mode=base64``, except where meepo cannot know a column's declared type
+(see :func:`debezium_value` and the README's table).
+
+Read: the same envelope with or without a ``{"schema": ..., "payload": ...}`` wrapper (the
+JSON converter's default). With a schema, Debezium's logical types (dates, timestamps,
+times, decimals, JSON, sets, binary) become the Python values meepo sources emit; without
+one, values stay as the JSON carries them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as time_of_day
+from decimal import Decimal
+from importlib import metadata
+from typing import Any
+
+import orjson
+
+from meepo_core import UNCHANGED, RowEvent
+
+from .formats import POSITION_HEADER, SEQUENCE_HEADER, Headers, header_value, key_document, loads
+
+#: Debezium's ``unavailable.value.placeholder``: a column the source did not send.
+UNAVAILABLE = "__debezium_unavailable_value"
+OPS = {"write": "c", "update": "u", "delete": "d", "read": "r"}
+ACTIONS = {op: action for action, op in OPS.items()}
+#: Operations that carry no row change: truncate, logical-decoding message.
+NOT_ROW_CHANGES = {"t": "truncate", "m": "message"}
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_DAY = date(1970, 1, 1)
+_GTID = re.compile(r"^\d+-\d+-\d+$|^[0-9a-fA-F-]{36}:\d+$")
+
+
+class NotARowChange(Exception):
+    """A valid Debezium message that carries no row change (truncate, message)."""
+
+
+def _version() -> str:
+    try:
+        return f"meepo-kafka {metadata.version('meepo-kafka')}"
+    except metadata.PackageNotFoundError:
+        return "meepo-kafka"
+
+
+# -- writing ----------------------------------------------------------------------------
+
+
+def debezium_value(value: Any) -> Any:
+    """One column value in Debezium's JSON representation.
+
+    DECIMAL -> string; DATE -> days since 1970-01-01; DATETIME (naive) -> microseconds
+    since the epoch; TIMESTAMP (aware) -> ISO-8601 UTC string with ``Z``; TIME (timedelta)
+    and time of day -> microseconds; binary -> base64; SET -> comma-joined sorted members;
+    JSON values (objects and arrays) -> JSON text; non-finite floats -> ``"NaN"``,
+    ``"Infinity"``, ``"-Infinity"``; :data:`~meepo_core.UNCHANGED` -> the placeholder.
+    """
+    kind = type(value)
+    if value is None or kind is str or kind is int or kind is bool:
+        return value
+    if kind is float:
+        if value - value == 0.0:
+            return value
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
+        delta = value - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    if isinstance(value, date):
+        return (value - _EPOCH_DAY).days
+    if isinstance(value, timedelta):
+        return (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    if isinstance(value, time_of_day):
+        return ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 \
+            + value.microsecond
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, set | frozenset):
+        return ",".join(sorted(str(member) for member in value))
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    if value is UNCHANGED:
+        return UNAVAILABLE
+    raise TypeError(f"no Debezium representation for {type(value).__name__} value {value!r}")
+
+
+def _row(image: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if image is None:
+        return None
+    return {column: debezium_value(value) for column, value in image.items()}
+
+
+def _mysql_source(event: RowEvent) -> dict[str, Any]:
+    """The binlog fields of ``source``, from a mysql source's position and sequence."""
+    position = event.position if isinstance(event.position, dict) else {}
+    file, pos = position.get("file", ""), position.get("pos", 0)
+    row = 0
+    if isinstance(file, str) and isinstance(pos, int) and event.sequence is not None:
+        suffix = file.rpartition(".")[2]
+        if suffix.isdigit():  # the mysql source's sequence: (file index << 32 | pos) + row
+            offset = event.sequence - ((int(suffix) << 32) | pos)
+            row = offset if 0 <= offset < 1 << 24 else 0
+    gtid = event.txid if event.txid and _GTID.match(event.txid) else None
+    return {"server_id": 0, "gtid": gtid, "file": file, "pos": pos, "row": row,
+            "thread": None, "query": None}
+
+
+def _number(text: str | None) -> int | str | None:
+    return int(text) if text is not None and text.isdigit() else text
+
+
+def _lsn(text: Any) -> Any:
+    """PostgreSQL's ``"16/B374D848"`` as the number Debezium writes."""
+    high, slash, low = str(text).partition("/")
+    try:
+        return (int(high, 16) << 32) | int(low, 16) if slash else text
+    except ValueError:
+        return text
+
+
+def connector_of(event: RowEvent) -> str:
+    """Debezium's connector name for the event's source: ``mysql`` for binlog positions,
+    ``postgresql`` for LSNs, else ``meepo``."""
+    position = event.position
+    if isinstance(position, dict):
+        if "file" in position and "pos" in position:
+            return "mysql"
+        if "lsn" in position:
+            return "postgresql"
+    return "meepo"
+
+
+def envelope(event: RowEvent, server_name: str, version: str) -> dict[str, Any]:
+    """The whole change event (value) for ``event``."""
+    connector = connector_of(event)
+    source: dict[str, Any] = {
+        "version": version,
+        "connector": connector,
+        "name": server_name,
+        "ts_ms": int(event.committed_at.timestamp() * 1000),
+        "snapshot": "true" if event.action == "read" else "false",
+        "db": event.schema,
+        "table": event.table,
+    }
+    if connector == "mysql":
+        source.update(_mysql_source(event))
+    elif connector == "postgresql":
+        source.update({"schema": event.schema, "txId": _number(event.txid),
+                       "lsn": _lsn(event.position["lsn"])})
+    return {
+        "before": _row(event.before),
+        "after": _row(event.after),
+        "source": source,
+        "op": OPS[event.action],
+        "ts_ms": int(time.time() * 1000),
+        "transaction": None,
+    }
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def _decimal_bytes(raw: str, scale: int) -> Decimal:
+    unscaled = int.from_bytes(base64.b64decode(raw), "big", signed=True)
+    return Decimal(unscaled).scaleb(-scale)
+
+
+def _from_epoch_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _zoned(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _enum_set(text: str) -> set[str]:
+    return set(text.split(",")) if text else set()
+
+
+_LOGICAL: dict[str, Callable[[Any, Mapping[str, Any]], Any]] = {
+    "io.debezium.time.Date": lambda v, _: _EPOCH_DAY + timedelta(days=v),
+    "org.apache.kafka.connect.data.Date": lambda v, _: _EPOCH_DAY + timedelta(days=v),
+    "io.debezium.time.Timestamp": lambda v, _: _from_epoch_micros(v * 1000),
+    "org.apache.kafka.connect.data.Timestamp": lambda v, _: _from_epoch_micros(v * 1000),
+    "io.debezium.time.MicroTimestamp": lambda v, _: _from_epoch_micros(v),
+    "io.debezium.time.NanoTimestamp": lambda v, _: _from_epoch_micros(v // 1000),
+    "io.debezium.time.ZonedTimestamp": lambda v, _: _zoned(v),
+    "io.debezium.time.Time": lambda v, _: timedelta(milliseconds=v),
+    "org.apache.kafka.connect.data.Time": lambda v, _: timedelta(milliseconds=v),
+    "io.debezium.time.MicroTime": lambda v, _: timedelta(microseconds=v),
+    "io.debezium.time.NanoTime": lambda v, _: timedelta(microseconds=v // 1000),
+    "org.apache.kafka.connect.data.Decimal": lambda v, s: (
+        _decimal_bytes(v, int((s.get("parameters") or {}).get("scale", 0)))
+        if isinstance(v, str) and s.get("type") == "bytes" else Decimal(str(v))),
+    "io.debezium.data.VariableScaleDecimal": lambda v, _: _decimal_bytes(
+        v["value"], int(v["scale"])),
+    "io.debezium.data.Json": lambda v, _: json.loads(v),
+    "io.debezium.data.EnumSet": lambda v, _: _enum_set(v),
+    "io.debezium.data.Bits": lambda v, _: base64.b64decode(v),
+}
+
+
+def _decode_value(value: Any, schema: Mapping[str, Any] | None) -> Any:
+    if value is None or schema is None:
+        return UNCHANGED if value == UNAVAILABLE else value
+    if value == UNAVAILABLE:
+        return UNCHANGED
+    logical = _LOGICAL.get(str(schema.get("name")))
+    if logical is not None:
+        return logical(value, schema)
+    if schema.get("type") == "bytes" and isinstance(value, str):
+        return base64.b64decode(value)
+    return value
+
+
+def _fields(schema: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    if not isinstance(schema, Mapping):
+        return {}
+    return {str(field.get("field")): field for field in schema.get("fields") or ()
+            if isinstance(field, Mapping)}
+
+
+def _decode_row(image: Any, schema: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if image is None:
+        return None
+    if not isinstance(image, dict):
+        raise ValueError(f"a row image must be an object, not {type(image).__name__}")
+    fields = _fields(schema)
+    return {column: _decode_value(value, fields.get(column)) for column, value in image.items()}
+
+
+def _unwrap(document: Any) -> tuple[Any, Mapping[str, Any] | None]:
+    """(payload, schema) of a JSON-converter message with or without schemas."""
+    if isinstance(document, dict) and set(document) == {"schema", "payload"}:
+        return document["payload"], document["schema"]
+    return document, None
+
+
+class DebeziumFormat:
+    """Debezium's envelope; ``server_name`` is ``source.name`` (the logical server name)."""
+
+    name = "debezium"
+
+    def __init__(self, server_name: str) -> None:
+        self.server_name = server_name
+        self.version = _version()
+
+    def key(self, event: RowEvent) -> bytes:
+        return orjson.dumps(key_document(event, debezium_value))
+
+    def value(self, event: RowEvent) -> bytes:
+        return orjson.dumps(envelope(event, self.server_name, self.version))
+
+    def decode(self, key: bytes | None, value: bytes, headers: Headers) -> RowEvent | None:
+        payload, schema = _unwrap(loads(value))
+        if not isinstance(payload, dict) or "op" not in payload:
+            raise ValueError("not a Debezium change event (no op)")
+        op = payload["op"]
+        if op in NOT_ROW_CHANGES:
+            raise NotARowChange(NOT_ROW_CHANGES[op])
+        action = ACTIONS.get(op)
+        if action is None:
+            raise ValueError(f"unknown Debezium op {op!r}")
+        source = payload.get("source") or {}
+        if not isinstance(source, dict) or "table" not in source:
+            raise ValueError("not a Debezium change event (no source.table)")
+        fields = _fields(schema)
+        before = _decode_row(payload.get("before"), fields.get("before"))
+        after = _decode_row(payload.get("after"), fields.get("after"))
+        pk_columns, pk = _primary_key(key)
+        stamp = source.get("ts_ms") or payload.get("ts_ms")
+        sequence = header_value(headers, SEQUENCE_HEADER)
+        position = header_value(headers, POSITION_HEADER)
+        txid = source.get("gtid") or source.get("txId")
+        return RowEvent(
+            schema=str(source.get("schema") or source.get("db") or ""),
+            table=str(source["table"]),
+            action=action,  # type: ignore[arg-type]
+            pk=pk,
+            before=before,
+            after=after,
+            position=loads(position) if position else None,
+            committed_at=(datetime.fromtimestamp(stamp / 1000, UTC) if stamp
+                          else datetime.now(UTC)),
+            txid=str(txid) if txid is not None else None,
+            sequence=int(sequence) if sequence else None,
+            pk_columns=pk_columns,
+        )
+
+
+def _primary_key(key: bytes | None) -> tuple[tuple[str, ...] | None, Any]:
+    """(pk_columns, pk) from a Debezium key; (None, None) for a keyless table."""
+    if not key:
+        return None, None
+    payload, schema = _unwrap(loads(key))
+    if not isinstance(payload, dict) or not payload:
+        raise ValueError("a Debezium key must be an object of key columns")
+    fields = _fields(schema)
+    values = tuple(_decode_value(v, fields.get(k)) for k, v in payload.items())
+    columns = tuple(payload)
+    if columns == ("pk",):
+        return None, values[0]
+    return columns, values[0] if len(values) == 1 else values

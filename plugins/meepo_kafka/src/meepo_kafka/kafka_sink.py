@@ -1,0 +1,330 @@
+"""``kafka`` sink: publish every event to a topic per table, keyed by its primary key.
+
+Contract:
+
+* The key is the row's primary key with its column names, so every change to one row goes
+  to one partition, in order (partitioner ``murmur2_random``, the Java client's, unless
+  ``config`` names another). An update that changes the key is sent as a ``delete`` of the
+  old key and a ``write`` of the new one (as Debezium does), each to its key's partition.
+* The producer is idempotent with ``acks=all``. :meth:`KafkaSink.apply` returns only when
+  the cluster acknowledged every message of the batch (every delivery report is in).
+* A message the cluster refuses for good (too large, not authorized, invalid) goes to the
+  dead-letter store with Kafka's reason; so does an event the format cannot encode.
+* Any other failure raises a retryable :class:`~meepo_core.SinkError`; the runner sends the
+  whole batch again, so consumers can see a message twice (the ``meepo.sequence`` header
+  lets them skip what they applied).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Self
+
+import orjson
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from meepo_core import Batch, Options, RowEvent, Sink, SinkError
+
+from .cluster import (
+    Unreachable,
+    admin_and_metadata,
+    fetch_metadata,
+    is_authorization,
+    topic_problems,
+)
+from .compat import AclOperation
+from .config import SinkSettings, base_config, describe
+from .formats import POSITION_HEADER, SEQUENCE_HEADER, Format, make_format
+from .topics import TopicRouter
+
+if TYPE_CHECKING:
+    from meepo_core import PipelineContext
+
+log = logging.getLogger("meepo.kafka")
+
+#: Per-message refusals that sending again cannot fix: the event goes to dead letters.
+#: (Size refusals are first retried alone, see :meth:`KafkaSink._resend_alone`.)
+REFUSED = {
+    KafkaError.MSG_SIZE_TOO_LARGE: "the message is larger than the topic's max.message.bytes",
+    KafkaError.RECORD_LIST_TOO_LARGE: "the message is larger than the broker accepts",
+    KafkaError.TOPIC_AUTHORIZATION_FAILED: "this client may not write to the topic",
+    KafkaError.INVALID_RECORD: "the broker rejected the record",
+    KafkaError.TOPIC_EXCEPTION: "the topic name is invalid",
+    KafkaError.INVALID_MSG_SIZE: "the message size is invalid",
+    KafkaError.POLICY_VIOLATION: "the broker's policy rejected the message",
+}
+
+#: Refusals of a whole record batch for its size: librdkafka packs several messages into one
+#: batch and does not split it, so each message is sent again alone before it is judged.
+TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
+
+Header = list[tuple[str, str | bytes | None]] | None
+#: A queued message: topic, key, value, headers, and the event it was made from.
+Sent = tuple[str, bytes, bytes | None, Header, RowEvent]
+
+
+def split_key_change(event: RowEvent) -> tuple[RowEvent, ...]:
+    """``event``, or for an update that changes the primary key, a ``delete`` of the old key
+    followed by a ``write`` of the new one (each with the event's sequence and position)."""
+    columns = event.pk_columns
+    before = event.before
+    if event.action != "update" or not columns or before is None:
+        return (event,)
+    try:
+        old = before[columns[0]] if len(columns) == 1 else tuple(before[c] for c in columns)
+    except KeyError:
+        return (event,)
+    if old == event.pk:
+        return (event,)
+    return (dataclasses.replace(event, action="delete", pk=old, after=None),
+            dataclasses.replace(event, action="write", before=None))
+
+
+class KafkaSink(Sink):
+    """Publishes batches to Kafka; options in :class:`~meepo_kafka.config.SinkSettings`."""
+
+    def __init__(self, settings: SinkSettings) -> None:
+        self.settings = settings
+        self.router = TopicRouter(settings.topic, settings.topic_prefix, settings.topics)
+        self.producer: Producer | None = None
+        self.format: Format | None = None
+        self.context: PipelineContext | None = None
+        self._failures: list[tuple[KafkaError, Message]] = []
+        self._fatal: KafkaError | None = None
+        self._position: Any = None
+        self._position_bytes = b""
+
+    @classmethod
+    def from_options(cls, options: Options) -> Self:
+        settings = SinkSettings.from_options(options)
+        options.done()
+        return cls(settings)
+
+    @property
+    def label(self) -> str:
+        return self.settings.label
+
+    def producer_config(self) -> dict[str, Any]:
+        """librdkafka's settings: meepo's guarantees, then the user's ``config``."""
+        return {
+            **base_config(self.settings.bootstrap_servers),
+            "enable.idempotence": True,
+            "acks": "all",
+            "partitioner": "murmur2_random",
+            "message.timeout.ms": int(self.settings.delivery_timeout * 1000),
+            # successes need no report: flush() returning 0 says every message was acked
+            "delivery.report.only.error": True,
+            **(self.settings.config or {}),
+            "on_delivery": self._report,
+            "error_cb": self._error,
+        }
+
+    def open(self, context: PipelineContext) -> None:
+        self.context = context
+        self.format = make_format(self.settings.format,
+                                  self.settings.server_name or context.pipeline)
+        self.producer = Producer(self.producer_config())
+        try:
+            fetch_metadata(self.producer, self.settings.bootstrap_servers,
+                           self.settings.bootstrap_key)
+        except Unreachable as exc:
+            raise SinkError(str(exc), retryable=False) from exc
+
+    def check(self) -> list[str]:
+        try:
+            admin, metadata = admin_and_metadata(self.settings.bootstrap_servers,
+                                                 self.settings.config, self.settings.bootstrap_key)
+        except Unreachable as exc:
+            return [str(exc)]
+        named = list((self.settings.topics or {}).values())
+        fixed = self.settings.topic_prefix + self.settings.topic
+        if "{" not in fixed:
+            named.append(fixed)
+        return topic_problems(admin, named, metadata, "topic", AclOperation.WRITE,
+                              missing_is_problem=False)
+
+    # -- applying ------------------------------------------------------------------------
+
+    def apply(self, batch: Batch) -> None:
+        assert self.producer is not None and self.format is not None, "open() first"
+        if not batch.events:
+            return
+        self._failures.clear()
+        sent: list[Sent] = []
+        remember = sent.append
+        produce = self.producer.produce
+        topic_of, key_of, value_of = self.router.topic, self.format.key, self.format.value
+        tombstones, headers_of = self.settings.tombstones, self._headers
+        for event in batch.events:
+            parts = split_key_change(event) if event.action == "update" else (event,)
+            for part in parts:
+                try:
+                    topic = topic_of(part.schema, part.table)
+                    key = key_of(part)
+                    value = value_of(part)
+                except (TypeError, ValueError, OverflowError) as exc:
+                    self._dead_letter(event, f"cannot encode as {self.format.name}: {exc}")
+                    break
+                headers = headers_of(part)
+                try:
+                    produce(topic, value, key, headers=headers)
+                except (BufferError, KafkaException):
+                    if not self._produce(topic, key, value, headers, event):
+                        break
+                remember((topic, key, value, headers, event))
+                if (tombstones and part.action == "delete"
+                        and self._produce(topic, key, None, headers, event)):
+                    remember((topic, key, None, headers, event))
+        self._wait_for_reports(len(sent))
+        if self._failures or self._fatal is not None:
+            self._settle(sent)
+
+    def _headers(self, event: RowEvent) -> Header:
+        sequence, position = event.sequence, event.position
+        if position is None:
+            return None if sequence is None else [(SEQUENCE_HEADER, str(sequence))]
+        if position is not self._position:  # shared by the rows of one source event
+            self._position, self._position_bytes = position, _json_bytes(position)
+        if sequence is None:
+            return [(POSITION_HEADER, self._position_bytes)]
+        return [(SEQUENCE_HEADER, str(sequence)), (POSITION_HEADER, self._position_bytes)]
+
+    def _produce(self, topic: str, key: bytes, value: bytes | None, headers: Header,
+                 event: RowEvent) -> bool:
+        """Queue one message, waiting while librdkafka's queue is full; False when it was
+        refused at once (dead-lettered)."""
+        assert self.producer is not None
+        while True:
+            try:
+                self.producer.produce(topic, value, key, headers=headers)
+                return True
+            except BufferError:  # the queue is full: let deliveries drain it
+                self.producer.poll(0.1)
+            except KafkaException as exc:
+                error = exc.args[0]
+                if isinstance(error, KafkaError) and error.code() in REFUSED:
+                    self._dead_letter(event, _refusal(topic, error))
+                    return False
+                self._drain()
+                raise SinkError(f"{self.label}: cannot queue a message for topic {topic!r}: "
+                                f"{describe(exc)}") from exc
+
+    def _wait_for_reports(self, count: int) -> None:
+        assert self.producer is not None
+        timeout = self.settings.delivery_timeout + 10
+        left = self.producer.flush(timeout)
+        if left:
+            self._drain()
+            raise SinkError(f"{self.label}: {left} of {count} messages got no delivery report "
+                            f"within {timeout:.0f}s; the batch is sent again")
+
+    def _settle(self, sent: list[Sent]) -> None:
+        """Act on the failed deliveries of this batch: a fatal producer error or any
+        retryable failure raises (the whole batch is sent again); refusals for good are
+        dead-lettered, after size refusals were retried alone."""
+        fatal, self._fatal = self._fatal, None
+        if fatal is not None:
+            self._reset()
+            raise SinkError(
+                f"{self.label}: the producer failed ({fatal.name()}: {fatal.str()})"
+                + ("; grant this client IDEMPOTENT_WRITE/WRITE" if is_authorization(fatal)
+                   else "; a new producer sends the batch again"),
+                retryable=not is_authorization(fatal))
+        failures, self._failures = list(self._failures), []
+        retry = [err for err, _ in failures if err.code() not in REFUSED]
+        if retry:
+            raise SinkError(
+                f"{self.label}: {len(retry)} of {len(sent)} messages were not acknowledged "
+                f"({retry[0].name()}: {retry[0].str()}); the batch is sent again, so "
+                "consumers may see some messages twice (meepo.sequence header)")
+        too_large: list[int] = []
+        for error, message in failures:
+            index = _index_of(sent, message)
+            if index is None:
+                continue
+            if error.code() in TOO_LARGE:
+                too_large.append(index)
+            else:
+                self._dead_letter(sent[index][4], _refusal(sent[index][0], error))
+        if too_large:
+            self._resend_alone(sent, too_large)
+
+    def _resend_alone(self, sent: list[Sent], refused: list[int]) -> None:
+        """Send each message refused for its record batch's size again on its own, followed
+        by every later message of the batch with the same topic and key (so the key's last
+        message stays last in the log); dead-letter those still too large alone."""
+        first: dict[tuple[str, bytes], int] = {}
+        for index in sorted(refused):
+            first.setdefault((sent[index][0], sent[index][1]), index)
+        again = [index for index, (topic, key, *_rest) in enumerate(sent)
+                 if index >= first.get((topic, key), len(sent))]
+        assert self.producer is not None
+        for index in again:
+            topic, key, value, headers, event = sent[index]
+            self.producer.produce(topic, value, key, headers=headers)
+            self._wait_for_reports(1)
+            failures, self._failures = self._failures, []
+            for error, _message in failures:
+                if error.code() not in REFUSED:
+                    raise SinkError(f"{self.label}: sending a message alone failed "
+                                    f"({error.name()}: {error.str()}); the batch is sent again")
+                self._dead_letter(event, _refusal(topic, error))
+
+    def _report(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self._failures.append((error, message))
+
+    def _error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal = error
+            log.error("%s: fatal producer error: %s: %s", self.label, error.name(), error.str())
+        else:
+            log.warning("%s: %s: %s", self.label, error.name(), error.str())
+
+    def _dead_letter(self, event: RowEvent, reason: str) -> None:
+        assert self.context is not None
+        self.context.dead_letter(event, self.label, reason)
+
+    def _drain(self) -> None:
+        """Wait for (or give up on) every message still queued, so that their reports do not
+        land in the next batch."""
+        if self.producer is not None:
+            self.producer.flush(self.settings.delivery_timeout + 10)
+        self._failures.clear()
+
+    def _reset(self) -> None:
+        """Replace a producer that hit a fatal error (it accepts nothing more)."""
+        log.warning("%s: replacing the producer after a fatal error", self.label)
+        self.producer = Producer(self.producer_config())
+        self._failures.clear()
+
+    def close(self) -> None:
+        if self.producer is not None:
+            left = self.producer.flush(self.settings.delivery_timeout)
+            if left:
+                log.warning("%s: %d messages still unacknowledged at close", self.label, left)
+            self.producer = None
+
+
+def _refusal(topic: str, error: KafkaError) -> str:
+    why = REFUSED.get(error.code(), "")
+    return f"Kafka refused the message for topic {topic!r}: {error.name()}: {error.str()}" + (
+        f" ({why})" if why else "")
+
+
+def _index_of(sent: list[Sent], message: Message) -> int | None:
+    """Where in ``sent`` the message of a delivery report was queued."""
+    wanted = (message.topic(), message.key(), message.value())
+    for index, (topic, key, value, *_rest) in enumerate(sent):
+        if (topic, key, value) == wanted:
+            return index
+    return None
+
+
+def _json_bytes(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value, default=str, separators=(",", ":")).encode()

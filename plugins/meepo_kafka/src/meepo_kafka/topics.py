@@ -1,0 +1,48 @@
+"""Which topic an event goes to."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+
+from .config import topic_problem
+
+log = logging.getLogger("meepo.kafka")
+_ILLEGAL = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class TopicRouter:
+    """``overrides["schema.table"]`` if set, else ``prefix + template`` formatted with the
+    event's ``schema`` and ``table``. Characters Kafka does not allow in topic names
+    (anything but ``a-z A-Z 0-9 . _ -``) become ``_``, as Debezium does; that is logged
+    once per table. Names are computed once per table."""
+
+    def __init__(self, template: str, prefix: str = "",
+                 overrides: Mapping[str, str] | None = None) -> None:
+        self.template = prefix + template
+        self.overrides = dict(overrides or {})
+        self._names: dict[tuple[str, str], str] = {}
+
+    def topic(self, schema: str, table: str) -> str:
+        """The topic for ``schema.table``; ``ValueError`` if no legal name can be made."""
+        found = self._names.get((schema, table))
+        if found is None:
+            found = self._names[(schema, table)] = self._name(schema, table)
+        return found
+
+    def _name(self, schema: str, table: str) -> str:
+        qualified = f"{schema}.{table}" if schema else table
+        override = self.overrides.get(qualified)
+        if override is not None:
+            return override
+        raw = self.template.format(schema=schema, table=table)
+        name = _ILLEGAL.sub("_", raw)
+        problem = topic_problem(name)
+        if problem is not None:
+            raise ValueError(f"table {qualified}: {problem}; name its topic in topics")
+        if name != raw:
+            log.warning("table %s goes to topic %r: Kafka does not allow the other "
+                        "characters of %r (set topics to choose the name)", qualified, name,
+                        raw)
+        return name
