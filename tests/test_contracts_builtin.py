@@ -146,3 +146,30 @@ def test_jsonl_sink_cuts_a_torn_last_line_before_appending(tmp_path: Path) -> No
     sink.apply(Batch((second,), 2))
     sink.close()
     assert [event_from_json(line).pk for line in log.read_text().splitlines()] == [1, 2]
+
+
+def test_jsonl_sink_skips_only_exact_replays_whatever_the_sequence_order(tmp_path: Path) -> None:
+    """Sequences that do not grow across the log (a multi-partition source, the rows of one
+    snapshot chunk) are all written; a replay of the same events after a crash is not."""
+    from meepo_core.builtin.jsonl_sink import JsonlSink
+    from meepo_core.events import Batch
+    from meepo_core.testing import make_context
+
+    log = tmp_path / "audit.jsonl"
+    partition_a = [RowEvent("s", "t", "write", pk, None, {"id": pk}, sequence=100 + pk)
+                   for pk in (1, 2)]
+    partition_b = [RowEvent("s", "t", "update", pk, {"id": pk}, {"id": pk}, sequence=pk)
+                   for pk in (7, 8)]
+    chunk = [RowEvent("s", "t", "read", pk, None, {"id": pk}, sequence=500) for pk in (3, 4)]
+    batches = [Batch(tuple(partition_a), 1), Batch(tuple(partition_b), 2),
+               Batch(tuple(chunk), 3)]
+    for _ in range(2):  # the second run replays everything, as after a crash
+        sink = JsonlSink(log)
+        sink.open(make_context(tmp_path))
+        for batch in batches:
+            sink.apply(batch)
+        sink.close()
+    written = [(e.action, e.pk, e.sequence) for e in map(event_from_json,
+                                                           log.read_text().splitlines())]
+    assert written == [("write", 1, 101), ("write", 2, 102), ("update", 7, 7),
+                       ("update", 8, 8), ("read", 3, 500), ("read", 4, 500)]

@@ -5,34 +5,40 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Self
+from typing import IO, TYPE_CHECKING, Any, Self
 
 from ..events import Batch
 from ..options import Options
-from ..serialization import event_to_json
+from ..serialization import encode_value, event_to_json
 from ..sink import Sink
 
 if TYPE_CHECKING:
     from ..context import PipelineContext
+
+#: How much of the file's end is read at open to recognise replayed events (bounded memory).
+DEDUPLICATION_BYTES = 4 * 1024 * 1024
 
 
 class JsonlSink(Sink):
     """Appends each event as one JSON line (see :mod:`meepo_core.serialization`), fsynced
     once per batch.
 
-    Replay after a crash: events that carry a ``sequence`` at or below the last one in the
-    file are skipped, so sources with sequences (mysql, outbox) never duplicate lines;
-    events without one may appear twice, which the log's readers must tolerate. Snapshot
-    rows (``read``) of one chunk share their watermark's sequence, so equal sequences are
-    written for them; a chunk interrupted by a crash is read and written again. An event
-    with a value JSON cannot carry goes to the dead-letter store.
+    Replay after a crash: an event that is already among the lines of the file's last
+    :data:`DEDUPLICATION_BYTES` (same ``sequence``, table, action and key) is skipped, so a
+    replay from the checkpoint adds no line twice. Only exact repeats are skipped: sequences
+    need not grow across the file (a multi-partition source such as ``kafka`` orders them
+    per key only, and the rows of one snapshot chunk share their watermark's sequence).
+    Events without a sequence, and replays older than that tail, may appear twice, which
+    the log's readers must tolerate. An event with a value JSON cannot carry goes to the
+    dead-letter store.
     """
 
     def __init__(self, path: Path, fsync: bool = True) -> None:
         self.path = path
         self.fsync = fsync
         self._handle: IO[str] | None = None
-        self._last_sequence: int | None = None
+        self._written: set[tuple[Any, ...]] = set()  # identities in the file's tail
+        self._sequences: set[int] = set()  # their sequences, for a cheap first test
         self._context: PipelineContext | None = None
 
     @classmethod
@@ -46,7 +52,8 @@ class JsonlSink(Sink):
         self._context = context
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _drop_torn_tail(self.path)
-        self._last_sequence = _last_sequence(self.path)
+        self._written = _identities(self.path)
+        self._sequences = {identity[0] for identity in self._written}
         self._handle = self.path.open("a", encoding="utf-8")
 
     def check(self) -> list[str]:
@@ -58,14 +65,12 @@ class JsonlSink(Sink):
     def apply(self, batch: Batch) -> None:
         assert self._handle is not None, "open() first"
         lines = []
+        sequences = self._sequences
         for event in batch.events:
-            if event.sequence is not None:
-                last = self._last_sequence
-                # the rows of one snapshot chunk share the sequence of their watermark
-                if last is not None and (event.sequence < last or (
-                        event.sequence == last and event.action != "read")):
-                    continue
-                self._last_sequence = event.sequence
+            if event.sequence in sequences and _identity(
+                event.sequence, event.schema, event.table, event.action, encode_value(event.pk)
+            ) in self._written:
+                continue  # a replay of a line already written
             try:
                 lines.append(event_to_json(event) + "\n")
             except (TypeError, ValueError) as exc:
@@ -98,20 +103,28 @@ def _drop_torn_tail(path: Path) -> None:
         pass
 
 
-def _last_sequence(path: Path) -> int | None:
-    """The sequence of the last complete line of ``path``, reading only its tail."""
+def _identity(sequence: Any, schema: Any, table: Any, action: Any, pk: Any) -> tuple[Any, ...]:
+    return (sequence, schema, table, action, json.dumps(pk, sort_keys=True))
+
+
+def _identities(path: Path) -> set[tuple[Any, ...]]:
+    """What identifies each event with a sequence among the lines of ``path``'s tail."""
     try:
         with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 65536))
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - DEDUPLICATION_BYTES))
             tail = handle.read().splitlines()
     except FileNotFoundError:
-        return None
-    for line in reversed(tail):
+        return set()
+    if len(tail) > 1 and size > DEDUPLICATION_BYTES:
+        tail = tail[1:]  # the first line read is likely cut
+    found = set()
+    for line in tail:
         try:
-            value = json.loads(line).get("sequence")
+            data = json.loads(line)
         except ValueError:
-            continue  # a torn last line from a crash
-        return value if isinstance(value, int) else None
-    return None
+            continue
+        if isinstance(data, dict) and isinstance(data.get("sequence"), int):
+            found.add(_identity(data["sequence"], data.get("schema"), data.get("table"),
+                                data.get("action"), data.get("pk")))
+    return found
