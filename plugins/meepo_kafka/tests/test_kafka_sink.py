@@ -70,10 +70,14 @@ class TestKafkaSinkContract(SinkContract):
 
     def sink_options(self) -> dict[str, Any]:
         return {"bootstrap_servers": self.bootstrap, "topic_prefix": self.prefix,
-                "tombstones": True}
+                "tombstones": True, "config": {"message.max.bytes": 100_000}}
 
     def snapshot(self) -> Any:
         return latest_per_key(read_topic(self.bootstrap, self.topic))
+
+    def poison_batch(self) -> Batch | None:
+        """A row too large for the producer's message.max.bytes: refused for good."""
+        return Batch((self.contract_event("write", 99, {"id": 99, "name": "x" * 200_000}),))
 
 
 def test_every_change_of_a_row_goes_to_one_partition_in_order(
