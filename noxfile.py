@@ -84,11 +84,18 @@ def demo(session: nox.Session) -> None:
     session.run("meepo", "--config", str(demo_dir / "meepo.toml"), "run", "demo", "--once")
 
 
+#: The benchmarks ``nox -s bench`` runs, each a standalone script writing to bench/results/.
+BENCHMARKS = ["bench_e2e.py", "bench_snapshot.py", "bench_postgres.py", "bench_kafka.py"]
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
-    """End-to-end benchmarks; results go to bench/results/. Arguments after `--` go to
-    bench/bench_e2e.py (e.g. `nox -s bench -- --quick`). The mysql source's own benchmark
-    is `python bench/bench_mysql_source.py`."""
-    session.install(*editable(CORE, f"{TESTKIT}[test]", *map(str, PLUGINS.values())),
-                    "matplotlib")
-    session.run("python", str(ROOT / "bench" / "bench_e2e.py"), *session.posargs)
+    """Every benchmark in BENCHMARKS, one after the other; results go to bench/results/.
+    `nox -s bench -- bench_kafka.py --rows 10000` runs one script with its arguments."""
+    session.install(*editable(CORE, f"{TESTKIT}[test]", *(f"{p}[test]" for p in PLUGINS.values())),
+                    "matplotlib", "py-spy")
+    if session.posargs and session.posargs[0] in BENCHMARKS:
+        session.run("python", str(ROOT / "bench" / session.posargs[0]), *session.posargs[1:])
+        return
+    for script in BENCHMARKS:
+        session.run("python", str(ROOT / "bench" / script))
