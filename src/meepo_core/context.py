@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 from .dead_letters import DeadLetterStore
@@ -35,6 +38,8 @@ class PipelineContext:
     purpose: str = "run"
     stopping: threading.Event = field(default_factory=threading.Event)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("meepo"))
+    _snapshot_requests: queue.SimpleQueue[tuple[str, dict[str, Any]]] = field(
+        default_factory=queue.SimpleQueue, repr=False)
 
     def __post_init__(self) -> None:
         if not self.identity:
@@ -48,6 +53,22 @@ class PipelineContext:
     @property
     def batch_wait(self) -> float:
         return self.settings.batch_wait
+
+    def request_snapshot(self, table: str, where: Mapping[str, Any] | None = None) -> None:
+        """Ask the runner for an incremental snapshot of ``table`` (``schema.table``),
+        limited to the rows whose columns equal ``where`` (None: IS NULL). Sources call it
+        when they learn that rows changed without row events (foreign-key cascades);
+        callable from the source's thread. Runs without snapshot support ignore it."""
+        self._snapshot_requests.put((table, dict(where or {})))
+
+    def take_snapshot_requests(self) -> list[tuple[str, dict[str, Any]]]:
+        """The requests made with :meth:`request_snapshot` since the last call."""
+        taken = []
+        while True:
+            try:
+                taken.append(self._snapshot_requests.get_nowait())
+            except queue.Empty:
+                return taken
 
     def dead_letter(self, event: RowEvent, sink_label: str, error: str) -> None:
         """Record an event that the sink labelled ``sink_label`` (e.g. ``"sinks[0]

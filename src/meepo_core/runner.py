@@ -333,6 +333,14 @@ class Runner:
             self._finished = True
 
     def _take_requests(self, snapshots: SnapshotCoordinator) -> None:
+        for table, where in self.context.take_snapshot_requests():
+            try:
+                (found,) = self.pipeline.source.snapshot_tables([table])
+            except MeepoError as exc:
+                log.error("snapshot of %s where %s refused: %s", table, where, exc)
+                continue
+            snapshots.add(new_request_id("source"), [found], where)
+            self._state_changed = True
         for request in self.pipeline.checkpoints.requests():
             request_id = str(request.get("id"))
             if request_id in snapshots.adopted:

@@ -168,9 +168,13 @@ class SnapshotCoordinator:
 
     def add(self, request: str, tables: Sequence[SnapshotTable],
             where: dict[str, Any] | None = None) -> None:
-        """Queue a snapshot of ``tables`` (in order) for request id ``request``."""
+        """Queue a snapshot of ``tables`` (in order) for request id ``request``; a table
+        already queued with the same ``where`` and not started yet is not queued twice."""
         for table in tables:
-            self.jobs.append(SnapshotJob(request, table, dict(where or {})))
+            job = SnapshotJob(request, table, dict(where or {}))
+            if not any(queued.started_at is None and queued.table == table
+                       and queued.where == job.where for queued in self.jobs):
+                self.jobs.append(job)
         if request not in self.adopted:
             self.adopted.append(request)
 
