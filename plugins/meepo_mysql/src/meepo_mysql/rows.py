@@ -86,6 +86,12 @@ def column_spec(
     """The reading rule for one column; raises :class:`UnsupportedColumn`."""
     kind, meta, name, nullable = column.type, column.meta, column.name, column.nullable
     h = f"_{column.index}"  # helper-name prefix, unique per column
+    if extended.get(name) == "mariadb53" and kind in (tm.TIME, tm.DATETIME, tm.TIMESTAMP):
+        raise UnsupportedColumn(
+            f"column {name!r} has fractional seconds in MariaDB 5.3's temporal format, "
+            "whose binlog form does not say its size; convert the table with SET GLOBAL "
+            "mysql56_temporal_format = ON and ALTER TABLE ... FORCE"
+        )
     if kind in (tm.TINY, tm.SHORT, tm.LONG, tm.LONGLONG):
         size = {tm.TINY: 1, tm.SHORT: 2, tm.LONG: 4, tm.LONGLONG: 8}[kind]
         fmt, expr = _int_code(size, column.unsigned)

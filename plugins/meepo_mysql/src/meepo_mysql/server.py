@@ -153,13 +153,16 @@ class ControlConnection:
     def mariadb_extended_types(self, schema: str, table: str) -> dict[str, str]:
         """Columns of ``schema.table`` whose type the binlog does not name: JSON (MariaDB
         stores it as LONGTEXT with a ``json_valid`` check), INET4, INET6 and UUID (stored
-        as BINARY). ``{column: "json" | "inet4" | "inet6" | "uuid"}``."""
+        as BINARY), and temporal columns with fractional seconds in MariaDB 5.3's format
+        (written when ``mysql56_temporal_format`` is OFF), whose binlog form leaves their
+        size out. ``{column: "json" | "inet4" | "inet6" | "uuid" | "mariadb53"}``."""
         found = {
-            str(name): str(kind).lower()
-            for name, kind in self.query(
-                "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE "
-                "TABLE_SCHEMA = %s AND TABLE_NAME = %s AND DATA_TYPE IN ('inet4', 'inet6', "
-                "'uuid')", schema, table,
+            str(name): "mariadb53" if "mariadb-5.3" in str(column_type) else str(kind).lower()
+            for name, kind, column_type in self.query(
+                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND (DATA_TYPE IN ('inet4', "
+                "'inet6', 'uuid') OR (COLUMN_TYPE LIKE '%%mariadb-5.3%%' AND "
+                "DATETIME_PRECISION > 0))", schema, table,
             )
         }
         rows = self.query(

@@ -31,7 +31,7 @@ from .config import MySQLSettings
 from .connection import DumpConnection, DumpEnded, Idle
 from .positions import BinlogPosition
 from .reader import LOST, ConnectionEnded, DumpReader, Stalled
-from .rows import RowDecodeError, parse_rows_body
+from .rows import RowDecodeError, UnsupportedColumn, parse_rows_body
 from .server import ControlConnection
 from .tables import TablePlan, Tables
 from .transactions import GtidState, TransactionTracker
@@ -155,6 +155,9 @@ class BinlogStream:
                     plans[table_id] = tables.plan(packet[20 + id_size:end])
                 except bl.BinlogFormatError as exc:
                     raise self._bad_event("a table map", tracker.file, start, exc) from None
+                except UnsupportedColumn as exc:
+                    raise SourceError(f"{exc} (table map at {tracker.file}:{start}); the "
+                                      "checkpoint stays before it") from None
                 tables.table_map_event(packet, fmt)
             elif kind == bl.MARIADB_GTID:
                 tracker.begin_gtid(bl.parse_mariadb_gtid(packet[20:end], server_id), timestamp)

@@ -24,7 +24,7 @@ TINY_BLOB, MEDIUM_BLOB, LONG_BLOB, BLOB, VAR_STRING, STRING, GEOMETRY = (
     249, 250, 251, 252, 253, 254, 255)
 
 #: Types whose signedness the SIGNEDNESS metadata lists, in column order.
-NUMERIC_TYPES = frozenset({TINY, SHORT, INT24, LONG, LONGLONG, NEWDECIMAL, FLOAT, DOUBLE})
+NUMERIC_TYPES = frozenset({TINY, SHORT, INT24, LONG, LONGLONG, NEWDECIMAL, FLOAT, DOUBLE, YEAR})
 #: Types whose collation the (COLUMN|DEFAULT)_CHARSET metadata lists.
 CHARACTER_TYPES = frozenset({STRING, VAR_STRING, VARCHAR, BLOB})
 #: Bytes of per-column metadata in the table map, by type.

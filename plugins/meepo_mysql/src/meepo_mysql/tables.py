@@ -128,8 +128,7 @@ class Tables:
             specs = [column_spec(c, self.collations(), extended, self.mariadb)
                      for c in mapped.columns]
         except UnsupportedColumn as exc:
-            raise SourceError(f"{mapped.qualified}: {exc}; backfill the table from a "
-                              "newer meepo-mysql") from None
+            raise UnsupportedColumn(f"{mapped.qualified}: {exc}") from None
         decoder = TableDecoder(mapped, specs, hidden)
         return lambda body, packet, fmt: decoder.decode(body)
 
