@@ -57,9 +57,15 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def _text(value: Any) -> Any:
+    # SELECT shows a byte sequence its character set cannot map as "?", or as U+FFFD
+    # (tis620); meepo keeps its bytes (see ``meepo_side``).
+    return value.replace("\ufffd", "?") if isinstance(value, str) else value
+
+
 _MAPPINGS: dict[str, Mapping] = {
     "date": _zero_date, "datetime": _zero_date, "timestamp": _timestamp, "bit": _bits,
-    "set": _set, "json": _json,
+    "set": _set, "json": _json, "text": _text,
 }
 
 

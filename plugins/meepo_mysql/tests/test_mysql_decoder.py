@@ -6,6 +6,7 @@ returns for the same rows, mapped only as the README documents (``mysql_differen
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from mysql_differential import Table, documented, replay_and_compare, run_steps
@@ -212,3 +213,109 @@ def assert_positions_between_transactions(batches: list[Any]) -> None:
         seen += len(batch.events)
         if batch.position is not None and 0 < seen < len(events):
             assert events[seen - 1].txid != events[seen].txid, (seen, events[seen])
+
+
+UNICODE_SAMPLE = "ASCII ~ Latin é ß Ω Ж א ع ไทย 日本語 한국어 中文 ☃ €"
+ASTRAL_SAMPLE = " 😀 𝄞 𠀋"
+
+
+def _charset_samples(cur: Any, charset: str, maxlen: int) -> list[str]:
+    """SQL expressions with text in ``charset``: for single-byte sets every byte
+    0x00-0xFF; for the other sets a spread of the byte sequences the server maps (asked of
+    the server itself); for Unicode sets text from many scripts."""
+    if charset in ("utf8mb4", "utf16", "utf16le", "utf32"):
+        return [f"_utf8mb4'{UNICODE_SAMPLE + ASTRAL_SAMPLE}'"]
+    if charset in ("utf8mb3", "ucs2"):
+        return [f"_utf8mb4'{UNICODE_SAMPLE}'"]
+    if charset == "binary":
+        return []
+    if maxlen == 1:
+        return [f"CAST(X'{bytes(range(256)).hex()}' AS CHAR CHARACTER SET {charset})"]
+    candidates = [bytes([a]) for a in range(0xA1, 0xE0, 5)]
+    candidates += [bytes([a, b]) for a in range(0x81, 0xFF, 3) for b in range(0x40, 0xFF, 11)]
+    if charset in ("ujis", "eucjpms"):
+        candidates += [bytes([0x8F, a, b]) for a in range(0xA1, 0xFF, 7) for b in range(0xA1, 0xFF, 9)]
+    good = []
+    for low in range(0, len(candidates), 200):
+        chunk = candidates[low:low + 200]
+        cur.execute("SELECT " + ", ".join(
+            f"CONVERT(CAST(X'{seq.hex()}' AS CHAR CHARACTER SET {charset}) USING utf8mb4)"
+            for seq in chunk))
+        good += [seq for seq, text in zip(chunk, cur.fetchone(), strict=True)
+                 if text is not None and len(text) == 1 and text not in "?\ufffd"]
+    return [f"CAST(X'{b''.join(good[i::3]).hex()}' AS CHAR CHARACTER SET {charset})"
+            for i in range(3)]
+
+
+def test_every_character_set(harness: Any) -> None:
+    """Every character set the server has: text as SELECT converts it to utf8mb4; a byte a
+    single-byte set cannot map is one lone surrogate U+DC00 + byte (SELECT shows ``?``)."""
+    rows = harness.server.execute("SELECT CHARACTER_SET_NAME, MAXLEN FROM "
+                                  "information_schema.CHARACTER_SETS", database=None)
+    charsets = sorted((str(name), int(maxlen)) for name, maxlen in rows)
+    assert len(charsets) >= 40
+    with harness.db.connect(autocommit=True) as conn, conn.cursor() as cur:
+        samples = {name: _charset_samples(cur, name, maxlen) for name, maxlen in charsets}
+    samples = {name: values for name, values in samples.items() if values}
+    ddl = ", ".join(f"c_{name} VARCHAR(700) CHARACTER SET {name}" for name in samples)
+    harness.execute(f"CREATE TABLE cs (id INT PRIMARY KEY, {ddl}) DEFAULT CHARSET = latin1",
+                    "CREATE TABLE big (id INT PRIMARY KEY, b VARCHAR(10) CHARACTER SET big5)")
+    table = Table("cs", ("id",), {"id": ("id", documented(""))})
+    table.columns.update({f"c_{name}": (f"c_{name}", documented("text")) for name in samples})
+    start = harness.end()
+    inserts = []
+    for row in range(3):
+        values = ", ".join(v[row % len(v)] for v in samples.values())
+        inserts.append(f"INSERT INTO cs VALUES ({row + 1}, {values})")
+    empty = ", ".join("''" for _ in samples)
+    steps = [
+        ["SET SESSION sql_mode = ''", *inserts, f"INSERT INTO cs VALUES (4, {empty})"],
+        ["UPDATE cs SET c_latin1 = X'618162', c_ascii = X'61ff' WHERE id = 4",
+         "INSERT INTO big VALUES (1, X'a15a41')"],
+        ["UPDATE cs SET id = 5 WHERE id = 1"],
+        ["DELETE FROM cs WHERE id IN (2, 4)"],
+    ]
+    run = run_steps(harness.db, [table], steps)
+    events, _ = harness.drain(None, start=start)
+    assert replay_and_compare(run, events) == len(events) == 9
+    unmappable = events[4].after
+    assert unmappable["c_latin1"] == "a\x81b"  # MariaDB's latin1 maps 0x81 to U+0081
+    assert unmappable["c_ascii"] == "a\udcff"  # SELECT: "a?"
+    # one big5 character the server cannot map (SELECT: "?A"): its two bytes kept
+    assert events[5].after == {"id": 1, "b": "\udca1\udc5aA"}
+
+
+def test_library_reference_decoder_agrees_except_for_its_known_mistakes(harness: Any) -> None:
+    """``decoder = "library"`` decodes rows with python-mysql-replication; both decoders
+    give the same images except where the library is wrong."""
+    harness.execute(
+        "CREATE TABLE ref (id INT PRIMARY KEY, i BIGINT UNSIGNED, d DECIMAL(30,10), "
+        "f DOUBLE, v VARCHAR(20), bl BLOB, dt DATE, dtm DATETIME(6), e ENUM('a','b'), "
+        "s SET('x','y'), j JSON, bt BIT(10), ts TIMESTAMP(3) NULL, tm TIME(2), "
+        "yr YEAR, bn BINARY(4), vb VARBINARY(4), u16 VARCHAR(10) CHARACTER SET utf16)")
+    start = harness.end()
+    harness.execute(
+        "SET SESSION sql_mode = ''",
+        "INSERT INTO ref VALUES (1, 18446744073709551615, -12345678901234567890.0123456789, "
+        "2.5, 'héllo 😀', X'00ff', '2024-02-29', '2024-02-29 13:14:15.123456', 'b', 'x,y', "
+        "'{\"k\": [1, \"😀\"]}', b'1010000001', '2024-01-01 00:00:00.5', '12:34:56.78', 2024, "
+        "X'01020304', X'ff', 'ok'), "
+        "(2, 0, 0, 0, '', '', '1000-01-01', '1000-01-01', 'a', 'x', '[]', b'0', "
+        "'0000-00-00 00:00:00', '-00:00:00.01', 0, X'00000000', '', _utf8mb4'😀x')")
+    ours, _ = harness.drain(None, start=start)
+    theirs, _ = harness.drain(None, start=start, decoder="library")
+    assert [(e.action, e.pk) for e in ours] == [(e.action, e.pk) for e in theirs]
+    # where the library is right, it agrees (it reads utf16 as little-endian)
+    assert {k: v for k, v in ours[0].after.items() if k != "u16"} == \
+        {k: v for k, v in theirs[0].after.items() if k != "u16"}
+    assert (ours[0].after["u16"], theirs[0].after["u16"]) == ("ok", "漀欀")
+    mine, library = ours[1].after, theirs[1].after
+    assert {k for k in mine if mine[k] != library[k]} == {"bl", "ts", "tm", "yr", "bn", "vb",
+                                                          "u16"}
+    assert (mine["bl"], library["bl"]) == (b"", "")  # an empty BLOB came as the string ''
+    assert (mine["bn"], library["bn"]) == (b"\0\0\0\0", "")  # all-zero BINARY lost its bytes
+    assert (mine["vb"], library["vb"]) == (b"", "")
+    assert mine["ts"] is None and library["ts"].year == 1970  # the zero TIMESTAMP
+    assert (mine["yr"], library["yr"]) == (0, 1900)
+    assert mine["tm"] == -timedelta(milliseconds=10) != library["tm"]  # negative fraction
+    assert mine["u16"] == "😀x" != library["u16"]
