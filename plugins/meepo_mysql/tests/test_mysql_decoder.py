@@ -234,7 +234,8 @@ def _charset_samples(cur: Any, charset: str, maxlen: int) -> list[str]:
     candidates = [bytes([a]) for a in range(0xA1, 0xE0, 5)]
     candidates += [bytes([a, b]) for a in range(0x81, 0xFF, 3) for b in range(0x40, 0xFF, 11)]
     if charset in ("ujis", "eucjpms"):
-        candidates += [bytes([0x8F, a, b]) for a in range(0xA1, 0xFF, 7) for b in range(0xA1, 0xFF, 9)]
+        candidates += [bytes([0x8F, a, b])
+                       for a in range(0xA1, 0xFF, 7) for b in range(0xA1, 0xFF, 9)]
     good = []
     for low in range(0, len(candidates), 200):
         chunk = candidates[low:low + 200]
