@@ -81,6 +81,11 @@ class BinlogStream:
                 if (batch := tracker.flush()) is not None:
                     yield batch
                 return
+            except SourceError:
+                # Deliver the transactions that completed before the event that stops us.
+                if (batch := tracker.flush()) is not None:
+                    yield batch
+                raise
             except LOST as exc:
                 self.reader.raise_if_fatal(exc, tracker.committed)
                 error: BaseException = exc
