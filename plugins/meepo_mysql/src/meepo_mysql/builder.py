@@ -43,7 +43,7 @@ class RowBuilder:
         schema, table, pk_columns = self.schema, self.table, self.pk_columns
         update, write = action == "update", action == "write"
         events: list[RowEvent] = []
-        append = events.append
+        append, new = events.append, RowEvent.trusted  # actions and times are valid here
         before: dict[str, Any] | None
         after: dict[str, Any] | None
         for row in rows:
@@ -59,8 +59,8 @@ class RowBuilder:
             else:
                 before, after = row, None
                 pk = key(row)
-            append(RowEvent(schema, table, action, pk, before, after, where,  # type: ignore[arg-type]
-                            committed_at, txid, sequence, pk_columns))
+            append(new(schema, table, action, pk, before, after, where,  # type: ignore[arg-type]
+                       committed_at, txid, sequence, pk_columns))
             sequence += 1
         return events
 

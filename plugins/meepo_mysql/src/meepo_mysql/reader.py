@@ -26,6 +26,7 @@ from .positions import BinlogPosition
 from .server import (
     ER_ACCESS_DENIED,
     ER_MASTER_FATAL_READING_BINLOG,
+    ControlConnection,
     error_code,
     error_text,
     is_retryable,
@@ -54,13 +55,13 @@ LOST = (Stalled, ConnectionEnded, OSError, EOFError, pymysql.err.MySQLError)
 class DumpReader:
     """Opens dumps for one source and decides what happens when one breaks."""
 
-    def __init__(self, settings: MySQLSettings, server_id: int, *, once: bool,
-                 gtid_mode: bool, flavor: str) -> None:
+    def __init__(self, settings: MySQLSettings, control: ControlConnection, server_id: int,
+                 *, once: bool, gtid_mode: bool) -> None:
         self.settings = settings
+        self.control = control
         self.server_id = server_id
         self.once = once
         self.gtid_mode = gtid_mode
-        self.flavor = flavor
         self.failures = 0
         self.reconnects = 0
         self.current: DumpConnection | None = None
@@ -68,11 +69,11 @@ class DumpReader:
     def open(self, position: BinlogPosition) -> DumpConnection:
         """A dump starting at ``position`` (a transaction boundary)."""
         dump = self.current = DumpConnection(
-            self.settings.connection_settings(), self.server_id,
+            self.control.dump_settings(), self.server_id,
             heartbeat=self.settings.heartbeat, blocking=not self.once,
         )
         if self.gtid_mode and position.gtid is not None:
-            if self.flavor == "mariadb":
+            if self.control.flavor == "mariadb":
                 dump.open(mariadb_gtid=position.gtid)
             else:
                 dump.open(mysql_gtid=position.gtid)

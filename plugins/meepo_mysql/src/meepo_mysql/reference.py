@@ -20,7 +20,7 @@ from typing import Any
 from . import compat
 from . import tablemap as tm
 from .binlog import FormatDescription
-from .rows import RowDecodeError
+from .rows import RowDecodeError, RowsBody
 from .values import mariadb_json, mysql_json
 
 Converter = Callable[[Any], Any]
@@ -62,7 +62,7 @@ class LibraryRows:
             elif extended.get(name) == "json":
                 self.converters.append((name, _text_json))
 
-    def decode(self, packet: bytes, fmt: FormatDescription) -> list[Any]:
+    def decode(self, body: RowsBody, packet: bytes, fmt: FormatDescription) -> list[Any]:
         """Images or (before, after) pairs, as :meth:`meepo_mysql.rows.TableDecoder.decode`."""
         event = compat.library_event(packet, self.tables.table_map, self.tables.flavor,
                                      fmt.checksum, fmt.post_header_lengths)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pymysqlreplication.json_binary import parse_json
 
@@ -251,8 +251,7 @@ def _utf8(data: bytes) -> str:
 
 
 # -- rows event bodies ------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class RowsBody:
+class RowsBody(NamedTuple):
     """A rows event, split: the table, the present-column bitmaps and where the rows are."""
 
     table_id: int
@@ -310,8 +309,9 @@ class TableDecoder:
         self.full = bytes([0xFF] * (len(specs) // 8)) + (
             bytes([(1 << (len(specs) % 8)) - 1]) if len(specs) % 8 else b"")
 
-    def decode(self, body: RowsBody) -> list[Any]:
-        """Images (writes, deletes) or ``(before, after)`` pairs (updates), row by row.
+    def decode(self, body: RowsBody, packet: bytes = b"", fmt: Any = None) -> list[Any]:
+        """Images (writes, deletes) or ``(before, after)`` pairs (updates), row by row
+        (``packet`` and ``fmt`` are for the reference decoder's signature).
 
         Columns missing from a row image (``binlog_row_image`` MINIMAL or NOBLOB) are
         absent from the image. Raises :class:`RowDecodeError` naming the column.

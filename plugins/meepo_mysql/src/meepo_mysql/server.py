@@ -12,6 +12,7 @@ import pymysql.cursors
 
 from meepo_core import SourceError
 
+from . import compat
 from .config import MySQLSettings
 from .positions import BinlogPosition
 
@@ -78,6 +79,11 @@ class ControlConnection:
             except (pymysql.err.MySQLError, OSError) as exc:
                 raise connect_error(self.settings, exc) from exc
         return self._conn
+
+    def dump_settings(self) -> dict[str, Any]:
+        """pymysql arguments for the dump connection: as this one's, with its TLS
+        outcome (see :func:`meepo_mysql.compat.same_tls`)."""
+        return {**self.settings.connection_settings(), **compat.same_tls(self.connect())}
 
     def query(self, sql: str, *args: Any, dict_rows: bool = False) -> list[Any]:
         for attempt in (1, 2):

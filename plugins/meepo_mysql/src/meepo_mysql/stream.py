@@ -57,11 +57,9 @@ class BinlogStream:
         self.control = control
         self.context = context
         self.once = once
-        self.flavor = control.flavor
         self.stall_after = settings.heartbeat * 2.5
         self.closed = False
-        self.reader = DumpReader(settings, server_id, once=once, gtid_mode=gtid_mode,
-                                 flavor=self.flavor)
+        self.reader = DumpReader(settings, control, server_id, once=once, gtid_mode=gtid_mode)
         self.tables = Tables(settings, control, context, reference=reference)
 
     @property

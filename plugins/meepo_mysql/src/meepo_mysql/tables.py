@@ -122,15 +122,13 @@ class Tables:
     def _decoder(self, mapped: tm.TableMap, hidden: frozenset[str]) -> Decode:
         extended = self._extended_types(mapped.schema, mapped.table)
         if self.library is not None:
-            rows = LibraryRows(self.library, mapped, hidden, extended)
-            return lambda body, packet, fmt: rows.decode(packet, fmt)
+            return LibraryRows(self.library, mapped, hidden, extended).decode
         try:
             specs = [column_spec(c, self.collations(), extended, self.mariadb)
                      for c in mapped.columns]
         except UnsupportedColumn as exc:
             raise UnsupportedColumn(f"{mapped.qualified}: {exc}") from None
-        decoder = TableDecoder(mapped, specs, hidden)
-        return lambda body, packet, fmt: decoder.decode(body)
+        return TableDecoder(mapped, specs, hidden).decode
 
     def table_map_event(self, packet: bytes, fmt: FormatDescription) -> None:
         """Reference mode: the library keeps its own table map."""

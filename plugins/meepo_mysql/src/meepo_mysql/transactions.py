@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from meepo_core import Batch, Batcher, PipelineContext, RowEvent
 
@@ -70,7 +71,7 @@ class TransactionTracker:
                  start: BinlogPosition) -> None:
         self.context = context
         self.gtids = gtids
-        self.committed = start
+        self._position: dict[str, Any] = start.to_json()  # the last transaction boundary
         self.file = start.file
         self.file_index = file_index(start.file) if start.file else 0
         self.batcher = Batcher(context.batch_size, context.batch_wait)
@@ -168,15 +169,25 @@ class TransactionTracker:
 
     def _close(self, next_pos: int) -> None:
         self.progress = True
-        if self.gtid is not None and self.gtids is not None:
-            self.gtids.update(self.gtid)
-        self.committed = BinlogPosition(
-            self.file, next_pos, str(self.gtids) if self.gtids is not None else None
-        )
-        batch = self.batcher.commit(self.committed.to_json())
+        gtids = self.gtids
+        position: dict[str, Any] = {"file": self.file, "pos": next_pos}  # to_json() form
+        if gtids is not None:
+            if self.gtid is not None:
+                gtids.update(self.gtid)
+            text = str(gtids)
+            if text:
+                position["gtid"] = text
+        self._position = position
+        batch = self.batcher.commit(position)
         if batch is not None:
             self.out.append(batch)
         self._reset()
+
+    @property
+    def committed(self) -> BinlogPosition:
+        """The last transaction boundary: where a new dump starts."""
+        position = self._position
+        return BinlogPosition(position["file"], position["pos"], position.get("gtid"))
 
     def rotate(self, file: str, position: int, real: bool) -> None:
         """The stream continues in ``file``; a real rotation outside a transaction moves
