@@ -365,15 +365,19 @@ class TableDecoder:
 
     def _image_code(self, present: list[int], target: str, indent: str) -> list[str]:
         width = (len(present) + 7) // 8
+        # The server sets the bitmap's unused high bits: mask them, so that a row without
+        # NULLs takes the straight path.
+        mask = f" & {(1 << len(present)) - 1:#x}" if len(present) % 8 else ""
         lines = []
         if width == 0:
             lines.append(f"{indent}nulls = 0")
         elif width == 1:
-            lines.append(f"{indent}nulls = data[pos]")
+            lines.append(f"{indent}nulls = data[pos]{mask}")
         elif width == 2:
-            lines.append(f"{indent}nulls = data[pos] | data[pos + 1] << 8")
+            lines.append(f"{indent}nulls = (data[pos] | data[pos + 1] << 8){mask}")
         else:
-            lines.append(f"{indent}nulls = int.from_bytes(data[pos:pos + {width}], 'little')")
+            lines.append(
+                f"{indent}nulls = int.from_bytes(data[pos:pos + {width}], 'little'){mask}")
         if width:
             lines.append(f"{indent}pos += {width}")
         if any(self.specs[i].nullable for i in present):
