@@ -240,9 +240,9 @@ def test_rows_of_excluded_tables_are_not_decoded(
     decoded: list[str] = []
     original = TableDecoder.decode
 
-    def spy(self: TableDecoder, body: Any) -> list[Any]:
+    def spy(self: TableDecoder, *args: Any) -> list[Any]:
         decoded.append(self.table.table)
-        return original(self, body)
+        return original(self, *args)
 
     monkeypatch.setattr(TableDecoder, "decode", spy)
     events, _ = harness.drain(None, start=start, tables=[f"{harness.db.name}.wanted"])
