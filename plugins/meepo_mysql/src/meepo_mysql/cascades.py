@@ -22,6 +22,9 @@ from typing import Any
 
 from meepo_core import PipelineContext
 
+from .filters import TableFilter
+from .server import ControlConnection
+
 log = logging.getLogger("meepo.mysql")
 
 CASCADING = ("CASCADE", "SET NULL", "SET DEFAULT")
@@ -36,10 +39,26 @@ FROM information_schema.REFERENTIAL_CONSTRAINTS rc
 JOIN information_schema.KEY_COLUMN_USAGE k
   ON k.CONSTRAINT_SCHEMA = rc.CONSTRAINT_SCHEMA AND k.CONSTRAINT_NAME = rc.CONSTRAINT_NAME
  AND k.TABLE_NAME = rc.TABLE_NAME AND k.REFERENCED_TABLE_NAME IS NOT NULL
-WHERE rc.UPDATE_RULE IN ('CASCADE', 'SET NULL', 'SET DEFAULT')
-   OR rc.DELETE_RULE IN ('CASCADE', 'SET NULL', 'SET DEFAULT')
+WHERE (rc.UPDATE_RULE IN ('CASCADE', 'SET NULL', 'SET DEFAULT')
+    OR rc.DELETE_RULE IN ('CASCADE', 'SET NULL', 'SET DEFAULT')) {schemas}
 ORDER BY rc.CONSTRAINT_SCHEMA, rc.TABLE_NAME, rc.CONSTRAINT_NAME, k.ORDINAL_POSITION
 """
+
+
+def find(control: ControlConnection, tables: TableFilter) -> list[Cascade]:
+    """Cascading constraints whose child table is followed; none where the server logs
+    the cascaded rows itself. Naming the followed schemas (when the patterns do) keeps
+    the server from opening every table it has."""
+    if control.logs_cascades():
+        return []
+    schemas = tables.schemas()
+    if schemas is None:
+        rows = control.query(QUERY.format(schemas=""))
+    else:
+        marks = ", ".join(["%s"] * len(schemas))
+        rows = control.query(QUERY.format(schemas=f"AND rc.CONSTRAINT_SCHEMA IN ({marks})"),
+                             *schemas)
+    return load(rows, tables.follows)
 
 
 @dataclass(frozen=True)

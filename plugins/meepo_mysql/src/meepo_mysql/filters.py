@@ -80,6 +80,17 @@ class TableFilter:
             return frozenset()
         return frozenset(c for c in columns if not all(rule.keeps(c) for rule in rules))
 
+    def schemas(self) -> list[str] | None:
+        """The schemas that may hold followed tables, when every ``tables`` pattern names
+        its schema literally (for narrowing information_schema queries); else None."""
+        found = set()
+        for pattern in self.tables:
+            parts = split_pattern(pattern)
+            if parts is None or is_glob(parts[0]):
+                return None
+            found.add(parts[0])
+        return sorted(found)
+
     def rules_hiding(self, schema: str, table: str, column: str) -> list[str]:
         """The patterns of the column rules that hide ``column`` of ``schema.table``."""
         name = f"{schema}.{table}"

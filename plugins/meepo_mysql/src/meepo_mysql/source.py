@@ -56,19 +56,19 @@ class MySQLSource(Source):
                 + self._table_problems(control) + self._hidden_key_problems(control))
 
     def _warn_cascades(self, control: ControlConnection) -> None:
-        if control.logs_cascades():
-            return
-        for cascade in cascades.load(control.query(cascades.QUERY), self.settings.filter.follows):
+        for cascade in cascades.find(control, self.settings.filter):
             log.warning("%s", cascades.warning(cascade))
 
     def _hidden_key_problems(self, control: ControlConnection) -> list[str]:
         """``columns`` rules must not hide a primary-key column: the key is in every event."""
         if not self.settings.filter.column_rules:
             return []
-        rows = control.query(
-            "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM "
-            "information_schema.KEY_COLUMN_USAGE WHERE CONSTRAINT_NAME = 'PRIMARY'"
-        )
+        sql = ("SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM "
+               "information_schema.KEY_COLUMN_USAGE WHERE CONSTRAINT_NAME = 'PRIMARY'")
+        schemas = self.settings.filter.schemas()
+        if schemas is not None:
+            sql += f" AND TABLE_SCHEMA IN ({', '.join(['%s'] * len(schemas))})"
+        rows = control.query(sql, *(schemas or ()))
         problems = []
         flt = self.settings.filter
         for schema, table, column in rows:

@@ -69,17 +69,17 @@ class Tables:
         """Cascading foreign keys into followed tables (none where the server logs the
         cascaded rows itself)."""
         self.cascades = {}
-        if self.control.logs_cascades():
-            return []
-        found = cascades.load(self.control.query(cascades.QUERY), self.settings.filter.follows)
+        found = cascades.find(self.control, self.settings.filter)
         for cascade in found:
             self.cascades.setdefault(cascade.parent, []).append(cascade)
         return found
 
     def schema_changed(self) -> None:
-        """A DDL statement: forget what may have changed without changing table maps."""
+        """A DDL statement: forget what may have changed without changing table maps
+        (JSON checks, foreign keys)."""
         self._plans.clear()
         self._extended.clear()
+        self.load_cascades()
 
     def plan(self, definition: bytes) -> TablePlan | None:
         """The plan for a table-map body after its table id; None: ignore its rows."""
