@@ -21,6 +21,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, NamedTuple
 
 from pymysqlreplication.json_binary import parse_json
@@ -164,9 +165,10 @@ def _temporal2(kind: int, digits: int, name: str, nullable: bool) -> ColumnSpec:
         return ColumnSpec(name, nullable, "IB" + frac_fmt, ">",
                           expr=f"_dt2({{0}} << 8 | {{1}}, {micro}, {digits})",
                           helpers={"_dt2": values.datetime2_value})
-    if kind == tm.TIMESTAMP2:
-        return ColumnSpec(name, nullable, "I" + frac_fmt, ">", expr=f"_ts({{0}}, {micro})",
-                          helpers={"_ts": values.timestamp_value})
+    if kind == tm.TIMESTAMP2:  # inline: 0 is the zero timestamp (TIMESTAMP starts at 1 s)
+        return ColumnSpec(name, nullable, "I" + frac_fmt, ">",
+                          expr=f"(_epoch + _td(0, {{0}}, {micro}) if {{0}} else None)",
+                          helpers={"_epoch": values.EPOCH, "_td": timedelta})
     return ColumnSpec(name, nullable, "HB" + frac_fmt, ">",
                       expr=f"_time2({{0}} << 8 | {{1}}, {frac}, {digits})",
                       helpers={"_time2": values.time2_value})
@@ -431,14 +433,11 @@ class TableDecoder:
         }[prefix]
         if not keep:
             return [f"{indent}pos += {prefix} + ({read})"]
-        value = f"data[pos + {prefix}:pos + {prefix} + n]"
-        lines = [f"{indent}n = {read}"]
+        # One statement: the slice's start, then its end (read at the old pos) as new pos.
+        value = f"data[(p := pos + {prefix}):(pos := p + ({read}))]"
         if spec.expr.count("{0}") > 1:
-            lines.append(f"{indent}v = {value}")
-            value = "v"
-        lines.append(f"{indent}c{index} = {spec.expr.format(value)}")
-        lines.append(f"{indent}pos += {prefix} + n")
-        return lines
+            return [f"{indent}v = {value}", f"{indent}c{index} = {spec.expr.format('v')}"]
+        return [f"{indent}c{index} = {spec.expr.format(value)}"]
 
     def _run_code(self, run: list[int], indent: str, *, keep: bool = False) -> list[str]:
         if not run:
