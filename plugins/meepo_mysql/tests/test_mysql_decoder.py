@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from mysql_differential import Table, documented, replay_and_compare, run_steps
@@ -320,3 +321,28 @@ def test_library_reference_decoder_agrees_except_for_its_known_mistakes(harness:
     assert (mine["yr"], library["yr"]) == (0, 1900)
     assert mine["tm"] == -timedelta(milliseconds=10) != library["tm"]  # negative fraction
     assert mine["u16"] == "😀x" != library["u16"]
+
+
+def test_update_after_images_share_the_unchanged_immutable_values(harness: Any) -> None:
+    """The after image reuses the before image's value of a column whose bytes did not
+    change, unless the value is mutable (JSON, SET); NULLs never leak between rows."""
+    harness.execute("CREATE TABLE u (id INT PRIMARY KEY, d DECIMAL(10,2), t VARCHAR(20), "
+                    "ts DATETIME(6), j JSON, s SET('a','b'), n INT)")
+    start = harness.end()
+    harness.execute(
+        "INSERT INTO u VALUES (1, 1.50, 'same', '2024-01-01 00:00:00.5', '{\"k\": 1}', 'a', 1), "
+        "(2, NULL, NULL, NULL, NULL, NULL, 2)",
+        "UPDATE u SET n = n + 10",  # nothing else changes
+        "UPDATE u SET d = 1.50, t = 'same' WHERE id = 2",  # NULL before, bytes of row 1
+    )
+    events, _ = harness.drain(None, start=start)
+    first, second, null_to_value = events[2], events[3], events[4]
+    before, after = first.before, first.after
+    for column in ("d", "t", "ts"):
+        assert after[column] is before[column]  # shared, immutable
+    for column in ("j", "s"):
+        assert after[column] == before[column] and after[column] is not before[column]
+    assert second.before["d"] is None and second.after["d"] is None
+    assert null_to_value.before == {"id": 2, "d": None, "t": None, "ts": None, "j": None,
+                                    "s": None, "n": 12}
+    assert null_to_value.after["d"] == Decimal("1.50") and null_to_value.after["t"] == "same"

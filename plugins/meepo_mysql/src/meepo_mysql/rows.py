@@ -62,6 +62,9 @@ class ColumnSpec:
     expr: str = "{0}"
     helpers: Mapping[str, Any] = field(default_factory=dict)
     always_null: bool = False
+    #: The conversion is worth skipping when an update leaves the value's bytes as they
+    #: were, and its result is immutable (so before and after may share it).
+    reusable: bool = False
 
     @property
     def fixed(self) -> bool:
@@ -111,10 +114,11 @@ def column_spec(
         precision, scale = meta
         size = values.decimal_size(precision, scale)
         return ColumnSpec(name, nullable, f"{size}s", ">", expr=f"{h}dec({{0}})",
-                          helpers={f"{h}dec": values.decimal_reader(precision, scale)})
+                          helpers={f"{h}dec": values.decimal_reader(precision, scale)},
+                          reusable=True)
     if kind in (tm.DATE, tm.NEWDATE):
         return ColumnSpec(name, nullable, "HB", "<", expr="_date({0} | {1} << 16)",
-                          helpers={"_date": values.date_value})
+                          helpers={"_date": values.date_value}, reusable=True)
     if kind in (tm.DATETIME2, tm.TIMESTAMP2, tm.TIME2):
         return _temporal2(kind, int(meta) if isinstance(meta, int) else 0, name, nullable)
     if kind == tm.TIMESTAMP:
@@ -129,7 +133,7 @@ def column_spec(
     if kind == tm.BIT:
         assert isinstance(meta, int)
         return ColumnSpec(name, nullable, f"{(meta + 7) // 8}s", ">", expr="_bits({0})",
-                          helpers={"_bits": values.bit_value})
+                          helpers={"_bits": values.bit_value}, reusable=True)
     if kind in (tm.ENUM, tm.SET):
         return _enum_or_set(column, charset_of, h)
     if kind == tm.NULL:
@@ -164,14 +168,14 @@ def _temporal2(kind: int, digits: int, name: str, nullable: bool) -> ColumnSpec:
     if kind == tm.DATETIME2:
         return ColumnSpec(name, nullable, "IB" + frac_fmt, ">",
                           expr=f"_dt2({{0}} << 8 | {{1}}, {micro}, {digits})",
-                          helpers={"_dt2": values.datetime2_value})
+                          helpers={"_dt2": values.datetime2_value}, reusable=True)
     if kind == tm.TIMESTAMP2:  # inline: 0 is the zero timestamp (TIMESTAMP starts at 1 s)
         return ColumnSpec(name, nullable, "I" + frac_fmt, ">",
                           expr=f"(_epoch + _td(0, {{0}}, {micro}) if {{0}} else None)",
-                          helpers={"_epoch": values.EPOCH, "_td": timedelta})
+                          helpers={"_epoch": values.EPOCH, "_td": timedelta}, reusable=True)
     return ColumnSpec(name, nullable, "HB" + frac_fmt, ">",
                       expr=f"_time2({{0}} << 8 | {{1}}, {frac}, {digits})",
-                      helpers={"_time2": values.time2_value})
+                      helpers={"_time2": values.time2_value}, reusable=True)
 
 
 def _charset(column: tm.Column, charset_of: Mapping[int, str]) -> str:
@@ -204,18 +208,19 @@ def _text(
         convert = _BINARY_TYPES.get(special or "")
         if convert is not None and pad and length == convert[0]:
             return ColumnSpec(name, nullable, prefix=prefix, expr=f"{h}x({fixed})",
-                              helpers={f"{h}x": convert[1]})
-        return ColumnSpec(name, nullable, prefix=prefix, expr=fixed)
+                              helpers={f"{h}x": convert[1]}, reusable=True)
+        return ColumnSpec(name, nullable, prefix=prefix, expr=fixed, reusable=pad)
     codec = charsets.CODECS.get(charset)
     helpers: dict[str, Any] = {}
     if codec is not None:
         text = f"{{0}}.decode({codec!r}, {charsets.LOSSLESS!r})"
     else:
         text, helpers[f"{h}t"] = f"{h}t({{0}})", charsets.decoder(charset)
-    if special == "json":
+    if special == "json":  # parsed into a dict or list: never shared between images
         helpers["_mariadb_json"] = values.mariadb_json
-        text = f"_mariadb_json({text})"
-    return ColumnSpec(name, nullable, prefix=prefix, expr=text, helpers=helpers)
+        return ColumnSpec(name, nullable, prefix=prefix, expr=f"_mariadb_json({text})",
+                          helpers=helpers)
+    return ColumnSpec(name, nullable, prefix=prefix, expr=text, helpers=helpers, reusable=True)
 
 
 #: MariaDB's binary-stored types: (stored length, conversion to the server's text).
@@ -344,11 +349,18 @@ class TableDecoder:
     def _compile(self, first: bytes, second: bytes | None) -> RowsFunction:
         lines = ["def rows(data, pos, end):", "    out = []",
                  "    append = out.append", "    while pos < end:"]
-        lines += self._image_code(self._present(first), "before", "        ")
+        before = self._present(first)
         if second is None:
+            lines += self._image_code(before, "before", "        ", {})
             lines.append("        append(before)")
         else:
-            lines += self._image_code(self._present(second), "after", "        ")
+            # An update's after image reuses the before image's converted value of each
+            # column whose bytes did not change (most columns of most updates).
+            after = self._present(second)
+            shared = [i for i in before if i in after and self.specs[i].reusable
+                      and self.visible[i]]
+            lines += self._image_code(before, "before", "        ", dict.fromkeys(shared, "save"))
+            lines += self._image_code(after, "after", "        ", dict.fromkeys(shared, "reuse"))
             lines.append("        append((before, after))")
         lines.append("    return out, pos")
         namespace = dict(self._helpers)
@@ -365,7 +377,10 @@ class TableDecoder:
         self._helpers[name] = structs[fmt]
         return name
 
-    def _image_code(self, present: list[int], target: str, indent: str) -> list[str]:
+    def _image_code(self, present: list[int], target: str, indent: str,
+                    share: dict[int, str]) -> list[str]:
+        """Code for one row image; ``share`` marks columns whose raw value is kept in
+        ``r{i}`` (``save``) or compared with it to keep ``c{i}`` (``reuse``)."""
         width = (len(present) + 7) // 8
         # The server sets the bitmap's unused high bits: mask them, so that a row without
         # NULLs takes the straight path.
@@ -384,16 +399,17 @@ class TableDecoder:
             lines.append(f"{indent}pos += {width}")
         if any(self.specs[i].nullable for i in present):
             lines.append(f"{indent}if nulls:")
-            lines += self._columns_code(present, indent + "    ", checked=True)
+            lines += self._columns_code(present, indent + "    ", share, checked=True)
             lines.append(f"{indent}else:")
-            lines += self._columns_code(present, indent + "    ", checked=False)
+            lines += self._columns_code(present, indent + "    ", share, checked=False)
         else:
-            lines += self._columns_code(present, indent, checked=False)
+            lines += self._columns_code(present, indent, share, checked=False)
         items = ", ".join(f"{self.specs[i].name!r}: c{i}" for i in present if self.visible[i])
         lines.append(f"{indent}{target} = {{{items}}}")
         return lines
 
-    def _columns_code(self, present: list[int], indent: str, *, checked: bool) -> list[str]:
+    def _columns_code(self, present: list[int], indent: str, share: dict[int, str], *,
+                      checked: bool) -> list[str]:
         lines: list[str] = []
         run: list[int] = []
         for bit, index in enumerate(present):
@@ -402,21 +418,24 @@ class TableDecoder:
             if spec.fixed and not tested and (not run or self.specs[run[0]].order == spec.order):
                 run.append(index)
                 continue
-            lines += self._run_code(run, indent)
+            lines += self._run_code(run, indent, share)
             run = [index] if spec.fixed and not tested else []
             if run:
                 continue
             if tested:
                 lines.append(f"{indent}if nulls & {1 << bit}:")
                 lines.append(f"{indent}    c{index} = None")
+                if share.get(index) == "save":
+                    lines.append(f"{indent}    r{index} = None")
                 lines.append(f"{indent}else:")
-                lines += self._single_code(index, indent + "    ")
+                lines += self._single_code(index, indent + "    ", share=share)
             else:
-                lines += self._single_code(index, indent)
-        lines += self._run_code(run, indent)
+                lines += self._single_code(index, indent, share=share)
+        lines += self._run_code(run, indent, share)
         return lines or [f"{indent}pass"]
 
-    def _single_code(self, index: int, indent: str, *, keep: bool | None = None) -> list[str]:
+    def _single_code(self, index: int, indent: str, *, keep: bool | None = None,
+                     share: dict[int, str] | None = None) -> list[str]:
         """Code that reads column ``index`` at ``pos`` into ``c{index}`` (converted only
         when the column is visible, or ``keep``)."""
         spec = self.specs[index]
@@ -424,7 +443,7 @@ class TableDecoder:
         if spec.always_null:
             return [f"{indent}c{index} = None"]
         if spec.fixed:
-            return self._run_code([index], indent, keep=keep)
+            return self._run_code([index], indent, share or {}, keep=keep)
         prefix = spec.prefix
         read = {
             1: "data[pos]", 2: "data[pos] | data[pos + 1] << 8",
@@ -435,11 +454,19 @@ class TableDecoder:
             return [f"{indent}pos += {prefix} + ({read})"]
         # One statement: the slice's start, then its end (read at the old pos) as new pos.
         value = f"data[(p := pos + {prefix}):(pos := p + ({read}))]"
+        mode = (share or {}).get(index)
+        if mode == "save":
+            return [f"{indent}r{index} = {value}",
+                    f"{indent}c{index} = {spec.expr.format(f'r{index}')}"]
+        if mode == "reuse":
+            return [f"{indent}v = {value}",
+                    f"{indent}c{index} = c{index} if v == r{index} else {spec.expr.format('v')}"]
         if spec.expr.count("{0}") > 1:
             return [f"{indent}v = {value}", f"{indent}c{index} = {spec.expr.format('v')}"]
         return [f"{indent}c{index} = {spec.expr.format(value)}"]
 
-    def _run_code(self, run: list[int], indent: str, *, keep: bool = False) -> list[str]:
+    def _run_code(self, run: list[int], indent: str, share: dict[int, str], *,
+                  keep: bool = False) -> list[str]:
         if not run:
             return []
         specs = [self.specs[i] for i in run]
@@ -450,10 +477,17 @@ class TableDecoder:
             field += spec.fields
             if spec.expr == "{0}" and len(fields) == 1:
                 names.append(f"c{index}")
-            else:
-                names += fields
-                if keep or self.visible[index]:
-                    assigns.append(f"{indent}c{index} = {spec.expr.format(*fields)}")
+                continue
+            names += fields
+            if not (keep or self.visible[index]):
+                continue
+            raw = fields[0] if len(fields) == 1 else f"({', '.join(fields)})"
+            value = spec.expr.format(*fields)
+            if share.get(index) == "save":
+                assigns.append(f"{indent}r{index} = {raw}")
+            elif share.get(index) == "reuse":
+                value = f"c{index} if {raw} == r{index} else {value}"
+            assigns.append(f"{indent}c{index} = {value}")
         size = struct.calcsize(fmt)
         target = ", ".join(names) + ("," if len(names) == 1 else "")
         return [f"{indent}{target} = {self._struct(fmt)}.unpack_from(data, pos)",
