@@ -133,18 +133,31 @@ def profile(env: SourceServers, prepared: Prepared) -> None:
 
 
 def summarize(collapsed: str) -> dict[str, float]:
-    """Shares of the samples under ``Runner.run`` (the streaming phase) per bucket."""
+    """Shares of the streaming phase's (``Runner.*``) busy samples per bucket; samples
+    waiting (a thread in ``Condition.wait``, the source in ``select``) are left out."""
+    lines = "|".join(map(str, _select_lines()))
+    waiting = re.compile(rf"^Condition\.wait |^DumpConnection\._fill \(.*:({lines})\)$")
     total, found = 0, collections.Counter[str]()
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
-        if not any("Runner." in frame for frame in frames):
+        if not any("Runner." in frame for frame in frames) or waiting.match(frames[-1]):
             continue
         total += int(count)
         for label, pattern in PROFILE_BUCKETS.items():
             if any(re.search(pattern, frame) for frame in frames):
                 found[label] += int(count)
     return {label: 100 * found[label] / max(total, 1) for label in PROFILE_BUCKETS}
+
+
+def _select_lines() -> list[int]:
+    """Lines of meepo_mysql.connection that wait in ``select`` (py-spy shows the frame)."""
+    import inspect
+
+    from meepo_mysql import connection
+
+    source, first = inspect.getsourcelines(connection)
+    return [first + i for i, text in enumerate(source) if "select.select(" in text]
 
 
 def main(argv: list[str] | None = None) -> None:
