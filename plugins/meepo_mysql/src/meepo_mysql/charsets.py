@@ -52,14 +52,6 @@ def _lossless(error: UnicodeError) -> tuple[str, int]:
 codecs.register_error(LOSSLESS, _lossless)
 
 
-def lossless(text: str) -> bytes:
-    """The bytes of undecodable sequences back from a decoded value (for tests and users
-    who need them): the surrogates U+DC00-U+DCFF as bytes, everything else as UTF-8."""
-    return b"".join(
-        bytes([ord(c) - 0xDC00]) if 0xDC00 <= ord(c) <= 0xDCFF else c.encode() for c in text
-    )
-
-
 @functools.cache
 def _tables() -> dict[str, dict[str, Any]]:
     data = resources.files(__package__).joinpath("charsets.json").read_text("ascii")
@@ -136,7 +128,3 @@ class _MultiByte:
 def _escaped(data: bytes) -> str:
     return "".join(chr(0xDC00 + byte) for byte in data)
 
-
-def collation_charsets(rows: list[tuple[object, object]]) -> dict[int, str]:
-    """``{collation id: charset name}`` from ``(ID, CHARACTER_SET_NAME)`` rows."""
-    return {int(str(cid)): str(name) for cid, name in rows}

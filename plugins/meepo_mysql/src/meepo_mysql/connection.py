@@ -31,7 +31,7 @@ BINLOG_DUMP_NON_BLOCK = 0x01
 BINLOG_THROUGH_GTID = 0x04
 MAX_PAYLOAD = 0xFFFFFF
 _RECV_SIZE = 256 * 1024
-LOST = 2013  # CR_SERVER_LOST
+CR_SERVER_LOST = 2013
 
 
 class Idle(Exception):
@@ -119,7 +119,8 @@ class DumpConnection:
             raise DumpEnded()
         if first == 0xFF:
             pymysql.err.raise_mysql_exception(payload)
-        raise pymysql.err.OperationalError(LOST, f"unexpected packet 0x{first:02x} in the dump")
+        raise pymysql.err.OperationalError(
+            CR_SERVER_LOST, f"unexpected packet 0x{first:02x} in the dump")
 
     def _take(self, size: int, boundary: bool = False) -> bytes:
         start = self._pos
@@ -135,7 +136,7 @@ class DumpConnection:
         while have < size:
             sock = self._sock
             if sock is None:
-                raise pymysql.err.OperationalError(LOST, "connection closed")
+                raise pymysql.err.OperationalError(CR_SERVER_LOST, "connection closed")
             pending = sock.pending() if hasattr(sock, "pending") else 0  # TLS-buffered bytes
             if not pending:
                 at_boundary = boundary and not have
@@ -167,7 +168,8 @@ class DumpConnection:
 
     def _lost(self, reason: str) -> pymysql.err.OperationalError:
         self.close()
-        return pymysql.err.OperationalError(LOST, f"Lost connection to MySQL server ({reason})")
+        return pymysql.err.OperationalError(
+            CR_SERVER_LOST, f"Lost connection to MySQL server ({reason})")
 
     def silent_for(self) -> float:
         """Seconds since the last bytes arrived."""

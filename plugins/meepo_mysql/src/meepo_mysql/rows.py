@@ -33,7 +33,6 @@ from .binlog import BinlogFormatError, packed_int, uncompress
 #: Extended MariaDB types found by name in information_schema (the binlog says BINARY(n)
 #: or LONGTEXT): column name -> "json" | "inet4" | "inet6" | "uuid".
 ExtendedTypes = Mapping[str, str]
-Image = dict[str, Any]
 
 
 class RowDecodeError(Exception):

@@ -30,7 +30,7 @@ from . import binlog as bl
 from .config import MySQLSettings
 from .connection import DumpConnection, DumpEnded, Idle
 from .positions import BinlogPosition
-from .reader import LOST, ConnectionEnded, DumpReader, Stalled
+from .reader import HEALTHY_AFTER, LOST, ConnectionEnded, DumpReader, Stalled
 from .rows import RowDecodeError, UnsupportedColumn, parse_rows_body
 from .server import ControlConnection
 from .tables import TablePlan, Tables
@@ -38,7 +38,6 @@ from .transactions import GtidState, TransactionTracker
 
 log = logging.getLogger("meepo.mysql")
 
-_HEADER = struct.Struct("<IBIIIH")
 #: Post-header lengths of binlog v4 until the FORMAT_DESCRIPTION event says otherwise.
 _DEFAULT_FORMAT = bl.FormatDescription("", b"", False)
 _STATEMENT_DML = ("INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD")
@@ -94,7 +93,7 @@ class BinlogStream:
             # Deliver what committed; the open transaction comes again from the boundary.
             if (batch := tracker.flush()) is not None:
                 yield batch
-            healthy = tracker.progress or time.monotonic() - opened > 30.0
+            healthy = tracker.progress or time.monotonic() - opened > HEALTHY_AFTER
             tracker.restart()
             delay = self.reader.retry_delay(error, tracker.committed, healthy=healthy)
             if stopping.wait(delay):
@@ -107,7 +106,7 @@ class BinlogStream:
 
     # -- the hot loop ---------------------------------------------------------------------
     def _read(self, dump: DumpConnection, tracker: TransactionTracker) -> Iterator[Batch]:
-        read, unpack, crc = dump.read_packet, _HEADER.unpack_from, zlib.crc32
+        read, unpack, crc = dump.read_packet, bl.HEADER.unpack_from, zlib.crc32
         checksum = dump.checksum
         stopping, out = self.context.stopping, tracker.out
         tables = self.tables

@@ -3,9 +3,9 @@
 With ``binlog_row_metadata = FULL`` the event carries, besides each column's binlog type
 and type metadata, the optional metadata meepo needs to decode rows by name: column
 names, signedness, character sets (as collation ids), ENUM/SET member strings and the
-primary key. :func:`parse_table_map` reads all of it; the result is keyed by the event's
-bytes after the table id (:attr:`TableMap.definition`), so each distinct definition is
-parsed, and gets its row decoder built, once.
+primary key. :func:`parse_table_map` reads all of it from the event's bytes after the
+table id, which the caller uses as the key: each distinct definition is parsed, and gets
+its row decoder built, once.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ BINARY_COLLATION = 63
 
 # Optional metadata field types (MySQL's Table_map_log_event::Optional_metadata_field_type).
 _SIGNEDNESS, _DEFAULT_CHARSET, _COLUMN_CHARSET, _COLUMN_NAME = 1, 2, 3, 4
-_SET_STR_VALUE, _ENUM_STR_VALUE, _GEOMETRY_TYPE = 5, 6, 7
+_SET_STR_VALUE, _ENUM_STR_VALUE = 5, 6
 _SIMPLE_PRIMARY_KEY, _PRIMARY_KEY_WITH_PREFIX = 8, 9
 _ENUM_AND_SET_DEFAULT_CHARSET, _ENUM_AND_SET_COLUMN_CHARSET = 10, 11
 
@@ -62,7 +62,6 @@ class Column:
     nullable: bool
     collation: int | None
     members: tuple[bytes, ...] = ()  # ENUM or SET member strings, in the column's charset
-    geometry_type: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +72,6 @@ class TableMap:
     table: str
     columns: tuple[Column, ...]
     primary_key: tuple[int, ...]  # column indexes in key order; () without a key
-    definition: bytes  # the event body after the table id: equal bytes, equal definition
     has_names: bool  # False without binlog_row_metadata = FULL
 
     @property
@@ -83,11 +81,6 @@ class TableMap:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(column.name for column in self.columns)
-
-
-def parse_table_id(body: bytes, post_header: int) -> int:
-    """The table id at the start of a table-map or rows event body."""
-    return int.from_bytes(body[:6 if post_header != 6 else 4], "little")
 
 
 def table_names(definition: bytes) -> tuple[str, str]:
@@ -133,7 +126,7 @@ def _parse(data: bytes, mariadb: bool) -> TableMap:
     nullable = _bits(data[pos:pos + null_bytes], count, lsb_first=True)
     pos += null_bytes
     optional = _optional_metadata(data, pos)
-    return _build(schema, table, types, metas, nullable, optional, data, mariadb)
+    return _build(schema, table, types, metas, nullable, optional, mariadb)
 
 
 def _name(data: bytes, pos: int) -> tuple[str, int]:
@@ -228,7 +221,7 @@ def _collations(
 
 def _build(
     schema: str, table: str, types: list[int], metas: list[int | tuple[int, int]],
-    nullable: list[bool], fields: dict[int, bytes], definition: bytes, mariadb: bool,
+    nullable: list[bool], fields: dict[int, bytes], mariadb: bool,
 ) -> TableMap:
     count = len(types)
     numeric = [i for i, kind in enumerate(types) if kind in NUMERIC_TYPES]
@@ -252,7 +245,6 @@ def _build(
     }
     enums = iter(_member_lists(fields.get(_ENUM_STR_VALUE, b"")))
     sets = iter(_member_lists(fields.get(_SET_STR_VALUE, b"")))
-    geometry = iter(_ints(fields.get(_GEOMETRY_TYPE, b"")))
     columns = []
     for i, kind in enumerate(types):
         members: tuple[bytes, ...] = ()
@@ -263,10 +255,10 @@ def _build(
         columns.append(Column(
             index=i, name=names[i], type=kind, meta=metas[i], unsigned=unsigned.get(i, False),
             nullable=nullable[i], collation=collation.get(i),
-            members=members, geometry_type=next(geometry, None) if kind == GEOMETRY else None,
+            members=members,
         ))
     key = _ints(fields.get(_SIMPLE_PRIMARY_KEY, b""))
     if not key and _PRIMARY_KEY_WITH_PREFIX in fields:
         key = _ints(fields[_PRIMARY_KEY_WITH_PREFIX])[0::2]
     return TableMap(schema, table, tuple(columns), tuple(k for k in key if k < count),
-                    definition, has_names)
+                    has_names)

@@ -85,7 +85,6 @@ class TransactionTracker:
         self.gtid: str | None = None
         self.txid: str | None = None
         self.committed_at: datetime | None = None
-        self.xa = False
         self._held: list[RowEvent] = []
         self._released = 0  # rows of this transaction already passed to the batcher
         self._savepoints: dict[str, int] = {}  # name -> rows of the transaction before it
@@ -98,7 +97,6 @@ class TransactionTracker:
         self.gtid = self.txid = gtid.text
         self.committed_at = datetime.fromtimestamp(timestamp, UTC)
         self.in_transaction = not gtid.standalone
-        self.xa = gtid.xa
 
     def begin(self, timestamp: int, start: int) -> None:
         """``BEGIN`` or ``XA START``."""
