@@ -55,6 +55,8 @@ COLUMNS = [
     Col("c255", "CHAR(255)", ("REPEAT('😀', 255)", "'trailing  '", "''")),
     Col("vc", "VARCHAR(300)", ("REPEAT('x😀', 150)", "'héllo'", "''", "' lead'")),
     Col("tt", "TINYTEXT", ("'tiny'", "''")),
+    Col("u14", "VARCHAR(20) CHARACTER SET utf16 COLLATE utf16_uca1400_ai_ci",  # id >= 2048
+        ("'😀 uca'", "''")),
     Col("tx", "TEXT", ("REPEAT('t', 70000 DIV 3)", "''", "'😀 text'")),
     Col("mt", "MEDIUMTEXT", ("REPEAT('m', 70000)", "''")),
     Col("lt", "LONGTEXT", ("REPEAT('l', 300)", "''")),
@@ -297,16 +299,17 @@ def test_library_reference_decoder_agrees_except_for_its_known_mistakes(harness:
         "CREATE TABLE ref (id INT PRIMARY KEY, i BIGINT UNSIGNED, d DECIMAL(30,10), "
         "f DOUBLE, v VARCHAR(20), bl BLOB, dt DATE, dtm DATETIME(6), e ENUM('a','b'), "
         "s SET('x','y'), j JSON, bt BIT(10), ts TIMESTAMP(3) NULL, tm TIME(2), "
-        "yr YEAR, bn BINARY(4), vb VARBINARY(4), u16 VARCHAR(10) CHARACTER SET utf16)")
+        "yr YEAR, bn BINARY(4), vb VARBINARY(4), u16 VARCHAR(10) CHARACTER SET utf16, "
+        "el ENUM('café', 'x') CHARACTER SET latin1)")
     start = harness.end()
     harness.execute(
         "SET SESSION sql_mode = ''",
         "INSERT INTO ref VALUES (1, 18446744073709551615, -12345678901234567890.0123456789, "
         "2.5, 'héllo 😀', X'00ff', '2024-02-29', '2024-02-29 13:14:15.123456', 'b', 'x,y', "
         "'{\"k\": [1, \"😀\"]}', b'1010000001', '2024-01-01 00:00:00.5', '12:34:56.78', 2024, "
-        "X'01020304', X'ff', 'ok'), "
+        "X'01020304', X'ff', 'ok', 'x'), "
         "(2, 0, 0, 0, '', '', '1000-01-01', '1000-01-01', 'a', 'x', '[]', b'0', "
-        "'0000-00-00 00:00:00', '-00:00:00.01', 0, X'00000000', '', _utf8mb4'😀x')")
+        "'0000-00-00 00:00:00', '-00:00:00.01', 0, X'00000000', '', _utf8mb4'😀x', 'café')")
     ours, _ = harness.drain(None, start=start)
     theirs, _ = harness.drain(None, start=start, decoder="library")
     assert [(e.action, e.pk) for e in ours] == [(e.action, e.pk) for e in theirs]
@@ -316,7 +319,7 @@ def test_library_reference_decoder_agrees_except_for_its_known_mistakes(harness:
     assert (ours[0].after["u16"], theirs[0].after["u16"]) == ("ok", "漀欀")
     mine, library = ours[1].after, theirs[1].after
     assert {k for k in mine if mine[k] != library[k]} == {"bl", "ts", "tm", "yr", "bn", "vb",
-                                                          "u16"}
+                                                          "u16", "el"}
     assert (mine["bl"], library["bl"]) == (b"", "")  # an empty BLOB came as the string ''
     assert (mine["bn"], library["bn"]) == (b"\0\0\0\0", "")  # all-zero BINARY lost its bytes
     assert (mine["vb"], library["vb"]) == (b"", "")
@@ -324,6 +327,7 @@ def test_library_reference_decoder_agrees_except_for_its_known_mistakes(harness:
     assert (mine["yr"], library["yr"]) == (0, 1900)
     assert mine["tm"] == -timedelta(milliseconds=10) != library["tm"]  # negative fraction
     assert mine["u16"] == "😀x" != library["u16"]
+    assert (mine["el"], library["el"]) == ("café", "")  # a latin1 ENUM member read as UTF-8
 
 
 def test_update_after_images_share_the_unchanged_immutable_values(harness: Any) -> None:
