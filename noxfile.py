@@ -1,4 +1,10 @@
-"""Developer sessions: `nox -s tests`, `nox -s lint`, `nox -s demo`, `nox -s bench`."""
+"""Developer sessions: `nox -s tests`, `nox -s lint`, `nox -s demo`, `nox -s bench`.
+
+`nox -s tests` runs one session per suite, each in its own virtualenv with only what that
+suite needs: the core alone, the testing kit, each plugin with just the core and the kit,
+the example plugin, and the integration suite with everything. Run one with
+`nox -s "tests(suite='redis')"`; arguments after `--` go to pytest.
+"""
 
 from __future__ import annotations
 
@@ -10,27 +16,59 @@ nox.options.sessions = ["tests", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
 ROOT = Path(__file__).parent
-PLUGINS = sorted(str(p.parent) for p in ROOT.glob("plugins/*/pyproject.toml"))
-EXAMPLES = [str(ROOT / "examples" / "meepo-webhook")]
+CORE = f"{ROOT}[test]"
+TESTKIT = str(ROOT / "testkit")
+PLUGINS = {p.parent.name.removeprefix("meepo_"): p.parent
+           for p in sorted(ROOT.glob("plugins/*/pyproject.toml"))}
+WEBHOOK = ROOT / "examples" / "meepo-webhook"
 
 
 def editable(*paths: str) -> list[str]:
     return [arg for path in paths for arg in ("-e", path)]
 
 
+DOCS_CHECK = str(ROOT / "tests" / "test_docs.py")
+
+
+def plugin_suite(plugin: Path) -> tuple[list[str], list[list[str]]]:
+    """A plugin's own tests, plus the docs check, with only the core and the kit installed;
+    tests that need other plugins are marked ``integration`` and run in that suite."""
+    return (
+        [CORE, TESTKIT, f"{plugin}[test]"],
+        [[str(plugin / "tests"), DOCS_CHECK, "-m", "not integration"]],
+    )
+
+
+#: suite -> (what to install, editable; one pytest argument list per pytest run)
+SUITES: dict[str, tuple[list[str], list[list[str]]]] = {
+    "core": ([CORE], [[str(ROOT / "tests"), f"--ignore={ROOT / 'tests' / 'e2e'}"]]),
+    "testkit": ([CORE, f"{TESTKIT}[test]"], [[str(ROOT / "testkit" / "tests")]]),
+    **{name: plugin_suite(path) for name, path in PLUGINS.items()},
+    "webhook": ([CORE, str(WEBHOOK)], [[str(WEBHOOK / "tests")]]),
+    "integration": (
+        [CORE, f"{TESTKIT}[test]", *(f"{p}[test]" for p in PLUGINS.values())],
+        [[str(ROOT / "tests" / "e2e"), DOCS_CHECK], [str(ROOT / "plugins"), "-m", "integration"]],
+    ),
+}
+
+
 @nox.session
-def tests(session: nox.Session) -> None:
-    """Core, every plugin and the example plugin, against real servers started by fixtures."""
-    session.install(*editable(f"{ROOT}[test]", *PLUGINS, *EXAMPLES))
-    session.run("pytest", *session.posargs)
+@nox.parametrize("suite", list(SUITES))
+def tests(session: nox.Session, suite: str) -> None:
+    """One suite against real servers started by the testing kit's fixtures; arguments
+    after `--` go to every pytest run of the suite."""
+    install, runs = SUITES[suite]
+    session.install(*editable(*install))
+    for args in runs:
+        session.run("pytest", *args, *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff and mypy --strict over the core and the plugins."""
-    session.install("ruff", "mypy", *editable(f"{ROOT}[test]", *PLUGINS))
-    session.run("ruff", "check", "src", "plugins", "examples", "tests", "noxfile.py")
-    sources = ["src", *[f"{p}/src" for p in PLUGINS]]
+    """ruff and mypy --strict over the core, the testing kit and the plugins."""
+    session.install("ruff", "mypy", *editable(CORE, TESTKIT, *map(str, PLUGINS.values())))
+    session.run("ruff", "check", "src", "testkit", "plugins", "examples", "tests", "noxfile.py")
+    sources = ["src", "testkit/src", *[f"{p}/src" for p in PLUGINS.values()]]
     session.run("mypy", *sources)
 
 
@@ -38,13 +76,9 @@ def lint(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The README's first command: a real pipeline on an embedded default, no server."""
     demo_dir = ROOT / "examples" / "demo"
-    if (demo_dir / "make_changes.py").is_file():
-        session.install(*editable(str(ROOT), str(ROOT / "plugins" / "meepo_sqlalchemy")))
-        session.run("python", str(demo_dir / "make_changes.py"))
-        session.run("meepo", "--config", str(demo_dir / "meepo.toml"), "run", "demo", "--once")
-    else:
-        session.install(*editable(str(ROOT)))
-        session.run("meepo", "run", "sample", "--once")
+    session.install(*editable(str(ROOT), str(PLUGINS["sqlalchemy"])))
+    session.run("python", str(demo_dir / "make_changes.py"))
+    session.run("meepo", "--config", str(demo_dir / "meepo.toml"), "run", "demo", "--once")
 
 
 @nox.session
@@ -52,5 +86,6 @@ def bench(session: nox.Session) -> None:
     """End-to-end benchmarks; results go to bench/results/. Arguments after `--` go to
     bench/bench_e2e.py (e.g. `nox -s bench -- --quick`). The mysql source's own benchmark
     is `python bench/bench_mysql_source.py`."""
-    session.install(*editable(f"{ROOT}[test]", *PLUGINS), "matplotlib")
+    session.install(*editable(CORE, f"{TESTKIT}[test]", *map(str, PLUGINS.values())),
+                    "matplotlib")
     session.run("python", str(ROOT / "bench" / "bench_e2e.py"), *session.posargs)

@@ -1,7 +1,7 @@
 """The benchmark's private servers and a description of the machine they ran on.
 
 ``Servers`` starts MariaDB (ROW binlog), Redis, PostgreSQL and an Elasticsearch-API server
-(noida-db) from :mod:`meepo_core.testing.services` under one temp dir, and offers the small
+(noida-db) from :mod:`meepo_testkit.servers` under one temp dir, and offers the small
 admin operations the benchmark needs between runs (reset a sink's state, count what a
 sink holds). None of these operations is timed.
 """
@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pymysql
-
-from meepo_core.testing.services import (
+from meepo_testkit.servers import (
     ElasticsearchServer,
     MariaDBServer,
     PostgresServer,

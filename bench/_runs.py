@@ -29,7 +29,7 @@ from typing import Any
 from _env import DATABASE, Servers
 from _workloads import Prepared
 
-from meepo_core.testing.cli import write_config
+from meepo_core.testing import write_config
 
 BENCH_DIR = Path(__file__).resolve().parent
 SINKS = ("null", "redis", "elasticsearch", "sql")

@@ -42,8 +42,8 @@ import _runs
 import _workloads
 from _env import DATABASE, Servers
 from _workloads import SHAPES, Prepared, Workload
+from meepo_testkit.servers import MariaDBServer, RedisServer
 
-from meepo_core.testing.services import MariaDBServer, RedisServer
 
 #: py-spy sample buckets: label -> regular expression on a frame (inclusive time).
 PROFILE_BUCKETS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from meepo_core.builtin.jsonl import JsonlSource
+from meepo_core.builtin.jsonl_source import JsonlSource
 from meepo_core.events import RowEvent
 from meepo_core.serialization import event_from_json, event_to_json
 from meepo_core.source import Source
@@ -39,7 +39,7 @@ class TestJsonlSourceContract(SourceContract):
 
 
 def test_jsonl_sink_cuts_a_torn_last_line_before_appending(tmp_path: Path) -> None:
-    from meepo_core.builtin.jsonl import JsonlSink
+    from meepo_core.builtin.jsonl_sink import JsonlSink
     from meepo_core.events import Batch
     from meepo_core.testing import make_context
 

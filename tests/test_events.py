@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from meepo_core.batching import Batcher
-from meepo_core.events import RowEvent
-from meepo_core.serialization import event_from_json, event_to_json
+from meepo_core.events import UNCHANGED, RowEvent
+from meepo_core.serialization import decode_value, encode_value, event_from_json, event_to_json
 
 
 def event(pk: object = 1, action: str = "write", **kw: object) -> RowEvent:
@@ -26,7 +26,7 @@ def test_name_and_frozen() -> None:
 
 
 def test_rejects_unknown_action_and_naive_timestamps() -> None:
-    with pytest.raises(ValueError, match="action must be one of write, update, delete"):
+    with pytest.raises(ValueError, match="action must be one of write, update, delete, read"):
         event(action="insert")
     with pytest.raises(ValueError, match="timezone-aware"):
         event(committed_at=datetime(2026, 1, 1))
@@ -72,6 +72,35 @@ def test_json_roundtrip_is_lossless() -> None:
     assert restored == original
     assert isinstance(restored.pk, tuple) and restored.pk_columns == ("id", "name")
     assert restored.after["price"] == Decimal("12.340")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"$date": "2020-01-01"},
+        {"$decimal": "abc"},
+        {"$timedelta": "x"},
+        {"$bytes": "not base64!"},
+        {"$dict": {"$date": "2020-01-01"}},
+        {"$unknown": 1},
+        {"$": None},
+        [{"$set": [1]}, {"a": {"$tuple": [1, 2]}}],
+        {"$date": "2020-01-01", "other": 1},
+        {"doc": {"$datetime": {"$time": "x"}}},
+    ],
+)
+def test_user_objects_shaped_like_tags_round_trip_exactly(value: object) -> None:
+    original = event(after={"id": 1, "doc": value})
+    restored = event_from_json(event_to_json(original))
+    assert restored.after == {"id": 1, "doc": value}
+    assert decode_value(encode_value(value)) == value
+
+
+def test_unchanged_round_trips_as_itself() -> None:
+    original = event(action="update", after={"id": 1, "big": UNCHANGED})
+    restored = event_from_json(event_to_json(original))
+    assert restored.after is not None and restored.after["big"] is UNCHANGED
+    assert repr(UNCHANGED) == "UNCHANGED" and UNCHANGED != None  # noqa: E711
 
 
 def test_batcher_groups_transactions_and_splits_huge_ones() -> None:

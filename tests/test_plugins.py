@@ -121,7 +121,7 @@ def test_help_teaches_with_examples(tmp_path: Path) -> None:
 class _LazyPlugin:
     @hookimpl
     def meepo_register_sinks(self, register: Any) -> None:
-        register("lazy-null", "meepo_core.builtin.null:NullSink")
+        register("lazy-null", "meepo_core.builtin.null_sink:NullSink")
         register("lazy-missing", "meepo_no_such_module:Sink")
 
 
@@ -129,13 +129,13 @@ def test_types_registered_by_import_path_load_on_first_use(monkeypatch: pytest.M
     import sys
     import types
 
-    from meepo_core.builtin.null import NullSink
+    from meepo_core.builtin.null_sink import NullSink
 
     module = types.ModuleType("meepo_lazy_test_plugin")
     module.meepo_register_sinks = _LazyPlugin().meepo_register_sinks  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "meepo_lazy_test_plugin", module)
     registry = load_registry(["meepo_lazy_test_plugin"], entry_points=False)
-    assert registry.types["sink"]["lazy-null"].factory == "meepo_core.builtin.null:NullSink"
+    assert registry.types["sink"]["lazy-null"].factory == "meepo_core.builtin.null_sink:NullSink"
     assert registry.lookup("sink", "lazy-null", "sinks[0].type") is NullSink
     with pytest.raises(
         ConfigError,
@@ -143,3 +143,30 @@ def test_types_registered_by_import_path_load_on_first_use(monkeypatch: pytest.M
         r"'meepo_lazy_test_plugin' failed to load \(ModuleNotFoundError",
     ):
         registry.lookup("sink", "lazy-missing", "sinks[1].type")
+
+
+def test_builtin_cannot_be_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEEPO_DISABLE_PLUGINS", "builtin")
+    registry = load_registry(entry_points=False)
+    assert not registry.plugins["builtin"].disabled
+    assert "print" in registry.types["sink"]
+
+
+def test_a_type_of_a_disabled_plugin_says_the_plugin_is_disabled(tmp_path: Path) -> None:
+    write_config(tmp_path, {"p": {"source": {"type": "memory"}, "sinks": [{"type": "kafka"}]}})
+    result = run_meepo(
+        "check", "p", cwd=tmp_path,
+        env={"PYTHONPATH": BROKEN_DIST, "MEEPO_DISABLE_PLUGINS": "broken"},
+    )
+    assert result.returncode == 2
+    assert "unknown sink type 'kafka'" in result.stderr
+    assert "installed but disabled by MEEPO_DISABLE_PLUGINS: broken" in result.stderr
+
+
+def test_check_without_a_checkpoint_says_where_the_first_run_starts(tmp_path: Path) -> None:
+    write_config(tmp_path, {"p": {"source": {"type": "memory"}, "sinks": [{"type": "null"}]}})
+    result = run_meepo("check", "p", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "none saved yet; the first run starts from the source's configured start" in (
+        result.stdout)
+    assert ": None" not in result.stdout

@@ -21,8 +21,7 @@ from meepo_core.events import RowEvent
 from meepo_core.pipeline import build_pipeline
 from meepo_core.plugins import load_registry
 from meepo_core.runner import Runner
-from meepo_core.testing import run_meepo, write_config
-from meepo_core.testing.cli import meepo_command
+from meepo_core.testing import meepo_command, run_meepo, write_config
 
 SAMPLE = Path(__file__).parents[1] / "examples" / "sample-events.jsonl"
 ORIGINAL_EXAMPLE = [
@@ -157,14 +156,14 @@ def test_back_pressure_bounds_the_queue(tmp_path: Path) -> None:
         },
     )
     seen: list[int] = []
-    original = runner._apply
+    original = runner.delivery.apply
 
     def slow_apply(batch: Any) -> None:
         seen.append(runner._queue.qsize())
         time.sleep(0.001)
         original(batch)
 
-    runner._apply = slow_apply  # type: ignore[method-assign]
+    runner.delivery.apply = slow_apply  # type: ignore[method-assign]
     runner.run(once=True)
     assert len(channel("out").events) == 200
     assert max(seen) <= 2
@@ -336,13 +335,13 @@ def test_transactions_waiting_behind_a_slow_sink_are_merged_into_bigger_batches(
             "checkpoint": "file:cp.json",
         },
     )
-    original = runner._apply
+    original = runner.delivery.apply
 
     def slow_apply(batch: Any) -> None:
         time.sleep(0.05)  # the source queues up transactions meanwhile
         original(batch)
 
-    runner._apply = slow_apply  # type: ignore[method-assign]
+    runner.delivery.apply = slow_apply  # type: ignore[method-assign]
     runner.run(once=True)
     batches = channel("out").batches
     assert [e.pk for e in channel("out").events] == list(range(1, 51))  # all, in order

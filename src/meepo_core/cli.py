@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import traceback
@@ -144,11 +145,7 @@ def run(state: State, name: str, once: bool) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     stats = runner.run(once=once)
-    click.echo(
-        f"meepo: {name}: {stats.events} events in {stats.batches} batches, "
-        f"{stats.seconds:.1f}s; checkpoint {stats.position}",
-        err=True,
-    )
+    click.echo(f"meepo: {name}: {stats.summary()}", err=True)
 
 
 @cli.command(name="list")
@@ -207,15 +204,30 @@ def check(state: State, name: str) -> None:
             found = [str(exc)]
         problems += [f"{label}: {line}" for line in found]
         click.echo(f"{label}: {'ok' if not found else 'FAILED'}")
-    try:
-        position = pipeline.checkpoints.load()
-        click.echo(f"checkpoint: ok ({pipeline.checkpoints.description}: {position})")
-    except MeepoError as exc:
-        problems.append(f"checkpoint: {exc}")
+    problems += _checkpoint_problems(pipeline)
     for line in problems:
         click.echo(f"meepo: {line}", err=True)
     if problems:
         raise SystemExit(1)
+
+
+def _checkpoint_problems(pipeline: Pipeline) -> list[str]:
+    """Print the checkpoint's line of ``meepo check``; return its problems: a corrupt or
+    unreadable checkpoint, or one the source can no longer resume from."""
+    where = pipeline.checkpoints.description
+    try:
+        position = pipeline.checkpoints.load()
+        if position is None:
+            click.echo(f"checkpoint: ok ({where}: none saved yet; the first run starts from "
+                       "the source's configured start)")
+            return []
+        found = pipeline.source.check_resume(position)
+    except MeepoError as exc:
+        click.echo("checkpoint: FAILED")
+        return [f"checkpoint: {exc}"]
+    state = "FAILED" if found else "ok"
+    click.echo(f"checkpoint: {state} ({where}: resumes from {json.dumps(position, default=str)})")
+    return [f"checkpoint: {line}" for line in found]
 
 
 def main(argv: list[str] | None = None) -> None:

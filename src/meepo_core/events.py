@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias
 
-Action: TypeAlias = Literal["write", "update", "delete"]
-ACTIONS: tuple[Action, ...] = ("write", "update", "delete")
+#: ``write``, ``update`` and ``delete`` are changes; ``read`` is a row copied by a snapshot
+#: (its current state: ``after`` is the row, ``before`` is None), which sinks apply as an
+#: upsert.
+Action: TypeAlias = Literal["write", "update", "delete", "read"]
+ACTIONS: tuple[Action, ...] = ("write", "update", "delete", "read")
 
 #: A primary key: a scalar, or a tuple of values in key order for a composite key.
 PrimaryKey: TypeAlias = Any
@@ -16,6 +19,29 @@ PrimaryKey: TypeAlias = Any
 Row: TypeAlias = Mapping[str, Any]
 #: A source-owned position that serialises to JSON (binlog file+pos, GTID set, outbox id...).
 Position: TypeAlias = Any
+
+
+class _Unchanged:
+    """The type of :data:`UNCHANGED`; one instance, equal only to itself."""
+
+    _instance: _Unchanged | None = None
+
+    def __new__(cls) -> _Unchanged:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+    def __reduce__(self) -> str:
+        return "UNCHANGED"
+
+
+#: A column value the source did not send because it did not change (PostgreSQL's unchanged
+#: TOAST values in an update's ``after``). Sinks must keep the value they hold for that
+#: column: never write ``UNCHANGED`` as a value, never turn it into NULL.
+UNCHANGED = _Unchanged()
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .sink import Sink
     from .source import Source
 
+#: One name for the pluggy project, the hook prefix and the entry-point group.
 PROJECT = "meepo"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)

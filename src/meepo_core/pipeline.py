@@ -1,69 +1,88 @@
-"""Building a runnable pipeline from its config: source, sinks and stores, all validated."""
+"""A pipeline built from config: its source, sinks, stores and settings, and the ways to
+use it: run it, or deliver batches to its sinks. :func:`load_pipeline` is the entry point
+for programs that embed meepo."""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .checkpoints import CheckpointStore
-from .config import MeepoConfig
+from .config import MeepoConfig, load_config
+from .context import PipelineContext
 from .dead_letters import DeadLetterStore
+from .delivery import Delivery, WhenExhausted
 from .errors import ConfigError
+from .events import Position
+from .metrics import Metrics
 from .options import Options
-from .plugins import Registry
+from .plugins import Registry, import_local_plugins, registry
+from .settings import PipelineSettings
 from .sink import Sink
 from .source import Source
 
-
-@dataclass(frozen=True)
-class RunnerSettings:
-    """Pipeline-level tuning keys, with their defaults."""
-
-    batch_size: int = 1000
-    batch_wait: float = 0.2
-    queue_size: int = 8
-    max_retries: int = 10
-    retry_backoff: float = 0.5
-    retry_backoff_max: float = 30.0
-    checkpoint_interval: float = 1.0
-    status_interval: float = 10.0
-    metrics_port: int | None = None
-
-    @classmethod
-    def from_options(cls, options: Options) -> RunnerSettings:
-        d = cls()
-        return cls(
-            batch_size=options.integer("batch_size", d.batch_size, minimum=1),
-            batch_wait=options.number("batch_wait", d.batch_wait, minimum=0),
-            queue_size=options.integer("queue_size", d.queue_size, minimum=1),
-            max_retries=options.integer("max_retries", d.max_retries, minimum=0),
-            retry_backoff=options.number("retry_backoff", d.retry_backoff, minimum=0),
-            retry_backoff_max=options.number("retry_backoff_max", d.retry_backoff_max, minimum=0),
-            checkpoint_interval=options.number(
-                "checkpoint_interval", d.checkpoint_interval, minimum=0
-            ),
-            status_interval=options.number("status_interval", d.status_interval, minimum=0),
-            metrics_port=options.integer("metrics_port", None, minimum=0),
-        )
+if TYPE_CHECKING:
+    from .runner import RunStats
 
 
 @dataclass
 class Pipeline:
-    """Everything ``meepo run NAME`` needs, built but not yet connected."""
+    """Everything ``meepo run NAME`` needs, built and validated but not yet connected.
+
+    ``sinks`` are ``(label, sink)`` pairs; the label (``"sinks[0] redis"``) names the sink
+    in logs, metrics and dead letters. ``identity`` is unique to the pipeline on this
+    machine (host, config file and name); ``purpose`` tells a side run (``"backfill"``)
+    from ``meepo run`` (``"run"``), so that both may follow one server at once. Change
+    parts with :func:`dataclasses.replace` before running (e.g. a
+    :class:`~meepo_core.checkpoints.MemoryCheckpointStore` for a run that must not move
+    the pipeline's checkpoint).
+    """
 
     name: str
     source: Source
-    sinks: list[tuple[str, Sink]]  # (label such as "sinks[0] print", sink)
+    sinks: list[tuple[str, Sink]]
     checkpoints: CheckpointStore
     dead_letters: DeadLetterStore
-    settings: RunnerSettings
+    settings: PipelineSettings
     base_dir: Path
+    identity: str
+    purpose: str = "run"
+
+    def context(self, metrics: Metrics | None = None) -> PipelineContext:
+        """A fresh context for one run of this pipeline's source and sinks."""
+        suffix = "" if self.purpose == "run" else f"#{self.purpose}"
+        return PipelineContext(
+            pipeline=self.name,
+            metrics=metrics or Metrics(self.name),
+            dead_letters=self.dead_letters,
+            settings=self.settings,
+            base_dir=self.base_dir,
+            identity=self.identity + suffix,
+            purpose=self.purpose,
+        )
+
+    def delivery(
+        self, context: PipelineContext | None = None, *, when_exhausted: WhenExhausted = "stop"
+    ) -> Delivery:
+        """The delivery engine over this pipeline's sinks; ``with`` opens and closes them."""
+        return Delivery(self.sinks, context or self.context(), when_exhausted=when_exhausted)
+
+    def run(self, *, once: bool = False, start: Position | None = None) -> RunStats:
+        """Run in this thread until stopped or, with ``once``, until caught up; see
+        :class:`~meepo_core.runner.Runner`. ``start`` overrides the saved checkpoint."""
+        from .runner import Runner
+
+        return Runner(self).run(once=once, start=start)
 
 
-def build_pipeline(config: MeepoConfig, name: str, registry: Registry) -> Pipeline:
+def build_pipeline(
+    config: MeepoConfig, name: str, registry: Registry, defaults: PipelineSettings | None = None
+) -> Pipeline:
     """Validate pipeline ``name`` completely (no I/O), raising :class:`ConfigError` with
-    the full key path of the first problem."""
+    the full key path of the first problem. Settings the config does not set come from
+    ``defaults`` (:class:`PipelineSettings`' own defaults unless given)."""
     options = config.pipeline_options(name)
     source = _build(registry, "source", options.sub("source"))
     raw_sinks = options.get("sinks", list)
@@ -82,9 +101,23 @@ def build_pipeline(config: MeepoConfig, name: str, registry: Registry) -> Pipeli
     dead_letters = _store(
         registry, "dead-letter store", options, "dead_letter", dead_letter_url, name
     )
-    settings = RunnerSettings.from_options(options)
+    settings = PipelineSettings.from_options(options, defaults)
     options.done()
-    return Pipeline(name, source, sinks, checkpoints, dead_letters, settings, config.base_dir)
+    identity = f"{socket.gethostname()}:{config.path.resolve()}:{name}"
+    return Pipeline(
+        name, source, sinks, checkpoints, dead_letters, settings, config.base_dir, identity
+    )
+
+
+def load_pipeline(
+    name: str, config: str | Path | None = None, *, defaults: PipelineSettings | None = None
+) -> Pipeline:
+    """Pipeline ``name`` from ``config`` (a pyproject.toml or meepo.toml; default: the
+    nearest one, as the CLI finds it), with the plugins it names loaded; validated, not
+    connected. Raises :class:`ConfigError` naming the key of the first problem."""
+    loaded = load_config(Path(config) if config is not None else None)
+    import_local_plugins(loaded.plugins, str(loaded.base_dir))
+    return build_pipeline(loaded, name, registry(loaded.plugins), defaults)
 
 
 def _build(registry: Registry, kind: str, options: Options) -> Any:

@@ -15,21 +15,28 @@ import pluggy
 
 from . import hookspecs
 from .errors import ConfigError
+from .hookspecs import PROJECT
 
 DISABLE_ENV = "MEEPO_DISABLE_PLUGINS"
-ENTRY_POINT_GROUP = "meepo"
+#: Internal plugins, registered like external ones but never disabled: meepo needs them.
 INTERNAL_PLUGINS = ("meepo_core.builtin.plugin",)
 
-#: Which distribution provides a type that is not installed, for the error message.
+#: Which distribution provides a type (of any kind: source, sink, store URL scheme) that is
+#: not installed, for the error message. The integration tests check it against what the
+#: in-repo plugins register, both ways.
 KNOWN_PROVIDERS = {
+    "elasticsearch": "meepo-es",
     "mysql": "meepo-mysql",
-    "sqlalchemy-outbox": "meepo-sqlalchemy",
-    "sql": "meepo-sqlalchemy",
+    "postgres": "meepo-postgres",
     "redis": "meepo-redis",
     "redis-events": "meepo-redis",
     "redis-pubsub": "meepo-redis",
     "redis-stream": "meepo-redis",
-    "elasticsearch": "meepo-es",
+    "rediss": "meepo-redis",
+    "unix": "meepo-redis",
+    "sql": "meepo-sqlalchemy",
+    "sqlalchemy-outbox": "meepo-sqlalchemy",
+    "sqlalchemy-session": "meepo-sqlalchemy",
 }
 
 KINDS = ("source", "sink", "checkpoint store", "dead-letter store")
@@ -103,6 +110,12 @@ class Registry:
             )
         elif provider:
             message += f"; install it with: pip install {provider}"
+        disabled = sorted(p.name for p in self.plugins.values() if p.disabled)
+        if disabled:
+            message += (
+                f"; installed but disabled by {DISABLE_ENV}: {', '.join(disabled)} "
+                "(remove the type's plugin from that variable to use it)"
+            )
         raise ConfigError(key_path, message)
 
     def add_commands(self, cli: Any) -> None:
@@ -132,15 +145,18 @@ class Registry:
 def load_registry(extra_modules: Iterable[str] = (), *, entry_points: bool = True) -> Registry:
     """A fresh plugin manager with internal plugins, entry points (unless disabled by name
     in ``$MEEPO_DISABLE_PLUGINS``, comma-separated) and ``extra_modules`` (import paths)."""
-    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager = pluggy.PluginManager(PROJECT)
     manager.add_hookspecs(hookspecs)
     registry = Registry(manager)
     disabled = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
 
-    def add(name: str, package: str, version: str, load: Callable[[], ModuleType]) -> None:
+    def add(
+        name: str, package: str, version: str, load: Callable[[], ModuleType],
+        *, internal: bool = False,
+    ) -> None:
         info = PluginInfo(name, package, version)
         registry.plugins[name] = info
-        if name in disabled:
+        if name in disabled and not internal:
             info.disabled = True
             return
         try:
@@ -150,9 +166,9 @@ def load_registry(extra_modules: Iterable[str] = (), *, entry_points: bool = Tru
 
     core_version = _version("meepo-core")
     for module in INTERNAL_PLUGINS:
-        add("builtin", "meepo-core", core_version, _importer(module))
+        add("builtin", "meepo-core", core_version, _importer(module), internal=True)
     if entry_points:
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        for ep in sorted(metadata.entry_points(group=PROJECT), key=lambda e: e.name):
             if ep.name in registry.plugins:
                 continue
             dist = ep.dist

@@ -1,4 +1,4 @@
-"""The pipeline runner: ordered delivery to every sink, retries, checkpoints, graceful stop."""
+"""The pipeline runner: a reader thread, ordered delivery, checkpoints, graceful stop."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .context import PipelineContext
-from .errors import MeepoError, SinkError, SourceError
+from .delivery import describe, quietly
+from .errors import MeepoError, SourceError
 from .events import Batch, Position
-from .metrics import Metrics, serve_metrics
+from .metrics import serve_metrics
 from .pipeline import Pipeline
 
 log = logging.getLogger("meepo.runner")
@@ -23,10 +23,27 @@ STOP_GRACE_SECONDS = 5.0
 
 @dataclass
 class RunStats:
+    """What one run did. ``position`` is the pipeline's checkpoint when the run ended: the
+    one it saved, or the one it started from when it applied nothing new (``saved`` says
+    which)."""
+
     events: int
     batches: int
     position: Position | None
+    saved: bool
     seconds: float
+
+    def summary(self) -> str:
+        """``"3 events in 1 batch, 0.2s; checkpoint saved at ..."``, for the CLI."""
+        batches = "batch" if self.batches == 1 else "batches"
+        events = "event" if self.events == 1 else "events"
+        if self.saved:
+            where = f"checkpoint saved at {_json(self.position)}"
+        elif self.position is not None:
+            where = f"checkpoint unchanged at {_json(self.position)}"
+        else:
+            where = "no checkpoint yet"
+        return f"{self.events} {events} in {self.batches} {batches}, {self.seconds:.1f}s; {where}"
 
 
 class _End:
@@ -41,30 +58,26 @@ class _Failed:
 class Runner:
     """Runs one pipeline: a reader thread pulls batches from the source into a bounded
     queue (back-pressure: the source waits when sinks are slow), and the calling thread
-    applies each batch to every sink in order, merging complete transactions that wait in
-    the queue into batches of up to ``batch_size`` events.
+    hands each batch to the delivery engine, merging complete transactions that wait in the
+    queue into batches of up to ``batch_size`` events.
 
     Guarantees: a checkpoint is saved only after every sink applied every batch up to a
-    transaction boundary, and after dead letters are durable; a failing sink is retried
-    with exponential backoff and only the sinks that failed are retried; so after a crash
-    the source resumes from the checkpoint and nothing is lost (at-least-once).
+    transaction boundary, and after dead letters are durable; only positions that were
+    delivered are saved (a run that fails before delivering anything leaves the checkpoint
+    as it was); so after a crash the source resumes from the checkpoint and nothing is lost
+    (at-least-once). Retries follow the delivery engine's policy.
     """
 
-    def __init__(self, pipeline: Pipeline, context: PipelineContext | None = None) -> None:
+    def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
         self.settings = pipeline.settings
-        self.context = context or PipelineContext(
-            pipeline=pipeline.name,
-            metrics=Metrics(pipeline.name),
-            dead_letters=pipeline.dead_letters,
-            base_dir=pipeline.base_dir,
-            batch_size=pipeline.settings.batch_size,
-            batch_wait=pipeline.settings.batch_wait,
-        )
+        self.context = pipeline.context()
         self.metrics = self.context.metrics
+        self.delivery = pipeline.delivery(self.context)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=self.settings.queue_size)
         self._abandoned = threading.Event()
         self._pending: Position | None = None
+        self._saved: Position | None = None
         self._last_save = time.monotonic()
         self._last_status = time.monotonic()
 
@@ -74,14 +87,17 @@ class Runner:
             log.info("stopping pipeline %s: finishing queued batches", self.pipeline.name)
         self.context.stopping.set()
 
-    def run(self, *, once: bool = False) -> RunStats:
-        """Run until the source ends (``once``: caught up), a stop, or a fatal error."""
+    def run(self, *, once: bool = False, start: Position | None = None) -> RunStats:
+        """Run until the source ends (``once``: caught up), a stop, or a fatal error.
+        ``start`` overrides the saved checkpoint."""
         started = time.monotonic()
-        start = self.pipeline.checkpoints.load()
+        checkpoint = self.pipeline.checkpoints.load()
+        if start is None:
+            start = checkpoint
         log.info(
             "pipeline %s starting from %s (checkpoint %s)",
             self.pipeline.name,
-            "the configured start" if start is None else start,
+            "the configured start" if start is None else _json(start),
             self.pipeline.checkpoints.description,
         )
         metrics_server = (
@@ -89,17 +105,9 @@ class Runner:
             if self.settings.metrics_port is not None
             else None
         )
-        opened: list[Any] = []
         reader: threading.Thread | None = None
         try:
-            for label, sink in self.pipeline.sinks:
-                try:
-                    sink.open(self.context)
-                except MeepoError:
-                    raise
-                except Exception as exc:
-                    raise SinkError(f"{label}: cannot open: {_describe(exc)}") from exc
-                opened.append(sink)
+            self.delivery.open()
             # Long-lived start-up objects (modules, config, clients) leave the collector's
             # full scans, which otherwise cost ~15% while batches churn young objects.
             gc.freeze()
@@ -114,17 +122,16 @@ class Runner:
             self.pipeline.source.close()
             if reader is not None:
                 reader.join(timeout=STOP_GRACE_SECONDS)
-            for sink in opened:
-                _quietly(sink.close)
-            _quietly(self.pipeline.dead_letters.close)
-            _quietly(self.pipeline.checkpoints.close)
+            self.delivery.close()
+            quietly(self.pipeline.checkpoints.close)
             if metrics_server is not None:
                 metrics_server.shutdown()
             log.info("pipeline %s: %s", self.pipeline.name, self.metrics.status_line())
         return RunStats(
             events=self.metrics.events_total,
             batches=self.metrics.batches,
-            position=self.metrics.position,
+            position=self._saved if self._saved is not None else checkpoint,
+            saved=self._saved is not None,
             seconds=time.monotonic() - started,
         )
 
@@ -172,10 +179,10 @@ class Runner:
             if isinstance(item, _Failed):
                 if isinstance(item.error, MeepoError):
                     raise item.error
-                raise SourceError(f"source failed: {_describe(item.error)}") from item.error
+                raise SourceError(f"source failed: {describe(item.error)}") from item.error
             if item.position is not None:
                 item, carry = self._coalesce(item)
-            self._apply(item)
+            self.delivery.apply(item)
             if item.position is not None:
                 self._pending = item.position
             # while busy, at most one checkpoint (two fsyncs) per interval; an idle
@@ -208,61 +215,14 @@ class Runner:
         events = tuple(event for part in merged for event in part.events)
         return Batch(events, merged[-1].position), carry
 
-    def _apply(self, batch: Batch) -> None:
-        began = time.monotonic()
-        for label, sink in self.pipeline.sinks:
-            attempt = 0
-            while True:
-                try:
-                    sink.apply(batch)
-                    break
-                except SinkError as exc:
-                    if not exc.retryable:
-                        raise SinkError(
-                            f"{label}: {exc}; stopped without checkpointing this batch",
-                            retryable=False,
-                        ) from exc
-                    error: Exception = exc
-                except Exception as exc:
-                    error = exc
-                attempt += 1
-                self._back_off(label, attempt, error)
-        self.metrics.record_batch(batch, time.monotonic() - began)
-
-    def _back_off(self, label: str, attempt: int, error: Exception) -> None:
-        self.metrics.record_failure(label, "retry")
-        if attempt > self.settings.max_retries:
-            raise SinkError(
-                f"{label}: still failing after {attempt} attempts: {_describe(error)}; "
-                "checkpoint kept at the last applied batch, rerun to resume",
-                retryable=False,
-            ) from error
-        delay = min(
-            self.settings.retry_backoff * 2 ** (attempt - 1), self.settings.retry_backoff_max
-        )
-        log.warning(
-            "%s failed (attempt %d of %d): %s; retrying in %.1fs",
-            label,
-            attempt,
-            self.settings.max_retries + 1,
-            _describe(error),
-            delay,
-        )
-        if self.context.stopping.wait(delay):
-            raise SinkError(
-                f"{label}: stopped while retrying ({_describe(error)}); checkpoint kept at "
-                "the last applied batch, nothing lost",
-                retryable=False,
-            ) from error
-
     def _save(self) -> None:
         if self._pending is None:
             return
-        self.pipeline.dead_letters.sync()
+        self.delivery.sync()
         self.pipeline.checkpoints.save(self._pending)
         self.metrics.record_checkpoint(self._pending)
         self.pipeline.source.acknowledge(self._pending)
-        self._pending = None
+        self._saved, self._pending = self._pending, None
         self._last_save = time.monotonic()
 
     def _tick(self) -> None:
@@ -272,13 +232,7 @@ class Runner:
             log.info("%s", self.metrics.status_line())
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def _json(position: Position) -> str:
+    import json
 
-
-def _quietly(close: Any) -> None:
-    try:
-        close()
-    except Exception as exc:
-        log.warning("error while closing: %s", _describe(exc))
+    return json.dumps(position, separators=(",", ":"), default=str)

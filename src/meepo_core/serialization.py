@@ -2,7 +2,12 @@
 
 Values JSON cannot carry are tagged: ``{"$decimal": "1.10"}``, ``{"$bytes": "<base64>"}``,
 ``{"$datetime": "<iso>"}``, ``{"$date": ...}``, ``{"$time": ...}``, ``{"$timedelta": seconds}``,
-``{"$set": [...]}``, ``{"$tuple": [...]}``. :func:`event_from_json` restores them exactly.
+``{"$set": [...]}``, ``{"$tuple": [...]}``, ``{"$unchanged": true}`` for
+:data:`~meepo_core.events.UNCHANGED`. :func:`event_from_json` restores them exactly.
+
+A tag is a one-key object whose key starts with ``$``. User data that has that shape (a JSON
+column holding ``{"$date": "2020-01-01"}``) is escaped as ``{"$dict": {...}}``, so every value
+round-trips exactly whatever its keys.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from .events import RowEvent
+from .events import UNCHANGED, RowEvent
 
 _DECODERS: dict[str, Callable[[Any], Any]] = {
     "$decimal": Decimal,
@@ -25,6 +30,8 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "$timedelta": lambda seconds: timedelta(seconds=seconds),
     "$set": lambda items: set(items),
     "$tuple": lambda items: tuple(decode_value(item) for item in items),
+    "$dict": lambda escaped: {key: decode_value(item) for key, item in escaped.items()},
+    "$unchanged": lambda _: UNCHANGED,
 }
 
 
@@ -51,12 +58,18 @@ def encode_value(value: Any) -> Any:
     if isinstance(value, list):
         return [encode_value(item) for item in value]
     if isinstance(value, dict):
-        return {str(key): encode_value(item) for key, item in value.items()}
+        encoded = {str(key): encode_value(item) for key, item in value.items()}
+        if len(encoded) == 1 and next(iter(encoded)).startswith("$"):
+            return {"$dict": encoded}  # user data shaped like a tag
+        return encoded
+    if value is UNCHANGED:
+        return {"$unchanged": True}
     raise TypeError(f"cannot encode {type(value).__name__} value {value!r} as JSON")
 
 
 def decode_value(value: Any) -> Any:
-    """Inverse of :func:`encode_value`."""
+    """Inverse of :func:`encode_value`. A one-key ``$`` object with an unknown tag (written
+    by a newer meepo, say) stays a plain object."""
     if isinstance(value, list):
         return [decode_value(item) for item in value]
     if isinstance(value, dict):

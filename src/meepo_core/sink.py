@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, ClassVar, Self
+from typing import TYPE_CHECKING, Self
 
 from .events import Batch
 from .options import Options
@@ -25,8 +25,6 @@ class Sink(abc.ABC):
     * An event that can never be applied (a mapping error, say) goes to
       ``context.dead_letter(...)`` and counts as applied; nothing is dropped silently.
     """
-
-    type_name: ClassVar[str] = ""
 
     @classmethod
     @abc.abstractmethod

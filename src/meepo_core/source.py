@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, ClassVar, Self
+from typing import TYPE_CHECKING, Self
 
 from .events import Batch, Position
 from .options import Options
@@ -20,9 +20,6 @@ class Source(abc.ABC):
     ``stream`` yields batches; ``close`` releases connections and is always called.
     """
 
-    #: The ``type`` users write in config; set by the registering plugin.
-    type_name: ClassVar[str] = ""
-
     @classmethod
     @abc.abstractmethod
     def from_options(cls, options: Options) -> Self:
@@ -35,6 +32,12 @@ class Source(abc.ABC):
         Returns one line per problem, each naming the setting and the fix; empty means ready.
         Connection failures raise :class:`~meepo_core.errors.SourceError`.
         """
+        return []
+
+    def check_resume(self, position: Position) -> list[str]:
+        """Whether the source can still resume from ``position``, a saved checkpoint (e.g.
+        the binlog it names was not purged); one line per problem with the fix. Called by
+        ``meepo check``; reaching the server is the same as in :meth:`check`."""
         return []
 
     @abc.abstractmethod

@@ -16,8 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 from elasticsearch import Elasticsearch
-
-from meepo_core.testing.services import MariaDBServer
+from meepo_testkit.servers import MariaDBServer
 
 sys.path.insert(0, str(Path(__file__).parent))
 

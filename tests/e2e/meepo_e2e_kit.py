@@ -21,9 +21,8 @@ import pymysql
 import pytest
 import redis
 from elasticsearch import Elasticsearch
-
-from meepo_core.testing.pytest_plugin import MySQLDatabase
-from meepo_core.testing.services import MariaDBServer
+from meepo_testkit.pytest_plugin import MySQLDatabase
+from meepo_testkit.servers import MariaDBServer
 
 
 def require_plugins() -> None:

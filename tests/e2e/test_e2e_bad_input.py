@@ -39,9 +39,9 @@ from meepo_e2e_kit import (
     source,
     wait_until,
 )
+from meepo_testkit.servers import RedisServer, free_port
 
 from meepo_core.testing import run_meepo, write_config
-from meepo_core.testing.services import RedisServer, free_port
 
 require_plugins()
 
@@ -386,7 +386,7 @@ def redis_with_password(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 def _retried(stderr: str, label: str) -> bool:
-    return f"WARNING meepo.runner: {label} failed (attempt 1" in stderr
+    return f"WARNING meepo.delivery: {label} failed (attempt 1" in stderr
 
 
 def test_wrong_redis_password_is_not_retried_and_names_the_url(

@@ -41,10 +41,9 @@ from meepo_e2e_kit import (
     table_rows,
     wait_until,
 )
+from meepo_testkit.servers import ElasticsearchServer, RedisServer
 
-from meepo_core.testing import run_meepo, write_config
-from meepo_core.testing.cli import meepo_command
-from meepo_core.testing.services import ElasticsearchServer, RedisServer
+from meepo_core.testing import meepo_command, run_meepo, write_config
 
 require_plugins()
 
@@ -176,6 +175,11 @@ def test_runner_sigkilled_at_random_points_loses_nothing(
                 time.sleep(rng.uniform(0.1, 3.0))
             else:  # while streaming
                 wait_until(partial(_streaming, runner, streams), 60, "the runner to stream")
+                if rng.random() < 0.5:  # after at least one checkpoint of this run, so that
+                    # the runs make progress even on a loaded machine
+                    before = read_checkpoint(checkpoint)
+                    wait_until(lambda: read_checkpoint(checkpoint) != before
+                               or not runner.alive(), 30, "the runner to checkpoint")
                 time.sleep(rng.uniform(0.1, 2.0))
             assert runner.alive(), f"seed {seed}: the runner exited:\n{runner.stderr()[-3000:]}"
             runner.kill()
@@ -222,7 +226,7 @@ class PersistentRedisServer(RedisServer):
 
 
 RETRY_LINE = re.compile(
-    r"WARNING meepo\.runner: (?P<label>sinks\[\d\] [\w-]+) failed \(attempt (?P<attempt>\d+) "
+    r"WARNING meepo\.delivery: (?P<label>sinks\[\d\] [\w-]+) failed \(attempt (?P<attempt>\d+) "
     r"of \d+\): (?P<error>.*); retrying in (?P<delay>[\d.]+)s$"
 )
 

@@ -25,9 +25,10 @@ from meepo_es.mysql_snapshot import (
     resolve_tables,
 )
 
-from meepo_core.testing import run_meepo, write_config
-from meepo_core.testing.cli import meepo_command
+from meepo_core.testing import meepo_command, run_meepo, write_config
 
+#: Backfills read MySQL tables: these run in the integration session with every plugin.
+pytestmark = pytest.mark.integration
 
 def _source(mysql_db: Any, tables: list[str], **extra: Any) -> dict[str, Any]:
     return {"type": "mysql", "dsn": mysql_db.server.dsn, "tables": tables, **extra}

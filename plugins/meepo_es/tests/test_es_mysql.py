@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from meepo_es.config import parse_settings
 from meepo_es.documents import DocumentBuilder
-from meepo_es.settings import parse_settings
 
 from meepo_core.options import Options
-from meepo_core.testing import run_meepo, write_config
-from meepo_core.testing.cli import meepo_command
+from meepo_core.testing import meepo_command, run_meepo, write_config
 
+pytestmark = pytest.mark.integration
 pytest.importorskip("meepo_mysql", reason="needs the mysql source plugin (meepo-mysql)")
 
 TABLE = ("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40) NOT NULL, qty INT, "

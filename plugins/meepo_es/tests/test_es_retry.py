@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from meepo_es.sink import ElasticsearchSink
+from meepo_es.elasticsearch_sink import ElasticsearchSink
+from meepo_testkit.servers import ElasticsearchServer
 
 from meepo_core.errors import SinkError
 from meepo_core.events import Batch, RowEvent
 from meepo_core.options import Options
 from meepo_core.testing import make_context
-from meepo_core.testing.services import ElasticsearchServer
 
 Rewrite = Callable[[int, dict[str, Any]], tuple[int, dict[str, Any]] | None]
 

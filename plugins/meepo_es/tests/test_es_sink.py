@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch
-from meepo_es.sink import ElasticsearchSink
+from meepo_es.elasticsearch_sink import ElasticsearchSink
 
 from meepo_core.errors import ConfigError, SinkError
 from meepo_core.events import Batch, RowEvent
@@ -313,7 +313,7 @@ def test_bulk_requests_split_by_count_and_bytes(
 
 
 def test_check_names_unreachable_hosts(tmp_path: Path) -> None:
-    from meepo_core.testing.services import free_port
+    from meepo_testkit.servers import free_port
 
     sink = build({"hosts": [f"http://127.0.0.1:{free_port()}"], "request_timeout": 2}, tmp_path)
     [problem] = sink.check()

@@ -13,6 +13,7 @@ import pytest
 from meepo_mysql import MySQLSource
 
 from meepo_core import Batch, Options, PipelineContext, RowEvent
+from meepo_core.settings import PipelineSettings
 from meepo_core.testing import make_context
 
 sys.path.insert(0, str(Path(__file__).parent))  # mysql_differential, the shared checker
@@ -56,9 +57,8 @@ class Harness:
         )
 
     def context(self, batch_size: int = 1000, batch_wait: float = 0.05) -> PipelineContext:
-        context = make_context(self.tmp_path, self.pipeline)
-        context.batch_size = batch_size
-        context.batch_wait = batch_wait
+        settings = PipelineSettings(batch_size=batch_size, batch_wait=batch_wait)
+        context = make_context(self.tmp_path, self.pipeline, settings)
         self.contexts.append(context)
         return context
 

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from meepo_core.testing import run_meepo, write_config
-from meepo_core.testing.cli import meepo_command
+from meepo_core.testing import meepo_command, run_meepo, write_config
 
 
 class Writer(threading.Thread):

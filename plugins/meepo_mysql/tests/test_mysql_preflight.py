@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from meepo_testkit.servers import free_port
 
 from meepo_core import SourceError
 from meepo_core.testing import make_context, run_meepo, write_config
-from meepo_core.testing.services import free_port
 
 
 def test_check_passes_on_a_ready_server(harness: Any) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import redis
-from meepo_redis.commands import parse_time
-from meepo_redis.event_store import RedisEventsSink, pk_member
+from meepo_redis.cli import parse_time
+from meepo_redis.redis_events_sink import RedisEventsSink, pk_member
 
 from meepo_core.events import Batch
 from meepo_core.serialization import event_to_json

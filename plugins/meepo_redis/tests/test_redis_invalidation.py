@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import redis
-from meepo_redis.invalidation import RedisSink
+from meepo_redis.redis_sink import RedisSink
 
 from meepo_core.errors import ConfigError, SinkError
 from meepo_core.events import Batch

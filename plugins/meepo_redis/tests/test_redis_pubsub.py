@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import redis
-from meepo_redis.pubsub import RedisPubSubSink
+from meepo_redis.redis_pubsub_sink import RedisPubSubSink
 
 from meepo_core.events import Batch, RowEvent
 from meepo_core.serialization import event_from_json

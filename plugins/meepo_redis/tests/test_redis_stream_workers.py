@@ -15,12 +15,11 @@ from typing import IO, Any
 
 import pytest
 import redis
-from meepo_redis.stream_sink import RedisStreamSink
+from meepo_redis.redis_stream_sink import RedisStreamSink
+from meepo_testkit.servers import RedisServer
 
 from meepo_core.events import Batch
-from meepo_core.testing import make_context, write_config
-from meepo_core.testing.cli import meepo_command
-from meepo_core.testing.services import RedisServer
+from meepo_core.testing import make_context, meepo_command, write_config
 
 from .conftest import user_event
 

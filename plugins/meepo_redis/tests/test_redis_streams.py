@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 import redis
-from meepo_redis.stream_sink import RedisStreamSink
-from meepo_redis.stream_source import RedisStreamSource
-from meepo_redis.streams import partition_of
+from meepo_redis.redis_stream import partition_of
+from meepo_redis.redis_stream_sink import RedisStreamSink
+from meepo_redis.redis_stream_source import RedisStreamSource
 
 from meepo_core.errors import SinkError
 from meepo_core.events import Batch, RowEvent
 from meepo_core.serialization import event_from_json
+from meepo_core.settings import PipelineSettings
 from meepo_core.testing import SinkContract, SourceContract, make_context
 
 from .conftest import user_event
@@ -122,8 +123,7 @@ def test_entries_stay_pending_until_acknowledged(
               for pk in range(40)]
     produce(redis_db, tmp_path, events)
     source = RedisStreamSource(redis_db, lease_ms=2000)
-    context = make_context(tmp_path)
-    context.batch_size = 8
+    context = make_context(tmp_path, settings=PipelineSettings(batch_size=8))
     got: list[Batch] = []
     try:
         for batch in source.stream(None, context, once=True):

@@ -8,7 +8,8 @@ from decimal import Decimal
 from sqlalchemy import ForeignKey, Integer, Numeric, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from meepo_core.builtin.memory import MemorySink, channel
+from meepo_core.builtin.memory import channel
+from meepo_core.builtin.memory_sink import MemorySink
 from meepo_core.events import RowEvent
 
 

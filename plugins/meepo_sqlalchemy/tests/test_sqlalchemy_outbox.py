@@ -17,7 +17,7 @@ from typing import Any
 import meepo_sqlalchemy
 import pytest
 from meepo_sqlalchemy.outbox import outbox_tables
-from meepo_sqlalchemy.outbox_source import OutboxSource
+from meepo_sqlalchemy.sqlalchemy_outbox_source import OutboxSource
 from meepo_sqlalchemy.urls import normalize_url
 from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker

@@ -251,6 +251,7 @@ def test_mariadb_to_postgres_through_the_outbox(mariadb_url: str, pg_url: str,
     engine.dispose()
 
 
+@pytest.mark.integration
 def test_mariadb_to_postgres_through_the_binlog(mariadb_url: str, pg_url: str,
                                                tmp_path: Path) -> None:
     pytest.importorskip("meepo_mysql")

@@ -1,4 +1,5 @@
-"""``memory`` source and sink: in-process channels, for tests and embedding.
+"""The ``memory`` type's channels, shared by its source and sink: in-process, for tests and
+embedding.
 
 Both name a channel (``name = "..."``); tests publish into and read from it with
 :func:`channel`::
@@ -12,16 +13,14 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Self
 
 from ..events import Batch, Position, RowEvent
 from ..options import Options
-from ..sink import Sink
-from ..source import Source
 
 if TYPE_CHECKING:
-    from ..context import PipelineContext
+    pass
 
 
 class Channel:
@@ -59,7 +58,7 @@ def reset_channels() -> None:
         _channels.clear()
 
 
-class _NamedChannel:
+class NamedChannel:
     """The one option both memory types take: ``name``, the channel to use."""
 
     def __init__(self, name: str) -> None:
@@ -70,31 +69,3 @@ class _NamedChannel:
         name = options.string("name", "default")
         options.done()
         return cls(name)
-
-
-class MemorySource(_NamedChannel, Source):
-    """Yields what was published to its channel, skipping batches whose integer position
-    is at or before the checkpoint (so tests can exercise resume)."""
-
-    def stream(
-        self, start: Position | None, context: PipelineContext, *, once: bool
-    ) -> Iterator[Batch]:
-        chan = channel(self.name)
-        while not context.stopping.is_set():
-            with chan.available:
-                if not chan.pending:
-                    if once:
-                        return
-                    chan.available.wait(0.2)
-                    continue
-                batch = chan.pending.popleft()
-            if start is not None and batch.position is not None and batch.position <= start:
-                continue
-            yield batch
-
-
-class MemorySink(_NamedChannel, Sink):
-    """Appends every applied batch to its channel's ``batches``."""
-
-    def apply(self, batch: Batch) -> None:
-        channel(self.name).batches.append(batch)

@@ -9,9 +9,11 @@ from typing import Any
 from ..checkpoints import FileCheckpointStore, MemoryCheckpointStore
 from ..dead_letters import FileDeadLetterStore
 from ..hookspecs import hookimpl
-from .jsonl import JsonlSink, JsonlSource
-from .memory import MemorySink, MemorySource
-from .null import NullSink
+from .jsonl_sink import JsonlSink
+from .jsonl_source import JsonlSource
+from .memory_sink import MemorySink
+from .memory_source import MemorySource
+from .null_sink import NullSink
 from .print_sink import PrintSink
 
 

@@ -1,18 +1,20 @@
-"""Testing kit for meepo and its plugins: contract suites, real-service fixtures, helpers.
+"""Testing kit for meepo plugins: the contract suites every source and sink passes, and helpers
+that run the real ``meepo`` CLI against a written config.
 
-The pytest fixtures (``mariadb``, ``redis_server``, ``postgres``, ``es_server``,
-``external_mysql``, ``mysql_db``, ``redis_db``) are registered automatically through the
-``pytest11`` entry point when meepo-core is installed.
+Needs only pytest (``pip install "meepo-core[test]"``). The fixtures that start real servers
+(``mariadb``, ``redis_server``, ``postgres``, ``es_server``, ``kafka_server``...) are in the
+separate ``meepo-testkit`` package.
 """
 
-from .cli import run_meepo, write_config
 from .contracts import SinkContract, SourceContract, contract_events, make_context
+from .invoke import meepo_command, run_meepo, write_config
 
 __all__ = [
     "SinkContract",
     "SourceContract",
     "contract_events",
     "make_context",
+    "meepo_command",
     "run_meepo",
     "write_config",
 ]

@@ -32,16 +32,21 @@ from ..events import Batch, RowEvent
 from ..metrics import Metrics
 from ..options import Options
 from ..plugins import load_registry
+from ..settings import PipelineSettings
 from ..sink import Sink
 from ..source import Source
 
 
-def make_context(tmp_path: Path, pipeline: str = "contract") -> PipelineContext:
-    """A pipeline context whose dead letters go to ``tmp_path/dead.jsonl``."""
+def make_context(
+    tmp_path: Path, pipeline: str = "contract", settings: PipelineSettings | None = None
+) -> PipelineContext:
+    """A pipeline context whose dead letters go to ``tmp_path/dead.jsonl``, relative paths
+    resolve against ``tmp_path``, and settings are ``settings`` (default: the defaults)."""
     return PipelineContext(
         pipeline=pipeline,
         metrics=Metrics(pipeline),
         dead_letters=FileDeadLetterStore(tmp_path / "dead.jsonl"),
+        settings=settings or PipelineSettings(),
         base_dir=tmp_path,
     )
 

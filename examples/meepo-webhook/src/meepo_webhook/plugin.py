@@ -7,7 +7,7 @@ from typing import Any
 
 from meepo_core import hookimpl
 
-from .sink import WebhookSink
+from .webhook_sink import WebhookSink
 
 
 @hookimpl

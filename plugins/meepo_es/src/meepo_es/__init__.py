@@ -9,7 +9,7 @@ __all__ = ["ElasticsearchSink"]
 def __getattr__(name: str) -> Any:
     # Lazy, so that loading the plugin does not import the elasticsearch client.
     if name == "ElasticsearchSink":
-        from .sink import ElasticsearchSink
+        from .elasticsearch_sink import ElasticsearchSink
 
         return ElasticsearchSink
     raise AttributeError(name)

@@ -29,17 +29,14 @@ from typing import Any
 
 import click
 
-from meepo_core.checkpoints import MemoryCheckpointStore
 from meepo_core.config import MeepoConfig
-from meepo_core.context import PipelineContext
 from meepo_core.errors import ConfigError
 from meepo_core.events import Batch, Position, RowEvent
-from meepo_core.metrics import Metrics
 from meepo_core.pipeline import Pipeline, build_pipeline
 from meepo_core.plugins import Registry
-from meepo_core.runner import Runner
 
 from .client import make_client
+from .elasticsearch_sink import ElasticsearchSink
 from .indices import create_index, next_versioned_name, swap_alias
 from .mysql_snapshot import (
     SourceDatabase,
@@ -49,7 +46,6 @@ from .mysql_snapshot import (
     read_chunks,
     resolve_tables,
 )
-from .sink import ElasticsearchSink
 
 #: The version given to backfilled documents: below any real event's sequence.
 SNAPSHOT_VERSION = 0
@@ -155,9 +151,7 @@ class Backfill:
                 create_index(sink.client, targets[alias], settings.rule(schema, table))
                 self.echo(f"meepo es backfill: created {targets[alias]} for alias {alias}")
             report = BackfillReport(start=start, targets=targets)
-            context = PipelineContext(pipeline=self.name, metrics=Metrics(self.name),
-                                      dead_letters=pipeline.dead_letters,
-                                      base_dir=pipeline.base_dir)
+            context = pipeline.context()
             sink.builder.redirect = dict(targets)
             sink.open(context)
             try:
@@ -226,11 +220,7 @@ class Backfill:
                   position: Position | None) -> Position | None:
         pipeline, sink = self._pipeline(tables, start)
         sink.builder.redirect = dict(targets)
-        if position is not None:
-            store = MemoryCheckpointStore()
-            store.save(position)
-            pipeline.checkpoints = store
-        stats = Runner(pipeline).run(once=True)
+        stats = pipeline.run(once=True, start=position)
         where = stats.position if stats.position is not None else position
         self.echo(f"meepo es backfill: caught up {stats.events} events to {where}")
         return where

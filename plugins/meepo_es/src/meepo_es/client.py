@@ -6,7 +6,7 @@ from typing import Any
 
 from elasticsearch import Elasticsearch
 
-from .settings import ClientSettings
+from .config import ClientSettings
 
 
 def make_client(settings: ClientSettings) -> Elasticsearch:

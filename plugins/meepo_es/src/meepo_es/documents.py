@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from meepo_core.events import RowEvent
 
-from .settings import MAX_VERSION, SinkSettings, TableRule
+from .config import MAX_VERSION, SinkSettings, TableRule
 
 
 class ConversionError(ValueError):

@@ -10,7 +10,7 @@ from elasticsearch import ApiError, Elasticsearch
 
 from meepo_core.errors import SinkError
 
-from .settings import TableRule
+from .config import TableRule
 
 
 def ensure_index(client: Elasticsearch, name: str, rule: TableRule) -> bool:

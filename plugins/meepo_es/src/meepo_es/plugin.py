@@ -12,7 +12,7 @@ from meepo_core import hookimpl
 
 @hookimpl
 def meepo_register_sinks(register: Callable[[str, Any], None]) -> None:
-    register("elasticsearch", "meepo_es.sink:ElasticsearchSink")
+    register("elasticsearch", "meepo_es.elasticsearch_sink:ElasticsearchSink")
 
 
 @hookimpl

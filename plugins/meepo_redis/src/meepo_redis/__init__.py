@@ -1,12 +1,12 @@
 """meepo-redis: Redis sinks (invalidation, event store, pub/sub, streams), the Redis Streams
 source, and Redis checkpoint and dead-letter stores."""
 
-from .event_store import EventStore
-from .invalidation import RedisSink
-from .pubsub import RedisPubSubSink
+from .redis_events_sink import EventStore
+from .redis_pubsub_sink import RedisPubSubSink
+from .redis_sink import RedisSink
+from .redis_stream_sink import RedisStreamSink
+from .redis_stream_source import RedisStreamSource
 from .stores import RedisCheckpointStore, RedisDeadLetterStore
-from .stream_sink import RedisStreamSink
-from .stream_source import RedisStreamSource
 
 __all__ = [
     "EventStore",

@@ -29,7 +29,7 @@ from typing import Any
 import redis
 
 from .connection import describe
-from .streams import StreamNames, id_key
+from .redis_stream import StreamNames, id_key
 
 log = logging.getLogger("meepo.redis.stream")
 

@@ -10,13 +10,13 @@ import click
 
 from meepo_core import hookimpl
 
-from .commands import redis_group
-from .event_store import RedisEventsSink
-from .invalidation import RedisSink
-from .pubsub import RedisPubSubSink
+from .cli import redis_group
+from .redis_events_sink import RedisEventsSink
+from .redis_pubsub_sink import RedisPubSubSink
+from .redis_sink import RedisSink
+from .redis_stream_sink import RedisStreamSink
+from .redis_stream_source import RedisStreamSource
 from .stores import RedisCheckpointStore, RedisDeadLetterStore
-from .stream_sink import RedisStreamSink
-from .stream_source import RedisStreamSource
 
 SCHEMES = ("redis", "rediss", "unix")
 

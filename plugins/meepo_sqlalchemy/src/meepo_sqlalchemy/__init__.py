@@ -9,11 +9,11 @@ from typing import Any
 _EXPORTS = {
     "DEFAULT_NAME": "outbox",
     "BulkCaptureError": "bulk",
-    "Installation": "session_source",
+    "Installation": "session_capture",
     "OutboxTables": "outbox",
     "create_outbox": "outbox",
-    "install": "session_source",
-    "uninstall": "session_source",
+    "install": "session_capture",
+    "uninstall": "session_capture",
 }
 __all__ = sorted(_EXPORTS)
 

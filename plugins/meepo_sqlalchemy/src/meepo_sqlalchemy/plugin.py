@@ -11,8 +11,10 @@ from meepo_core import hookimpl
 
 @hookimpl
 def meepo_register_sources(register: Callable[[str, Any], None]) -> None:
-    register("sqlalchemy-outbox", "meepo_sqlalchemy.outbox_source:OutboxSource")
-    register("sqlalchemy-session", "meepo_sqlalchemy.session_pipeline:SessionPipelineSource")
+    register("sqlalchemy-outbox", "meepo_sqlalchemy.sqlalchemy_outbox_source:OutboxSource")
+    register(
+        "sqlalchemy-session", "meepo_sqlalchemy.sqlalchemy_session_source:SessionPipelineSource"
+    )
 
 
 @hookimpl

@@ -1,97 +1,76 @@
-"""In-process delivery of committed transactions to meepo sinks (no outbox)."""
+"""In-process delivery of committed transactions to meepo sinks (no outbox), through the
+core's delivery engine."""
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from meepo_core.config import load_config
-from meepo_core.context import PipelineContext
-from meepo_core.dead_letters import DeadLetterStore, FileDeadLetterStore
-from meepo_core.events import Batch
-from meepo_core.metrics import Metrics
-from meepo_core.pipeline import build_pipeline
-from meepo_core.plugins import import_local_plugins, registry
-from meepo_core.sink import Sink
+from meepo_core import (
+    Batch,
+    DeadLetterStore,
+    Delivery,
+    PipelineSettings,
+    RowEvent,
+    Sink,
+    load_pipeline,
+)
 
-log = logging.getLogger("meepo.sqlalchemy")
+#: The retry policy of in-process delivery when the config does not set it: it runs in the
+#: committing thread, so it retries briefly (one retry after 0.1 s) and then dead-letters
+#: the batch instead of holding the application's commit for minutes.
+IN_PROCESS_SETTINGS = PipelineSettings(max_retries=1, retry_backoff=0.1, retry_backoff_max=1.0)
 
 
 class Publisher:
     """Applies each committed transaction, as one :class:`Batch`, to every sink in order.
 
-    Runs in the committing thread, after the database commit: a sink failure cannot undo
-    the commit, so a batch that still fails after ``retries`` extra attempts is written to
-    the dead-letter store, counted and logged, never dropped silently. Events are lost only
-    if the process dies between the commit and the publication; the outbox mode closes
+    Runs in the committing thread, after the database commit, through
+    :class:`~meepo_core.Delivery` with ``when_exhausted="dead_letter"``: a sink failure
+    cannot undo the commit, so a batch that still fails after the retries is written to the
+    dead-letter store (fsynced), counted and logged, never dropped silently. Events are lost
+    only if the process dies between the commit and the publication; the outbox mode closes
     that gap.
     """
 
-    def __init__(self, sinks: Sequence[tuple[str, Sink]], context: PipelineContext,
-                 retries: int = 1) -> None:
-        self.sinks = list(sinks)
-        self.context = context
-        self.retries = retries
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
         self._opened = False
         self._lock = threading.Lock()
         self._position = 0
 
     @classmethod
-    def for_sinks(cls, sinks: Sequence[Sink], name: str = "sqlalchemy-session",
-                  dead_letters: DeadLetterStore | None = None) -> Publisher:
-        store = dead_letters or FileDeadLetterStore(Path(".meepo") / f"{name}.dead.jsonl")
-        context = PipelineContext(pipeline=name, metrics=Metrics(name), dead_letters=store)
-        labelled = [(f"sinks[{i}] {s.type_name or type(s).__name__}", s)
-                    for i, s in enumerate(sinks)]
-        return cls(labelled, context)
+    def for_sinks(
+        cls,
+        sinks: Sequence[Sink],
+        name: str = "sqlalchemy-session",
+        dead_letters: DeadLetterStore | None = None,
+        settings: PipelineSettings = IN_PROCESS_SETTINGS,
+    ) -> Publisher:
+        """Sink objects built in code; dead letters default to ``.meepo/NAME.dead.jsonl``."""
+        return cls(Delivery.to_sinks(sinks, name=name, settings=settings,
+                                     dead_letters=dead_letters, when_exhausted="dead_letter"))
 
     @classmethod
     def for_pipeline(cls, name: str, config: str | Path | None = None) -> Publisher:
-        """The sinks of pipeline ``name`` in ``config`` (default: the nearest config file);
-        its source is not used."""
-        loaded = load_config(Path(config) if config is not None else None)
-        import_local_plugins(loaded.plugins, str(loaded.base_dir))
-        pipeline = build_pipeline(loaded, name, registry(loaded.plugins))
-        context = PipelineContext(
-            pipeline=name, metrics=Metrics(name), dead_letters=pipeline.dead_letters,
-            base_dir=pipeline.base_dir,
-        )
-        return cls(pipeline.sinks, context)
+        """The sinks of pipeline ``name`` in ``config`` (default: the nearest config file),
+        with its settings (unset retry keys default to :data:`IN_PROCESS_SETTINGS`); its
+        source is not used."""
+        pipeline = load_pipeline(name, config, defaults=IN_PROCESS_SETTINGS)
+        return cls(pipeline.delivery(when_exhausted="dead_letter"))
 
-    def publish(self, batch: Batch) -> None:
+    def publish(self, events: Sequence[RowEvent]) -> None:
+        """Deliver one committed transaction's events as one batch."""
         with self._lock:
             if not self._opened:
-                for _, sink in self.sinks:
-                    sink.open(self.context)
+                self.delivery.open()
                 self._opened = True
-            for label, sink in self.sinks:
-                for attempt in range(self.retries + 1):
-                    try:
-                        sink.apply(batch)
-                        break
-                    except Exception as exc:
-                        if attempt < self.retries:
-                            log.warning("%s failed (%s); retrying once", label, exc)
-                            continue
-                        for event in batch.events:
-                            self.context.dead_letter(event, label, f"{type(exc).__name__}: {exc}")
-                        self.context.dead_letters.sync()
-            self.context.metrics.record_batch(batch, 0.0)
-
-    def next_position(self) -> int:
-        with self._lock:
             self._position += 1
-            return self._position
+            self.delivery.apply(Batch(tuple(events), self._position))
+            self.delivery.sync()
 
     def close(self) -> None:
         with self._lock:
-            if self._opened:
-                for label, sink in self.sinks:
-                    try:
-                        sink.close()
-                    except Exception as exc:
-                        log.warning("%s: error while closing: %s", label, exc)
-                self._opened = False
-            self.context.dead_letters.close()
+            self.delivery.close()
+            self._opened = False

@@ -1,0 +1,144 @@
+"""The ``elasticsearch`` sink: one document per row, kept equal to the table.
+
+Contract (on top of :class:`meepo_core.Sink`'s):
+
+* write and update index the after image as the whole document; delete deletes it; an
+  update that changes the pk deletes the old id and indexes the new one;
+* every operation carries ``version = event.sequence`` with ``version_type=external``, so
+  a replayed or reordered batch never regresses a document; a version conflict means the
+  index is already newer and counts as applied;
+* ``apply`` returns only when every operation is applied, or was dead-lettered through
+  ``context.dead_letter`` (counted in the metrics); otherwise it raises, so the runner
+  never checkpoints past an unrecorded failure.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Self
+
+from elastic_transport import TransportError
+from elasticsearch import ApiError, Elasticsearch
+
+from meepo_core.errors import SinkError
+from meepo_core.events import Batch, RowEvent
+from meepo_core.options import Options
+from meepo_core.sink import Sink
+
+from .bulk import BulkSender
+from .client import make_client
+from .config import SinkSettings, parse_settings
+from .documents import ConversionError, DocumentBuilder, Operation, SequenceError
+from .indices import ensure_index
+
+if TYPE_CHECKING:
+    from meepo_core.context import PipelineContext
+
+log = logging.getLogger("meepo.es")
+
+
+class ElasticsearchSink(Sink):
+    """Replicates row events into Elasticsearch indices (see the package README)."""
+
+    def __init__(self, settings: SinkSettings) -> None:
+        self.settings = settings
+        self.builder = DocumentBuilder(settings)
+        self.context: PipelineContext | None = None
+        self._client: Elasticsearch | None = None
+        self._sender: BulkSender | None = None
+        self._ready: set[str] = set()
+        #: Operations skipped because the index already held a newer version.
+        self.stale = 0
+        self.dead_letters = 0
+
+    @classmethod
+    def from_options(cls, options: Options) -> Self:
+        return cls(parse_settings(options))
+
+    @property
+    def label(self) -> str:
+        return self.settings.label
+
+    @property
+    def client(self) -> Elasticsearch:
+        if self._client is None:
+            self._client = make_client(self.settings.client)
+        return self._client
+
+    def open(self, context: PipelineContext) -> None:
+        self.context = context
+        s = self.settings
+        self._sender = BulkSender(
+            self.client,
+            label=s.label,
+            versioning=s.versioning,
+            max_actions=s.bulk_actions,
+            max_bytes=s.bulk_bytes,
+            max_retries=s.max_retries,
+            backoff=s.retry_backoff,
+            backoff_max=s.retry_backoff_max,
+            refresh=s.refresh,
+            unreachable=s.client.unreachable(),
+            stopping=context.stopping,
+            on_retry=lambda n: context.metrics.record_failure(s.label, "bulk_retry", n),
+        )
+
+    def check(self) -> list[str]:
+        hosts = ", ".join(self.settings.client.hosts)
+        try:
+            self.client.info()
+        except ApiError as exc:
+            hint = {401: "check api_key or username/password",
+                    403: "the credentials lack the monitor privilege"}.get(exc.meta.status, "")
+            return [f"{hosts} answered HTTP {exc.meta.status} ({exc.message}); {hint}".rstrip("; ")]
+        except TransportError as exc:
+            return [f"{self.settings.client.unreachable()} ({exc})"]
+        return []
+
+    def apply(self, batch: Batch) -> None:
+        assert self._sender is not None and self.context is not None, "open() first"
+        operations: list[Operation] = []
+        failed: list[tuple[RowEvent, str]] = []
+        for event in batch.events:
+            try:
+                operations += self.builder.operations(event)
+            except SequenceError as exc:
+                raise SinkError(f"{self.label}: {exc}", retryable=False) from exc
+            except ConversionError as exc:
+                failed.append((event, f"conversion: {exc}"))
+                continue
+        for index, event in {op.index: op.event for op in operations}.items():
+            self._ensure_index(index, event)
+        # Every operation is sent, in order, even several for one document: had only the
+        # last been kept, its failure would lose the earlier good state.
+        result = self._sender.send(operations)
+        self.stale += result.stale
+        seen: set[int] = set()
+        for op, error in result.failed:
+            if id(op.event) not in seen:
+                seen.add(id(op.event))
+                failed.append((op.event, f"{op.action} {op.index}/{op.doc_id}: {error}"))
+        for event, error in failed:
+            self.context.dead_letter(event, self.label, error)
+            self.dead_letters += 1
+
+    def _ensure_index(self, index: str, event: RowEvent) -> None:
+        if index in self._ready:
+            return
+        if self.settings.create_indices and index not in self.builder.redirect.values():
+            rule = self.settings.rule(event.schema, event.table)
+            try:
+                if ensure_index(self.client, index, rule):
+                    log.info("%s: created index %s", self.label, index)
+            except ApiError as exc:
+                raise SinkError(f"{self.label}: cannot check or create index {index!r}: {exc}"
+                                ) from exc
+            except TransportError as exc:
+                raise SinkError(f"{self.settings.client.unreachable()} ({exc})") from exc
+        self._ready.add(index)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self._sender = None

@@ -1,0 +1,174 @@
+"""The ``postgres`` source's options, validated without I/O."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from meepo_core import Options
+
+from .filters import ColumnRule, TableFilter, split_pattern
+from .positions import parse_lsn
+
+START_WORDS = ("latest", "slot")
+#: Replication slot names: lower-case letters, digits and underscores, at most 63 bytes.
+SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
+_NAME_LIMIT = 63
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where to begin when no checkpoint exists: ``latest``, ``slot`` or an LSN."""
+
+    kind: str
+    lsn: int | None = None
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    """Everything the source needs, parsed from its options."""
+
+    dsn: str
+    host: str
+    port: int
+    database: str
+    user: str
+    filter: TableFilter
+    slot: str | None  # None: derived from the pipeline name
+    publication: str | None
+    start: Start
+    heartbeat: float
+    reconnect_attempts: int
+    dsn_key: str  # e.g. tool.meepo.pipelines.orders.source.dsn, for messages
+    key_path: str = "source"
+    pipeline: str | None = None  # from the key path, when the options came from a config
+
+    @property
+    def address(self) -> str:
+        """``host:port/database`` for messages (never the password)."""
+        return f"{self.host}:{self.port}/{self.database}"
+
+    def slot_name(self, pipeline: str) -> str:
+        return self.slot or default_name(self.pipeline or pipeline)
+
+    def publication_name(self, pipeline: str) -> str:
+        return self.publication or default_name(self.pipeline or pipeline)
+
+
+def default_name(pipeline: str) -> str:
+    """``meepo_<pipeline>``, made a valid slot name (``orders-eu`` -> ``meepo_orders_eu``)."""
+    return ("meepo_" + re.sub(r"[^a-z0-9_]", "_", pipeline.lower()))[:_NAME_LIMIT]
+
+
+def pipeline_of(key_path: str) -> str | None:
+    """``orders`` from ``tool.meepo.pipelines.orders.source``."""
+    _, found, rest = key_path.partition("pipelines.")
+    if not found or not rest.endswith(".source"):
+        return None
+    return rest.removesuffix(".source") or None
+
+
+def parse_settings(options: Options) -> PostgresSettings:
+    """Validate every option; errors name the full key path (no I/O)."""
+    dsn = options.string("dsn")
+    host, port, database, user = _parse_dsn(options, dsn)
+    tables = options.string_list("tables", ["*.*"])
+    if not tables:
+        raise options.error("tables", "must name at least one table, e.g. [\"public.orders\"]")
+    for index, pattern in enumerate(tables):
+        _check_pattern(options, f"tables[{index}]", pattern)
+    exclude = options.string_list("exclude_tables", [])
+    for index, pattern in enumerate(exclude):
+        _check_pattern(options, f"exclude_tables[{index}]", pattern)
+    rules = _parse_columns(options, options.table("columns", {}))
+    slot = options.string("slot", None)
+    if slot is not None and not SLOT_NAME.match(slot):
+        raise options.error(
+            "slot", f"{slot!r} is not a valid replication slot name: use lower-case letters, "
+            "digits and underscores, at most 63 characters"
+        )
+    publication = options.string("publication", None)
+    if publication is not None and not 0 < len(publication.encode()) <= _NAME_LIMIT:
+        raise options.error("publication", "must be a name of 1 to 63 bytes")
+    start = _parse_start(options, options.string("start", "latest"))
+    heartbeat = options.number("heartbeat", 10.0, minimum=0.1)
+    attempts = options.integer("reconnect_attempts", 10, minimum=0)
+    options.done()
+    return PostgresSettings(
+        dsn=dsn, host=host, port=port, database=database, user=user,
+        filter=TableFilter(tuple(tables), tuple(exclude), tuple(rules)),
+        slot=slot, publication=publication, start=start, heartbeat=heartbeat,
+        reconnect_attempts=attempts, dsn_key=options.key_path("dsn"), key_path=options.path,
+        pipeline=pipeline_of(options.path),
+    )
+
+
+def _parse_dsn(options: Options, dsn: str) -> tuple[str, int, str, str]:
+    example = ("write postgresql://USER:PASSWORD@HOST:PORT/DATABASE, e.g. "
+               "postgresql://repl:secret@127.0.0.1:5432/shop")
+    try:
+        parts = urlsplit(dsn)
+        port = parts.port or 5432
+    except ValueError as exc:
+        raise options.error("dsn", f"not a valid DSN ({exc}); {example}") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise options.error(
+            "dsn", f"scheme must be postgresql:// or postgres://, not {parts.scheme!r}; {example}"
+        )
+    if not parts.hostname:
+        raise options.error("dsn", f"has no host; {example}")
+    if not parts.username:
+        raise options.error("dsn", f"has no user; {example}")
+    database = unquote(parts.path.lstrip("/"))
+    if not database:
+        raise options.error(
+            "dsn", f"names no database, and logical replication reads one database; {example}"
+        )
+    if "replication=" in parts.query:
+        raise options.error("dsn", "must not set ?replication=; meepo sets it where needed")
+    return parts.hostname, port, database, unquote(parts.username)
+
+
+def _check_pattern(options: Options, key: str, pattern: str) -> None:
+    if split_pattern(pattern) is None:
+        raise options.error(
+            key, f"{pattern!r} must be schema.table (globs allowed), e.g. \"public.orders\""
+        )
+
+
+def _parse_columns(options: Options, table: dict[str, Any]) -> list[ColumnRule]:
+    rules = []
+    for pattern, rule in table.items():
+        key = f"columns.{pattern}"
+        _check_pattern(options, key, pattern)
+        if not isinstance(rule, dict) or set(rule) - {"include", "exclude"} or not rule:
+            raise options.error(
+                key, "must be a table with include = [...] or exclude = [...], e.g. "
+                "{ exclude = [\"password_hash\"] }"
+            )
+        lists: dict[str, tuple[str, ...]] = {}
+        for name in ("include", "exclude"):
+            value = rule.get(name)
+            if value is None:
+                continue
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise options.error(f"{key}.{name}", "must be an array of column names")
+            lists[name] = tuple(value)
+        rules.append(ColumnRule(pattern, lists.get("include"), lists.get("exclude", ())))
+    return rules
+
+
+def _parse_start(options: Options, text: str) -> Start:
+    value = text.strip()
+    if value in START_WORDS:
+        return Start(value)
+    try:
+        return Start("lsn", parse_lsn(value))
+    except ValueError:
+        raise options.error(
+            "start", f"{text!r} is not \"latest\", \"slot\" or an LSN such as \"0/16B3748\""
+        ) from None

@@ -1,0 +1,13 @@
+"""Registers the ``postgres`` source type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from meepo_core import hookimpl
+
+
+@hookimpl
+def meepo_register_sources(register: Callable[[str, Any], None]) -> None:
+    register("postgres", "meepo_postgres.postgres_source:PostgresSource")

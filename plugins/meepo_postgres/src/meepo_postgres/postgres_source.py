@@ -1,0 +1,187 @@
+"""The ``postgres`` source type: PostgreSQL logical replication (pgoutput) to row events."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Self
+
+from meepo_core import Batch, Options, PipelineContext, Position, Source, SourceError
+
+from .config import PostgresSettings, parse_settings
+from .positions import Checkpoint, format_lsn
+from .server import (
+    ControlConnection,
+    SlotState,
+    dropped_slot_message,
+    invalidated_slot_message,
+    table_problems,
+)
+from .slots import created_slot, ensure_publication, publication_problems
+from .stream import ReplicationStream
+
+log = logging.getLogger("meepo.postgres")
+
+
+class PostgresSource(Source):
+    """Follows one database through a logical replication slot with the pgoutput plugin.
+
+    Contract: one event per changed row, in commit order; batches end on commits (a huge
+    transaction is cut into position-less batches, only its last one carries a position);
+    positions are ``{"lsn", "sequence"}`` (see :mod:`meepo_postgres.positions`);
+    ``RowEvent.sequence`` grows strictly with commit order; ``committed_at`` is the commit
+    time (UTC) and ``txid`` the transaction id. The slot's confirmed position moves only
+    in :meth:`acknowledge`, after the runner's checkpoint.
+    """
+
+    def __init__(self, settings: PostgresSettings) -> None:
+        self.settings = settings
+        self._control: ControlConnection | None = None
+        self._stream: ReplicationStream | None = None
+        self._acknowledged: int | None = None  # before the stream exists
+
+    @classmethod
+    def from_options(cls, options: Options) -> Self:
+        return cls(parse_settings(options))
+
+    def check(self) -> list[str]:
+        control = ControlConnection(self.settings)
+        try:
+            blocking, advisory = self._problems(control, "check")
+            return blocking + advisory
+        finally:
+            control.close()
+
+    def check_resume(self, position: Position) -> list[str]:
+        try:
+            checkpoint = Checkpoint.from_json(position)
+        except ValueError as exc:
+            return [f"the checkpoint is not a postgres position ({exc}); delete it to restart "
+                    f"from {self.settings.key_path}.start"]
+        slot_name = self.settings.slot_name("check")
+        control = ControlConnection(self.settings)
+        try:
+            slot = control.slot(slot_name)
+        finally:
+            control.close()
+        if slot is None:
+            return [dropped_slot_message(slot_name, checkpoint.lsn)]
+        if slot.invalidated:
+            return [invalidated_slot_message(slot_name)]
+        return []
+
+    def _problems(self, control: ControlConnection, pipeline: str) -> tuple[list[str], list[str]]:
+        """``(blocking, advisory)``: streaming refuses to start on the first kind only."""
+        settings = self.settings
+        blocking = control.preflight(settings.slot_name(pipeline))
+        tables = control.tables(settings.filter)
+        missing, advisory = table_problems(settings, tables, settings.filter)
+        blocking += missing + publication_problems(
+            control, settings.publication_name(pipeline), tables, settings.key_path
+        )
+        return blocking, advisory
+
+    def stream(
+        self, start: Position | None, context: PipelineContext, *, once: bool
+    ) -> Iterator[Batch]:
+        settings = self.settings
+        slot_name = settings.slot_name(context.pipeline)
+        publication = settings.publication_name(context.pipeline)
+        control = self._control = ControlConnection(settings)
+        blocking, advisory = self._problems(control, context.pipeline)
+        if blocking:
+            raise SourceError(
+                f"PostgreSQL at {settings.address} is not ready for meepo: " + "; ".join(blocking)
+            )
+        for line in advisory:
+            log.warning("%s", line)
+        ensure_publication(control, publication, control.tables(settings.filter))
+        checkpoint = self._resolve(start, control, slot_name)
+        once_until = control.readable_end() if once else None
+        log.info(
+            "postgres source: %s slot %s publication %s from %s", settings.address, slot_name,
+            publication, format_lsn(checkpoint.lsn),
+        )
+        if start is None:
+            # Checkpoint the resolved start at once, so a crash before the first
+            # transaction does not move "latest" forward and skip changes.
+            yield Batch((), checkpoint.to_json())
+        stream = self._stream = ReplicationStream(
+            settings, control, context, slot=slot_name, publication=publication,
+            once_until=once_until,
+        )
+        if self._acknowledged is not None:
+            stream.acknowledge(self._acknowledged)
+        yield from stream.batches(checkpoint)
+
+    def _resolve(
+        self, start: Position | None, control: ControlConnection, slot_name: str
+    ) -> Checkpoint:
+        """Where to stream from: the checkpoint, else ``start`` (creating the slot)."""
+        slot = control.slot(slot_name)
+        if start is not None:
+            try:
+                checkpoint = Checkpoint.from_json(start)
+            except ValueError as exc:
+                raise SourceError(
+                    f"the checkpoint is not a postgres position ({exc}); delete it to restart "
+                    f"from {self.settings.key_path}.start"
+                ) from exc
+            if slot is None:
+                raise SourceError(dropped_slot_message(slot_name, checkpoint.lsn))
+            self._note_slot_ahead(slot, checkpoint)
+            return checkpoint
+        configured = self.settings.start
+        if slot is None:
+            with created_slot(self.settings, slot_name) as created:
+                point = created.consistent_point
+            if configured.kind == "lsn" and configured.lsn is not None and configured.lsn < point:
+                raise SourceError(
+                    f"{self.settings.key_path}.start {format_lsn(configured.lsn)} is before "
+                    f"the new slot {slot_name!r}, which starts at {format_lsn(point)}; changes "
+                    "before a slot existed cannot be read: remove start or use a later LSN"
+                )
+            return Checkpoint(max(point, configured.lsn or 0))
+        confirmed = slot.confirmed_flush or 0
+        if configured.kind == "slot":
+            return Checkpoint(confirmed)
+        if configured.kind == "lsn" and configured.lsn is not None:
+            if configured.lsn < confirmed:
+                raise SourceError(
+                    f"{self.settings.key_path}.start {format_lsn(configured.lsn)} is before "
+                    f"slot {slot_name!r}'s confirmed position {format_lsn(confirmed)}, and the "
+                    "slot no longer has the changes before it: use a later LSN or \"slot\""
+                )
+            return Checkpoint(configured.lsn)
+        latest = control.insert_lsn()
+        if latest > confirmed:
+            log.warning(
+                "no checkpoint and start = \"latest\": skipping the %d bytes of WAL that slot "
+                "%s kept since %s (set start = \"slot\" to read them)",
+                latest - confirmed, slot_name, format_lsn(confirmed),
+            )
+        return Checkpoint(max(latest, confirmed))
+
+    def _note_slot_ahead(self, slot: SlotState, checkpoint: Checkpoint) -> None:
+        confirmed = slot.confirmed_flush
+        if confirmed is not None and confirmed > checkpoint.lsn:
+            log.info(
+                "slot %s confirmed %s, past the checkpoint %s: the WAL between held nothing "
+                "for this pipeline (idle), or another reader consumed the slot; streaming "
+                "resumes at the slot's position", slot.name, format_lsn(confirmed),
+                format_lsn(checkpoint.lsn),
+            )
+
+    def acknowledge(self, position: Position) -> None:
+        lsn = Checkpoint.from_json(position).lsn
+        stream = self._stream
+        if stream is None:
+            self._acknowledged = lsn
+        else:
+            stream.acknowledge(lsn)
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+        if self._control is not None:
+            self._control.close()

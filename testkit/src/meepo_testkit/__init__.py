@@ -1,0 +1,8 @@
+"""meepo-testkit: real servers for tests of meepo and its plugins.
+
+:mod:`meepo_testkit.servers` launches MariaDB, Redis, PostgreSQL and the Elasticsearch- and
+Kafka-API servers of ``noida-db`` on private ports with temporary data dirs;
+:mod:`meepo_testkit.pytest_plugin` (registered through ``pytest11`` when this package is
+installed) gives them to tests as fixtures. The contract suites stay in
+:mod:`meepo_core.testing`, which needs nothing but pytest.
+"""
