@@ -3,9 +3,9 @@
 Reads from ``FILE:POS`` to the binlog's end (non-blocking), with the reader settings the
 ``mysql`` source uses (same ``only_events``, ``only_schemas``/``only_tables``,
 ``resume_stream``, heartbeat, utf8mb4), decodes every row (``event.rows``) and prints one
-JSON line: ``{"rows": N, "run": SECONDS, "cpu": SECONDS}`` (the streaming phase, from
-creating the reader to closing it). The parent measures wall time, CPU time and peak RSS
-of the whole process, exactly as it does for ``meepo run``.
+JSON line: ``{"rows": N, "run": SECONDS, "cpu": SECONDS, "hwm_kib": PEAK_RSS}`` (the
+streaming phase, from creating the reader to closing it). The parent measures wall time
+and CPU time of the whole process, exactly as it does for ``meepo run``.
 
     python bench/_raw_decode.py '{"connection": {...}, "server_id": ..., "file": ...,
                                   "pos": ..., "schema": ..., "table": ...}'
@@ -35,8 +35,7 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
-# The same list as meepo_mysql.stream.ONLY_EVENTS (kept literal: the reference must not
-# import meepo).
+# The events the mysql source acts on (kept literal: the reference must not import meepo).
 ONLY_EVENTS = [
     WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, PartialUpdateRowsEvent, TableMapEvent,
     XidEvent, QueryEvent, RotateEvent, GtidEvent, MariadbGtidEvent, HeartbeatLogEvent,
@@ -70,7 +69,16 @@ def main() -> None:
     finally:
         reader.close()
     print(json.dumps({"rows": rows, "run": time.perf_counter() - began,
-                      "cpu": time.process_time() - cpu}))
+                      "cpu": time.process_time() - cpu, "hwm_kib": peak_rss_kib()}))
+
+
+def peak_rss_kib() -> int:
+    """This process's own peak RSS (``VmHWM``; see ``_meepo_timed.peak_rss_kib``)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 """Measured runs: the raw decoder and ``meepo run --once``, each a fresh subprocess.
 
 Every run is one child process, waited for with ``os.wait4`` so that its own CPU time
-(user + sys) and peak RSS (``ru_maxrss``) are exact; wall time is from spawn to exit and
-so includes interpreter start-up on both sides. Each child also reports its streaming
-phase (``run``: the raw reader's life; ``Runner.run`` for meepo, see
-``_meepo_timed.py``), which is what rows/s and the ratios use; start-up is reported on its
-own. Sink state is reset before each run and checked after it (not timed): a run that
-delivered the wrong number of events, left dead letters, checkpointed anywhere but the
-range's end, or left the sink different from the MariaDB table, aborts the benchmark.
+(user + sys) is exact; peak RSS is the child's own ``VmHWM`` as it reports it (the meepo
+and raw children; ``ru_maxrss`` otherwise, which can include the parent's size); wall
+time is from spawn to exit and so includes interpreter start-up on both sides. Each
+child also reports its streaming phase (``run``: the raw reader's life; ``Runner.run``
+for meepo, see ``_meepo_timed.py``), which is what rows/s and the ratios use; start-up
+is reported on its own. Sink state is reset before each run and checked after it (not
+timed): a run that delivered the wrong number of events, left dead letters, checkpointed
+anywhere but the range's end, or left the sink different from the MariaDB table, aborts
+the benchmark.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -85,8 +88,10 @@ class Measurement:
 
 
 def run_child(argv: list[str], cwd: Path, env: dict[str, str] | None = None,
-              timeout: float = 1800) -> Child:
-    """Run ``argv`` to completion; its wall time, own CPU time and peak RSS."""
+              timeout: float = 1800, *, read_stdout: bool = True) -> Child:
+    """Run ``argv`` to completion; its wall time, own CPU time and peak RSS (stdout and
+    stderr go through files, so a chatty child is not slowed by a pipe). With
+    ``read_stdout=False`` its output stays in ``cwd / "child.out"`` (it can be large)."""
     out_path, err_path = cwd / "child.out", cwd / "child.err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         began = time.perf_counter()
@@ -103,7 +108,8 @@ def run_child(argv: list[str], cwd: Path, env: dict[str, str] | None = None,
             time.sleep(0.01)
         wall = time.perf_counter() - began
     proc.returncode = os.waitstatus_to_exitcode(status)
-    stdout, stderr = out_path.read_text(), err_path.read_text()
+    stdout = out_path.read_text() if read_stdout else ""
+    stderr = err_path.read_text()
     if proc.returncode != 0:
         raise BenchError(f"{' '.join(argv[-3:])} exited {proc.returncode}:\n{stderr[-3000:]}")
     return Child(wall, usage.ru_utime + usage.ru_stime, int(usage.ru_maxrss), stdout, stderr)
@@ -123,8 +129,31 @@ def raw_decode(env: Servers, prepared: Prepared) -> Measurement:
     if rows != prepared.workload.events:
         raise BenchError(f"raw decode of {prepared.workload.name} saw {rows} rows, the "
                          f"workload wrote {prepared.workload.events}")
-    return Measurement(prepared.workload.name, "raw", rows, child.wall, child.cpu, child.rss_kib,
-                       float(report["run"]), float(report["cpu"]))
+    return Measurement(prepared.workload.name, "raw", rows, child.wall, child.cpu,
+                       int(report.get("hwm_kib") or child.rss_kib), float(report["run"]),
+                       float(report["cpu"]))
+
+
+def c_reference(env: Servers, prepared: Prepared) -> Measurement:
+    """``mariadb-binlog --read-from-remote-server -v --base64-output=decode-rows`` over the
+    range: MariaDB's own C decoder, printing every row's values as text (the C limit)."""
+    m, (file, pos), (end_file, end_pos) = env.mariadb, prepared.start, prepared.end
+    binary = shutil.which("mariadb-binlog") or shutil.which("mysqlbinlog")
+    if binary is None:
+        raise BenchError("mariadb-binlog is not installed (apt-get install mariadb-client)")
+    stop = [f"--stop-position={end_pos}"] if end_file == file else ["--to-last-log"]
+    argv = [binary, "--read-from-remote-server", f"--host={m.host}", f"--port={m.port}",
+            f"--user={m.user}", f"--password={m.password}", "-v",
+            "--base64-output=decode-rows", f"--start-position={pos}", *stop, file]
+    child = run_child(argv, env.workdir, read_stdout=False)
+    with (env.workdir / "child.out").open("rb") as output:  # line by line: it is big
+        rows = sum(1 for line in output
+                   if line.startswith((b"### INSERT INTO", b"### UPDATE ", b"### DELETE FROM")))
+    if rows != prepared.workload.events:
+        raise BenchError(f"mariadb-binlog printed {rows} rows of {prepared.workload.name}, the "
+                         f"workload wrote {prepared.workload.events}")
+    return Measurement(prepared.workload.name, "mariadb-binlog", rows, child.wall, child.cpu,
+                       child.rss_kib, child.wall, child.cpu)
 
 
 def es_bulk(env: Servers, prepared: Prepared) -> Measurement:
@@ -233,6 +262,7 @@ def meepo_once(env: Servers, prepared: Prepared, sink: str, *, verify: bool = Tr
                                                  "bench", "--once"]
     child = run_child(argv, env.workdir, child_env(NEEDS[sink]))
     run, run_cpu = phase(child.stderr)
+    rss_kib = peak_rss(child)
     match = re.search(r"bench: (\d+) events in", child.stderr)
     if match is None:
         raise BenchError(f"no summary line from meepo:\n{child.stderr[-3000:]}")
@@ -247,8 +277,14 @@ def meepo_once(env: Servers, prepared: Prepared, sink: str, *, verify: bool = Tr
         raise BenchError(f"meepo -> {sink} dead-lettered events:\n{dead.read_text()[:2000]}")
     if verify:
         verify_sink(env, sink, workload.table)
-    return Measurement(workload.name, sink, events, child.wall, child.cpu, child.rss_kib,
-                       run, run_cpu)
+    return Measurement(workload.name, sink, events, child.wall, child.cpu, rss_kib, run, run_cpu)
+
+
+def peak_rss(child: Child) -> int:
+    """The child's own peak RSS as it reported it (``ru_maxrss`` can include its parent's
+    size, see ``_meepo_timed.peak_rss_kib``)."""
+    match = re.search(r"hwm_kib=(\d+)", child.stderr)
+    return int(match.group(1)) if match and int(match.group(1)) else child.rss_kib
 
 
 def phase(stderr: str) -> tuple[float, float]:
@@ -265,5 +301,5 @@ def meepo_idle(env: Servers, table: str) -> Measurement:
     child = run_child([sys.executable, str(BENCH_DIR / "_meepo_timed.py"), "run", "bench",
                        "--once"], env.workdir, child_env(NEEDS["null"]))
     run, run_cpu = phase(child.stderr)
-    return Measurement("(empty range)", "null", 0, child.wall, child.cpu, child.rss_kib,
+    return Measurement("(empty range)", "null", 0, child.wall, child.cpu, peak_rss(child),
                        run, run_cpu)

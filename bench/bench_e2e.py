@@ -5,8 +5,9 @@ temp dir and measures, side by side in one run:
 
 * per workload (narrow or wide rows x many small transactions or one huge one, each a
   binlog range of N inserts, N updates and N/2 deletes): raw python-mysql-replication
-  decoding of the range (the reference), then ``meepo run bench --once`` from the ``mysql``
-  source into ``null``, ``redis`` (invalidation), ``elasticsearch`` and ``sql``
+  decoding of the range (the reference), ``mariadb-binlog -v --base64-output=decode-rows``
+  over it (MariaDB's C decoder, the limit), then ``meepo run bench --once`` from the
+  ``mysql`` source into ``null``, ``redis`` (invalidation), ``elasticsearch`` and ``sql``
   (PostgreSQL replica); every run a fresh subprocess (peak RSS via ``wait4``), rounds
   interleaved and the best of ``--repeat`` kept; each sink's result is checked against
   the MariaDB table;
@@ -77,14 +78,16 @@ def log(message: str) -> None:
 
 def throughput(env: _env.Servers, prepared: Prepared, repeat: int,
                rounds: list[dict[str, object]]) -> list[_runs.Measurement]:
-    """Raw decode and the four pipelines, interleaved over ``repeat`` rounds; the best
+    """Raw decode, mariadb-binlog and the four pipelines, interleaved over ``repeat``
+    rounds; the best
     streaming time and CPU time of each, and its highest peak RSS. Every single run is
     appended to ``rounds`` (with its round number) for the per-round ratios."""
-    order = ["raw", *_runs.SINKS]
+    order = ["raw", "mariadb-binlog", *_runs.SINKS]
     runs: dict[str, list[_runs.Measurement]] = {name: [] for name in order}
     for round_ in range(repeat):
         for name in order if round_ % 2 == 0 else order[::-1]:
             m = (_runs.raw_decode(env, prepared) if name == "raw"
+                 else _runs.c_reference(env, prepared) if name == "mariadb-binlog"
                  else _runs.meepo_once(env, prepared, name))
             runs[name].append(m)
             rounds.append({"round": round_ + 1, **asdict(m)})
@@ -160,7 +163,9 @@ def main(argv: list[str] | None = None) -> None:
             log(f"  raw {raw.rate:,.0f} rows/s, RSS {raw.rss_mib:.0f} MiB")
             null = _runs.meepo_once(env, big, "null")
             log(f"  meepo -> null {null.rate:,.0f} rows/s, RSS {null.rss_mib:.0f} MiB")
-            results["big"] = [asdict(raw), asdict(null)]
+            c = _runs.c_reference(env, big)
+            log(f"  mariadb-binlog {c.rate:,.0f} rows/s, RSS {c.rss_mib:.0f} MiB")
+            results["big"] = [asdict(raw), asdict(null), asdict(c)]
             save_partial(results, args.out)
         latency = []
         for sinks in ([], ["redis"], ["elasticsearch"], ["sql"]):

@@ -32,6 +32,17 @@ def test_rejects_unknown_action_and_naive_timestamps() -> None:
         event(committed_at=datetime(2026, 1, 1))
 
 
+def test_trusted_builds_the_same_frozen_event() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    args = ("shop", "orders", "update", (1, "a"), {"id": 0}, {"id": 1}, {"pos": 4}, at,
+            "0-1-2", 42, ("id", "k"))
+    built, trusted = RowEvent(*args), RowEvent.trusted(*args)  # type: ignore[arg-type]
+    assert trusted == built and repr(trusted) == repr(built)
+    assert dataclasses.astuple(trusted) == dataclasses.astuple(built)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        trusted.pk = 8  # type: ignore[misc]
+
+
 def test_json_roundtrip_is_lossless() -> None:
     row = {
         "id": 18446744073709551615,

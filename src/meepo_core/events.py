@@ -74,6 +74,30 @@ class RowEvent:
         if self.committed_at.tzinfo is None:
             raise ValueError("committed_at must be timezone-aware (UTC)")
 
+    @classmethod
+    def trusted(
+        cls, schema: str, table: str, action: Action, pk: PrimaryKey, before: Row | None,
+        after: Row | None, position: Position, committed_at: datetime, txid: str | None,
+        sequence: int | None, pk_columns: tuple[str, ...] | None,
+    ) -> RowEvent:
+        """The event ``RowEvent(...)`` builds from the same arguments, for sources that
+        already guarantee what ``__post_init__`` checks (``action`` is one of ``ACTIONS``,
+        ``committed_at`` is timezone-aware). About 2.5x cheaper: the frozen constructor
+        sets every field through ``object.__setattr__`` and then validates."""
+        event = _new(cls)
+        _set_schema(event, schema)
+        _set_table(event, table)
+        _set_action(event, action)
+        _set_pk(event, pk)
+        _set_before(event, before)
+        _set_after(event, after)
+        _set_position(event, position)
+        _set_committed_at(event, committed_at)
+        _set_txid(event, txid)
+        _set_sequence(event, sequence)
+        _set_pk_columns(event, pk_columns)
+        return event
+
     @property
     def name(self) -> str:
         """The original meepo's event name, ``"{table}_{action}"``."""
@@ -89,6 +113,22 @@ class RowEvent:
         """The newest image: ``after``, or ``before`` for a delete."""
         image = self.after if self.after is not None else self.before
         return image if image is not None else {}
+
+
+# The slot descriptors behind RowEvent's fields, for RowEvent.trusted.
+_new = object.__new__
+_fields: dict[str, Any] = dict(vars(RowEvent))
+_set_schema = _fields["schema"].__set__
+_set_table = _fields["table"].__set__
+_set_action = _fields["action"].__set__
+_set_pk = _fields["pk"].__set__
+_set_before = _fields["before"].__set__
+_set_after = _fields["after"].__set__
+_set_position = _fields["position"].__set__
+_set_committed_at = _fields["committed_at"].__set__
+_set_txid = _fields["txid"].__set__
+_set_sequence = _fields["sequence"].__set__
+_set_pk_columns = _fields["pk_columns"].__set__
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from meepo_mysql import MySQLSource
 from meepo_core import Batch, Options, PipelineContext, RowEvent
 from meepo_core.settings import PipelineSettings
 from meepo_core.testing import make_context
+
+sys.path.insert(0, str(Path(__file__).parent))  # mysql_differential, the shared checker
 
 
 def binlog_end(server: Any) -> str:

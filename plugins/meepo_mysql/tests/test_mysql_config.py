@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from meepo_mysql import MySQLSource
 from meepo_mysql.config import parse_settings
-from meepo_mysql.decode import mysql_json
 from meepo_mysql.filters import ColumnRule, TableFilter
 from meepo_mysql.positions import (
     BinlogPosition,
@@ -18,6 +17,7 @@ from meepo_mysql.positions import (
     gtid_flavor,
     sequence_base,
 )
+from meepo_mysql.values import mysql_json
 
 from meepo_core import ConfigError, Options
 from meepo_core.plugins import load_registry
@@ -124,11 +124,14 @@ def test_table_filter_globs_and_system_schemas() -> None:
     assert not everything.follows("information_schema", "tables")
 
 
-def test_reader_prefilter_is_a_superset() -> None:
-    assert TableFilter(("shop.orders", "crm.users")).reader_prefilter() == (
-        ["crm", "shop"], ["orders", "users"])
-    assert TableFilter(("shop.order_*",)).reader_prefilter() == (["shop"], None)
-    assert TableFilter(("*.orders",)).reader_prefilter() == (None, ["orders"])
+def test_rules_hiding_names_each_rule_that_hides_a_column() -> None:
+    f = TableFilter(column_rules=(
+        ColumnRule("shop.users", exclude=("id",)),
+        ColumnRule("shop.*", include=("name",)),
+        ColumnRule("crm.*", exclude=("id",)),
+    ))
+    assert f.rules_hiding("shop", "users", "id") == ["shop.users", "shop.*"]
+    assert f.rules_hiding("shop", "orders", "name") == []
 
 
 def test_column_rules_all_apply() -> None:

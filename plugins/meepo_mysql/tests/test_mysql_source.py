@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from meepo_mysql import MySQLSource
-from pymysqlreplication.row_event import RowsEvent
+from meepo_mysql.rows import TableDecoder
 
 from meepo_core import Options
 from meepo_core.testing import SourceContract, run_meepo, write_config
@@ -231,20 +231,20 @@ def test_tables_and_columns_filtered_out_never_reach_sinks(harness: Any) -> None
 def test_rows_of_excluded_tables_are_not_decoded(
     harness: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A spy on the library's row decoder (the real one still runs) records the tables."""
+    """A spy on the row decoder (the real one still runs) records the tables."""
     harness.execute("CREATE TABLE wanted (id INT PRIMARY KEY)",
                     "CREATE TABLE unwanted (id INT PRIMARY KEY, blob_col TEXT)")
     start = harness.end()
     harness.execute("INSERT INTO unwanted VALUES (1, REPEAT('x', 1000)), (2, 'y')",
                     "INSERT INTO wanted VALUES (1)")
     decoded: list[str] = []
-    original = RowsEvent._fetch_rows
+    original = TableDecoder.decode
 
-    def spy(self: Any) -> None:
-        decoded.append(self.table)
-        original(self)
+    def spy(self: TableDecoder, *args: Any) -> list[Any]:
+        decoded.append(self.table.table)
+        return original(self, *args)
 
-    monkeypatch.setattr(RowsEvent, "_fetch_rows", spy)
+    monkeypatch.setattr(TableDecoder, "decode", spy)
     events, _ = harness.drain(None, start=start, tables=[f"{harness.db.name}.wanted"])
     assert [(e.table, e.pk) for e in events] == [("wanted", 1)]
     assert decoded == ["wanted"]

@@ -1,26 +1,28 @@
-"""Table-map parses are memoized by the event body: repeated statements on a table reuse one
-parse, and a changed definition (ALTER TABLE, a new table id) is parsed anew."""
+"""Table maps are parsed (and their row decoders built) once per definition, keyed by the
+event's bytes after the table id: repeated statements on a table reuse one parse, a changed
+definition (ALTER TABLE) is parsed anew, and a new table id for the same definition reuses
+it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from meepo_mysql import tablemaps
+from meepo_mysql import tablemap
 
 
 @pytest.fixture
 def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Counts the library's real table-map parses (a counting wrapper, not a fake)."""
+    """Counts the real table-map parses (a counting wrapper, not a fake)."""
     seen: list[str] = []
-    original = tablemaps._original_init
+    original = tablemap.parse_table_map
 
-    def counting(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        seen.append(getattr(self, "table", "?"))
+    def counting(definition: bytes, mariadb: bool) -> tablemap.TableMap:
+        parsed = original(definition, mariadb)
+        seen.append(parsed.table)
+        return parsed
 
-    monkeypatch.setattr(tablemaps, "_original_init", counting)
-    monkeypatch.setattr(tablemaps, "_memo", {})
+    monkeypatch.setattr(tablemap, "parse_table_map", counting)
     return seen
 
 
@@ -64,7 +66,7 @@ def test_alter_table_is_parsed_anew_and_decoded_with_the_new_columns(
     assert len(parses) == 4  # one parse per definition; the last serves two statements
 
 
-def test_a_new_table_id_for_the_same_definition_is_decoded_correctly(
+def test_a_new_table_id_for_the_same_definition_reuses_its_parse(
     harness: Any, parses: list[str]
 ) -> None:
     harness.execute("CREATE TABLE t (id INT PRIMARY KEY, v INT)")
@@ -73,4 +75,4 @@ def test_a_new_table_id_for_the_same_definition_is_decoded_correctly(
                     "INSERT INTO t VALUES (2, 2)", "INSERT INTO t VALUES (3, 3)")
     events, _ = harness.drain(None, start=start)
     assert [e.after for e in events] == [{"id": i, "v": i} for i in (1, 2, 3)]
-    assert len(parses) == 2
+    assert parses == ["t"]

@@ -13,6 +13,9 @@ from .filters import ColumnRule, TableFilter, split_pattern
 from .positions import FILE_POS, gtid_flavor, normalize_gtid
 
 NO_PK_CHOICES = ("skip", "row")
+#: ``meepo``: meepo's own row decoder; ``library``: python-mysql-replication's, as a
+#: reference for comparisons and bug reports (slower; see meepo_mysql.reference).
+DECODER_CHOICES = ("meepo", "library")
 _SSL_PARAMS = ("ssl_ca", "ssl_cert", "ssl_key")
 _BOOL_PARAMS = ("ssl_verify_cert", "ssl_verify_identity", "ssl_disabled")
 _SERVER_ID_BASE = 0x40000000  # derived ids fall in [2**30, 2**31), far from typical ones
@@ -46,6 +49,7 @@ class MySQLSettings:
     reconnect_attempts: int
     dsn_key: str  # e.g. tool.meepo.pipelines.orders.source.dsn, for runtime messages
     key_path: str = field(default="source")
+    decoder: str = "meepo"
 
     @property
     def address(self) -> str:
@@ -86,12 +90,13 @@ def parse_settings(options: Options) -> MySQLSettings:
     heartbeat = options.number("heartbeat", 10.0, minimum=0.1)
     no_pk = options.choice("no_pk", NO_PK_CHOICES, "skip")
     attempts = options.integer("reconnect_attempts", 10, minimum=0)
+    decoder = options.choice("decoder", DECODER_CHOICES, "meepo")
     options.done()
     return MySQLSettings(
         host=host, port=port, user=user, password=password, connect_args=connect_args,
         filter=TableFilter(tuple(tables), tuple(exclude), tuple(rules)), start=start,
         server_id=server_id, heartbeat=heartbeat, no_pk=no_pk, reconnect_attempts=attempts,
-        dsn_key=options.key_path("dsn"), key_path=options.path,
+        dsn_key=options.key_path("dsn"), key_path=options.path, decoder=decoder,
     )
 
 

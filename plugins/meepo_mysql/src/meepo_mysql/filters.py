@@ -80,27 +80,19 @@ class TableFilter:
             return frozenset()
         return frozenset(c for c in columns if not all(rule.keeps(c) for rule in rules))
 
-    def reader_prefilter(self) -> tuple[list[str] | None, list[str] | None]:
-        """``(only_schemas, only_tables)`` for ``BinLogStreamReader``: a superset of what
-        is followed, so the library skips table maps (and thus rows) of other tables
-        before decoding them. ``None`` where a glob makes a literal list impossible."""
-        schemas: set[str] = set()
-        tables: set[str] = set()
-        schema_literal = table_literal = True
+    def schemas(self) -> list[str] | None:
+        """The schemas that may hold followed tables, when every ``tables`` pattern names
+        its schema literally (for narrowing information_schema queries); else None."""
+        found = set()
         for pattern in self.tables:
             parts = split_pattern(pattern)
-            if parts is None:
-                return None, None
-            schema, table = parts
-            if is_glob(schema):
-                schema_literal = False
-            else:
-                schemas.add(schema)
-            if is_glob(table):
-                table_literal = False
-            else:
-                tables.add(table)
-        return (
-            sorted(schemas) if schema_literal else None,
-            sorted(tables) if table_literal else None,
-        )
+            if parts is None or is_glob(parts[0]):
+                return None
+            found.add(parts[0])
+        return sorted(found)
+
+    def rules_hiding(self, schema: str, table: str, column: str) -> list[str]:
+        """The patterns of the column rules that hide ``column`` of ``schema.table``."""
+        name = f"{schema}.{table}"
+        return [rule.pattern for rule in self.column_rules
+                if fnmatchcase(name, rule.pattern) and not rule.keeps(column)]

@@ -91,15 +91,20 @@ class MariaDBGtidState:
 
     def __init__(self, text: str | None = None) -> None:
         self.domains: dict[int, str] = {}
+        self._text: str | None = None
         for part in (text or "").split(","):
             if part.strip():
                 self.update(part.strip())
 
     def update(self, gtid: str) -> None:
-        self.domains[int(gtid.split("-", 1)[0])] = gtid
+        self.domains[int(gtid[:gtid.index("-")])] = gtid
+        self._text = None
 
     def __str__(self) -> str:
-        return ",".join(self.domains[d] for d in sorted(self.domains))
+        if self._text is None:
+            domains = self.domains
+            self._text = ",".join(domains[d] for d in sorted(domains))
+        return self._text
 
 
 class MySQLGtidState:

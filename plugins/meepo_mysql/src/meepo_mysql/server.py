@@ -12,6 +12,7 @@ import pymysql.cursors
 
 from meepo_core import SourceError
 
+from . import compat
 from .config import MySQLSettings
 from .positions import BinlogPosition
 
@@ -79,6 +80,11 @@ class ControlConnection:
                 raise connect_error(self.settings, exc) from exc
         return self._conn
 
+    def dump_settings(self) -> dict[str, Any]:
+        """pymysql arguments for the dump connection: as this one's, with its TLS
+        outcome (see :func:`meepo_mysql.compat.same_tls`)."""
+        return {**self.settings.connection_settings(), **compat.same_tls(self.connect())}
+
     def query(self, sql: str, *args: Any, dict_rows: bool = False) -> list[Any]:
         for attempt in (1, 2):
             conn = self.connect()
@@ -111,7 +117,7 @@ class ControlConnection:
         rows = self.query(
             "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', "
             "'binlog_row_image', 'binlog_row_metadata', 'binlog_row_value_options', 'gtid_mode', "
-            "'binlog_transaction_compression', 'log_bin_compress')"
+            "'binlog_transaction_compression')"
         )
         return {str(name).lower(): str(value) for name, value in rows}
 
@@ -150,17 +156,51 @@ class ControlConnection:
         value = rows[0][0] if rows else None
         return None if value is None else str(value)
 
-    def mariadb_json_columns(self, schema: str, table: str) -> frozenset[str]:
-        """Columns of ``schema.table`` declared JSON (MariaDB's ``json_valid`` check)."""
+    def mariadb_extended_types(self, schema: str, table: str) -> dict[str, str]:
+        """Columns of ``schema.table`` whose type the binlog does not name: JSON (MariaDB
+        stores it as LONGTEXT with a ``json_valid`` check), INET4, INET6 and UUID (stored
+        as BINARY), and temporal columns with fractional seconds in MariaDB 5.3's format
+        (written when ``mysql56_temporal_format`` is OFF), whose binlog form leaves their
+        size out. ``{column: "json" | "inet4" | "inet6" | "uuid" | "mariadb53"}``."""
+        found = {
+            str(name): "mariadb53" if "mariadb-5.3" in str(column_type) else str(kind).lower()
+            for name, kind, column_type in self.query(
+                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND (DATA_TYPE IN ('inet4', "
+                "'inet6', 'uuid') OR (COLUMN_TYPE LIKE '%%mariadb-5.3%%' AND "
+                "DATETIME_PRECISION > 0))", schema, table,
+            )
+        }
         rows = self.query(
             "SELECT CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
             "WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s AND LEVEL = 'Column'",
             schema, table,
         )
-        return frozenset(
-            str(name) for name, clause in rows
-            if re.fullmatch(r"\s*json_valid\(`?" + re.escape(str(name)) + r"`?\)\s*", str(clause))
-        )
+        for name, clause in rows:
+            if re.fullmatch(r"\s*json_valid\(`?" + re.escape(str(name)) + r"`?\)\s*",
+                            str(clause)):
+                found[str(name)] = "json"
+        return found
+
+    def collations(self) -> dict[int, str]:
+        """``{collation id: character set}`` of every collation the server has."""
+        try:  # MariaDB 10.10+ lists the UCA 14.0.0 collations (ids from 2048) only here
+            rows = self.query("SELECT ID, CHARACTER_SET_NAME FROM "
+                              "information_schema.COLLATION_CHARACTER_SET_APPLICABILITY")
+        except pymysql.err.MySQLError:
+            rows = self.query("SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS")
+        return {int(cid): str(name) for cid, name in rows}
+
+    def logs_cascades(self) -> bool:
+        """Whether the server writes rows changed by foreign-key cascades to the binlog:
+        MySQL 9.6+ does, unless ``innodb_native_foreign_keys`` is ON; MariaDB does not."""
+        if self.flavor != "mysql":
+            return False
+        numbers = re.match(r"(\d+)\.(\d+)", self.version)
+        if numbers is None or (int(numbers[1]), int(numbers[2])) < (9, 6):
+            return False
+        rows = self.query("SHOW GLOBAL VARIABLES LIKE 'innodb_native_foreign_keys'")
+        return not rows or str(rows[0][1]).upper() not in ("ON", "1")
 
     # -- preflight ------------------------------------------------------------------------
     def preflight(self) -> list[str]:
@@ -193,12 +233,14 @@ class ControlConnection:
                 "diffs: run SET GLOBAL binlog_row_value_options = '' and add "
                 f"binlog_row_value_options = '' {mycnf}"
             )
-        for name in ("binlog_transaction_compression", "log_bin_compress"):
-            if found.get(name, "OFF").upper() in ("ON", "1"):
-                problems.append(
-                    f"{name} is ON, and compressed binlog events cannot be decoded: run "
-                    f"SET GLOBAL {name} = OFF and add {name} = OFF {mycnf}"
-                )
+        # MariaDB's log_bin_compress events are decoded; MySQL's compressed transaction
+        # payloads (zstd) are not.
+        name = "binlog_transaction_compression"
+        if found.get(name, "OFF").upper() in ("ON", "1"):
+            problems.append(
+                f"{name} is ON, and compressed transaction payloads cannot be decoded: run "
+                f"SET GLOBAL {name} = OFF and add {name} = OFF {mycnf}"
+            )
         problems += self._privilege_problems()
         return problems
 

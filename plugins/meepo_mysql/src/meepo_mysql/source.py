@@ -8,15 +8,15 @@ from typing import Self
 
 from meepo_core import Batch, Options, PipelineContext, Position, Source, SourceError
 
+from . import cascades
 from .config import MySQLSettings, parse_settings
-from .decode import install_fixes
 from .filters import is_glob, split_pattern
 from .positions import BinlogPosition
 from .server import ControlConnection
 from .stream import BinlogStream
+from .transactions import starting_state
 
 log = logging.getLogger("meepo.mysql")
-logging.getLogger("pymysqlreplication").addHandler(logging.NullHandler())
 
 
 class MySQLSource(Source):
@@ -42,14 +42,47 @@ class MySQLSource(Source):
         return cls(parse_settings(options))
 
     def check(self) -> list[str]:
+        """Preflight problems (one line each); cascading foreign keys are logged as
+        warnings, since they do not stop a pipeline."""
         control = ControlConnection(self.settings)
         try:
+            self._warn_cascades(control)
             return self._problems(control)
         finally:
             control.close()
 
     def _problems(self, control: ControlConnection) -> list[str]:
-        return control.preflight() + self._start_problems(control) + self._table_problems(control)
+        return (control.preflight() + self._start_problems(control)
+                + self._table_problems(control) + self._hidden_key_problems(control))
+
+    def _warn_cascades(self, control: ControlConnection) -> None:
+        for cascade in cascades.find(control, self.settings.filter):
+            log.warning("%s", cascades.warning(cascade))
+
+    def _hidden_key_problems(self, control: ControlConnection) -> list[str]:
+        """``columns`` rules must not hide a primary-key column: the key is in every event."""
+        if not self.settings.filter.column_rules:
+            return []
+        sql = ("SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM "
+               "information_schema.KEY_COLUMN_USAGE WHERE CONSTRAINT_NAME = 'PRIMARY'")
+        schemas = self.settings.filter.schemas()
+        if schemas is not None:
+            sql += f" AND TABLE_SCHEMA IN ({', '.join(['%s'] * len(schemas))})"
+        rows = control.query(sql, *(schemas or ()))
+        problems = []
+        flt = self.settings.filter
+        for schema, table, column in rows:
+            schema, table, column = str(schema), str(table), str(column)
+            if not flt.follows(schema, table):
+                continue
+            for pattern in flt.rules_hiding(schema, table, column):
+                problems.append(
+                    f"{self.settings.key_path}.columns.\"{pattern}\" hides {column!r}, a "
+                    f"primary-key column of {schema}.{table}; every event carries its key in "
+                    "pk, so a key column cannot be hidden: keep the column, or leave the "
+                    "table out with exclude_tables"
+                )
+        return problems
 
     def _table_problems(self, control: ControlConnection) -> list[str]:
         """Tables named literally in ``tables`` must exist: a typo would follow nothing."""
@@ -87,7 +120,6 @@ class MySQLSource(Source):
     def stream(
         self, start: Position | None, context: PipelineContext, *, once: bool
     ) -> Iterator[Batch]:
-        install_fixes()
         control = self._control = ControlConnection(self.settings)
         try:
             problems = self._problems(control)
@@ -97,9 +129,7 @@ class MySQLSource(Source):
                     + "; ".join(problems)
                 )
             position, gtid_mode = self._resolve(start, control)
-            if control.flavor == "mariadb" and position.gtid is None and position.file:
-                gtid = control.mariadb_gtid_at(position.file, position.pos)
-                position = BinlogPosition(position.file, position.pos, gtid or None)
+            position, gtids = starting_state(control, position, gtid_mode)
             server_id = self.settings.resolved_server_id(context.pipeline)
             log.info(
                 "mysql source: %s %s from %s (%s mode) as replica server_id %d",
@@ -112,9 +142,11 @@ class MySQLSource(Source):
                 yield Batch((), position.to_json())
             stream = self._stream = BinlogStream(
                 self.settings, control, context, server_id=server_id, once=once,
-                gtid_mode=gtid_mode,
+                gtid_mode=gtid_mode, reference=self.settings.decoder == "library",
             )
-            yield from stream.batches(position)
+            for cascade in stream.tables.load_cascades():
+                log.warning("%s", cascades.warning(cascade))
+            yield from stream.batches(position, gtids)
         finally:
             control.close()
 

@@ -1,0 +1,106 @@
+"""Every use of a third-party library's internals, in one place.
+
+meepo-mysql patches nothing process-wide. What it needs beyond public APIs:
+
+* pymysql has no public call to send a raw command packet or to read the socket once a
+  binlog dump has turned the connection into an endless reply; :func:`send_command`
+  and :func:`stream_socket` reach its internals.
+* python-mysql-replication is kept as the *reference* decoder (``decoder = "library"``);
+  its per-event classes take a packet wrapper, a table map and a control connection
+  that are internal to its ``BinLogStreamReader``; :func:`library_packet` builds them.
+
+Written for pymysql 1.1 (checked with 1.2.4) and mysql-replication 1.0 (checked with
+1.0.17); the pyproject pins ``mysql-replication>=1.0,<1.1``.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pymysql
+
+
+def send_command(conn: pymysql.connections.Connection[Any], command: int, payload: bytes) -> None:
+    """Send ``command`` with ``payload`` (one packet, sequence ids reset) and read nothing.
+
+    pymysql 1.1: ``Connection._execute_command`` frames a command packet; the public
+    ``query`` would wait for a result set, which a binlog dump never finishes.
+    """
+    conn._execute_command(command, payload)
+
+
+def stream_socket(conn: pymysql.connections.Connection[Any]) -> socket.socket:
+    """The connection's socket (an ``ssl.SSLSocket`` with TLS).
+
+    pymysql 1.1 keeps it in ``Connection._sock``; after the dump request the server sends
+    only binlog packets, which meepo reads from the socket itself (see
+    :mod:`meepo_mysql.connection`). pymysql's buffered reader holds nothing at that
+    point: the last reply before the dump request was read to its end.
+    """
+    sock = conn._sock
+    if sock is None:
+        raise pymysql.err.OperationalError(2013, "Lost connection to MySQL server")
+    return sock  # type: ignore[no-any-return]
+
+
+def same_tls(conn: pymysql.connections.Connection[Any]) -> dict[str, Any]:
+    """Connect arguments that give another connection to the same server the TLS outcome
+    ``conn`` negotiated in pymysql's PREFERRED mode (no TLS options given), without
+    building another SSL context: loading the system's CA certificates costs tens of
+    milliseconds of CPU per connection. ``{}`` when TLS options were given explicitly.
+
+    pymysql 1.2: ``Connection.ssl`` (TLS attempted), ``_ssl_required`` (options given),
+    ``_secure`` (TLS in use) and ``ctx`` (the SSL context).
+    """
+    if not getattr(conn, "ssl", False) or getattr(conn, "_ssl_required", True):
+        return {}
+    if getattr(conn, "_secure", False):
+        return {"ssl": conn.ctx}
+    return {"ssl_disabled": True}
+
+
+class _ControlStandIn:
+    """What python-mysql-replication 1.0's event classes ask of their control connection
+    (``_get_dbms`` and ``charset``) when optional metadata names every column."""
+
+    def __init__(self, flavor: str) -> None:
+        self.flavor = flavor
+        self.charset = "utf8mb4"
+
+    def _get_dbms(self) -> str:
+        return self.flavor
+
+
+def library_event(
+    packet: bytes, table_map: dict[int, Any], flavor: str, checksum: bool,
+    post_header_lengths: bytes,
+) -> Any:
+    """python-mysql-replication's own event object for one dump packet.
+
+    mysql-replication 1.0: ``BinLogPacketWrapper(packet, table_map, ctl_connection,
+    mysql_version, use_checksum, allowed_events, only_tables, ignored_tables,
+    only_schemas, ignored_schemas, freeze_schema, ignore_decode_errors, verify_checksum,
+    optional_meta_data, enable_logging, use_column_name_cache, post_header_lengths)``
+    parses the packet as its ``BinLogStreamReader.fetchone`` does, and registers table
+    maps in ``table_map``. Returns the event (None if the library skips it).
+    """
+    from pymysqlreplication.packet import BinLogPacketWrapper
+    from pymysqlreplication.row_event import (
+        DeleteRowsEvent,
+        TableMapEvent,
+        UpdateRowsEvent,
+        WriteRowsEvent,
+    )
+
+    wrapper = BinLogPacketWrapper(
+        pymysql.protocol.MysqlPacket(packet, "utf8mb4"), table_map, _ControlStandIn(flavor),
+        (0, 0, 0), checksum,
+        frozenset({TableMapEvent, WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent}),
+        None, None, None, None, False, False, False, True, False, False,
+        list(post_header_lengths),
+    )
+    event = wrapper.event
+    if isinstance(event, TableMapEvent):
+        table_map[event.table_id] = event.get_table()
+    return event
