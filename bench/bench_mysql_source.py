@@ -44,7 +44,6 @@ from _env import DATABASE, Servers
 from _workloads import SHAPES, Prepared, Workload
 from meepo_testkit.servers import MariaDBServer, RedisServer
 
-
 #: py-spy sample buckets: label -> regular expression on a frame (inclusive time).
 PROFILE_BUCKETS = {
     "row decoding (generated code, conversions)": r"<meepo rows |values\.py|charsets\.py",

@@ -7,8 +7,8 @@ import queue
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from .dead_letters import DeadLetterStore
 from .events import RowEvent

@@ -3,6 +3,9 @@ the real MariaDB: every problem is one line naming the setting and its fix."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +15,7 @@ import pytest
 from meepo_testkit.servers import free_port
 
 from meepo_core import SourceError
-from meepo_core.testing import make_context, run_meepo, write_config
+from meepo_core.testing import make_context, meepo_command, run_meepo, write_config
 
 
 def test_check_passes_on_a_ready_server(harness: Any) -> None:
@@ -167,3 +170,93 @@ def test_compressed_binlog_events_are_decoded(harness: Any, global_setting: Any)
     assert events[0].after == {"id": 1, "v": "x" * 2000}
     assert events[2].after == {"id": 1, "v": "x" * 2000 + "y"}
     assert events[3].before == {"id": 2, "v": "short", "w": 7}
+
+
+def test_a_start_the_server_does_not_have_is_a_check_problem_and_saves_nothing(
+    mysql_db: Any, tmp_path: Path
+) -> None:
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    pipeline = {"source": {"type": "mysql", "dsn": mysql_db.server.dsn,
+                           "tables": [f"{mysql_db.name}.t"], "start": "binlog.999999:4"},
+                "sinks": [{"type": "print"}]}
+    write_config(tmp_path, {"p": pipeline})
+    check = run_meepo("check", "p", cwd=tmp_path)
+    assert check.returncode == 1 and "source: FAILED" in check.stdout
+    assert ("tool.meepo.pipelines.p.source.start = \"binlog.999999:4\": binlog binlog.999999 "
+            "is not on the server") in check.stderr
+    failed = run_meepo("run", "p", "--once", cwd=tmp_path)
+    assert failed.returncode == 1 and "binlog.999999 is not on the server" in failed.stderr
+    assert not (tmp_path / ".meepo" / "p.json").exists()  # nothing delivered, nothing saved
+    # the corrected start is used: the run starts where the config now says
+    file, pos = mysql_db.server.execute("SHOW MASTER STATUS", database=None)[0][:2]
+    mysql_db.execute("INSERT INTO t VALUES (1)")
+    write_config(tmp_path, {"p": {**pipeline, "source": {**pipeline["source"],
+                                                         "start": f"{file}:{pos}"}}})
+    fixed = run_meepo("run", "p", "--once", cwd=tmp_path)
+    assert fixed.returncode == 0, fixed.stderr
+    assert fixed.stdout.splitlines() == ["t_write 1"]
+
+
+def test_pipelines_of_the_same_name_in_two_projects_get_their_own_server_id(
+    mysql_db: Any, tmp_path: Path
+) -> None:
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    runs, ids = [], []
+    for project in ("one", "two"):
+        (tmp_path / project).mkdir()
+        write_config(tmp_path / project, {"orders": {
+            "source": {"type": "mysql", "dsn": mysql_db.server.dsn,
+                       "tables": [f"{mysql_db.name}.t"], "heartbeat": 1},
+            "sinks": [{"type": "print"}]}})
+        runs.append(subprocess.Popen(meepo_command("run", "orders"), cwd=tmp_path / project,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        ids.append(_wait_for_line(runs[-1], "mysql source:").rsplit("server_id ", 1)[1])
+    assert ids[0] != ids[1]
+    mysql_db.execute("INSERT INTO t VALUES (1)")
+    time.sleep(3)
+    for run in runs:
+        assert run.poll() is None, run.communicate()[1][-2000:]  # neither was dropped
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=30)
+        assert run.returncode == 0, err[-2000:]
+        assert out == "t_write 1\n"
+
+
+def test_two_pipelines_with_one_server_id_stop_naming_the_key(
+    mysql_db: Any, tmp_path: Path
+) -> None:
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    runs = []
+    for project in ("one", "two"):
+        (tmp_path / project).mkdir()
+        write_config(tmp_path / project, {"orders": {
+            "source": {"type": "mysql", "dsn": mysql_db.server.dsn, "server_id": 4242,
+                       "tables": [f"{mysql_db.name}.t"], "heartbeat": 1},
+            "sinks": [{"type": "print"}]}})
+        runs.append(subprocess.Popen(meepo_command("run", "orders"), cwd=tmp_path / project,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        _wait_for_line(runs[-1], "mysql source:")
+    first, second = runs
+    assert first.wait(30) == 1
+    err = first.communicate()[1]
+    assert ("with this pipeline's server_id 4242" in err
+            and "set tool.meepo.pipelines.orders.source.server_id" in err), err[-2000:]
+    assert "Traceback" not in err
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(30) == 0
+
+
+def _wait_for_line(run: subprocess.Popen[str], text: str, timeout: float = 60) -> str:
+    """Read ``run``'s stderr until a line contains ``text`` and return that line (the rest
+    stays readable)."""
+    assert run.stderr is not None
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = run.stderr.readline()
+        seen.append(line)
+        if text in line:
+            return line.strip()
+        if not line and run.poll() is not None:
+            break
+    raise AssertionError(f"no line with {text!r}: {''.join(seen)[-2000:]}")

@@ -62,11 +62,15 @@ class MySQLSettings:
             "charset": "utf8mb4", **self.connect_args,
         }
 
-    def resolved_server_id(self, pipeline: str) -> int:
-        """``server_id`` if set, else a stable id derived from the pipeline name."""
-        if self.server_id is not None:
+    def resolved_server_id(self, identity: str, purpose: str = "run") -> int:
+        """``server_id`` if set (for ``meepo run``), else a stable id derived from the
+        pipeline's identity (host, config file, name and purpose), so that pipelines of the
+        same name in two projects, or a backfill next to its live pipeline, never share one.
+        """
+        if self.server_id is not None and purpose == "run":
             return self.server_id
-        return _SERVER_ID_BASE + (zlib.crc32(f"meepo:{pipeline}".encode()) & 0x3FFFFFFF)
+        seed = f"meepo:{self.server_id}:{identity}" if self.server_id else f"meepo:{identity}"
+        return _SERVER_ID_BASE + (zlib.crc32(seed.encode()) & 0x3FFFFFFF)
 
 
 def parse_settings(options: Options) -> MySQLSettings:

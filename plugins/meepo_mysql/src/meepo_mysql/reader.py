@@ -26,6 +26,7 @@ from .positions import BinlogPosition
 from .server import (
     ER_ACCESS_DENIED,
     ER_MASTER_FATAL_READING_BINLOG,
+    ER_SLAVE_SAME_ID,
     ControlConnection,
     error_code,
     error_text,
@@ -100,6 +101,14 @@ class DumpReader:
             return
         code = error_code(exc)
         where = f"MySQL at {self.settings.address}"
+        if code == ER_SLAVE_SAME_ID or "same server_uuid/server_id" in error_text(exc):
+            raise SourceError(
+                f"another replica connected to {where} with this pipeline's server_id "
+                f"{self.server_id}, and the server dropped this one ({error_text(exc)}); set "
+                f"{self.settings.key_path}.server_id to a number no other replica of the "
+                "server uses, or remove it: meepo then derives one from the host, the config "
+                "file and the pipeline name"
+            ) from exc
         if code == ER_MASTER_FATAL_READING_BINLOG:
             text = error_text(exc)
             if "purged" in text.lower() or "could not find" in text.lower():

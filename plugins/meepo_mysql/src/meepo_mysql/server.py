@@ -23,6 +23,8 @@ RETRYABLE_CODES = frozenset({1053, 1077, 1152, 1158, 1159, 1160, 1161, 1317, 192
                              2002, 2003, 2006, 2013, 2055})
 ER_ACCESS_DENIED = (1044, 1045, 1698)
 ER_MASTER_FATAL_READING_BINLOG = 1236
+#: MariaDB: "A slave with the same server_uuid/server_id is already connected".
+ER_SLAVE_SAME_ID = 4052
 ER_PARSE_ERROR = 1064
 
 
@@ -143,7 +145,29 @@ class ControlConnection:
         return BinlogPosition(str(rows[0][0]), int(rows[0][1]), gtid or None)
 
     def binary_logs(self) -> list[str]:
-        return [str(row[0]) for row in self.query("SHOW BINARY LOGS")]
+        return list(self.binary_log_sizes())
+
+    def binary_log_sizes(self) -> dict[str, int]:
+        """The binlog files the server still has, oldest first, with their sizes."""
+        return {str(row[0]): int(row[1]) for row in self.query("SHOW BINARY LOGS")}
+
+    def missing_position(self, position: BinlogPosition) -> str | None:
+        """Why the server cannot stream from ``position`` (a file/pos), or None when it
+        can: the file was purged or never existed, or the offset lies past its end."""
+        if not position.file:
+            return None
+        try:
+            files = self.binary_log_sizes()
+        except pymysql.err.MySQLError:  # no BINLOG MONITOR: preflight says what to GRANT
+            return None
+        if position.file not in files:
+            oldest = next(iter(files), None)
+            return (f"binlog {position.file} is not on the server (it was purged, or never "
+                    f"existed); the oldest it has is {oldest or 'none'}")
+        if position.pos > files[position.file]:
+            return (f"binlog {position.file} has {files[position.file]} bytes, fewer than the "
+                    f"offset {position.pos}")
+        return None
 
     def mariadb_gtid_at(self, file: str, pos: int) -> str | None:
         """MariaDB's GTID state at ``file:pos`` (``BINLOG_GTID_POS``; ``""`` when no GTID

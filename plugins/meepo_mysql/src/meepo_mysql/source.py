@@ -30,8 +30,6 @@ class MySQLSource(Source):
     ``file:offset`` of its first event when the server has no GTIDs).
     """
 
-    type_name = "mysql"
-
     def __init__(self, settings: MySQLSettings) -> None:
         self.settings = settings
         self._control: ControlConnection | None = None
@@ -51,9 +49,12 @@ class MySQLSource(Source):
         finally:
             control.close()
 
-    def _problems(self, control: ControlConnection) -> list[str]:
-        return (control.preflight() + self._start_problems(control)
-                + self._table_problems(control) + self._hidden_key_problems(control))
+    def _problems(self, control: ControlConnection, *, with_start: bool = True) -> list[str]:
+        """Preflight, tables, hidden keys and (``with_start``: no checkpoint yet) the
+        configured start."""
+        start = self._start_problems(control) if with_start else []
+        return (control.preflight() + start + self._table_problems(control)
+                + self._hidden_key_problems(control))
 
     def _warn_cascades(self, control: ControlConnection) -> None:
         for cascade in cascades.find(control, self.settings.filter):
@@ -103,11 +104,41 @@ class MySQLSource(Source):
                 )
         return problems
 
+    def check_resume(self, position: Position) -> list[str]:
+        try:
+            checkpoint = BinlogPosition.from_json(position)
+        except ValueError as exc:
+            return [f"the checkpoint is not a mysql position ({exc}); delete it to restart "
+                    f"from {self.settings.key_path}.start"]
+        control = ControlConnection(self.settings)
+        try:
+            return self._resume_problems(control, checkpoint)
+        finally:
+            control.close()
+
+    def _resume_problems(self, control: ControlConnection, checkpoint: BinlogPosition) -> list[str]:
+        """The checkpoint's binlog must still be on the server (GTID resumes excepted)."""
+        if checkpoint.gtid is not None and (
+                self.settings.start.kind == "gtid" or not checkpoint.file):
+            return []
+        why = control.missing_position(checkpoint)
+        if why is None:
+            return []
+        return [f"cannot resume from the checkpoint {checkpoint.to_json()}: {why}; to recover, "
+                "delete the checkpoint and set start (\"latest\", \"FILE:POS\" or a GTID "
+                "set), then backfill the sinks (meepo snapshot)"]
+
     def _start_problems(self, control: ControlConnection) -> list[str]:
         start = self.settings.start
+        key = f"{self.settings.key_path}.start"
+        if start.kind == "position":
+            assert start.file is not None and start.pos is not None
+            why = control.missing_position(BinlogPosition(start.file, start.pos))
+            return [] if why is None else [
+                f"{key} = \"{start.file}:{start.pos}\": {why}; set start to a position of "
+                "SHOW BINARY LOGS, \"earliest\" or \"latest\""]
         if start.kind != "gtid":
             return []
-        key = f"{self.settings.key_path}.start"
         if start.flavor != control.flavor:
             return [f"{key} is a {start.flavor} GTID set but the server is "
                     f"{control.flavor} ({control.version}); write a {control.flavor} GTID set"]
@@ -122,23 +153,28 @@ class MySQLSource(Source):
     ) -> Iterator[Batch]:
         control = self._control = ControlConnection(self.settings)
         try:
-            problems = self._problems(control)
+            problems = self._problems(control, with_start=start is None)
             if problems:
                 raise SourceError(
                     f"MySQL at {self.settings.address} is not ready for meepo: "
                     + "; ".join(problems)
                 )
             position, gtid_mode = self._resolve(start, control)
+            if start is not None:
+                problems = self._resume_problems(control, position)
+                if problems:
+                    raise SourceError(problems[0])
             position, gtids = starting_state(control, position, gtid_mode)
-            server_id = self.settings.resolved_server_id(context.pipeline)
+            server_id = self.settings.resolved_server_id(context.identity, context.purpose)
             log.info(
                 "mysql source: %s %s from %s (%s mode) as replica server_id %d",
                 control.flavor, self.settings.address, position.to_json(),
                 "GTID" if gtid_mode else "file/pos", server_id,
             )
-            if start is None:
-                # Checkpoint the resolved start at once, so a crash before the first
-                # transaction does not move "latest" forward and skip changes.
+            if start is None and self.settings.start.kind in ("latest", "earliest"):
+                # A start that moves with time is checkpointed at once, so a crash before
+                # the first transaction does not move "latest" forward and skip changes. A
+                # fixed start is not: a rerun resolves it again (or a corrected one).
                 yield Batch((), position.to_json())
             stream = self._stream = BinlogStream(
                 self.settings, control, context, server_id=server_id, once=once,
