@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Self
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Self
 
-from meepo_core import Batch, Options, PipelineContext, Position, Source, SourceError
+from meepo_core import (
+    Batch,
+    Options,
+    PipelineContext,
+    Position,
+    RowEvent,
+    SnapshotTable,
+    Source,
+    SourceError,
+)
 
 from . import cascades
 from .config import MySQLSettings, parse_settings
 from .filters import is_glob, split_pattern
 from .positions import BinlogPosition
 from .server import ControlConnection
+from .snapshot import MySQLSnapshots, Watermarks
 from .stream import BinlogStream
 from .transactions import starting_state
 
@@ -32,6 +42,8 @@ class MySQLSource(Source):
 
     def __init__(self, settings: MySQLSettings) -> None:
         self.settings = settings
+        self.watermarks = Watermarks()
+        self.snapshots = MySQLSnapshots(settings, self.watermarks)
         self._control: ControlConnection | None = None
         self._stream: BinlogStream | None = None
 
@@ -179,6 +191,7 @@ class MySQLSource(Source):
             stream = self._stream = BinlogStream(
                 self.settings, control, context, server_id=server_id, once=once,
                 gtid_mode=gtid_mode, reference=self.settings.decoder == "library",
+                marks=self.watermarks,
             )
             for cascade in stream.tables.load_cascades():
                 log.warning("%s", cascades.warning(cascade))
@@ -216,6 +229,29 @@ class MySQLSource(Source):
         assert configured.gtid is not None
         return BinlogPosition("", 4, configured.gtid), True
 
+    def current_position(self) -> Position | None:
+        control = ControlConnection(self.settings)
+        try:
+            position = control.current_position()
+            if control.flavor == "mariadb":
+                gtid = control.mariadb_gtid_at(position.file, position.pos)
+                position = BinlogPosition(position.file, position.pos, gtid or None)
+            return position.to_json()
+        finally:
+            control.close()
+
+    # -- snapshots (see meepo_mysql.snapshot) ---------------------------------------------
+    def snapshot_tables(self, names: Sequence[str] | None = None) -> list[SnapshotTable]:
+        return self.snapshots.tables(names)
+
+    def read_chunk(self, table: SnapshotTable, after: tuple[Any, ...] | None, limit: int,
+                   where: Mapping[str, Any] | None = None) -> list[RowEvent]:
+        return self.snapshots.read_chunk(table, after, limit, where)
+
+    def write_watermark(self, mark: str) -> None:
+        self.snapshots.write_watermark(mark)
+
     def close(self) -> None:
+        self.snapshots.close()
         if self._stream is not None:
             self._stream.close()

@@ -33,6 +33,7 @@ from .positions import BinlogPosition
 from .reader import HEALTHY_AFTER, LOST, ConnectionEnded, DumpReader, Stalled
 from .rows import RowDecodeError, UnsupportedColumn, parse_rows_body
 from .server import ControlConnection
+from .snapshot import Watermarks
 from .tables import TablePlan, Tables
 from .transactions import GtidState, TransactionTracker
 
@@ -51,8 +52,10 @@ class BinlogStream:
     def __init__(
         self, settings: MySQLSettings, control: ControlConnection, context: PipelineContext,
         *, server_id: int, once: bool, gtid_mode: bool, reference: bool = False,
+        marks: Watermarks | None = None,
     ) -> None:
         self.settings = settings
+        self.marks = marks if marks is not None else Watermarks()
         self.control = control
         self.context = context
         self.once = once
@@ -106,6 +109,15 @@ class BinlogStream:
 
     # -- the hot loop ---------------------------------------------------------------------
     def _read(self, dump: DumpConnection, tracker: TransactionTracker) -> Iterator[Batch]:
+        marks = self.marks
+        marks.running((tracker.file_index, tracker.committed.pos))
+        try:
+            yield from self._events(dump, tracker, marks)
+        finally:
+            marks.running(None)
+
+    def _events(self, dump: DumpConnection, tracker: TransactionTracker,
+                marks: Watermarks) -> Iterator[Batch]:
         read, unpack, crc = dump.read_packet, bl.HEADER.unpack_from, zlib.crc32
         checksum = dump.checksum
         stopping, out = self.context.stopping, tracker.out
@@ -113,7 +125,15 @@ class BinlogStream:
         plans: dict[int, TablePlan | None] = {}  # table id -> plan (ids are per connection)
         fmt = _DEFAULT_FORMAT
         rows_events = bl.ROWS_EVENTS
+        last = tracker.committed.pos  # the end of the last event read (in tracker.file)
         while True:
+            # Snapshots (see meepo_mysql.snapshot): one attribute read per event otherwise.
+            if marks.wanted:
+                marks.point((tracker.file_index, last))
+            if marks.pending and not tracker.in_transaction:
+                self._watermarks(tracker, last)
+                if out:
+                    yield from self._deliver(out, tracker, last)
             try:
                 packet = read()
             except Idle:
@@ -121,16 +141,22 @@ class BinlogStream:
                     return
                 # caught up with the server: deliver what is complete now
                 if (batch := tracker.flush()) is not None:
-                    yield batch
+                    out.append(batch)
+                    yield from self._deliver(out, tracker, last)
                 if dump.silent_for() > self.stall_after:
                     raise Stalled(f"nothing received for {dump.silent_for():.1f}s (heartbeat "
                                   f"{self.settings.heartbeat:g}s)") from None
                 continue
             except DumpEnded:
                 if self.once:
+                    if marks.pending and not tracker.in_transaction:
+                        self._watermarks(tracker, last)
+                        yield from self._deliver(out, tracker, last)
                     return
                 raise ConnectionEnded("the server ended the binlog dump") from None
             timestamp, kind, server_id, size, next_pos, _ = unpack(packet, 1)
+            if next_pos:  # 0 in the events the server makes up (a dump's first rotate)
+                last = next_pos
             end = len(packet)
             if checksum and kind != bl.FORMAT_DESCRIPTION:
                 end -= 4
@@ -148,8 +174,7 @@ class BinlogStream:
                     continue  # a table not followed: its rows are never decoded
                 self._rows(plan, spec, packet, end, fmt, kind, tracker, timestamp, start)
                 if out:
-                    yield from out
-                    out.clear()
+                    yield from self._deliver(out, tracker, last)
             elif kind == bl.TABLE_MAP:
                 id_size = 4 if fmt.post_header(kind, 8) == 6 else 6
                 table_id = int.from_bytes(packet[20:20 + id_size], "little")
@@ -173,6 +198,7 @@ class BinlogStream:
                 name, position = bl.parse_rotate(packet[20:end])
                 plans.clear()
                 tracker.rotate(name, position, real=timestamp != 0)
+                last = position
             elif kind == bl.FORMAT_DESCRIPTION:
                 fmt = bl.parse_format_description(packet[20:])
             elif kind == bl.TRANSACTION_PAYLOAD:
@@ -193,10 +219,23 @@ class BinlogStream:
             else:
                 continue  # heartbeats and events meepo does not act on
             if out:
-                yield from out
-                out.clear()
+                yield from self._deliver(out, tracker, last)
             if not tracker.in_transaction and stopping.is_set():
                 return
+
+    def _deliver(self, out: list[Batch], tracker: TransactionTracker, last: int
+                 ) -> Iterator[Batch]:
+        """Yield ``out`` (then empty it); a snapshot may pause the reader meanwhile."""
+        marks = self.marks
+        marks.suspend((tracker.file_index, last))
+        yield from out
+        out.clear()
+        marks.unsuspend()
+
+    def _watermarks(self, tracker: TransactionTracker, last: int) -> None:
+        """Report the snapshot watermarks the stream has reached (see meepo_mysql.snapshot)."""
+        for sequence, mark in self.marks.due(tracker.file_index, last):
+            tracker.watermark(mark, sequence)
 
     def _rows(self, plan: TablePlan, spec: tuple[str, int, bool], packet: bytes, end: int,
               fmt: bl.FormatDescription, kind: int, tracker: TransactionTracker,

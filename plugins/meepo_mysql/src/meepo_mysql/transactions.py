@@ -181,6 +181,14 @@ class TransactionTracker:
             self.out.append(batch)
         self._reset()
 
+    def watermark(self, mark: str, sequence: int) -> None:
+        """A snapshot watermark at the current transaction boundary: its own empty
+        transaction, ending at the last boundary's position."""
+        self.batcher.watermark(mark, sequence, datetime.now(UTC))
+        batch = self.batcher.commit(self._position)
+        if batch is not None:
+            self.out.append(batch)
+
     @property
     def committed(self) -> BinlogPosition:
         """The last transaction boundary: where a new dump starts."""

@@ -1,0 +1,370 @@
+"""Snapshots for the ``mysql`` source: chunks read in key order, each exactly at a binlog
+position, which the stream reports as the chunk's watermarks.
+
+MariaDB: a chunk is read inside ``START TRANSACTION WITH CONSISTENT SNAPSHOT``, and
+``binlog_snapshot_file``/``binlog_snapshot_position`` name the binlog position that snapshot
+is consistent with: every transaction before it is in the rows read, none after it. The low
+and the high watermark are both that position (a window with nothing inside), so the chunk
+is delivered when the stream reaches it: after every change it already contains and before
+every change it does not. Nothing is written to the database. MySQL has no such status;
+its binlog position and the InnoDB snapshot are not taken atomically, so the ``mysql``
+source refuses snapshots there.
+
+Values: a chunk's rows must equal what the stream would deliver for them. Text is read as
+its stored bytes (``CAST(col AS BINARY)``) and decoded by :mod:`meepo_mysql.charsets`
+exactly as the stream decodes it (SELECT's utf8mb4 shows an unmappable byte as ``?``);
+FLOAT is read as the DOUBLE it holds; temporal, BIT, SET, JSON and zero-date values are
+mapped as the stream's decoder maps them (see the README's type table).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pymysql
+
+from meepo_core import ConfigError, RowEvent, SnapshotTable, SourceError
+
+from . import charsets
+from .config import MySQLSettings
+from .positions import BinlogPosition, file_index
+from .server import ControlConnection, connect_error, error_text
+from .values import bit_value, mariadb_json
+
+_TEXT_TYPES = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext",
+                         "enum", "set"})
+_ZERO = frozenset({"0000-00-00", "0000-00-00 00:00:00"})
+
+Convert = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    select: str  # the SELECT expression
+    convert: Convert | None
+
+
+class Watermarks:
+    """What the snapshot reader and the binlog reader (two threads) share.
+
+    ``pending`` are the binlog positions the stream must report as watermarks when it
+    reaches them. The pause lets the snapshot reader stop the binlog reader between two
+    events while it reads a chunk, so that the chunk's position is never behind the
+    stream: the binlog reader calls :meth:`point` between events (only while
+    :attr:`wanted` is set: one attribute read per event otherwise), and
+    :meth:`suspend`/:meth:`resume` around its yields, where it reads nothing anyway.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.pending: list[tuple[int, int, str]] = []  # (file index, pos, mark), in order
+        self.wanted = False  # a pause is asked for
+        self._stopped = True  # the binlog reader reads nothing now (paused, or not running)
+        self.position: tuple[int, int] | None = None  # where it stopped
+
+    # -- the snapshot reader's side ------------------------------------------------------
+    def pause(self, timeout: float = 30.0) -> tuple[int, int] | None:
+        """Stop the binlog reader between two events; its position then, if known."""
+        with self._cond:
+            self.wanted = True
+            if not self._cond.wait_for(lambda: self._stopped, timeout):
+                self.wanted = False
+                raise SourceError(f"the binlog reader did not pause within {timeout:.0f}s "
+                                  "for a snapshot chunk")
+            return self.position
+
+    def add_and_resume(self, position: BinlogPosition, marks: Sequence[str]) -> None:
+        """Report ``marks`` when the stream reaches ``position``; let the reader go on."""
+        with self._cond:
+            index = file_index(position.file)
+            self.pending += [(index, position.pos, mark) for mark in marks]
+            self.wanted = False
+            self._cond.notify_all()
+
+    def resume(self) -> None:
+        """Let the reader go on without marks (the chunk could not be read)."""
+        with self._cond:
+            self.wanted = False
+            self._cond.notify_all()
+
+    # -- the binlog reader's side --------------------------------------------------------
+    def running(self, position: tuple[int, int] | None) -> None:
+        """The binlog reader starts reading (at ``position``) or, with None, stops."""
+        with self._cond:
+            self._stopped = position is None
+            if position is not None:
+                self.position = position
+            self._cond.notify_all()
+        if position is not None and self.wanted:
+            self.point(position)
+
+    def point(self, position: tuple[int, int]) -> None:
+        """Between two events, at ``position``: wait here while a pause is wanted."""
+        with self._cond:
+            self.position = position
+            if not self.wanted:
+                return
+            self._stopped = True
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: not self.wanted)
+            self._stopped = False
+
+    def suspend(self, position: tuple[int, int]) -> None:
+        """Before a yield: the reader reads nothing until :meth:`unsuspend`."""
+        with self._cond:
+            self.position = position
+            self._stopped = True
+            self._cond.notify_all()
+
+    def unsuspend(self) -> None:
+        """After a yield: wait while a pause is wanted, then read on."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self.wanted)
+            self._stopped = False
+
+    def due(self, index: int, pos: int) -> list[tuple[int, str]]:
+        """The marks at or before ``(index, pos)``, removed, as ``(sequence, mark)``."""
+        with self._cond:
+            taken = [m for m in self.pending if (m[0], m[1]) <= (index, pos)]
+            if taken:
+                self.pending = [m for m in self.pending if (m[0], m[1]) > (index, pos)]
+        return [((i << 32) | p, mark) for i, p, mark in taken]
+
+
+class MySQLSnapshots:
+    """The snapshot capability of one :class:`~meepo_mysql.source.MySQLSource`."""
+
+    def __init__(self, settings: MySQLSettings, watermarks: Watermarks) -> None:
+        self.settings = settings
+        self.watermarks = watermarks
+        self._control: ControlConnection | None = None
+        self._reader: Any = None
+        self._columns: dict[str, list[_Column]] = {}
+        self._chunk_at: BinlogPosition | None = None
+        self._low: str | None = None
+        self._paused_at: tuple[int, int] | None = None
+
+    @property
+    def control(self) -> ControlConnection:
+        if self._control is None:
+            self._control = ControlConnection(self.settings)
+        return self._control
+
+    def tables(self, names: Sequence[str] | None) -> list[SnapshotTable]:
+        control = self.control
+        if control.flavor != "mariadb":
+            raise SourceError(
+                f"snapshots of the mysql source need MariaDB's binlog_snapshot_position, "
+                f"which {control.version} lacks: copy the tables another way, then start the "
+                "pipeline from the binlog position of that copy")
+        rows = control.query(
+            "SELECT t.TABLE_SCHEMA, t.TABLE_NAME, t.TABLE_ROWS, GROUP_CONCAT(k.COLUMN_NAME "
+            "ORDER BY k.ORDINAL_POSITION SEPARATOR '\\0') FROM information_schema.TABLES t "
+            "LEFT JOIN information_schema.KEY_COLUMN_USAGE k ON k.TABLE_SCHEMA = t.TABLE_SCHEMA "
+            "AND k.TABLE_NAME = t.TABLE_NAME AND k.CONSTRAINT_NAME = 'PRIMARY' "
+            "WHERE t.TABLE_TYPE = 'BASE TABLE' "
+            + self._schema_clause() + " GROUP BY t.TABLE_SCHEMA, t.TABLE_NAME, t.TABLE_ROWS",
+            *(self.settings.filter.schemas() or ()))
+        followed = {
+            f"{schema}.{table}": (str(schema), str(table), estimate, key)
+            for schema, table, estimate, key in rows
+            if self.settings.filter.follows(str(schema), str(table))
+        }
+        wanted = list(names) if names is not None else sorted(followed)
+        found = []
+        for name in wanted:
+            if name not in followed:
+                raise ConfigError("--table", f"{name} is not among the pipeline's tables: "
+                                  f"{', '.join(sorted(followed)) or 'none'}")
+            schema, table, estimate, key = followed[name]
+            if not key:
+                raise SourceError(f"table {name} has no primary key: a snapshot reads it in "
+                                  "key order and sinks need the key; add a primary key")
+            found.append(SnapshotTable(schema, table, tuple(str(key).split("\0")),
+                                       int(estimate) if estimate is not None else None))
+        return found
+
+    def _schema_clause(self) -> str:
+        schemas = self.settings.filter.schemas()
+        if schemas is None:
+            return ""
+        return f"AND t.TABLE_SCHEMA IN ({', '.join(['%s'] * len(schemas))}) "
+
+    # -- chunks ---------------------------------------------------------------------------
+    def write_watermark(self, mark: str) -> None:
+        """The low mark pauses the binlog reader and waits for the chunk's position; the
+        high mark puts both at that position and lets the reader go on (see the module
+        docstring)."""
+        if self._low is None:
+            self._low = mark
+            self._paused_at = self.watermarks.pause()
+            return
+        low, self._low = self._low, None
+        at, self._chunk_at = self._chunk_at, None
+        if at is None:
+            self.watermarks.resume()
+            raise SourceError("a snapshot watermark without a chunk read between")
+        self.watermarks.add_and_resume(at, (low, mark))
+
+    def read_chunk(self, table: SnapshotTable, after: tuple[Any, ...] | None, limit: int,
+                   where: Mapping[str, Any] | None) -> list[RowEvent]:
+        columns = self._columns_of(table)
+        quoted_key = [_quote(name) for name in table.key]
+        conditions, params = [], []
+        if after is not None:
+            conditions.append(f"({', '.join(quoted_key)}) > ({', '.join(['%s'] * len(after))})")
+            params += list(after)
+        for name, value in (where or {}).items():
+            if value is None:
+                conditions.append(f"{_quote(name)} IS NULL")
+            else:
+                conditions.append(f"{_quote(name)} = %s")
+                params.append(value)
+        sql = (f"SELECT {', '.join(c.select for c in columns)} FROM {_quote(table.schema)}."
+               f"{_quote(table.table)}" + (f" WHERE {' AND '.join(conditions)}" if conditions
+                                          else "")
+               + f" ORDER BY {', '.join(quoted_key)} LIMIT {int(limit)}")
+        try:
+            at, rows = self._consistent_read(sql, params)
+        except BaseException:
+            self._low = None
+            self.watermarks.resume()
+            raise
+        self._chunk_at = at
+        now = datetime.now(UTC)
+        index = [next(i for i, c in enumerate(columns) if c.name == k) for k in table.key]
+        hidden = self.settings.filter.hidden_columns(table.schema, table.table,
+                                                     [c.name for c in columns])
+        events = []
+        for raw in rows:
+            values = [v if v is None or c.convert is None else c.convert(v)
+                      for v, c in zip(raw, columns, strict=True)]
+            pk = values[index[0]] if len(index) == 1 else tuple(values[i] for i in index)
+            image = {c.name: v for c, v in zip(columns, values, strict=True)
+                     if c.name not in hidden}
+            events.append(RowEvent(table.schema, table.table, "read", pk, None, image, None,
+                                   now, None, None, table.key))
+        return events
+
+    def _consistent_read(self, sql: str, params: list[Any]) -> tuple[BinlogPosition, Any]:
+        """The chunk's rows and the binlog position they are consistent with, which is at
+        or after where the paused reader stopped: a transaction the reader has read may
+        still be committing in InnoDB (its binlog is written first), so the read is
+        repeated until its snapshot includes it."""
+        paused = self._paused_at
+        for attempt in range(200):
+            conn = self._connection()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                    cur.execute("SHOW STATUS WHERE Variable_name IN "
+                                "('binlog_snapshot_file', 'binlog_snapshot_position')")
+                    status = {str(k).lower(): str(v) for k, v in cur.fetchall()}
+                    at = BinlogPosition(status["binlog_snapshot_file"],
+                                        int(status["binlog_snapshot_position"]))
+                    behind = paused is not None and (file_index(at.file), at.pos) < paused
+                    rows: Any = ()
+                    if not behind:
+                        cur.execute(sql, params or None)
+                        rows = cur.fetchall()
+                    cur.execute("COMMIT")
+            except pymysql.err.MySQLError as exc:
+                self._drop_connection()
+                raise SourceError(f"snapshot read on {self.settings.address}: "
+                                  f"{error_text(exc)}") from exc
+            if not behind:
+                return at, rows
+            time.sleep(min(0.001 * 2 ** attempt, 0.05))
+        raise SourceError(f"snapshot read on {self.settings.address}: the consistent snapshot "
+                          "stayed behind the binlog reader for 10 s")
+
+    def _connection(self) -> Any:
+        if self._reader is None:
+            try:
+                self._reader = pymysql.connect(autocommit=True,
+                                               **self.settings.connection_settings())
+            except (pymysql.err.MySQLError, OSError) as exc:
+                raise connect_error(self.settings, exc) from exc
+            with self._reader.cursor() as cur:
+                cur.execute("SET SESSION time_zone = '+00:00'")
+        return self._reader
+
+    def _drop_connection(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(Exception):  # already broken
+                reader.close()
+
+    def _columns_of(self, table: SnapshotTable) -> list[_Column]:
+        found = self._columns.get(table.qualified)
+        if found is None:
+            rows = self.control.query(
+                "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_SET_NAME FROM "
+                "information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+                "ORDER BY ORDINAL_POSITION", table.schema, table.table)
+            extended = self.control.mariadb_extended_types(table.schema, table.table)
+            found = self._columns[table.qualified] = [
+                _column(str(name), str(kind).lower(), charset and str(charset),
+                        extended.get(str(name)))
+                for name, kind, charset in rows
+            ]
+        return found
+
+    def close(self) -> None:
+        self._drop_connection()
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        self._columns.clear()
+
+
+def _column(name: str, kind: str, charset: str | None, extended: str | None) -> _Column:
+    """How to SELECT one column so that its value equals the stream's."""
+    quoted = _quote(name)
+    if extended in ("inet4", "inet6", "uuid"):
+        return _Column(name, quoted, None)  # the text the server prints, like the stream
+    if kind in _TEXT_TYPES and charset and charset != charsets.BINARY:
+        decode = charsets.decoder(charset)
+        if decode is None:
+            raise SourceError(f"column {name}: character set {charset} is unknown to meepo")
+        text: Callable[[bytes], str] = decode
+        if extended == "json":
+            return _Column(name, f"CAST({quoted} AS BINARY)", lambda raw: mariadb_json(text(raw)))
+        if kind == "set":
+            return _Column(name, f"CAST({quoted} AS BINARY)",
+                           lambda raw: set(text(raw).split(",")) if raw else set())
+        return _Column(name, f"CAST({quoted} AS BINARY)", text)
+    if kind == "float":
+        return _Column(name, f"CAST({quoted} AS DOUBLE)", None)
+    if kind == "bit":
+        return _Column(name, quoted, bit_value)
+    if kind == "timestamp":
+        return _Column(name, quoted, _timestamp)
+    if kind in ("date", "datetime"):
+        return _Column(name, quoted, _zero_date)
+    return _Column(name, quoted, None)
+
+
+def _zero_date(value: Any) -> Any:
+    """The all-zero date is None, as the stream gives it; other dates Python cannot hold
+    stay the server's text (pymysql returns that text too)."""
+    if isinstance(value, str) and value.replace("0", "").strip(" -:.") == "":
+        return None
+    return value
+
+
+def _timestamp(value: Any) -> Any:
+    """TIMESTAMP read in the session time zone +00:00, UTC-aware like the stream's."""
+    value = _zero_date(value)
+    return value.replace(tzinfo=UTC) if isinstance(value, datetime) else value
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"

@@ -1,0 +1,168 @@
+"""Snapshots through the mysql source on the real MariaDB: a copied row equals the row the
+stream delivers for it (every type and character set), chunks are consistent with the
+binlog position where they are delivered, and bad input is one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meepo_core import RowEvent
+from meepo_core.testing import run_meepo, write_config
+
+from .test_mysql_decoder import _charset_samples, _types_table
+
+
+def copied(harness: Any, table: str, after: Any = None, where: Any = None) -> list[RowEvent]:
+    source = harness.source()
+    try:
+        (found,) = source.snapshot_tables([f"{harness.db.name}.{table}"])
+        return source.read_chunk(found, after, 10_000, where)
+    finally:
+        source.close()
+
+
+def assert_copies_equal_the_stream(harness: Any, table: str, start: Any) -> int:
+    streamed, _ = harness.drain(None, start=start)
+    writes = {e.pk: e.after for e in streamed if e.action == "write" and e.table == table}
+    copies = copied(harness, table)
+    assert [e.action for e in copies] == ["read"] * len(copies)
+    assert {e.pk: e.after for e in copies} == writes
+    assert {e.pk_columns for e in copies} == {e.pk_columns for e in streamed if e.table == table}
+    return len(copies)
+
+
+def test_a_copied_row_equals_the_streamed_row_for_every_type(harness: Any) -> None:
+    create, _, inserts = _types_table()
+    harness.execute(create)
+    start = harness.end()
+    harness.execute("SET SESSION sql_mode = 'ALLOW_INVALID_DATES'", *inserts)
+    assert assert_copies_equal_the_stream(harness, "types", start) == len(inserts)
+
+
+def test_a_copied_row_equals_the_streamed_row_in_every_character_set(harness: Any) -> None:
+    rows = harness.server.execute("SELECT CHARACTER_SET_NAME, MAXLEN FROM "
+                                  "information_schema.CHARACTER_SETS", database=None)
+    with harness.db.connect(autocommit=True) as conn, conn.cursor() as cur:
+        samples = {str(name): _charset_samples(cur, str(name), int(maxlen))
+                   for name, maxlen in rows}
+    samples = {name: values for name, values in samples.items() if values}
+    ddl = ", ".join(f"c_{name} VARCHAR(700) CHARACTER SET {name}" for name in samples)
+    harness.execute(f"CREATE TABLE cs (id INT PRIMARY KEY, {ddl}) DEFAULT CHARSET = latin1")
+    start = harness.end()
+    inserts = [f"INSERT INTO cs VALUES ({row + 1}, "
+               f"{', '.join(v[row % len(v)] for v in samples.values())})" for row in range(3)]
+    harness.execute("SET SESSION sql_mode = ''", *inserts,
+                    "UPDATE cs SET c_latin1 = X'618162', c_ascii = X'61ff' WHERE id = 3")
+    streamed, _ = harness.drain(None, start=start)
+    final = {e.pk: e.after for e in streamed}  # writes, then the update of row 3
+    copies = {e.pk: e.after for e in copied(harness, "cs")}
+    assert copies == final
+    assert copies[3]["c_ascii"] == "a\udcff"  # the unmappable byte, kept as the stream keeps it
+
+
+def test_key_order_pages_and_column_filters(harness: Any) -> None:
+    harness.execute("CREATE TABLE pairs (a VARCHAR(8), b INT, secret VARCHAR(8), n INT, "
+                    "PRIMARY KEY (a, b))",
+                    "INSERT INTO pairs VALUES " + ", ".join(
+                        f"('{a}', {b}, 'pw', {b % 3 if b % 4 else 'NULL'})"
+                        for a in ("y", "x") for b in range(6)))
+    source = harness.source(columns={f"{harness.db.name}.pairs": {"exclude": ["secret"]}})
+    try:
+        (table,) = source.snapshot_tables([f"{harness.db.name}.pairs"])
+        assert table.key == ("a", "b") and table.estimated_rows is not None
+        first = source.read_chunk(table, None, 5)
+        rest = source.read_chunk(table, tuple(first[-1].after[k] for k in ("a", "b")), 100)
+        nulls = source.read_chunk(table, None, 100, {"n": None})
+        ones = source.read_chunk(table, None, 100, {"n": 1, "a": "x"})
+    finally:
+        source.close()
+    keys = [e.pk for e in first + rest]
+    assert keys == sorted(keys) and len(keys) == 12 and keys[0] == ("x", 0)
+    assert "secret" not in first[0].after and first[0].pk_columns == ("a", "b")
+    assert [e.pk for e in nulls] == [("x", 0), ("x", 4), ("y", 0), ("y", 4)]
+    assert [e.pk for e in ones] == [("x", 1)]
+
+
+CHANGE_IN_WINDOW_PLUGIN = '''
+"""A mysql source that commits a real change to the first row of each chunk right after
+reading it, before the high watermark: the copy is then already stale."""
+
+import pymysql
+
+from meepo_core import hookimpl
+from meepo_mysql import MySQLSource
+
+
+class ChangeInWindow(MySQLSource):
+    def read_chunk(self, table, after, limit, where=None):
+        rows = super().read_chunk(table, after, limit, where)
+        if rows:
+            conn = pymysql.connect(autocommit=True, **self.settings.connection_settings())
+            with conn, conn.cursor() as cur:
+                cur.execute(f"UPDATE `{table.schema}`.`{table.table}` SET name = %s "
+                            "WHERE id = %s", (f"changed {rows[0].pk}", rows[0].pk))
+        return rows
+
+
+@hookimpl
+def meepo_register_sources(register):
+    register("mysql-change-in-window", ChangeInWindow)
+'''
+
+
+def test_a_change_committed_after_the_read_wins_over_the_copy(
+    harness: Any, tmp_path: Path
+) -> None:
+    harness.execute("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20))",
+                    "INSERT INTO items SELECT seq, CONCAT('n', seq) FROM seq_1_to_30")
+    (tmp_path / "change_in_window.py").write_text(CHANGE_IN_WINDOW_PLUGIN)
+    write_config(tmp_path, {"window": {
+        "source": {**harness.options(), "type": "mysql-change-in-window",
+                   "tables": [f"{harness.db.name}.items"]},
+        "sinks": [{"type": "jsonl", "path": "out.jsonl"}],
+        "snapshot": "initial", "snapshot_chunk_size": 7,
+    }}, plugins=["change_in_window"])
+    done = run_meepo("run", "window", "--once", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    state: dict[int, Any] = {}
+    for line in (tmp_path / "out.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        state[event["pk"]] = event["after"]["name"]  # reads and updates, in log order
+    table = dict(harness.db.execute("SELECT id, name FROM items"))
+    assert state == table
+    assert sorted(k for k, v in state.items() if v.startswith("changed")) == [1, 8, 15, 22, 29]
+
+
+def test_snapshot_bad_input(harness: Any, tmp_path: Path) -> None:
+    harness.execute("CREATE TABLE keyed (id INT PRIMARY KEY)", "CREATE TABLE nokey (a INT)")
+    source = {**harness.options(), "tables": [f"{harness.db.name}.keyed",
+                                              f"{harness.db.name}.nokey"]}
+    write_config(tmp_path, {"p": {"source": source, "sinks": [{"type": "print"}]}})
+    outside = run_meepo("snapshot", "p", "--table", "other.t", cwd=tmp_path)
+    assert outside.returncode == 2 and "--table: other.t is not among the pipeline's tables" \
+        in outside.stderr
+    nokey = run_meepo("snapshot", "p", "--table", f"{harness.db.name}.nokey", cwd=tmp_path)
+    assert nokey.returncode == 1
+    assert f"table {harness.db.name}.nokey has no primary key" in nokey.stderr
+    assert len(nokey.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / ".meepo").exists()
+
+
+@pytest.mark.parametrize("mode", ["initial_only"])
+def test_initial_only_copies_then_exits(harness: Any, tmp_path: Path, mode: str) -> None:
+    harness.execute("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20))",
+                    "INSERT INTO items SELECT seq, CONCAT('n', seq) FROM seq_1_to_2500")
+    write_config(tmp_path, {"copy": {
+        "source": {**harness.options(), "tables": [f"{harness.db.name}.items"],
+                   "start": "latest"},
+        "sinks": [{"type": "jsonl", "path": "out.jsonl"}], "snapshot": mode,
+    }})
+    done = run_meepo("run", "copy", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert len(lines) == 2500 and "initial snapshot done" in done.stderr
+    assert json.loads((tmp_path / ".meepo" / "copy.json").read_text())["snapshot"]["jobs"] == []
