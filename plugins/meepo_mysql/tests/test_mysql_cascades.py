@@ -81,3 +81,32 @@ def test_meepo_check_prints_the_warning(harness: Any, tmp_path: Path) -> None:
     warnings = [line for line in result.stderr.splitlines() if "fk_customer_store" in line]
     assert len(warnings) == 1 and " WARNING meepo.mysql: " in warnings[0]
     assert "backfill the child table" in warnings[0]
+
+
+def test_resnapshot_brings_the_rows_a_cascade_changed_into_the_sinks(
+    harness: Any, tmp_path: Path
+) -> None:
+    import json
+
+    _schema(harness)
+    db = harness.db.name
+    harness.execute("INSERT INTO store VALUES (1, 'a'), (2, 'b')",
+                    "INSERT INTO customer VALUES (10, 1), (11, 2), (12, 2), (13, NULL)")
+    write_config(tmp_path, {"p": {
+        "source": {**harness.options(), "tables": [f"{db}.store", f"{db}.customer"],
+                   "cascades": "resnapshot"},
+        "sinks": [{"type": "jsonl", "path": "out.jsonl"}],
+    }})
+    first = run_meepo("run", "p", "--once", cwd=tmp_path)  # the rows written so far
+    assert first.returncode == 0, first.stderr
+    harness.execute("UPDATE store SET id = 99 WHERE id = 2",  # customers 11, 12 -> 99 unlogged
+                    "DELETE FROM store WHERE id = 1")  # customer 10 -> NULL unlogged
+    second = run_meepo("run", "p", "--once", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    customers: dict[int, Any] = {}
+    for line in (tmp_path / "out.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        if event["table"] == "customer" and event["action"] != "delete":
+            customers[event["pk"]] = event["after"]["store_id"]
+    assert customers == dict(harness.db.execute("SELECT id, store_id FROM customer"))
+    assert customers == {10: None, 11: 99, 12: 99, 13: None}

@@ -10,7 +10,11 @@ moved foreign keys to the SQL layer and logs the cascaded rows (unless
 meepo cannot recover those rows from the binlog. It says so: at ``meepo check`` and at
 every start it warns about each followed child table with such a constraint, and when
 the stream shows a key change or delete on the parent it logs the table, key and
-constraint and counts it (``fk_cascade_not_logged``). The remedy is in the README.
+constraint and counts it (``fk_cascade_not_logged``). With ``cascades = "resnapshot"`` it
+also asks the runner for a snapshot of the child rows the cascade changed: those whose
+foreign key now holds the parent's new key (``CASCADE``), or is NULL (``SET NULL``). Rows
+removed by ``ON DELETE CASCADE`` cannot be found that way; they are counted
+(``fk_cascade_deleted_rows``) and logged. The remedy is in the README.
 """
 
 from __future__ import annotations
@@ -117,10 +121,12 @@ def warning(cascade: Cascade) -> str:
 class CascadeWatch:
     """Watches one parent table's row events for changes that cascade unseen."""
 
-    def __init__(self, cascades: list[Cascade], context: PipelineContext) -> None:
+    def __init__(self, cascades: list[Cascade], context: PipelineContext, *,
+                 resnapshot: bool = False) -> None:
         self.on_update = [c for c in cascades if c.on_update in CASCADING]
         self.on_delete = [c for c in cascades if c.on_delete in CASCADING]
         self.context = context
+        self.resnapshot = resnapshot
         self.logged: dict[str, int] = {}
 
     def columns(self) -> set[str]:
@@ -134,10 +140,29 @@ class CascadeWatch:
                 for cascade in self.on_update:
                     if any(before.get(c) != after.get(c) for c in cascade.referenced):
                         self._report(cascade, "key change", before, where)
+                        self._resnapshot(cascade, cascade.on_update, after)
         elif action == "delete":
             for before in rows:
                 for cascade in self.on_delete:
                     self._report(cascade, "delete", before, where)
+                    self._resnapshot(cascade, cascade.on_delete, None)
+
+    def _resnapshot(self, cascade: Cascade, rule: str, after: dict[str, Any] | None) -> None:
+        """Ask for a snapshot of the child rows the cascade changed (``resnapshot``)."""
+        if not self.resnapshot:
+            return
+        if rule == "CASCADE" and after is not None:
+            where = {col: after.get(ref) for col, ref in zip(
+                cascade.columns, cascade.referenced, strict=True)}
+        elif rule == "SET NULL":
+            where = dict.fromkeys(cascade.columns)
+        else:  # the rows ON DELETE CASCADE removed, or SET DEFAULT's unknown default
+            if rule == "CASCADE":
+                self.context.metrics.record_failure("source", "fk_cascade_deleted_rows")
+            log.warning("%s: the rows %s %s changed cannot be selected again; backfill %s",
+                        cascade.child, cascade.name, rule, cascade.child)
+            return
+        self.context.request_snapshot(cascade.child, where)
 
     def _report(self, cascade: Cascade, what: str, image: dict[str, Any], where: str) -> None:
         self.context.metrics.record_failure("source", "fk_cascade_not_logged")

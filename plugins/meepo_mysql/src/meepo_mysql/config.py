@@ -15,6 +15,7 @@ from .positions import FILE_POS, gtid_flavor, normalize_gtid
 NO_PK_CHOICES = ("skip", "row")
 #: ``meepo``: meepo's own row decoder; ``library``: python-mysql-replication's, as a
 #: reference for comparisons and bug reports (slower; see meepo_mysql.reference).
+CASCADE_CHOICES = ("warn", "resnapshot")
 DECODER_CHOICES = ("meepo", "library")
 _SSL_PARAMS = ("ssl_ca", "ssl_cert", "ssl_key")
 _BOOL_PARAMS = ("ssl_verify_cert", "ssl_verify_identity", "ssl_disabled")
@@ -50,6 +51,8 @@ class MySQLSettings:
     dsn_key: str  # e.g. tool.meepo.pipelines.orders.source.dsn, for runtime messages
     key_path: str = field(default="source")
     decoder: str = "meepo"
+    #: ``"resnapshot"``: snapshot the child rows a foreign-key cascade changed unlogged.
+    cascades: str = "warn"
 
     @property
     def address(self) -> str:
@@ -95,12 +98,14 @@ def parse_settings(options: Options) -> MySQLSettings:
     no_pk = options.choice("no_pk", NO_PK_CHOICES, "skip")
     attempts = options.integer("reconnect_attempts", 10, minimum=0)
     decoder = options.choice("decoder", DECODER_CHOICES, "meepo")
+    cascades = options.choice("cascades", CASCADE_CHOICES, "warn")
     options.done()
     return MySQLSettings(
         host=host, port=port, user=user, password=password, connect_args=connect_args,
         filter=TableFilter(tuple(tables), tuple(exclude), tuple(rules)), start=start,
         server_id=server_id, heartbeat=heartbeat, no_pk=no_pk, reconnect_attempts=attempts,
         dsn_key=options.key_path("dsn"), key_path=options.path, decoder=decoder,
+        cascades=cascades,
     )
 
 

@@ -109,7 +109,9 @@ class Tables:
             if follows else frozenset()
         pk = tuple(mapped.names[i] for i in mapped.primary_key)
         self._refuse_hidden_key(mapped, hidden, pk)
-        watch = cascades.CascadeWatch(parent_of, self.context) if parent_of else None
+        watch = cascades.CascadeWatch(
+            parent_of, self.context, resnapshot=self.settings.cascades == "resnapshot",
+        ) if parent_of else None
         if not follows and watch is not None:  # decode only what the watch reads
             hidden = frozenset(mapped.names) - watch.columns()
         builder = None
