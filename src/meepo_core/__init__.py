@@ -4,24 +4,42 @@ The public API. Plugins and programs that embed meepo use only these names:
 
 * the event model: :class:`RowEvent`, :class:`Batch`, :data:`ACTIONS`, :data:`UNCHANGED`;
 * writing plugins: :data:`hookimpl`, :class:`Source`, :class:`Sink`, :class:`Options`,
-  :class:`Batcher`, :class:`PipelineContext`, :class:`CheckpointStore`,
-  :class:`DeadLetterStore` and the errors;
+  :class:`Batcher`, :class:`PipelineContext`, :class:`SnapshotTable` (sources that
+  snapshot), :class:`CheckpointStore` with :class:`Checkpoint` and
+  :func:`encode_checkpoint`/:func:`decode_checkpoint`, :class:`DeadLetterStore` with
+  :func:`dead_letter_record`, the lossless JSON of events (:func:`event_to_json`,
+  :func:`event_from_json`, :func:`event_to_dict`, :func:`event_from_dict`,
+  :func:`encode_value`, :func:`decode_value`) and the errors;
 * embedding: :func:`load_pipeline` gives a :class:`Pipeline` to ``run()`` (a
   :class:`RunStats` back) or to deliver batches to its sinks through a :class:`Delivery`;
   :meth:`Delivery.to_sinks` does the same for sink objects built in code.
 """
 
 from .batching import Batcher
-from .checkpoints import CheckpointStore, MemoryCheckpointStore
+from .checkpoints import (
+    Checkpoint,
+    CheckpointStore,
+    MemoryCheckpointStore,
+    decode_checkpoint,
+    encode_checkpoint,
+)
 from .context import PipelineContext
-from .dead_letters import DeadLetterStore, FileDeadLetterStore
+from .dead_letters import DeadLetterStore, FileDeadLetterStore, dead_letter_record
 from .delivery import Delivery
 from .errors import CheckpointError, ConfigError, MeepoError, SinkError, SourceError
-from .events import ACTIONS, UNCHANGED, Action, Batch, Position, PrimaryKey, RowEvent
+from .events import ACTIONS, UNCHANGED, Action, Batch, Position, PrimaryKey, Row, RowEvent
 from .hookspecs import hookimpl
 from .options import Options
 from .pipeline import Pipeline, load_pipeline
 from .runner import RunStats
+from .serialization import (
+    decode_value,
+    encode_value,
+    event_from_dict,
+    event_from_json,
+    event_to_dict,
+    event_to_json,
+)
 from .settings import PipelineSettings
 from .sink import Sink
 from .snapshots import SnapshotTable
@@ -33,6 +51,7 @@ __all__ = [
     "Action",
     "Batch",
     "Batcher",
+    "Checkpoint",
     "CheckpointError",
     "CheckpointStore",
     "ConfigError",
@@ -47,6 +66,7 @@ __all__ = [
     "PipelineSettings",
     "Position",
     "PrimaryKey",
+    "Row",
     "RowEvent",
     "RunStats",
     "Sink",
@@ -54,6 +74,15 @@ __all__ = [
     "SnapshotTable",
     "Source",
     "SourceError",
+    "dead_letter_record",
+    "decode_checkpoint",
+    "decode_value",
+    "encode_checkpoint",
+    "encode_value",
+    "event_from_dict",
+    "event_from_json",
+    "event_to_dict",
+    "event_to_json",
     "hookimpl",
     "load_pipeline",
 ]

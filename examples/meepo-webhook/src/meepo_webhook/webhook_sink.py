@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Self
 from urllib.parse import urlparse
 
-from meepo_core import Batch, Options, RowEvent, Sink, SinkError
-from meepo_core.serialization import event_to_dict
+from meepo_core import Batch, Options, RowEvent, Sink, SinkError, event_to_dict
 
 if TYPE_CHECKING:
     from meepo_core import PipelineContext

@@ -30,7 +30,7 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 
-from meepo_core.errors import SinkError
+from meepo_core import SinkError
 
 from .documents import Operation
 

@@ -9,7 +9,7 @@ from datetime import UTC, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from meepo_core.options import Options
+from meepo_core import Options
 
 DECIMAL_MODES = ("string", "float")
 VERSIONING_MODES = ("external", "off")

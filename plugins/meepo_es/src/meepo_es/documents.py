@@ -21,8 +21,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from meepo_core import UNCHANGED
-from meepo_core.events import RowEvent
+from meepo_core import UNCHANGED, RowEvent
 
 from .config import MAX_VERSION, SinkSettings, TableRule
 

@@ -23,10 +23,7 @@ from typing import TYPE_CHECKING, Any, Self
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 
-from meepo_core.errors import SinkError
-from meepo_core.events import Batch, RowEvent
-from meepo_core.options import Options
-from meepo_core.sink import Sink
+from meepo_core import Batch, Options, RowEvent, Sink, SinkError
 
 from .bulk import BulkSender
 from .client import make_client
@@ -36,7 +33,7 @@ from .indices import ensure_index
 from .unchanged import DocKey, fill_unchanged
 
 if TYPE_CHECKING:
-    from meepo_core.context import PipelineContext
+    from meepo_core import PipelineContext
 
 log = logging.getLogger("meepo.es")
 

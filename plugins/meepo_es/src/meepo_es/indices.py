@@ -8,7 +8,7 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch
 
-from meepo_core.errors import SinkError
+from meepo_core import SinkError
 
 from .config import TableRule
 

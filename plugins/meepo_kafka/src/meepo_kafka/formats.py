@@ -20,8 +20,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from meepo_core import UNCHANGED, RowEvent
-from meepo_core.serialization import encode_value, event_from_dict, event_to_json
+from meepo_core import UNCHANGED, RowEvent, encode_value, event_from_dict, event_to_json
 
 Headers = list[tuple[str, bytes | None]] | None
 

@@ -9,8 +9,7 @@ from typing import Any
 
 import click
 
-from meepo_core.errors import ConfigError, MeepoError
-from meepo_core.options import Options
+from meepo_core import ConfigError, MeepoError, Options
 
 from .connection import check_url, connect
 from .redis_events_sink import DEFAULT_NAMESPACE, PARTITIONS, EventStore

@@ -9,8 +9,7 @@ import redis
 from redis.client import Pipeline
 from redis.connection import parse_url
 
-from meepo_core.errors import SinkError
-from meepo_core.options import Options
+from meepo_core import Options, SinkError
 
 #: Refusals that retrying cannot fix: wrong credentials, missing ACL permissions.
 REFUSED = (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError,

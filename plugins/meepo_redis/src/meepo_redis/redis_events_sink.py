@@ -14,15 +14,12 @@ from typing import TYPE_CHECKING, Any, Self, cast
 
 import redis
 
-from meepo_core.events import Batch, PrimaryKey, RowEvent
-from meepo_core.options import Options
-from meepo_core.serialization import encode_value
-from meepo_core.sink import Sink
+from meepo_core import Batch, Options, PrimaryKey, RowEvent, Sink, encode_value
 
 from .connection import connect, execute, ping_problems, url_option
 
 if TYPE_CHECKING:
-    from meepo_core.context import PipelineContext
+    from meepo_core import PipelineContext
 
 DEFAULT_NAMESPACE = "meepo:events"
 PARTITIONS = ("none", "day")

@@ -11,15 +11,12 @@ from typing import TYPE_CHECKING, Self
 
 import redis
 
-from meepo_core.events import Batch, RowEvent
-from meepo_core.options import Options
-from meepo_core.serialization import event_to_json
-from meepo_core.sink import Sink
+from meepo_core import Batch, Options, RowEvent, Sink, event_to_json
 
 from .connection import connect, execute, ping_problems, url_option
 
 if TYPE_CHECKING:
-    from meepo_core.context import PipelineContext
+    from meepo_core import PipelineContext
 
 DEFAULT_CHANNEL = "meepo:{table}"
 FIELDS = ("schema", "table", "action", "name")

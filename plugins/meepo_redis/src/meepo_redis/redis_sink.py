@@ -21,18 +21,14 @@ from typing import TYPE_CHECKING, Any, Self
 
 import redis
 
-from meepo_core import UNCHANGED
-from meepo_core.errors import SinkError
-from meepo_core.events import Batch, Row, RowEvent
-from meepo_core.options import Options
-from meepo_core.sink import Sink
+from meepo_core import UNCHANGED, Batch, Options, Row, RowEvent, Sink, SinkError
 
 from .connection import connect, describe, execute, ping_problems, redact, url_option
 from .delayed import DelayedDeleter
 from .templates import Template
 
 if TYPE_CHECKING:
-    from meepo_core.context import PipelineContext
+    from meepo_core import PipelineContext
 
 log = logging.getLogger("meepo.redis")
 #: Keys per DEL command, so a huge batch does not build one gigantic command.

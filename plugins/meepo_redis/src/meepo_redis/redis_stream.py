@@ -12,8 +12,7 @@ import json
 import zlib
 from dataclasses import dataclass
 
-from meepo_core.events import RowEvent
-from meepo_core.serialization import encode_value
+from meepo_core import RowEvent, encode_value
 
 DEFAULT_STREAM = "meepo:stream"
 #: The one field of every entry: the event as meepo_core.serialization JSON.

@@ -9,17 +9,13 @@ from typing import TYPE_CHECKING, Self, cast
 
 import redis
 
-from meepo_core.errors import SinkError
-from meepo_core.events import Batch
-from meepo_core.options import Options
-from meepo_core.serialization import event_to_json
-from meepo_core.sink import Sink
+from meepo_core import Batch, Options, Sink, SinkError, event_to_json
 
 from .connection import connect, describe, execute, ping_problems, url_option
 from .redis_stream import DEFAULT_STREAM, StreamNames, partition_of
 
 if TYPE_CHECKING:
-    from meepo_core.context import PipelineContext
+    from meepo_core import PipelineContext
 
 #: KEYS[1] the partition stream, KEYS[2] its last-sequence key. ARGV[1] MAXLEN (0: none),
 #: ARGV[2] "1" to skip events whose sequence is at or below the last one appended, then

@@ -23,18 +23,14 @@ from typing import TYPE_CHECKING, Any, Self, cast
 
 import redis
 
-from meepo_core.errors import SourceError
-from meepo_core.events import Batch, Position, RowEvent
-from meepo_core.options import Options
-from meepo_core.serialization import event_from_json
-from meepo_core.source import Source
+from meepo_core import Batch, Options, Position, RowEvent, Source, SourceError, event_from_json
 
 from .connection import connect, describe, ping_problems, redact, url_option
 from .leases import PartitionLeases
 from .redis_stream import DEFAULT_STREAM, EVENT_FIELD, StreamNames
 
 if TYPE_CHECKING:
-    from meepo_core.context import PipelineContext
+    from meepo_core import PipelineContext
 
 log = logging.getLogger("meepo.redis.stream")
 BLOCK_MS = 500

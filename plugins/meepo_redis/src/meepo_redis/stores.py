@@ -15,15 +15,17 @@ from typing import Any, cast
 
 import redis
 
-from meepo_core.checkpoints import (
+from meepo_core import (
     Checkpoint,
+    CheckpointError,
     CheckpointStore,
+    DeadLetterStore,
+    MeepoError,
+    RowEvent,
+    dead_letter_record,
     decode_checkpoint,
     encode_checkpoint,
 )
-from meepo_core.dead_letters import DeadLetterStore, dead_letter_record
-from meepo_core.errors import CheckpointError, MeepoError
-from meepo_core.events import RowEvent
 
 from .connection import check_url, connect, describe, pop_query, redact
 

@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Table, select
 from sqlalchemy.engine import Result
 from sqlalchemy.orm import ORMExecuteState
 
-from meepo_core.events import RowEvent
+from meepo_core import RowEvent
 
 from .images import TableFilter, _fetch, _same, make_event, pk_of, plain
 

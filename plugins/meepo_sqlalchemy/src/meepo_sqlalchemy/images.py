@@ -22,7 +22,7 @@ from sqlalchemy.orm import InstanceState, Mapper, Session
 from sqlalchemy.orm.exc import UnmappedColumnError
 from sqlalchemy.sql import ClauseElement, ColumnElement
 
-from meepo_core.events import Action, RowEvent
+from meepo_core import Action, RowEvent
 
 MISSING: Any = object()
 #: Placeholder until commit; replaced when the transaction is published or written.

@@ -43,8 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import DBAPIError
 
-from meepo_core.events import RowEvent
-from meepo_core.serialization import event_to_dict
+from meepo_core import RowEvent, event_to_dict
 
 from .urls import describe
 

@@ -29,9 +29,7 @@ from sqlalchemy import Table, event
 from sqlalchemy.engine import Result
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction
 
-from meepo_core.dead_letters import DeadLetterStore
-from meepo_core.events import RowEvent
-from meepo_core.sink import Sink
+from meepo_core import DeadLetterStore, RowEvent, Sink
 
 from . import bulk, images
 from .outbox import DEFAULT_NAME, OutboxTables, outbox_tables, write_events

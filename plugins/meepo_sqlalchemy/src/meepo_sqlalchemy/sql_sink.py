@@ -50,17 +50,13 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from meepo_core import UNCHANGED
-from meepo_core.errors import SinkError
-from meepo_core.events import Batch, RowEvent
-from meepo_core.options import Options
-from meepo_core.sink import Sink
+from meepo_core import UNCHANGED, Batch, Options, RowEvent, Sink, SinkError
 
 from .upsert import SUPPORTED_DIALECTS, upsert_statement
 from .urls import describe, url_option
 
 if TYPE_CHECKING:
-    from meepo_core.context import PipelineContext
+    from meepo_core import PipelineContext
 
 #: Errors that concern one event's data, not the connection: dead letter, do not retry.
 _EVENT_ERRORS = (IntegrityError, DataError, ProgrammingError)

@@ -36,20 +36,24 @@ from sqlalchemy import Engine, create_engine, delete, func, inspect, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
-from meepo_core.batching import Batcher
-from meepo_core.errors import SourceError
-from meepo_core.events import Batch, Position, RowEvent
-from meepo_core.options import Options
-from meepo_core.serialization import event_from_dict
-from meepo_core.snapshots import SnapshotTable
-from meepo_core.source import Source
+from meepo_core import (
+    Batch,
+    Batcher,
+    Options,
+    Position,
+    RowEvent,
+    SnapshotTable,
+    Source,
+    SourceError,
+    event_from_dict,
+)
 
 from .outbox import DEFAULT_NAME, OutboxTables, is_missing_table, missing_message
 from .outbox_snapshot import MARK_ACTION, OutboxSnapshots, watermark_of
 from .urls import describe, url_option
 
 if TYPE_CHECKING:
-    from meepo_core.context import PipelineContext
+    from meepo_core import PipelineContext
 
 log = logging.getLogger("meepo.sqlalchemy.outbox")
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Self
 
-from meepo_core.errors import SourceError
-from meepo_core.events import Batch, Position
-from meepo_core.options import Options
-from meepo_core.source import Source
+from meepo_core import Batch, Options, Position, Source, SourceError
 
 if TYPE_CHECKING:
-    from meepo_core.context import PipelineContext
+    from meepo_core import PipelineContext
 
 
 class SessionPipelineSource(Source):

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from meepo_core.options import Options
+from meepo_core import Options
 
 #: Driver to use for a URL without ``+driver``, first one importable wins.
 _DRIVERS = {
