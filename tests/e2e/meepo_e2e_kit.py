@@ -20,7 +20,7 @@ import psycopg
 import pymysql
 import pytest
 import redis
-from elasticsearch import Elasticsearch
+from elasticsearch import Elasticsearch, helpers
 from meepo_testkit.pytest_plugin import MySQLDatabase
 from meepo_testkit.servers import MariaDBServer
 
@@ -85,13 +85,14 @@ def table_rows(db: Any) -> Rows:
 
 
 def es_docs(es_url: str, index: str) -> Rows:
+    """Every document of ``index`` (scrolled: an index may hold more than one page)."""
     client = Elasticsearch(es_url, request_timeout=30)
     try:
         if not client.indices.exists(index=index):
             return {}
         client.indices.refresh(index=index)
-        hits = client.search(index=index, size=10_000, query={"match_all": {}}).body
-        return {int(h["_id"]): h["_source"] for h in hits["hits"]["hits"]}
+        hits = helpers.scan(client, index=index, query={"query": {"match_all": {}}})
+        return {int(h["_id"]): h["_source"] for h in hits}
     finally:
         client.close()
 

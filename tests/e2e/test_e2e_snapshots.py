@@ -28,7 +28,7 @@ from meepo_e2e_kit import (
 from meepo_core.testing import meepo_command, run_meepo, write_config
 
 require_plugins()
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 WRITERS = 4
 
