@@ -136,9 +136,10 @@ class MySQLSource(Source):
         why = control.missing_position(checkpoint)
         if why is None:
             return []
-        return [f"cannot resume from the checkpoint {checkpoint.to_json()}: {why}; to recover, "
-                "delete the checkpoint and set start (\"latest\", \"FILE:POS\" or a GTID "
-                "set), then backfill the sinks (meepo snapshot)"]
+        return [f"MySQL at {self.settings.address} no longer has the binlog to resume from "
+                f"{checkpoint.to_json()} (it was purged): {why}; to recover, delete the "
+                "checkpoint and backfill the sinks (meepo snapshot), or delete it and set "
+                "start (\"latest\", \"FILE:POS\" or a GTID set)"]
 
     def _start_problems(self, control: ControlConnection) -> list[str]:
         start = self.settings.start
