@@ -40,9 +40,15 @@ class FakeTableSource:
     def write_watermark(self, mark: str) -> None:
         self.marks.append(mark)
 
+    def last_key(self, table: SnapshotTable,
+                 where: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:
+        return (max(self.rows),) if self.rows else None
+
     def read_chunk(self, table: SnapshotTable, after: tuple[Any, ...] | None, limit: int,
-                   where: Mapping[str, Any] | None = None) -> list[RowEvent]:
-        keys = sorted(k for k in self.rows if after is None or k > after[0])[:limit]
+                   where: Mapping[str, Any] | None = None,
+                   until: tuple[Any, ...] | None = None) -> list[RowEvent]:
+        keys = sorted(k for k in self.rows if (after is None or k > after[0])
+                      and (until is None or k <= until[0]))[:limit]
         return [RowEvent("shop", "items", "read", k, None, self.rows[k]) for k in keys]
 
 
@@ -118,6 +124,44 @@ def test_chunks_cover_the_table_then_the_job_is_done() -> None:
     assert seen == [1, 2, 3, 4, 5]
     state = coordinator.state()
     assert state is not None and state["jobs"] == [] and state["done"][0]["rows"] == 5
+
+
+def test_rows_appended_after_the_start_are_left_to_the_stream() -> None:
+    """Writers appending keys faster than chunks are read cannot keep the job running:
+    it ends at the last key it saw when it started (later rows come through the stream)."""
+    source = FakeTableSource({k: row(k) for k in range(1, 6)})
+    coordinator = start(source, chunk=2)
+    seen: list[int] = []
+    appended = 100
+    for _ in range(20):
+        if not coordinator.busy:
+            break
+        for _ in range(3):
+            appended += 1
+            source.rows[appended] = row(appended)
+        out = coordinator.process(Batch((), 1, marks(source, 0, 0)))
+        seen += [e.pk for e in out.events]
+        coordinator.start_chunk()
+    assert not coordinator.busy and seen == [1, 2, 3, 4, 5]
+    state = coordinator.state()
+    assert state is not None and state["done"][0]["until"] == [5]
+
+
+def test_the_bound_is_kept_across_a_restart_and_an_empty_table_is_done_at_once() -> None:
+    source = FakeTableSource({k: row(k) for k in range(1, 6)})
+    coordinator = start(source, chunk=2)
+    coordinator.process(Batch((), 1, marks(source, 0, 0)))
+    source.rows.update({k: row(k) for k in range(6, 9)})
+    resumed = SnapshotCoordinator(source, 10, coordinator.state())
+    resumed.start_chunk()
+    out = resumed.process(Batch((), 1, marks(source, 0, 0)))
+    assert [e.pk for e in out.events] == [3, 4, 5] and not resumed.busy
+
+    empty = FakeTableSource({})
+    coordinator = start(empty)
+    assert not coordinator.busy and empty.marks == []
+    state = coordinator.state()
+    assert state is not None and state["done"][0]["rows"] == 0
 
 
 def test_progress_survives_a_restart_from_the_saved_state() -> None:

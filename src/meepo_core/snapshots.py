@@ -6,8 +6,9 @@ watermark into its own change stream (:class:`~meepo_core.source.Source`); the c
 when, keeps the windows, and records progress in the checkpoint. For each chunk:
 
 1. write a low watermark L into the change stream;
-2. read the chunk: up to ``snapshot_chunk_size`` rows with a key above the last one done,
-   in key order (one short ``SELECT``, no lock, no long transaction);
+2. read the chunk: up to ``snapshot_chunk_size`` rows with a key above the last one done
+   and at most the table's last key when the job started, in key order (one short
+   ``SELECT``, no lock, no long transaction);
 3. write a high watermark H;
 4. while the stream goes from L to H, every change to a key of the chunk removes that key
    from the chunk (the change is newer than, or as new as, the copy);
@@ -20,7 +21,10 @@ its value at H; delivering the copy at H is therefore what a sink would hold had
 every change from the start. A key changed between L and H is delivered by the stream
 itself (the copy is dropped), and every change after H comes after the copy. Rows deleted
 before the SELECT are not in the chunk; rows inserted are either in the chunk or in the
-stream. Chunks cover disjoint, increasing key ranges, so together they cover the table.
+stream. Chunks cover disjoint, increasing key ranges, so together they cover the table up
+to its last key when the job started; a row inserted later with a higher key is committed
+after that, so the stream delivers it (and writers appending keys cannot make a snapshot
+chase them forever).
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ class SnapshotJob:
     #: Only rows whose columns equal these values (``None``: IS NULL); all rows when empty.
     where: dict[str, Any] = field(default_factory=dict)
     after: tuple[Any, ...] | None = None
+    #: The table's last key when the job started: the copy ends there (None: not read yet).
+    until: tuple[Any, ...] | None = None
     rows: int = 0
     chunks: int = 0
     started_at: str | None = None
@@ -84,6 +90,7 @@ class SnapshotJob:
             "estimate": self.table.estimated_rows,
             "where": encode_value(self.where),
             "after": encode_value(list(self.after)) if self.after is not None else None,
+            "until": encode_value(list(self.until)) if self.until is not None else None,
             "rows": self.rows,
             "chunks": self.chunks,
             "started_at": self.started_at,
@@ -93,10 +100,11 @@ class SnapshotJob:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SnapshotJob:
         table = SnapshotTable(data["schema"], data["name"], tuple(data["key"]), data["estimate"])
-        after = data.get("after")
+        after, until = data.get("after"), data.get("until")
         return cls(
             request=data["request"], table=table, where=decode_value(data.get("where") or {}),
             after=tuple(decode_value(after)) if after is not None else None,
+            until=tuple(decode_value(until)) if until is not None else None,
             rows=data.get("rows", 0), chunks=data.get("chunks", 0),
             started_at=data.get("started_at"), requested_at=data.get("requested_at") or _now(),
         )
@@ -207,10 +215,16 @@ class SnapshotCoordinator:
             job.started_at = _now()
             log.info("snapshot %s: started (about %s rows)", job.table.qualified,
                      job.table.estimated_rows if job.table.estimated_rows is not None else "?")
+        if job.until is None:
+            job.until = self.source.last_key(job.table, job.where)
+            if job.until is None:
+                self._finish(job)  # no row to copy
+                return
         serial = next(self._marks)
         low, high = f"{self._nonce}:{serial}:low", f"{self._nonce}:{serial}:high"
         self.source.write_watermark(low)
-        rows = self.source.read_chunk(job.table, job.after, self.chunk_size, job.where)
+        rows = self.source.read_chunk(job.table, job.after, self.chunk_size, job.where,
+                                      job.until)
         self.source.write_watermark(high)
         last = tuple(rows[-1].after[c] for c in job.table.key) if rows else job.after
         self.window = _Window(
@@ -277,12 +291,14 @@ class SnapshotCoordinator:
                 min(job.rows / estimate, 1.0) if estimate else None)
             self.metrics.record_snapshot_chunk(job.table.qualified, len(rows), share)
         if window.complete:
-            self.jobs.remove(job)
-            self.done.append({**job.to_json(), "finished_at": _now()})
-            log.info("snapshot %s: done, %d rows in %d chunks", job.table.qualified,
-                     job.rows, job.chunks)
+            self._finish(job)
         return rows
 
+    def _finish(self, job: SnapshotJob) -> None:
+        self.jobs.remove(job)
+        self.done.append({**job.to_json(), "finished_at": _now()})
+        log.info("snapshot %s: done, %d rows in %d chunks", job.table.qualified,
+                 job.rows, job.chunks)
 
     def waiting_seconds(self) -> float:
         """How long the open window has waited for its watermarks (0 when none is open)."""

@@ -21,8 +21,8 @@ class Source(abc.ABC):
     Lifecycle: ``from_options`` validates config (no I/O); ``check`` reaches the server;
     ``stream`` yields batches; ``close`` releases connections and is always called.
     Optional capabilities: ``acknowledge`` (confirm consumption upstream after a
-    checkpoint) and snapshots (``snapshot_tables``, ``read_chunk``, ``write_watermark``:
-    the core then copies tables' current rows while streaming).
+    checkpoint) and snapshots (``snapshot_tables``, ``last_key``, ``read_chunk``,
+    ``write_watermark``: the core then copies tables' current rows while streaming).
     """
 
     @classmethod
@@ -77,18 +77,30 @@ class Source(abc.ABC):
         raise :class:`~meepo_core.errors.SourceError` naming a table without one."""
         raise SourceError(f"the {type(self).__name__} source cannot snapshot tables")
 
+    def last_key(
+        self, table: SnapshotTable, where: Mapping[str, Any] | None = None
+    ) -> tuple[Any, ...] | None:
+        """The key of ``table``'s last row in key order (among the rows ``where`` selects),
+        in the form :meth:`read_chunk` takes for ``after``; None when there is no row. A
+        snapshot reads it when it starts and copies rows up to it: a row inserted later
+        with a higher key comes through the change stream, so writers appending at the end
+        of the key range cannot keep a snapshot from finishing."""
+        raise SourceError(f"the {type(self).__name__} source cannot snapshot tables")
+
     def read_chunk(
         self,
         table: SnapshotTable,
         after: tuple[Any, ...] | None,
         limit: int,
         where: Mapping[str, Any] | None = None,
+        until: tuple[Any, ...] | None = None,
     ) -> list[RowEvent]:
         """Up to ``limit`` rows of ``table`` whose key is above ``after`` (all rows when
-        None), in key order, as events with action ``"read"``, ``after`` the row as the
-        stream would give it and the same ``pk``. ``where`` limits rows to those whose
-        columns equal the given values (None: IS NULL). One short statement on its own
-        connection: no lock, no long transaction."""
+        None) and at most ``until`` (no bound when None), in key order as the database
+        orders it, as events with action ``"read"``, ``after`` the row as the stream would
+        give it and the same ``pk``. ``where`` limits rows to those whose columns equal the
+        given values (None: IS NULL). One short statement on its own connection: no lock,
+        no long transaction."""
         raise SourceError(f"the {type(self).__name__} source cannot snapshot tables")
 
     def write_watermark(self, mark: str) -> None:

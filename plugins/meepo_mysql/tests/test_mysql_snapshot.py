@@ -78,8 +78,13 @@ def test_key_order_pages_and_column_filters(harness: Any) -> None:
         rest = source.read_chunk(table, tuple(first[-1].after[k] for k in ("a", "b")), 100)
         nulls = source.read_chunk(table, None, 100, {"n": None})
         ones = source.read_chunk(table, None, 100, {"n": 1, "a": "x"})
+        last, last_one = source.last_key(table), source.last_key(table, {"n": 1, "a": "x"})
+        upto = source.read_chunk(table, ("x", 3), 100, None, ("y", 1))
+        assert source.last_key(table, {"n": 7}) is None
     finally:
         source.close()
+    assert last == ("y", 5) and last_one == ("x", 1)
+    assert [e.pk for e in upto] == [("x", 4), ("x", 5), ("y", 0), ("y", 1)]
     keys = [e.pk for e in first + rest]
     assert keys == sorted(keys) and len(keys) == 12 and keys[0] == ("x", 0)
     assert "secret" not in first[0].after and first[0].pk_columns == ("a", "b")
@@ -98,8 +103,8 @@ from meepo_mysql import MySQLSource
 
 
 class ChangeInWindow(MySQLSource):
-    def read_chunk(self, table, after, limit, where=None):
-        rows = super().read_chunk(table, after, limit, where)
+    def read_chunk(self, table, after, limit, where=None, until=None):
+        rows = super().read_chunk(table, after, limit, where, until)
         if rows:
             conn = pymysql.connect(autocommit=True, **self.settings.connection_settings())
             with conn, conn.cursor() as cur:

@@ -37,6 +37,9 @@ def test_a_copied_row_equals_the_streamed_row_for_every_type(harness: Any) -> No
         assert [e.pk for e in source.read_chunk(table, (1,), 10)] == [2]
         assert [e.pk for e in source.read_chunk(table, None, 10, {"nul": None, "i2": -32768})
                 ] == [1]
+        assert source.last_key(table) == (2,)
+        assert source.last_key(table, {"nul": None, "i2": -32768}) == (1,)
+        assert [e.pk for e in source.read_chunk(table, None, 10, None, (1,))] == [1]
     finally:
         source.close()
 

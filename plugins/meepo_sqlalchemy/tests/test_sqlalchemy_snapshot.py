@@ -17,10 +17,12 @@ from typing import Any
 
 import meepo_sqlalchemy
 import pytest
+from meepo_sqlalchemy.sqlalchemy_outbox_source import OutboxSource
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy_testkit import Product
 
+from meepo_core import Options
 from meepo_core.testing import meepo_command, run_meepo, write_config
 
 ROWS = 120
@@ -257,8 +259,8 @@ from meepo_sqlalchemy.sqlalchemy_outbox_source import OutboxSource
 
 
 class ChangeInWindow(OutboxSource):
-    def read_chunk(self, table, after, limit, where=None):
-        rows = super().read_chunk(table, after, limit, where)
+    def read_chunk(self, table, after, limit, where=None, until=None):
+        rows = super().read_chunk(table, after, limit, where, until)
         if rows:
             maker = sessionmaker(self.engine)
             installed = meepo_sqlalchemy.install(maker, outbox=True, tables=["product"])
@@ -295,3 +297,20 @@ def test_a_change_committed_between_the_read_and_the_high_watermark_wins(
     changed = [key for key, name in names.items() if name.startswith("changed in window")]
     assert changed == [1, 8, 15, 22, 29]  # the first row of each chunk of 7
     assert rows(target) == rows(pg_url)
+
+
+def test_last_key_and_the_upper_bound_of_a_chunk(tmp_path: Path) -> None:
+    """A snapshot copies up to the last key it saw when it started (see meepo_core.snapshots):
+    ``last_key`` finds it, ``read_chunk`` stops there."""
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    seed(url, 10)
+    source = OutboxSource.from_options(Options(
+        {"type": "sqlalchemy-outbox", "url": url, "tables": ["product"]}, "source", tmp_path))
+    try:
+        (table,) = source.snapshot_tables(["product"])
+        assert source.last_key(table) == (10,)
+        assert source.last_key(table, {"stock": 3}) == (10,)
+        assert source.last_key(table, {"stock": 99}) is None
+        assert [e.pk for e in source.read_chunk(table, (4,), 100, None, (7,))] == [5, 6, 7]
+    finally:
+        source.close()

@@ -213,24 +213,30 @@ class MySQLSnapshots:
             raise SourceError("a snapshot watermark without a chunk read between")
         self.watermarks.add_and_resume(at, (low, mark))
 
+    def last_key(self, table: SnapshotTable,
+                 where: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
+        columns = {c.name: c for c in self._columns_of(table)}
+        key = [columns[name] for name in table.key]
+        sql, params = _select(table, key, None, None, where, descending=True, limit=1)
+        try:
+            with self._connection().cursor() as cur:  # in UTC, like the chunks
+                cur.execute(sql, params or None)
+                row = cur.fetchone()
+        except pymysql.err.MySQLError as exc:
+            self._drop_connection()
+            raise SourceError(f"snapshot read on {self.settings.address}: "
+                              f"{error_text(exc)}") from exc
+        if row is None:
+            return None
+        return tuple(v if v is None or c.convert is None else c.convert(v)
+                     for v, c in zip(row, key, strict=True))
+
     def read_chunk(self, table: SnapshotTable, after: tuple[Any, ...] | None, limit: int,
-                   where: Mapping[str, Any] | None) -> list[RowEvent]:
+                   where: Mapping[str, Any] | None,
+                   until: tuple[Any, ...] | None = None) -> list[RowEvent]:
         columns = self._columns_of(table)
-        quoted_key = [_quote(name) for name in table.key]
-        conditions, params = [], []
-        if after is not None:
-            conditions.append(f"({', '.join(quoted_key)}) > ({', '.join(['%s'] * len(after))})")
-            params += list(after)
-        for name, value in (where or {}).items():
-            if value is None:
-                conditions.append(f"{_quote(name)} IS NULL")
-            else:
-                conditions.append(f"{_quote(name)} = %s")
-                params.append(value)
-        sql = (f"SELECT {', '.join(c.select for c in columns)} FROM {_quote(table.schema)}."
-               f"{_quote(table.table)}" + (f" WHERE {' AND '.join(conditions)}" if conditions
-                                          else "")
-               + f" ORDER BY {', '.join(quoted_key)} LIMIT {int(limit)}")
+        sql, params = _select(table, columns, after, until, where, descending=False,
+                              limit=limit)
         try:
             at, rows = self._consistent_read(sql, params)
         except BaseException:
@@ -364,6 +370,34 @@ def _timestamp(value: Any) -> Any:
     """TIMESTAMP read in the session time zone +00:00, UTC-aware like the stream's."""
     value = _zero_date(value)
     return value.replace(tzinfo=UTC) if isinstance(value, datetime) else value
+
+
+def _select(table: SnapshotTable, columns: Sequence[_Column], after: tuple[Any, ...] | None,
+            until: tuple[Any, ...] | None, where: Mapping[str, Any] | None, *,
+            descending: bool, limit: int) -> tuple[str, list[Any]]:
+    """``SELECT columns`` of the rows with a key in (after, until] that ``where`` selects,
+    in key order (``descending``: from the last), at most ``limit``; with its parameters."""
+    key = ", ".join(_quote(name) for name in table.key)
+    marks = ", ".join(["%s"] * len(table.key))
+    conditions, params = [], []
+    if after is not None:
+        conditions.append(f"({key}) > ({marks})")
+        params += list(after)
+    if until is not None:
+        conditions.append(f"({key}) <= ({marks})")
+        params += list(until)
+    for name, value in (where or {}).items():
+        if value is None:
+            conditions.append(f"{_quote(name)} IS NULL")
+        else:
+            conditions.append(f"{_quote(name)} = %s")
+            params.append(value)
+    order = ", ".join(_quote(name) + (" DESC" if descending else "") for name in table.key)
+    sql = (f"SELECT {', '.join(c.select for c in columns)} FROM {_quote(table.schema)}."
+           f"{_quote(table.table)}"
+           + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+           + f" ORDER BY {order} LIMIT {int(limit)}")
+    return sql, params
 
 
 def _quote(name: str) -> str:

@@ -245,9 +245,14 @@ class MySQLSource(Source):
     def snapshot_tables(self, names: Sequence[str] | None = None) -> list[SnapshotTable]:
         return self.snapshots.tables(names)
 
+    def last_key(self, table: SnapshotTable,
+                 where: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:
+        return self.snapshots.last_key(table, where)
+
     def read_chunk(self, table: SnapshotTable, after: tuple[Any, ...] | None, limit: int,
-                   where: Mapping[str, Any] | None = None) -> list[RowEvent]:
-        return self.snapshots.read_chunk(table, after, limit, where)
+                   where: Mapping[str, Any] | None = None,
+                   until: tuple[Any, ...] | None = None) -> list[RowEvent]:
+        return self.snapshots.read_chunk(table, after, limit, where, until)
 
     def write_watermark(self, mark: str) -> None:
         self.snapshots.write_watermark(mark)

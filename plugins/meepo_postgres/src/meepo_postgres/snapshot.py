@@ -115,16 +115,55 @@ class PostgresSnapshots:
             )
         return found
 
-    def read_chunk(self, table: SnapshotTable, after: tuple[Any, ...] | None, limit: int,
-                   where: Mapping[str, Any] | None) -> list[RowEvent]:
+    def last_key(self, table: SnapshotTable,
+                 where: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
         columns = self._columns_of(table)
+        index = [columns.names.index(name) for name in table.key]
+        sql, params = self._select(table, columns, index, None, None, where,
+                                   descending=True, limit=1)
+        rows = self.control.query(sql, *params)
+        if not rows:
+            return None
+        return tuple(_value(text, columns.converters[i])
+                     for text, i in zip(rows[0], index, strict=True))
+
+    def read_chunk(self, table: SnapshotTable, after: tuple[Any, ...] | None, limit: int,
+                   where: Mapping[str, Any] | None,
+                   until: tuple[Any, ...] | None = None) -> list[RowEvent]:
+        columns = self._columns_of(table)
+        sql, params = self._select(table, columns, range(len(columns.names)), after, until,
+                                   where, descending=False, limit=limit)
+        rows = self.control.query(sql, *params)
+        now = datetime.now(UTC)
+        index = [columns.names.index(name) for name in table.key]
+        events = []
+        for row in rows:
+            values = [_value(text, convert)
+                      for text, convert in zip(row, columns.converters, strict=True)]
+            pk = values[index[0]] if len(index) == 1 else tuple(values[i] for i in index)
+            image = {columns.names[i]: values[i] for i in columns.visible}
+            events.append(RowEvent(table.schema, table.table, "read", pk, None, image, None,
+                                   now, None, None, table.key))
+        return events
+
+    @staticmethod
+    def _select(table: SnapshotTable, columns: _Columns, selected: Sequence[int],
+                after: tuple[Any, ...] | None, until: tuple[Any, ...] | None,
+                where: Mapping[str, Any] | None, *, descending: bool,
+                limit: int) -> tuple[str, list[Any]]:
+        """``SELECT`` the ``selected`` columns as text of the rows with a key in
+        (after, until] that ``where`` selects, in key order (``descending``: from the
+        last), at most ``limit``; with its parameters."""
         typed = dict(zip(columns.names, columns.types, strict=True))
-        key = [quote_ident(name) for name in table.key]
+        key = ", ".join(quote_ident(name) for name in table.key)
+        marks = ", ".join(f"CAST(%s AS {typed[name]})" for name in table.key)
         conditions, params = [], []
         if after is not None:
-            marks = ", ".join(f"CAST(%s AS {typed[name]})" for name in table.key)
-            conditions.append(f"({', '.join(key)}) > ({marks})")
+            conditions.append(f"({key}) > ({marks})")
             params += list(after)
+        if until is not None:
+            conditions.append(f"({key}) <= ({marks})")
+            params += list(until)
         for name, value in (where or {}).items():
             if value is None:
                 conditions.append(f"{quote_ident(name)} IS NULL")
@@ -133,23 +172,13 @@ class PostgresSnapshots:
                 params.append(value)
         texts = ", ".join(
             f"CASE WHEN {quote_ident(n)} IS NULL THEN NULL ELSE concat({quote_ident(n)}) END"
-            for n in columns.names)
-        sql = (f"SELECT {texts} "
-               f"FROM {quote_ident(table.schema)}.{quote_ident(table.table)}"
+            for n in (columns.names[i] for i in selected))
+        order = ", ".join(quote_ident(name) + (" DESC" if descending else "")
+                          for name in table.key)
+        sql = (f"SELECT {texts} FROM {quote_ident(table.schema)}.{quote_ident(table.table)}"
                + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
-               + f" ORDER BY {', '.join(key)} LIMIT {int(limit)}")
-        rows = self.control.query(sql, *params)
-        now = datetime.now(UTC)
-        index = [columns.names.index(name) for name in table.key]
-        events = []
-        for row in rows:
-            values = [text if text is None or convert is None else convert(text)
-                      for text, convert in zip(row, columns.converters, strict=True)]
-            pk = values[index[0]] if len(index) == 1 else tuple(values[i] for i in index)
-            image = {columns.names[i]: values[i] for i in columns.visible}
-            events.append(RowEvent(table.schema, table.table, "read", pk, None, image, None,
-                                   now, None, None, table.key))
-        return events
+               + f" ORDER BY {order} LIMIT {int(limit)}")
+        return sql, params
 
     def write_watermark(self, mark: str) -> None:
         try:
@@ -166,3 +195,7 @@ class PostgresSnapshots:
             self._control = None
             self._catalog = None
         self._columns.clear()
+
+
+def _value(text: str | None, convert: Converter | None) -> Any:
+    return text if text is None or convert is None else convert(text)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, Table, func, select, text, tuple_, update
+from sqlalchemy import Engine, MetaData, Select, Table, func, select, text, tuple_, update
 from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 
 from meepo_core import ConfigError, RowEvent, SnapshotTable, SourceError
@@ -100,24 +100,22 @@ class OutboxSnapshots:
             return None
         return max(int(found), 0) if found is not None else None
 
-    def read_chunk(self, snapshot: SnapshotTable, after: tuple[Any, ...] | None, limit: int,
-                   where: Mapping[str, Any] | None) -> list[RowEvent]:
+    def last_key(self, snapshot: SnapshotTable,
+                 where: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
         table = self._table(snapshot.qualified)
         key = [table.c[name] for name in snapshot.key]
-        query = select(table).order_by(*key).limit(limit)
-        if after is not None:
-            query = query.where(tuple_(*key) > tuple_(*after) if len(key) > 1
-                                else key[0] > after[0])
-        for column, value in (where or {}).items():
-            query = query.where(table.c[column].is_(None) if value is None
-                                else table.c[column] == value)
+        query = self._filtered(select(*key), table, key, None, None, where)
+        rows = self._fetch(snapshot, query.order_by(*(c.desc() for c in key)).limit(1))
+        return tuple(plain(rows[0][name]) for name in snapshot.key) if rows else None
+
+    def read_chunk(self, snapshot: SnapshotTable, after: tuple[Any, ...] | None, limit: int,
+                   where: Mapping[str, Any] | None,
+                   until: tuple[Any, ...] | None = None) -> list[RowEvent]:
+        table = self._table(snapshot.qualified)
+        key = [table.c[name] for name in snapshot.key]
+        query = self._filtered(select(table), table, key, after, until, where)
         now = datetime.now(UTC)
-        try:
-            with self._engine().connect() as conn:
-                rows = conn.execute(query).mappings().all()
-                conn.rollback()
-        except SQLAlchemyError as exc:
-            raise SourceError(f"snapshot of {snapshot.qualified}: {exc}") from exc
+        rows = self._fetch(snapshot, query.order_by(*key).limit(limit))
         events = []
         for row in rows:
             image = {name: plain(value) for name, value in row.items()}
@@ -126,6 +124,30 @@ class OutboxSnapshots:
             events.append(RowEvent(snapshot.schema, snapshot.table, "read", pk, None, image,
                                    None, now, None, None, snapshot.key))
         return events
+
+    @staticmethod
+    def _filtered(query: Select[Any], table: Table, key: list[Any],
+                  after: tuple[Any, ...] | None, until: tuple[Any, ...] | None,
+                  where: Mapping[str, Any] | None) -> Select[Any]:
+        """``query`` limited to keys in (after, until] and to the rows ``where`` selects."""
+        whole = tuple_(*key) if len(key) > 1 else key[0]
+        if after is not None:
+            query = query.where(whole > (tuple_(*after) if len(key) > 1 else after[0]))
+        if until is not None:
+            query = query.where(whole <= (tuple_(*until) if len(key) > 1 else until[0]))
+        for column, value in (where or {}).items():
+            query = query.where(table.c[column].is_(None) if value is None
+                                else table.c[column] == value)
+        return query
+
+    def _fetch(self, snapshot: SnapshotTable, query: Select[Any]) -> Sequence[Any]:
+        try:
+            with self._engine().connect() as conn:
+                rows = conn.execute(query).mappings().all()
+                conn.rollback()
+        except SQLAlchemyError as exc:
+            raise SourceError(f"snapshot of {snapshot.qualified}: {exc}") from exc
+        return rows
 
     def write_watermark(self, mark: str) -> None:
         """Commit an outbox row carrying ``mark``, under the commit-order lock."""
