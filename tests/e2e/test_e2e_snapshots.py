@@ -56,11 +56,16 @@ def pipeline(db: Any, es_url: str, pg_url: str, prefix: str, **extra: Any) -> di
 
 
 def writers(db: Any, rows: int, seed_value: int) -> list[Workload]:
-    """Four workloads over the seeded ids and their own new ids."""
+    """Four workloads over the seeded ids and their own new ids.
+
+    Paced so that the sinks keep up: unpaced (5 ms between transactions) they outran the
+    test Elasticsearch server (noida-db at 100 % CPU, meepo at 8 %: the pipeline fell from
+    7,100 to 500 events/s within 5 minutes), the stream fell behind without bound, and each
+    chunk, delivered when the stream reaches it, waited longer and longer."""
     started = []
     for index in range(WRITERS):
         workload = Workload(db, seed_value + index, first_id=rows + 1 + index * 1_000_000,
-                            pause=0.005)
+                            pause=0.05)
         workload.live = list(range(1 + index, rows + 1, WRITERS))
         workload.start()
         started.append(workload)
