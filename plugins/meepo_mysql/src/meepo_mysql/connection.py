@@ -48,8 +48,11 @@ class DumpConnection:
     tick = 0.2
 
     def __init__(self, settings: dict[str, Any], server_id: int, *, heartbeat: float,
-                 blocking: bool) -> None:
+                 blocking: bool, wake: socket.socket | None = None) -> None:
         self.settings = settings
+        #: Also waited on while caught up: readable means "raise Idle now" (its bytes are
+        #: drained), so the caller can act at once between two events.
+        self.wake = wake
         self.server_id = server_id
         self.heartbeat = heartbeat
         self.blocking = blocking
@@ -143,11 +146,16 @@ class DumpConnection:
                 # Caught up: say so at once (the reader then delivers what it holds), and
                 # afterwards every tick while the stream stays silent.
                 wait = 0.0 if at_boundary and not self._idle_said else self.tick
+                wake = self.wake
                 try:
-                    readable, _, _ = select.select([sock], [], [], wait)
+                    readable, _, _ = select.select(
+                        [sock] if wake is None else [sock, wake], [], [], wait)
                 except (OSError, ValueError) as exc:
                     raise self._lost(str(exc)) from exc
-                if not readable:
+                if wake is not None and wake in readable:
+                    with contextlib.suppress(OSError):
+                        wake.recv(4096)
+                if sock not in readable:
                     if at_boundary:
                         self._idle_said = True
                         self._buffer, self._pos = b"", 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 
 import pymysql
 
@@ -57,8 +58,9 @@ class DumpReader:
     """Opens dumps for one source and decides what happens when one breaks."""
 
     def __init__(self, settings: MySQLSettings, control: ControlConnection, server_id: int,
-                 *, once: bool, gtid_mode: bool) -> None:
+                 *, once: bool, gtid_mode: bool, wake: socket.socket | None = None) -> None:
         self.settings = settings
+        self.wake = wake
         self.control = control
         self.server_id = server_id
         self.once = once
@@ -71,7 +73,7 @@ class DumpReader:
         """A dump starting at ``position`` (a transaction boundary)."""
         dump = self.current = DumpConnection(
             self.control.dump_settings(), self.server_id,
-            heartbeat=self.settings.heartbeat, blocking=not self.once,
+            heartbeat=self.settings.heartbeat, blocking=not self.once, wake=self.wake,
         )
         if self.gtid_mode and position.gtid is not None:
             if self.control.flavor == "mariadb":

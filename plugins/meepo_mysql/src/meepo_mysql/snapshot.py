@@ -20,6 +20,7 @@ mapped as the stream's decoder maps them (see the README's type table).
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -60,6 +61,8 @@ class Watermarks:
     stream: the binlog reader calls :meth:`point` between events (only while
     :attr:`wanted` is set: one attribute read per event otherwise), and
     :meth:`suspend`/:meth:`resume` around its yields, where it reads nothing anyway.
+    A binlog reader waiting for the server also waits on :attr:`wake_socket`, so that a
+    pause or a new watermark is seen at once rather than at its next idle tick.
     """
 
     def __init__(self) -> None:
@@ -68,12 +71,35 @@ class Watermarks:
         self.wanted = False  # a pause is asked for
         self._stopped = True  # the binlog reader reads nothing now (paused, or not running)
         self.position: tuple[int, int] | None = None  # where it stopped
+        self._wake: tuple[socket.socket, socket.socket] | None = None
+
+    @property
+    def wake_socket(self) -> socket.socket:
+        """Readable when the snapshot reader wants the binlog reader's attention; the
+        reader drains it (non-blocking). Closed by :meth:`close`."""
+        if self._wake is None:
+            pair = socket.socketpair()
+            for end in pair:
+                end.setblocking(False)
+            self._wake = pair
+        return self._wake[0]
+
+    def _nudge(self) -> None:
+        if self._wake is not None:
+            with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
+                self._wake[1].send(b"\0")
+
+    def close(self) -> None:
+        wake, self._wake = self._wake, None
+        for end in wake or ():
+            end.close()
 
     # -- the snapshot reader's side ------------------------------------------------------
     def pause(self, timeout: float = 30.0) -> tuple[int, int] | None:
         """Stop the binlog reader between two events; its position then, if known."""
         with self._cond:
             self.wanted = True
+            self._nudge()
             if not self._cond.wait_for(lambda: self._stopped, timeout):
                 self.wanted = False
                 raise SourceError(f"the binlog reader did not pause within {timeout:.0f}s "
@@ -87,6 +113,7 @@ class Watermarks:
             self.pending += [(index, position.pos, mark) for mark in marks]
             self.wanted = False
             self._cond.notify_all()
+            self._nudge()
 
     def resume(self) -> None:
         """Let the reader go on without marks (the chunk could not be read)."""

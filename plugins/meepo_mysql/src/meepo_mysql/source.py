@@ -261,3 +261,4 @@ class MySQLSource(Source):
         self.snapshots.close()
         if self._stream is not None:
             self._stream.close()
+        self.watermarks.close()

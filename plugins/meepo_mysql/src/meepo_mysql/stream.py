@@ -61,7 +61,8 @@ class BinlogStream:
         self.once = once
         self.stall_after = settings.heartbeat * 2.5
         self.closed = False
-        self.reader = DumpReader(settings, control, server_id, once=once, gtid_mode=gtid_mode)
+        self.reader = DumpReader(settings, control, server_id, once=once, gtid_mode=gtid_mode,
+                                 wake=marks.wake_socket if marks is not None else None)
         self.tables = Tables(settings, control, context, reference=reference)
 
     @property
