@@ -144,6 +144,10 @@ class Watermark:
     sequence: int | None = None
     committed_at: datetime | None = None
 
+    def __post_init__(self) -> None:
+        if self.committed_at is not None and self.committed_at.tzinfo is None:
+            raise ValueError("committed_at must be timezone-aware (UTC)")
+
 
 @dataclass(frozen=True, slots=True)
 class Batch:

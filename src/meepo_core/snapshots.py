@@ -336,7 +336,7 @@ def describe_job(job: dict[str, Any], *, running: bool, now: datetime | None = N
 
 def _read_event(event: RowEvent, mark: Watermark) -> RowEvent:
     """A chunk row as delivered at its high watermark: ordered (and versioned) there."""
-    return RowEvent(
+    return RowEvent.trusted(
         event.schema, event.table, "read", event.pk, None, event.after, event.position,
         mark.committed_at or event.committed_at, None, mark.sequence, event.pk_columns,
     )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from .backfill import Backfill
-
 EPILOG = """\b
 Examples:
   meepo es backfill orders                     every table of pipeline orders
@@ -36,6 +34,8 @@ def backfill(ctx: click.Context, pipeline: str, tables: tuple[str, ...], sink: i
     The running pipeline keeps writing through the alias NAME the whole time; it may keep
     running. Progress is logged while the tables are copied.
     """
+    from .backfill import Backfill  # here: every meepo command loads this module
+
     config = ctx.find_root().params.get("config_path")
     report = Backfill(pipeline, config, tables=tables, sink=sink, chunk_size=chunk_size).run()
     rows = sum(report.rows.values())
