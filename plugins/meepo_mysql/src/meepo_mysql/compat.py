@@ -5,6 +5,9 @@ meepo-mysql patches nothing process-wide. What it needs beyond public APIs:
 * pymysql has no public call to send a raw command packet or to read the socket once a
   binlog dump has turned the connection into an endless reply; :func:`send_command`
   and :func:`stream_socket` reach its internals.
+* pymysql parses result rows field by field; :func:`query_rows` runs a query through
+  ``Connection.query``'s own steps with a result class whose rows are parsed by code
+  generated per result (:mod:`meepo_mysql.text_rows`), for snapshot chunks.
 * python-mysql-replication is kept as the *reference* decoder (``decoder = "library"``);
   its per-event classes take a packet wrapper, a table map and a control connection
   that are internal to its ``BinLogStreamReader``; :func:`library_packet` builds them.
@@ -19,6 +22,10 @@ import socket
 from typing import Any
 
 import pymysql
+from pymysql.connections import MySQLResult
+from pymysql.constants import COMMAND
+
+from .text_rows import row_parser
 
 
 def send_command(conn: pymysql.connections.Connection[Any], command: int, payload: bytes) -> None:
@@ -104,3 +111,44 @@ def library_event(
     if isinstance(event, TableMapEvent):
         table_map[event.table_id] = event.get_table()
     return event
+
+
+class _ParsedRows(MySQLResult):  # type: ignore[misc]  # pymysql ships no types for it
+    """pymysql 1.1/1.2's buffered result, its row loop replaced: the converters it chose
+    in ``_get_descriptions`` turn into one generated parser (same values)."""
+
+    connection: Any
+    converters: list[Any]
+
+    def _read_rowdata_packet(self) -> None:
+        parse = row_parser(self.converters)
+        read_packet = self.connection._read_packet
+        rows = []
+        while True:
+            packet = read_packet()
+            if self._check_packet_is_eof(packet):
+                self.connection = None  # as pymysql does: no reference cycle
+                break
+            try:
+                rows.append(parse(packet._data))
+            except IndexError:  # fewer fields than columns: pymysql's own loop copes
+                packet._position = 0
+                rows.append(self._read_row_from_packet(packet))
+        self.affected_rows = len(rows)
+        self.rows = tuple(rows)
+
+
+def query_rows(conn: pymysql.connections.Connection[Any], sql: str) -> tuple[Any, ...]:
+    """The rows of ``sql`` (parameters already in it), as ``cursor.fetchall()`` gives them.
+
+    pymysql 1.1/1.2: ``Connection.query`` is ``_execute_command(COM_QUERY, sql)`` then
+    ``_read_query_result``, which builds a ``MySQLResult``; this builds a
+    :class:`_ParsedRows` instead and keeps what ``_read_query_result`` keeps.
+    """
+    conn._execute_command(COMMAND.COM_QUERY, sql.encode(conn.encoding))
+    result = _ParsedRows(conn)
+    result.read()
+    conn._result = result
+    if result.server_status is not None:
+        conn.server_status = result.server_status
+    return result.rows or ()

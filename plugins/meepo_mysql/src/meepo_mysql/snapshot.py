@@ -33,6 +33,7 @@ import pymysql
 from meepo_core import ConfigError, RowEvent, SnapshotTable, SourceError
 
 from . import charsets
+from .compat import query_rows
 from .config import MySQLSettings
 from .positions import BinlogPosition, file_index
 from .server import ControlConnection, connect_error, error_text
@@ -312,8 +313,7 @@ class MySQLSnapshots:
                     behind = paused is not None and (file_index(at.file), at.pos) < paused
                     rows: Any = ()
                     if not behind:
-                        cur.execute(sql, params or None)
-                        rows = cur.fetchall()
+                        rows = query_rows(conn, cur.mogrify(sql, params or None))
                     cur.execute("COMMIT")
             except pymysql.err.MySQLError as exc:
                 self._drop_connection()
