@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from .errors import SourceError
 from .events import Batch, Position, RowEvent
@@ -13,6 +13,23 @@ from .options import Options
 if TYPE_CHECKING:
     from .context import PipelineContext
     from .snapshots import SnapshotTable
+
+
+class SnapshotReader(Protocol):
+    """What a source's snapshot helper implements; a source that sets
+    :attr:`Source.snapshots` to one supports snapshots, its snapshot methods delegating to
+    it (see those methods for the contracts)."""
+
+    def tables(self, names: Sequence[str] | None) -> list[SnapshotTable]: ...
+
+    def last_key(self, table: SnapshotTable,
+                 where: Mapping[str, Any] | None) -> tuple[Any, ...] | None: ...
+
+    def read_chunk(self, table: SnapshotTable, after: tuple[Any, ...] | None, limit: int,
+                   where: Mapping[str, Any] | None,
+                   until: tuple[Any, ...] | None) -> list[RowEvent]: ...
+
+    def write_watermark(self, mark: str) -> None: ...
 
 
 class Source(abc.ABC):
@@ -65,17 +82,25 @@ class Source(abc.ABC):
         return None
 
     # -- optional capability: snapshots (see meepo_core.snapshots) ------------------------
+    #: A source that can snapshot sets this (or overrides the methods below).
+    snapshots: SnapshotReader | None = None
+
     @property
     def supports_snapshots(self) -> bool:
         """Whether this source implements the snapshot methods below."""
-        return type(self).read_chunk is not Source.read_chunk
+        return self.snapshots is not None or type(self).read_chunk is not Source.read_chunk
+
+    def _snapshot_reader(self) -> SnapshotReader:
+        if self.snapshots is None:
+            raise SourceError(f"the {type(self).__name__} source cannot snapshot tables")
+        return self.snapshots
 
     def snapshot_tables(self, names: Sequence[str] | None = None) -> list[SnapshotTable]:
         """The tables to snapshot: ``names`` (``schema.table``; each must be one the
         pipeline follows, else :class:`~meepo_core.errors.ConfigError` naming it), or every
         table the source follows. Each needs a primary key (or a documented fallback):
         raise :class:`~meepo_core.errors.SourceError` naming a table without one."""
-        raise SourceError(f"the {type(self).__name__} source cannot snapshot tables")
+        return self._snapshot_reader().tables(names)
 
     def last_key(
         self, table: SnapshotTable, where: Mapping[str, Any] | None = None
@@ -85,7 +110,7 @@ class Source(abc.ABC):
         snapshot reads it when it starts and copies rows up to it: a row inserted later
         with a higher key comes through the change stream, so writers appending at the end
         of the key range cannot keep a snapshot from finishing."""
-        raise SourceError(f"the {type(self).__name__} source cannot snapshot tables")
+        return self._snapshot_reader().last_key(table, where)
 
     def read_chunk(
         self,
@@ -101,13 +126,13 @@ class Source(abc.ABC):
         give it and the same ``pk``. ``where`` limits rows to those whose columns equal the
         given values (None: IS NULL). One short statement on its own connection: no lock,
         no long transaction."""
-        raise SourceError(f"the {type(self).__name__} source cannot snapshot tables")
+        return self._snapshot_reader().read_chunk(table, after, limit, where, until)
 
     def write_watermark(self, mark: str) -> None:
         """Commit ``mark`` into the change stream, so that :meth:`stream` meets it after
         everything committed before and reports it in :attr:`Batch.watermarks` (with
         :meth:`~meepo_core.batching.Batcher.watermark`), without delivering it as a row."""
-        raise SourceError(f"the {type(self).__name__} source cannot snapshot tables")
+        self._snapshot_reader().write_watermark(mark)
 
     def acknowledge(self, position: Position) -> None:  # noqa: B027 - optional hook
         """Called by the runner after ``position`` was checkpointed, i.e. after every sink

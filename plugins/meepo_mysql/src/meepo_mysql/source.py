@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Self
+from collections.abc import Iterator
+from typing import Self
 
 from meepo_core import (
     Batch,
     Options,
     PipelineContext,
     Position,
-    RowEvent,
-    SnapshotTable,
     Source,
     SourceError,
 )
@@ -39,6 +37,8 @@ class MySQLSource(Source):
     ``committed_at`` is the transaction's UTC timestamp and ``txid`` its GTID (or
     ``file:offset`` of its first event when the server has no GTIDs).
     """
+
+    snapshots: MySQLSnapshots  # its snapshot methods delegate to it (Source.snapshots)
 
     def __init__(self, settings: MySQLSettings) -> None:
         self.settings = settings
@@ -240,22 +240,6 @@ class MySQLSource(Source):
             return position.to_json()
         finally:
             control.close()
-
-    # -- snapshots (see meepo_mysql.snapshot) ---------------------------------------------
-    def snapshot_tables(self, names: Sequence[str] | None = None) -> list[SnapshotTable]:
-        return self.snapshots.tables(names)
-
-    def last_key(self, table: SnapshotTable,
-                 where: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:
-        return self.snapshots.last_key(table, where)
-
-    def read_chunk(self, table: SnapshotTable, after: tuple[Any, ...] | None, limit: int,
-                   where: Mapping[str, Any] | None = None,
-                   until: tuple[Any, ...] | None = None) -> list[RowEvent]:
-        return self.snapshots.read_chunk(table, after, limit, where, until)
-
-    def write_watermark(self, mark: str) -> None:
-        self.snapshots.write_watermark(mark)
 
     def close(self) -> None:
         self.snapshots.close()

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Self
+from collections.abc import Iterator
+from typing import Self
 
 from meepo_core import (
     Batch,
     Options,
     PipelineContext,
     Position,
-    RowEvent,
-    SnapshotTable,
     Source,
     SourceError,
 )
@@ -43,6 +41,8 @@ class PostgresSource(Source):
     time (UTC) and ``txid`` the transaction id. The slot's confirmed position moves only
     in :meth:`acknowledge`, after the runner's checkpoint.
     """
+
+    snapshots: PostgresSnapshots  # its snapshot methods delegate to it (Source.snapshots)
 
     def __init__(self, settings: PostgresSettings) -> None:
         self.settings = settings
@@ -189,21 +189,6 @@ class PostgresSource(Source):
             return Checkpoint(control.insert_lsn()).to_json()
         finally:
             control.close()
-
-    def snapshot_tables(self, names: Sequence[str] | None = None) -> list[SnapshotTable]:
-        return self.snapshots.tables(names)
-
-    def last_key(self, table: SnapshotTable,
-                 where: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:
-        return self.snapshots.last_key(table, where)
-
-    def read_chunk(self, table: SnapshotTable, after: tuple[Any, ...] | None, limit: int,
-                   where: Mapping[str, Any] | None = None,
-                   until: tuple[Any, ...] | None = None) -> list[RowEvent]:
-        return self.snapshots.read_chunk(table, after, limit, where, until)
-
-    def write_watermark(self, mark: str) -> None:
-        self.snapshots.write_watermark(mark)
 
     def acknowledge(self, position: Position) -> None:
         lsn = Checkpoint.from_json(position).lsn

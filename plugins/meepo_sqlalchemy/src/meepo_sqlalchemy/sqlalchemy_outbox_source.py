@@ -29,7 +29,7 @@ import dataclasses
 import json
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import Engine, create_engine, delete, func, inspect, select
@@ -42,7 +42,6 @@ from meepo_core import (
     Options,
     Position,
     RowEvent,
-    SnapshotTable,
     Source,
     SourceError,
     event_from_dict,
@@ -60,6 +59,8 @@ log = logging.getLogger("meepo.sqlalchemy.outbox")
 
 class OutboxSource(Source):
     """Relays ``table`` of the database at ``url``; see the module docstring."""
+
+    snapshots: OutboxSnapshots  # its snapshot methods delegate to it (Source.snapshots)
 
     def __init__(self, url: URL, table: str = DEFAULT_NAME, schema: str | None = None,
                  poll_interval: float = 0.5, delete_relayed: bool = True,
@@ -189,21 +190,6 @@ class OutboxSource(Source):
                 f"cannot read outbox {outbox.name} in {describe(self.url)}: {_first_line(exc)}"
             ) from exc
         return int(last or 0)
-
-    def snapshot_tables(self, names: Sequence[str] | None = None) -> list[SnapshotTable]:
-        return self.snapshots.tables(names)
-
-    def last_key(self, table: SnapshotTable,
-                 where: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:
-        return self.snapshots.last_key(table, where)
-
-    def read_chunk(self, table: SnapshotTable, after: tuple[Any, ...] | None, limit: int,
-                   where: Mapping[str, Any] | None = None,
-                   until: tuple[Any, ...] | None = None) -> list[RowEvent]:
-        return self.snapshots.read_chunk(table, after, limit, where, until)
-
-    def write_watermark(self, mark: str) -> None:
-        self.snapshots.write_watermark(mark)
 
     def acknowledge(self, position: Position) -> None:
         if self.delete_relayed and position is not None:
