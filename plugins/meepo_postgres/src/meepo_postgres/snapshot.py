@@ -142,8 +142,8 @@ class PostgresSnapshots:
                       for text, convert in zip(row, columns.converters, strict=True)]
             pk = values[index[0]] if len(index) == 1 else tuple(values[i] for i in index)
             image = {columns.names[i]: values[i] for i in columns.visible}
-            events.append(RowEvent(table.schema, table.table, "read", pk, None, image, None,
-                                   now, None, None, table.key))
+            events.append(RowEvent.trusted(table.schema, table.table, "read", pk, None, image,
+                                           None, now, None, None, table.key))
         return events
 
     @staticmethod

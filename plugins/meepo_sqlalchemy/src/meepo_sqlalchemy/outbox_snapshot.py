@@ -121,8 +121,8 @@ class OutboxSnapshots:
             image = {name: plain(value) for name, value in row.items()}
             pk = image[snapshot.key[0]] if len(snapshot.key) == 1 else tuple(
                 image[name] for name in snapshot.key)
-            events.append(RowEvent(snapshot.schema, snapshot.table, "read", pk, None, image,
-                                   None, now, None, None, snapshot.key))
+            events.append(RowEvent.trusted(snapshot.schema, snapshot.table, "read", pk, None,
+                                           image, None, now, None, None, snapshot.key))
         return events
 
     @staticmethod
