@@ -72,7 +72,7 @@ class DumpReader:
     def open(self, position: BinlogPosition) -> DumpConnection:
         """A dump starting at ``position`` (a transaction boundary)."""
         dump = self.current = DumpConnection(
-            self.control.dump_settings(), self.server_id,
+            self.control.sibling_settings(), self.server_id,
             heartbeat=self.settings.heartbeat, blocking=not self.once, wake=self.wake,
         )
         if self.gtid_mode and position.gtid is not None:

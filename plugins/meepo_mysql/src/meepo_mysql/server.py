@@ -82,9 +82,10 @@ class ControlConnection:
                 raise connect_error(self.settings, exc) from exc
         return self._conn
 
-    def dump_settings(self) -> dict[str, Any]:
-        """pymysql arguments for the dump connection: as this one's, with its TLS
-        outcome (see :func:`meepo_mysql.compat.same_tls`)."""
+    def sibling_settings(self) -> dict[str, Any]:
+        """pymysql arguments for another connection to the same server (the dump, the
+        snapshot reads): as this one's, with its TLS outcome (see
+        :func:`meepo_mysql.compat.same_tls`)."""
         return {**self.settings.connection_settings(), **compat.same_tls(self.connect())}
 
     def query(self, sql: str, *args: Any, dict_rows: bool = False) -> list[Any]:

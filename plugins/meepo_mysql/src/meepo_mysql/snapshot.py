@@ -328,8 +328,7 @@ class MySQLSnapshots:
     def _connection(self) -> Any:
         if self._reader is None:
             try:
-                self._reader = pymysql.connect(autocommit=True,
-                                               **self.settings.connection_settings())
+                self._reader = pymysql.connect(autocommit=True, **self.control.sibling_settings())
             except (pymysql.err.MySQLError, OSError) as exc:
                 raise connect_error(self.settings, exc) from exc
             with self._reader.cursor() as cur:
