@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,9 +93,10 @@ def run_child(argv: list[str], cwd: Path | None = None) -> tuple[float, int, str
     return seconds, int(usage.ru_maxrss), stdout, stderr
 
 
-def meepo_snapshot(server: MariaDBServer, table: str, chunk: int, workdir: Path
+def meepo_snapshot(server: MariaDBServer, table: str, chunk: int, workdir: Path, rows: int
                    ) -> tuple[float, int]:
-    """One ``initial_only`` snapshot of ``table`` into null: seconds and peak RSS (KiB)."""
+    """One ``initial_only`` snapshot of ``table`` into null: seconds and peak RSS (KiB);
+    checked to have copied all ``rows``."""
     write_config(workdir, {"snap": {
         "source": {"type": "mysql", "dsn": server.dsn, "tables": [f"{DATABASE}.{table}"]},
         "sinks": [{"type": "null"}], "snapshot": "initial_only", "snapshot_chunk_size": chunk,
@@ -102,6 +104,8 @@ def meepo_snapshot(server: MariaDBServer, table: str, chunk: int, workdir: Path
     }})
     seconds, peak, _, stderr = run_child(meepo_command("run", "snap"), workdir)
     assert "initial snapshot done" in stderr, stderr[-2000:]
+    copied = re.search(r": done, (\d+) rows in", stderr)
+    assert copied is not None and int(copied.group(1)) == rows, stderr[-2000:]
     return seconds, peak
 
 
@@ -134,7 +138,7 @@ def main() -> None:
             for round_ in range(args.repeat):
                 raw_seconds, _, stdout, _ = run_child(raw_argv)
                 assert json.loads(stdout)["rows"] == args.rows
-                meepo_seconds, peak = meepo_snapshot(server, "t", args.chunk, work)
+                meepo_seconds, peak = meepo_snapshot(server, "t", args.chunk, work, args.rows)
                 peaks.append(peak)
                 dump_seconds = run_child(dump_argv)[0] if dump else 0
                 for name, seconds in (("raw", raw_seconds), ("meepo", meepo_seconds),
@@ -156,7 +160,7 @@ def main() -> None:
             }
             if args.rss_rows:
                 fill(server, "big", args.rss_rows)
-                seconds, peak = meepo_snapshot(server, "big", args.chunk, work)
+                seconds, peak = meepo_snapshot(server, "big", args.chunk, work, args.rss_rows)
                 result["big"] = {"rows": args.rss_rows, "peak_rss_mib": peak / 1024,
                                  "rows_per_second": args.rss_rows / seconds}
     print(json.dumps(result, indent=2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import operator
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -63,8 +64,9 @@ class PluginInfo:
 
 @dataclass
 class Registration:
-    """A registered type. ``factory`` may be a ``"module:attribute"`` string, imported on
-    first use, so that a plugin's heavy libraries load only for pipelines that use it."""
+    """A registered type. ``factory`` may be a ``"module:attribute"`` string (the attribute
+    may be dotted: ``"module:Class.from_url"``), imported on first use, so that a plugin's
+    heavy libraries load only for pipelines that use it."""
 
     name: str
     factory: Any
@@ -74,7 +76,7 @@ class Registration:
         if isinstance(self.factory, str):
             module, _, attribute = self.factory.partition(":")
             try:
-                self.factory = getattr(importlib.import_module(module), attribute)
+                self.factory = operator.attrgetter(attribute)(importlib.import_module(module))
             except (ImportError, AttributeError) as exc:
                 raise ConfigError(
                     key_path,

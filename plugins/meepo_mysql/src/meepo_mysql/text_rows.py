@@ -12,6 +12,7 @@ anything else going through pymysql's own ``convert_datetime``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -53,7 +54,13 @@ def long_field(data: bytes, at: int) -> tuple[bytes, int]:
 
 def row_parser(columns: Columns) -> RowParser:
     """A function from a row packet's bytes to the row's values, as pymysql gives them.
-    Raises IndexError for a packet with fewer fields than ``columns``."""
+    Raises IndexError for a packet with fewer fields than ``columns``. Built once per
+    shape of result (every chunk of a table has the same)."""
+    return _parser(tuple(columns))
+
+
+@functools.lru_cache(maxsize=256)
+def _parser(columns: tuple[tuple[str | None, Callable[[Any], Any] | None], ...]) -> RowParser:
     namespace: dict[str, Any] = {"long_field": long_field}
     lines = ["def parse(data):", "    at = 0"]
     names = []

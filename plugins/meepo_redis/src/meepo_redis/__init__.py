@@ -1,19 +1,25 @@
 """meepo-redis: Redis sinks (invalidation, event store, pub/sub, streams), the Redis Streams
 source, and Redis checkpoint and dead-letter stores."""
 
-from .redis_events_sink import EventStore
-from .redis_pubsub_sink import RedisPubSubSink
-from .redis_sink import RedisSink
-from .redis_stream_sink import RedisStreamSink
-from .redis_stream_source import RedisStreamSource
-from .stores import RedisCheckpointStore, RedisDeadLetterStore
+from __future__ import annotations
 
-__all__ = [
-    "EventStore",
-    "RedisCheckpointStore",
-    "RedisDeadLetterStore",
-    "RedisPubSubSink",
-    "RedisSink",
-    "RedisStreamSink",
-    "RedisStreamSource",
-]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "EventStore": "redis_events_sink",
+    "RedisCheckpointStore": "stores",
+    "RedisDeadLetterStore": "stores",
+    "RedisPubSubSink": "redis_pubsub_sink",
+    "RedisSink": "redis_sink",
+    "RedisStreamSink": "redis_stream_sink",
+    "RedisStreamSource": "redis_stream_source",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that loading the plugin does not import the Redis client.
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    raise AttributeError(name)
