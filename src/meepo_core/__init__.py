@@ -4,11 +4,11 @@ The public API. Plugins and programs that embed meepo use only these names:
 
 * the event model: :class:`RowEvent`, :class:`Batch`, :data:`ACTIONS`, :data:`UNCHANGED`;
 * writing plugins: :data:`hookimpl`, :class:`Source`, :class:`Sink`, :class:`Options`,
-  :class:`Batcher`, :class:`PipelineContext`, :class:`SnapshotTable` and
-  :class:`SnapshotReader` (sources that snapshot), :class:`CheckpointStore` with
-  :class:`Checkpoint` and :func:`encode_checkpoint`/:func:`decode_checkpoint`,
-  :class:`DeadLetterStore` with :func:`dead_letter_record`, the lossless JSON of events
-  (:func:`event_to_json`,
+  :class:`Batcher`, :class:`PipelineContext`; for sources that snapshot
+  :class:`SnapshotTable`, :class:`SnapshotReader` and :func:`keyset_filter`;
+  :class:`CheckpointStore` with :class:`Checkpoint` and
+  :func:`encode_checkpoint`/:func:`decode_checkpoint`, :class:`DeadLetterStore` with
+  :func:`dead_letter_record`, the lossless JSON of events (:func:`event_to_json`,
   :func:`event_from_json`, :func:`event_to_dict`, :func:`event_from_dict`,
   :func:`encode_value`, :func:`decode_value`) and the errors;
 * embedding: :func:`load_pipeline` gives a :class:`Pipeline` to ``run()`` (a
@@ -43,7 +43,7 @@ from .serialization import (
 )
 from .settings import PipelineSettings
 from .sink import Sink
-from .snapshots import SnapshotTable
+from .snapshots import SnapshotTable, keyset_filter
 from .source import SnapshotReader, Source
 
 __all__ = [
@@ -86,5 +86,6 @@ __all__ = [
     "event_to_dict",
     "event_to_json",
     "hookimpl",
+    "keyset_filter",
     "load_pipeline",
 ]

@@ -35,7 +35,7 @@ import logging
 import secrets
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -120,6 +120,37 @@ class _Window:
     complete: bool  # the chunk was shorter than asked: the table ends here
     opened: bool = False
     written_at: float = field(default_factory=time.monotonic)
+
+
+def keyset_filter(
+    table: SnapshotTable,
+    after: tuple[Any, ...] | None,
+    until: tuple[Any, ...] | None,
+    where: Mapping[str, Any] | None,
+    quote: Callable[[str], str],
+    placeholder: Callable[[str], str],
+) -> tuple[list[str], list[Any]]:
+    """The SQL conditions (to join with AND) and their parameters that select a chunk's
+    rows: key above ``after``, key at most ``until``, columns equal to ``where``'s values
+    (None: IS NULL). ``quote`` quotes a column name; ``placeholder(column)`` is the
+    parameter marker for a value of that column (``%s``, or a cast of it)."""
+    key = ", ".join(quote(name) for name in table.key)
+    marks = ", ".join(placeholder(name) for name in table.key)
+    conditions: list[str] = []
+    params: list[Any] = []
+    if after is not None:
+        conditions.append(f"({key}) > ({marks})")
+        params += list(after)
+    if until is not None:
+        conditions.append(f"({key}) <= ({marks})")
+        params += list(until)
+    for name, value in (where or {}).items():
+        if value is None:
+            conditions.append(f"{quote(name)} IS NULL")
+        else:
+            conditions.append(f"{quote(name)} = {placeholder(name)}")
+            params.append(value)
+    return conditions, params
 
 
 def new_request_id(kind: str = "request") -> str:

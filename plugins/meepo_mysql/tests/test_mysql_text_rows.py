@@ -72,3 +72,14 @@ def test_fast_datetime_equals_pymysqls_convert_datetime() -> None:
                  "0001-01-01 00:00:00", "2024-13-01 00:00:00.000000"):
         assert fast_datetime(text.encode()) == convert_datetime(text), text
         assert type(fast_datetime(text.encode())) is type(convert_datetime(text)), text
+
+
+def test_without_pymysqls_internals_fetchall_is_used(mysql_db: Any, monkeypatch: Any) -> None:
+    """A pymysql without the internals query_rows builds on (faked: this one has them)."""
+    from meepo_mysql import compat
+
+    monkeypatch.setattr(compat, "_PARSED_ROWS", False)
+    mysql_db.execute("CREATE TABLE fallback (id INT PRIMARY KEY, t VARCHAR(8))")
+    mysql_db.execute("INSERT INTO fallback VALUES (1, 'a%b'), (2, NULL)")
+    expected, found = both(mysql_db, "SELECT * FROM fallback WHERE t LIKE '%' OR t IS NULL")
+    assert found == expected == ((1, "a%b"), (2, None))

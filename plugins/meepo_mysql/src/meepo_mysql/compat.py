@@ -138,13 +138,24 @@ class _ParsedRows(MySQLResult):  # type: ignore[misc]  # pymysql ships no types 
         self.rows = tuple(rows)
 
 
+#: Whether this pymysql has the internals :func:`query_rows` builds on.
+_PARSED_ROWS = all(hasattr(MySQLResult, name) for name in (
+    "_read_rowdata_packet", "_read_row_from_packet", "_check_packet_is_eof",
+)) and hasattr(pymysql.connections.Connection, "_execute_command")
+
+
 def query_rows(conn: pymysql.connections.Connection[Any], sql: str) -> tuple[Any, ...]:
     """The rows of ``sql`` (parameters already in it), as ``cursor.fetchall()`` gives them.
 
     pymysql 1.1/1.2: ``Connection.query`` is ``_execute_command(COM_QUERY, sql)`` then
     ``_read_query_result``, which builds a ``MySQLResult``; this builds a
-    :class:`_ParsedRows` instead and keeps what ``_read_query_result`` keeps.
+    :class:`_ParsedRows` instead and keeps what ``_read_query_result`` keeps. A pymysql
+    without those internals gets its own ``fetchall()``.
     """
+    if not _PARSED_ROWS:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return tuple(cur.fetchall())
     conn._execute_command(COMMAND.COM_QUERY, sql.encode(conn.encoding))
     result = _ParsedRows(conn)
     result.read()

@@ -30,7 +30,7 @@ from typing import Any, cast
 
 import pymysql
 
-from meepo_core import ConfigError, RowEvent, SnapshotTable, SourceError
+from meepo_core import ConfigError, RowEvent, SnapshotTable, SourceError, keyset_filter
 
 from . import charsets
 from .compat import query_rows
@@ -430,21 +430,7 @@ def _select(table: SnapshotTable, columns: Sequence[_Column], after: tuple[Any, 
             descending: bool, limit: int) -> tuple[str, list[Any]]:
     """``SELECT columns`` of the rows with a key in (after, until] that ``where`` selects,
     in key order (``descending``: from the last), at most ``limit``; with its parameters."""
-    key = ", ".join(_quote(name) for name in table.key)
-    marks = ", ".join(["%s"] * len(table.key))
-    conditions, params = [], []
-    if after is not None:
-        conditions.append(f"({key}) > ({marks})")
-        params += list(after)
-    if until is not None:
-        conditions.append(f"({key}) <= ({marks})")
-        params += list(until)
-    for name, value in (where or {}).items():
-        if value is None:
-            conditions.append(f"{_quote(name)} IS NULL")
-        else:
-            conditions.append(f"{_quote(name)} = %s")
-            params.append(value)
+    conditions, params = keyset_filter(table, after, until, where, _quote, lambda _: "%s")
     order = ", ".join(_quote(name) + (" DESC" if descending else "") for name in table.key)
     sql = (f"SELECT {', '.join(c.select for c in columns)} FROM {_quote(table.schema)}."
            f"{_quote(table.table)}"

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from meepo_core import ConfigError, RowEvent, SnapshotTable, SourceError
+from meepo_core import ConfigError, RowEvent, SnapshotTable, SourceError, keyset_filter
 
 from .catalog import Catalog
 from .config import PostgresSettings
@@ -155,21 +155,8 @@ class PostgresSnapshots:
         (after, until] that ``where`` selects, in key order (``descending``: from the
         last), at most ``limit``; with its parameters."""
         typed = dict(zip(columns.names, columns.types, strict=True))
-        key = ", ".join(quote_ident(name) for name in table.key)
-        marks = ", ".join(f"CAST(%s AS {typed[name]})" for name in table.key)
-        conditions, params = [], []
-        if after is not None:
-            conditions.append(f"({key}) > ({marks})")
-            params += list(after)
-        if until is not None:
-            conditions.append(f"({key}) <= ({marks})")
-            params += list(until)
-        for name, value in (where or {}).items():
-            if value is None:
-                conditions.append(f"{quote_ident(name)} IS NULL")
-            else:
-                conditions.append(f"{quote_ident(name)} = CAST(%s AS {typed[name]})")
-                params.append(value)
+        conditions, params = keyset_filter(table, after, until, where, quote_ident,
+                                           lambda name: f"CAST(%s AS {typed[name]})")
         texts = ", ".join(
             f"CASE WHEN {quote_ident(n)} IS NULL THEN NULL ELSE concat({quote_ident(n)}) END"
             for n in (columns.names[i] for i in selected))
