@@ -133,3 +133,13 @@ def test_a_run_that_delivers_nothing_keeps_the_checkpoint_and_says_so(tmp_path: 
     again = load_pipeline("p", config).run(once=True, start=1)
     assert (again.events, again.batches, again.saved, again.position) == (0, 0, False, 1)
     assert again.summary().endswith("checkpoint unchanged at 1")
+
+
+def test_a_run_without_a_kept_checkpoint_does_not_say_it_saved_one(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"p": {
+        "source": {"type": "memory", "name": "unkept"}, "sinks": [{"type": "null"}],
+        "checkpoint": "none",
+    }})
+    channel("unkept").publish([RowEvent("s", "t", "write", 1, None, {"id": 1})], position=1)
+    summary = load_pipeline("p", config).run(once=True).summary()
+    assert summary.endswith('delivered up to 1 (checkpoint = "none": not kept)'), summary

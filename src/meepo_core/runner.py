@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .checkpoints import Checkpoint
+from .checkpoints import Checkpoint, MemoryCheckpointStore
 from .delivery import describe, quietly
 from .errors import MeepoError, SourceError
 from .events import Batch, Position
@@ -43,12 +43,16 @@ class RunStats:
     snapshot_rows: dict[str, int] = field(default_factory=dict)
     #: Events sent to the dead-letter store in this run.
     dead_letters: int = 0
+    #: Whether the checkpoint outlives the process (False with ``checkpoint = "none"``).
+    kept: bool = True
 
     def summary(self) -> str:
         """``"3 events in 1 batch, 0.2s; checkpoint saved at ..."``, for the CLI."""
         batches = "batch" if self.batches == 1 else "batches"
         events = "event" if self.events == 1 else "events"
-        if self.saved:
+        if self.saved and not self.kept:
+            where = f'delivered up to {_json(self.position)} (checkpoint = "none": not kept)'
+        elif self.saved:
             where = f"checkpoint saved at {_json(self.position)}"
         elif self.position is not None:
             where = f"checkpoint unchanged at {_json(self.position)}"
@@ -163,6 +167,7 @@ class Runner:
             seconds=time.monotonic() - started,
             snapshot_rows=dict(self.metrics.snapshot_rows),
             dead_letters=self.metrics.dead_letters,
+            kept=not isinstance(self.pipeline.checkpoints, MemoryCheckpointStore),
         )
 
     def _start_reader(self, start: Position | None, once: bool) -> None:
