@@ -260,7 +260,7 @@ class ReplicationStream:
         stopping = self.context.stopping
         plans = self._plans
         plans.clear()  # the server describes each relation again in a new session
-        row_event = RowEvent
+        row_event = RowEvent.trusted  # actions are literals, committed_at is UTC-aware
         in_trx = False
         base = count = 0
         committed_at: datetime = pg_time(0)  # set by each Begin before any change
