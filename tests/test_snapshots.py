@@ -215,3 +215,19 @@ def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise(
     with caplog.at_level("INFO", logger="meepo.snapshot"):
         lines.show(coordinator)
     assert "snapshot shop.items: 2 of ~5 rows (40%)" in caplog.text
+
+
+def test_snapshot_metrics_in_the_prometheus_text() -> None:
+    from meepo_core.metrics import Metrics
+
+    metrics = Metrics("p")
+    metrics.record_snapshot_chunk("shop.items", 10, 0.5)
+    metrics.record_snapshot_chunk("shop.items", 5, 0.75)
+    metrics.record_snapshot_chunk("crm.notes", 3, None)
+    lines = metrics.prometheus().splitlines()
+    assert 'meepo_snapshot_rows_total{pipeline="p",table="shop.items"} 15' in lines
+    assert 'meepo_snapshot_chunks_total{pipeline="p",table="crm.notes"} 1' in lines
+    assert 'meepo_snapshot_progress{pipeline="p",table="shop.items"} 0.7500' in lines
+    assert not any(line.startswith('meepo_snapshot_progress{pipeline="p",table="crm')
+                   for line in lines)
+    assert "# TYPE meepo_snapshot_progress gauge" in lines

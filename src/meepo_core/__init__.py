@@ -5,7 +5,9 @@ The public API. Plugins and programs that embed meepo use only these names:
 * the event model: :class:`RowEvent`, :class:`Batch`, :data:`ACTIONS`, :data:`UNCHANGED`;
 * writing plugins: :data:`hookimpl`, :class:`Source`, :class:`Sink`, :class:`Options`,
   :class:`Batcher`, :class:`PipelineContext`; for sources that snapshot
-  :class:`SnapshotTable`, :class:`SnapshotReader` and :func:`keyset_filter`;
+  :class:`SnapshotTable`, :class:`SnapshotReader` and :func:`keyset_filter`; for database
+  sources the ``tables``/``exclude_tables``/``columns`` options (:func:`parse_table_filter`,
+  :class:`TableFilter`, :class:`ColumnRule`);
   :class:`CheckpointStore` with :class:`Checkpoint` and
   :func:`encode_checkpoint`/:func:`decode_checkpoint`, :class:`DeadLetterStore` with
   :func:`dead_letter_record`, the lossless JSON of events (:func:`event_to_json`,
@@ -45,6 +47,7 @@ from .settings import PipelineSettings
 from .sink import Sink
 from .snapshots import SnapshotTable, keyset_filter
 from .source import SnapshotReader, Source
+from .table_filter import ColumnRule, TableFilter, parse_table_filter
 
 __all__ = [
     "ACTIONS",
@@ -55,6 +58,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CheckpointStore",
+    "ColumnRule",
     "ConfigError",
     "DeadLetterStore",
     "Delivery",
@@ -76,6 +80,7 @@ __all__ = [
     "SnapshotTable",
     "Source",
     "SourceError",
+    "TableFilter",
     "dead_letter_record",
     "decode_checkpoint",
     "decode_value",
@@ -88,4 +93,5 @@ __all__ = [
     "hookimpl",
     "keyset_filter",
     "load_pipeline",
+    "parse_table_filter",
 ]

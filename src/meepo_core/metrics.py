@@ -122,33 +122,19 @@ class Metrics:
                     f'meepo_sink_failures_total{{pipeline="{name}",sink="{_label(sink)}",'
                     f'kind="{kind}"}} {count}'
                 )
-            lines += [
-                "# HELP meepo_snapshot_rows_total Rows copied by snapshots.",
-                "# TYPE meepo_snapshot_rows_total counter",
-            ]
-            for table, count in sorted(self.snapshot_rows.items()):
-                lines.append(
-                    f'meepo_snapshot_rows_total{{pipeline="{name}",table="{_label(table)}"}} '
-                    f"{count}"
-                )
-            lines += [
-                "# HELP meepo_snapshot_chunks_total Snapshot chunks delivered.",
-                "# TYPE meepo_snapshot_chunks_total counter",
-            ]
-            for table, count in sorted(self.snapshot_chunks.items()):
-                lines.append(
-                    f'meepo_snapshot_chunks_total{{pipeline="{name}",table="{_label(table)}"}} '
-                    f"{count}"
-                )
-            lines += [
-                "# HELP meepo_snapshot_progress Share of a table's estimated rows copied.",
-                "# TYPE meepo_snapshot_progress gauge",
-            ]
-            for table, share in sorted(self.snapshot_progress.items()):
-                lines.append(
-                    f'meepo_snapshot_progress{{pipeline="{name}",table="{_label(table)}"}} '
-                    f"{share:.4f}"
-                )
+            snapshot_series = (
+                ("meepo_snapshot_rows_total", "Rows copied by snapshots.", "counter",
+                 self.snapshot_rows, "{}"),
+                ("meepo_snapshot_chunks_total", "Snapshot chunks delivered.", "counter",
+                 self.snapshot_chunks, "{}"),
+                ("meepo_snapshot_progress", "Share of a table's estimated rows copied.",
+                 "gauge", self.snapshot_progress, "{:.4f}"),
+            )
+            for metric, help_text, kind, values, spelled in snapshot_series:
+                lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} {kind}"]
+                for table, value in sorted(values.items()):
+                    lines.append(f'{metric}{{pipeline="{name}",table="{_label(table)}"}} '
+                                 + spelled.format(value))
             lines += [
                 "# HELP meepo_batch_seconds Time for all sinks to apply a batch.",
                 "# TYPE meepo_batch_seconds histogram",

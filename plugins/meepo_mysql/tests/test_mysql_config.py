@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 from meepo_mysql import MySQLSource
-from meepo_mysql.config import parse_settings
-from meepo_mysql.filters import ColumnRule, TableFilter
+from meepo_mysql.config import SYSTEM_SCHEMAS, parse_settings
 from meepo_mysql.positions import (
     BinlogPosition,
     MariaDBGtidState,
@@ -19,7 +18,7 @@ from meepo_mysql.positions import (
 )
 from meepo_mysql.values import mysql_json
 
-from meepo_core import ConfigError, Options
+from meepo_core import ColumnRule, ConfigError, Options, TableFilter
 from meepo_core.plugins import load_registry
 
 DSN = "mysql://repl:s%40cret@db.example:3307"
@@ -115,11 +114,12 @@ def test_server_id_is_stable_per_pipeline_unless_set() -> None:
 
 
 def test_table_filter_globs_and_system_schemas() -> None:
-    f = TableFilter(("shop.order*", "*.audit", "mysql.*"), ("shop.order_tmp",))
+    f = TableFilter(("shop.order*", "*.audit", "mysql.*"), ("shop.order_tmp",),
+                    system_schemas=SYSTEM_SCHEMAS)
     assert f.follows("shop", "orders") and f.follows("shop", "order_items")
     assert not f.follows("shop", "order_tmp") and not f.follows("shop", "users")
     assert f.follows("crm", "audit") and f.follows("mysql", "user")
-    everything = TableFilter()
+    everything = TableFilter(system_schemas=SYSTEM_SCHEMAS)
     assert everything.follows("shop", "x") and not everything.follows("mysql", "user")
     assert not everything.follows("information_schema", "tables")
 

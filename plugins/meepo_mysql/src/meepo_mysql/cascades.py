@@ -24,9 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from meepo_core import PipelineContext
+from meepo_core import PipelineContext, TableFilter
 
-from .filters import TableFilter
 from .server import ControlConnection
 
 log = logging.getLogger("meepo.mysql")

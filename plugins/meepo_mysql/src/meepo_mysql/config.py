@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from meepo_core import Options
+from meepo_core import Options, TableFilter, parse_table_filter
 
-from .filters import ColumnRule, TableFilter, split_pattern
 from .positions import FILE_POS, gtid_flavor, normalize_gtid
 
 NO_PK_CHOICES = ("skip", "row")
@@ -17,6 +16,8 @@ NO_PK_CHOICES = ("skip", "row")
 #: reference for comparisons and bug reports (slower; see meepo_mysql.reference).
 CASCADE_CHOICES = ("warn", "resnapshot")
 DECODER_CHOICES = ("meepo", "library")
+#: Followed only when a pattern names the schema literally (``mysql.*``), not by ``*.*``.
+SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
 _SSL_PARAMS = ("ssl_ca", "ssl_cert", "ssl_key")
 _BOOL_PARAMS = ("ssl_verify_cert", "ssl_verify_identity", "ssl_disabled")
 _SERVER_ID_BASE = 0x40000000  # derived ids fall in [2**30, 2**31), far from typical ones
@@ -80,16 +81,8 @@ def parse_settings(options: Options) -> MySQLSettings:
     """Validate every option; errors name the full key path (no I/O)."""
     dsn = options.string("dsn")
     host, port, user, password, database, connect_args = _parse_dsn(options, dsn)
-    default_tables = [f"{database}.*"] if database else ["*.*"]
-    tables = options.string_list("tables", default_tables)
-    for index, pattern in enumerate(tables):
-        _check_pattern(options, f"tables[{index}]", pattern)
-    if not tables:
-        raise options.error("tables", "must name at least one table, e.g. [\"shop.orders\"]")
-    exclude = options.string_list("exclude_tables", [])
-    for index, pattern in enumerate(exclude):
-        _check_pattern(options, f"exclude_tables[{index}]", pattern)
-    rules = _parse_columns(options, options.table("columns", {}))
+    table_filter = parse_table_filter(
+        options, [f"{database}.*"] if database else ["*.*"], "shop", SYSTEM_SCHEMAS)
     start = _parse_start(options, options.string("start", "latest"))
     server_id = options.integer("server_id", None, minimum=1)
     if server_id is not None and server_id > 0xFFFFFFFF:
@@ -102,7 +95,7 @@ def parse_settings(options: Options) -> MySQLSettings:
     options.done()
     return MySQLSettings(
         host=host, port=port, user=user, password=password, connect_args=connect_args,
-        filter=TableFilter(tuple(tables), tuple(exclude), tuple(rules)), start=start,
+        filter=table_filter, start=start,
         server_id=server_id, heartbeat=heartbeat, no_pk=no_pk, reconnect_attempts=attempts,
         dsn_key=options.key_path("dsn"), key_path=options.path, decoder=decoder,
         cascades=cascades,
@@ -144,37 +137,6 @@ def _parse_dsn(
             raise options.error("dsn", f"unknown parameter ?{key}=; known: {known}")
     user, password = unquote(parts.username), unquote(parts.password or "")
     return parts.hostname, port, user, password, database, args
-
-
-def _check_pattern(options: Options, key: str, pattern: str) -> None:
-    if split_pattern(pattern) is None:
-        raise options.error(
-            key, f"{pattern!r} must be schema.table (globs allowed), e.g. \"shop.orders\""
-        )
-
-
-def _parse_columns(options: Options, table: dict[str, Any]) -> list[ColumnRule]:
-    rules = []
-    for pattern, rule in table.items():
-        key = f"columns.{pattern}"
-        _check_pattern(options, key, pattern)
-        if not isinstance(rule, dict) or set(rule) - {"include", "exclude"} or not rule:
-            raise options.error(
-                key, "must be a table with include = [...] or exclude = [...], e.g. "
-                "{ exclude = [\"password_hash\"] }"
-            )
-        lists: dict[str, tuple[str, ...]] = {}
-        for name in ("include", "exclude"):
-            value = rule.get(name)
-            if value is None:
-                continue
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-                raise options.error(f"{key}.{name}", "must be an array of column names")
-            lists[name] = tuple(value)
-        rules.append(ColumnRule(pattern, lists.get("include"), lists.get("exclude", ())))
-    return rules
 
 
 def _parse_start(options: Options, text: str) -> Start:

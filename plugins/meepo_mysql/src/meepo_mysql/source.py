@@ -17,7 +17,6 @@ from meepo_core import (
 
 from . import cascades
 from .config import MySQLSettings, parse_settings
-from .filters import is_glob, split_pattern
 from .positions import BinlogPosition
 from .server import ControlConnection
 from .snapshot import MySQLSnapshots, Watermarks
@@ -100,15 +99,13 @@ class MySQLSource(Source):
     def _table_problems(self, control: ControlConnection) -> list[str]:
         """Tables named literally in ``tables`` must exist: a typo would follow nothing."""
         problems = []
-        for index, pattern in enumerate(self.settings.filter.tables):
-            names = split_pattern(pattern)
-            if names is None or is_glob(pattern):
-                continue
+        for index, schema, table in self.settings.filter.literal_tables():
             found = control.query(
                 "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-                "AND TABLE_NAME = %s", *names,
+                "AND TABLE_NAME = %s", schema, table,
             )
             if not found:
+                pattern = f"{schema}.{table}"
                 problems.append(
                     f"{self.settings.key_path}.tables[{index}]: table {pattern!r} does not exist "
                     f"on {self.settings.address} (or this user has no privilege on it); fix the "

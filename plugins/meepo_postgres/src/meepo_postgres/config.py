@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from meepo_core import Options
+from meepo_core import Options, TableFilter, parse_table_filter
 
-from .filters import ColumnRule, TableFilter, split_pattern
 from .positions import parse_lsn
+
+#: Followed only when a pattern names the schema literally, never through a schema glob.
+SYSTEM_SCHEMAS = frozenset({"pg_catalog", "information_schema", "pg_toast"})
 
 START_WORDS = ("latest", "slot")
 #: Replication slot names: lower-case letters, digits and underscores, at most 63 bytes.
@@ -74,15 +75,7 @@ def parse_settings(options: Options) -> PostgresSettings:
     """Validate every option; errors name the full key path (no I/O)."""
     dsn = options.string("dsn")
     host, port, database, user = _parse_dsn(options, dsn)
-    tables = options.string_list("tables", ["*.*"])
-    if not tables:
-        raise options.error("tables", "must name at least one table, e.g. [\"public.orders\"]")
-    for index, pattern in enumerate(tables):
-        _check_pattern(options, f"tables[{index}]", pattern)
-    exclude = options.string_list("exclude_tables", [])
-    for index, pattern in enumerate(exclude):
-        _check_pattern(options, f"exclude_tables[{index}]", pattern)
-    rules = _parse_columns(options, options.table("columns", {}))
+    table_filter = parse_table_filter(options, ["*.*"], "public", SYSTEM_SCHEMAS)
     slot = options.string("slot", None)
     if slot is not None and not SLOT_NAME.match(slot):
         raise options.error(
@@ -98,7 +91,7 @@ def parse_settings(options: Options) -> PostgresSettings:
     options.done()
     return PostgresSettings(
         dsn=dsn, host=host, port=port, database=database, user=user,
-        filter=TableFilter(tuple(tables), tuple(exclude), tuple(rules)),
+        filter=table_filter,
         slot=slot, publication=publication, start=start, heartbeat=heartbeat,
         reconnect_attempts=attempts, dsn_key=options.key_path("dsn"), key_path=options.path,
         pipeline=pipeline_of(options.path),
@@ -129,37 +122,6 @@ def _parse_dsn(options: Options, dsn: str) -> tuple[str, int, str, str]:
     if "replication=" in parts.query:
         raise options.error("dsn", "must not set ?replication=; meepo sets it where needed")
     return parts.hostname, port, database, unquote(parts.username)
-
-
-def _check_pattern(options: Options, key: str, pattern: str) -> None:
-    if split_pattern(pattern) is None:
-        raise options.error(
-            key, f"{pattern!r} must be schema.table (globs allowed), e.g. \"public.orders\""
-        )
-
-
-def _parse_columns(options: Options, table: dict[str, Any]) -> list[ColumnRule]:
-    rules = []
-    for pattern, rule in table.items():
-        key = f"columns.{pattern}"
-        _check_pattern(options, key, pattern)
-        if not isinstance(rule, dict) or set(rule) - {"include", "exclude"} or not rule:
-            raise options.error(
-                key, "must be a table with include = [...] or exclude = [...], e.g. "
-                "{ exclude = [\"password_hash\"] }"
-            )
-        lists: dict[str, tuple[str, ...]] = {}
-        for name in ("include", "exclude"):
-            value = rule.get(name)
-            if value is None:
-                continue
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-                raise options.error(f"{key}.{name}", "must be an array of column names")
-            lists[name] = tuple(value)
-        rules.append(ColumnRule(pattern, lists.get("include"), lists.get("exclude", ())))
-    return rules
 
 
 def _parse_start(options: Options, text: str) -> Start:

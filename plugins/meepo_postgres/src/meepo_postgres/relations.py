@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from meepo_core import UNCHANGED
+from meepo_core import UNCHANGED, TableFilter
 
 from .catalog import Catalog
-from .filters import TableFilter
 from .pgoutput import IDENTITY_FULL, Relation
 from .values import Converter
 

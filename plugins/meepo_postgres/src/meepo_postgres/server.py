@@ -10,9 +10,10 @@ from typing import Any
 
 import psycopg2
 
+from meepo_core import TableFilter
+
 from .config import PostgresSettings
 from .connections import connect_control, connect_error
-from .filters import TableFilter
 from .positions import format_lsn, parse_lsn
 
 log = logging.getLogger("meepo.postgres")

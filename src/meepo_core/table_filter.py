@@ -1,0 +1,159 @@
+"""Which tables and columns a database source follows: the ``tables``, ``exclude_tables``
+and ``columns`` options that the mysql and postgres sources share.
+
+Table patterns are ``schema.table`` shell globs (``shop.order_*``, ``*.audit``), matched
+case-sensitively against each table's schema and name as the server stores them. A glob
+over schemas (``*.*``) leaves the server's own schemas (``system_schemas``) out; a pattern
+naming one literally (``mysql.*``) follows it. Column rules hide columns before an event is
+built, so values of excluded columns never reach a sink.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+from .options import Options
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def is_glob(text: str) -> bool:
+    return any(char in _GLOB_CHARS for char in text)
+
+
+def split_pattern(pattern: str) -> tuple[str, str] | None:
+    """``("schema", "table")`` of ``schema.table``, or None when it is not of that form."""
+    schema, dot, table = pattern.partition(".")
+    if not dot or not schema or not table:
+        return None
+    return schema, table
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    """``include`` keeps only the named columns; ``exclude`` drops them (globs allowed)."""
+
+    pattern: str
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+
+    def keeps(self, column: str) -> bool:
+        if self.include is not None and not any(fnmatchcase(column, p) for p in self.include):
+            return False
+        return not any(fnmatchcase(column, p) for p in self.exclude)
+
+
+@dataclass
+class TableFilter:
+    """Decides, per ``schema.table``, whether it is followed and which columns it hides."""
+
+    tables: Sequence[str] = ("*.*",)
+    exclude_tables: Sequence[str] = ()
+    column_rules: Sequence[ColumnRule] = ()
+    #: Followed only when a pattern names the schema literally, never through a glob.
+    system_schemas: frozenset[str] = frozenset()
+    _cache: dict[tuple[str, str], bool] = field(default_factory=dict, repr=False)
+
+    def follows(self, schema: str, table: str) -> bool:
+        key = (schema, table)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = self._decide(schema, table)
+        return found
+
+    def _decide(self, schema: str, table: str) -> bool:
+        name = f"{schema}.{table}"
+        if any(fnmatchcase(name, p) for p in self.exclude_tables):
+            return False
+        for pattern in self.tables:
+            if not fnmatchcase(name, pattern):
+                continue
+            parts = split_pattern(pattern)
+            if schema not in self.system_schemas or (
+                    parts is not None and not is_glob(parts[0])):
+                return True
+        return False
+
+    def hidden_columns(self, schema: str, table: str, columns: Iterable[str]) -> frozenset[str]:
+        """The columns of ``schema.table`` that must not leave the database."""
+        name = f"{schema}.{table}"
+        rules = [rule for rule in self.column_rules if fnmatchcase(name, rule.pattern)]
+        if not rules:
+            return frozenset()
+        return frozenset(c for c in columns if not all(rule.keeps(c) for rule in rules))
+
+    def rules_hiding(self, schema: str, table: str, column: str) -> list[str]:
+        """The patterns of the column rules that hide ``column`` of ``schema.table``."""
+        name = f"{schema}.{table}"
+        return [rule.pattern for rule in self.column_rules
+                if fnmatchcase(name, rule.pattern) and not rule.keeps(column)]
+
+    def schemas(self) -> list[str] | None:
+        """The schemas that may hold followed tables, when every ``tables`` pattern names
+        its schema literally (for narrowing catalog queries); else None."""
+        found = set()
+        for pattern in self.tables:
+            parts = split_pattern(pattern)
+            if parts is None or is_glob(parts[0]):
+                return None
+            found.add(parts[0])
+        return sorted(found)
+
+    def literal_tables(self) -> list[tuple[int, str, str]]:
+        """``(index in tables, schema, table)`` of the patterns without globs (``meepo
+        check`` makes sure those tables exist: a typo would follow nothing)."""
+        found = []
+        for index, pattern in enumerate(self.tables):
+            parts = split_pattern(pattern)
+            if parts is not None and not is_glob(pattern):
+                found.append((index, *parts))
+        return found
+
+
+def parse_table_filter(options: Options, default_tables: list[str], example_schema: str,
+                       system_schemas: frozenset[str]) -> TableFilter:
+    """Read ``tables``, ``exclude_tables`` and ``columns`` from a source's options; every
+    error names its key and shows a pattern with ``example_schema``."""
+    example = f"\"{example_schema}.orders\""
+
+    def check(key: str, pattern: str) -> None:
+        if split_pattern(pattern) is None:
+            raise options.error(
+                key, f"{pattern!r} must be schema.table (globs allowed), e.g. {example}")
+
+    tables = options.string_list("tables", default_tables)
+    if not tables:
+        raise options.error("tables", f"must name at least one table, e.g. [{example}]")
+    for index, pattern in enumerate(tables):
+        check(f"tables[{index}]", pattern)
+    exclude = options.string_list("exclude_tables", [])
+    for index, pattern in enumerate(exclude):
+        check(f"exclude_tables[{index}]", pattern)
+    rules = []
+    for pattern, rule in options.table("columns", {}).items():
+        key = f"columns.{pattern}"
+        check(key, pattern)
+        rules.append(_column_rule(options, key, pattern, rule))
+    return TableFilter(tuple(tables), tuple(exclude), tuple(rules), system_schemas)
+
+
+def _column_rule(options: Options, key: str, pattern: str, rule: Any) -> ColumnRule:
+    if not isinstance(rule, dict) or set(rule) - {"include", "exclude"} or not rule:
+        raise options.error(
+            key, "must be a table with include = [...] or exclude = [...], e.g. "
+            "{ exclude = [\"password_hash\"] }"
+        )
+    lists: dict[str, tuple[str, ...]] = {}
+    for name in ("include", "exclude"):
+        value = rule.get(name)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise options.error(f"{key}.{name}", "must be an array of column names")
+        lists[name] = tuple(value)
+    return ColumnRule(pattern, lists.get("include"), lists.get("exclude", ()))
