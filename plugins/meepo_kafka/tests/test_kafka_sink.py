@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, Message
+from meepo_kafka.formats import make_format
 from meepo_kafka.kafka_sink import KafkaSink
 from meepo_testkit.servers import KafkaServer
 
@@ -180,6 +181,14 @@ def test_keys_name_their_columns(tmp_path: Path, bootstrap: str, make_topic: Any
         event("write", Decimal("1.50"), None, {"id": Decimal("1.50")})], topic=topic)
     keys = [json.loads(r.key or b"") for r in read_topic(bootstrap, topic)]
     assert keys == [{"a": 7, "b": "x"}, {"pk": 8}, {"id": {"$decimal": "1.50"}}]
+
+
+@pytest.mark.parametrize(("pk", "column"), [
+    (7, "id"), (-3, "id"), (2**64 + 1, "id"), (0, 'quo"te é\\'), (True, "flag"), ("7", "id")])
+def test_single_column_keys_are_the_json_of_their_column_and_value(pk: Any, column: str) -> None:
+    """Integer keys take a shortcut past the JSON encoder: same bytes as the encoder's."""
+    key = make_format("meepo").key(event("write", pk, None, {column: pk}, columns=(column,)))
+    assert key == json.dumps({column: pk}, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def test_key_change_is_a_delete_of_the_old_key_then_a_write_of_the_new(

@@ -142,8 +142,15 @@ class MeepoFormat:
     def __init__(self) -> None:
         self._stamp: datetime | None = None
         self._stamp_text = ""
+        self._key_prefixes: dict[str, bytes] = {}  # b'{"id":' per key column
 
     def key(self, event: RowEvent) -> bytes:
+        columns, pk = event.pk_columns, event.pk
+        if type(pk) is int and columns is not None and len(columns) == 1:
+            prefix = self._key_prefixes.get(columns[0])
+            if prefix is None:
+                prefix = self._key_prefixes[columns[0]] = b"{" + orjson.dumps(columns[0]) + b":"
+            return b"%s%d}" % (prefix, pk)
         document = key_document(event, _encode_scalar)
         try:
             return orjson.dumps(document)
