@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigError
 
@@ -19,6 +21,20 @@ _KIND_NAMES = {
     list: "an array",
     dict: "a table",
 }
+
+
+@dataclass(frozen=True)
+class ServerURL:
+    """A server address read by :meth:`Options.server_url`; user, password and database are
+    percent-decoded, ``database`` is ``""`` when the URL names none."""
+
+    scheme: str
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    query: str
 
 
 class Options:
@@ -111,6 +127,31 @@ class Options:
         if value is None:
             return value  # type: ignore[return-value]
         return (self.base_dir / Path(value).expanduser()).resolve()
+
+    def server_url(
+        self, key: str, *, schemes: tuple[str, ...], default_port: int, example: str
+    ) -> ServerURL:
+        """The string ``key`` read as ``SCHEME://USER[:PASSWORD]@HOST[:PORT][/DATABASE][?QUERY]``
+        with one of ``schemes``; a malformed URL, another scheme, no host or no user is an
+        error ending with ``example`` (say ``"write mysql://USER:PASSWORD@HOST:PORT"``)."""
+        text = self.string(key)
+        try:
+            parts = urlsplit(text)
+            port = parts.port or default_port
+        except ValueError as exc:
+            raise self.error(key, f"not a valid DSN ({exc}); {example}") from None
+        if parts.scheme not in schemes:
+            allowed = " or ".join(f"{scheme}://" for scheme in schemes)
+            raise self.error(key, f"scheme must be {allowed}, not {parts.scheme!r}; {example}")
+        if not parts.hostname:
+            raise self.error(key, f"has no host; {example}")
+        if not parts.username:
+            raise self.error(key, f"has no user; {example}")
+        return ServerURL(
+            scheme=parts.scheme, host=parts.hostname, port=port,
+            user=unquote(parts.username), password=unquote(parts.password or ""),
+            database=unquote(parts.path.lstrip("/")), query=parts.query,
+        )
 
     def sub(self, key: str) -> Options:
         """Options for the nested table ``key`` (empty when absent)."""

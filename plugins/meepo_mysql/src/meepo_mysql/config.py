@@ -5,7 +5,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl
 
 from meepo_core import Options, TableFilter, parse_table_filter
 
@@ -79,8 +79,7 @@ class MySQLSettings:
 
 def parse_settings(options: Options) -> MySQLSettings:
     """Validate every option; errors name the full key path (no I/O)."""
-    dsn = options.string("dsn")
-    host, port, user, password, database, connect_args = _parse_dsn(options, dsn)
+    host, port, user, password, database, connect_args = _parse_dsn(options)
     table_filter = parse_table_filter(
         options, [f"{database}.*"] if database else ["*.*"], "shop", SYSTEM_SCHEMAS)
     start = _parse_start(options, options.string("start", "latest"))
@@ -102,26 +101,12 @@ def parse_settings(options: Options) -> MySQLSettings:
     )
 
 
-def _parse_dsn(
-    options: Options, dsn: str
-) -> tuple[str, int, str, str, str | None, dict[str, Any]]:
-    example = "write mysql://USER:PASSWORD@HOST:PORT, e.g. mysql://repl:secret@127.0.0.1:3306"
-    try:
-        parts = urlsplit(dsn)
-        port = parts.port or 3306
-    except ValueError as exc:
-        raise options.error("dsn", f"not a valid DSN ({exc}); {example}") from None
-    if parts.scheme not in ("mysql", "mariadb"):
-        raise options.error(
-            "dsn", f"scheme must be mysql:// or mariadb://, not {parts.scheme!r}; {example}"
-        )
-    if not parts.hostname:
-        raise options.error("dsn", f"has no host; {example}")
-    if not parts.username:
-        raise options.error("dsn", f"has no user; {example}")
-    database = unquote(parts.path.lstrip("/")) or None
+def _parse_dsn(options: Options) -> tuple[str, int, str, str, str | None, dict[str, Any]]:
+    url = options.server_url(
+        "dsn", schemes=("mysql", "mariadb"), default_port=3306,
+        example="write mysql://USER:PASSWORD@HOST:PORT, e.g. mysql://repl:secret@127.0.0.1:3306")
     args: dict[str, Any] = {"connect_timeout": 10}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+    for key, value in parse_qsl(url.query, keep_blank_values=True):
         if key in _SSL_PARAMS:
             args.setdefault("ssl", {})[key.removeprefix("ssl_")] = value
         elif key in _BOOL_PARAMS:
@@ -135,8 +120,7 @@ def _parse_dsn(
         else:
             known = ", ".join((*_SSL_PARAMS, *_BOOL_PARAMS, "connect_timeout"))
             raise options.error("dsn", f"unknown parameter ?{key}=; known: {known}")
-    user, password = unquote(parts.username), unquote(parts.password or "")
-    return parts.hostname, port, user, password, database, args
+    return url.host, url.port, url.user, url.password, url.database or None, args
 
 
 def _parse_start(options: Options, text: str) -> Start:

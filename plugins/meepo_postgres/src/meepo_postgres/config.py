@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
 from meepo_core import Options, TableFilter, parse_table_filter
 
@@ -73,8 +72,7 @@ def pipeline_of(key_path: str) -> str | None:
 
 def parse_settings(options: Options) -> PostgresSettings:
     """Validate every option; errors name the full key path (no I/O)."""
-    dsn = options.string("dsn")
-    host, port, database, user = _parse_dsn(options, dsn)
+    host, port, database, user = _parse_dsn(options)
     table_filter = parse_table_filter(options, ["*.*"], "public", SYSTEM_SCHEMAS)
     slot = options.string("slot", None)
     if slot is not None and not SLOT_NAME.match(slot):
@@ -90,7 +88,7 @@ def parse_settings(options: Options) -> PostgresSettings:
     attempts = options.integer("reconnect_attempts", 10, minimum=0)
     options.done()
     return PostgresSettings(
-        dsn=dsn, host=host, port=port, database=database, user=user,
+        dsn=options.string("dsn"), host=host, port=port, database=database, user=user,
         filter=table_filter,
         slot=slot, publication=publication, start=start, heartbeat=heartbeat,
         reconnect_attempts=attempts, dsn_key=options.key_path("dsn"), key_path=options.path,
@@ -98,30 +96,19 @@ def parse_settings(options: Options) -> PostgresSettings:
     )
 
 
-def _parse_dsn(options: Options, dsn: str) -> tuple[str, int, str, str]:
+def _parse_dsn(options: Options) -> tuple[str, int, str, str]:
     example = ("write postgresql://USER:PASSWORD@HOST:PORT/DATABASE, e.g. "
                "postgresql://repl:secret@127.0.0.1:5432/shop")
-    try:
-        parts = urlsplit(dsn)
-        port = parts.port or 5432
-    except ValueError as exc:
-        raise options.error("dsn", f"not a valid DSN ({exc}); {example}") from None
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise options.error(
-            "dsn", f"scheme must be postgresql:// or postgres://, not {parts.scheme!r}; {example}"
-        )
-    if not parts.hostname:
-        raise options.error("dsn", f"has no host; {example}")
-    if not parts.username:
-        raise options.error("dsn", f"has no user; {example}")
-    database = unquote(parts.path.lstrip("/"))
+    url = options.server_url("dsn", schemes=("postgresql", "postgres"), default_port=5432,
+                             example=example)
+    database = url.database
     if not database:
         raise options.error(
             "dsn", f"names no database, and logical replication reads one database; {example}"
         )
-    if "replication=" in parts.query:
+    if "replication=" in url.query:
         raise options.error("dsn", "must not set ?replication=; meepo sets it where needed")
-    return parts.hostname, port, database, unquote(parts.username)
+    return url.host, url.port, database, url.user
 
 
 def _parse_start(options: Options, text: str) -> Start:
