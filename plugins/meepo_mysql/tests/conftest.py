@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sys
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,71 +103,3 @@ def harness(mysql_db: Any, tmp_path: Path) -> Harness:
     h = Harness(mysql_db, tmp_path)
     h.start = binlog_end(mysql_db.server)
     return h
-
-
-class Follower:
-    """Runs a source's non-``once`` stream in a thread, collecting batches."""
-
-    def __init__(self, source: MySQLSource, context: PipelineContext, start: Any) -> None:
-        self.source = source
-        self.context = context
-        self.batches: list[Batch] = []
-        self.error: BaseException | None = None
-        self._lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run, args=(start,), daemon=True)
-        self.thread.start()
-
-    def _run(self, start: Any) -> None:
-        try:
-            for batch in self.source.stream(start, self.context, once=False):
-                with self._lock:
-                    self.batches.append(batch)
-        except BaseException as exc:  # reported by the test
-            self.error = exc
-
-    @property
-    def events(self) -> list[RowEvent]:
-        with self._lock:
-            return [event for batch in self.batches for event in batch.events]
-
-    @property
-    def position(self) -> Any:
-        with self._lock:
-            found = [b.position for b in self.batches if b.position is not None]
-        return found[-1] if found else None
-
-    def wait_for(self, count: int, timeout: float = 30.0) -> list[RowEvent]:
-        import time
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.error is not None:
-                raise AssertionError(f"stream failed: {self.error!r}") from self.error
-            events = self.events
-            if len(events) >= count:
-                return events
-            time.sleep(0.05)
-        raise AssertionError(f"only {len(self.events)} of {count} events after {timeout}s")
-
-    def stop(self) -> None:
-        self.context.stopping.set()
-        self.thread.join(10)
-        self.source.close()
-        assert not self.thread.is_alive(), "the stream did not stop"
-
-
-@pytest.fixture
-def follow() -> Iterator[Any]:
-    """``follow(source, context, start)`` starts a :class:`Follower`; all are stopped after."""
-    started: list[Follower] = []
-
-    def start(source: MySQLSource, context: PipelineContext, position: Any) -> Follower:
-        follower = Follower(source, context, position)
-        started.append(follower)
-        return follower
-
-    yield start
-    for follower in started:
-        follower.context.stopping.set()
-        follower.source.close()
-        follower.thread.join(10)

@@ -5,55 +5,31 @@ from __future__ import annotations
 
 import json
 import random
-import signal
-import subprocess
-import threading
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from meepo_testkit.crash import (
+    ChangeWriter,
+    Commit,
+    assert_every_change_once_in_order,
+    kill_at_random_points,
+)
 
 from meepo_core.testing import meepo_command, run_meepo, write_config
 
 
-class Writer(threading.Thread):
-    """Commits small transactions (3 inserts, 1 update, sometimes 1 delete) until stopped,
-    recording each change only once its COMMIT returned."""
+@contextmanager
+def transactions(db: Any) -> Iterator[Commit]:
+    with db.connect() as conn, conn.cursor() as cur:
+        def commit(statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+            for sql, parameters in statements:
+                cur.execute(sql, parameters)
+            conn.commit()
 
-    def __init__(self, db: Any) -> None:
-        super().__init__(daemon=True)
-        self.db = db
-        self.stop = threading.Event()
-        self.changes: list[tuple[str, int, int | None]] = []  # (action, id, v after)
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        rng = random.Random(7)
-        next_id, live = 1, {}
-        try:
-            with self.db.connect() as conn, conn.cursor() as cur:
-                while not self.stop.is_set():
-                    pending = []
-                    for _ in range(3):
-                        cur.execute("INSERT INTO t VALUES (%s, 0, 'x')", (next_id,))
-                        pending.append(("write", next_id, 0))
-                        live[next_id] = 0
-                        next_id += 1
-                    target = rng.choice(list(live))
-                    live[target] += 1
-                    cur.execute("UPDATE t SET v = %s WHERE id = %s", (live[target], target))
-                    pending.append(("update", target, live[target]))
-                    if rng.random() < 0.3:
-                        victim = rng.choice(list(live))
-                        del live[victim]
-                        cur.execute("DELETE FROM t WHERE id = %s", (victim,))
-                        pending.append(("delete", victim, None))
-                    conn.commit()
-                    self.changes.extend(pending)
-                    time.sleep(0.005)
-        except BaseException as exc:
-            self.error = exc
+        yield commit
 
 
 @pytest.mark.slow
@@ -70,20 +46,11 @@ def test_sigkill_at_random_points_loses_no_committed_change(
         "source": source, "sinks": [{"type": "jsonl", "path": str(out)}],
         "checkpoint": "file:.meepo/crash.json", "batch_size": 40, "batch_wait": 0.05,
     }})
-    writer = Writer(harness.db)
+    writer = ChangeWriter(lambda: transactions(harness.db))
     writer.start()
-    rng = random.Random(mode)
-    kills = 0
     try:
-        for _ in range(5):
-            with (tmp_path / "run.log").open("ab") as log:
-                proc = subprocess.Popen(meepo_command("run", "crash"), cwd=tmp_path,
-                                        stdout=subprocess.DEVNULL, stderr=log)
-                time.sleep(rng.uniform(0.3, 2.5))
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGKILL)
-                    kills += 1
-                proc.wait(10)
+        kills = kill_at_random_points(meepo_command("run", "crash"), tmp_path, runs=5,
+                                      rng=random.Random(mode), seconds=(0.3, 2.5))
     finally:
         writer.stop.set()
         writer.join(10)
@@ -95,13 +62,4 @@ def test_sigkill_at_random_points_loses_no_committed_change(
     if mode == "mariadb_gtid":
         assert checkpoint["gtid"] == harness.gtid()
 
-    records = [json.loads(line) for line in out.read_text().splitlines()]
-    sequences = [r["sequence"] for r in records]
-    assert sequences == sorted(set(sequences))  # strictly increasing: replays were skipped
-    seen = {(r["action"], r["pk"], (r["after"] or {}).get("v")) for r in records}
-    missing = [change for change in writer.changes if change not in seen]
-    assert len(writer.changes) > 200
-    assert missing == [], f"{len(missing)} of {len(writer.changes)} changes lost: {missing[:5]}"
-    # Commit order is kept.
-    order = [(r["action"], r["pk"], (r["after"] or {}).get("v")) for r in records]
-    assert order == writer.changes
+    assert_every_change_once_in_order(out, writer.changes)

@@ -7,11 +7,13 @@ separate ``meepo-testkit`` package.
 """
 
 from .contracts import SinkContract, SourceContract, contract_events, contract_row, make_context
+from .follower import StreamFollower
 from .invoke import meepo_command, run_meepo, write_config
 
 __all__ = [
     "SinkContract",
     "SourceContract",
+    "StreamFollower",
     "contract_events",
     "contract_row",
     "make_context",

@@ -16,12 +16,14 @@ effects.
   ``$MEEPO_TEST_MYSQL_DSN``; the test is skipped when it is unset
 * ``mysql_db`` -- a fresh database on ``mariadb`` for one test, dropped afterwards
 * ``redis_db`` -- the ``redis_server`` URL, after FLUSHALL
+* ``follow`` -- ``follow(source, context, start)`` follows a source's stream in a thread
+  (:class:`meepo_core.testing.StreamFollower`); every follower is stopped after the test
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +47,9 @@ from .servers import external_mysql as _external_mysql
 
 if TYPE_CHECKING:
     import pymysql.connections
+
+    from meepo_core import PipelineContext, Position, Source
+    from meepo_core.testing import StreamFollower
 
 __all__ = [
     "MySQLDatabase",
@@ -152,3 +157,21 @@ def redis_db(redis_server: RedisServer) -> str:
     redis_server.flushall()
     url: str = redis_server.url
     return url
+
+
+@pytest.fixture
+def follow() -> Iterator[Callable[[Source, PipelineContext, Position], StreamFollower]]:
+    """``follow(source, context, start)`` starts a :class:`StreamFollower`; all the test
+    started are stopped after it."""
+    from meepo_core.testing import StreamFollower
+
+    started: list[StreamFollower] = []
+
+    def start(source: Source, context: PipelineContext, position: Position) -> StreamFollower:
+        follower = StreamFollower(source, context, position)
+        started.append(follower)
+        return follower
+
+    yield start
+    for follower in started:
+        follower.abandon()
