@@ -32,20 +32,11 @@ def scratch_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaD
 
 
 @pytest.fixture
-def pg_url(postgres: Any) -> Iterator[str]:
+def pg_url(postgres_db_url: str) -> str:
     """A fresh PostgreSQL database holding an empty ``items`` replica table."""
-    name = f"e_{uuid.uuid4().hex[:12]}"
-    postgres.start()
-    with postgres.connect("postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@{postgres.host}:{postgres.port}/{name}"
-    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+    with psycopg.connect(postgres_db_url.replace("+psycopg", "")) as conn:
         conn.execute(PG_ITEMS_DDL)
-    try:
-        yield url
-    finally:
-        with postgres.connect("postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return postgres_db_url
 
 
 @pytest.fixture

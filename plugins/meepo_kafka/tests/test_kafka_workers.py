@@ -15,9 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,20 +42,13 @@ PARTITIONS = 4
 
 
 @pytest.fixture
-def pg_url(postgres: Any) -> Iterator[str]:
+def pg_url(postgres_db_url: str) -> str:
     """A fresh PostgreSQL database holding an empty ``items`` replica table."""
-    import psycopg
+    import psycopg  # not installed where only the kafka plugin's own tests run
 
-    name = f"k_{uuid.uuid4().hex[:12]}"
-    postgres.start()
-    with postgres.connect("postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@{postgres.host}:{postgres.port}/{name}"
-    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+    with psycopg.connect(postgres_db_url.replace("+psycopg", "")) as conn:
         conn.execute(PG_ITEMS_DDL)
-    yield url
-    with postgres.connect("postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return postgres_db_url
 
 
 class Process:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +24,9 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def pg_url(postgres: Any) -> Iterator[str]:
+def pg_url(postgres_db_url: str) -> str:
     """A fresh PostgreSQL database for one test, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    postgres.start()
-    with postgres.connect("postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@{postgres.host}:{postgres.port}/{name}"
-    finally:
-        with postgres.connect("postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return postgres_db_url
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ effects.
   ``$MEEPO_TEST_MYSQL_DSN``; the test is skipped when it is unset
 * ``mysql_db`` -- a fresh database on ``mariadb`` for one test, dropped afterwards
 * ``redis_db`` -- the ``redis_server`` URL, after FLUSHALL
+* ``postgres_db_url`` -- a fresh database on ``postgres`` for one test, as a SQLAlchemy URL
+  (``postgresql+psycopg://...``), dropped afterwards
 * ``follow`` -- ``follow(source, context, start)`` follows a source's stream in a thread
   (:class:`meepo_core.testing.StreamFollower`); every follower is stopped after the test
 """
@@ -157,6 +159,21 @@ def redis_db(redis_server: RedisServer) -> str:
     redis_server.flushall()
     url: str = redis_server.url
     return url
+
+
+@pytest.fixture
+def postgres_db_url(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh database on the session PostgreSQL for one test, as a SQLAlchemy URL
+    (drop ``+psycopg`` for libpq); dropped afterwards, connections or not."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    postgres.start()  # in case an earlier test stopped it
+    with postgres.connect("postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@{postgres.host}:{postgres.port}/{name}"
+    finally:
+        with postgres.connect("postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
