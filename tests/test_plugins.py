@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,23 @@ def test_check_without_a_checkpoint_says_where_the_first_run_starts(tmp_path: Pa
     assert "none saved yet; the first run starts from the source's configured start" in (
         result.stdout)
     assert ": None" not in result.stdout
+
+
+def test_lazy_exports_import_a_name_from_its_module_on_first_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "lazy_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "from meepo_core import lazy_exports\n"
+        "__getattr__ = lazy_exports(__name__, {'Thing': 'heavy'})\n")
+    (package / "heavy.py").write_text("class Thing:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import lazy_pkg  # type: ignore[import-not-found]
+
+    assert "lazy_pkg.heavy" not in sys.modules
+    assert lazy_pkg.Thing.__module__ == "lazy_pkg.heavy"
+    with pytest.raises(AttributeError, match="has no attribute 'Other'"):
+        lazy_pkg.Other  # noqa: B018
+    for name in ("lazy_pkg", "lazy_pkg.heavy"):
+        del sys.modules[name]

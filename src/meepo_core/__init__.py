@@ -32,6 +32,7 @@ from .delivery import Delivery
 from .errors import CheckpointError, ConfigError, MeepoError, SinkError, SourceError
 from .events import ACTIONS, UNCHANGED, Action, Batch, Position, PrimaryKey, Row, RowEvent
 from .hookspecs import hookimpl
+from .lazy_exports import lazy_exports
 from .options import Options
 from .pipeline import Pipeline, load_pipeline
 from .runner import RunStats
@@ -92,6 +93,7 @@ __all__ = [
     "event_to_json",
     "hookimpl",
     "keyset_filter",
+    "lazy_exports",
     "load_pipeline",
     "parse_table_filter",
 ]

@@ -1,15 +1,11 @@
 """meepo-es: replicate row events into Elasticsearch with external versions, dead letters
 and a zero-downtime backfill (``meepo es backfill``)."""
 
-from typing import Any
+from meepo_core import lazy_exports
 
-__all__ = ["ElasticsearchSink"]
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy, so that loading the plugin does not import the elasticsearch client.
-    if name == "ElasticsearchSink":
-        from .elasticsearch_sink import ElasticsearchSink
-
-        return ElasticsearchSink
-    raise AttributeError(name)
+# Imported on first use, so that loading the plugin does not import the elasticsearch client.
+_HOMES = {
+    "ElasticsearchSink": "elasticsearch_sink",
+}
+__all__ = sorted(_HOMES)
+__getattr__ = lazy_exports(__name__, _HOMES)

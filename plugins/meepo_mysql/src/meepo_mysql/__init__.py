@@ -1,14 +1,10 @@
 """meepo-mysql: the ``mysql`` source, MySQL/MariaDB binlog to meepo row events."""
 
-from typing import Any
+from meepo_core import lazy_exports
 
-__all__ = ["MySQLSource"]
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy, so that loading the plugin does not import pymysql and mysql-replication.
-    if name == "MySQLSource":
-        from .source import MySQLSource
-
-        return MySQLSource
-    raise AttributeError(name)
+# Imported on first use, so that loading the plugin does not import pymysql and mysql-replication.
+_HOMES = {
+    "MySQLSource": "source",
+}
+__all__ = sorted(_HOMES)
+__getattr__ = lazy_exports(__name__, _HOMES)

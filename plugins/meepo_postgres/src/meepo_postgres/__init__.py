@@ -1,14 +1,10 @@
 """meepo-postgres: the ``postgres`` source, PostgreSQL logical replication to meepo row events."""
 
-from typing import Any
+from meepo_core import lazy_exports
 
-__all__ = ["PostgresSource"]
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy, so that loading the plugin does not import psycopg2.
-    if name == "PostgresSource":
-        from .postgres_source import PostgresSource
-
-        return PostgresSource
-    raise AttributeError(name)
+# Imported on first use, so that loading the plugin does not import psycopg2.
+_HOMES = {
+    "PostgresSource": "postgres_source",
+}
+__all__ = sorted(_HOMES)
+__getattr__ = lazy_exports(__name__, _HOMES)

@@ -3,9 +3,9 @@ source, and Redis checkpoint and dead-letter stores."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from meepo_core import lazy_exports
 
+# Imported on first use, so that loading the plugin does not import the Redis client.
 _HOMES = {
     "EventStore": "redis_events_sink",
     "RedisCheckpointStore": "stores",
@@ -16,10 +16,4 @@ _HOMES = {
     "RedisStreamSource": "redis_stream_source",
 }
 __all__ = sorted(_HOMES)
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy, so that loading the plugin does not import the Redis client.
-    if name in _HOMES:
-        return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
-    raise AttributeError(name)
+__getattr__ = lazy_exports(__name__, _HOMES)
