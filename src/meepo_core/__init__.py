@@ -30,7 +30,17 @@ from .context import PipelineContext
 from .dead_letters import DeadLetterStore, FileDeadLetterStore, dead_letter_record
 from .delivery import Delivery
 from .errors import CheckpointError, ConfigError, MeepoError, SinkError, SourceError
-from .events import ACTIONS, UNCHANGED, Action, Batch, Position, PrimaryKey, Row, RowEvent
+from .events import (
+    ACTIONS,
+    UNCHANGED,
+    Action,
+    Batch,
+    Position,
+    PrimaryKey,
+    Row,
+    RowEvent,
+    qualified_name,
+)
 from .hookspecs import hookimpl
 from .lazy_exports import lazy_exports
 from .options import Options
@@ -96,4 +106,5 @@ __all__ = [
     "lazy_exports",
     "load_pipeline",
     "parse_table_filter",
+    "qualified_name",
 ]

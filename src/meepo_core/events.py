@@ -44,6 +44,12 @@ class _Unchanged:
 UNCHANGED = _Unchanged()
 
 
+def qualified_name(schema: str, table: str) -> str:
+    """``"schema.table"``, or just the table when the source has no schema: how every part
+    of meepo names a table (config keys, metrics, logs)."""
+    return f"{schema}.{table}" if schema else table
+
+
 @dataclass(frozen=True, slots=True)
 class RowEvent:
     """One changed row, as the source committed it.
@@ -106,7 +112,7 @@ class RowEvent:
     @property
     def qualified_table(self) -> str:
         """``"schema.table"``, or just the table when the source has no schema."""
-        return f"{self.schema}.{self.table}" if self.schema else self.table
+        return qualified_name(self.schema, self.table)
 
     @property
     def row(self) -> Row:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .events import Batch, Position
+from .events import Batch, Position, qualified_name
 
 #: Upper bounds (seconds) of the batch-latency histogram buckets.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -61,7 +61,7 @@ class Metrics:
             # Counted in C (Counter over attrgetter), then merged: a few keys per batch.
             for (schema, table, action), count in Counter(
                     map(_TABLE_ACTION, batch.events)).items():
-                self.events[(f"{schema}.{table}" if schema else table, action)] += count
+                self.events[(qualified_name(schema, table), action)] += count
             self._window_events += len(batch.events)
             if batch.events:
                 last = batch.events[-1].committed_at

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .events import Batch, PrimaryKey, RowEvent, Watermark
+from .events import Batch, PrimaryKey, RowEvent, Watermark, qualified_name
 from .metrics import Metrics
 from .serialization import decode_value, encode_value
 
@@ -61,7 +61,7 @@ class SnapshotTable:
 
     @property
     def qualified(self) -> str:
-        return f"{self.schema}.{self.table}" if self.schema else self.table
+        return qualified_name(self.schema, self.table)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from datetime import UTC, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from meepo_core import Options
+from meepo_core import Options, qualified_name
 
 DECIMAL_MODES = ("string", "float")
 VERSIONING_MODES = ("external", "off")
@@ -77,13 +77,13 @@ class SinkSettings:
     def rule(self, schema: str, table: str) -> TableRule:
         """The rule for ``schema.table``: its own entry, else the bare table name's, else
         the sink-wide defaults."""
-        qualified = f"{schema}.{table}" if schema else table
+        qualified = qualified_name(schema, table)
         return self.tables.get(qualified) or self.tables.get(table) or self.default_rule
 
     def index_name(self, schema: str, table: str) -> str:
         """The index (or alias) for a table: ``indices`` override, else the ``index``
         template; always lower-cased, as Elasticsearch requires."""
-        qualified = f"{schema}.{table}" if schema else table
+        qualified = qualified_name(schema, table)
         name = self.indices.get(qualified) or self.indices.get(table)
         if name is None:
             name = self.index.format(schema=schema, table=table)

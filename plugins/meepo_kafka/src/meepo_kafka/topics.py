@@ -6,6 +6,8 @@ import logging
 import re
 from collections.abc import Mapping
 
+from meepo_core import qualified_name
+
 from .config import topic_problem
 
 log = logging.getLogger("meepo.kafka")
@@ -32,7 +34,7 @@ class TopicRouter:
         return found
 
     def _name(self, schema: str, table: str) -> str:
-        qualified = f"{schema}.{table}" if schema else table
+        qualified = qualified_name(schema, table)
         override = self.overrides.get(qualified)
         if override is not None:
             return override
