@@ -98,15 +98,21 @@ def test_load_pipeline_runs_and_delivers_through_the_public_api(tmp_path: Path) 
     assert [e.pk for e in channel("out").events] == [1, 2, 9]
 
 
+def one_event_pipeline(tmp_path: Path, channel_name: str, checkpoint: str) -> Path:
+    """Pipeline ``p``: the memory channel ``channel_name``, holding one event at position 1,
+    into a null sink, with ``checkpoint``."""
+    config = write_config(tmp_path, {"p": {
+        "source": {"type": "memory", "name": channel_name}, "sinks": [{"type": "null"}],
+        "checkpoint": checkpoint,
+    }})
+    channel(channel_name).publish([RowEvent("s", "t", "write", 1, None, {"id": 1})], position=1)
+    return config
+
+
 def test_a_side_run_leaves_the_pipeline_checkpoint_alone(tmp_path: Path) -> None:
     import dataclasses
 
-    config = write_config(tmp_path, {"p": {
-        "source": {"type": "memory", "name": "in"},
-        "sinks": [{"type": "null"}],
-        "checkpoint": "file:cp.json",
-    }})
-    channel("in").publish([RowEvent("s", "t", "write", 1, None, {"id": 1})], position=1)
+    config = one_event_pipeline(tmp_path, "in", "file:cp.json")
     side = dataclasses.replace(load_pipeline("p", config), checkpoints=MemoryCheckpointStore(),
                                purpose="backfill")
     assert side.context().identity.endswith(":p#backfill")
@@ -123,11 +129,7 @@ def test_identity_differs_between_two_projects_with_the_same_pipeline_name(tmp_p
 
 
 def test_a_run_that_delivers_nothing_keeps_the_checkpoint_and_says_so(tmp_path: Path) -> None:
-    config = write_config(tmp_path, {"p": {
-        "source": {"type": "memory", "name": "in"}, "sinks": [{"type": "null"}],
-        "checkpoint": "file:cp.json",
-    }})
-    channel("in").publish([RowEvent("s", "t", "write", 1, None, {"id": 1})], position=1)
+    config = one_event_pipeline(tmp_path, "in", "file:cp.json")
     first = load_pipeline("p", config).run(once=True).summary()
     assert first.startswith("1 event in 1 batch, ") and first.endswith("checkpoint saved at 1")
     again = load_pipeline("p", config).run(once=True, start=1)
@@ -136,10 +138,6 @@ def test_a_run_that_delivers_nothing_keeps_the_checkpoint_and_says_so(tmp_path: 
 
 
 def test_a_run_without_a_kept_checkpoint_does_not_say_it_saved_one(tmp_path: Path) -> None:
-    config = write_config(tmp_path, {"p": {
-        "source": {"type": "memory", "name": "unkept"}, "sinks": [{"type": "null"}],
-        "checkpoint": "none",
-    }})
-    channel("unkept").publish([RowEvent("s", "t", "write", 1, None, {"id": 1})], position=1)
+    config = one_event_pipeline(tmp_path, "unkept", "none")
     summary = load_pipeline("p", config).run(once=True).summary()
     assert summary.endswith('delivered up to 1 (checkpoint = "none": not kept)'), summary
