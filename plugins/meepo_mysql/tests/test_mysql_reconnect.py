@@ -3,86 +3,17 @@ transaction boundary it delivered."""
 
 from __future__ import annotations
 
-import contextlib
-import select
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-
-class StallingProxy:
-    """A real TCP proxy in front of MariaDB that can stall (stop forwarding, sockets left
-    open: what a dead NAT entry or a hung server looks like) or cut its connections.
-    New connections after a stall are forwarded normally."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.upstream = (host, port)
-        self.rate: float | None = None  # bytes per second towards the client, when set
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.connections: list[tuple[socket.socket, socket.socket, threading.Event]] = []
-        self.closed = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream)
-            frozen = threading.Event()
-            self.connections.append((client, server, frozen))
-            threading.Thread(target=self._pump, args=(client, server, frozen), daemon=True).start()
-
-    def _pump(self, client: socket.socket, server: socket.socket, frozen: threading.Event) -> None:
-        peers = {client: server, server: client}
-        try:
-            while not self.closed.is_set():
-                if frozen.is_set():
-                    time.sleep(0.05)
-                    continue
-                readable, _, _ = select.select(list(peers), [], [], 0.1)
-                if frozen.is_set():  # stalled while waiting: forward nothing that came after
-                    continue
-                for sock in readable:
-                    data = sock.recv(16384)
-                    if not data:
-                        return
-                    peers[sock].sendall(data)
-                    if self.rate and sock is server:
-                        time.sleep(len(data) / self.rate)
-        except OSError:
-            return
-        finally:
-            if not frozen.is_set():
-                for sock in peers:
-                    with contextlib.suppress(OSError):
-                        sock.close()
-
-    def stall(self) -> None:
-        for _, _, frozen in self.connections:
-            frozen.set()
-
-    def cut(self) -> None:
-        for client, server, _ in self.connections:
-            for sock in (client, server):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.closed.set()
-        self.listener.close()
-        self.cut()
+from meepo_testkit.proxy import TcpProxy
 
 
 @pytest.fixture
-def proxy(mysql_db: Any) -> Iterator[StallingProxy]:
-    p = StallingProxy(mysql_db.server.host, mysql_db.server.port)
+def proxy(mysql_db: Any) -> Iterator[TcpProxy]:
+    p = TcpProxy(mysql_db.server.host, mysql_db.server.port)
     yield p
     p.close()
 
@@ -138,7 +69,7 @@ def test_server_restart_reconnects_with_backoff(harness: Any, follow: Any, caplo
 
 
 def test_heartbeat_detects_a_stalled_stream(
-    harness: Any, follow: Any, proxy: StallingProxy, caplog: Any
+    harness: Any, follow: Any, proxy: TcpProxy, caplog: Any
 ) -> None:
     harness.execute("CREATE TABLE t (id INT PRIMARY KEY)")
     dsn = f"mysql://meepo:meepo@127.0.0.1:{proxy.port}"
@@ -159,7 +90,7 @@ def test_heartbeat_detects_a_stalled_stream(
 
 
 def test_connection_cut_mid_transaction_redelivers_the_whole_transaction(
-    harness: Any, follow: Any, proxy: StallingProxy
+    harness: Any, follow: Any, proxy: TcpProxy
 ) -> None:
     rows = 20_000
     harness.execute(
