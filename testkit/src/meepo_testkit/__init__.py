@@ -4,8 +4,9 @@
 Kafka-API servers of ``noida-db`` on private ports with temporary data dirs;
 :mod:`meepo_testkit.pytest_plugin` (registered through ``pytest11`` when this package is
 installed) gives them to tests as fixtures; :mod:`meepo_testkit.crash` holds what the
-sources' SIGKILL tests share (a writer of known changes, the kill loop, the final check); :mod:`meepo_testkit.proxy` is a TCP proxy that makes a
-connection late, slow, paused, stalled or cut, for timing and outage tests.
+sources' SIGKILL tests share (a writer of known changes, the kill loop, the final check);
+:mod:`meepo_testkit.proxy` is a TCP proxy that makes a connection late, slow, paused,
+stalled or cut, for timing and outage tests.
 The contract suites and :class:`~meepo_core.testing.StreamFollower` stay in
 :mod:`meepo_core.testing`, which needs nothing but pytest.
 """
