@@ -3,6 +3,9 @@
 The public API. Plugins and programs that embed meepo use only these names:
 
 * the event model: :class:`RowEvent`, :class:`Batch`, :data:`ACTIONS`, :data:`UNCHANGED`;
+  schema changes: :class:`SchemaChange` with :class:`TableDefinition` and
+  :class:`ColumnDefinition` (:data:`StreamEvent` is either kind of event), their JSON
+  (:func:`schema_change_to_dict`, :func:`schema_change_from_dict`);
 * writing plugins: :data:`hookimpl`, :class:`Source`, :class:`Sink`, :class:`Options`,
   :class:`Batcher`, :class:`PipelineContext`; for sources that snapshot
   :class:`SnapshotTable`, :class:`SnapshotReader` and :func:`keyset_filter`; for database
@@ -46,6 +49,16 @@ from .lazy_exports import lazy_exports
 from .options import Options
 from .pipeline import Pipeline, load_pipeline
 from .runner import RunStats
+from .schema_changes import (
+    SCHEMA_CHANGE_KINDS,
+    ColumnDefinition,
+    SchemaChange,
+    SchemaChangeKind,
+    StreamEvent,
+    TableDefinition,
+    schema_change_from_dict,
+    schema_change_to_dict,
+)
 from .serialization import (
     decode_value,
     encode_value,
@@ -62,6 +75,7 @@ from .table_filter import ColumnRule, TableFilter, parse_table_filter
 
 __all__ = [
     "ACTIONS",
+    "SCHEMA_CHANGE_KINDS",
     "UNCHANGED",
     "Action",
     "Batch",
@@ -69,6 +83,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CheckpointStore",
+    "ColumnDefinition",
     "ColumnRule",
     "ConfigError",
     "DeadLetterStore",
@@ -85,12 +100,16 @@ __all__ = [
     "Row",
     "RowEvent",
     "RunStats",
+    "SchemaChange",
+    "SchemaChangeKind",
     "Sink",
     "SinkError",
     "SnapshotReader",
     "SnapshotTable",
     "Source",
     "SourceError",
+    "StreamEvent",
+    "TableDefinition",
     "TableFilter",
     "dead_letter_record",
     "decode_checkpoint",
@@ -107,4 +126,6 @@ __all__ = [
     "load_pipeline",
     "parse_table_filter",
     "qualified_name",
+    "schema_change_from_dict",
+    "schema_change_to_dict",
 ]

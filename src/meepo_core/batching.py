@@ -6,6 +6,7 @@ import time
 from datetime import datetime
 
 from .events import Batch, Position, RowEvent, Watermark
+from .schema_changes import PlacedSchemaChange, SchemaChange
 
 
 class Batcher:
@@ -24,6 +25,7 @@ class Batcher:
         self._committed = 0  # events[:committed] belong to finished transactions
         self._position: Position | None = None  # position after events[:committed]
         self._watermarks: list[Watermark] = []
+        self._schema_changes: list[PlacedSchemaChange] = []
         self._since = time.monotonic()
 
     @property
@@ -39,7 +41,8 @@ class Batcher:
             return None
         if self._committed:
             return self._take(self._committed)
-        batch = Batch(tuple(self._events), None, self._take_watermarks(len(self._events)))
+        batch = Batch(tuple(self._events), None, self._take_watermarks(len(self._events)),
+                      self._take_schema_changes(len(self._events)))
         self._events = []  # mid-transaction: no position
         return batch
 
@@ -50,6 +53,14 @@ class Batcher:
         :class:`~meepo_core.events.Watermark`). Watermarks are their own transactions: call
         :meth:`commit` for the watermark's transaction as for any other."""
         self._watermarks.append(Watermark(len(self._events), mark, sequence, committed_at))
+
+    def schema_change(self, change: SchemaChange) -> None:
+        """Record a schema change met in the stream after the events added so far (see
+        :mod:`meepo_core.schema_changes`); it belongs to the open transaction, which
+        :meth:`commit` ends as any other (a DDL statement is a transaction of its own)."""
+        if not self._events and not self._schema_changes:
+            self._since = time.monotonic()
+        self._schema_changes.append((len(self._events), change))
 
     def commit(self, position: Position) -> Batch | None:
         """End the open transaction at ``position``; returns a batch when one is due."""
@@ -70,7 +81,8 @@ class Batcher:
         return self._take(self._committed)
 
     def _take(self, count: int) -> Batch:
-        batch = Batch(tuple(self._events[:count]), self._position, self._take_watermarks(count))
+        batch = Batch(tuple(self._events[:count]), self._position, self._take_watermarks(count),
+                      self._take_schema_changes(count))
         del self._events[:count]
         self._committed = 0
         self._position = None
@@ -85,5 +97,17 @@ class Batcher:
         self._watermarks = [
             Watermark(w.index - count, w.mark, w.sequence, w.committed_at)
             for w in self._watermarks if w.index > count
+        ]
+        return taken
+
+    def _take_schema_changes(self, count: int) -> tuple[PlacedSchemaChange, ...]:
+        """The schema changes among the first ``count`` events; those after them move
+        down. A change placed right after the last of those events goes with them: it
+        comes before any later event either way."""
+        if not self._schema_changes:
+            return ()
+        taken = tuple(placed for placed in self._schema_changes if placed[0] <= count)
+        self._schema_changes = [
+            (index - count, change) for index, change in self._schema_changes if index > count
         ]
         return taken

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from .dead_letters import DeadLetterStore
-from .events import RowEvent
 from .metrics import Metrics
+from .schema_changes import StreamEvent
 from .settings import PipelineSettings
 
 
@@ -70,7 +70,7 @@ class PipelineContext:
             except queue.Empty:
                 return taken
 
-    def dead_letter(self, event: RowEvent, sink_label: str, error: str) -> None:
+    def dead_letter(self, event: StreamEvent, sink_label: str, error: str) -> None:
         """Record an event that the sink labelled ``sink_label`` (e.g. ``"sinks[0]
         webhook"``) can never apply, because of ``error`` (one line): stored, counted and
         logged.

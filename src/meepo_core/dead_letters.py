@@ -10,16 +10,21 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import MeepoError
-from .events import RowEvent
+from .schema_changes import SchemaChange, StreamEvent, schema_change_to_dict
 from .serialization import event_to_dict
 
 
-def dead_letter_record(event: RowEvent, sink: str, error: str) -> dict[str, Any]:
-    """The JSON record stored for one dead letter: the whole event plus why it failed.
+def dead_letter_record(event: StreamEvent, sink: str, error: str) -> dict[str, Any]:
+    """The JSON record stored for one dead letter: the whole event (a row event, or a
+    schema change as :func:`~meepo_core.schema_changes.schema_change_to_dict` writes it)
+    plus why it failed.
 
     An event with values JSON cannot carry (the very reason it may have failed) is kept
     with those values as ``repr`` strings, so it can still be recorded.
     """
+    if isinstance(event, SchemaChange):
+        return {"sink": sink, "error": error, "failed_at": datetime.now(UTC).isoformat(),
+                "event": schema_change_to_dict(event)}
     try:
         data = event_to_dict(event)
     except TypeError:
@@ -45,7 +50,7 @@ class DeadLetterStore(abc.ABC):
     description: str = ""
 
     @abc.abstractmethod
-    def record(self, event: RowEvent, sink: str, error: str) -> None: ...
+    def record(self, event: StreamEvent, sink: str, error: str) -> None: ...
 
     def sync(self) -> None:  # noqa: B027 - optional hook
         """Make recorded letters durable."""
@@ -63,7 +68,7 @@ class FileDeadLetterStore(DeadLetterStore):
         self._handle: IO[str] | None = None
         self._dirty = False
 
-    def record(self, event: RowEvent, sink: str, error: str) -> None:
+    def record(self, event: StreamEvent, sink: str, error: str) -> None:
         try:
             if self._handle is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -104,8 +104,14 @@ class Delivery:
         """Apply ``batch`` to every sink under the policy above; returns when every sink
         applied it (or, with ``"dead_letter"``, recorded what it could not apply)."""
         began = time.monotonic()
-        for label, sink in self.sinks:
-            self._apply_to(label, sink, batch)
+        if batch.schema_changes:
+            rows_only = batch.without_schema_changes()
+            for label, sink in self.sinks:
+                self._apply_to(label, sink,
+                               batch if sink.follows_schema_changes else rows_only)
+        else:
+            for label, sink in self.sinks:
+                self._apply_to(label, sink, batch)
         self.metrics.record_batch(batch, time.monotonic() - began)
 
     def _apply_to(self, label: str, sink: Sink, batch: Batch) -> None:
@@ -138,6 +144,8 @@ class Delivery:
             raise SinkError(f"{label}: {why}", retryable=False) from error
         for event in batch.events:
             self.context.dead_letter(event, label, describe(error))
+        for _, change in batch.schema_changes:
+            self.context.dead_letter(change, label, describe(error))
         self.sync()
 
     def _back_off(self, label: str, attempt: int, error: Exception) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+if TYPE_CHECKING:
+    from .schema_changes import PlacedSchemaChange, SchemaChange
 
 #: ``write``, ``update`` and ``delete`` are changes; ``read`` is a row copied by a snapshot
 #: (its current state: ``after`` is the row, ``before`` is None), which sinks apply as an
@@ -164,12 +167,31 @@ class Batch:
     only the last carries a position, so a checkpoint never lands mid-transaction. A batch
     may be empty and still carry a position (e.g. transactions on filtered-out tables).
     ``watermarks`` are the snapshot watermarks met among the events, in stream order; the
-    runner removes them before sinks see the batch.
+    runner removes them before sinks see the batch. ``schema_changes`` are the schema
+    changes among the events, in stream order, each after as many row events as its index
+    says (see :mod:`meepo_core.schema_changes`); sinks see them only when they follow them.
     """
 
     events: tuple[RowEvent, ...]
     position: Position = None
     watermarks: tuple[Watermark, ...] = ()
+    schema_changes: tuple[PlacedSchemaChange, ...] = ()
+
+    def in_order(self) -> Iterator[tuple[RowEvent, ...] | SchemaChange]:
+        """The batch in commit order: runs of row events (non-empty tuples) and the schema
+        changes between them."""
+        start = 0
+        for index, change in self.schema_changes:
+            if index > start:
+                yield self.events[start:index]
+                start = index
+            yield change
+        if start < len(self.events):
+            yield self.events[start:]
+
+    def without_schema_changes(self) -> Batch:
+        """This batch for a sink that does not follow schema changes."""
+        return Batch(self.events, self.position, self.watermarks)
 
     @property
     def ends_transaction(self) -> bool:

@@ -62,6 +62,8 @@ class Metrics:
             for (schema, table, action), count in Counter(
                     map(_TABLE_ACTION, batch.events)).items():
                 self.events[(qualified_name(schema, table), action)] += count
+            for _, change in batch.schema_changes:
+                self.events[(change.qualified_table, "schema")] += 1
             self._window_events += len(batch.events)
             if batch.events:
                 last = batch.events[-1].committed_at

@@ -233,7 +233,7 @@ class Runner:
                 item = snapshots.process(item)
                 if snapshots.marks_seen != seen:
                     restarts = 0  # the stream brings our watermarks back
-            elif item.position is not None:
+            elif item.position is not None and not item.schema_changes:
                 item, carry = self._coalesce(item)
             self.delivery.apply(item)
             if item.position is not None:
@@ -258,6 +258,7 @@ class Runner:
             if (
                 not isinstance(following, Batch)
                 or following.position is None
+                or following.schema_changes  # delivered on their own, in order
                 or size + len(following.events) > self.settings.batch_size
             ):
                 carry = following

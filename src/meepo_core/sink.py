@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from .events import Batch
 from .options import Options
@@ -24,7 +24,16 @@ class Sink(abc.ABC):
       delivery is at-least-once after a crash.
     * An event that can never be applied (a mapping error, say) goes to
       ``context.dead_letter(...)`` and counts as applied; nothing is dropped silently.
+    * A sink that sets :attr:`follows_schema_changes` gets the schema changes of each
+      batch (:attr:`Batch.schema_changes`, walked in order with :meth:`Batch.in_order`)
+      and applies them, idempotently, before the rows after them; one it cannot apply
+      safely goes to ``context.dead_letter(...)`` with an error that says what to do.
     """
+
+    #: Whether ``apply`` sees schema changes (see :mod:`meepo_core.schema_changes`). When
+    #: False (the default) the core removes them from the batches this sink gets, so a sink
+    #: that keeps no table shape (a cache, a queue of row events) need not know about them.
+    follows_schema_changes: ClassVar[bool] = False
 
     @classmethod
     @abc.abstractmethod

@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Self
 
-from ..events import Batch
+from ..events import Batch, RowEvent
 from ..options import Options
+from ..schema_changes import SchemaChange, schema_change_to_dict
 from ..serialization import encode_value, event_to_json
 from ..sink import Sink
 
@@ -31,7 +32,13 @@ class JsonlSink(Sink):
     Events without a sequence, and replays older than that tail, may appear twice, which
     the log's readers must tolerate. An event with a value JSON cannot carry goes to the
     dead-letter store.
+
+    Schema changes are recorded too, in their place among the rows, as
+    :func:`~meepo_core.schema_changes.schema_change_to_dict` writes them (``"action":
+    "schema"``); the ``jsonl`` source reads them back.
     """
+
+    follows_schema_changes = True
 
     def __init__(self, path: Path, fsync: bool = True) -> None:
         self.path = path
@@ -64,9 +71,32 @@ class JsonlSink(Sink):
 
     def apply(self, batch: Batch) -> None:
         assert self._handle is not None, "open() first"
-        lines = []
+        lines: list[str] = []
+        if batch.schema_changes:
+            for part in batch.in_order():
+                if isinstance(part, SchemaChange):
+                    self._add_change(part, lines)
+                else:
+                    self._add_rows(part, lines)
+        else:
+            self._add_rows(batch.events, lines)
+        if lines:
+            self._handle.write("".join(lines))
+            self._handle.flush()
+            if self.fsync:
+                os.fsync(self._handle.fileno())
+
+    def _add_change(self, change: SchemaChange, lines: list[str]) -> None:
+        if change.sequence in self._sequences and _identity(
+            change.sequence, change.schema, change.table, "schema", None
+        ) in self._written:
+            return  # a replay of a line already written
+        lines.append(json.dumps(schema_change_to_dict(change), ensure_ascii=False,
+                                separators=(",", ":")) + "\n")
+
+    def _add_rows(self, events: tuple[RowEvent, ...], lines: list[str]) -> None:
         sequences = self._sequences
-        for event in batch.events:
+        for event in events:
             if event.sequence in sequences and _identity(
                 event.sequence, event.schema, event.table, event.action, encode_value(event.pk)
             ) in self._written:
@@ -76,11 +106,6 @@ class JsonlSink(Sink):
             except (TypeError, ValueError) as exc:
                 assert self._context is not None
                 self._context.dead_letter(event, f"jsonl {self.path}", f"cannot encode: {exc}")
-        if lines:
-            self._handle.write("".join(lines))
-            self._handle.flush()
-            if self.fsync:
-                os.fsync(self._handle.fileno())
 
     def close(self) -> None:
         if self._handle is not None:

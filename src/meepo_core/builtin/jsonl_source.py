@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any, Self
 
 from ..batching import Batcher
 from ..errors import SourceError
-from ..events import Batch, Position
+from ..events import Batch, Position, RowEvent
 from ..options import Options
+from ..schema_changes import SchemaChange, schema_change_from_dict
 from ..serialization import event_from_dict
 from ..source import Source
 
@@ -23,7 +24,8 @@ class JsonlSource(Source):
     """Replays a log written by the ``jsonl`` sink. Consecutive events with the same
     ``txid`` form one transaction; others are one transaction each. The position is the
     byte offset after the last complete transaction. Without ``--once`` it follows the
-    file as it grows, like ``tail -f``."""
+    file as it grows, like ``tail -f``. Schema changes in the log (``"action": "schema"``)
+    come back as schema changes, in their place."""
 
     def __init__(self, path: Path, poll_interval: float = 0.2) -> None:
         self.path = path
@@ -66,7 +68,10 @@ class JsonlSource(Source):
                     time.sleep(self.poll_interval)
                     continue
                 try:
-                    event = event_from_dict(json.loads(line))
+                    data = json.loads(line)
+                    event: RowEvent | SchemaChange = (
+                        schema_change_from_dict(data) if data.get("action") == "schema"
+                        else event_from_dict(data))
                 except (ValueError, KeyError, TypeError) as exc:
                     raise SourceError(
                         f"{self.path}: the line at byte {offset} is not a meepo event "
@@ -74,7 +79,10 @@ class JsonlSource(Source):
                     ) from exc
                 if open_txid is not None and event.txid != open_txid:
                     yield from _due(batcher.commit({"offset": offset}))
-                yield from _due(batcher.add(event))
+                if isinstance(event, SchemaChange):
+                    batcher.schema_change(event)
+                else:
+                    yield from _due(batcher.add(event))
                 offset += len(line)
                 open_txid = event.txid
                 if open_txid is None:  # an event without txid is its own transaction

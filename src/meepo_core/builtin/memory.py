@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Self
 
 from ..events import Batch, Position, RowEvent
 from ..options import Options
+from ..schema_changes import SchemaChange
 
 if TYPE_CHECKING:
     pass
@@ -35,6 +36,11 @@ class Channel:
     def events(self) -> list[RowEvent]:
         """Every event a memory sink applied to this channel, in order, replays included."""
         return [event for batch in self.batches for event in batch.events]
+
+    @property
+    def schema_changes(self) -> list[SchemaChange]:
+        """Every schema change a memory sink applied to this channel, in order."""
+        return [change for batch in self.batches for _, change in batch.schema_changes]
 
     def publish(self, events: Iterable[RowEvent], position: Position) -> None:
         """Queue one transaction for a memory source."""

@@ -8,7 +8,10 @@ from .memory import NamedChannel, channel
 
 
 class MemorySink(NamedChannel, Sink):
-    """Appends every applied batch to its channel's ``batches``."""
+    """Appends every applied batch to its channel's ``batches``, schema changes included
+    (:attr:`Batch.schema_changes`)."""
+
+    follows_schema_changes = True
 
     def apply(self, batch: Batch) -> None:
         channel(self.name).batches.append(batch)

@@ -10,6 +10,9 @@ from ..sink import Sink
 
 
 class NullSink(Sink):
+    """Counts row events; schema changes are left out (``follows_schema_changes`` is
+    False), as by every sink that keeps no table shape."""
+
     def __init__(self) -> None:
         self.count = 0
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import TYPE_CHECKING, Self
 
 from ..events import Batch, RowEvent
 from ..options import Options
+from ..schema_changes import SchemaChange, schema_change_to_dict
 from ..serialization import event_to_json
 from ..sink import Sink
 
@@ -18,7 +20,12 @@ class PrintSink(Sink):
     """Writes ``{table}_{action} {pk}`` per event (``test_write 1``), or the whole event as a
     JSON line with ``format = "json"``, or a custom ``template`` with the keys ``name``,
     ``schema``, ``table``, ``action`` and ``pk``. Flushed once per batch. With ``json``, an
-    event with a value JSON cannot carry goes to the dead-letter store."""
+    event with a value JSON cannot carry goes to the dead-letter store.
+
+    Schema changes are printed in their place: ``{table}_schema {kind} col type, ...`` (the
+    columns after the change), or the change as JSON with ``format = "json"``."""
+
+    follows_schema_changes = True
 
     def __init__(self, fmt: str = "line", template: str = "{name} {pk}") -> None:
         self.format = fmt
@@ -53,9 +60,32 @@ class PrintSink(Sink):
     def open(self, context: PipelineContext) -> None:
         self._context = context
 
+    def format_change(self, change: SchemaChange) -> str:
+        if self.format == "json":
+            return json.dumps(schema_change_to_dict(change), ensure_ascii=False,
+                              separators=(",", ":"))
+        columns = ", ".join(f"{c.name} {c.type}" for c in change.after.columns) \
+            if change.after is not None else "-"
+        return f"{change.name} {change.kind} {columns}"
+
     def apply(self, batch: Batch) -> None:
+        if batch.schema_changes:
+            for part in batch.in_order():
+                if isinstance(part, SchemaChange):
+                    self._write([self.format_change(part) + "\n"])
+                else:
+                    self._print(part)
+        else:
+            self._print(batch.events)
+
+    def _write(self, lines: list[str]) -> None:
+        out = sys.stdout
+        out.write("".join(lines))
+        out.flush()
+
+    def _print(self, events: tuple[RowEvent, ...]) -> None:
         lines = []
-        for event in batch.events:
+        for event in events:
             try:
                 lines.append(self.format_event(event) + "\n")
             except (TypeError, ValueError) as exc:
@@ -63,6 +93,4 @@ class PrintSink(Sink):
                     raise
                 self._context.dead_letter(event, "print", f"cannot encode: {exc}")
         if lines:
-            out = sys.stdout
-            out.write("".join(lines))
-            out.flush()
+            self._write(lines)

@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -118,7 +118,9 @@ class SinkContract:
     suffix of them, leaves the same state; the state is durable when ``apply`` returns (the
     batches are applied in a forked child that SIGKILLs itself right after the last
     ``apply``); an event the sink can never apply goes to ``context.dead_letter`` and
-    changes nothing; ``check`` reports no problem when the destination is reachable.
+    changes nothing; ``check`` reports no problem when the destination is reachable;
+    delivered through the core, a batch with a schema change (a column added) and rows of
+    the new shape apply, idempotently, whether the sink follows schema changes or not.
     """
 
     sink_type: str = ""
@@ -296,6 +298,38 @@ class SinkContract:
                       if kind == "dead_letter")
         assert counted == len(expected), "dead letters must go through context.dead_letter"
 
+    def test_schema_change_then_rows_of_the_new_shape(self) -> None:
+        """Through :class:`~meepo_core.delivery.Delivery`, as a pipeline delivers: a sink
+        that declares ``follows_schema_changes`` gets the change (it must add the column,
+        or otherwise make room for it) and the rows after it; a sink that does not never
+        sees the change and gets the rows alone. Either way the new rows show, a replay
+        changes nothing and nothing is a dead letter."""
+        from ..delivery import Delivery
+        from .schema_contract import contract_schema_batches
+
+        self.prepare()
+        batches = self.batches()
+        self.apply_all(batches)
+        without = self.snapshot()
+        evolved = contract_schema_batches(self.schema, self.table)
+        seen: list[Batch] = []
+        for replay in (False, True):
+            sink = self.build()
+            if not replay:
+                sink.apply = _recording(sink.apply, seen)  # type: ignore[method-assign,assignment]
+            label = f"sinks[0] {self.sink_type}"
+            with Delivery([(label, sink)], make_context(self.tmp_path)) as delivery:
+                for batch in evolved:
+                    delivery.apply(batch)
+            if not replay:
+                evolved_state = self.snapshot()
+        if without is not None:  # a sink whose snapshot is None keeps nothing to compare
+            assert evolved_state != without, "the rows after the schema change did not show"
+        assert self.snapshot() == evolved_state, "replaying the schema change changed the state"
+        assert self.dead_letters() == []
+        changes = [change for batch in seen for change in batch.schema_changes]
+        assert len(changes) == (1 if type(sink).follows_schema_changes else 0)
+
     def test_check_reports_no_problem_when_reachable(self) -> None:
         assert self.build().check() == []
 
@@ -359,3 +393,13 @@ class SourceContract:
         finally:
             source.close()
         assert time.monotonic() - began < 5
+
+
+def _recording(apply: Callable[[Batch], None], seen: list[Batch]) -> Callable[[Batch], None]:
+    """``apply`` that first notes each batch it is given in ``seen``."""
+
+    def recorded(batch: Batch) -> None:
+        seen.append(batch)
+        apply(batch)
+
+    return recorded

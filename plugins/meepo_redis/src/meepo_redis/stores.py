@@ -21,7 +21,7 @@ from meepo_core import (
     CheckpointStore,
     DeadLetterStore,
     MeepoError,
-    RowEvent,
+    StreamEvent,
     dead_letter_record,
     decode_checkpoint,
     encode_checkpoint,
@@ -144,7 +144,7 @@ class RedisDeadLetterStore(DeadLetterStore):
         rest, key = _split(url, DEAD_LETTER_KEY, pipeline)
         return cls(rest, pipeline, key)
 
-    def record(self, event: RowEvent, sink: str, error: str) -> None:
+    def record(self, event: StreamEvent, sink: str, error: str) -> None:
         record: dict[str, Any] = dead_letter_record(event, sink, error)
         self._buffer.append(json.dumps(record, ensure_ascii=False))
 
