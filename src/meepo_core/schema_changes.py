@@ -85,8 +85,10 @@ class SchemaChange:
     ``(schema, table)`` before a ``rename``. ``renamed_columns`` maps old to new column
     names where the source recognised a column rename. ``ddl`` is the statement where the
     source has it (MySQL's binlog does, PostgreSQL's logical replication does not).
-    ``position``, ``committed_at``, ``txid`` and ``sequence`` mean what they mean on a
-    row event.
+    ``position``, ``committed_at`` and ``txid`` mean what they mean on a row event;
+    ``sequence`` places the change among them, and may equal that of the row event after
+    it (a source whose changes depend on where a session started, PostgreSQL's, gives
+    them no number of their own so the rows' numbers stay the same on every replay).
     """
 
     schema: str

@@ -106,7 +106,8 @@ class PostgresSource(Source):
             )
         for line in advisory:
             log.warning("%s", line)
-        ensure_publication(control, publication, control.tables(settings.filter))
+        followed = control.tables(settings.filter)
+        ensure_publication(control, publication, followed)
         checkpoint = self._resolve(start, control, slot_name)
         once_until = control.readable_end() if once else None
         log.info(
@@ -119,7 +120,7 @@ class PostgresSource(Source):
             yield Batch((), checkpoint.to_json())
         stream = self._stream = ReplicationStream(
             settings, control, context, slot=slot_name, publication=publication,
-            once_until=once_until,
+            once_until=once_until, known_tables={(t.schema, t.name) for t in followed},
         )
         if self._acknowledged is not None:
             stream.acknowledge(self._acknowledged)

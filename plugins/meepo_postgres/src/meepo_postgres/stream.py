@@ -59,6 +59,7 @@ from .pgoutput import (
 )
 from .positions import SEQUENCE_LIMIT, Checkpoint, format_lsn, sequence_base
 from .relations import TablePlan, build_plan, fill_unchanged
+from .schema_tracking import SchemaTracker
 from .server import ControlConnection, dropped_slot_message, invalidated_slot_message
 from .snapshot import MESSAGES_VERSION, WATERMARK_PREFIX
 
@@ -87,6 +88,7 @@ class ReplicationStream:
         slot: str,
         publication: str,
         once_until: int | None,
+        known_tables: set[tuple[str, str]] | None = None,
     ) -> None:
         self.settings = settings
         self.context = context
@@ -96,6 +98,9 @@ class ReplicationStream:
         self.once_until = once_until
         self.filter = settings.filter
         self.catalog = Catalog(control)
+        #: Schema changes from Relation messages; tables not in ``known_tables`` (followed
+        #: when the source started) are new when first seen.
+        self.schemas = SchemaTracker(control, set(known_tables or ()))
         self.messages = control.version >= MESSAGES_VERSION
         self.heartbeat = settings.heartbeat
         self.stall_after = settings.heartbeat * 2.5
@@ -260,6 +265,8 @@ class ReplicationStream:
         stopping = self.context.stopping
         plans = self._plans
         plans.clear()  # the server describes each relation again in a new session
+        schemas = self.schemas
+        schemas.new_session()
         row_event = RowEvent.trusted  # actions are literals, committed_at is UTC-aware
         in_trx = False
         base = count = 0
@@ -360,9 +367,16 @@ class ReplicationStream:
                     return
             elif kind == RELATION:
                 relation = parse_relation(data)
-                plans[relation.oid] = build_plan(relation, self.filter, self.catalog)
+                plan = plans[relation.oid] = build_plan(relation, self.filter, self.catalog)
+                if plan.followed:
+                    where = {"lsn": format_lsn(message.data_start)}
+                    change = schemas.observe(relation, plan, where, committed_at, txid,
+                                             base + count)
+                    if change is not None:  # before the first row of the new shape
+                        batcher.schema_change(change)
             elif kind == TRUNCATE:
-                self._truncate(data, plans)
+                where = {"lsn": format_lsn(message.data_start)}
+                self._truncate(data, plans, where, committed_at, txid, base + count)
             elif kind == MESSAGE:
                 note = parse_message(data)
                 if note.prefix == WATERMARK_PREFIX:
@@ -370,15 +384,22 @@ class ReplicationStream:
                     count += 1
             # Type and Origin: nothing to deliver.
 
-    def _truncate(self, data: bytes, plans: dict[int, TablePlan]) -> None:
+    def _truncate(
+        self, data: bytes, plans: dict[int, TablePlan], where: dict[str, str],
+        committed_at: datetime, txid: str | None, sequence: int,
+    ) -> None:
+        """Deliver a TRUNCATE as ``truncate`` schema changes."""
         truncate = parse_truncate(data)
         for oid in truncate.relation_oids:
             plan = plans.get(oid)
             if plan is None or not plan.followed:
                 continue
+            self._batcher.schema_change(
+                self.schemas.truncated(oid, plan, where, committed_at, txid, sequence))
             self.context.metrics.record_failure("source", "truncate_not_delivered")
             log.warning(
-                "TRUNCATE of %s removes rows without row events, so sinks keep them until a "
+                "TRUNCATE of %s removes rows without row events: delivered as a truncate "
+                "schema change, so sinks that do not follow schema changes keep them until a "
                 "backfill (counted as truncate_not_delivered)", plan.qualified,
             )
 

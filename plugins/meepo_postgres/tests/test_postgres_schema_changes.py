@@ -1,0 +1,104 @@
+"""Schema changes from Relation messages, against a real PostgreSQL: each placed before
+the first row of the new shape, with the definitions around it."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from meepo_core import Batch, RowEvent, SchemaChange
+
+
+def in_order(batches: list[Batch]) -> list[RowEvent | SchemaChange]:
+    found: list[RowEvent | SchemaChange] = []
+    for batch in batches:
+        for part in batch.in_order():
+            found.extend([part] if isinstance(part, SchemaChange) else part)
+    return found
+
+
+def shape(change: SchemaChange) -> list[tuple[str, str]]:
+    assert change.after is not None
+    return [(c.name, c.type) for c in change.after.columns]
+
+
+def followed(follower: Any, rows: int) -> list[RowEvent | SchemaChange]:
+    """The stream so far, in order, once ``rows`` row events arrived."""
+    follower.wait_for(rows)
+    return in_order(list(follower.batches))
+
+
+def test_add_rename_drop_retype_each_come_before_the_first_row_of_the_new_shape(
+    harness: Any, follow: Any,
+) -> None:
+    harness.execute("CREATE TABLE t (id INT PRIMARY KEY, a TEXT)")
+    start = harness.begin()
+    follower = follow(harness.source(), harness.context(), start)
+    steps = [
+        ("INSERT INTO t VALUES (1, 'x')",),
+        ("ALTER TABLE t ADD COLUMN n INT NOT NULL DEFAULT 7", "INSERT INTO t VALUES (2, 'y')"),
+        ("ALTER TABLE t RENAME COLUMN a TO b", "UPDATE t SET n = 8 WHERE id = 1"),
+        ("ALTER TABLE t DROP COLUMN n", "ALTER TABLE t ADD COLUMN m INT",
+         "UPDATE t SET m = 1 WHERE id = 2"),
+        ("ALTER TABLE t ALTER COLUMN b TYPE VARCHAR(10)", "INSERT INTO t VALUES (3, 'z', 2)"),
+        ("INSERT INTO t VALUES (4, 'w', 3)",),  # same shape: no change before it
+    ]
+    for count, statements in enumerate(steps, 1):
+        harness.execute(*statements)
+        found = followed(follower, count)
+    follower.stop()
+    kinds = [(p.kind if isinstance(p, SchemaChange) else p.action) for p in found]
+    assert kinds == ["describe", "write", "alter", "write", "alter", "update", "alter",
+                     "update", "alter", "write", "write"]
+    changes = [p for p in found if isinstance(p, SchemaChange)]
+    assert changes[0].before is None and shape(changes[0]) == [("id", "integer"), ("a", "text")]
+    assert changes[0].after is not None and changes[0].after.key_columns == ("id",)
+    added = changes[1]
+    assert shape(added)[-1] == ("n", "integer") and added.before == changes[0].after
+    n = added.after.column("n") if added.after is not None else None
+    assert n is not None and not n.nullable and n.default == "7"
+    assert changes[2].renamed_columns == (("a", "b"),)
+    # a dropped column and an added one are not a rename
+    assert changes[3].renamed_columns == () and shape(changes[3]) == [
+        ("id", "integer"), ("b", "text"), ("m", "integer")]
+    assert shape(changes[4])[1] == ("b", "character varying(10)")
+    sequences = [p.sequence for p in found]
+    assert sequences == sorted(sequences)  # a change shares the number of the row after it
+    rows = [p.sequence for p in found if isinstance(p, RowEvent)]
+    assert len(set(rows)) == len(rows)
+    # each change comes right before a row of its shape
+    for change, following in itertools.pairwise(found):
+        if isinstance(change, SchemaChange):
+            assert isinstance(following, RowEvent) and change.after is not None
+            assert set(following.after or {}) == set(change.after.names)
+
+
+def test_a_table_added_while_streaming_is_a_create_and_a_rename_a_rename(
+    harness: Any, follow: Any,
+) -> None:
+    harness.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    start = harness.begin()
+    follower = follow(harness.source(), harness.context(), start)
+    harness.execute("INSERT INTO t VALUES (1)")
+    followed(follower, 1)
+    # created after the source started (a FOR ALL TABLES publication has it at once)
+    harness.execute(
+        "CREATE TABLE fresh (id INT PRIMARY KEY, v TEXT)",
+        f"ALTER PUBLICATION {harness.publication} ADD TABLE fresh",
+        "INSERT INTO fresh VALUES (1, 'a')")
+    followed(follower, 2)
+    harness.execute("ALTER TABLE fresh RENAME TO fresher", "INSERT INTO fresher VALUES (2, 'b')")
+    found = followed(follower, 3)
+    follower.stop()
+    changes = [(p.kind, p.table, p.renamed_from) for p in found if isinstance(p, SchemaChange)]
+    assert changes == [("describe", "t", None), ("create", "fresh", None),
+                       ("rename", "fresher", (harness.schema, "fresh"))]
+
+
+def test_truncate_is_a_schema_change_in_its_place(harness: Any) -> None:
+    harness.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    start = harness.begin()
+    harness.execute("INSERT INTO t VALUES (1)", "TRUNCATE t", "INSERT INTO t VALUES (2)")
+    found = in_order(harness.batches(start))
+    assert [(p.kind if isinstance(p, SchemaChange) else p.action) for p in found] == [
+        "describe", "write", "truncate", "write"]
