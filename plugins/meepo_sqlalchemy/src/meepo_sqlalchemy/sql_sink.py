@@ -15,6 +15,9 @@
 * An event that can never apply (unknown column, missing table, a constraint violation)
   goes to the dead-letter store and the rest of the batch still commits; connection
   failures raise and the runner retries the whole batch.
+* schema changes (a column added, renamed, dropped or widened, a table created, renamed,
+  truncated or dropped at the source) are applied to the target tables in their place
+  among the rows, each in its own transaction; see :mod:`meepo_sqlalchemy.sql_schema`.
 """
 
 from __future__ import annotations
@@ -50,8 +53,9 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from meepo_core import UNCHANGED, Batch, Options, RowEvent, Sink, SinkError
+from meepo_core import UNCHANGED, Batch, Options, RowEvent, SchemaChange, Sink, SinkError
 
+from .sql_schema import Refusal, SchemaApplier, SchemaOptions
 from .upsert import SUPPORTED_DIALECTS, upsert_statement
 from .urls import describe, url_option
 
@@ -80,13 +84,16 @@ class SqlSink(Sink):
 
     #: Config key path of the URL, for errors; set by ``from_options``.
     url_key = "url"
+    follows_schema_changes = True
 
     def __init__(self, url: URL, tables: dict[str, TableMapping] | None = None,
-                 schema: str | None = None, version_column: str | None = None) -> None:
+                 schema: str | None = None, version_column: str | None = None,
+                 schema_options: SchemaOptions | None = None) -> None:
         self.url = url
         self.tables = tables
         self.schema = schema
         self.version_column = version_column
+        self.schema_changes = SchemaApplier(schema_options or SchemaOptions())
         self._engine: Engine | None = None
         self._reflected: dict[tuple[str | None, str], Table] = {}
         self._context: PipelineContext | None = None
@@ -126,8 +133,9 @@ class SqlSink(Sink):
                                         "must be the target column name, or false to drop it")
                 sub.done()
                 tables[source] = TableMapping(target, columns)
+        schema_options = SchemaOptions.from_options(options)
         options.done()
-        sink = cls(url, tables, schema, version)
+        sink = cls(url, tables, schema, version, schema_options)
         sink.url_key = options.key_path("url")
         return sink
 
@@ -168,8 +176,50 @@ class SqlSink(Sink):
 
     # -- applying --------------------------------------------------------------------------
     def apply(self, batch: Batch) -> None:
-        if not batch.events:
+        if batch.schema_changes:
+            for part in batch.in_order():
+                if isinstance(part, SchemaChange):
+                    self._apply_schema_change(part)
+                else:
+                    self._apply_rows(part)
             return
+        self._apply_rows(batch.events)
+
+    def _apply_schema_change(self, change: SchemaChange) -> None:
+        if not self.schema_changes.options.follow:
+            return
+        mapping = self._mapping(change)
+        if mapping is None:
+            return  # not in `tables`: not replicated by this sink
+        schema, name = self._target_name(change.table, mapping)
+        renamed_from = change.renamed_from
+        old_name = renamed_from[1] if renamed_from and mapping.target is None else None
+        keep = {self.version_column} if self.version_column else set()
+        with self._lock:
+            self._reflected.pop((schema, name), None)
+            if old_name is not None:
+                self._reflected.pop((schema, old_name), None)
+            try:
+                with self.engine.begin() as conn:
+                    table = (Table(name, MetaData(), schema=schema, autoload_with=conn)
+                             if inspect(conn).has_table(name, schema=schema) else None)
+                    self.schema_changes.apply(conn, change, schema, name, table,
+                                              mapping.columns, keep, old_name)
+            except Refusal as exc:
+                self._dead_letter(change, str(exc))
+            except _EVENT_ERRORS as exc:
+                self._dead_letter(change, f"{_qualified(schema, name)} refused the "
+                                  f"{change.kind} of {change.qualified_table}: "
+                                  f"{_first_line(exc)}; apply it by hand, then rerun")
+            except SQLAlchemyError as exc:
+                raise self._failure(exc) from exc
+            finally:
+                self._reflected.pop((schema, name), None)
+
+    def _apply_rows(self, events: tuple[RowEvent, ...]) -> None:
+        if not events:
+            return
+        batch = Batch(events)
         with self._lock:
             try:
                 with self.engine.begin() as conn:
@@ -306,7 +356,7 @@ class SqlSink(Sink):
             return self.version_column
         return None
 
-    def _mapping(self, event: RowEvent) -> TableMapping | None:
+    def _mapping(self, event: RowEvent | SchemaChange) -> TableMapping | None:
         if self.tables is None:
             return TableMapping()
         return self.tables.get(event.qualified_table) or self.tables.get(event.table)
@@ -378,7 +428,7 @@ class SqlSink(Sink):
             param["v_sequence"] = event.sequence
         return param
 
-    def _dead_letter(self, event: RowEvent, reason: str) -> None:
+    def _dead_letter(self, event: RowEvent | SchemaChange, reason: str) -> None:
         if self._context is None:
             raise SinkError(f"{self.label}: {reason}", retryable=False)
         self._context.dead_letter(event, self.label, reason)
