@@ -478,3 +478,29 @@ def test_through_the_cli_a_mapping_error_is_recorded_before_the_checkpoint(
     assert "cannot write dead letter" in failed.stderr
     assert not (tmp_path / ".meepo/q.json").exists()
 
+
+
+def test_schema_changes_create_the_index_map_new_fields_and_truncate(
+    url: str, prefix: str, read_index: Any, es: Elasticsearch, tmp_path: Path
+) -> None:
+    from meepo_core import SchemaChange
+    from meepo_core.testing.schema_contract import CONTRACT_DEFINITION, EVOLVED_DEFINITION
+
+    index = f"{prefix}_items"
+    sink, _ = opened({"hosts": [url], "indices": {"shop.items": index}}, tmp_path)
+    created = SchemaChange("shop", "items", "create", None, CONTRACT_DEFINITION, sequence=1)
+    sink.apply(Batch((), 1, schema_changes=((0, created),)))
+    assert es.indices.exists(index=index)  # before any document
+    added = SchemaChange("shop", "items", "alter", CONTRACT_DEFINITION, EVOLVED_DEFINITION,
+                         sequence=2)
+    sink.apply(Batch((ev("write", 1, None, {"id": 1, "note": "new field"}, 3),), 2,
+                     schema_changes=((0, added),)))
+    assert read_index(index) == {"1": {"id": 1, "note": "new field"}}
+    assert "note" in es.indices.get_mapping(index=index)[index]["mappings"]["properties"]
+    emptied = SchemaChange("shop", "items", "truncate", EVOLVED_DEFINITION,
+                           EVOLVED_DEFINITION, sequence=4)
+    sink.apply(Batch((ev("write", 2, None, {"id": 2, "note": "after"}, 5),), 3,
+                     schema_changes=((0, emptied),)))
+    sink.close()
+    assert read_index(index) == {"2": {"id": 2, "note": "after"}}
+    assert dead_letters(tmp_path) == []

@@ -367,3 +367,31 @@ def test_check_names_missing_override_topics_when_auto_creation_is_off_or_unknow
     else:
         assert len(problems) == 1 and missing in problems[0]
         assert "auto.create.topics.enable is" in problems[0]
+
+
+def test_meepo_format_sends_a_schema_change_in_its_place_among_the_rows(
+    tmp_path: Path, bootstrap: str, make_topic: Any
+) -> None:
+    from meepo_core import SchemaChange, schema_change_from_dict
+    from meepo_core.testing.schema_contract import CONTRACT_DEFINITION, EVOLVED_DEFINITION
+
+    topic = make_topic()  # one partition: the log's order is the order sent
+    change = SchemaChange("shop", "items", "alter", CONTRACT_DEFINITION, EVOLVED_DEFINITION,
+                          ddl="ALTER TABLE items ADD note varchar(40)", committed_at=STAMP,
+                          sequence=2)
+    rows = (event("write", 1, after={"id": 1}, sequence=1),
+            event("write", 2, after={"id": 2, "note": "n"}, sequence=3))
+    sink = open_sink(tmp_path, bootstrap, topic=topic)
+    try:
+        sink.apply(Batch(rows, 1, schema_changes=((1, change),)))
+    finally:
+        sink.close()
+    records = sorted(read_topic(bootstrap, topic), key=lambda r: (r.partition, r.offset))
+    values = [json.loads(r.value or b"null") for r in records]
+    assert [v["action"] for v in values] == ["write", "schema", "write"]
+    schema_messages = [v for v in values if v["action"] == "schema"]
+    assert [schema_change_from_dict(v) for v in schema_messages] == [change]
+    (message,) = [r for r in records if json.loads(r.value or b"null")["action"] == "schema"]
+    assert json.loads(message.key or b"null") == {"table": "shop.items"}
+    assert dict(message.headers or [])["meepo.sequence"] == b"2"
+    assert dead_letters(sink) == []

@@ -12,7 +12,13 @@ Contract (on top of :class:`meepo_core.Sink`'s):
   index is already newer and counts as applied;
 * ``apply`` returns only when every operation is applied, or was dead-lettered through
   ``context.dead_letter`` (counted in the metrics); otherwise it raises, so the runner
-  never checkpoints past an unrecorded failure.
+  never checkpoints past an unrecorded failure;
+* schema changes: a table created, described or altered gets its index (with the
+  configured mappings) before its first document, and new columns reach the mapping through
+  dynamic mapping with the first document that has them; a ``truncate`` deletes every
+  document of the table's index. Documents are whole row images, so a renamed or dropped
+  column leaves a document when its row is next written (``meepo es backfill`` rewrites
+  them all at once).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Self
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 
-from meepo_core import Batch, Options, RowEvent, Sink, SinkError
+from meepo_core import Batch, Options, RowEvent, SchemaChange, Sink, SinkError
 
 from .bulk import BulkSender
 from .client import make_client
@@ -40,6 +46,8 @@ log = logging.getLogger("meepo.es")
 
 class ElasticsearchSink(Sink):
     """Replicates row events into Elasticsearch indices (see the package README)."""
+
+    follows_schema_changes = True
 
     def __init__(self, settings: SinkSettings) -> None:
         self.settings = settings
@@ -97,6 +105,35 @@ class ElasticsearchSink(Sink):
         return []
 
     def apply(self, batch: Batch) -> None:
+        if batch.schema_changes:
+            for part in batch.in_order():
+                if isinstance(part, SchemaChange):
+                    self._apply_schema_change(part)
+                else:
+                    self._apply_events(Batch(part))
+            return
+        self._apply_events(batch)
+
+    def _apply_schema_change(self, change: SchemaChange) -> None:
+        assert self.context is not None, "open() first"
+        name = self.settings.index_name(change.schema, change.table)
+        index = self.builder.redirect.get(name, name)
+        if change.kind in ("create", "describe", "alter", "rename"):
+            self._ensure_index(index, change)
+        elif change.kind == "truncate":
+            try:
+                self.client.delete_by_query(index=index, query={"match_all": {}},
+                                            conflicts="proceed", refresh=True)
+            except ApiError as exc:
+                if exc.meta.status == 404:
+                    return  # no index: nothing to empty
+                self.context.dead_letter(change, self.label, f"cannot empty index {index!r} "
+                                         f"for a TRUNCATE: HTTP {exc.meta.status} {exc.message}"
+                                         "; delete its documents by hand")
+            except TransportError as exc:
+                raise SinkError(f"{self.settings.client.unreachable()} ({exc})") from exc
+
+    def _apply_events(self, batch: Batch) -> None:
         assert self._sender is not None and self.context is not None, "open() first"
         operations: list[Operation] = []
         failed: list[tuple[RowEvent, str]] = []
@@ -145,7 +182,7 @@ class ElasticsearchSink(Sink):
                 found[key] = doc.get("_source", {}) if doc.get("found") else None
         return found
 
-    def _ensure_index(self, index: str, event: RowEvent) -> None:
+    def _ensure_index(self, index: str, event: RowEvent | SchemaChange) -> None:
         if index in self._ready:
             return
         if self.settings.create_indices and index not in self.builder.redirect.values():

@@ -189,6 +189,10 @@ class MeepoFormat:
         data = loads(value)
         if not isinstance(data, dict) or "action" not in data or "table" not in data:
             raise ValueError("not a meepo event (no action or table)")
+        if data["action"] == "schema":
+            from .debezium import NotARowChange
+
+            raise NotARowChange("schema change")
         try:
             return event_from_dict(data)
         except (KeyError, TypeError) as exc:

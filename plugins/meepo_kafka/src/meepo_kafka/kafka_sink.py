@@ -25,7 +25,16 @@ from typing import TYPE_CHECKING, Any, Self
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from meepo_core import Batch, Options, RowEvent, Sink, SinkError
+from meepo_core import (
+    Batch,
+    Options,
+    RowEvent,
+    SchemaChange,
+    Sink,
+    SinkError,
+    StreamEvent,
+    schema_change_to_dict,
+)
 
 from .cluster import (
     Unreachable,
@@ -62,7 +71,7 @@ TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
 
 Header = list[tuple[str, str | bytes | None]] | None
 #: A queued message: topic, key, value, headers, and the event it was made from.
-Sent = tuple[str, bytes, bytes | None, Header, RowEvent]
+Sent = tuple[str, bytes, bytes | None, Header, StreamEvent]
 
 
 def split_key_change(event: RowEvent) -> tuple[RowEvent, ...]:
@@ -83,7 +92,15 @@ def split_key_change(event: RowEvent) -> tuple[RowEvent, ...]:
 
 
 class KafkaSink(Sink):
-    """Publishes batches to Kafka; options in :class:`~meepo_kafka.config.SinkSettings`."""
+    """Publishes batches to Kafka; options in :class:`~meepo_kafka.config.SinkSettings`.
+
+    In the ``meepo`` format a schema change is a message of its own on its table's topic, in
+    its place among the rows: the value is
+    :func:`~meepo_core.schema_changes.schema_change_to_dict`'s JSON (``"action":
+    "schema"``), the key ``{"table": "schema.table"}``. The ``debezium`` format leaves them
+    out."""
+
+    follows_schema_changes = True
 
     def __init__(self, settings: SinkSettings) -> None:
         self.settings = settings
@@ -148,6 +165,28 @@ class KafkaSink(Sink):
     # -- applying ------------------------------------------------------------------------
 
     def apply(self, batch: Batch) -> None:
+        if batch.schema_changes and self.settings.format == "meepo":
+            for part in batch.in_order():
+                if isinstance(part, SchemaChange):
+                    self._send_schema_change(part)
+                else:
+                    self._apply_events(Batch(part))
+            return
+        self._apply_events(batch)
+
+    def _send_schema_change(self, change: SchemaChange) -> None:
+        """One message for ``change``, acknowledged before the rows after it are sent."""
+        topic = self.router.topic(change.schema, change.table)
+        key = _json_bytes({"table": change.qualified_table})
+        value = _json_bytes(schema_change_to_dict(change))
+        headers: Header = (None if change.sequence is None
+                           else [(SEQUENCE_HEADER, str(change.sequence))])
+        self._failures.clear()
+        if self._produce(topic, key, value, headers, change):
+            self._wait_for_reports(1)
+            self._settle([(topic, key, value, headers, change)])
+
+    def _apply_events(self, batch: Batch) -> None:
         assert self.producer is not None and self.format is not None, "open() first"
         if not batch.events:
             return
@@ -192,7 +231,7 @@ class KafkaSink(Sink):
         return [(SEQUENCE_HEADER, str(sequence)), (POSITION_HEADER, self._position_bytes)]
 
     def _produce(self, topic: str, key: bytes, value: bytes | None, headers: Header,
-                 event: RowEvent) -> bool:
+                 event: StreamEvent) -> bool:
         """Queue one message, waiting while librdkafka's queue is full; False when it was
         refused at once (dead-lettered)."""
         assert self.producer is not None
@@ -283,7 +322,7 @@ class KafkaSink(Sink):
         else:
             log.warning("%s: %s: %s", self.label, error.name(), error.str())
 
-    def _dead_letter(self, event: RowEvent, reason: str) -> None:
+    def _dead_letter(self, event: StreamEvent, reason: str) -> None:
         assert self.context is not None
         self.context.dead_letter(event, self.label, reason)
 

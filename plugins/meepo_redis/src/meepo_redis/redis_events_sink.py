@@ -131,6 +131,10 @@ class RedisEventsSink(Sink):
     """Records ``pk -> last change time`` per event name; one pipelined round trip per
     batch. Options: ``url``, ``namespace``, ``partition``, ``ttl``, ``name``."""
 
+    #: Keys, channels and streams of row events hold no table shape: schema changes are
+    #: left out by the core.
+    follows_schema_changes = False
+
     #: Config key path of the URL, for errors; set by ``from_options``.
     url_key = "url"
 

@@ -27,6 +27,10 @@ class RedisPubSubSink(Sink):
     rendered from ``channel`` (fields ``{schema}``, ``{table}``, ``{action}``, ``{name}``);
     one pipelined round trip per batch. An event JSON cannot carry goes to the dead letters."""
 
+    #: Keys, channels and streams of row events hold no table shape: schema changes are
+    #: left out by the core.
+    follows_schema_changes = False
+
     #: Config key path of the URL, for errors; set by ``from_options``.
     url_key = "url"
 

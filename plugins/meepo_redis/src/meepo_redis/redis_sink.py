@@ -76,6 +76,10 @@ class RedisSink(Sink):
     """Deletes cache keys derived from row images. Options: ``url``, ``keys``,
     ``hash_fields``, ``prefix``, ``delay_ms`` (see the plugin README)."""
 
+    #: Keys, channels and streams of row events hold no table shape: schema changes are
+    #: left out by the core.
+    follows_schema_changes = False
+
     #: Config key path of the URL, for errors; set by ``from_options``.
     url_key = "url"
 

@@ -65,6 +65,10 @@ class RedisStreamSink(Sink):
     dead letters.
     """
 
+    #: Keys, channels and streams of row events hold no table shape: schema changes are
+    #: left out by the core.
+    follows_schema_changes = False
+
     #: Config key path of the URL, for errors; set by ``from_options``.
     url_key = "url"
 
