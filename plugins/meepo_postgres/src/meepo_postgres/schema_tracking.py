@@ -78,6 +78,11 @@ class SchemaTracker:
         key = plan.pk_columns if plan.key else ()
         after = TableDefinition(columns, key)
         seen = self._seen.get(relation.oid)
+        if seen is not None and seen.definition == after \
+                and (seen.schema, seen.table) == (plan.schema, plan.table):
+            # described again unchanged (after a cache invalidation): keep the column
+            # numbers read with the first description, the catalog may be ahead by now
+            return None
         self._seen[relation.oid] = _Seen(plan.schema, plan.table, after, numbers)
         kind: SchemaChangeKind
         renamed_from = None
@@ -90,8 +95,6 @@ class SchemaTracker:
             before = seen.definition
             if (seen.schema, seen.table) != (plan.schema, plan.table):
                 kind, renamed_from = "rename", (seen.schema, seen.table)
-            elif before == after:
-                return None
             else:
                 kind = "alter"
             renamed = renamed_columns(before, after, seen.numbers, numbers)
@@ -143,16 +146,27 @@ def renamed_columns(
 ) -> tuple[tuple[str, str], ...]:
     """``(old, new)`` for each column of ``before`` that ``after`` has under another name:
     the new name has the column number the old one had (a rename keeps ``attnum``; a
-    dropped and added column gets a new one)."""
-    gone = {name: old_numbers.get(name) for name in before.names if name not in after.names}
+    dropped and added column gets a new one). When the catalog no longer knows one of the
+    two numbers (it moved on since), a column in the same place with the same type under
+    a new name, in a table with as many columns as before, is taken for a rename."""
+    old_names, new_names = before.names, after.names
+    gone = [name for name in old_names if name not in new_names]
     if not gone:
         return ()
-    by_number = {number: name for name, number in gone.items() if number is not None}
     pairs = []
-    for name in after.names:
-        if name in before.names:
+    for name in new_names:
+        if name in old_names:
             continue
-        old = by_number.get(new_numbers.get(name, -1))
+        new_number = new_numbers.get(name)
+        old = next((g for g in gone if new_number is not None
+                    and old_numbers.get(g) == new_number), None)
+        if old is None and len(old_names) == len(new_names):
+            index = new_names.index(name)
+            candidate = old_names[index]
+            if candidate in gone and (new_number is None or candidate not in old_numbers) \
+                    and before.columns[index].type == after.columns[index].type:
+                old = candidate
         if old is not None:
             pairs.append((old, name))
+            gone.remove(old)
     return tuple(pairs)
