@@ -102,3 +102,59 @@ def test_truncate_is_a_schema_change_in_its_place(harness: Any) -> None:
     found = in_order(harness.batches(start))
     assert [(p.kind if isinstance(p, SchemaChange) else p.action) for p in found] == [
         "describe", "write", "truncate", "write"]
+
+
+def test_a_new_matching_table_is_followed_and_its_rows_copied_with_snapshot_new_tables(
+    harness: Any, tmp_path: Any,
+) -> None:
+    """Created (and filled) while the pipeline runs, under a publication meepo manages: it
+    is added to the publication, announced by a ``create``, its existing rows copied by a
+    snapshot (``read``) and its later rows streamed; the real CLI, checkpoints in a file."""
+    import json
+    import subprocess
+    import time
+
+    from meepo_core.testing import meepo_command, write_config
+
+    harness.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    out = tmp_path / "out.jsonl"
+    write_config(tmp_path, {"fresh": {
+        "source": harness.options(snapshot_new_tables=True),
+        "sinks": [{"type": "jsonl", "path": str(out)}],
+        "checkpoint": "file:.meepo/fresh.json", "batch_wait": 0.05,
+    }})
+    process = subprocess.Popen(meepo_command("run", "fresh"), cwd=tmp_path,
+                               stderr=subprocess.PIPE)
+
+    def lines() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in out.read_text().splitlines()] \
+            if out.exists() else []
+
+    def wait(predicate: Any, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not predicate():
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {lines()}"
+            time.sleep(0.2)
+
+    try:
+        wait(lambda: (tmp_path / ".meepo" / "fresh.json").exists(), "the first checkpoint")
+        harness.execute("CREATE TABLE fresh (id INT PRIMARY KEY, v TEXT)",
+                        "INSERT INTO fresh SELECT g, 'v' || g FROM generate_series(1, 3) g")
+        wait(lambda: len([x for x in lines() if x["table"] == "fresh"]) >= 4,
+             "the create and the three copied rows")
+        harness.execute("INSERT INTO fresh VALUES (4, 'streamed')")
+        wait(lambda: any(x.get("pk") == 4 for x in lines()), "the streamed row")
+    finally:
+        process.terminate()
+        process.wait(30)
+    fresh = [x for x in lines() if x["table"] == "fresh"]
+    assert fresh[0]["action"] == "schema" and fresh[0]["kind"] == "create"
+    assert [c["name"] for c in fresh[0]["after"]["columns"]] == ["id", "v"]
+    assert fresh[0]["after"]["key_columns"] == ["id"]
+    copied = sorted((x["pk"], x["after"]["v"]) for x in fresh if x["action"] == "read")
+    assert copied == [(1, "v1"), (2, "v2"), (3, "v3")]
+    assert [(x["action"], x["pk"]) for x in fresh if x["action"] == "write"] == [("write", 4)]
+    published = harness.query("SELECT tablename FROM pg_publication_tables WHERE pubname = %s",
+                              harness.publication)
+    assert ("fresh",) in published

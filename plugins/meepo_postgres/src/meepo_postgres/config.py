@@ -44,6 +44,9 @@ class PostgresSettings:
     dsn_key: str  # e.g. tool.meepo.pipelines.orders.source.dsn, for messages
     key_path: str = "source"
     pipeline: str | None = None  # from the key path, when the options came from a config
+    #: Copy the rows a table already holds when it starts to match ``tables`` while the
+    #: pipeline runs (created, renamed into the pattern, added to the publication).
+    snapshot_new_tables: bool = False
 
     @property
     def address(self) -> str:
@@ -86,13 +89,14 @@ def parse_settings(options: Options) -> PostgresSettings:
     start = _parse_start(options, options.string("start", "latest"))
     heartbeat = options.number("heartbeat", 10.0, minimum=0.1)
     attempts = options.integer("reconnect_attempts", 10, minimum=0)
+    snapshot_new_tables = options.boolean("snapshot_new_tables", False)
     options.done()
     return PostgresSettings(
         dsn=options.string("dsn"), host=host, port=port, database=database, user=user,
         filter=table_filter,
         slot=slot, publication=publication, start=start, heartbeat=heartbeat,
         reconnect_attempts=attempts, dsn_key=options.key_path("dsn"), key_path=options.path,
-        pipeline=pipeline_of(options.path),
+        pipeline=pipeline_of(options.path), snapshot_new_tables=snapshot_new_tables,
     )
 
 

@@ -29,11 +29,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from meepo_core import ColumnDefinition, SchemaChange, SchemaChangeKind, TableDefinition
+from meepo_core import (
+    ColumnDefinition,
+    SchemaChange,
+    SchemaChangeKind,
+    TableDefinition,
+    TableFilter,
+)
 
 from .pgoutput import Relation
 from .relations import TablePlan
-from .server import ControlConnection
+from .server import ControlConnection, quote_ident
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +53,10 @@ class _Seen:
 class SchemaTracker:
     """Remembers each followed relation's last definition in the current session."""
 
-    def __init__(self, control: ControlConnection, known_at_start: set[tuple[str, str]]) -> None:
+    def __init__(self, control: ControlConnection, known_at_start: set[tuple[str, str]],
+                 table_filter: TableFilter | None = None) -> None:
         self.control = control
+        self.table_filter = table_filter
         #: ``(schema, table)`` followed when the source started: first sights of others
         #: are ``create``.
         self.known_at_start = known_at_start
@@ -103,6 +111,31 @@ class SchemaTracker:
             renamed_columns=renamed, position=position, committed_at=committed_at, txid=txid,
             sequence=sequence,
         )
+
+    def discovered(self, schema: str, table: str, replica_identity: str,
+                   catalog: Any, sequence: int | None) -> SchemaChange | None:
+        """A ``create`` for a table that started to match while streaming, read from the
+        catalog (no row of it has come through the stream yet); None when it is gone."""
+        rows = self.control.query(
+            "SELECT a.attrelid::int, a.attname::text, format_type(a.atttypid, a.atttypmod), "
+            "NOT a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attnum "
+            "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid "
+            "AND d.adnum = a.attnum WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 "
+            "AND NOT a.attisdropped ORDER BY a.attnum",
+            f"{quote_ident(schema)}.{quote_ident(table)}",
+        )
+        if not rows:
+            return None
+        oid = int(rows[0][0])
+        hidden = self.table_filter.hidden_columns(schema, table, [str(r[1]) for r in rows]) \
+            if self.table_filter is not None else set()
+        columns = tuple(ColumnDefinition(str(name), str(kind), bool(null), default)
+                        for _, name, kind, null, default, _ in rows if name not in hidden)
+        definition = TableDefinition(columns, catalog.key_columns(oid, replica_identity))
+        self._seen[oid] = _Seen(schema, table, definition,
+                                {str(r[1]): int(r[5]) for r in rows})
+        self.known_at_start.add((schema, table))
+        return SchemaChange(schema, table, "create", None, definition, sequence=sequence)
 
     def truncated(
         self, oid: int, plan: TablePlan, position: Any, committed_at: datetime,

@@ -31,7 +31,7 @@ from typing import Any
 
 import psycopg2
 
-from meepo_core import Batch, Batcher, PipelineContext, RowEvent, SourceError
+from meepo_core import Batch, Batcher, PipelineContext, RowEvent, SchemaChange, SourceError
 
 from .catalog import Catalog
 from .config import PostgresSettings
@@ -61,6 +61,7 @@ from .positions import SEQUENCE_LIMIT, Checkpoint, format_lsn, sequence_base
 from .relations import TablePlan, build_plan, fill_unchanged
 from .schema_tracking import SchemaTracker
 from .server import ControlConnection, dropped_slot_message, invalidated_slot_message
+from .slots import ensure_publication
 from .snapshot import MESSAGES_VERSION, WATERMARK_PREFIX
 
 log = logging.getLogger("meepo.postgres")
@@ -100,7 +101,9 @@ class ReplicationStream:
         self.catalog = Catalog(control)
         #: Schema changes from Relation messages; tables not in ``known_tables`` (followed
         #: when the source started) are new when first seen.
-        self.schemas = SchemaTracker(control, set(known_tables or ()))
+        self.schemas = SchemaTracker(control, set(known_tables or ()), settings.filter)
+        self.control = control
+        self._last_discovery = time.monotonic()
         self.messages = control.version >= MESSAGES_VERSION
         self.heartbeat = settings.heartbeat
         self.stall_after = settings.heartbeat * 2.5
@@ -283,6 +286,8 @@ class ReplicationStream:
                 if not in_trx:
                     if (batch := batcher.flush()) is not None:
                         yield batch
+                    if found := self._new_tables():
+                        yield Batch((), None, schema_changes=tuple((0, c) for c in found))
                     if (batch := self._idle_position(idle_since)) is not None:
                         idle_since = time.monotonic()
                         yield batch
@@ -360,6 +365,8 @@ class ReplicationStream:
                 self._progress = True
                 in_trx = False
                 idle_since = time.monotonic()
+                for change in self._new_tables():  # also when never idle
+                    batcher.schema_change(change)
                 batch = batcher.commit(self.committed.to_json())
                 if batch is not None:
                     yield batch
@@ -370,10 +377,12 @@ class ReplicationStream:
                 plan = plans[relation.oid] = build_plan(relation, self.filter, self.catalog)
                 if plan.followed:
                     where = {"lsn": format_lsn(message.data_start)}
-                    change = schemas.observe(relation, plan, where, committed_at, txid,
-                                             base + count)
-                    if change is not None:  # before the first row of the new shape
-                        batcher.schema_change(change)
+                    seen = schemas.observe(relation, plan, where, committed_at, txid,
+                                           base + count)
+                    if seen is not None:  # before the first row of the new shape
+                        batcher.schema_change(seen)
+                        if seen.kind == "create":
+                            self._copy_if_asked(seen.qualified_table)
             elif kind == TRUNCATE:
                 where = {"lsn": format_lsn(message.data_start)}
                 self._truncate(data, plans, where, committed_at, txid, base + count)
@@ -404,6 +413,37 @@ class ReplicationStream:
             )
 
     # -- while idle -----------------------------------------------------------------------
+    def _new_tables(self) -> list[SchemaChange]:
+        """Once per heartbeat: tables that started to match ``tables`` since the source
+        started (created, renamed into the pattern). A publication meepo manages gets them
+        at once, so their rows stream from here on; each is announced by a ``create``
+        schema change, and with ``snapshot_new_tables`` the rows it holds already are
+        copied by a snapshot."""
+        if time.monotonic() - self._last_discovery < self.heartbeat:
+            return []
+        self._last_discovery = time.monotonic()
+        known = self.schemas.known_at_start
+        tables = self.control.tables(self.filter)
+        fresh = [t for t in tables if (t.schema, t.name) not in known and t.publishable]
+        if not fresh:
+            return []
+        ensure_publication(self.control, self.publication, tables)
+        changes = []
+        for table in fresh:
+            change = self.schemas.discovered(table.schema, table.name, table.replica_identity,
+                                             self.catalog, self.committed.sequence)
+            if change is not None:
+                log.info("postgres source: %s matches tables now; following it",
+                         table.qualified)
+                changes.append(change)
+                self._copy_if_asked(table.qualified)
+        return changes
+
+    def _copy_if_asked(self, table: str) -> None:
+        if self.settings.snapshot_new_tables:
+            log.info("postgres source: snapshot of new table %s (snapshot_new_tables)", table)
+            self.context.request_snapshot(table)
+
     def _idle_position(self, idle_since: float) -> Batch | None:
         """The server's WAL end as a position, once per heartbeat while nothing of this
         pipeline arrives; everything before it has been sent (see the module docstring)."""
