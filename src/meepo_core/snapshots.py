@@ -273,6 +273,7 @@ class SnapshotCoordinator:
             return batch
         events: list[RowEvent] = []
         position = 0
+        inserted: list[tuple[int, int]] = []  # (watermark index, snapshot rows so far)
         for mark in batch.watermarks:
             part = batch.events[position:mark.index]
             if self.window is not None and self.window.opened:
@@ -280,11 +281,18 @@ class SnapshotCoordinator:
             events.extend(part)
             position = mark.index
             events.extend(self._on_watermark(mark))
+            inserted.append((mark.index, len(events) - position))
         rest = batch.events[position:]
         if self.window is not None and self.window.opened:
             self._drop_changed(self.window, rest)
         events.extend(rest)
-        return Batch(tuple(events), batch.position)
+        # schema changes keep their place among the stream's rows (before the snapshot
+        # rows of a watermark at the same place: those rows are read in the new shape)
+        changes = tuple(
+            (index + next((n for at, n in reversed(inserted) if at < index), 0), change)
+            for index, change in batch.schema_changes
+        )
+        return Batch(tuple(events), batch.position, (), changes)
 
     def _drop_changed(self, window: _Window, events: Sequence[RowEvent]) -> None:
         table = window.job.table
