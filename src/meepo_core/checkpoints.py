@@ -63,6 +63,9 @@ class CheckpointStore(abc.ABC):
 
     #: How the store is shown in logs and ``meepo list``.
     description: str = ""
+    #: Whether what is saved (checkpoint, requests) outlives the process, so that a later
+    #: run, or another process (``meepo snapshot NAME``), sees it.
+    persistent: bool = True
 
     @abc.abstractmethod
     def load(self) -> Checkpoint | None:
@@ -168,6 +171,7 @@ class MemoryCheckpointStore(CheckpointStore):
     runs that must not move the pipeline's own checkpoint."""
 
     description = "none (not persisted)"
+    persistent = False
 
     def __init__(self) -> None:
         self.checkpoint: Checkpoint | None = None

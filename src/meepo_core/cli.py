@@ -248,6 +248,15 @@ def snapshot(state: State, name: str, tables: tuple[str, ...], status: bool) -> 
     if not source.supports_snapshots:
         raise ConfigError(f"{state.config.pipeline_path(name)}.source",
                           "this source type cannot snapshot tables")
+    if not pipeline.checkpoints.persistent:
+        # The request would live only in this process: no later run could take it.
+        raise ConfigError(
+            f"{pipeline.key_path}.checkpoint",
+            "a snapshot request needs a checkpoint store that outlives this command, not "
+            f'{pipeline.checkpoints.description}; set checkpoint = "file:.meepo/{name}.json" '
+            '(the default), or snapshot = "initial" to copy the tables at the start of '
+            "every run",
+        )
     try:
         resolved = source.snapshot_tables(list(tables) or None)
     finally:

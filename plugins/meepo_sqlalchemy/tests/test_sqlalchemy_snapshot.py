@@ -242,6 +242,30 @@ def test_snapshot_bad_input_is_one_line_and_writes_nothing(
     assert rows(target) == []
 
 
+def test_a_snapshot_request_without_a_kept_checkpoint_is_refused(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """With checkpoint = "none" a request would die with the command that made it: refused
+    (exit 2, the key and both ways out), and a run afterwards copies nothing."""
+    seed(sqlite_url, 3)
+    target = replica(tmp_path)
+    write_config(tmp_path, {"p": pipeline(sqlite_url, target, checkpoint="none")})
+    asked = run_meepo("snapshot", "p", cwd=tmp_path)
+    assert asked.returncode == 2, asked.stderr
+    assert asked.stderr.strip() == (
+        "meepo: error: tool.meepo.pipelines.p.checkpoint: a snapshot request needs a "
+        "checkpoint store that outlives this command, not none (not persisted); set "
+        'checkpoint = "file:.meepo/p.json" (the default), or snapshot = "initial" to copy '
+        "the tables at the start of every run")
+    assert not (tmp_path / ".meepo").exists()
+    # the way out that keeps checkpoint = "none": every run starts with a copy
+    write_config(tmp_path, {"p": pipeline(sqlite_url, target, checkpoint="none",
+                                          snapshot="initial")})
+    copied = run_meepo("run", "p", "--once", cwd=tmp_path)
+    assert copied.returncode == 0, copied.stderr
+    assert rows(target) == rows(sqlite_url) and len(rows(target)) == 3
+
+
 CHANGE_IN_WINDOW_PLUGIN = '''
 """A sqlalchemy-outbox source that commits a real change to the first row of every chunk
 right after reading the chunk and before the high watermark: the moment where a copy is
