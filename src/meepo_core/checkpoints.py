@@ -8,12 +8,12 @@ import json
 import os
 import tempfile
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .events import Position
 
 
@@ -21,10 +21,13 @@ from .events import Position
 class Checkpoint:
     """What a pipeline saves once every sink applied everything up to ``position``:
     the source position to resume from, and ``snapshot``, the progress of its snapshots
-    (JSON data owned by :mod:`meepo_core.snapshots`; None when it never snapshotted)."""
+    (JSON data owned by :mod:`meepo_core.snapshots`; None when it never snapshotted).
+    ``pipeline`` is read back from the record; stores write their own pipeline's name."""
 
     position: Position
     snapshot: dict[str, Any] | None = None
+    #: The pipeline that saved it, as its record says (None when the record does not say).
+    pipeline: str | None = field(default=None, compare=False)
 
 
 def encode_checkpoint(pipeline: str, checkpoint: Checkpoint) -> str:
@@ -45,11 +48,29 @@ def decode_checkpoint(stored: str | bytes, where: str, fix: str) -> Checkpoint:
         snapshot = record.get("snapshot")
         if snapshot is not None and not isinstance(snapshot, dict):
             raise TypeError("snapshot is not an object")
-        return Checkpoint(record["position"], snapshot)
+        owner = record.get("pipeline")
+        return Checkpoint(record["position"], snapshot, owner if isinstance(owner, str) else None)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(
             f"checkpoint {where} is corrupt ({type(exc).__name__}); {fix}"
         ) from exc
+
+
+def refuse_foreign_checkpoint(
+    checkpoint: Checkpoint | None, pipeline: str, where: str, key_path: str
+) -> None:
+    """Raise :class:`ConfigError` at ``key_path`` when ``checkpoint`` was saved by another
+    pipeline than ``pipeline``: resuming from it would skip or replay that pipeline's
+    changes (two pipelines sharing one file, a copied config). A rename is the legitimate
+    case; ``meepo adopt-checkpoint NAME`` takes the checkpoint over explicitly."""
+    if checkpoint is None or checkpoint.pipeline in (None, pipeline):
+        return
+    raise ConfigError(
+        key_path,
+        f"checkpoint {where} was saved by pipeline {checkpoint.pipeline!r}, not {pipeline!r}; "
+        f"give {pipeline!r} a checkpoint of its own, or, if {checkpoint.pipeline!r} was "
+        f"renamed to {pipeline!r}, take it over with `meepo adopt-checkpoint {pipeline}`",
+    )
 
 
 class CheckpointStore(abc.ABC):

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from .checkpoints import Checkpoint
 from .config import MeepoConfig, load_config
 from .errors import ConfigError, MeepoError
 from .logs import configure_logging
@@ -28,6 +29,7 @@ Examples:
   meepo run orders                 follow changes until SIGINT/SIGTERM
   meepo run orders --once          process what is there now, then exit
   meepo snapshot orders            copy the tables' current rows while streaming
+  meepo adopt-checkpoint orders    take over the checkpoint after a rename to orders
   meepo --config meepo.toml run orders
   meepo plugins                    installed plugins and the types they add
 
@@ -257,6 +259,7 @@ def snapshot(state: State, name: str, tables: tuple[str, ...], status: bool) -> 
             '(the default), or snapshot = "initial" to copy the tables at the start of '
             "every run",
         )
+    pipeline.load_checkpoint()  # refuses another pipeline's checkpoint before any write
     try:
         resolved = source.snapshot_tables(list(tables) or None)
     finally:
@@ -275,9 +278,38 @@ def snapshot(state: State, name: str, tables: tuple[str, ...], status: bool) -> 
     )
 
 
+@cli.command(name="adopt-checkpoint")
+@click.argument("name")
+@click.pass_obj
+def adopt_checkpoint(state: State, name: str) -> None:
+    """Make pipeline NAME the owner of the checkpoint its `checkpoint` key points at, after
+    the pipeline that saved it was renamed to NAME. Until then `run`, `check` and
+    `snapshot` refuse a checkpoint saved by another pipeline.
+
+    \b
+    Example (pipeline orders renamed to orders_v2, its checkpoint key unchanged):
+      meepo adopt-checkpoint orders_v2
+    """
+    pipeline = state.pipeline(name)
+    store = pipeline.checkpoints
+    try:
+        checkpoint = store.load()
+        if checkpoint is None:
+            raise ConfigError(f"{pipeline.key_path}.checkpoint",
+                              f"{store.description} holds no checkpoint to adopt")
+        previous = checkpoint.pipeline
+        if previous not in (None, name):
+            store.save(Checkpoint(checkpoint.position, checkpoint.snapshot))
+    finally:
+        store.close()
+    owner = "already its own" if previous in (None, name) else f"taken over from {previous!r}"
+    click.echo(f"meepo: {name}: checkpoint {store.description} {owner}; resumes from "
+               f"{json.dumps(checkpoint.position, default=str)}", err=True)
+
+
 def snapshot_status(pipeline: Pipeline) -> list[str]:
     """``meepo snapshot NAME --status``: one line per waiting request and per job."""
-    checkpoint = pipeline.checkpoints.load()
+    checkpoint = pipeline.load_checkpoint()
     state = (checkpoint.snapshot if checkpoint is not None else None) or {}
     adopted = set(state.get("adopted", []))
     lines = [
@@ -302,7 +334,7 @@ def _checkpoint_problems(pipeline: Pipeline) -> list[str]:
     unreadable checkpoint, or one the source can no longer resume from."""
     where = pipeline.checkpoints.description
     try:
-        checkpoint = pipeline.checkpoints.load()
+        checkpoint = pipeline.load_checkpoint()
         if checkpoint is None:
             click.echo(f"checkpoint: ok ({where}: none saved yet; the first run starts from "
                        "the source's configured start)")
