@@ -28,6 +28,8 @@ class Checkpoint:
     snapshot: dict[str, Any] | None = None
     #: The pipeline that saved it, as its record says (None when the record does not say).
     pipeline: str | None = field(default=None, compare=False)
+    #: When it was saved (ISO 8601, UTC), as its record says: when a run was last seen.
+    saved_at: str | None = field(default=None, compare=False)
 
 
 def encode_checkpoint(pipeline: str, checkpoint: Checkpoint) -> str:
@@ -48,8 +50,10 @@ def decode_checkpoint(stored: str | bytes, where: str, fix: str) -> Checkpoint:
         snapshot = record.get("snapshot")
         if snapshot is not None and not isinstance(snapshot, dict):
             raise TypeError("snapshot is not an object")
-        owner = record.get("pipeline")
-        return Checkpoint(record["position"], snapshot, owner if isinstance(owner, str) else None)
+        owner, saved_at = record.get("pipeline"), record.get("saved_at")
+        return Checkpoint(record["position"], snapshot,
+                          owner if isinstance(owner, str) else None,
+                          saved_at if isinstance(saved_at, str) else None)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(
             f"checkpoint {where} is corrupt ({type(exc).__name__}); {fix}"

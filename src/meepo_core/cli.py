@@ -20,7 +20,13 @@ from .logs import configure_logging
 from .pipeline import Pipeline, build_pipeline
 from .plugins import Registry, import_local_plugins, registry
 from .runner import Runner
-from .snapshots import describe_job, new_request_id
+from .snapshots import (
+    STALE_INTERVALS,
+    STALE_SECONDS,
+    describe_job,
+    describe_running_job,
+    new_request_id,
+)
 
 EPILOG = """\b
 Examples:
@@ -317,10 +323,13 @@ def snapshot_status(pipeline: Pipeline) -> list[str]:
         f"for `meepo run {pipeline.name}`"
         for r in pipeline.checkpoints.requests() if r.get("id") not in adopted
     ]
+    stale_after = max(STALE_INTERVALS * pipeline.settings.checkpoint_interval, STALE_SECONDS)
     for index, job in enumerate(state.get("jobs", [])):
-        running = index == 0 and job.get("started_at") is not None
-        lines.append(f"{'running' if running else 'queued'}: "
-                     f"{describe_job(job, running=running)}")
+        if index == 0 and job.get("started_at") is not None:
+            assert checkpoint is not None
+            lines.append(describe_running_job(job, checkpoint.saved_at, stale_after))
+        else:
+            lines.append(f"queued: {describe_job(job, running=False)}")
     for job in reversed(state.get("done", [])[-10:]):
         if job.get("error"):
             lines.append(f"refused: request {job['request']}: {job['error']}")

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import subprocess
 import threading
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -215,6 +217,42 @@ def test_sigkill_during_a_snapshot_resumes_from_the_last_finished_chunk(
     assert done.returncode == 0, done.stderr
     assert progress == sorted(progress), progress  # never restarted from an earlier chunk
     assert rows(target) == rows(pg_url)
+
+
+def test_status_of_a_snapshot_whose_run_was_killed_says_when_it_was_last_seen(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    seed(sqlite_url, 3000)
+    target = replica(tmp_path)
+    write_config(tmp_path, {"kill": pipeline(sqlite_url, target, snapshot="initial",
+                                             snapshot_chunk_size=5, checkpoint_interval=0.2)})
+    with (tmp_path / "run.log").open("wb") as log:
+        runner = subprocess.Popen(meepo_command("run", "kill"), cwd=tmp_path, stderr=log)
+    try:
+        wait_for(lambda: any(job["rows"] for job in
+                             (checkpoint(tmp_path, "kill").get("snapshot") or {}).get("jobs", [])),
+                 60, "a chunk in the checkpoint")
+        alive = run_meepo("snapshot", "kill", "--status", cwd=tmp_path)
+    finally:
+        runner.kill()
+        runner.wait(10)
+    assert alive.returncode == 0, alive.stderr
+    assert alive.stdout.startswith("running: product: "), alive.stdout
+    assert " ago" in alive.stdout.splitlines()[0]
+    saved = checkpoint(tmp_path, "kill")
+    assert saved["snapshot"]["jobs"], "the snapshot finished before the kill"
+    time.sleep(6.5)  # more than max(10 checkpoint intervals, 5 s) without a checkpoint
+    killed = run_meepo("snapshot", "kill", "--status", cwd=tmp_path)
+    assert killed.returncode == 0, killed.stderr
+    line = killed.stdout.splitlines()[0]
+    rows_done = saved["snapshot"]["jobs"][0]["rows"]
+    seen = datetime.fromisoformat(saved["saved_at"]).astimezone(UTC)
+    assert re.fullmatch(
+        rf"stalled: product: {rows_done:,} of ~3,000 rows \(\d+%\); last seen "
+        rf"{seen:%Y-%m-%d %H:%M:%S} UTC \(0:00:0[5-9] ago\), no progress saved since: the run "
+        "was stopped or killed, or is stuck; a new run resumes from the last finished chunk",
+        line), line
+    assert "ETA" not in killed.stdout and "rows/s" not in line
 
 
 def test_snapshot_bad_input_is_one_line_and_writes_nothing(
