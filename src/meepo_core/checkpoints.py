@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import CheckpointError, ConfigError
 from .events import Position
+from .writable import why_not_writable
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,11 @@ class CheckpointStore(abc.ABC):
     def save(self, checkpoint: Checkpoint) -> None:
         """Persist ``checkpoint`` durably and atomically."""
 
+    def check(self) -> list[str]:
+        """For ``meepo check``: one line per reason ``save`` would fail (without writing
+        anything), each ending with the fix; empty when ready."""
+        return []
+
     def add_request(self, request: dict[str, Any]) -> None:
         """Keep a snapshot request until a runner takes it (see :meth:`requests`)."""
         raise CheckpointError(
@@ -159,6 +165,12 @@ class FileCheckpointStore(CheckpointStore):
             text, str(self.path),
             "restore it from a backup, or delete it to restart from the source's configured start",
         )
+
+    def check(self) -> list[str]:
+        # save() writes a temporary file next to the checkpoint, then renames it
+        problem = why_not_writable(self.path) or why_not_writable(
+            self.path.with_name(f".{self.path.name}.tmp"))
+        return [f"{problem}; change checkpoint"] if problem else []
 
     def save(self, checkpoint: Checkpoint) -> None:
         try:

@@ -216,6 +216,9 @@ def check(state: State, name: str) -> None:
         problems += [f"{label}: {line}" for line in found]
         click.echo(f"{label}: {'ok' if not found else 'FAILED'}")
     problems += _checkpoint_problems(pipeline)
+    found = pipeline.dead_letters.check()
+    click.echo(f"dead_letter: {'FAILED' if found else 'ok'} ({pipeline.dead_letters.description})")
+    problems += [f"dead_letter: {line}" for line in found]
     for line in problems:
         click.echo(f"meepo: {line}", err=True)
     if problems:
@@ -342,6 +345,10 @@ def _checkpoint_problems(pipeline: Pipeline) -> list[str]:
     """Print the checkpoint's line of ``meepo check``; return its problems: a corrupt or
     unreadable checkpoint, or one the source can no longer resume from."""
     where = pipeline.checkpoints.description
+    found = pipeline.checkpoints.check()
+    if found:
+        click.echo(f"checkpoint: FAILED ({where})")
+        return [f"checkpoint: {line}" for line in found]
     try:
         checkpoint = pipeline.load_checkpoint()
         if checkpoint is None:
