@@ -329,8 +329,8 @@ def snapshot_status(pipeline: Pipeline) -> list[str]:
     stale_after = max(STALE_INTERVALS * pipeline.settings.checkpoint_interval, STALE_SECONDS)
     for index, job in enumerate(state.get("jobs", [])):
         if index == 0 and job.get("started_at") is not None:
-            assert checkpoint is not None
-            lines.append(describe_running_job(job, checkpoint.saved_at, stale_after))
+            saved_at = checkpoint.saved_at if checkpoint is not None else None
+            lines.append(describe_running_job(job, saved_at, stale_after))
         else:
             lines.append(f"queued: {describe_job(job, running=False)}")
     for job in reversed(state.get("done", [])[-10:]):
