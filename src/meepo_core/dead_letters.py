@@ -12,6 +12,7 @@ from typing import IO, Any
 from .errors import MeepoError
 from .schema_changes import SchemaChange, StreamEvent, schema_change_to_dict
 from .serialization import event_to_dict
+from .writable import why_not_writable
 
 
 def dead_letter_record(event: StreamEvent, sink: str, error: str) -> dict[str, Any]:
@@ -52,6 +53,11 @@ class DeadLetterStore(abc.ABC):
     @abc.abstractmethod
     def record(self, event: StreamEvent, sink: str, error: str) -> None: ...
 
+    def check(self) -> list[str]:
+        """For ``meepo check``: one line per reason ``record`` would fail (without writing
+        anything), each ending with the fix; empty when ready."""
+        return []
+
     def sync(self) -> None:  # noqa: B027 - optional hook
         """Make recorded letters durable."""
 
@@ -67,6 +73,10 @@ class FileDeadLetterStore(DeadLetterStore):
         self.description = f"file:{path}"
         self._handle: IO[str] | None = None
         self._dirty = False
+
+    def check(self) -> list[str]:
+        problem = why_not_writable(self.path)
+        return [f"{problem}; change dead_letter"] if problem else []
 
     def record(self, event: StreamEvent, sink: str, error: str) -> None:
         try:
