@@ -7,6 +7,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from meepo_core import (
     Batch,
     Batcher,
@@ -146,3 +148,29 @@ def test_a_schema_change_dead_letter_holds_the_whole_change(tmp_path: Path) -> N
     (record,) = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
     assert record["error"].startswith("narrowing")
     assert schema_change_from_dict(record["event"]) == change()
+
+
+def test_jsonl_tells_changes_of_one_table_sharing_a_sequence_apart(tmp_path: Path) -> None:
+    """A source may give a change the sequence of the row after it (PostgreSQL does): a
+    first description and a TRUNCATE of one table can share one; a replay skips both."""
+    path = tmp_path / "log.jsonl"
+    described = SchemaChange("s", "t", "describe", None, AFTER, committed_at=STAMP, sequence=7)
+    truncated = SchemaChange("s", "t", "truncate", AFTER, AFTER, committed_at=STAMP, sequence=7)
+    batch = Batch((row(7),), 1, schema_changes=((0, described), (0, truncated)))
+    for _ in range(2):  # the second run replays the batch
+        sink = JsonlSink(path)
+        sink.open(make_context(tmp_path))
+        sink.apply(batch)
+        sink.close()
+    kinds = [json.loads(line).get("kind", "row") for line in path.read_text().splitlines()]
+    assert kinds == ["describe", "truncate", "row"]
+
+
+def test_print_shows_a_change_as_its_kind_and_columns(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from meepo_core.builtin.print_sink import PrintSink
+
+    PrintSink().apply(Batch((row(1, note="n"),), 1, schema_changes=((0, change()),)))
+    assert capsys.readouterr().out.splitlines() == [
+        "t_schema alter id integer, note text", "t_write 1"]

@@ -158,3 +158,25 @@ def test_a_new_matching_table_is_followed_and_its_rows_copied_with_snapshot_new_
     published = harness.query("SELECT tablename FROM pg_publication_tables WHERE pubname = %s",
                               harness.publication)
     assert ("fresh",) in published
+
+
+def test_a_rename_is_told_by_column_number_or_else_by_place_and_type() -> None:
+    from meepo_postgres.schema_tracking import renamed_columns
+
+    from meepo_core import ColumnDefinition, TableDefinition
+
+    def table(*names: str) -> TableDefinition:
+        return TableDefinition(tuple(ColumnDefinition(n, "integer") for n in names), ("id",))
+
+    before, after = table("id", "a", "b"), table("id", "x", "b")
+    # the same number: a rename; a new number: a drop and an add
+    assert renamed_columns(before, after, {"id": 1, "a": 2, "b": 3},
+                           {"id": 1, "x": 2, "b": 3}) == (("a", "x"),)
+    assert renamed_columns(before, table("id", "b", "x"), {"id": 1, "a": 2, "b": 3},
+                           {"id": 1, "b": 3, "x": 4}) == ()
+    # the catalog moved past the old name: same place, same type, as many columns
+    assert renamed_columns(before, after, {"id": 1, "b": 3}, {"id": 1, "x": 2, "b": 3}) == (
+        ("a", "x"),)
+    retyped = TableDefinition((ColumnDefinition("id", "integer"), ColumnDefinition("x", "text"),
+                               ColumnDefinition("b", "integer")), ("id",))
+    assert renamed_columns(before, retyped, {"id": 1, "b": 3}, {"id": 1, "b": 3}) == ()

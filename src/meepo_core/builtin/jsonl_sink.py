@@ -91,7 +91,7 @@ class JsonlSink(Sink):
 
     def _add_change(self, change: SchemaChange, lines: list[str]) -> None:
         if change.sequence in self._sequences and _identity(
-            change.sequence, change.schema, change.table, "schema", None
+            change.sequence, change.schema, change.table, f"schema:{change.kind}", None
         ) in self._written:
             return  # a replay of a line already written
         lines.append(json.dumps(schema_change_to_dict(change), ensure_ascii=False,
@@ -153,6 +153,9 @@ def _identities(path: Path) -> set[tuple[Any, ...]]:
         except ValueError:
             continue
         if isinstance(data, dict) and isinstance(data.get("sequence"), int):
+            action = data.get("action")
+            if action == "schema":  # changes of one table may share a sequence: add the kind
+                action = f"schema:{data.get('kind')}"
             found.add(_identity(data["sequence"], data.get("schema"), data.get("table"),
-                                data.get("action"), data.get("pk")))
+                                action, data.get("pk")))
     return found
