@@ -15,7 +15,6 @@ from meepo_core import Options, SinkError
 REFUSED = (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError,
            redis.exceptions.AuthenticationWrongNumberOfArgsError)
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
 #: Socket timeouts: long enough for a big pipelined batch, short enough to fail visibly.
 SOCKET_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
