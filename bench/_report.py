@@ -131,10 +131,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"{settings['small_txn_rows']} rows; *huge txns*: the whole range is one transaction.",
         "",
         "Every measurement is a fresh subprocess: raw decoding (`bench/_raw_decode.py`, "
-        "the reader settings of the mysql source) or `meepo run bench --once` (mysql "
-        "source, default settings: batch_size 1000, queue_size 8). *rows/s* and the "
-        "ratios use each process's streaming phase (raw: the reader's life; meepo: "
-        "`Runner.run`, which includes connecting, preflight checks, opening sinks and the "
+        "the reader settings of the mysql source) or `meepo run bench --once` as a program "
+        "embedding meepo runs it (`bench/_meepo_timed.py`: `load_pipeline`, then "
+        "`Pipeline.run(once=True)`; mysql source, default settings: batch_size 1000, "
+        "queue_size 8). *rows/s* and the ratios use each process's streaming phase (raw: "
+        "the reader's life; meepo: `Pipeline.run`, which includes connecting, preflight "
+        "checks, opening sinks and the "
         "final checkpoint); interpreter start-up and imports are listed separately below. "
         "*CPU ratio* compares user+sys CPU seconds of the streaming phase (whole process, "
         "all threads). *Peak RSS* is the child's `ru_maxrss`. After every run the "
