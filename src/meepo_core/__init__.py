@@ -15,7 +15,9 @@ The public API. Plugins and programs that embed meepo use only these names:
   :func:`encode_checkpoint`/:func:`decode_checkpoint`, :class:`DeadLetterStore` with
   :func:`dead_letter_record`, the lossless JSON of events (:func:`event_to_json`,
   :func:`event_from_json`, :func:`event_to_dict`, :func:`event_from_dict`,
-  :func:`encode_value`, :func:`decode_value`) and the errors;
+  :func:`encode_value`, :func:`decode_value`) and the errors, with
+  :func:`describe_error` (one line for any exception; plugins register their driver's
+  error type);
 * embedding: :func:`load_pipeline` gives a :class:`Pipeline` to ``run()`` (a
   :class:`RunStats` back) or to deliver batches to its sinks through a :class:`Delivery`;
   :meth:`Delivery.to_sinks` does the same for sink objects built in code.
@@ -32,7 +34,14 @@ from .checkpoints import (
 from .context import PipelineContext
 from .dead_letters import DeadLetterStore, FileDeadLetterStore, dead_letter_record
 from .delivery import Delivery
-from .errors import CheckpointError, ConfigError, MeepoError, SinkError, SourceError
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    MeepoError,
+    SinkError,
+    SourceError,
+    describe_error,
+)
 from .events import (
     ACTIONS,
     UNCHANGED,
@@ -114,6 +123,7 @@ __all__ = [
     "dead_letter_record",
     "decode_checkpoint",
     "decode_value",
+    "describe_error",
     "encode_checkpoint",
     "encode_value",
     "event_from_dict",

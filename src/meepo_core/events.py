@@ -193,9 +193,5 @@ class Batch:
         """This batch for a sink that does not follow schema changes."""
         return Batch(self.events, self.position, self.watermarks)
 
-    @property
-    def ends_transaction(self) -> bool:
-        return self.position is not None
-
     def __len__(self) -> int:
         return len(self.events)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .checkpoints import Checkpoint, MemoryCheckpointStore
-from .delivery import describe, quietly
-from .errors import MeepoError, SourceError
+from .delivery import quietly
+from .errors import MeepoError, SourceError, describe_error
 from .events import Batch, Position
 from .metrics import serve_metrics
 from .pipeline import Pipeline
@@ -226,7 +226,7 @@ class Runner:
             if isinstance(item, _Failed):
                 if isinstance(item.error, MeepoError):
                     raise item.error
-                raise SourceError(f"source failed: {describe(item.error)}") from item.error
+                raise SourceError(f"source failed: {describe_error(item.error)}") from item.error
             snapshots = self.snapshots
             if snapshots is not None and (snapshots.busy or item.watermarks):
                 seen = snapshots.marks_seen
