@@ -73,6 +73,10 @@ def rows(url: str, table: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()]
 
 
+def _ids(these: list[tuple[Any, ...]], those: list[tuple[Any, ...]]) -> list[Any]:
+    return sorted(r[0] for r in set(these) - set(those))[:20]
+
+
 class Writer(threading.Thread):
     """Inserts, touches (``UPDATE ... SET id = id``) and deletes rows of ``table`` by key
     only, so every statement fits whatever shape the table has; paused while ``lock``
@@ -216,10 +220,12 @@ def test_ddl_torture_keeps_the_replica_and_the_index_equal_to_the_source(
                         wait_until(lambda table=table: in_sync(table), 60,  # type: ignore[misc]
                                    f"{table} in sync after {statements[0]!r}")
                     except AssertionError as exc:
+                        source, replica = rows(source_url, table), rows(replica_url, table)
                         raise AssertionError(
                             f"{exc}\nsource {shape(source_url, table)}\nreplica "
-                            f"{shape(replica_url, table)}\n"
-                            f"{set(rows(source_url, table)) ^ set(rows(replica_url, table))}"
+                            f"{shape(replica_url, table)}\nonly in the source "
+                            f"{_ids(source, replica)}\nonly in the replica "
+                            f"{_ids(replica, source)}\nwriter error: {writer.error!r}"
                         ) from None
                     newest = max(r[0] for r in rows(source_url, table))
                     columns = {name for name, _ in shape(source_url, table)}

@@ -4,6 +4,7 @@ the first row of the new shape, with the definitions around it."""
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 from meepo_core import Batch, RowEvent, SchemaChange
@@ -93,6 +94,25 @@ def test_a_table_added_while_streaming_is_a_create_and_a_rename_a_rename(
     changes = [(p.kind, p.table, p.renamed_from) for p in found if isinstance(p, SchemaChange)]
     assert changes == [("describe", "t", None), ("create", "fresh", None),
                        ("rename", "fresher", (harness.schema, "fresh"))]
+
+
+def test_a_table_renamed_before_its_first_row_is_a_rename_not_a_new_table(
+    harness: Any, follow: Any,
+) -> None:
+    harness.execute("CREATE TABLE t (id INT PRIMARY KEY)",
+                    "CREATE TABLE other (id INT PRIMARY KEY)")
+    start = harness.begin()
+    follower = follow(harness.source(), harness.context(), start)
+    harness.execute("INSERT INTO other VALUES (1)")
+    followed(follower, 1)  # streaming: the source knows t by its OID
+    harness.execute("ALTER TABLE t RENAME TO t3")
+    time.sleep(1.5)  # a heartbeat: the catalog poll sees t3 before any row of it
+    harness.execute("INSERT INTO t3 VALUES (1)")
+    found = followed(follower, 2)
+    follower.stop()
+    changes = [(p.kind, p.table, p.renamed_from) for p in found
+               if isinstance(p, SchemaChange) and p.table != "other"]
+    assert changes == [("rename", "t3", (harness.schema, "t"))]
 
 
 def test_truncate_is_a_schema_change_in_its_place(harness: Any) -> None:

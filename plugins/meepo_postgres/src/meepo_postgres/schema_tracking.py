@@ -62,6 +62,14 @@ class SchemaTracker:
         self.known_at_start = known_at_start
         self._seen: dict[int, _Seen] = {}
         self._types: dict[tuple[int, int], str] = {}
+        #: The name each followed relation (by OID) had when last met: a table renamed
+        #: before its first row of a session is still a rename, not a new table.
+        self._names: dict[int, tuple[str, str]] = {
+            int(oid): (str(schema), str(name)) for oid, schema, name in control.query(
+                "SELECT c.oid::int, n.nspname::text, c.relname::text FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p')")
+            if (str(schema), str(name)) in known_at_start
+        }
 
     def new_session(self) -> None:
         """The server describes every relation again: forget what it said."""
@@ -94,9 +102,16 @@ class SchemaTracker:
         self._seen[relation.oid] = _Seen(plan.schema, plan.table, after, numbers)
         kind: SchemaChangeKind
         renamed_from = None
+        was = self._names.get(relation.oid)
+        self._names[relation.oid] = (plan.schema, plan.table)
         if seen is None:
             before = None
-            kind = "describe" if (plan.schema, plan.table) in self.known_at_start else "create"
+            if was is not None and was != (plan.schema, plan.table):
+                kind, renamed_from = "rename", was
+            elif (plan.schema, plan.table) in self.known_at_start:
+                kind = "describe"
+            else:
+                kind = "create"
             self.known_at_start.add((plan.schema, plan.table))
             renamed: tuple[tuple[str, str], ...] = ()
         else:
@@ -115,7 +130,9 @@ class SchemaTracker:
     def discovered(self, schema: str, table: str, replica_identity: str,
                    catalog: Any, sequence: int | None) -> SchemaChange | None:
         """A ``create`` for a table that started to match while streaming, read from the
-        catalog (no row of it has come through the stream yet); None when it is gone."""
+        catalog (no row of it has come through the stream yet); None when it is gone, or
+        when it is a followed table under a new name: the catalog may be ahead of the
+        stream, so that rename comes with the table's next Relation message, in order."""
         rows = self.control.query(
             "SELECT a.attrelid::int, a.attname::text, format_type(a.atttypid, a.atttypmod), "
             "NOT a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attnum "
@@ -127,6 +144,10 @@ class SchemaTracker:
         if not rows:
             return None
         oid = int(rows[0][0])
+        self.known_at_start.add((schema, table))
+        if oid in self._names or oid in self._seen:
+            return None
+        self._names[oid] = (schema, table)
         hidden = self.table_filter.hidden_columns(schema, table, [str(r[1]) for r in rows]) \
             if self.table_filter is not None else set()
         columns = tuple(ColumnDefinition(str(name), str(kind), bool(null), default)
@@ -134,7 +155,6 @@ class SchemaTracker:
         definition = TableDefinition(columns, catalog.key_columns(oid, replica_identity))
         self._seen[oid] = _Seen(schema, table, definition,
                                 {str(r[1]): int(r[5]) for r in rows})
-        self.known_at_start.add((schema, table))
         return SchemaChange(schema, table, "create", None, definition, sequence=sequence)
 
     def truncated(
