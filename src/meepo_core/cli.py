@@ -6,7 +6,6 @@ import json
 import signal
 import sys
 import traceback
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -14,12 +13,12 @@ from typing import Any
 import click
 
 from .config import MeepoConfig, load_config
-from .errors import ConfigError, MeepoError
+from .errors import MeepoError
 from .logs import configure_logging
 from .pipeline import Pipeline, build_pipeline
 from .plugins import Registry, import_local_plugins, registry
 from .runner import Runner
-from .snapshots import describe_job, new_request_id
+from .snapshots import describe_job
 
 EPILOG = """\b
 Examples:
@@ -244,20 +243,7 @@ def snapshot(state: State, name: str, tables: tuple[str, ...], status: bool) -> 
         for line in snapshot_status(pipeline):
             click.echo(line)
         return
-    source = pipeline.source
-    if not source.supports_snapshots:
-        raise ConfigError(f"{state.config.pipeline_path(name)}.source",
-                          "this source type cannot snapshot tables")
-    try:
-        resolved = source.snapshot_tables(list(tables) or None)
-    finally:
-        source.close()
-    request = {
-        "id": new_request_id(),
-        "tables": [table.qualified for table in resolved] if tables else None,
-        "requested_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    pipeline.checkpoints.add_request(request)
+    request, resolved = pipeline.request_snapshot(tables)
     click.echo(
         f"meepo: {name}: snapshot of {', '.join(t.qualified for t in resolved)} requested "
         f"({request['id']}); a running `meepo run {name}` takes it within a second, "
