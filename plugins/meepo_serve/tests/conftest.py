@@ -41,11 +41,12 @@ def delivered(path: Path) -> list[int]:
     return [json.loads(line)["pk"] for line in path.read_text().splitlines() if line.strip()]
 
 
-def jsonl_pipeline(directory: Path, name: str, **settings: Any) -> dict[str, Any]:
+def jsonl_pipeline(directory: Path, name: str, poll_interval: float = 0.05,
+                   **settings: Any) -> dict[str, Any]:
     """A pipeline from ``NAME.in.jsonl`` to ``NAME.out.jsonl`` in ``directory``."""
     return {
         "source": {"type": "jsonl", "path": str(directory / f"{name}.in.jsonl"),
-                   "poll_interval": 0.05},
+                   "poll_interval": poll_interval},
         "sinks": [{"type": "jsonl", "path": str(directory / f"{name}.out.jsonl")}],
         "checkpoint": f"file:{directory / f'{name}.cp.json'}",
         "dead_letter": f"file:{directory / f'{name}.dead.jsonl'}",

@@ -13,6 +13,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from meepo_serve.redaction import redact
+
+from meepo_core import RowEvent, dead_letter_record
+from meepo_core.testing import meepo_command, run_meepo
+
 from .conftest import (
     TOKEN,
     Service,
@@ -22,10 +27,6 @@ from .conftest import (
     wait_for,
     write_config,
 )
-
-from meepo_core import RowEvent, dead_letter_record
-from meepo_core.testing import meepo_command, run_meepo
-from meepo_serve.redaction import redact
 
 
 def two_pipelines(tmp_path: Path) -> Path:
