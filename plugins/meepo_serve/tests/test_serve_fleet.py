@@ -3,6 +3,7 @@ SIGKILL under load; the idle footprint of 20 pipelines."""
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
@@ -45,6 +46,9 @@ def test_twenty_pipelines_one_dead_then_fixed_by_a_reload(
     failing = service.status("p07")
     assert failing["state"] in ("failed", "restarting") and failing["restarts"] >= 1
     assert "gone.jsonl" in failing["last_error"]
+    delays = [float(m.group(1)) for line in service.lines
+              if (m := re.search(r"pipeline p07: restart \d+ in ([\d.]+)s", line))]
+    assert delays[:4] == [0.5, 1.0, 2.0, 4.0]  # exponential backoff
 
     # the idle footprint of 20 pipelines (stated in the README)
     process = psutil.Process(service.process.pid)

@@ -9,6 +9,7 @@ from html import escape
 from .history import HOUR, Sample
 
 WIDTH, HEIGHT, PAD = 320, 80, 2
+MINUTE = 60.0
 
 
 def series(samples: list[Sample], kind: str) -> list[tuple[float, float]]:
@@ -23,17 +24,22 @@ def series(samples: list[Sample], kind: str) -> list[tuple[float, float]]:
 def svg(points: list[tuple[float, float]], unit: str, title: str,
         now: float | None = None) -> str:
     """A sparkline of ``points`` over the last hour (x: time, y: 0 to the largest value),
-    with the last and largest values written on it."""
+    with the last and largest values written on it. While the service has run for less
+    than an hour, the x axis spans the time it has run (at least a minute)."""
     now = time.time() if now is None else now
-    start = now - HOUR
-    shown = [(t, v) for t, v in points if t >= start]
-    top = max((v for _, v in shown), default=0.0) or 1.0
+    shown = [(t, v) for t, v in points if t >= now - HOUR]
+    span = min(HOUR, max(MINUTE, now - shown[0][0])) if shown else HOUR
+    start = now - span
+    largest = max((v for _, v in shown), default=0.0)
+    top = largest or 1.0
     coords = " ".join(
-        f"{PAD + (t - start) / HOUR * (WIDTH - 2 * PAD):.1f},"
+        f"{PAD + (t - start) / span * (WIDTH - 2 * PAD):.1f},"
         f"{HEIGHT - PAD - v / top * (HEIGHT - 2 * PAD - 14):.1f}"
         for t, v in shown)
     last = shown[-1][1] if shown else 0.0
-    label = escape(f"{title}: {last:.2f}{unit} now, max {top if shown else 0:.2f}{unit} (1 h)")
+    window = "1 h" if span >= HOUR else f"{span / 60:.0f} min" if span >= 120 else (
+        f"{span:.0f} s")
+    label = escape(f"{title}: {last:.2f}{unit} now, max {largest:.2f}{unit} (last {window})")
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{label}" '
