@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from meepo_core import ConfigError, Options
 
@@ -34,10 +36,7 @@ class ServeConfig:
     @classmethod
     def load(cls, path: Path) -> ServeConfig:
         """The ``serve`` table next to ``pipelines`` in the config file (all keys optional)."""
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-        prefix = "tool.meepo" if "meepo" in data.get("tool", {}) else ""
-        table = data["tool"]["meepo"] if prefix else data
+        prefix, table = read_config_file(path)
         raw = table.get("serve", {})
         key = f"{prefix}.serve" if prefix else "serve"
         if not isinstance(raw, dict):
@@ -55,3 +54,34 @@ class ServeConfig:
         )
         options.done()
         return config
+
+
+def read_config_file(path: Path) -> tuple[str, dict[str, Any]]:
+    """``(prefix, table)``: the meepo table of a config file as written (not interpolated)
+    and where it lives (``"tool.meepo"`` in a pyproject.toml, ``""`` in a meepo.toml)."""
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"{path}: invalid TOML: {exc}; fix the syntax there") from exc
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config {path}: {exc.strerror}") from exc
+    tool = data.get("tool")
+    if isinstance(tool, dict) and isinstance(tool.get("meepo"), dict):
+        return "tool.meepo", tool["meepo"]
+    if path.name == "pyproject.toml":
+        raise ConfigError("tool.meepo", f"missing in {path}; add [tool.meepo.pipelines.NAME]")
+    return "", data
+
+
+def pipeline_fingerprints(path: Path) -> tuple[str, dict[str, str]]:
+    """``(prefix, {name: fingerprint})``: every pipeline of the config file with what its run
+    depends on (its table as written and the ``plugins`` list), so a reload can tell which
+    changed. The environment a table interpolates is the process's, fixed since its start."""
+    prefix, table = read_config_file(path)
+    pipelines = table.get("pipelines", {})
+    if not isinstance(pipelines, dict):
+        raise ConfigError(f"{prefix}.pipelines".lstrip("."), "must be a table")
+    plugins = table.get("plugins", [])
+    return prefix, {name: json.dumps([raw, plugins], sort_keys=True, default=str)
+                    for name, raw in pipelines.items()}

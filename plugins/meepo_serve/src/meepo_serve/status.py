@@ -6,8 +6,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from meepo_core.snapshots import describe_job
-
 from .dead_letters import count_pending
 from .models import PipelineStatus, Readiness, SnapshotJob
 from .redaction import redact
@@ -59,16 +57,23 @@ def snapshot_jobs(state: dict[str, Any] | None) -> list[SnapshotJob]:
         jobs.append(SnapshotJob(
             table=str(job.get("table")), state="running" if running else "queued", rows=rows,
             estimate=estimate, progress=min(rows / estimate, 1.0) if estimate else None,
-            eta_seconds=eta, text=describe_job(job, running=running)))
+            eta_seconds=eta, text=job_text(job, rows, estimate, eta)))
     for job in state.get("done", [])[-5:]:
         rows = int(job.get("rows") or 0)
         jobs.append(SnapshotJob(
             table=str(job.get("table", job.get("request"))),
             state="refused" if job.get("error") else "done", rows=rows,
             estimate=job.get("estimate"), progress=1.0, eta_seconds=None,
-            text=str(job.get("error")) if job.get("error") else describe_job(
-                job, running=False)))
+            text=str(job.get("error")) if job.get("error") else job_text(
+                job, rows, None, None)))
     return jobs
+
+
+def job_text(job: dict[str, Any], rows: int, estimate: int | None, eta: float | None) -> str:
+    """``"shop.orders: 1,024 of ~10,000 rows (10%), ETA 12s"``."""
+    text = f"{job.get('table')}: {rows:,} "
+    text += f"of ~{estimate:,} rows ({min(rows / estimate, 1):.0%})" if estimate else "rows"
+    return text + (f", ETA {eta:.0f}s" if eta is not None else "")
 
 
 def readiness(pipelines: list[Supervised], secrets: tuple[str, ...] = ()) -> Readiness:

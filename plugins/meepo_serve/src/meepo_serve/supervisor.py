@@ -1,7 +1,8 @@
 """Supervision: every pipeline in its own thread, restarted with exponential backoff when it
 fails, paused, resumed, restarted and reloaded on request, stopped within a bound.
 
-A pipeline is built from the config for every run (so a restart reconnects from scratch)
+A pipeline is built from the config file for every run, with
+:func:`meepo_core.load_pipeline` (so a restart reconnects from scratch)
 and run by the core's :class:`~meepo_core.runner.Runner`, exactly as ``meepo run`` does,
 except that the runner's own metrics port is off: ``meepo serve`` serves every pipeline's
 metrics on its ``/metrics``.
@@ -10,7 +11,6 @@ metrics on its ``/metrics``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import threading
 import time
@@ -19,13 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from meepo_core import ConfigError, MeepoError, Pipeline, Position
-from meepo_core.config import MeepoConfig, load_config
-from meepo_core.pipeline import build_pipeline
-from meepo_core.plugins import import_local_plugins, registry
-from meepo_core.runner import Runner
+from meepo_core import ConfigError, MeepoError, Pipeline, Position, Runner, load_pipeline
 
-from .config import ServeConfig
+from .config import ServeConfig, pipeline_fingerprints
 from .history import SAMPLE_SECONDS, History
 
 log = logging.getLogger("meepo.serve")
@@ -77,7 +73,7 @@ class Supervised:
                                         daemon=True)
 
     def build(self) -> Pipeline:
-        """A fresh build of the pipeline from the config it was started with (for side work
+        """A fresh build of the pipeline from the config file as it is now (for side work
         such as snapshot requests and dead-letter replays); :class:`ConfigError` if invalid."""
         return self._build()
 
@@ -237,11 +233,6 @@ class Supervised:
         self.state, self.error, self.error_at = state, error, datetime.now(UTC)
 
 
-def fingerprint(config: MeepoConfig, name: str) -> str:
-    """What a pipeline's run depends on: its table (interpolated) and the plugin list."""
-    return json.dumps([config.pipelines.get(name), config.plugins], sort_keys=True, default=str)
-
-
 @dataclasses.dataclass
 class ReloadResult:
     started: list[str]
@@ -263,29 +254,29 @@ class Supervisor:
         self._sampler = threading.Thread(target=self._sample, name="meepo-serve-sampler",
                                          daemon=True)
 
-    def _load(self) -> MeepoConfig:
-        config = load_config(self.config_path)
-        import_local_plugins(config.plugins, str(config.base_dir))
+    def _load(self) -> dict[str, str]:
+        """The selected pipelines' fingerprints; a selected name that the config does not
+        have is a :class:`ConfigError` naming it."""
+        prefix, fingerprints = pipeline_fingerprints(self.config_path)
         for name in self.only:
-            config.pipeline_options(name)  # a name not in the config: ConfigError naming it
-        return config
+            if name not in fingerprints:
+                known = ", ".join(sorted(fingerprints)) or "none"
+                raise ConfigError(".".join(p for p in (prefix, "pipelines", name) if p),
+                                  f"no such pipeline in {self.config_path}; configured "
+                                  f"pipelines: {known}")
+        return {name: fingerprints[name] for name in sorted(self.only or fingerprints)}
 
-    def _selected(self, config: MeepoConfig) -> list[str]:
-        return sorted(self.only or config.pipelines)
-
-    def _supervised(self, config: MeepoConfig, name: str) -> Supervised:
-        def build() -> Pipeline:
-            return build_pipeline(config, name, registry(config.plugins))
-
-        return Supervised(name, build, fingerprint(config, name), self.serve)
+    def _supervised(self, name: str, fingerprint: str) -> Supervised:
+        path = self.config_path
+        return Supervised(name, lambda: load_pipeline(name, path), fingerprint, self.serve)
 
     def start(self) -> None:
         """Load the config (a file-level error raises :class:`ConfigError`) and start every
         selected pipeline; one whose own config is invalid shows as ``invalid``."""
-        config = self._load()
+        wanted = self._load()
         with self._lock:
-            for name in self._selected(config):
-                self.pipelines[name] = self._supervised(config, name)
+            for name, fingerprint in wanted.items():
+                self.pipelines[name] = self._supervised(name, fingerprint)
                 self.pipelines[name].start()
         self._sampler.start()
 
@@ -293,17 +284,16 @@ class Supervisor:
         """Read the config again: start added pipelines, stop removed ones, restart changed
         ones; the others keep running untouched. A config that cannot be read raises
         :class:`ConfigError` and changes nothing."""
-        config = self._load()
-        wanted = self._selected(config)
+        wanted = self._load()
         result = ReloadResult([], [], [], [])
         with self._lock:
             for name in list(self.pipelines):
                 if name not in wanted:
                     self.pipelines.pop(name).stop()
                     result.stopped.append(name)
-            for name in wanted:
+            for name, fingerprint in wanted.items():
                 current = self.pipelines.get(name)
-                if current is not None and current.fingerprint == fingerprint(config, name):
+                if current is not None and current.fingerprint == fingerprint:
                     result.unchanged.append(name)
                     continue
                 if current is not None:
@@ -312,7 +302,7 @@ class Supervisor:
                     result.restarted.append(name)
                 else:
                     result.started.append(name)
-                replacement = self._supervised(config, name)
+                replacement = self._supervised(name, fingerprint)
                 if current is not None:
                     replacement.restarts = current.restarts
                     replacement.history = current.history
