@@ -4,6 +4,7 @@ status page, over a :class:`~meepo_serve.supervisor.Supervisor` (Starlette)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import secrets as secrets_module
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,7 @@ from .status import pipeline_status, readiness
 from .supervisor import Supervised, Supervisor
 
 T = TypeVar("T")
+log = logging.getLogger("meepo.serve")
 _FIELD = re.compile(r"at `\$\.?([^`]*)`")
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]*)`")
 
@@ -48,7 +50,10 @@ class ApiError(Exception):
 
 
 def json_response(value: Any, status: int = 200) -> Response:
-    return Response(msgspec.json.encode(value), status, media_type="application/json")
+    # str() for what msgspec does not encode itself: str subclasses (SQLAlchemy's
+    # quoted_name in table names), and values inside source positions
+    return Response(msgspec.json.encode(value, enc_hook=str), status,
+                    media_type="application/json")
 
 
 def create_app(supervisor: Supervisor, token: str | None, *,
@@ -102,6 +107,11 @@ def create_app(supervisor: Supervisor, token: str | None, *,
                 if headers:
                     response.headers.update(headers)
                 return response
+            except Exception as exc:  # one line, redacted; the service goes on
+                text = redact(f"{type(exc).__name__}: {exc}", hidden)
+                log.error("%s %s failed: %s", request.method, request.url.path, text,
+                          exc_info=log.isEnabledFor(logging.DEBUG))
+                return json_response(Problem(f"internal error: {text}"), 500)
         return wrapped
 
     # -- reading --------------------------------------------------------------------------

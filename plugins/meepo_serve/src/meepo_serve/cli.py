@@ -97,7 +97,7 @@ def serve(ctx: click.Context, names: tuple[str, ...], host: str | None,
             log.error("config not reloaded, nothing changed: %s", exc)
 
     app = create_app(supervisor, token)
-    server = Server(uvicorn.Config(app, log_level="warning", access_log=False,
+    server = Server(uvicorn.Config(app, log_config=None, log_level="warning", access_log=False,
                                    timeout_graceful_shutdown=2), reload)
     bound_port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
