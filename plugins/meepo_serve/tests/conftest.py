@@ -70,10 +70,11 @@ def wait_for(condition: Callable[[], Any], timeout: float = 20, what: str = "") 
 class Service:
     """A ``meepo serve`` subprocess; ``client`` talks to it (no token unless given)."""
 
-    def __init__(self, config: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, *args: str, env: dict[str, str] | None = None,
+                 options: tuple[str, ...] = ()) -> None:
         self.config = config
         self.process = subprocess.Popen(
-            meepo_command("--config", str(config), "serve", "--port", "0", *args),
+            meepo_command("--config", str(config), *options, "serve", "--port", "0", *args),
             cwd=config.parent, env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             start_new_session=True)
@@ -82,7 +83,11 @@ class Service:
         self.url = ""
         assert self.process.stderr is not None
         threading.Thread(target=self._read, args=(self.process.stderr,), daemon=True).start()
-        if not self._url.wait(30):
+        deadline = time.monotonic() + 30
+        while not self._url.wait(0.1) and self.process.poll() is None and (
+                time.monotonic() < deadline):
+            pass
+        if not self._url.is_set():
             self.kill()
             raise AssertionError("meepo serve did not start:\n" + "\n".join(self.lines))
         self.client = httpx.Client(base_url=self.url, timeout=10)
@@ -117,12 +122,14 @@ class Service:
 
 @pytest.fixture
 def serve() -> Iterator[Callable[..., Service]]:
-    """Start ``meepo serve`` on a config (``serve(config, *args, env=...)``); every service
-    started is stopped after the test."""
+    """Start ``meepo serve`` on a config (``serve(config, *args, env=..., options=...)``,
+    ``options`` going before ``serve``); every service started is killed after the test."""
     started: list[Service] = []
 
-    def start(config: Path, *args: str, env: dict[str, str] | None = None) -> Service:
-        service = Service(config, *args, env={"MEEPO_SERVE_TOKEN": TOKEN, **(env or {})})
+    def start(config: Path, *args: str, env: dict[str, str] | None = None,
+              options: tuple[str, ...] = ()) -> Service:
+        service = Service(config, *args, env={"MEEPO_SERVE_TOKEN": TOKEN, **(env or {})},
+                          options=options)
         started.append(service)
         return service
 
