@@ -50,6 +50,8 @@ class PipelineStatus(msgspec.Struct):
     dead_letters: int  # in the store, not replayed yet
     dead_letters_since_start: int
     snapshots: list[SnapshotJob]
+    #: the source's own problems (a PostgreSQL slot over ``max_retained_wal``)
+    source_problems: list[str]
 
 
 class PipelineList(msgspec.Struct):

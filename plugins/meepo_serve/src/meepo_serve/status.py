@@ -37,6 +37,7 @@ def pipeline_status(supervised: Supervised, secrets: tuple[str, ...] = ()) -> Pi
         dead_letters=count_pending(pipeline) if pipeline is not None else 0,
         dead_letters_since_start=supervised.dead_letters_total(),
         snapshots=snapshot_jobs(supervised.snapshot_state()),
+        source_problems=[redact(problem, secrets) for problem in supervised.health],
     )
 
 
@@ -77,8 +78,9 @@ def job_text(job: dict[str, Any], rows: int, estimate: int | None, eta: float | 
 
 
 def readiness(pipelines: list[Supervised], secrets: tuple[str, ...] = ()) -> Readiness:
-    """Ready unless a pipeline is failed, restarting, starting or invalid, or lags more
-    than its ``max_lag``."""
+    """Ready unless a pipeline is failed, restarting, starting or invalid, lags more than
+    its ``max_lag``, or its source reports a problem (``Source.health``: a PostgreSQL slot
+    retaining more than ``max_retained_wal``)."""
     not_ready: dict[str, str] = {}
     for supervised in pipelines:
         if supervised.state in NOT_READY:
@@ -89,6 +91,9 @@ def readiness(pipelines: list[Supervised], secrets: tuple[str, ...] = ()) -> Rea
             continue
         pipeline, lag = supervised.pipeline, supervised.lag_seconds()
         limit = pipeline.settings.max_lag if pipeline is not None else None
+        problems = list(supervised.health)
         if limit is not None and lag is not None and lag > limit:
-            not_ready[supervised.name] = f"lag {lag:.1f}s exceeds max_lag {limit:g}s"
+            problems.insert(0, f"lag {lag:.1f}s exceeds max_lag {limit:g}s")
+        if problems:
+            not_ready[supervised.name] = redact("; ".join(problems), secrets)
     return Readiness(ready=not not_ready, not_ready=not_ready)

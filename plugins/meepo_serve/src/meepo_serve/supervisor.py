@@ -32,6 +32,8 @@ State = Literal["starting", "running", "paused", "failed", "restarting", "stoppe
 NOT_READY: frozenset[str] = frozenset({"failed", "restarting", "invalid", "starting"})
 #: A run that lasted this long counts as healthy: the next failure starts the backoff over.
 HEALTHY_RUN_SECONDS = 60.0
+#: Seconds between two asks of each running source for its health (``Source.health``).
+HEALTH_SECONDS = 5.0
 
 
 @dataclasses.dataclass
@@ -63,6 +65,8 @@ class Supervised:
         self.pipeline: Pipeline | None = None
         self.history = History()
         self.history.add(0, 0.0)  # rates count the events since the start
+        #: The source's own problems (``Source.health``), refreshed every HEALTH_SECONDS.
+        self.health: list[str] = []
         self.totals = Totals()
         self.started_at = time.time()
         self._stop = threading.Event()
@@ -171,6 +175,17 @@ class Supervised:
     def sample(self) -> None:
         self.history.add(self.events_total(), self.lag_seconds() or 0.0)
 
+    def check_health(self) -> None:
+        """Ask the running source for its problems (nothing to ask while not running)."""
+        runner = self.runner
+        if runner is None:
+            self.health = []
+            return
+        try:
+            self.health = runner.pipeline.source.health(self.name)
+        except Exception as exc:  # a broken health check is a problem, not a crash
+            self.health = [f"the source's health check failed: {type(exc).__name__}: {exc}"]
+
     # -- the supervising thread -----------------------------------------------------------
     def _main(self) -> None:
         failures = 0
@@ -253,6 +268,8 @@ class Supervisor:
         self._closing = threading.Event()
         self._sampler = threading.Thread(target=self._sample, name="meepo-serve-sampler",
                                          daemon=True)
+        self._health = threading.Thread(target=self._check_health, name="meepo-serve-health",
+                                        daemon=True)
 
     def _load(self) -> dict[str, str]:
         """The selected pipelines' fingerprints; a selected name that the config does not
@@ -279,6 +296,7 @@ class Supervisor:
                 self.pipelines[name] = self._supervised(name, fingerprint)
                 self.pipelines[name].start()
         self._sampler.start()
+        self._health.start()
 
     def reload(self) -> ReloadResult:
         """Read the config again: start added pipelines, stop removed ones, restart changed
@@ -341,3 +359,8 @@ class Supervisor:
         while not self._closing.wait(SAMPLE_SECONDS):
             for supervised in self.all():
                 supervised.sample()
+
+    def _check_health(self) -> None:
+        while not self._closing.wait(HEALTH_SECONDS):
+            for supervised in self.all():
+                supervised.check_health()
