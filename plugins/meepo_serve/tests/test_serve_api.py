@@ -220,3 +220,13 @@ def test_sighup_reloads_only_what_changed(tmp_path: Path, serve: Callable[..., S
         broken = client.post("/reload")
     assert broken.status_code == 400 and "nothing changed" in broken.json()["error"]
     assert service.status("users")["state"] == "running"
+
+
+def test_an_unknown_pipeline_name_on_the_command_line_is_exit_2(tmp_path: Path) -> None:
+    config = two_pipelines(tmp_path)
+    result = run_meepo("--config", str(config), "serve", "orders", "nosuch", "--port", "0",
+                       cwd=tmp_path, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"meepo: error: tool.meepo.pipelines.nosuch: no such pipeline in {config}; configured "
+        "pipelines: orders, users"]

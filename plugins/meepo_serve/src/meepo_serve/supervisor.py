@@ -193,13 +193,17 @@ class Supervised:
             began = time.monotonic()
             try:
                 pipeline = self._build()
+                settings = dataclasses.replace(pipeline.settings, metrics_port=None)
+                pipeline = dataclasses.replace(pipeline, settings=settings)
+                runner = Runner(pipeline)
             except ConfigError as exc:
                 self._fail(str(exc), "invalid")
                 log.error("pipeline %s: invalid config: %s", self.name, exc)
                 return
-            settings = dataclasses.replace(pipeline.settings, metrics_port=None)
-            pipeline = dataclasses.replace(pipeline, settings=settings)
-            runner = Runner(pipeline)
+            except Exception as exc:  # a plugin that cannot load, say: retried like a failure
+                failures += 1
+                self._back_off(describe(exc), failures)
+                continue
             with self._lock:
                 if self._paused:
                     runner.pause()
@@ -213,8 +217,7 @@ class Supervised:
             try:
                 runner.run()
             except Exception as exc:  # isolated: one pipeline's failure stops only it
-                error = str(exc) if isinstance(exc, MeepoError) else (
-                    f"{type(exc).__name__}: {exc}")
+                error = str(exc) if isinstance(exc, MeepoError) else describe(exc)
                 log.error("pipeline %s failed: %s", self.name, error)
             finally:
                 with self._lock:
@@ -235,17 +238,28 @@ class Supervised:
                 self.state = "restarting"
                 continue
             failures = 1 if time.monotonic() - began >= HEALTHY_RUN_SECONDS else failures + 1
-            delay = min(self._serve.restart_backoff * 2 ** (failures - 1),
-                        self._serve.restart_backoff_max)
-            self._fail(error, "failed")
-            self.next_restart_at = time.time() + delay
-            log.info("pipeline %s: restart %d in %.1fs", self.name, self.restarts, delay)
-            self._wake.wait(delay)
-            self._wake.clear()
-            self.state = "restarting"
+            self._back_off(error, failures)
+
+    def _back_off(self, error: str, failures: int) -> None:
+        """Show the failure, then wait ``restart_backoff`` * 2^(failures-1) seconds (at
+        most ``restart_backoff_max``), or until a restart or stop is asked for."""
+        delay = min(self._serve.restart_backoff * 2 ** (failures - 1),
+                    self._serve.restart_backoff_max)
+        self._fail(error, "failed")
+        self.next_restart_at = time.time() + delay
+        log.info("pipeline %s: restart %d in %.1fs", self.name, self.restarts, delay)
+        self._wake.wait(delay)
+        self._wake.clear()
+        self.state = "restarting"
 
     def _fail(self, error: str, state: State) -> None:
         self.state, self.error, self.error_at = state, error, datetime.now(UTC)
+
+
+def describe(exc: BaseException) -> str:
+    """``"Type: first line of the message"`` for an unexpected error."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @dataclasses.dataclass
@@ -265,6 +279,7 @@ class Supervisor:
         self.serve = serve
         self.pipelines: dict[str, Supervised] = {}
         self._lock = threading.Lock()
+        self._reloading = threading.Lock()  # one reload at a time (SIGHUP and the API)
         self._closing = threading.Event()
         self._sampler = threading.Thread(target=self._sample, name="meepo-serve-sampler",
                                          daemon=True)
@@ -302,29 +317,42 @@ class Supervisor:
         """Read the config again: start added pipelines, stop removed ones, restart changed
         ones; the others keep running untouched. A config that cannot be read raises
         :class:`ConfigError` and changes nothing."""
+        with self._reloading:
+            return self._reload()
+
+    def _reload(self) -> ReloadResult:
         wanted = self._load()
         result = ReloadResult([], [], [], [])
         with self._lock:
-            for name in list(self.pipelines):
-                if name not in wanted:
-                    self.pipelines.pop(name).stop()
-                    result.stopped.append(name)
-            for name, fingerprint in wanted.items():
-                current = self.pipelines.get(name)
-                if current is not None and current.fingerprint == fingerprint:
-                    result.unchanged.append(name)
-                    continue
-                if current is not None:
-                    current.stop()
-                    current.join(self.serve.stop_timeout)
-                    result.restarted.append(name)
-                else:
-                    result.started.append(name)
-                replacement = self._supervised(name, fingerprint)
-                if current is not None:
-                    replacement.restarts = current.restarts
-                    replacement.history = current.history
-                    replacement.totals = dataclasses.replace(current.totals)
+            current = dict(self.pipelines)
+        for name in current:
+            if name not in wanted:
+                result.stopped.append(name)
+        for name, fingerprint in wanted.items():
+            if name not in current:
+                result.started.append(name)
+            elif current[name].fingerprint != fingerprint:
+                result.restarted.append(name)
+            else:
+                result.unchanged.append(name)
+        # stop what goes away or changes first: a changed pipeline's new run must not
+        # overlap its old one (they share the checkpoint)
+        leaving = [current[name] for name in (*result.stopped, *result.restarted)]
+        for supervised in leaving:
+            supervised.stop()
+        deadline = time.monotonic() + self.serve.stop_timeout
+        for supervised in leaving:
+            supervised.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            for name in result.stopped:
+                self.pipelines.pop(name, None)
+            for name in (*result.started, *result.restarted):
+                replacement = self._supervised(name, wanted[name])
+                old = current.get(name)
+                if old is not None:
+                    replacement.restarts = old.restarts
+                    replacement.history = old.history
+                    replacement.totals = dataclasses.replace(old.totals)
                 self.pipelines[name] = replacement
                 replacement.start()
         log.info("reloaded %s: started %s, stopped %s, restarted %s", self.config_path,
