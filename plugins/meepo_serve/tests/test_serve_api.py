@@ -230,3 +230,12 @@ def test_an_unknown_pipeline_name_on_the_command_line_is_exit_2(tmp_path: Path) 
     assert result.stderr.strip().splitlines() == [
         f"meepo: error: tool.meepo.pipelines.nosuch: no such pipeline in {config}; configured "
         "pipelines: orders, users"]
+
+
+def test_a_short_token_is_refused(tmp_path: Path) -> None:
+    result = run_meepo("--config", str(two_pipelines(tmp_path)), "serve", "--port", "0",
+                       cwd=tmp_path, env={"MEEPO_SERVE_TOKEN": "short"}, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "meepo: error: MEEPO_SERVE_TOKEN: the token is too short; use at least 16 characters, "
+        "e.g. the output of python3 -c 'import secrets; print(secrets.token_urlsafe())'"]

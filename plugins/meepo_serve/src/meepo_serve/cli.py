@@ -19,6 +19,8 @@ from .redaction import redact_logs
 from .supervisor import Supervisor
 
 log = logging.getLogger("meepo.serve")
+#: Shorter tokens are refused: guessable, and masking them in messages would mangle words.
+MIN_TOKEN_LENGTH = 16
 
 
 def is_loopback(host: str) -> bool:
@@ -77,6 +79,10 @@ def serve(ctx: click.Context, names: tuple[str, ...], host: str | None,
     host = host or settings.host
     port = settings.port if port is None else port
     token = settings.token
+    if token is not None and len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError(settings.token_env, f"the token is too short; use at least "
+                          f"{MIN_TOKEN_LENGTH} characters, e.g. the output of python3 -c "
+                          "'import secrets; print(secrets.token_urlsafe())'")
     if token is None and not is_loopback(host):
         raise ConfigError("--host", f"{host} is not a loopback address and no token is set; "
                           f"export {settings.token_env} (every change through the API then "
