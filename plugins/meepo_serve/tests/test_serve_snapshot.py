@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import Service, delivered, jsonl_pipeline, wait_for, write_config
+from .test_serve_page import CHROMIUM
 
 pytestmark = pytest.mark.integration  # the source comes from meepo-sqlalchemy
 sqlalchemy = pytest.importorskip("sqlalchemy", reason="needs meepo-sqlalchemy")
@@ -54,3 +55,17 @@ def test_a_snapshot_requested_through_the_api_reports_its_progress(
     assert done["rows"] == ROWS
     assert sorted(delivered(tmp_path / "shop.out.jsonl")) == list(range(1, ROWS + 1))
     print(json.dumps(running[-1]))
+    if CHROMIUM is not None:  # the page's progress bar, in a real browser
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                 args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto(service.url)
+            bar = page.locator('[data-pipeline="shop"] .snapshots progress').first
+            bar.wait_for()
+            assert bar.evaluate("node => node.value") == 1
+            text = page.locator('[data-pipeline="shop"] .snapshots').inner_text()
+            assert f"done: product: {ROWS:,} of ~{ROWS:,} rows (100%)" in text
+            browser.close()

@@ -66,7 +66,7 @@ def snapshot_jobs(state: dict[str, Any] | None) -> list[SnapshotJob]:
             state="refused" if job.get("error") else "done", rows=rows,
             estimate=job.get("estimate"), progress=1.0, eta_seconds=None,
             text=str(job.get("error")) if job.get("error") else job_text(
-                job, rows, None, None)))
+                job, rows, job.get("estimate"), None)))
     return jobs
 
 
