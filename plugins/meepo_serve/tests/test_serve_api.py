@@ -239,3 +239,17 @@ def test_a_short_token_is_refused(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "meepo: error: MEEPO_SERVE_TOKEN: the token is too short; use at least 16 characters, "
         "e.g. the output of python3 -c 'import secrets; print(secrets.token_urlsafe())'"]
+
+
+def test_a_letter_that_cannot_be_replayed_stays_pending_with_the_reason(
+        tmp_path: Path, serve: Callable[..., Service]) -> None:
+    event = RowEvent("s", "t", "write", 7, None, {"id": 7}, None, datetime.now(UTC))
+    (tmp_path / "orders.dead.jsonl").write_text(
+        json.dumps(dead_letter_record(event, "sinks[5] webhook", "HTTP 500")) + "\n")
+    service = serve(two_pipelines(tmp_path))
+    with service.authorized() as client:
+        answer = client.post("/pipelines/orders/dead-letters").json()
+    assert answer == {"pipeline": "orders", "replayed": [],
+                      "failed": {"0": "the pipeline has no sink 'sinks[5] webhook' any more"}}
+    listing = service.client.get("/pipelines/orders/dead-letters").json()
+    assert (listing["pending"], listing["letters"][0]["replayed"]) == (1, False)

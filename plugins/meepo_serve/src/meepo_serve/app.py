@@ -3,7 +3,6 @@ status page, over a :class:`~meepo_serve.supervisor.Supervisor` (Starlette)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import secrets as secrets_module
@@ -44,6 +43,8 @@ _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]*)`")
 
 
 class ApiError(Exception):
+    """Ends a request with ``status`` and a :class:`Problem` body."""
+
     def __init__(self, status: int, error: str, field: str | None = None) -> None:
         super().__init__(error)
         self.status, self.problem = status, Problem(error, field)
@@ -56,9 +57,7 @@ def json_response(value: Any, status: int = 200) -> Response:
                     media_type="application/json")
 
 
-def create_app(supervisor: Supervisor, token: str | None, *,
-               lifespan: Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]
-               | None = None) -> Starlette:
+def create_app(supervisor: Supervisor, token: str | None) -> Starlette:
     """The service over ``supervisor``. Requests that change something need
     ``Authorization: Bearer <token>``; without a token configured they are refused."""
     hidden = (token,) if token else ()
@@ -253,4 +252,4 @@ def create_app(supervisor: Supervisor, token: str | None, *,
         Route("/pipelines/{name}/dead-letters", endpoint(list_dead_letters)),
         Route("/pipelines/{name}/dead-letters", endpoint(replay, True), methods=["POST"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes)

@@ -79,19 +79,31 @@ def replay(pipeline: Pipeline, indexes: list[int] | None) -> ReplayResult:
     result = ReplayResult([], {})
     side = dataclasses.replace(pipeline, purpose="replay")
     sinks = dict(side.sinks)
+    by_sink: dict[str, list[dict[str, Any]]] = {}
     for letter in chosen:
-        label = letter["sink"]
+        by_sink.setdefault(letter["sink"], []).append(letter)
+    for label, group in by_sink.items():
         sink = sinks.get(label)
         if sink is None:
-            result.failed[letter["index"]] = f"the pipeline has no sink {label!r} any more"
+            for letter in group:
+                result.failed[letter["index"]] = f"the pipeline has no sink {label!r} any more"
             continue
         try:
-            with Delivery([(label, sink)], side.context()) as delivery:
-                delivery.apply(Batch((event_from_dict(letter["event"]),), None))
-        except (MeepoError, ValueError, KeyError, TypeError) as exc:
-            result.failed[letter["index"]] = str(exc)
+            delivery = Delivery([(label, sink)], side.context()).open()
+        except MeepoError as exc:
+            for letter in group:
+                result.failed[letter["index"]] = str(exc)
             continue
-        result.replayed.append(letter["index"])
+        try:
+            for letter in group:
+                try:
+                    delivery.apply(Batch((event_from_dict(letter["event"]),), None))
+                except (MeepoError, ValueError, KeyError, TypeError) as exc:
+                    result.failed[letter["index"]] = str(exc)
+                else:
+                    result.replayed.append(letter["index"])
+        finally:
+            delivery.close()
     if result.replayed:
         marks = path.with_name(path.name + ".replayed")
         with marks.open("a", encoding="utf-8") as handle:
