@@ -12,13 +12,19 @@ from typing import Any
 
 import click
 
+from .checkpoints import Checkpoint
 from .config import MeepoConfig, load_config
-from .errors import MeepoError
+from .errors import ConfigError, MeepoError
 from .logs import configure_logging
 from .pipeline import Pipeline, build_pipeline
 from .plugins import Registry, import_local_plugins, registry
 from .runner import Runner
-from .snapshots import describe_job
+from .snapshots import (
+    STALE_INTERVALS,
+    STALE_SECONDS,
+    describe_job,
+    describe_running_job,
+)
 
 EPILOG = """\b
 Examples:
@@ -27,6 +33,7 @@ Examples:
   meepo run orders                 follow changes until SIGINT/SIGTERM
   meepo run orders --once          process what is there now, then exit
   meepo snapshot orders            copy the tables' current rows while streaming
+  meepo adopt-checkpoint orders    take over the checkpoint after a rename to orders
   meepo --config meepo.toml run orders
   meepo plugins                    installed plugins and the types they add
 
@@ -207,6 +214,9 @@ def check(state: State, name: str) -> None:
         problems += [f"{label}: {line}" for line in found]
         click.echo(f"{label}: {'ok' if not found else 'FAILED'}")
     problems += _checkpoint_problems(pipeline)
+    found = pipeline.dead_letters.check()
+    click.echo(f"dead_letter: {'FAILED' if found else 'ok'} ({pipeline.dead_letters.description})")
+    problems += [f"dead_letter: {line}" for line in found]
     for line in problems:
         click.echo(f"meepo: {line}", err=True)
     if problems:
@@ -252,9 +262,38 @@ def snapshot(state: State, name: str, tables: tuple[str, ...], status: bool) -> 
     )
 
 
+@cli.command(name="adopt-checkpoint")
+@click.argument("name")
+@click.pass_obj
+def adopt_checkpoint(state: State, name: str) -> None:
+    """Make pipeline NAME the owner of the checkpoint its `checkpoint` key points at, after
+    the pipeline that saved it was renamed to NAME. Until then `run`, `check` and
+    `snapshot` refuse a checkpoint saved by another pipeline.
+
+    \b
+    Example (pipeline orders renamed to orders_v2, its checkpoint key unchanged):
+      meepo adopt-checkpoint orders_v2
+    """
+    pipeline = state.pipeline(name)
+    store = pipeline.checkpoints
+    try:
+        checkpoint = store.load()
+        if checkpoint is None:
+            raise ConfigError(f"{pipeline.key_path}.checkpoint",
+                              f"{store.description} holds no checkpoint to adopt")
+        previous = checkpoint.pipeline
+        if previous not in (None, name):
+            store.save(Checkpoint(checkpoint.position, checkpoint.snapshot))
+    finally:
+        store.close()
+    owner = "already its own" if previous in (None, name) else f"taken over from {previous!r}"
+    click.echo(f"meepo: {name}: checkpoint {store.description} {owner}; resumes from "
+               f"{json.dumps(checkpoint.position, default=str)}", err=True)
+
+
 def snapshot_status(pipeline: Pipeline) -> list[str]:
     """``meepo snapshot NAME --status``: one line per waiting request and per job."""
-    checkpoint = pipeline.checkpoints.load()
+    checkpoint = pipeline.load_checkpoint()
     state = (checkpoint.snapshot if checkpoint is not None else None) or {}
     adopted = set(state.get("adopted", []))
     lines = [
@@ -262,10 +301,13 @@ def snapshot_status(pipeline: Pipeline) -> list[str]:
         f"for `meepo run {pipeline.name}`"
         for r in pipeline.checkpoints.requests() if r.get("id") not in adopted
     ]
+    stale_after = max(STALE_INTERVALS * pipeline.settings.checkpoint_interval, STALE_SECONDS)
     for index, job in enumerate(state.get("jobs", [])):
-        running = index == 0 and job.get("started_at") is not None
-        lines.append(f"{'running' if running else 'queued'}: "
-                     f"{describe_job(job, running=running)}")
+        if index == 0 and job.get("started_at") is not None:
+            saved_at = checkpoint.saved_at if checkpoint is not None else None
+            lines.append(describe_running_job(job, saved_at, stale_after))
+        else:
+            lines.append(f"queued: {describe_job(job, running=False)}")
     for job in reversed(state.get("done", [])[-10:]):
         if job.get("error"):
             lines.append(f"refused: request {job['request']}: {job['error']}")
@@ -278,8 +320,12 @@ def _checkpoint_problems(pipeline: Pipeline) -> list[str]:
     """Print the checkpoint's line of ``meepo check``; return its problems: a corrupt or
     unreadable checkpoint, or one the source can no longer resume from."""
     where = pipeline.checkpoints.description
+    found = pipeline.checkpoints.check()
+    if found:
+        click.echo(f"checkpoint: FAILED ({where})")
+        return [f"checkpoint: {line}" for line in found]
     try:
-        checkpoint = pipeline.checkpoints.load()
+        checkpoint = pipeline.load_checkpoint()
         if checkpoint is None:
             click.echo(f"checkpoint: ok ({where}: none saved yet; the first run starts from "
                        "the source's configured start)")

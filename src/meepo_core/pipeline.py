@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .checkpoints import CheckpointStore
+from .checkpoints import Checkpoint, CheckpointStore, refuse_foreign_checkpoint
 from .config import MeepoConfig, load_config
 from .context import PipelineContext
 from .dead_letters import DeadLetterStore
@@ -74,6 +74,17 @@ class Pipeline:
         """The delivery engine over this pipeline's sinks; ``with`` opens and closes them."""
         return Delivery(self.sinks, context or self.context(), when_exhausted=when_exhausted)
 
+    def load_checkpoint(self) -> Checkpoint | None:
+        """The saved checkpoint (None when there is none). Raises :class:`ConfigError`
+        naming the ``checkpoint`` key when another pipeline saved it (see
+        :func:`~meepo_core.checkpoints.refuse_foreign_checkpoint`)."""
+        checkpoint = self.checkpoints.load()
+        refuse_foreign_checkpoint(
+            checkpoint, self.name, self.checkpoints.description,
+            f"{self.key_path}.checkpoint" if self.key_path else "checkpoint",
+        )
+        return checkpoint
+
     def run(
         self,
         *,
@@ -100,6 +111,16 @@ class Pipeline:
 
         if not self.source.supports_snapshots:
             raise ConfigError(f"{self.key_path}.source", "this source type cannot snapshot tables")
+        if not self.checkpoints.persistent:
+            # The request would live only in this process: no later run could take it.
+            raise ConfigError(
+                f"{self.key_path}.checkpoint",
+                "a snapshot request needs a checkpoint store that outlives this command, not "
+                f'{self.checkpoints.description}; set checkpoint = "file:.meepo/{self.name}.json" '
+                '(the default), or snapshot = "initial" to copy the tables at the start of '
+                "every run",
+            )
+        self.load_checkpoint()  # refuses another pipeline's checkpoint before any write
         try:
             resolved = self.source.snapshot_tables(list(tables) or None)
         finally:
