@@ -3,6 +3,7 @@ pauses, while a writer commits one change every 0.1 s."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -75,4 +76,36 @@ def test_reported_lag_follows_a_stalled_sink_and_returns_to_zero(
     finally:
         done.set()
         writer.join()
+        proxy.close()
+
+
+def test_sigterm_with_a_hung_sink_still_ends_within_stop_timeout(
+        tmp_path: Path, redis_db: str, serve: Callable[..., Service]) -> None:
+    client = redis.Redis.from_url(redis_db)
+    kwargs = client.connection_pool.connection_kwargs
+    proxy = TcpProxy(kwargs["host"], kwargs["port"])
+    try:
+        source = tmp_path / "orders.in.jsonl"
+        source.touch()
+        pipeline = jsonl_pipeline(tmp_path, "orders")
+        pipeline["sinks"] = [{"type": "redis", "url": f"redis://127.0.0.1:{proxy.port}/0",
+                              "keys": {"s.t": ["t:{id}"]}}]
+        others = {"users": jsonl_pipeline(tmp_path, "users")}
+        append_events(tmp_path / "users.in.jsonl", 1, 3)
+        config = write_config(tmp_path, {"orders": pipeline, **others},
+                              serve={"stop_timeout": 3})
+        service = serve(config)
+        append_events(source, 1, 1)
+        wait_for(lambda: service.status("orders")["checkpoint"] is not None)
+        proxy.pause()  # the sink hangs in its next apply (socket timeout 30 s)
+        append_events(source, 2, 1)
+        wait_for(lambda: service.status("orders")["lag_seconds"] > 0.5)
+        began = time.monotonic()
+        assert service.stop() == 1
+        assert time.monotonic() - began < 3 + 3
+        assert service.lines[-1] == "meepo serve: stopped; did not stop in time: orders"
+        # the other pipeline stopped gracefully: its checkpoint covers all it delivered
+        saved = json.loads((tmp_path / "users.cp.json").read_text())["position"]["offset"]
+        assert saved == (tmp_path / "users.in.jsonl").stat().st_size
+    finally:
         proxy.close()
