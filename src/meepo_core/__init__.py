@@ -16,7 +16,9 @@ The public API. Plugins and programs that embed meepo use only these names:
   :func:`describe_error` (one line for any exception; plugins register their driver's
   error type);
 * embedding: :func:`load_pipeline` gives a :class:`Pipeline` to ``run()`` (a
-  :class:`RunStats` back) or to deliver batches to its sinks through a :class:`Delivery`;
+  :class:`RunStats` back), to run under a supervisor's control with a :class:`Runner`
+  (``pause``/``resume``/``stop``, ``lag_seconds``), or to deliver batches to its sinks
+  through a :class:`Delivery`;
   :meth:`Delivery.to_sinks` does the same for sink objects built in code.
 """
 
@@ -54,7 +56,7 @@ from .hookspecs import hookimpl
 from .lazy_exports import lazy_exports
 from .options import Options
 from .pipeline import Pipeline, load_pipeline
-from .runner import RunStats
+from .runner import Runner, RunStats
 from .serialization import (
     decode_value,
     encode_value,
@@ -94,6 +96,7 @@ __all__ = [
     "Row",
     "RowEvent",
     "RunStats",
+    "Runner",
     "Sink",
     "SinkError",
     "SnapshotReader",

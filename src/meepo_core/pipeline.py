@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from .source import Source
 
 if TYPE_CHECKING:
     from .runner import RunStats
+    from .snapshots import SnapshotTable
 
 
 @dataclass
@@ -96,6 +98,40 @@ class Pipeline:
         from .runner import Runner
 
         return Runner(self).run(once=once, start=start, snapshot=snapshot)
+
+    def request_snapshot(
+        self, tables: Sequence[str] = ()
+    ) -> tuple[dict[str, Any], list[SnapshotTable]]:
+        """Queue a snapshot of ``tables`` (``schema.table``; none: every table) in the
+        checkpoint store, as ``meepo snapshot NAME`` does: a running pipeline takes it
+        within a second, otherwise the next run does. Returns the request and the tables it
+        covers; raises :class:`ConfigError` when the source cannot snapshot or a table is
+        not one the pipeline follows. Opens and closes the source to resolve the tables."""
+        from .snapshots import new_request_id
+
+        if not self.source.supports_snapshots:
+            raise ConfigError(f"{self.key_path}.source", "this source type cannot snapshot tables")
+        if not self.checkpoints.persistent:
+            # The request would live only in this process: no later run could take it.
+            raise ConfigError(
+                f"{self.key_path}.checkpoint",
+                "a snapshot request needs a checkpoint store that outlives this command, not "
+                f'{self.checkpoints.description}; set checkpoint = "file:.meepo/{self.name}.json" '
+                '(the default), or snapshot = "initial" to copy the tables at the start of '
+                "every run",
+            )
+        self.load_checkpoint()  # refuses another pipeline's checkpoint before any write
+        try:
+            resolved = self.source.snapshot_tables(list(tables) or None)
+        finally:
+            self.source.close()
+        request = {
+            "id": new_request_id(),
+            "tables": [table.qualified for table in resolved] if tables else None,
+            "requested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        self.checkpoints.add_request(request)
+        return request, resolved
 
 
 def build_pipeline(

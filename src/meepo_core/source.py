@@ -134,6 +134,14 @@ class Source(abc.ABC):
         :meth:`~meepo_core.batching.Batcher.watermark`), without delivering it as a row."""
         self._snapshot_reader().write_watermark(mark)
 
+    def health(self, pipeline: str) -> list[str]:
+        """Problems of this running pipeline's source that need an operator although it
+        delivers (a replication slot retaining more WAL than allowed), one line each naming
+        the setting; empty when healthy. Supervisors (``meepo serve``'s ``/readyz``) call it
+        every few seconds from another thread than ``stream``: use a short connection of
+        its own, and return quickly when nothing is configured. Default: none."""
+        return []
+
     def acknowledge(self, position: Position) -> None:  # noqa: B027 - optional hook
         """Called by the runner after ``position`` was checkpointed, i.e. after every sink
         applied every event up to it. Sources that must confirm consumption upstream (stream

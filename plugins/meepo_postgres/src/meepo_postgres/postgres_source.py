@@ -6,6 +6,8 @@ import logging
 from collections.abc import Iterator
 from typing import Self
 
+import psycopg2
+
 from meepo_core import (
     Batch,
     Options,
@@ -182,6 +184,28 @@ class PostgresSource(Source):
                 "resumes at the slot's position", slot.name, format_lsn(confirmed),
                 format_lsn(checkpoint.lsn),
             )
+
+    def health(self, pipeline: str) -> list[str]:
+        """The slot's retained WAL against ``max_retained_wal`` (one short query)."""
+        limit = self.settings.max_retained_wal
+        if limit is None:
+            return []
+        slot_name = self.settings.slot_name(pipeline)
+        control = ControlConnection(self.settings)
+        try:
+            rows = control.query(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
+                "FROM pg_replication_slots WHERE slot_name = %s", slot_name)
+        except (SourceError, psycopg2.Error) as exc:
+            return [f"cannot read slot {slot_name}'s retained WAL: {exc}"]
+        finally:
+            control.close()
+        retained = int(rows[0][0] or 0) if rows else 0
+        if retained <= limit:
+            return []
+        return [f"replication slot {slot_name} retains {retained:,} bytes of WAL, more than "
+                f"{self.settings.key_path}.max_retained_wal ({limit:,}): the pipeline is "
+                "behind or paused, and the server keeps the WAL until it catches up"]
 
     def current_position(self) -> Position | None:
         control = ControlConnection(self.settings)
