@@ -158,3 +158,31 @@ def test_check_reports_server_settings_through_the_cli(tmp_path: Path) -> None:
         "meepo: source: no free WAL sender (0 of max_wal_senders = 0 in use): raise "
         "max_wal_senders in postgresql.conf and restart the server",
     ]
+
+
+def _publication_and_slot(harness: Any) -> tuple[list[Any], list[Any]]:
+    publications = harness.query("SELECT pubname FROM pg_publication WHERE pubname = %s",
+                                 harness.publication)
+    slots = harness.query("SELECT slot_name FROM pg_replication_slots WHERE slot_name = %s",
+                          harness.slot)
+    return publications, slots
+
+
+@pytest.mark.parametrize("checkpoint", [
+    {"file": "mysql-bin.000003", "pos": 4, "gtid": None},  # another source's position
+    {"lsn": "0/16B3748", "sequence": 0},  # a postgres position, but its slot is gone
+])
+def test_refused_checkpoint_creates_no_publication_or_slot(
+    harness: Any, checkpoint: dict[str, Any]
+) -> None:
+    harness.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    with pytest.raises(SourceError, match=r"not a postgres position|no longer exists"):
+        harness.drain(checkpoint)
+    assert _publication_and_slot(harness) == ([], [])
+
+
+def test_refused_start_lsn_creates_no_publication_or_slot(harness: Any) -> None:
+    harness.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    with pytest.raises(SourceError, match=r"source.start 0/10 is before the new slot"):
+        harness.drain(None, start="0/10")
+    assert _publication_and_slot(harness) == ([], [])
