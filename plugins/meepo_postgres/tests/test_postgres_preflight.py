@@ -186,3 +186,22 @@ def test_refused_start_lsn_creates_no_publication_or_slot(harness: Any) -> None:
     with pytest.raises(SourceError, match=r"source.start 0/10 is before the new slot"):
         harness.drain(None, start="0/10")
     assert _publication_and_slot(harness) == ([], [])
+
+
+def test_unknown_role_is_told_to_fix_the_user_in_the_dsn(harness: Any, tmp_path: Path) -> None:
+    harness.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    dsn = harness.server.url.replace("postgres@", "nobody_here@")
+    source = {"type": "postgres", "dsn": dsn, "tables": [f"{harness.schema}.t"]}
+    write_config(tmp_path, {"orders": {"source": source, "sinks": [{"type": "print"}]}})
+    for command in ("check", "run"):
+        result = run_meepo(command, "orders", "--once", cwd=tmp_path) if command == "run" \
+            else run_meepo(command, "orders", cwd=tmp_path)
+        assert result.returncode == 1
+        lines = [line for line in result.stderr.splitlines() if "nobody_here" in line]
+        assert len(lines) == 1 and "Traceback" not in result.stderr
+        assert lines[0].endswith(
+            "as 'nobody_here': role \"nobody_here\" does not exist; fix the user in "
+            "tool.meepo.pipelines.orders.source.dsn, or create the role (CREATE ROLE "
+            "nobody_here LOGIN REPLICATION PASSWORD '...')"
+        ), lines[0]
+        assert "host and port" not in result.stderr
