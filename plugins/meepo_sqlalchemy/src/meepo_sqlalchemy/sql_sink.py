@@ -7,7 +7,8 @@
   did not send because they did not change) is a *patch*: ``UPDATE`` of the other columns
   of the stored row (found by its old key, so a key change moves it), leaving those columns
   as they are stored. If the row is not in the target, the event goes to the dead-letter
-  store: inserting it would turn the unsent values into NULL.
+  store: inserting it would turn the unsent values into NULL; unless it is a replay that a
+  later event already superseded (see :mod:`meepo_sqlalchemy.applied_mark`).
 * one transaction per batch: the batch is durable when ``apply`` returns, and a replayed
   batch (at-least-once) converges to the same rows.
 * ``version_column``: the target column that stores each row's event ``sequence``; then
@@ -19,6 +20,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -52,11 +54,14 @@ from sqlalchemy.exc import (
 
 from meepo_core import UNCHANGED, Batch, Options, RowEvent, Sink, SinkError
 
+from .applied_mark import AppliedMark
 from .upsert import SUPPORTED_DIALECTS, upsert_statement
 from .urls import describe, url_option
 
 if TYPE_CHECKING:
     from meepo_core import PipelineContext
+
+log = logging.getLogger("meepo.sql")
 
 #: Errors that concern one event's data, not the connection: dead letter, do not retry.
 _EVENT_ERRORS = (IntegrityError, DataError, ProgrammingError)
@@ -92,6 +97,8 @@ class SqlSink(Sink):
         self._context: PipelineContext | None = None
         self._lock = threading.Lock()
         self.label = f"sql {describe(url)}"
+        self._mark: AppliedMark | None = None
+        self._superseded: list[RowEvent] = []  # replayed patches whose row is gone
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -144,6 +151,8 @@ class SqlSink(Sink):
 
     def open(self, context: PipelineContext) -> None:
         self._context = context
+        identity = repr((describe(self.url), self.schema, sorted((self.tables or {}).items())))
+        self._mark = AppliedMark(context.identity, identity, self.schema)
 
     def check(self) -> list[str]:
         try:
@@ -171,22 +180,51 @@ class SqlSink(Sink):
         if not batch.events:
             return
         with self._lock:
+            mark = None
             try:
+                if self._mark is not None:
+                    with self.engine.connect() as conn:
+                        self._mark.load(conn)
                 with self.engine.begin() as conn:
-                    failed = self._apply_events(conn, batch.events, isolate=False)
+                    mark = self._apply_all(conn, batch, isolate=False)
             except _EVENT_ERRORS:
                 # one event broke the transaction: redo the batch with a savepoint per
                 # event so only the broken ones go to the dead-letter store
-                failed = []
                 try:
                     with self.engine.begin() as conn:
-                        failed = self._apply_events(conn, batch.events, isolate=True)
+                        mark = self._apply_all(conn, batch, isolate=True)
                 except SQLAlchemyError as exc:
                     raise self._failure(exc) from exc
             except SQLAlchemyError as exc:
                 raise self._failure(exc) from exc
+            if self._mark is not None:
+                self._mark.committed(mark)
+            self._count_superseded()
+
+    def _apply_all(self, conn: Connection, batch: Batch, isolate: bool) -> int | None:
+        """Apply the batch in ``conn``'s transaction, raise the applied mark with it, and
+        write the dead letters just before the commit: once the mark says an event was
+        applied, its dead letter exists (a failed commit may write it twice, never not)."""
+        self._superseded = []
+        failed = self._apply_events(conn, batch.events, isolate=isolate)
+        mark = None
+        if self._mark is not None:
+            mark = self._mark.record(conn, (event.sequence for event in batch.events))
         for event, reason in failed:
             self._dead_letter(event, reason)
+        return mark
+
+    def _count_superseded(self) -> None:
+        if not self._superseded or self._context is None:
+            return
+        count, self._superseded = len(self._superseded), []
+        self._context.metrics.record_failure(self.label, "replayed_patch_row_gone", count)
+        log.info(
+            "%s: %d replayed update(s) without their row skipped: applied before a crash, "
+            "their row was deleted (or re-keyed) later in the replay, or was missing then "
+            "and they were dead-lettered then (counted as replayed_patch_row_gone)",
+            self.label, count,
+        )
 
     def _failure(self, exc: SQLAlchemyError) -> SinkError:
         """Retryable, unless the server refused the credentials: retrying cannot fix that."""
@@ -230,6 +268,9 @@ class SqlSink(Sink):
         keys = table.primary_key.columns
         if conn.scalar(select(exists().where(and_(*(c == param[c.name] for c in keys))))):
             return None  # a newer version is stored, or a replay already moved the row
+        if self._mark is not None and self._mark.replayed(event.sequence):
+            self._superseded.append(event)  # decided when first applied; see applied_mark
+            return None
         unsent = sorted(k for k, v in (event.after or {}).items() if v is UNCHANGED)
         return (f"row {event.pk!r} is not in target table {table.fullname}, and the event "
                 f"lacks the value of {', '.join(unsent)} (unchanged, not sent by the source); "
