@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import json
 import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -62,8 +63,13 @@ class FileDeadLetterStore(DeadLetterStore):
         self.description = f"file:{path}"
         self._handle: IO[str] | None = None
         self._dirty = False
+        self._lock = threading.Lock()  # sinks and the source's thread both record
 
     def record(self, event: RowEvent, sink: str, error: str) -> None:
+        with self._lock:
+            self._record(event, sink, error)
+
+    def _record(self, event: RowEvent, sink: str, error: str) -> None:
         try:
             if self._handle is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,10 +81,11 @@ class FileDeadLetterStore(DeadLetterStore):
             raise MeepoError(f"cannot write dead letter to {self.path}: {exc}") from exc
 
     def sync(self) -> None:
-        if self._handle is not None and self._dirty:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._dirty = False
+        with self._lock:
+            if self._handle is not None and self._dirty:
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+                self._dirty = False
 
     def close(self) -> None:
         if self._handle is not None:
