@@ -5,6 +5,7 @@ taken while writers keep changing the table ends equal to the table."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import threading
 import time
@@ -127,3 +128,33 @@ def test_snapshot_while_writers_change_the_table_ends_equal(harness: Any, tmp_pa
     events = channel("out").events
     assert any(e.action == "read" for e in events) and any(e.action != "read" for e in events)
     assert replay(events) == table
+
+
+def test_a_late_stream_stops_with_the_real_cause_and_a_rerun_copies_everything(
+    harness: Any, tmp_path: Path
+) -> None:
+    """Every new connection to the server waits 1.5 s (a pausing proxy): the first chunk's
+    watermarks are written before the stream has fixed its start, so they never come back.
+    The run stops, naming that cause (not a signal table, which this source has none of);
+    the rerun it advises copies every row."""
+    from meepo_testkit.proxy import TcpProxy
+
+    harness.execute("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)",
+                    "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20) g")
+    with TcpProxy(harness.server.host, harness.server.port) as proxy:
+        proxy.delay_connect = 1.5
+        slow = harness.server.url.replace(f":{harness.server.port}/", f":{proxy.port}/")
+        config = {"source": harness.options(dsn=slow), "snapshot": "initial",
+                  "snapshot_chunk_size": 8,
+                  "sinks": [{"type": "jsonl", "path": "out.jsonl"}]}
+        write_config(tmp_path, {"late": config})
+        stopped = run_meepo("run", "late", "--once", cwd=tmp_path, timeout=120)
+    assert stopped.returncode == 1, stopped.stderr[-2000:]
+    assert "signal table" not in stopped.stderr
+    assert "written before the stream's start position was fixed" in stopped.stderr
+    write_config(tmp_path, {"late": {**config, "source": harness.options()}})
+    rerun = run_meepo("run", "late", "--once", cwd=tmp_path, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    copied = {line["pk"] for line in map(json.loads,
+                                         (tmp_path / "out.jsonl").read_text().splitlines())}
+    assert copied == set(range(1, 21))

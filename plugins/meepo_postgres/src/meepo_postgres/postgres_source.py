@@ -43,6 +43,14 @@ class PostgresSource(Source):
     """
 
     snapshots: PostgresSnapshots  # its snapshot methods delegate to it (Source.snapshots)
+    # Watermarks are logical decoding messages, which every slot decodes: the one way to
+    # miss them is to write them before the stream's start position was fixed.
+    lost_watermarks_hint = (
+        "they were written before the stream's start position was fixed (the replication "
+        "connection started late: a slow connection, or a new slot waiting for open "
+        "transactions); nothing of those chunks was delivered: rerun, the stream then starts "
+        "at the saved checkpoint, before the snapshot's next watermarks"
+    )
 
     def __init__(self, settings: PostgresSettings) -> None:
         self.settings = settings
