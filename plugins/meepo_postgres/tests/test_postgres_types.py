@@ -153,13 +153,16 @@ def test_json_nested_too_deep_is_dead_lettered_and_the_stream_goes_on(
     created = run_meepo("run", "deep", "--once", cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     deep = "[" * 5000 + "]" * 5000
+    decodable = "[" * 700 + "]" * 700  # decodes; the recursive event encoder stopped at ~500
     harness.execute("INSERT INTO docs VALUES (1, '{\"a\": [1]}', '[1]')",
                     f"INSERT INTO docs VALUES (2, '{deep}', '[2]')",
-                    "INSERT INTO docs VALUES (3, '[3]', '[3]')")
+                    "INSERT INTO docs VALUES (3, '[3]', '[3]')",
+                    f"INSERT INTO docs VALUES (4, '{decodable}', '[4]')")
     result = run_meepo("run", "deep", "--once", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     delivered = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert [(e["pk"], e["after"]["doc"]) for e in delivered] == [(1, {"a": [1]}), (3, [3])]
+    assert [(e["pk"], e["after"]["doc"]) for e in delivered] == [
+        (1, {"a": [1]}), (3, [3]), (4, json.loads(decodable))]
     [letter] = [json.loads(line) for line in
                 (tmp_path / ".meepo" / "deep.dead.jsonl").read_text().splitlines()]
     assert letter["sink"] == "source" and letter["event"]["pk"] == 2
