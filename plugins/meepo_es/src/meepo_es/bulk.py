@@ -126,7 +126,12 @@ class BulkSender:
 
     def send(self, operations: Sequence[Operation]) -> BulkResult:
         result = BulkResult()
-        encoded = [(op, encode(op)) for op in operations]
+        encoded = []
+        for op in operations:
+            try:
+                encoded.append((op, encode(op)))
+            except RecursionError as exc:  # nested deeper than the JSON encoder goes
+                result.failed.append((op, f"cannot encode as JSON: {exc}"))
         for chunk in chunks(encoded, self.max_actions, self.max_bytes):
             self._send_chunk(chunk, result)
         return result

@@ -18,6 +18,7 @@ Contract (on top of :class:`meepo_core.Sink`'s):
 from __future__ import annotations
 
 import logging
+import sys
 from typing import TYPE_CHECKING, Any, Self
 
 from elastic_transport import TransportError
@@ -107,6 +108,10 @@ class ElasticsearchSink(Sink):
                 raise SinkError(f"{self.label}: {exc}", retryable=False) from exc
             except ConversionError as exc:
                 failed.append((event, f"conversion: {exc}"))
+                continue
+            except RecursionError:
+                failed.append((event, "conversion: a value nested deeper than Python's stack "
+                                      f"allows (about {sys.getrecursionlimit()} levels)"))
                 continue
         for index, event in {op.index: op.event for op in operations}.items():
             self._ensure_index(index, event)
