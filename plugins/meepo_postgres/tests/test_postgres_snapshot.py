@@ -158,3 +158,23 @@ def test_a_late_stream_stops_with_the_real_cause_and_a_rerun_copies_everything(
     copied = {line["pk"] for line in map(json.loads,
                                          (tmp_path / "out.jsonl").read_text().splitlines())}
     assert copied == set(range(1, 21))
+
+
+def test_a_chunk_keeps_json_nested_too_deep_as_its_text(harness: Any, caplog: Any) -> None:
+    """A snapshot chunk has no dead-letter store: a json value nested 5,000 levels is copied
+    as its text, with a warning naming the table, column and key; the chunk goes on."""
+    deep = "[" * 5000 + "]" * 5000
+    harness.execute("CREATE TABLE docs (id INT PRIMARY KEY, doc JSON)",
+                    "INSERT INTO docs VALUES (1, '[1]')",
+                    f"INSERT INTO docs VALUES (2, '{deep}')", "INSERT INTO docs VALUES (3, '[3]')")
+    source = harness.source()
+    try:
+        (table,) = source.snapshot_tables([f"{harness.schema}.docs"])
+        with caplog.at_level("WARNING", logger="meepo.postgres"):
+            copied = source.read_chunk(table, None, 10)
+    finally:
+        source.close()
+    assert [(e.pk, (e.after or {})["doc"]) for e in copied] == [(1, [1]), (2, deep), (3, [3])]
+    [warning] = [r.getMessage() for r in caplog.records if "copied as its text" in r.getMessage()]
+    assert warning.startswith(f"snapshot of {harness.schema}.docs: column doc of the row ['2']: "
+                              "JSON nested deeper than Python can decode")
