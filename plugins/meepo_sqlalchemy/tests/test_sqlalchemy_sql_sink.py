@@ -316,6 +316,46 @@ def test_replayed_patch_of_a_row_deleted_later_is_skipped(docs: Callable[..., Do
     assert [letter["event"]["pk"] for letter in replica.dead_letters()] == [2]
 
 
+def test_without_create_privilege_the_sink_runs_without_the_applied_mark(
+        pg_url: str, tmp_path: Path, caplog: Any) -> None:
+    """A target user that cannot create meepo_sql_progress: one warning, and the sink
+    applies as before (a replayed patch of a row deleted later is dead-lettered then)."""
+    role = f"r_{tmp_path.name[-20:].lower().replace('-', '_')}"
+    owner = create_engine(pg_url)
+    with owner.begin() as conn:
+        conn.execute(text("CREATE TABLE docs (id INT PRIMARY KEY, title TEXT, body TEXT)"))
+        conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+        conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON docs TO {role}"))
+    try:
+        events = [doc("write", 1, after={"id": 1, "title": "first", "body": BODY}, seq=10),
+                  doc("update", 1, before={"id": 1},
+                      after={"id": 1, "title": "second", "body": UNCHANGED}, seq=11),
+                  doc("delete", 1, before={"id": 1}, seq=12)]
+        context = make_context(tmp_path)
+        url = pg_url.replace("postgres@", f"{role}@")
+        with caplog.at_level("WARNING", logger="meepo.sql"):
+            for replay in (False, True):
+                sink = build(url, tmp_path)
+                sink.open(context)
+                for event in events[1:] if replay else events:
+                    sink.apply(Batch((event,), 1))
+                sink.close()
+        assert rows(owner, "docs") == []
+        context.dead_letters.sync()
+        letters = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+        assert [letter["event"]["pk"] for letter in letters] == [1]  # the replayed update
+        warnings = [r.getMessage() for r in caplog.records if "applied mark" in r.getMessage()]
+        assert len(warnings) == 2 and "grant CREATE" in warnings[0]  # once per sink
+        with owner.connect() as conn:
+            assert conn.scalar(text("SELECT to_regclass('meepo_sql_progress')")) is None
+    finally:
+        with owner.begin() as conn:
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))
+        owner.dispose()
+
+
 def test_unchanged_values_never_regress_a_newer_row(docs: Callable[..., Docs]) -> None:
     replica = docs(version=True)
     replica.apply(doc("write", 1, after={"id": 1, "title": "new", "body": BODY}, seq=5))
