@@ -15,6 +15,7 @@ import pytest
 from meepo_sqlalchemy.sql_sink import SqlSink
 from meepo_sqlalchemy.urls import normalize_url
 from sqlalchemy import (
+    JSON,
     Column,
     DateTime,
     Engine,
@@ -354,6 +355,46 @@ def test_without_create_privilege_the_sink_runs_without_the_applied_mark(
             conn.execute(text(f"DROP OWNED BY {role}"))
             conn.execute(text(f"DROP ROLE {role}"))
         owner.dispose()
+
+
+def test_json_values_are_stored_or_dead_lettered_never_retried_for_ever(
+        db_url: str, tmp_path: Path) -> None:
+    """A JSON column gets 2, 30 and 400 levels (MariaDB's JSON, a LONGTEXT when reflected,
+    gets the JSON text: a driver would render a list as a SQL tuple; its json_valid CHECK
+    refuses more than 32 levels, a dead letter there) and 20,000 levels, which no JSON
+    encoder writes: a dead letter; the rest of the batch commits."""
+    def nested(depth: int) -> list[Any]:
+        value: list[Any] = []
+        for _ in range(depth - 1):
+            value = [value]
+        return value
+
+    engine = create_engine(db_url)
+    metadata = MetaData()
+    Table("docs", metadata, Column("id", Integer, primary_key=True, autoincrement=False),
+          Column("doc", JSON))
+    metadata.create_all(engine)
+    context = make_context(tmp_path)
+    sink = build(db_url, tmp_path)
+    sink.open(context)
+    depths = {1: 30, 2: 20_000, 3: 2, 4: 400}
+    sink.apply(Batch(tuple(doc("write", pk, after={"id": pk, "doc": nested(depth)}, seq=pk)
+                           for pk, depth in depths.items()), 3))
+    sink.close()
+    with engine.connect() as conn:
+        stored = {r.id: r.doc for r in conn.execute(text("SELECT id, doc FROM docs"))}
+    mariadb = engine.dialect.name in ("mysql", "mariadb")
+    engine.dispose()
+    decoded = {pk: json.loads(v) if isinstance(v, str) else v for pk, v in stored.items()}
+    kept = (1, 3) if mariadb else (1, 3, 4)
+    assert decoded == {pk: nested(depths[pk]) for pk in kept}
+    context.dead_letters.sync()
+    letters = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [str(letter["event"]["pk"]) for letter in letters] == (["2", "4"] if mariadb
+                                                                  else ["2"])
+    assert letters[0]["error"].startswith("RecursionError: maximum recursion depth exceeded")
+    if mariadb:
+        assert "CONSTRAINT `docs.doc` failed" in letters[1]["error"]
 
 
 def test_unchanged_values_never_regress_a_newer_row(docs: Callable[..., Docs]) -> None:

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import (
+    ARRAY,
+    JSON,
     Connection,
     Engine,
     MetaData,
@@ -50,6 +53,7 @@ from sqlalchemy.exc import (
     NoSuchTableError,
     ProgrammingError,
     SQLAlchemyError,
+    StatementError,
 )
 
 from meepo_core import UNCHANGED, Batch, Options, RowEvent, Sink, SinkError
@@ -65,6 +69,24 @@ log = logging.getLogger("meepo.sql")
 
 #: Errors that concern one event's data, not the connection: dead letter, do not retry.
 _EVENT_ERRORS = (IntegrityError, DataError, ProgrammingError)
+
+
+#: CHECK constraint failures, which the MySQL drivers raise as OperationalError:
+#: MariaDB's ER_CONSTRAINT_FAILED (JSON columns check json_valid) and MySQL's.
+_CHECK_FAILED_CODES = (4025, 3819)
+
+
+def _event_error(exc: BaseException) -> bool:
+    """Whether ``exc`` concerns one event's data: one of :data:`_EVENT_ERRORS`, a failed
+    CHECK constraint, or a value nested deeper than the JSON encoder goes (RecursionError,
+    raised by the driver or wrapped by SQLAlchemy's JSON type)."""
+    if isinstance(exc, (*_EVENT_ERRORS, RecursionError)):
+        return True
+    if not isinstance(exc, StatementError):
+        return False
+    args: tuple[object, ...] = tuple(getattr(exc.orig, "args", ()))
+    return isinstance(exc.orig, RecursionError) or (
+        bool(args) and args[0] in _CHECK_FAILED_CODES)
 
 
 @dataclass(frozen=True)
@@ -187,16 +209,16 @@ class SqlSink(Sink):
                         self._mark.load(conn)
                 with self.engine.begin() as conn:
                     mark = self._apply_all(conn, batch, isolate=False)
-            except _EVENT_ERRORS:
+            except (SQLAlchemyError, RecursionError) as exc:
+                if isinstance(exc, SQLAlchemyError) and not _event_error(exc):
+                    raise self._failure(exc) from exc
                 # one event broke the transaction: redo the batch with a savepoint per
                 # event so only the broken ones go to the dead-letter store
                 try:
                     with self.engine.begin() as conn:
                         mark = self._apply_all(conn, batch, isolate=True)
-                except SQLAlchemyError as exc:
-                    raise self._failure(exc) from exc
-            except SQLAlchemyError as exc:
-                raise self._failure(exc) from exc
+                except SQLAlchemyError as again:
+                    raise self._failure(again) from again
             if self._mark is not None:
                 self._mark.committed(mark)
             self._count_superseded()
@@ -251,10 +273,15 @@ class SqlSink(Sink):
                 try:
                     with conn.begin_nested() if isolate else nullcontext():
                         reason = self._apply_one(conn, table, kind, event, param)
-                except _EVENT_ERRORS as exc:
-                    if not isolate:
+                except (SQLAlchemyError, RecursionError) as exc:
+                    if not isolate or not _event_error(exc):
                         raise
-                    reason = f"{type(exc).__name__}: {_first_line(exc)}"
+                    cause = _cause(exc)
+                    if isinstance(cause, RecursionError):
+                        # it can strike inside SQLAlchemy's compiler, whose cached
+                        # statement is then incomplete
+                        conn.engine.clear_compiled_cache()
+                    reason = f"{type(cause).__name__}: {_first_line(cause)}"
                 if reason is not None:
                     failed.append((event, reason))
         return failed
@@ -391,6 +418,9 @@ class SqlSink(Sink):
                     f"target table {table.fullname}; add it, or map it with "
                     f"columns = {{ {column} = \"other\" }} or drop it with {column} = false"
                 )
+            if isinstance(value, dict | list) and not isinstance(
+                    table.c[target].type, JSON | ARRAY):
+                value = _json_text(value)  # MariaDB's JSON reflects as LONGTEXT
             row[target] = value
         version = self._version(table)
         if kind in ("upsert", "patch"):
@@ -442,6 +472,24 @@ def _qualified(schema: str | None, name: str) -> str:
     return f"{schema}.{name}" if schema else name
 
 
+def _json_text(value: Any) -> str:
+    """A JSON document for a text column; a driver would render a list as a SQL tuple."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    except RecursionError as exc:
+        raise _Unappliable(f"RecursionError: {exc} (a JSON value nested this deep cannot be "
+                           "written)") from None
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The RecursionError that SQLAlchemy wrapped (its own message would repr the
+    parameters, which recurse too), else ``exc``."""
+    if isinstance(exc, StatementError) and isinstance(exc.orig, RecursionError):
+        return exc.orig
+    return exc
+
+
 def _first_line(exc: BaseException) -> str:
+    exc = _cause(exc)
     text_ = str(exc).strip()
     return text_.splitlines()[0] if text_ else type(exc).__name__
