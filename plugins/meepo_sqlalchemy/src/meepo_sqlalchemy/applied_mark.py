@@ -66,12 +66,12 @@ class AppliedMark:
         self.value: int | None = None
         self.enabled = True
         self._replaying = True
-        self._loaded = False
+        self.loaded = False
 
     def load(self, conn: Connection) -> None:
         """Create the table if missing and read this sink's mark (once). Raises what a lost
         connection raises; a refusal (no privilege) disables the mark with a warning."""
-        if self._loaded or not self.enabled:
+        if self.loaded or not self.enabled:
             return
         try:
             with conn.begin():
@@ -89,7 +89,7 @@ class AppliedMark:
                 "if the row were missing; grant CREATE to avoid that",
                 TABLE_NAME, str(exc).strip().splitlines()[0],
             )
-        self._loaded = True
+        self.loaded = True
 
     def replayed(self, sequence: int | None) -> bool:
         """Whether the event with ``sequence`` was committed to the target before: it is at

@@ -204,7 +204,7 @@ class SqlSink(Sink):
         with self._lock:
             mark = None
             try:
-                if self._mark is not None:
+                if self._mark is not None and not self._mark.loaded:
                     with self.engine.connect() as conn:
                         self._mark.load(conn)
                 with self.engine.begin() as conn:
