@@ -3,6 +3,7 @@ dropped or invalidated slot stops the pipeline with the recovery steps."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,20 @@ def test_unknown_role_is_told_to_fix_the_user_in_the_dsn(harness: Any, tmp_path:
             "nobody_here LOGIN REPLICATION PASSWORD '...')"
         ), lines[0]
         assert "host and port" not in result.stderr
+
+
+def test_meepo_run_refuses_another_sources_checkpoint_and_creates_nothing(
+    harness: Any, tmp_path: Path
+) -> None:
+    harness.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    write_config(tmp_path, {"orders": {"source": harness.options(),
+                                       "checkpoint": "file:.meepo/orders.json",
+                                       "sinks": [{"type": "print"}]}})
+    (tmp_path / ".meepo").mkdir()
+    (tmp_path / ".meepo" / "orders.json").write_text(json.dumps(
+        {"pipeline": "orders", "position": {"file": "mysql-bin.000003", "pos": 4}}))
+    result = run_meepo("run", "orders", "--once", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("meepo:")]
+    assert "the checkpoint is not a postgres position" in line and "Traceback" not in result.stderr
+    assert _publication_and_slot(harness) == ([], [])
