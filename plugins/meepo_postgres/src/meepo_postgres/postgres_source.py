@@ -58,6 +58,7 @@ class PostgresSource(Source):
         self._control: ControlConnection | None = None
         self._stream: ReplicationStream | None = None
         self._acknowledged: int | None = None  # before the stream exists
+        self._start_fixed = False  # see snapshot_ready
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -119,6 +120,7 @@ class PostgresSource(Source):
         resumed = self._resume_point(start, control, slot_name)
         ensure_publication(control, publication, control.tables(settings.filter))
         checkpoint = resumed or self._new_start(control, slot_name)
+        self._start_fixed = True
         once_until = control.readable_end() if once else None
         log.info(
             "postgres source: %s slot %s publication %s from %s", settings.address, slot_name,
@@ -208,6 +210,13 @@ class PostgresSource(Source):
                 "resumes at the slot's position", slot.name, format_lsn(confirmed),
                 format_lsn(checkpoint.lsn),
             )
+
+    def snapshot_ready(self) -> bool:
+        """Whether a snapshot chunk may start: only once the stream has fixed its start
+        position. A watermark written earlier could fall before that position and never
+        come back (a slow connection, a new slot waiting for open transactions); one
+        written later is always read. Asked by cores that support it before each chunk."""
+        return self._start_fixed
 
     def current_position(self) -> Position | None:
         control = ControlConnection(self.settings)
