@@ -277,10 +277,6 @@ class SqlSink(Sink):
                     if not isolate or not _event_error(exc):
                         raise
                     cause = _cause(exc)
-                    if isinstance(cause, RecursionError):
-                        # it can strike inside SQLAlchemy's compiler, whose cached
-                        # statement is then incomplete
-                        conn.engine.clear_compiled_cache()
                     reason = f"{type(cause).__name__}: {_first_line(cause)}"
                 if reason is not None:
                     failed.append((event, reason))
