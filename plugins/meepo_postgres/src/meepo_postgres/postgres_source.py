@@ -119,7 +119,7 @@ class PostgresSource(Source):
         # run leaves the server as it found it.
         resumed = self._resume_point(start, control, slot_name)
         ensure_publication(control, publication, control.tables(settings.filter))
-        checkpoint = resumed or self._new_start(control, slot_name)
+        checkpoint = resumed or self._new_start(slot_name)
         self._start_fixed = True
         once_until = control.readable_end() if once else None
         log.info(
@@ -185,7 +185,7 @@ class PostgresSource(Source):
             )
         return Checkpoint(max(latest, confirmed))
 
-    def _new_start(self, control: ControlConnection, slot_name: str) -> Checkpoint:
+    def _new_start(self, slot_name: str) -> Checkpoint:
         """Create the slot (no checkpoint, no slot yet); where to stream from."""
         configured = self.settings.start
         with created_slot(self.settings, slot_name) as created:
