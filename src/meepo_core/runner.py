@@ -419,8 +419,7 @@ class Runner:
             raise SourceError(
                 f"pipeline {self.pipeline.name}: the snapshot watermarks written "
                 f"{self.snapshots.waiting_seconds() if self.snapshots else 0:.0f}s ago never "
-                "came back through the change stream; check that the source follows its "
-                "signal table (see the source's README on snapshots)"
+                f"came back through the change stream; {self.pipeline.source.lost_watermarks_hint}"
             )
         self._advance_snapshots()
         if self._reader is not None:

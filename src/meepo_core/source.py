@@ -84,6 +84,10 @@ class Source(abc.ABC):
     # -- optional capability: snapshots (see meepo_core.snapshots) ------------------------
     #: A source that can snapshot sets this (or overrides the methods below).
     snapshots: SnapshotReader | None = None
+    #: What to check, and how to fix it, when a snapshot's watermarks never come back
+    #: through the change stream (ends the runner's error message).
+    lost_watermarks_hint = ("check that the source follows its signal table (see the "
+                            "source's README on snapshots)")
 
     @property
     def supports_snapshots(self) -> bool:

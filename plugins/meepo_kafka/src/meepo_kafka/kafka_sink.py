@@ -171,7 +171,7 @@ class KafkaSink(Sink):
                     topic = topic_of(part.schema, part.table)
                     key = key_of(part)
                     value = value_of(part)
-                except (TypeError, ValueError, OverflowError) as exc:
+                except (TypeError, ValueError, OverflowError, RecursionError) as exc:
                     self._dead_letter(event, f"cannot encode as {self.format.name}: {exc}")
                     break
                 headers = headers_of(part)

@@ -7,7 +7,8 @@
   did not send because they did not change) is a *patch*: ``UPDATE`` of the other columns
   of the stored row (found by its old key, so a key change moves it), leaving those columns
   as they are stored. If the row is not in the target, the event goes to the dead-letter
-  store: inserting it would turn the unsent values into NULL.
+  store: inserting it would turn the unsent values into NULL; unless it is a replay that a
+  later event already superseded (see :mod:`meepo_sqlalchemy.applied_mark`).
 * one transaction per batch: the batch is durable when ``apply`` returns, and a replayed
   batch (at-least-once) converges to the same rows.
 * ``version_column``: the target column that stores each row's event ``sequence``; then
@@ -19,6 +20,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -26,6 +29,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import (
+    ARRAY,
+    JSON,
     Connection,
     Engine,
     MetaData,
@@ -48,10 +53,12 @@ from sqlalchemy.exc import (
     NoSuchTableError,
     ProgrammingError,
     SQLAlchemyError,
+    StatementError,
 )
 
 from meepo_core import UNCHANGED, Batch, Options, RowEvent, Sink, SinkError, qualified_name
 
+from .applied_mark import AppliedMark
 from .table_names import QUOTES, format_table_name, illegal_name, parse_table_name
 from .upsert import SUPPORTED_DIALECTS, upsert_statement
 from .urls import describe, url_option
@@ -59,8 +66,28 @@ from .urls import describe, url_option
 if TYPE_CHECKING:
     from meepo_core import PipelineContext
 
+log = logging.getLogger("meepo.sql")
+
 #: Errors that concern one event's data, not the connection: dead letter, do not retry.
 _EVENT_ERRORS = (IntegrityError, DataError, ProgrammingError)
+
+
+#: CHECK constraint failures, which the MySQL drivers raise as OperationalError:
+#: MariaDB's ER_CONSTRAINT_FAILED (JSON columns check json_valid) and MySQL's.
+_CHECK_FAILED_CODES = (4025, 3819)
+
+
+def _event_error(exc: BaseException) -> bool:
+    """Whether ``exc`` concerns one event's data: one of :data:`_EVENT_ERRORS`, a failed
+    CHECK constraint, or a value nested deeper than the JSON encoder goes (RecursionError,
+    raised by the driver or wrapped by SQLAlchemy's JSON type)."""
+    if isinstance(exc, (*_EVENT_ERRORS, RecursionError)):
+        return True
+    if not isinstance(exc, StatementError):
+        return False
+    args: tuple[object, ...] = tuple(getattr(exc.orig, "args", ()))
+    return isinstance(exc.orig, RecursionError) or (
+        bool(args) and args[0] in _CHECK_FAILED_CODES)
 
 
 @dataclass(frozen=True)
@@ -94,6 +121,8 @@ class SqlSink(Sink):
         self._context: PipelineContext | None = None
         self._lock = threading.Lock()
         self.label = f"sql {describe(url)}"
+        self._mark: AppliedMark | None = None
+        self._superseded: list[RowEvent] = []  # replayed patches whose row is gone
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -149,6 +178,8 @@ class SqlSink(Sink):
 
     def open(self, context: PipelineContext) -> None:
         self._context = context
+        identity = repr((describe(self.url), self.schema, sorted((self.tables or {}).items())))
+        self._mark = AppliedMark(context.identity, identity, self.schema)
 
     def check(self) -> list[str]:
         try:
@@ -182,22 +213,51 @@ class SqlSink(Sink):
         if not batch.events:
             return
         with self._lock:
+            mark = None
             try:
+                if self._mark is not None and not self._mark.loaded:
+                    with self.engine.connect() as conn:
+                        self._mark.load(conn)
                 with self.engine.begin() as conn:
-                    failed = self._apply_events(conn, batch.events, isolate=False)
-            except _EVENT_ERRORS:
+                    mark = self._apply_all(conn, batch, isolate=False)
+            except (SQLAlchemyError, RecursionError) as exc:
+                if isinstance(exc, SQLAlchemyError) and not _event_error(exc):
+                    raise self._failure(exc) from exc
                 # one event broke the transaction: redo the batch with a savepoint per
                 # event so only the broken ones go to the dead-letter store
-                failed = []
                 try:
                     with self.engine.begin() as conn:
-                        failed = self._apply_events(conn, batch.events, isolate=True)
-                except SQLAlchemyError as exc:
-                    raise self._failure(exc) from exc
-            except SQLAlchemyError as exc:
-                raise self._failure(exc) from exc
+                        mark = self._apply_all(conn, batch, isolate=True)
+                except SQLAlchemyError as again:
+                    raise self._failure(again) from again
+            if self._mark is not None:
+                self._mark.committed(mark)
+            self._count_superseded()
+
+    def _apply_all(self, conn: Connection, batch: Batch, isolate: bool) -> int | None:
+        """Apply the batch in ``conn``'s transaction, raise the applied mark with it, and
+        write the dead letters just before the commit: once the mark says an event was
+        applied, its dead letter exists (a failed commit may write it twice, never not)."""
+        self._superseded = []
+        failed = self._apply_events(conn, batch.events, isolate=isolate)
+        mark = None
+        if self._mark is not None:
+            mark = self._mark.record(conn, (event.sequence for event in batch.events))
         for event, reason in failed:
             self._dead_letter(event, reason)
+        return mark
+
+    def _count_superseded(self) -> None:
+        if not self._superseded or self._context is None:
+            return
+        count, self._superseded = len(self._superseded), []
+        self._context.metrics.record_failure(self.label, "replayed_patch_row_gone", count)
+        log.info(
+            "%s: %d replayed update(s) without their row skipped: applied before a crash, "
+            "their row was deleted (or re-keyed) later in the replay, or was missing then "
+            "and they were dead-lettered then (counted as replayed_patch_row_gone)",
+            self.label, count,
+        )
 
     def _failure(self, exc: SQLAlchemyError) -> SinkError:
         """Retryable, unless the server refused the credentials: retrying cannot fix that."""
@@ -224,10 +284,11 @@ class SqlSink(Sink):
                 try:
                     with conn.begin_nested() if isolate else nullcontext():
                         reason = self._apply_one(conn, table, kind, event, param)
-                except _EVENT_ERRORS as exc:
-                    if not isolate:
+                except (SQLAlchemyError, RecursionError) as exc:
+                    if not isolate or not _event_error(exc):
                         raise
-                    reason = f"{type(exc).__name__}: {_first_line(exc)}"
+                    cause = _cause(exc)
+                    reason = f"{type(cause).__name__}: {_first_line(cause)}"
                 if reason is not None:
                     failed.append((event, reason))
         return failed
@@ -241,6 +302,9 @@ class SqlSink(Sink):
         keys = table.primary_key.columns
         if conn.scalar(select(exists().where(and_(*(c == param[c.name] for c in keys))))):
             return None  # a newer version is stored, or a replay already moved the row
+        if self._mark is not None and self._mark.replayed(event.sequence):
+            self._superseded.append(event)  # decided when first applied; see applied_mark
+            return None
         unsent = sorted(k for k, v in (event.after or {}).items() if v is UNCHANGED)
         return (f"row {event.pk!r} is not in target table {table.fullname}, and the event "
                 f"lacks the value of {', '.join(unsent)} (unchanged, not sent by the source); "
@@ -368,6 +432,9 @@ class SqlSink(Sink):
                     f"target table {table.fullname}; add it, or map it with "
                     f"columns = {{ {column} = \"other\" }} or drop it with {column} = false"
                 )
+            if isinstance(value, dict | list) and not isinstance(
+                    table.c[target].type, JSON | ARRAY):
+                value = _json_text(value)  # MariaDB's JSON reflects as LONGTEXT
             row[target] = value
         version = self._version(table)
         if kind in ("upsert", "patch"):
@@ -451,6 +518,24 @@ def _target(written: str, options: Options, key: str) -> str:
     return written
 
 
+def _json_text(value: Any) -> str:
+    """A JSON document for a text column; a driver would render a list as a SQL tuple."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    except RecursionError as exc:
+        raise _Unappliable(f"RecursionError: {exc} (a JSON value nested this deep cannot be "
+                           "written)") from None
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The RecursionError that SQLAlchemy wrapped (its own message would repr the
+    parameters, which recurse too), else ``exc``."""
+    if isinstance(exc, StatementError) and isinstance(exc.orig, RecursionError):
+        return exc.orig
+    return exc
+
+
 def _first_line(exc: BaseException) -> str:
+    exc = _cause(exc)
     text_ = str(exc).strip()
     return text_.splitlines()[0] if text_ else type(exc).__name__
