@@ -20,6 +20,7 @@ from .events import Position
 from .metrics import Metrics
 from .options import Options
 from .plugins import Registry, import_local_plugins, registry
+from .position_owner import SinkPositionStore, position_store
 from .settings import PipelineSettings
 from .sink import Sink
 from .source import Source
@@ -64,6 +65,8 @@ class Pipeline:
             base_dir=self.base_dir,
             identity=self.identity + suffix,
             purpose=self.purpose,
+            stored_position=(self.checkpoints.stored_position
+                             if isinstance(self.checkpoints, SinkPositionStore) else None),
         )
 
     def delivery(
@@ -108,6 +111,7 @@ def build_pipeline(
     checkpoint_url = options.string("checkpoint", f"file:.meepo/{name}.json")
     dead_letter_url = options.string("dead_letter", f"file:.meepo/{name}.dead.jsonl")
     checkpoints = _store(registry, "checkpoint store", options, "checkpoint", checkpoint_url, name)
+    checkpoints = position_store(sinks, checkpoints, name, options.key_path("sinks"))
     dead_letters = _store(
         registry, "dead-letter store", options, "dead_letter", dead_letter_url, name
     )

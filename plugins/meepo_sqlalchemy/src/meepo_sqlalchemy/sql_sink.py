@@ -12,6 +12,10 @@
   batch (at-least-once) converges to the same rows.
 * ``version_column``: the target column that stores each row's event ``sequence``; then
   an older event never overwrites a newer row (replays of old batches cannot regress).
+* ``exactly_once``: the sink owns the pipeline's position; each batch's position is written
+  in the batch's transaction (see :mod:`meepo_sqlalchemy.sql_positions`) and the pipeline
+  resumes from it, so no batch is applied twice. Dead letters are made durable before the
+  commit.
 * An event that can never apply (unknown column, missing table, a constraint violation)
   goes to the dead-letter store and the rest of the batch still commits; connection
   failures raise and the runner retries the whole batch.
@@ -50,8 +54,17 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from meepo_core import UNCHANGED, Batch, Options, RowEvent, Sink, SinkError
+from meepo_core import (
+    UNCHANGED,
+    Batch,
+    Options,
+    Position,
+    RowEvent,
+    SinkError,
+    TransactionalSink,
+)
 
+from .sql_positions import DEFAULT_TABLE, PositionTable
 from .upsert import SUPPORTED_DIALECTS, upsert_statement
 from .urls import describe, url_option
 
@@ -75,7 +88,7 @@ class _Unappliable(Exception):
     """This event can never be applied; its message says why and how to fix it."""
 
 
-class SqlSink(Sink):
+class SqlSink(TransactionalSink):
     """See the module docstring; options in the plugin README."""
 
     #: Config key path of the URL, for errors; set by ``from_options``.
@@ -92,6 +105,8 @@ class SqlSink(Sink):
         self._context: PipelineContext | None = None
         self._lock = threading.Lock()
         self.label = f"sql {describe(url)}"
+        #: With ``exactly_once``: where batch positions are stored.
+        self.positions: PositionTable | None = None
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -101,6 +116,8 @@ class SqlSink(Sink):
                                 "here; use one of " + ", ".join(SUPPORTED_DIALECTS))
         schema = options.string("schema", None)
         version = options.string("version_column", None)
+        positions = (PositionTable(options.string("position_table", DEFAULT_TABLE), schema)
+                     if options.boolean("exactly_once", False) else None)
         raw = options.table("tables", None)
         tables = None
         if raw is not None:
@@ -129,6 +146,7 @@ class SqlSink(Sink):
         options.done()
         sink = cls(url, tables, schema, version)
         sink.url_key = options.key_path("url")
+        sink.positions = positions
         return sink
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -142,14 +160,29 @@ class SqlSink(Sink):
                                 retryable=False) from exc
         return self._engine
 
+    @property
+    def claims_position(self) -> bool:
+        return self.positions is not None
+
+    def stored_position(self, pipeline: str) -> Position | None:
+        assert self.positions is not None, "exactly_once is off"
+        try:
+            with self.engine.connect() as conn:
+                return self.positions.read(conn, pipeline)
+        except SQLAlchemyError as exc:
+            raise self._failure(exc) from exc
+
     def open(self, context: PipelineContext) -> None:
         self._context = context
+        if self.positions is not None:
+            with self.engine.begin() as conn:
+                self.positions.create(conn)
 
     def check(self) -> list[str]:
         try:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-                problems = []
+                problems = self.positions.problems(conn) if self.positions else []
                 for source, mapping in (self.tables or {}).items():
                     schema, name = self._target_name(source, mapping)
                     if not inspect(conn).has_table(name, schema=schema):
@@ -168,19 +201,19 @@ class SqlSink(Sink):
 
     # -- applying --------------------------------------------------------------------------
     def apply(self, batch: Batch) -> None:
-        if not batch.events:
+        if not batch.events and not self._records(batch):
             return
         with self._lock:
             try:
                 with self.engine.begin() as conn:
-                    failed = self._apply_events(conn, batch.events, isolate=False)
+                    failed = self._apply_batch(conn, batch, isolate=False)
             except _EVENT_ERRORS:
                 # one event broke the transaction: redo the batch with a savepoint per
                 # event so only the broken ones go to the dead-letter store
                 failed = []
                 try:
                     with self.engine.begin() as conn:
-                        failed = self._apply_events(conn, batch.events, isolate=True)
+                        failed = self._apply_batch(conn, batch, isolate=True)
                 except SQLAlchemyError as exc:
                     raise self._failure(exc) from exc
             except SQLAlchemyError as exc:
@@ -197,6 +230,28 @@ class SqlSink(Sink):
                 retryable=False,
             )
         return SinkError(f"{self.label}: {_first_line(exc)}")
+
+    def _records(self, batch: Batch) -> bool:
+        """Whether ``batch``'s position goes into the position table with its rows."""
+        return (self.positions is not None and batch.position is not None
+                and self._context is not None and self._context.purpose == "run")
+
+    def _apply_batch(self, conn: Connection, batch: Batch,
+                     isolate: bool) -> list[tuple[RowEvent, str]]:
+        """:meth:`_apply_events`; with exactly-once also the position, and the dead letters
+        made durable before the transaction commits (a crash then repeats a dead letter,
+        never loses one)."""
+        if not self._records(batch):
+            return self._apply_events(conn, batch.events, isolate)
+        assert self.positions is not None and self._context is not None
+        if not self.positions.record(conn, self._context.pipeline, batch.position):
+            return []  # applied before (a stale replay after a rebalance)
+        failed = self._apply_events(conn, batch.events, isolate)
+        for event, reason in failed:
+            self._dead_letter(event, reason)
+        if failed:
+            self._context.dead_letters.sync()
+        return []
 
     def _apply_events(self, conn: Connection, events: tuple[RowEvent, ...],
                       isolate: bool) -> list[tuple[RowEvent, str]]:
