@@ -1,0 +1,147 @@
+"""The ``kafka`` sink's exactly-once mode against the Kafka-API test server: a batch and the
+pipeline's position in one transaction, ``read_committed`` readers never see an aborted or
+unfinished batch, the position comes back at start, and a second instance fences the
+first. (The test server, noida-db, honours ``read_committed``, aborts and fencing; these
+tests were checked against it, and run against a real cluster with
+``$MEEPO_TEST_KAFKA_BOOTSTRAP``.)"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from meepo_kafka.kafka_sink import KafkaSink
+
+from meepo_core import Batch, Options, RowEvent, SinkError
+from meepo_core.testing import make_context
+
+from .conftest import CLIENT_LOG, unique
+
+STAMP = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def change(pk: int, value: int) -> RowEvent:
+    return RowEvent("shop", "items", "write", pk, None, {"id": pk, "v": value}, None, STAMP,
+                    None, value, ("id",))
+
+
+def read(bootstrap: str, topic: str, isolation: str = "read_committed") -> list[int]:
+    """The ``v`` of every message a ``isolation`` reader sees in ``topic`` (one partition),
+    read to the partition's end."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("reader"),
+                         "enable.auto.commit": False, "isolation.level": isolation,
+                         "logger": CLIENT_LOG})
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10,
+                                                   cached=False)
+        consumer.assign([TopicPartition(topic, 0, low)])
+        values: list[int] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                values.append(json.loads(message.value() or b"null")["after"]["v"])
+            (position,) = consumer.position([TopicPartition(topic, 0)])
+            if position.offset >= high:
+                return values
+        raise AssertionError(f"could not read {topic} to offset {high}")
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def eo_options(bootstrap: str, make_topic: Any) -> dict[str, Any]:
+    topic = make_topic(1)
+    return {"type": "kafka", "bootstrap_servers": bootstrap, "topic": topic,
+            "exactly_once": True, "transactional_id": unique("tx"),
+            "positions_topic": unique("positions")}
+
+
+def claimed(tmp_path: Path, options: dict[str, Any]) -> KafkaSink:
+    """A sink that claimed pipeline ``orders`` and opened, as a pipeline run does."""
+    sink = KafkaSink.from_options(Options(dict(options), "sinks[0]", tmp_path))
+    sink.claim_position("orders")
+    sink.open(make_context(tmp_path, "orders"))
+    return sink
+
+
+def test_batches_and_positions_commit_together_and_an_unfinished_one_never_shows(
+    tmp_path: Path, bootstrap: str, eo_options: dict[str, Any]
+) -> None:
+    first = claimed(tmp_path, eo_options)
+    assert first.claims_position and first.stored_position("orders") is None
+    first.apply(Batch((change(1, 1), change(2, 2)), {"lsn": 10}))
+    first.apply(Batch((change(3, 3),), {"lsn": 20}))
+    # the process dies with a batch sent but its transaction not committed
+    assert first.producer is not None
+    first.producer.begin_transaction()
+    first._send(Batch((change(4, 4),), {"lsn": 30}))
+    topic = eo_options["topic"]
+    assert read(bootstrap, topic, "read_uncommitted") == [1, 2, 3, 4]
+    assert read(bootstrap, topic) == [1, 2, 3]
+
+    second = KafkaSink.from_options(Options(dict(eo_options), "sinks[0]", tmp_path))
+    assert second.claim_position("orders") == {"lsn": 20}  # the unfinished batch aborted
+    second.open(make_context(tmp_path, "orders"))
+    try:
+        second.apply(Batch((change(4, 4),), {"lsn": 30}))
+    finally:
+        second.close()
+    assert read(bootstrap, topic) == [1, 2, 3, 4]
+    assert second.stored_position("orders") == {"lsn": 30}
+    assert second.stored_position("another") is None
+
+
+def test_a_second_instance_fences_the_first(
+    tmp_path: Path, bootstrap: str, eo_options: dict[str, Any]
+) -> None:
+    first = claimed(tmp_path, eo_options)
+    first.apply(Batch((change(1, 1),), {"lsn": 1}))
+    second = claimed(tmp_path, eo_options)
+    with pytest.raises(SinkError) as refused:
+        first.apply(Batch((change(2, 2),), {"lsn": 2}))
+    assert not refused.value.retryable
+    assert "another instance of pipeline orders took over" in str(refused.value)
+    assert "writes nothing more" in str(refused.value)
+    second.apply(Batch((change(2, 20),), {"lsn": 2}))
+    second.close()
+    first.close()
+    assert read(eo_options["bootstrap_servers"], eo_options["topic"]) == [1, 20]
+    assert second.stored_position("orders") == {"lsn": 2}
+
+
+def test_partition_offsets_only_move_forward(
+    tmp_path: Path, eo_options: dict[str, Any]
+) -> None:
+    """A kafka source's batch behind the stored offsets (replayed after a rebalance) was
+    applied already: it is not sent again."""
+    sink = claimed(tmp_path, eo_options)
+    try:
+        sink.apply(Batch((change(1, 1),), {"offsets": {"in": {"0": 5}}}))
+        sink.apply(Batch((change(2, 2),), {"offsets": {"in": {"1": 3}}}))
+        sink.apply(Batch((change(1, 1),), {"offsets": {"in": {"0": 5}}}))
+    finally:
+        sink.close()
+    assert read(eo_options["bootstrap_servers"], eo_options["topic"]) == [1, 2]
+    assert sink.stored_position("orders") == {"offsets": {"in": {"0": 5, "1": 3}}}
+
+
+def test_a_refused_message_is_dead_lettered_and_the_rest_commit_once(
+    tmp_path: Path, eo_options: dict[str, Any]
+) -> None:
+    options = {**eo_options, "config": {"message.max.bytes": 2000}}
+    sink = claimed(tmp_path, options)
+    big = RowEvent("shop", "items", "write", 9, None, {"id": 9, "v": 9, "blob": "x" * 5000},
+                   None, STAMP, None, 9, ("id",))
+    try:
+        sink.apply(Batch((change(1, 1), big, change(2, 2)), {"lsn": 5}))
+    finally:
+        sink.close()
+    assert read(eo_options["bootstrap_servers"], eo_options["topic"]) == [1, 2]
+    assert [event.pk for event in sink.refused] == [9]
+    assert sink.stored_position("orders") == {"lsn": 5}
