@@ -145,3 +145,15 @@ def test_a_refused_message_is_dead_lettered_and_the_rest_commit_once(
     assert read(eo_options["bootstrap_servers"], eo_options["topic"]) == [1, 2]
     assert [event.pk for event in sink.refused] == [9]
     assert sink.stored_position("orders") == {"lsn": 5}
+
+
+def test_check_finds_transactions_without_fencing_a_running_instance(
+    tmp_path: Path, eo_options: dict[str, Any]
+) -> None:
+    running = claimed(tmp_path, eo_options)
+    checker = KafkaSink.from_options(Options(dict(eo_options), "sinks[0]", tmp_path))
+    assert checker.check() == []
+    assert checker.stored_position("orders") is None  # reading does not fence either
+    running.apply(Batch((change(1, 1),), {"lsn": 1}))  # still the owner
+    running.close()
+    assert read(eo_options["bootstrap_servers"], eo_options["topic"]) == [1]

@@ -192,3 +192,31 @@ def test_check_reports_what_exactly_once_needs(mariadb_url: str, tmp_path: Path)
         result.stdout + result.stderr)
     execute(mariadb_url, "ALTER TABLE items ENGINE=InnoDB")
     assert run_meepo("check", "eo", cwd=tmp_path).returncode == 0
+
+
+def test_check_names_a_missing_right_to_create_the_position_table(
+    mysql_db: Any, tmp_path: Path
+) -> None:
+    server = mysql_db.server
+    user = f"ro_{mysql_db.name[-8:]}"
+    mysql_db.execute("CREATE TABLE items (id INT PRIMARY KEY, v INT)")
+    for host in ("%", "localhost"):
+        mysql_db.execute(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY 'pw'")
+        mysql_db.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{mysql_db.name}`.* TO "
+                         f"'{user}'@'{host}'")
+    url = f"mysql+pymysql://{user}:pw@{server.host}:{server.port}/{mysql_db.name}"
+    sink = build(url, tmp_path)
+    try:
+        problems = sink.check()
+    finally:
+        sink.close()
+    assert problems == ["exactly_once: the user may not create the position table "
+                        "meepo_positions; grant it CREATE (or create the table as the README "
+                        "shows)"]
+    assert build(mysql_db_url(mysql_db), tmp_path).check() == []
+
+
+def mysql_db_url(mysql_db: Any) -> str:
+    server = mysql_db.server
+    return (f"mysql+pymysql://{server.user}:{server.password}@{server.host}:{server.port}/"
+            f"{mysql_db.name}")
