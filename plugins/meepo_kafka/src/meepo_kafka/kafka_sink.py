@@ -188,13 +188,14 @@ class KafkaSink(TransactionalSink):
             self._send(batch)
             return
         assert self.context is not None, "open() first"
-        self.transactions.publish(self, batch, self._send,
-                                  record=self.context.purpose == "run")
+        self.transactions.publish(self, batch, record=self.context.purpose == "run")
 
-    def _send(self, batch: Batch) -> None:
+    def _send(self, batch: Batch, wait: bool = True) -> list[Sent]:
+        """Queue every message of ``batch``; with ``wait``, also wait for their reports and
+        settle the failures (without: the caller's transaction commit waits for them)."""
         assert self.producer is not None and self.format is not None, "open() first"
         if not batch.events:
-            return
+            return []
         self._failures.clear()
         sent: list[Sent] = []
         remember = sent.append
@@ -221,7 +222,13 @@ class KafkaSink(TransactionalSink):
                 if (tombstones and part.action == "delete"
                         and self._produce(topic, key, None, headers, event)):
                     remember((topic, key, None, headers, event))
-        self._wait_for_reports(len(sent))
+        if wait:
+            self._wait_for_reports(len(sent))
+            self.settle(sent)
+        return sent
+
+    def settle(self, sent: list[Sent]) -> None:
+        """Act on the delivery failures reported for ``sent`` (see :meth:`_settle`)."""
         if self._failures or self._fatal is not None:
             self._settle(sent)
 

@@ -23,7 +23,6 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -151,18 +150,20 @@ class KafkaTransactions:
 
     # -- batches -------------------------------------------------------------------------
 
-    def publish(self, sink: KafkaSink, batch: Batch, send: Callable[[Batch], None],
-                record: bool) -> None:
-        """``send(batch)`` and (with ``record``) its position in one transaction."""
+    def publish(self, sink: KafkaSink, batch: Batch, record: bool) -> None:
+        """``batch`` and (with ``record``) its position in one transaction. The messages
+        and the position are queued together and the commit waits for all of them (one
+        wait per batch); failures reported meanwhile abort it and are settled after."""
         assert self.producer is not None, "claim() first"
         moved = self._moved(batch.position) if record and batch.position is not None else {}
         if record and batch.position is not None and not moved:
             return  # every partition of it is at or behind the stored offsets: applied
         while True:
             sink.refused.clear()
+            sent: list[Any] = []
             try:
                 self.producer.begin_transaction()
-                send(batch)
+                sent = sink._send(batch, wait=False)
                 for part, value in moved.items():
                     self.producer.produce(
                         self.settings.positions_topic,
@@ -179,6 +180,11 @@ class KafkaTransactions:
                 if _fenced(error):
                     raise self.fenced(error) from exc
                 self._abort()
+                try:
+                    sink.settle(sent)  # refusals for good go to dead letters
+                except SinkError:
+                    if not sink.refused:
+                        raise
                 if not sink.refused:
                     raise SinkError(f"{self.settings.label}: the transaction failed "
                                     f"({describe(exc)}); it was aborted and the batch is sent "

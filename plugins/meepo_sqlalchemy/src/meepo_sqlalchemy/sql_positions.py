@@ -7,10 +7,11 @@ Most sources have one part (the whole position); a partitioned source (``kafka``
 per partition, so the workers of one group that share the destination never overwrite each
 other's offsets (see :func:`meepo_core.position_parts`).
 
-Within a batch's transaction, :meth:`PositionTable.record` runs first: it locks the
-pipeline's rows (``SELECT ... FOR UPDATE`` where the dialect has it; SQLite serializes
-writers anyway) and tells the sink to skip the batch when every partition offset in it is
-at or behind the stored one (a batch applied before, replayed after a rebalance).
+Within a batch's transaction, :meth:`PositionTable.record` runs first: one upsert of the
+position row (the row lock it takes orders concurrent writers of one pipeline). For
+partition offsets it first reads the pipeline's rows ``FOR UPDATE`` (SQLite serializes
+writers anyway) and tells the sink to skip the batch when every offset in it is at or
+behind the stored one (a batch applied before, replayed after a rebalance).
 """
 
 from __future__ import annotations
@@ -83,9 +84,8 @@ class PositionTable:
         position's partition offsets are all at or behind the stored ones: the batch that
         ends there was applied already, and the caller writes none of its rows."""
         parts = position_parts(position)
-        stored = self._parts(conn, pipeline, lock=True)
-        partitioned = "" not in parts
-        if partitioned:
+        if "" not in parts:  # partition offsets: compare with the stored ones, under lock
+            stored = self._parts(conn, pipeline, lock=True)
             parts = {part: offset for part, offset in parts.items()
                      if not isinstance(stored.get(part), int) or offset > stored[part]}
             if not parts:
