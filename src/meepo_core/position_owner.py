@@ -40,8 +40,10 @@ class TransactionalSink(Sink):
     * ``apply(batch)`` writes the batch's data and, when ``batch.position`` is not None and
       the run is the pipeline's own (``context.purpose == "run"``), the position, in one
       transaction of the destination: after a crash at any point the destination holds both
-      or neither. A batch whose partitioned parts are all at or behind the stored ones was
-      applied already and is skipped.
+      or neither. Before committing it makes the pipeline's dead letters durable
+      (``context.dead_letters.sync()``): the position must not pass a dead letter that a
+      crash could lose. A batch whose partitioned parts are all at or behind the stored
+      ones was applied already and is skipped.
     * :meth:`stored_position` gives back the last position committed that way (None before
       the first), without side effects; :meth:`claim_position` does the same for the
       runner at start, first fencing any earlier writer of the same pipeline where the
@@ -115,7 +117,10 @@ class SinkPositionStore(CheckpointStore):
 def position_store(sinks: Sequence[tuple[str, Sink]], store: CheckpointStore,
                    pipeline: str, key_path: str) -> CheckpointStore:
     """``store``, or a :class:`SinkPositionStore` over it when one sink claims the position.
-    Raises :class:`ConfigError` (at ``key_path``, the pipeline's sinks) when several do."""
+    Raises :class:`ConfigError` (at ``key_path``, the pipeline's sinks) when several do, or
+    when the owner is not the last sink: the delivery engine applies sinks in order, so only
+    then has every other sink applied a batch before the owner commits its position (they
+    stay at-least-once; a crash cannot make them skip a batch)."""
     owners = [(label, sink) for label, sink in sinks
               if isinstance(sink, TransactionalSink) and sink.claims_position]
     if len(owners) > 1:
@@ -127,6 +132,14 @@ def position_store(sinks: Sequence[tuple[str, Sink]], store: CheckpointStore,
     if not owners:
         return store
     label, sink = owners[0]
+    if sink is not sinks[-1][1]:
+        # the runner resumes after what the owner committed: a sink applied after it would
+        # lose the batch the owner committed just before a crash
+        raise ConfigError(
+            key_path,
+            f"{label} owns the pipeline's position (exactly_once = true) but is not the last "
+            "sink: the sinks after it could miss a batch after a crash; move it to the end "
+            "of sinks")
     return SinkPositionStore(sink, label, pipeline, store)
 
 

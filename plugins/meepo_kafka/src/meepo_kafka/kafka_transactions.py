@@ -170,8 +170,7 @@ class KafkaTransactions:
                         json.dumps(value, separators=(",", ":"), default=str).encode(),
                         json.dumps({"pipeline": self.pipeline, "part": part},
                                    separators=(",", ":")).encode())
-                if sink.refused:  # dead letters durable before the position moves past them
-                    sink.dead_letters_sync()
+                sink.dead_letters_sync()  # durable before the position moves past them
                 self._commit()
                 self.stored.update(moved)
                 return

@@ -238,9 +238,9 @@ class SqlSink(TransactionalSink):
 
     def _apply_batch(self, conn: Connection, batch: Batch,
                      isolate: bool) -> list[tuple[RowEvent, str]]:
-        """:meth:`_apply_events`; with exactly-once also the position, and the dead letters
-        made durable before the transaction commits (a crash then repeats a dead letter,
-        never loses one)."""
+        """:meth:`_apply_events`; with exactly-once also the position, and the pipeline's
+        dead letters made durable before the transaction commits (a crash then repeats a
+        dead letter, never loses one)."""
         if not self._records(batch):
             return self._apply_events(conn, batch.events, isolate)
         assert self.positions is not None and self._context is not None
@@ -249,8 +249,7 @@ class SqlSink(TransactionalSink):
         failed = self._apply_events(conn, batch.events, isolate)
         for event, reason in failed:
             self._dead_letter(event, reason)
-        if failed:
-            self._context.dead_letters.sync()
+        self._context.dead_letters.sync()  # also the other sinks' (applied before this one)
         return []
 
     def _apply_events(self, conn: Connection, events: tuple[RowEvent, ...],
