@@ -238,3 +238,32 @@ def test_an_owner_before_other_sinks_is_a_config_error(sqlite_url: str, tmp_path
     assert "sinks[0] sql owns the pipeline's position" in lines[0]
     assert "move it to the end of sinks" in lines[0]
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_source_transaction_split_over_batches_commits_whole(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Only the last batch of a large source transaction carries its position: the batches
+    before it wait in one open transaction, so a crash before the last leaves none of them
+    (the run replays the whole transaction from the stored position)."""
+    execute(db_url, "CREATE TABLE items (id INT PRIMARY KEY, v INT)")
+    sink = build(db_url, tmp_path)
+    sink.open(make_context(tmp_path, "orders"))
+    sink.apply(Batch((write(1, 1),), {"lsn": 1}))
+    sink.apply(Batch((write(2, 2), write(3, 3)), None))
+    sink.apply(Batch((write(4, 4),), None))
+    assert query(db_url, "SELECT id FROM items ORDER BY id") == [(1,)]  # not yet visible
+    sink.close()  # the process ends before the transaction's last batch
+    assert query(db_url, "SELECT id FROM items ORDER BY id") == [(1,)]
+    assert build(db_url, tmp_path).stored_position("orders") == {"lsn": 1}
+
+    sink = build(db_url, tmp_path)
+    sink.open(make_context(tmp_path, "orders"))
+    try:
+        sink.apply(Batch((write(2, 2), write(3, 3)), None))
+        sink.apply(Batch((write(4, 4),), None))
+        sink.apply(Batch((write(5, 5),), {"lsn": 2}))
+    finally:
+        sink.close()
+    assert query(db_url, "SELECT id FROM items ORDER BY id") == [(1,), (2,), (3,), (4,), (5,)]
+    assert build(db_url, tmp_path).stored_position("orders") == {"lsn": 2}

@@ -15,7 +15,8 @@
 * ``exactly_once``: the sink owns the pipeline's position; each batch's position is written
   in the batch's transaction (see :mod:`meepo_sqlalchemy.sql_positions`) and the pipeline
   resumes from it, so no batch is applied twice. Dead letters are made durable before the
-  commit.
+  commit. A source transaction split over several batches (only its last batch carries a
+  position) is one transaction of the destination, with a savepoint per batch.
 * An event that can never apply (unknown column, missing table, a constraint violation)
   goes to the dead-letter store and the rest of the batch still commits; connection
   failures raise and the runner retries the whole batch.
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Self
 
@@ -107,6 +108,9 @@ class SqlSink(TransactionalSink):
         self.label = f"sql {describe(url)}"
         #: With ``exactly_once``: where batch positions are stored.
         self.positions: PositionTable | None = None
+        #: With ``exactly_once``: the open transaction of a source transaction split over
+        #: batches, committed with the batch that carries its position.
+        self._span: Connection | None = None
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -195,6 +199,7 @@ class SqlSink(TransactionalSink):
             return [f"cannot reach {describe(self.url)}: {_first_line(exc)}"]
 
     def close(self) -> None:
+        self._end_span()  # an unfinished source transaction: rolled back, replayed next run
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -202,6 +207,9 @@ class SqlSink(TransactionalSink):
     # -- applying --------------------------------------------------------------------------
     def apply(self, batch: Batch) -> None:
         if not batch.events and not self._records(batch):
+            return
+        if self._spans(batch):
+            self._apply_spanning(batch)
             return
         with self._lock:
             try:
@@ -230,6 +238,59 @@ class SqlSink(TransactionalSink):
                 retryable=False,
             )
         return SinkError(f"{self.label}: {_first_line(exc)}")
+
+    def _spans(self, batch: Batch) -> bool:
+        """Whether ``batch`` is (or ends) part of a source transaction split over batches,
+        which exactly-once applies as one transaction of the destination."""
+        return (self.positions is not None and self._context is not None
+                and self._context.purpose == "run"
+                and (batch.position is None or self._span is not None))
+
+    def _apply_spanning(self, batch: Batch) -> None:
+        """Apply ``batch`` in the open transaction of its source transaction (a savepoint,
+        so that an event error redoes only this batch event by event); the batch with the
+        position records it and commits. A failure rolls back every batch of the source
+        transaction, so it stops the pipeline: the next run replays them from the position
+        stored with the data."""
+        assert self.positions is not None and self._context is not None
+        with self._lock:
+            try:
+                conn = self._span
+                if conn is None:
+                    conn = self._span = self.engine.connect()
+                    conn.begin()
+                    if conn.dialect.name == "sqlite":
+                        # pysqlite begins only before DML: a SAVEPOINT first would begin
+                        # (and its RELEASE commit) a transaction of its own
+                        conn.exec_driver_sql("BEGIN")
+                try:
+                    with conn.begin_nested():
+                        failed = self._apply_events(conn, batch.events, isolate=False)
+                except _EVENT_ERRORS:
+                    with conn.begin_nested():
+                        failed = self._apply_events(conn, batch.events, isolate=True)
+                for event, reason in failed:
+                    self._dead_letter(event, reason)
+                if batch.position is not None:
+                    self.positions.record(conn, self._context.pipeline, batch.position)
+                    self._context.dead_letters.sync()
+                    conn.commit()
+                    self._end_span()
+            except SQLAlchemyError as exc:
+                self._end_span()
+                raise SinkError(
+                    f"{self.label}: {_first_line(exc)}; the source transaction of this batch "
+                    "began in earlier batches and was rolled back with them: stopping, the "
+                    "next run replays it from the position stored with the data",
+                    retryable=False) from exc
+
+    def _end_span(self) -> None:
+        span, self._span = self._span, None
+        if span is not None:
+            # closing rolls back what was not committed; a connection already gone took
+            # its transaction with it
+            with suppress(SQLAlchemyError):
+                span.close()
 
     def _records(self, batch: Batch) -> bool:
         """Whether ``batch``'s position goes into the position table with its rows."""
