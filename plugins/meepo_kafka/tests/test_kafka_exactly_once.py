@@ -157,3 +157,29 @@ def test_check_finds_transactions_without_fencing_a_running_instance(
     running.apply(Batch((change(1, 1),), {"lsn": 1}))  # still the owner
     running.close()
     assert read(eo_options["bootstrap_servers"], eo_options["topic"]) == [1]
+
+
+def test_a_source_transaction_split_over_batches_is_one_kafka_transaction(
+    tmp_path: Path, bootstrap: str, eo_options: dict[str, Any]
+) -> None:
+    """Only the last batch of a large source transaction carries its position: the ones
+    before it stay in the open transaction; a stop before the last aborts them all."""
+    topic = eo_options["topic"]
+    first = claimed(tmp_path, eo_options)
+    first.apply(Batch((change(1, 1),), {"lsn": 1}))
+    first.apply(Batch((change(2, 2),), None))
+    first.apply(Batch((change(3, 3),), None))
+    assert read(bootstrap, topic, "read_uncommitted") == [1, 2, 3]
+    assert read(bootstrap, topic) == [1]
+    first.close()  # stopped before the transaction's last batch
+
+    second = claimed(tmp_path, eo_options)
+    assert second.stored_position("orders") == {"lsn": 1}
+    try:
+        second.apply(Batch((change(2, 2),), None))
+        second.apply(Batch((change(3, 3),), None))
+        second.apply(Batch((change(4, 4),), {"lsn": 2}))
+    finally:
+        second.close()
+    assert read(bootstrap, topic) == [1, 2, 3, 4]
+    assert second.stored_position("orders") == {"lsn": 2}

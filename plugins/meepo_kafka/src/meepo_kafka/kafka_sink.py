@@ -365,6 +365,8 @@ class KafkaSink(TransactionalSink):
         self._failures.clear()
 
     def close(self) -> None:
+        if self.transactions is not None and self.producer is not None:
+            self.transactions.close()
         if self.producer is not None:
             left = self.producer.flush(self.settings.delivery_timeout)
             if left:

@@ -15,6 +15,12 @@
   dead-letter store and the batch is sent again without it. Any other failure aborts the
   transaction and raises a retryable error: the runner sends the batch again, and
   ``read_committed`` consumers never see the aborted copy.
+* A source transaction split over several batches (only the last carries a position) is
+  one Kafka transaction: the batches before the last are sent (and acknowledged) in the
+  open transaction, which the last one commits. A failure in between aborts them all and
+  stops the pipeline (the next run replays them from the stored position). Such a
+  transaction must finish within ``transaction.timeout.ms`` (librdkafka's default 60 s;
+  raise it in ``config``, up to the brokers' ``transaction.max.timeout.ms``).
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ class KafkaTransactions:
         self.producer: Producer | None = None
         #: The parts of the position committed so far (our own writes after the claim).
         self.stored: dict[str, Any] = {}
+        #: A transaction is open (begun by a batch without a position).
+        self.open = False
 
     def transactional_id(self, pipeline: str) -> str:
         return self.settings.transactional_id or f"meepo.{pipeline}"
@@ -155,14 +163,18 @@ class KafkaTransactions:
         and the position are queued together and the commit waits for all of them (one
         wait per batch); failures reported meanwhile abort it and are settled after."""
         assert self.producer is not None, "claim() first"
+        if record and batch.position is None:
+            self._extend(sink, batch)
+            return
         moved = self._moved(batch.position) if record and batch.position is not None else {}
-        if record and batch.position is not None and not moved:
+        if record and batch.position is not None and not moved and not self.open:
             return  # every partition of it is at or behind the stored offsets: applied
+        spanning = self.open
         while True:
             sink.refused.clear()
             sent: list[Any] = []
             try:
-                self.producer.begin_transaction()
+                self._begin()
                 sent = sink._send(batch, wait=False)
                 for part, value in moved.items():
                     self.producer.produce(
@@ -172,6 +184,7 @@ class KafkaTransactions:
                                    separators=(",", ":")).encode())
                 sink.dead_letters_sync()  # durable before the position moves past them
                 self._commit()
+                self.open = False
                 self.stored.update(moved)
                 return
             except KafkaException as exc:
@@ -179,6 +192,8 @@ class KafkaTransactions:
                 if _fenced(error):
                     raise self.fenced(error) from exc
                 self._abort()
+                if spanning:
+                    raise self._span_lost(exc) from exc
                 try:
                     sink.settle(sent)  # refusals for good go to dead letters
                 except SinkError:
@@ -196,14 +211,56 @@ class KafkaTransactions:
                 if fatal is None:
                     raise
                 raise self.fenced(fatal) from exc
-            except SinkError:
+            except SinkError as exc:
                 self._abort()
+                if spanning:
+                    raise self._span_lost(exc) from exc
                 if not sink.refused:
                     raise
             # refused messages aborted the transaction: send the batch again without them
             refused = {id(event) for event in sink.refused}
             batch = Batch(tuple(e for e in batch.events if id(e) not in refused),
                           batch.position)
+
+    def _extend(self, sink: KafkaSink, batch: Batch) -> None:
+        """Send a batch without a position in the open transaction (begun if need be),
+        waiting for its acknowledgements; the batch with the position commits it."""
+        assert self.producer is not None
+        try:
+            self._begin()
+            sink._send(batch)
+        except KafkaException as exc:
+            if _fenced(exc.args[0]):
+                raise self.fenced(exc.args[0]) from exc
+            self._abort()
+            raise self._span_lost(exc) from exc
+        except SystemError as exc:  # see publish()
+            fatal = _raised_error(exc) or sink.take_fatal()
+            if fatal is None:
+                raise
+            raise self.fenced(fatal) from exc
+        except SinkError as exc:
+            if not exc.retryable:
+                raise
+            self._abort()
+            raise self._span_lost(exc) from exc
+
+    def _begin(self) -> None:
+        assert self.producer is not None
+        if not self.open:
+            self.producer.begin_transaction()
+            self.open = True
+
+    def _span_lost(self, exc: BaseException) -> SinkError:
+        return SinkError(
+            f"{self.settings.label}: {describe(exc)}; the source transaction of this batch "
+            "began in earlier batches and was aborted with them: stopping, the next run "
+            "sends it again from the stored position", retryable=False)
+
+    def close(self) -> None:
+        """Abort a transaction left open (a source transaction cut short by a stop)."""
+        if self.open:
+            self._abort()
 
     def _moved(self, position: Position) -> dict[str, Any]:
         parts = position_parts(position)
@@ -225,6 +282,7 @@ class KafkaTransactions:
 
     def _abort(self) -> None:
         assert self.producer is not None
+        self.open = False
         try:
             self.producer.abort_transaction(self.settings.delivery_timeout + 10)
         except KafkaException as exc:
