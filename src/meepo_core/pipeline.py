@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .checkpoints import CheckpointStore
+from .checkpoints import Checkpoint, CheckpointStore, refuse_foreign_checkpoint
 from .config import MeepoConfig, load_config
 from .context import PipelineContext
 from .dead_letters import DeadLetterStore
@@ -20,7 +20,7 @@ from .events import Position
 from .metrics import Metrics
 from .options import Options
 from .plugins import Registry, import_local_plugins, registry
-from .position_owner import SinkPositionStore, position_store
+from .position_owner import SinkPositionStore, claim_checkpoint, position_store
 from .settings import PipelineSettings
 from .sink import Sink
 from .source import Source
@@ -74,6 +74,19 @@ class Pipeline:
     ) -> Delivery:
         """The delivery engine over this pipeline's sinks; ``with`` opens and closes them."""
         return Delivery(self.sinks, context or self.context(), when_exhausted=when_exhausted)
+
+    def load_checkpoint(self, *, claim: bool = False) -> Checkpoint | None:
+        """The saved checkpoint (None when there is none). Raises :class:`ConfigError`
+        naming the ``checkpoint`` key when another pipeline saved it (see
+        :func:`~meepo_core.checkpoints.refuse_foreign_checkpoint`). ``claim``: for a run's
+        start, where a sink that owns the position fences earlier writers first (see
+        :func:`~meepo_core.position_owner.claim_checkpoint`)."""
+        checkpoint = claim_checkpoint(self.checkpoints) if claim else self.checkpoints.load()
+        refuse_foreign_checkpoint(
+            checkpoint, self.name, self.checkpoints.description,
+            f"{self.key_path}.checkpoint" if self.key_path else "checkpoint",
+        )
+        return checkpoint
 
     def run(
         self,

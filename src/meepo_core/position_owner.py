@@ -85,7 +85,10 @@ class SinkPositionStore(CheckpointStore):
         if position is None:
             return None
         kept = self.store.load()
-        return Checkpoint(position, kept.snapshot if kept is not None else None)
+        if kept is None:
+            return Checkpoint(position)
+        # the kept record's pipeline and time: a foreign one is refused as for any store
+        return Checkpoint(position, kept.snapshot, kept.pipeline, kept.saved_at)
 
     def load(self) -> Checkpoint | None:
         return self._with_progress(self.sink.stored_position(self.pipeline))

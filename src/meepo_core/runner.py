@@ -17,7 +17,6 @@ from .errors import MeepoError, SourceError
 from .events import Batch, Position
 from .metrics import serve_metrics
 from .pipeline import Pipeline
-from .position_owner import claim_checkpoint
 from .snapshots import SnapshotCoordinator, SnapshotProgress, new_request_id
 
 log = logging.getLogger("meepo.runner")
@@ -124,7 +123,7 @@ class Runner:
         names tables (``[]``: every table) to snapshot in this run, besides the requests and
         the ``snapshot`` setting."""
         started = time.monotonic()
-        checkpoint = self._checkpoint = claim_checkpoint(self.pipeline.checkpoints)
+        checkpoint = self._checkpoint = self.pipeline.load_checkpoint(claim=True)
         if start is None and checkpoint is not None:
             start = checkpoint.position
         self._delivered = start
