@@ -8,6 +8,8 @@ tests were checked against it, and run against a real cluster with
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,10 +19,10 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from meepo_kafka.kafka_sink import KafkaSink
 
-from meepo_core import Batch, Options, RowEvent, SinkError
-from meepo_core.testing import make_context
+from meepo_core import Batch, Options, RowEvent, SinkError, event_to_json
+from meepo_core.testing import make_context, meepo_command, write_config
 
-from .conftest import CLIENT_LOG, unique
+from .conftest import CLIENT_LOG, unique, wait_for
 
 STAMP = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -183,3 +185,50 @@ def test_a_source_transaction_split_over_batches_is_one_kafka_transaction(
         second.close()
     assert read(bootstrap, topic) == [1, 2, 3, 4]
     assert second.stored_position("orders") == {"lsn": 2}
+
+
+def test_a_second_meepo_run_fences_the_first_which_exits_with_one_line(
+    tmp_path: Path, bootstrap: str, eo_options: dict[str, Any]
+) -> None:
+    """Two ``meepo run`` of one pipeline (a jsonl log that keeps growing -> kafka): the
+    second takes over, the first stops with exit 1 and one line saying why, and a
+    ``read_committed`` reader sees every event once."""
+    log = tmp_path / "log.jsonl"
+
+    def append(first: int, count: int) -> None:
+        with log.open("a") as handle:
+            for value in range(first, first + count):
+                handle.write(event_to_json(change(value, value)) + "\n")
+
+    append(1, 20)
+    write_config(tmp_path, {"eo": {
+        "source": {"type": "jsonl", "path": str(log)},
+        "sinks": [eo_options], "batch_size": 5, "status_interval": 0,
+    }})
+    errors = [(tmp_path / f"run-{n}.log").open("wb") for n in (1, 2)]
+    first = subprocess.Popen(meepo_command("run", "eo"), cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=errors[0])
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for(lambda: read(bootstrap, eo_options["topic"]) == list(range(1, 21)), 60,
+                 "the first run to publish the log")
+        second = subprocess.Popen(meepo_command("run", "eo"), cwd=tmp_path,
+                                  stdout=subprocess.DEVNULL, stderr=errors[1])
+        wait_for(lambda: b"starting from" in (tmp_path / "run-2.log").read_bytes(), 60,
+                 "the second run to take over")
+        append(21, 20)
+        assert first.wait(60) == 1
+        wait_for(lambda: len(read(bootstrap, eo_options["topic"])) >= 40, 60,
+                 "the second run to publish the rest")
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(30)
+        for handle in errors:
+            handle.close()
+    assert read(bootstrap, eo_options["topic"]) == list(range(1, 41))
+    lines = [line for line in (tmp_path / "run-1.log").read_text().splitlines()
+             if line.startswith("meepo: error")]
+    assert len(lines) == 1, (tmp_path / "run-1.log").read_text()[-3000:]
+    assert "another instance of pipeline eo took over" in lines[0]

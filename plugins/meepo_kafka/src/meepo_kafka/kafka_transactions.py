@@ -291,14 +291,15 @@ class KafkaTransactions:
             log.warning("%s: abort failed: %s", self.settings.label, describe(exc))
 
     def fenced(self, error: KafkaError) -> SinkError:
-        """The error that stops a fenced (or otherwise fatally failed) producer."""
+        """The error that stops a fenced (or otherwise fatally failed) producer (the delivery
+        engine puts the sink's label before it)."""
         tid = self.transactional_id(self.pipeline)
         if _fenced(error):
             why = (f"another instance of pipeline {self.pipeline} took over transactional.id "
                    f"{tid!r} and fenced this one")
         else:
             why = f"the transactional producer {tid!r} failed for good"
-        return SinkError(f"{self.settings.label}: {why} ({error.name()}: {error.str()}); "
+        return SinkError(f"{why} ({error.name()}: {error.str()}); "
                          "this instance stops and writes nothing more", retryable=False)
 
     def problems(self) -> list[str]:
