@@ -9,7 +9,9 @@ The public API. Plugins and programs that embed meepo use only these names:
   sources the ``tables``/``exclude_tables``/``columns`` options (:func:`parse_table_filter`,
   :class:`TableFilter`, :class:`ColumnRule`);
   :class:`CheckpointStore` with :class:`Checkpoint` and
-  :func:`encode_checkpoint`/:func:`decode_checkpoint`, :class:`DeadLetterStore` with
+  :func:`encode_checkpoint`/:func:`decode_checkpoint`; for sinks that own the position
+  (exactly-once) :class:`TransactionalSink` with :func:`position_parts` and
+  :func:`join_position_parts`; :class:`DeadLetterStore` with
   :func:`dead_letter_record`, the lossless JSON of events (:func:`event_to_json`,
   :func:`event_from_json`, :func:`event_to_dict`, :func:`event_from_dict`,
   :func:`encode_value`, :func:`decode_value`) and the errors, with
@@ -56,6 +58,7 @@ from .hookspecs import hookimpl
 from .lazy_exports import lazy_exports
 from .options import Options
 from .pipeline import Pipeline, load_pipeline
+from .position_owner import TransactionalSink, join_position_parts, position_parts
 from .runner import Runner, RunStats
 from .serialization import (
     decode_value,
@@ -104,6 +107,7 @@ __all__ = [
     "Source",
     "SourceError",
     "TableFilter",
+    "TransactionalSink",
     "dead_letter_record",
     "decode_checkpoint",
     "decode_value",
@@ -115,9 +119,11 @@ __all__ = [
     "event_to_dict",
     "event_to_json",
     "hookimpl",
+    "join_position_parts",
     "keyset_filter",
     "lazy_exports",
     "load_pipeline",
     "parse_table_filter",
+    "position_parts",
     "qualified_name",
 ]

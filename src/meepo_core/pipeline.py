@@ -21,6 +21,7 @@ from .events import Position
 from .metrics import Metrics
 from .options import Options
 from .plugins import Registry, import_local_plugins, registry
+from .position_owner import SinkPositionStore, claim_checkpoint, position_store
 from .settings import PipelineSettings
 from .sink import Sink
 from .source import Source
@@ -66,6 +67,8 @@ class Pipeline:
             base_dir=self.base_dir,
             identity=self.identity + suffix,
             purpose=self.purpose,
+            stored_position=(self.checkpoints.stored_position
+                             if isinstance(self.checkpoints, SinkPositionStore) else None),
         )
 
     def delivery(
@@ -74,11 +77,13 @@ class Pipeline:
         """The delivery engine over this pipeline's sinks; ``with`` opens and closes them."""
         return Delivery(self.sinks, context or self.context(), when_exhausted=when_exhausted)
 
-    def load_checkpoint(self) -> Checkpoint | None:
+    def load_checkpoint(self, *, claim: bool = False) -> Checkpoint | None:
         """The saved checkpoint (None when there is none). Raises :class:`ConfigError`
         naming the ``checkpoint`` key when another pipeline saved it (see
-        :func:`~meepo_core.checkpoints.refuse_foreign_checkpoint`)."""
-        checkpoint = self.checkpoints.load()
+        :func:`~meepo_core.checkpoints.refuse_foreign_checkpoint`). ``claim``: for a run's
+        start, where a sink that owns the position fences earlier writers first (see
+        :func:`~meepo_core.position_owner.claim_checkpoint`)."""
+        checkpoint = claim_checkpoint(self.checkpoints) if claim else self.checkpoints.load()
         refuse_foreign_checkpoint(
             checkpoint, self.name, self.checkpoints.description,
             f"{self.key_path}.checkpoint" if self.key_path else "checkpoint",
@@ -155,6 +160,7 @@ def build_pipeline(
     checkpoint_url = options.string("checkpoint", f"file:.meepo/{name}.json")
     dead_letter_url = options.string("dead_letter", f"file:.meepo/{name}.dead.jsonl")
     checkpoints = _store(registry, "checkpoint store", options, "checkpoint", checkpoint_url, name)
+    checkpoints = position_store(sinks, checkpoints, name, options.key_path("sinks"))
     dead_letters = _store(
         registry, "dead-letter store", options, "dead_letter", dead_letter_url, name
     )
