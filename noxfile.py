@@ -85,7 +85,8 @@ def demo(session: nox.Session) -> None:
 
 
 #: The benchmarks ``nox -s bench`` runs, each a standalone script writing to bench/results/.
-BENCHMARKS = ["bench_e2e.py", "bench_snapshot.py", "bench_postgres.py", "bench_kafka.py"]
+BENCHMARKS = ["bench_e2e.py", "bench_snapshot.py", "bench_postgres.py", "bench_kafka.py",
+              "bench_exactly_once.py"]
 
 
 @nox.session

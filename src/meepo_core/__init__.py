@@ -12,14 +12,18 @@ The public API. Plugins and programs that embed meepo use only these names:
   sources the ``tables``/``exclude_tables``/``columns`` options (:func:`parse_table_filter`,
   :class:`TableFilter`, :class:`ColumnRule`);
   :class:`CheckpointStore` with :class:`Checkpoint` and
-  :func:`encode_checkpoint`/:func:`decode_checkpoint`, :class:`DeadLetterStore` with
+  :func:`encode_checkpoint`/:func:`decode_checkpoint`; for sinks that own the position
+  (exactly-once) :class:`TransactionalSink` with :func:`position_parts` and
+  :func:`join_position_parts`; :class:`DeadLetterStore` with
   :func:`dead_letter_record`, the lossless JSON of events (:func:`event_to_json`,
   :func:`event_from_json`, :func:`event_to_dict`, :func:`event_from_dict`,
   :func:`encode_value`, :func:`decode_value`) and the errors, with
   :func:`describe_error` (one line for any exception; plugins register their driver's
   error type);
 * embedding: :func:`load_pipeline` gives a :class:`Pipeline` to ``run()`` (a
-  :class:`RunStats` back) or to deliver batches to its sinks through a :class:`Delivery`;
+  :class:`RunStats` back), to run under a supervisor's control with a :class:`Runner`
+  (``pause``/``resume``/``stop``, ``lag_seconds``), or to deliver batches to its sinks
+  through a :class:`Delivery`;
   :meth:`Delivery.to_sinks` does the same for sink objects built in code.
 """
 
@@ -57,7 +61,8 @@ from .hookspecs import hookimpl
 from .lazy_exports import lazy_exports
 from .options import Options
 from .pipeline import Pipeline, load_pipeline
-from .runner import RunStats
+from .position_owner import TransactionalSink, join_position_parts, position_parts
+from .runner import Runner, RunStats
 from .schema_changes import (
     SCHEMA_CHANGE_KINDS,
     ColumnDefinition,
@@ -109,6 +114,7 @@ __all__ = [
     "Row",
     "RowEvent",
     "RunStats",
+    "Runner",
     "SchemaChange",
     "SchemaChangeKind",
     "Sink",
@@ -120,6 +126,7 @@ __all__ = [
     "StreamEvent",
     "TableDefinition",
     "TableFilter",
+    "TransactionalSink",
     "dead_letter_record",
     "decode_checkpoint",
     "decode_value",
@@ -131,10 +138,12 @@ __all__ = [
     "event_to_dict",
     "event_to_json",
     "hookimpl",
+    "join_position_parts",
     "keyset_filter",
     "lazy_exports",
     "load_pipeline",
     "parse_table_filter",
+    "position_parts",
     "qualified_name",
     "schema_change_from_dict",
     "schema_change_to_dict",

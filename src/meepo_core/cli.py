@@ -6,7 +6,6 @@ import json
 import signal
 import sys
 import traceback
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -25,7 +24,6 @@ from .snapshots import (
     STALE_SECONDS,
     describe_job,
     describe_running_job,
-    new_request_id,
 )
 
 EPILOG = """\b
@@ -255,30 +253,7 @@ def snapshot(state: State, name: str, tables: tuple[str, ...], status: bool) -> 
         for line in snapshot_status(pipeline):
             click.echo(line)
         return
-    source = pipeline.source
-    if not source.supports_snapshots:
-        raise ConfigError(f"{state.config.pipeline_path(name)}.source",
-                          "this source type cannot snapshot tables")
-    if not pipeline.checkpoints.persistent:
-        # The request would live only in this process: no later run could take it.
-        raise ConfigError(
-            f"{pipeline.key_path}.checkpoint",
-            "a snapshot request needs a checkpoint store that outlives this command, not "
-            f'{pipeline.checkpoints.description}; set checkpoint = "file:.meepo/{name}.json" '
-            '(the default), or snapshot = "initial" to copy the tables at the start of '
-            "every run",
-        )
-    pipeline.load_checkpoint()  # refuses another pipeline's checkpoint before any write
-    try:
-        resolved = source.snapshot_tables(list(tables) or None)
-    finally:
-        source.close()
-    request = {
-        "id": new_request_id(),
-        "tables": [table.qualified for table in resolved] if tables else None,
-        "requested_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    pipeline.checkpoints.add_request(request)
+    request, resolved = pipeline.request_snapshot(tables)
     click.echo(
         f"meepo: {name}: snapshot of {', '.join(t.qualified for t in resolved)} requested "
         f"({request['id']}); a running `meepo run {name}` takes it within a second, "

@@ -271,3 +271,22 @@ def test_event_metadata_sequence_txid_and_commit_time(harness: Any) -> None:
     assert all(e.committed_at.tzinfo is UTC and e.committed_at >= before for e in events)
     again, _ = harness.drain(None, start=start)
     assert [e.sequence for e in again] == sequences  # stable across re-delivery
+
+
+def test_json_nested_deeper_than_python_decodes_arrives_as_text(
+    harness: Any, caplog: Any
+) -> None:
+    """MariaDB's json_valid allows 32 levels; with check_constraint_checks off, 5,000 get
+    in. Such a value arrives as its text with a warning (as JSON that is not valid does),
+    between rows decoded as usual; the stream does not stop on it."""
+    harness.execute("CREATE TABLE j (id INT PRIMARY KEY, js JSON)")
+    deep = "[" * 5000 + "]" * 5000
+    harness.transaction("INSERT INTO j VALUES (1, '[1]')",
+                        "SET SESSION check_constraint_checks = 0",
+                        f"INSERT INTO j VALUES (2, '{deep}')",
+                        "INSERT INTO j VALUES (3, '{\"a\": 3}')")
+    with caplog.at_level("WARNING", logger="meepo.mysql"):
+        events, _ = harness.drain()
+    assert [(e.pk, e.after["js"] if e.after else None) for e in events] == [
+        (1, [1]), (2, deep), (3, {"a": 3})]
+    assert any("nested deeper than Python can decode" in r.getMessage() for r in caplog.records)

@@ -68,3 +68,15 @@ def test_positions_round_trip_and_reject_garbage() -> None:
     for bad in ({"file": "binlog.000001", "pos": 4}, {"lsn": "x"}, {"lsn": "0/1", "sequence": -1}):
         with pytest.raises(ValueError):
             Checkpoint.from_json(bad)
+
+
+def test_max_retained_wal_takes_bytes_or_a_postgres_size(tmp_path: Path) -> None:
+    assert build(tmp_path).settings.max_retained_wal is None
+    assert build(tmp_path, max_retained_wal=4096).settings.max_retained_wal == 4096
+    assert build(tmp_path, max_retained_wal="512MB").settings.max_retained_wal == 512 * 2**20
+    assert build(tmp_path, max_retained_wal="1GB").settings.max_retained_wal == 2**30
+    with pytest.raises(ConfigError, match=r"source\.max_retained_wal: must be a size such as "
+                       r"1073741824, \"512MB\" or \"1GB\", not '1 gig'"):
+        build(tmp_path, max_retained_wal="1 gig")
+    with pytest.raises(ConfigError, match=r"max_retained_wal: must be a size"):
+        build(tmp_path, max_retained_wal=0)

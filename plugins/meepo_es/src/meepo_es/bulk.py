@@ -122,7 +122,12 @@ class BulkSender:
         the first request that leaves operations pending no further request is sent (its
         operations join the pending ones, so that order is kept on every document)."""
         result = BulkResult()
-        encoded = [(op, encode(op)) for op in operations]
+        encoded = []
+        for op in operations:
+            try:
+                encoded.append((op, encode(op)))
+            except RecursionError as exc:  # nested deeper than the JSON encoder goes
+                result.failed.append((op, f"cannot encode as JSON: {exc}"))
         sent = 0
         for chunk in chunks(encoded, self.max_actions, self.max_bytes):
             sent += len(chunk)

@@ -29,6 +29,7 @@ Contract (on top of :class:`meepo_core.Sink`'s):
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
@@ -189,6 +190,10 @@ class ElasticsearchSink(Sink):
                 raise SinkError(f"{self.label}: {exc}", retryable=False) from exc
             except ConversionError as exc:
                 failed.append((event, f"conversion: {exc}"))
+                continue
+            except RecursionError:
+                failed.append((event, "conversion: a value nested deeper than Python's stack "
+                                      f"allows (about {sys.getrecursionlimit()} levels)"))
                 continue
         for index, event in {op.index: op.event for op in operations}.items():
             self._ensure_index(index, event)

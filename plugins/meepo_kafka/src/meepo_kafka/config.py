@@ -174,7 +174,7 @@ PRODUCER_OWNED = {
                                    "the kafka sink always waits for acks=all"),
     "message.timeout.ms": Owned(None, "use delivery_timeout (seconds)"),
     "delivery.timeout.ms": Owned(None, "use delivery_timeout (seconds)"),
-    "transactional.id": Owned(None, "the kafka sink does not use transactions"),
+    "transactional.id": Owned(None, "set exactly_once = true (and transactional_id)"),
     "delivery.report.only.error": Owned(None, "the kafka sink reads every delivery report"),
     "dr_msg_cb": Owned(None, "the kafka sink handles delivery reports"),
     "dr_cb": Owned(None, "the kafka sink handles delivery reports"),
@@ -221,6 +221,10 @@ class SinkSettings:
     config: Mapping[str, Any] | None = None
     label: str = "kafka"
     bootstrap_key: str = "bootstrap_servers"
+    #: Exactly-once: a transactional producer; see :mod:`meepo_kafka.kafka_transactions`.
+    exactly_once: bool = False
+    transactional_id: str | None = None
+    positions_topic: str = "meepo.positions"
 
     @classmethod
     def from_options(cls, options: Options) -> SinkSettings:
@@ -253,6 +257,9 @@ class SinkSettings:
             config=librdkafka_config(options, PRODUCER_OWNED, "producer"),
             label=f"{options.path.rsplit('.', 1)[-1] or 'sink'} kafka",
             bootstrap_key=options.key_path("bootstrap_servers"),
+            exactly_once=options.boolean("exactly_once", False),
+            transactional_id=options.string("transactional_id", None),
+            positions_topic=options.string("positions_topic", "meepo.positions"),
         )
 
 

@@ -63,6 +63,7 @@ from .schema_tracking import SchemaTracker
 from .server import ControlConnection, dropped_slot_message, invalidated_slot_message
 from .slots import ensure_publication
 from .snapshot import MESSAGES_VERSION, WATERMARK_PREFIX
+from .values import ValueTooDeep
 
 log = logging.getLogger("meepo.postgres")
 
@@ -313,36 +314,41 @@ class ReplicationStream:
                     high = lsn >> 32
                     prefix = f"{high:X}/"
                 where = {"lsn": prefix + format(lsn & 0xFFFFFFFF, "X")}
-                if kind == INSERT:
-                    values = read_tuple(data, 6, converters)[0]
-                    event = row_event(
-                        plan.schema, plan.table, "write", plan.pk(values), None,
-                        plan.image(values), where, committed_at, txid, seq, plan.pk_columns,
-                    )
-                elif kind == UPDATE:
-                    marker = data[5]
-                    if marker in (KEY_TUPLE, OLD_TUPLE):
-                        old, pos = read_tuple(data, 6, converters)
-                        values = read_tuple(data, pos + 1, converters)[0]
-                        if marker == OLD_TUPLE:
-                            fill_unchanged(values, old)
-                            before = plan.image(old)
-                        else:
-                            before = plan.identity_image(old)
-                    else:
+                try:
+                    if kind == INSERT:
                         values = read_tuple(data, 6, converters)[0]
-                        before = plan.identity_image(values)
-                    event = row_event(
-                        plan.schema, plan.table, "update", plan.pk(values), before,
-                        plan.image(values), where, committed_at, txid, seq, plan.pk_columns,
-                    )
-                else:
-                    old = read_tuple(data, 6, converters)[0]
-                    before = plan.image(old) if data[5] == OLD_TUPLE else plan.identity_image(old)
-                    event = row_event(
-                        plan.schema, plan.table, "delete", plan.pk(old), before, None, where,
-                        committed_at, txid, seq, plan.pk_columns,
-                    )
+                        event = row_event(
+                            plan.schema, plan.table, "write", plan.pk(values), None,
+                            plan.image(values), where, committed_at, txid, seq, plan.pk_columns,
+                        )
+                    elif kind == UPDATE:
+                        marker = data[5]
+                        if marker in (KEY_TUPLE, OLD_TUPLE):
+                            old, pos = read_tuple(data, 6, converters)
+                            values = read_tuple(data, pos + 1, converters)[0]
+                            if marker == OLD_TUPLE:
+                                fill_unchanged(values, old)
+                                before = plan.image(old)
+                            else:
+                                before = plan.identity_image(old)
+                        else:
+                            values = read_tuple(data, 6, converters)[0]
+                            before = plan.identity_image(values)
+                        event = row_event(
+                            plan.schema, plan.table, "update", plan.pk(values), before,
+                            plan.image(values), where, committed_at, txid, seq, plan.pk_columns,
+                        )
+                    else:
+                        old = read_tuple(data, 6, converters)[0]
+                        before = (plan.image(old) if data[5] == OLD_TUPLE
+                                  else plan.identity_image(old))
+                        event = row_event(
+                            plan.schema, plan.table, "delete", plan.pk(old), before, None, where,
+                            committed_at, txid, seq, plan.pk_columns,
+                        )
+                except ValueTooDeep as exc:
+                    self._dead_letter_row(kind, data, plan, where, committed_at, txid, seq, exc)
+                    continue
                 batch = add(event)
                 if batch is not None:
                     yield batch
@@ -392,6 +398,45 @@ class ReplicationStream:
                     batcher.watermark(note.content.decode(), base + count, committed_at)
                     count += 1
             # Type and Origin: nothing to deliver.
+
+    def _dead_letter_row(
+        self, kind: int, data: bytes, plan: TablePlan, where: dict[str, Any],
+        committed_at: datetime, txid: str | None, seq: int, error: ValueTooDeep,
+    ) -> None:
+        """A row with a value too deep to decode goes to the dead-letter store, such values
+        kept as the server's text, and the stream goes on: one bad value must not stop it."""
+        converters = list(plan.converters)
+        columns = [plan.columns[error.column] if error.column is not None else "?"]
+        if error.column is not None:
+            converters[error.column] = None
+        while True:  # until no column is too deep (each round takes one more as text)
+            try:
+                pos = 6
+                if kind == UPDATE and data[5] in (KEY_TUPLE, OLD_TUPLE):
+                    pos = read_tuple(data, 6, converters)[1] + 1
+                values = read_tuple(data, pos, converters)[0]
+                break
+            except ValueTooDeep as again:
+                if again.column is None or converters[again.column] is None:
+                    raise
+                converters[again.column] = None
+                columns.append(plan.columns[again.column])
+        image = plan.image(values)
+        if kind == DELETE:
+            event = RowEvent.trusted(plan.schema, plan.table, "delete", plan.pk(values), image,
+                                     None, where, committed_at, txid, seq, plan.pk_columns)
+        else:
+            event = RowEvent.trusted(
+                plan.schema, plan.table, "write" if kind == INSERT else "update",
+                plan.pk(values), None, image, where, committed_at, txid, seq, plan.pk_columns,
+            )
+        self.context.dead_letter(
+            event, "source",
+            f"column {', '.join(dict.fromkeys(columns))} of {plan.qualified} at lsn "
+            f"{where['lsn']}: {error}; the row is not delivered (the event holds that value as "
+            "text): store it less deeply nested, or leave the column out with "
+            f"{self.settings.key_path}.columns",
+        )
 
     def _truncate(
         self, data: bytes, plans: dict[int, TablePlan], where: dict[str, str],

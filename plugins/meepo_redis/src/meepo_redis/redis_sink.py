@@ -150,7 +150,7 @@ class RedisSink(Sink):
                 continue
             try:
                 out.update(self._event_invalidation(event, targets))
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, RecursionError) as exc:
                 if failed is None:
                     raise
                 failed.append((event, f"cannot render a key: {type(exc).__name__}: {exc}"))

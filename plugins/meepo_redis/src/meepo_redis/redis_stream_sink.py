@@ -130,7 +130,7 @@ class RedisStreamSink(Sink):
         for event in batch.events:
             try:
                 message = event_to_json(event)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:
                 self._context.dead_letter(event, "redis-stream", f"cannot encode as JSON: {exc}")
                 continue
             sequence = event.sequence
