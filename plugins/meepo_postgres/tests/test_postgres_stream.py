@@ -168,6 +168,7 @@ def test_truncate_warns_only_for_followed_tables(harness: Any, caplog: Any) -> N
     assert context.metrics.failures[("source", "truncate_not_delivered")] == 1
     logged = [r.getMessage() for r in caplog.records if "TRUNCATE" in r.getMessage()]
     assert logged == [
-        f"TRUNCATE of {s}.t removes rows without row events, so sinks keep them until a "
-        "backfill (counted as truncate_not_delivered)"
+        f"TRUNCATE of {s}.t removes rows without row events: delivered as a truncate schema "
+        "change, so sinks that do not follow schema changes keep them until a backfill "
+        "(counted as truncate_not_delivered)"
     ]

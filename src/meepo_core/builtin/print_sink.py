@@ -23,7 +23,9 @@ class PrintSink(Sink):
     event with a value JSON cannot carry goes to the dead-letter store.
 
     Schema changes are printed in their place: ``{table}_schema {kind} col type, ...`` (the
-    columns after the change), or the change as JSON with ``format = "json"``."""
+    columns after the change), or the change as JSON with ``format = "json"``; a
+    ``describe`` (a source restating a definition it met again, at every start of a
+    PostgreSQL session) changes nothing and is not printed."""
 
     follows_schema_changes = True
 
@@ -72,7 +74,8 @@ class PrintSink(Sink):
         if batch.schema_changes:
             for part in batch.in_order():
                 if isinstance(part, SchemaChange):
-                    self._write([self.format_change(part) + "\n"])
+                    if part.kind != "describe":
+                        self._write([self.format_change(part) + "\n"])
                 else:
                     self._print(part)
         else:
