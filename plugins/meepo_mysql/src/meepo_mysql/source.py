@@ -227,6 +227,11 @@ class MySQLSource(Source):
         assert configured.gtid is not None
         return BinlogPosition("", 4, configured.gtid), True
 
+    def snapshot_ready(self) -> bool:
+        """Only once the binlog reader has reported where it reads (see
+        :class:`~meepo_mysql.snapshot.Watermarks`)."""
+        return self.watermarks.ready
+
     def current_position(self) -> Position | None:
         control = ControlConnection(self.settings)
         try:
