@@ -27,6 +27,7 @@ from .builder import RowBuilder
 from .config import MySQLSettings
 from .reference import LibraryRows, LibraryTables
 from .rows import RowsBody, TableDecoder, UnsupportedColumn, column_spec
+from .schema_history import Kinds, SchemaHistory, followed_state
 from .server import ControlConnection, error_text
 
 log = logging.getLogger("meepo.mysql")
@@ -53,7 +54,7 @@ class Tables:
     extended types, cascading foreign keys), looked up once each."""
 
     def __init__(self, settings: MySQLSettings, control: ControlConnection,
-                 context: PipelineContext, *, reference: bool) -> None:
+                 context: PipelineContext, *, reference: bool, start: Any = None) -> None:
         self.settings = settings
         self.control = control
         self.context = context
@@ -61,7 +62,10 @@ class Tables:
         self.library = LibraryTables(control.flavor) if reference else None
         self._plans: dict[bytes, TablePlan | None] = {}
         self._collations: dict[int, str] | None = None
-        self._extended: dict[tuple[str, str], dict[str, str]] = {}
+        #: MariaDB's JSON, INET and UUID columns as of the stream's position, from the
+        #: checkpoint ``start`` or the server (None on MySQL, whose binlog names them).
+        self.history = SchemaHistory.resumed(self._read_kinds, start, self._all_kinds) \
+            if self.mariadb else None
         self._no_pk_warned: set[str] = set()
         self.cascades: dict[str, list[cascades.Cascade]] = {}  # by parent table
 
@@ -74,11 +78,13 @@ class Tables:
             self.cascades.setdefault(cascade.parent, []).append(cascade)
         return found
 
-    def schema_changed(self) -> None:
-        """A DDL statement: forget what may have changed without changing table maps
-        (JSON checks, foreign keys)."""
+    def schema_changed(self, statement: str, default_schema: str) -> None:
+        """A DDL statement (in commit order): apply it to the history of JSON, INET and
+        UUID columns, and forget what may have changed without changing table maps (those
+        columns, foreign keys)."""
         self._plans.clear()
-        self._extended.clear()
+        if self.history is not None:
+            self.history.apply(statement, default_schema)
         self.load_cascades()
 
     def plan(self, definition: bytes) -> TablePlan | None:
@@ -142,20 +148,20 @@ class Tables:
             self._collations = self.control.collations()
         return self._collations
 
-    def _extended_types(self, schema: str, table: str) -> dict[str, str]:
-        if not self.mariadb:
+    def _extended_types(self, schema: str, table: str) -> Kinds:
+        return {} if self.history is None else self.history.kinds(schema, table)
+
+    def _read_kinds(self, schema: str, table: str) -> Kinds:
+        try:
+            return self.control.mariadb_extended_types(schema, table)
+        except pymysql.err.MySQLError as exc:
+            log.warning("cannot read the JSON, INET and UUID columns of %s.%s (%s); "
+                        "they stay text or bytes", schema, table, error_text(exc))
             return {}
-        key = (schema, table)
-        found = self._extended.get(key)
-        if found is None:
-            try:
-                found = self.control.mariadb_extended_types(schema, table)
-            except pymysql.err.MySQLError as exc:
-                log.warning("cannot read the JSON, INET and UUID columns of %s.%s (%s); "
-                            "they stay text or bytes", schema, table, error_text(exc))
-                found = {}
-            self._extended[key] = found
-        return found
+
+    def _all_kinds(self) -> dict[str, dict[str, Kinds | None]]:
+        return followed_state(
+            self.control.mariadb_extended_types_in(self.settings.filter.schemas()))
 
     def _refuse_hidden_key(self, mapped: tm.TableMap, hidden: frozenset[str],
                            pk: tuple[str, ...]) -> None:
