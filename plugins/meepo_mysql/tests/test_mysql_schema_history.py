@@ -132,6 +132,7 @@ def test_the_checkpoint_carries_the_types_only_as_they_stand(harness: Any) -> No
       Effect("rename", "d", "tmp", ("d", "b"))]),
     ("RENAME TABLE IF EXISTS x.a WAIT 3 TO y.`we``ird`",
      [Effect("rename", "x", "a", ("y", "we`ird"))]),
+    ("RENAME TABLE `-` TO `a.b`", [Effect("rename", "d", "-", ("d", "a.b"))]),
     ("ALTER TABLE a RENAME TO b", [Effect("rename", "d", "a", ("d", "b"))]),
     ("ALTER ONLINE TABLE a ADD c INT, RENAME b",
      [Effect("rename", "d", "a", ("d", "b")), Effect("changed", "d", "b")]),
@@ -152,3 +153,4 @@ def test_table_effects_of_ddl_statements(statement: str, effects: Any) -> None:
 def test_a_statement_whose_names_cannot_be_read() -> None:
     assert isinstance(table_effects("RENAME TABLE a b", "d"), Unreadable)
     assert isinstance(table_effects("DROP TABLE a", ""), Unreadable)
+    assert isinstance(table_effects("DROP TABLE 'a'", "d"), Unreadable)

@@ -198,6 +198,7 @@ _TOKENS = re.compile(
 class _Token:
     text: str
     word: bool  # an unquoted word (keyword or name)
+    quoted: bool = False  # a backquoted name
 
     @property
     def keyword(self) -> str:
@@ -211,7 +212,7 @@ def _tokens(statement: str) -> list[_Token]:
         if kind == "skip":
             continue
         if kind == "quoted":
-            tokens.append(_Token(match.group("quoted").replace("``", "`"), False))
+            tokens.append(_Token(match.group("quoted").replace("``", "`"), False, True))
         elif kind == "word":
             tokens.append(_Token(match.group(), True))
         else:
@@ -251,8 +252,7 @@ class _Reader:
         if self.at >= len(self.tokens):
             raise ValueError("the statement ends where a name should be")
         token = self.tokens[self.at]
-        if not token.word and (len(token.text) == 1 and not token.text.isalnum()
-                               and token.text not in "_$"):
+        if not (token.word or token.quoted):
             raise ValueError(f"{token.text!r} where a name should be")
         self.at += 1
         return token.text
