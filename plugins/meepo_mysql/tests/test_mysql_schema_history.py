@@ -154,3 +154,22 @@ def test_a_statement_whose_names_cannot_be_read() -> None:
     assert isinstance(table_effects("RENAME TABLE a b", "d"), Unreadable)
     assert isinstance(table_effects("DROP TABLE a", ""), Unreadable)
     assert isinstance(table_effects("DROP TABLE 'a'", "d"), Unreadable)
+
+
+def test_tables_created_while_stopped(harness: Any) -> None:
+    """Tables created by CREATE ... SELECT (its rows in the same transaction) and CREATE
+    ... LIKE after the checkpoint are known with their JSON and UUID columns."""
+    harness.execute(f"CREATE TABLE docs {DOCS}")
+    checkpoint = checkpoint_after_first_row(harness)
+    harness.execute(
+        "CREATE TABLE made (id INT PRIMARY KEY, j JSON, u UUID) "
+        "SELECT 1 AS id, '[1]' AS j, '123e4567-e89b-12d3-a456-000000000001' AS u",
+        "CREATE TABLE copy LIKE docs")
+    docs_rows(harness, 3, 1, table="copy")
+    expected = selected(harness, "copy")[3]
+    harness.execute("RENAME TABLE copy TO copied")
+    events, _ = harness.drain(checkpoint)
+    assert [(e.table, e.after) for e in events] == [
+        ("made", {"id": 1, "j": [1], "u": "123e4567-e89b-12d3-a456-000000000001"}),
+        ("copy", expected),
+    ]

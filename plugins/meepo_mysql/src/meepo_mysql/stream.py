@@ -304,6 +304,8 @@ class BinlogStream:
         elif not tracker.in_transaction:
             self._statement(text, schema)
             tracker.commit(next_pos)
+        elif head.startswith(_DDL):  # CREATE TABLE ... SELECT: its rows follow in the same
+            self.tables.schema_changed(text, schema)  # transaction
 
     def _statement(self, query: str, schema: str) -> None:
         """A statement outside a transaction: DDL (applied to the table definitions before

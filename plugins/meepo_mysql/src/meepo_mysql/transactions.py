@@ -74,6 +74,8 @@ class TransactionTracker:
         self.gtids = gtids
         self.history = history  # its state at each boundary goes into the position
         self._position: dict[str, Any] = start.to_json()  # the last transaction boundary
+        if history is not None and history.state is not None:
+            self._position["types"] = history.state
         self.file = start.file
         self.file_index = file_index(start.file) if start.file else 0
         self.batcher = Batcher(context.batch_size, context.batch_wait)
