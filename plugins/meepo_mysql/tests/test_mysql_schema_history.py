@@ -98,7 +98,7 @@ def test_swaps_chains_and_alter_rename_while_behind(harness: Any, follow: Any) -
         harness.execute(
             "RENAME TABLE docs TO tmp, plain TO docs, tmp TO plain",  # a swap
             "INSERT INTO docs VALUES (7, '[3]', x'02', x'03', 'q')",  # plain's shape now
-            "RENAME TABLE plain TO a1, a1 TO a2",  # a chain
+            "/* a tool's comment */ RENAME TABLE plain TO a1, a1 TO a2",  # a chain
             "ALTER TABLE a2 RENAME TO a3",
             f"ALTER TABLE {harness.db.name}.a3 ADD COLUMN extra INT DEFAULT 5, RENAME AS a4",
         )

@@ -71,10 +71,6 @@ class SchemaHistory:
                         "the server")
         return cls(read, state if state is not None else seed())
 
-    def to_json(self) -> State | None:
-        """What a position carries (None: nothing, the history is incomplete)."""
-        return self.state
-
     def kinds(self, schema: str, table: str) -> Kinds:
         """The kinds of ``schema.table`` at the stream's position."""
         state = self.state
@@ -92,23 +88,22 @@ class SchemaHistory:
             self._set(schema, table, known)
         return known
 
-    def apply(self, statement: str, default_schema: str) -> bool:
-        """Apply a DDL statement; whether it concerned tables."""
+    def apply(self, statement: str, default_schema: str) -> None:
+        """Apply a DDL statement (in commit order)."""
         effects = table_effects(statement, default_schema)
         if effects is None:
-            return False
+            return
         if self.state is None:
             self._read_now.clear()
-            return True
+            return
         if isinstance(effects, Unreadable):
             log.warning("cannot tell which tables this statement changes (%s): column types "
                         "are read from the server from here on: %.200s", effects.why,
                         statement)
             self.state = None
-            return True
+            return
         for effect in effects:
             self._effect(effect)
-        return True
 
     def _effect(self, effect: Effect) -> None:
         state = self.state

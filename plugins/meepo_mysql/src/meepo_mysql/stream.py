@@ -45,6 +45,7 @@ _DEFAULT_FORMAT = bl.FormatDescription("", b"", False)
 _STATEMENT_DML = ("INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD")
 _DDL = ("CREATE", "ALTER", "DROP", "RENAME")
 _IDENTIFIER = re.compile(r"\s*`?((?:[^`]|``)*)`?\s*$")
+_LEADING_COMMENTS = re.compile(r"(?:\s+|/\*.*?\*/|(?:#|--)[^\n]*)*", re.S)
 
 
 class BinlogStream:
@@ -278,6 +279,8 @@ class BinlogStream:
         except bl.BinlogFormatError as exc:
             raise self._bad_event("a statement", tracker.file, start, exc) from None
         text = query.lstrip()
+        if text[:1] in ("/", "#", "-") and (comments := _LEADING_COMMENTS.match(text)):
+            text = text[comments.end():]  # a statement behind comments: DDL from some tools
         head = text[:12].upper()
         where = f"{tracker.file}:{start}"
         if head.startswith(("BEGIN", "XA START")):

@@ -6,7 +6,9 @@ statements cost one dictionary lookup, and a table that changed (ALTER TABLE) ha
 bytes and gets a new plan. A plan holds the row decoder (meepo's generated one, or the
 library's as a reference), the event builder and, for the parent of a cascading foreign
 key, the watch that reports cascades. Tables that are neither followed nor watched get
-no plan, so their rows are never decoded.
+no plan, so their rows are never decoded. MariaDB's JSON, INET and UUID columns, which
+those bytes do not show, come from the schema history as of the stream's position
+(:mod:`meepo_mysql.schema_history`); every DDL statement clears the plans.
 """
 
 from __future__ import annotations
