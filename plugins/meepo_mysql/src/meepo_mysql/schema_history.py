@@ -10,20 +10,27 @@ after ``RENAME TABLE t TO t2`` the name ``t`` has no definition any more, after 
 
 :class:`SchemaHistory` therefore holds the kinds of every table as of the stream's position
 and moves with it: the stream applies each DDL statement to it in commit order
-(:func:`table_effects` reads the names a statement concerns), and each transaction boundary's
-position carries the history as it stands there (``"types"``), so a resumed stream starts
-from the definitions of its checkpoint, not from today's. The server is asked only
+(:func:`table_effects` reads what a statement does to tables and their columns), and each
+transaction boundary's position carries the history as it stands there (``"types"``), so a
+resumed stream starts from the definitions of its checkpoint, not from today's.
+
+A renamed table keeps its kinds under its new name (``RENAME TABLE``, also chains and swaps,
+and ``ALTER TABLE ... RENAME``), a dropped table loses them (``DROP TABLE``, ``DROP
+DATABASE``), ``CREATE TABLE ... LIKE`` copies them; the column list of ``CREATE TABLE`` and
+the column clauses of ``ALTER TABLE`` (``ADD``, ``MODIFY``, ``CHANGE``, ``DROP``, ``RENAME
+COLUMN``, ``DROP CONSTRAINT``) give the new kinds: a JSON, UUID, INET4 or INET6 type, or a
+column-level ``CHECK (json_valid(col))``, as ``information_schema`` would show them. The
+server is asked only
 
 * when a stream starts without such a checkpoint (for a ``latest`` start the server's
   definitions are those of the start position), and
-* for a table that a ``CREATE`` or ``ALTER TABLE`` changed, when the stream next meets it (a
-  stream far behind then gets the definition of now, checked column by column against the
-  table map by the row decoder).
+* for a table whose new columns a statement does not spell out (``CREATE TABLE ...
+  SELECT``, ``ADD (a, b)``, fractional temporal columns, which may have MariaDB 5.3's
+  format), when the stream next meets it: a stream far behind then gets the definition of
+  now, checked column by column against the table map by the row decoder.
 
-A renamed table keeps its kinds under its new name (``RENAME TABLE``, also chains and swaps,
-and ``ALTER TABLE ... RENAME``), a dropped table loses them (``DROP TABLE``, ``DROP DATABASE``),
-``CREATE TABLE ... LIKE`` copies them. A table DDL statement whose names cannot be read makes
-the history incomplete: from there on every table is asked of the server once, as before.
+A table DDL statement whose table names cannot be read makes the history incomplete: from
+there on every table is asked of the server once, as before.
 """
 
 from __future__ import annotations
@@ -125,6 +132,13 @@ class SchemaHistory:
                 self._set(effect.schema, effect.table, kinds)
         elif effect.kind == "drop":
             self._set(effect.schema, effect.table, {})
+        elif effect.kind == "define":
+            self._set(effect.schema, effect.table,
+                      {column: kind for _, column, kind in effect.columns})
+        elif effect.kind == "alter":
+            current = state.get(effect.schema, {}).get(effect.table, {})
+            if current is not None:  # None: not known yet, read when met
+                self._set(effect.schema, effect.table, _altered(current, effect.columns))
         else:  # changed: read when the stream meets the table next
             self._set(effect.schema, effect.table, None)
 
@@ -145,6 +159,34 @@ class SchemaHistory:
         self.state = state
 
 
+def _altered(kinds: Kinds, changes: tuple[tuple[str, str, str], ...]) -> Kinds:
+    """``kinds`` after ALTER TABLE's column changes (column names compare without case)."""
+    found = dict(kinds)
+
+    def pop(name: str) -> str | None:
+        for column in list(found):
+            if column.casefold() == name.casefold():
+                return found.pop(column)
+        return None
+
+    for op, column, argument in changes:
+        if op == "set":
+            pop(column)
+            if argument:
+                found[column] = argument
+        elif op == "drop":
+            pop(column)
+        elif op == "move":
+            kind = pop(column)
+            if kind is not None:
+                found[argument] = kind
+        elif op == "unjson":
+            kind = pop(column)
+            if kind is not None and kind != "json":
+                found[column] = kind
+    return found
+
+
 def _valid_state(data: Any) -> State | None:
     if not isinstance(data, dict):
         return None
@@ -163,13 +205,22 @@ def _valid_state(data: Any) -> State | None:
 @dataclass(frozen=True)
 class Effect:
     """What a DDL statement does to the table ``schema.table``: ``rename`` (to ``to``),
-    ``drop``, ``changed`` (its columns may differ now), ``like`` (created as a copy of
-    ``to``), or ``drop_schema`` (every table of ``schema``; ``table`` is empty)."""
+    ``drop``, ``define`` (created with the column kinds ``columns``), ``alter`` (its column
+    kinds changed by ``columns``: ``(op, column, argument)`` with op ``set`` (argument: the
+    kind, "" for none), ``drop``, ``move`` (argument: the new name) or ``unjson`` (its
+    ``json_valid`` check dropped)), ``changed`` (its columns may differ in ways not read
+    here: ask the server), ``like`` (created as a copy of ``to``), or ``drop_schema``
+    (every table of ``schema``; ``table`` is empty)."""
 
     kind: str
     schema: str
     table: str
     to: tuple[str, str] | None = None
+    columns: tuple[tuple[str, str, str], ...] = ()
+
+
+class _Unsure(ValueError):
+    """Column definitions this reader does not follow: the server is asked instead."""
 
 
 @dataclass(frozen=True)
@@ -296,10 +347,21 @@ def _effects(r: _Reader) -> list[Effect] | None:
             return None
         r.take("IF", "NOT", "EXISTS")
         schema, table = r.name()
-        r.punct("(")
+        listed = r.punct("(")
         if r.take("LIKE"):
             return [Effect("like", schema, table, r.name())]
-        return [Effect("changed", schema, table)]
+        if not listed:  # CREATE TABLE ... SELECT: the types come from the query
+            return [Effect("changed", schema, table)]
+        body = []
+        for depth, token in r.rest():
+            if depth < 0:  # the end of the column list
+                break
+            body.append(token)
+        try:
+            columns = _created_columns(_split(body))
+        except (_Unsure, IndexError):
+            return [Effect("changed", schema, table)]
+        return [Effect("define", schema, table, columns=columns)]
     if r.take("ALTER"):
         r.take("ONLINE")
         r.take("IGNORE")
@@ -307,18 +369,23 @@ def _effects(r: _Reader) -> list[Effect] | None:
             return None
         r.take("IF", "EXISTS")
         schema, table = r.name()
-        specs, renamed = 1, None
-        for depth, token in r.rest():
-            if depth == 0 and not token.word and token.text == ",":
-                specs += 1
-            elif depth == 0 and token.keyword == "RENAME" and r.peek() not in (
-                    "COLUMN", "INDEX", "KEY", "CONSTRAINT"):
-                r.take("TO") or r.take("AS")
-                renamed = r.name()
-        if renamed is None:
-            return [Effect("changed", schema, table)]
-        moved = Effect("rename", schema, table, renamed)
-        return [moved] if specs == 1 else [moved, Effect("changed", *renamed)]
+        specs = _split([token for _, token in r.rest()])
+        renamed = None
+        changes: list[tuple[str, str, str]] = []
+        unsure = False
+        for spec in specs:
+            try:
+                renamed = _alter_spec(spec, r.default, changes) or renamed
+            except (_Unsure, IndexError):
+                unsure = True
+        effects = []
+        if unsure:
+            effects.append(Effect("changed", schema, table))
+        elif changes:
+            effects.append(Effect("alter", schema, table, columns=tuple(changes)))
+        if renamed is not None:
+            effects.append(Effect("rename", schema, table, renamed))
+        return effects
     if r.take("DROP"):
         if r.take("TEMPORARY"):
             return None
@@ -349,6 +416,113 @@ def _effects(r: _Reader) -> list[Effect] | None:
             if not r.punct(","):
                 return renames
     return None
+
+
+_TYPE_KINDS = {"JSON": "json", "UUID": "uuid", "INET4": "inet4", "INET6": "inet6"}
+#: Words that start a CREATE TABLE element or an ADD that is not a column.
+_NOT_COLUMNS = frozenset({"PRIMARY", "KEY", "INDEX", "UNIQUE", "FULLTEXT", "SPATIAL",
+                          "FOREIGN", "CONSTRAINT", "CHECK", "PERIOD", "PARTITION", "SYSTEM"})
+
+
+def _split(tokens: list[_Token]) -> list[list[_Token]]:
+    """``tokens`` cut at the commas outside parentheses."""
+    parts: list[list[_Token]] = [[]]
+    depth = 0
+    for token in tokens:
+        if not token.word and not token.quoted:
+            if token.text == "(":
+                depth += 1
+            elif token.text == ")":
+                depth -= 1
+            elif token.text == "," and depth == 0:
+                parts.append([])
+                continue
+        parts[-1].append(token)
+    return [part for part in parts if part]
+
+
+def _column_name(token: _Token) -> str:
+    if not (token.word or token.quoted):
+        raise _Unsure(f"{token.text!r} where a column name should be")
+    return token.text
+
+
+def _column_kind(name: str, definition: list[_Token]) -> str:
+    """The kind of a column from its definition (type onwards): a JSON, UUID, INET4 or
+    INET6 type, or a column-level ``CHECK (json_valid(name))`` as the server names it; ""
+    for none."""
+    if not definition:
+        raise _Unsure(f"column {name!r} without a type")
+    head = definition[0].keyword
+    if head in ("TIME", "DATETIME", "TIMESTAMP") and len(definition) > 1 \
+            and definition[1].text == "(":
+        raise _Unsure("fractional temporal columns may use MariaDB 5.3's format")
+    kind = _TYPE_KINDS.get(head, "")
+    texts = [t.keyword or t.text for t in definition]
+    for at, text in enumerate(texts):
+        if text == "CHECK" and texts[at + 1:at + 3] == ["(", "JSON_VALID"] \
+                and texts[at + 3:at + 7:2] == ["(", ")"] and texts[at + 6:at + 7] == [")"] \
+                and definition[at + 4].text.casefold() == name.casefold():
+            kind = "json"
+    return kind
+
+
+def _created_columns(elements: list[list[_Token]]) -> tuple[tuple[str, str, str], ...]:
+    columns = []
+    for element in elements:
+        if element[0].keyword in _NOT_COLUMNS:
+            continue
+        name = _column_name(element[0])
+        kind = _column_kind(name, element[1:])
+        if kind:
+            columns.append(("set", name, kind))
+    return tuple(columns)
+
+
+def _alter_spec(spec: list[_Token], default_schema: str,
+                changes: list[tuple[str, str, str]]) -> tuple[str, str] | None:
+    """Add one ALTER TABLE clause's column changes to ``changes``; the table's new name
+    for ``RENAME [TO|AS] name``."""
+    r = _Reader(spec, default_schema)
+    if r.take("RENAME"):
+        if r.take("COLUMN"):
+            old = _column_name(spec[r.at])
+            if spec[r.at + 1].keyword != "TO":
+                raise _Unsure("RENAME COLUMN without TO")
+            changes.append(("move", old, _column_name(spec[r.at + 2])))
+            return None
+        if r.take("INDEX") or r.take("KEY"):
+            return None
+        r.take("TO") or r.take("AS")
+        return r.name()
+    if r.take("ADD"):
+        column = r.take("COLUMN")
+        r.take("IF", "NOT", "EXISTS")
+        if not column and r.peek() in _NOT_COLUMNS:
+            return None
+        if r.punct("("):
+            raise _Unsure("ADD of several columns")
+        name = _column_name(spec[r.at])
+        changes.append(("set", name, _column_kind(name, spec[r.at + 1:])))
+    elif r.take("MODIFY"):
+        r.take("COLUMN")
+        r.take("IF", "EXISTS")
+        name = _column_name(spec[r.at])
+        changes.append(("set", name, _column_kind(name, spec[r.at + 1:])))
+    elif r.take("CHANGE"):
+        r.take("COLUMN")
+        r.take("IF", "EXISTS")
+        old, new = _column_name(spec[r.at]), _column_name(spec[r.at + 1])
+        changes.append(("move", old, new))
+        changes.append(("set", new, _column_kind(new, spec[r.at + 2:])))
+    elif r.take("DROP"):
+        if r.take("CONSTRAINT") or r.take("CHECK"):
+            r.take("IF", "EXISTS")
+            changes.append(("unjson", _column_name(spec[r.at]), ""))
+        elif r.take("COLUMN") or r.peek() not in _NOT_COLUMNS | {"DEFAULT"}:
+            r.take("IF", "EXISTS")
+            changes.append(("drop", _column_name(spec[r.at]), ""))
+    return None  # ALTER COLUMN ... DEFAULT, indexes and table options: kinds unchanged
 
 
 def followed_state(found: Mapping[tuple[str, str], Kinds]) -> State:
