@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 import pytest
-from meepo_mysql.schema_history import Effect, Unreadable, table_effects
+from meepo_mysql.ddl import Effect, Unreadable, table_effects
 from meepo_testkit.proxy import TcpProxy
 
 DOCS = "(id INT PRIMARY KEY, j JSON, u UUID, a INET6, s VARCHAR(20))"
