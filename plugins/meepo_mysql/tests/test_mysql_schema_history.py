@@ -191,3 +191,20 @@ def test_tables_created_while_stopped(harness: Any) -> None:
         ("made", {"id": 1, "j": [1], "u": "123e4567-e89b-12d3-a456-000000000001"}),
         ("copy", expected),
     ]
+
+
+def test_a_definition_that_cannot_be_known_is_said_aloud(harness: Any, caplog: Any) -> None:
+    """ADD of several columns is not read from the statement: the server is asked when the
+    stream meets the table, and if it is gone by then (renamed), that is a warning and a
+    count, not a silent change of type."""
+    harness.execute("CREATE TABLE late (id INT PRIMARY KEY)")
+    start = harness.end()
+    harness.execute("INSERT INTO late VALUES (0)")
+    _, checkpoint = harness.drain(None, start=start)
+    harness.execute("ALTER TABLE late ADD (x INT, y JSON)",
+                    "INSERT INTO late VALUES (1, 1, '[1]')", "RENAME TABLE late TO later")
+    with caplog.at_level("WARNING", logger="meepo.mysql"):
+        events, _ = harness.drain(checkpoint)
+    assert [e.after for e in events if e.table == "late"] == [{"id": 1, "x": 1, "y": "[1]"}]
+    assert any("late no longer exists on the server" in r.getMessage() for r in caplog.records)
+    assert harness.contexts[-1].metrics.failures[("source", "column_types_unknown")] == 1

@@ -154,12 +154,23 @@ class Tables:
         return {} if self.history is None else self.history.kinds(schema, table)
 
     def _read_kinds(self, schema: str, table: str) -> Kinds:
+        """The server's kinds of a table the history must ask for (see
+        :mod:`meepo_mysql.schema_history`); said aloud when the table is gone by now."""
         try:
-            return self.control.mariadb_extended_types(schema, table)
+            found = self.control.mariadb_extended_types(schema, table)
+            gone = not found and not self.control.query(
+                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND "
+                "TABLE_NAME = %s", schema, table)
         except pymysql.err.MySQLError as exc:
             log.warning("cannot read the JSON, INET and UUID columns of %s.%s (%s); "
                         "they stay text or bytes", schema, table, error_text(exc))
             return {}
+        if gone:
+            self.context.metrics.record_failure("source", "column_types_unknown")
+            log.warning("%s.%s no longer exists on the server, so the JSON, INET and UUID "
+                        "columns of its events read now cannot be known: they arrive as text "
+                        "or bytes", schema, table)
+        return found
 
     def _all_kinds(self) -> dict[str, dict[str, Kinds | None]]:
         return followed_state(
