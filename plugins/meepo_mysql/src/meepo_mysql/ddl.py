@@ -149,6 +149,19 @@ def table_effects(statement: str, default_schema: str) -> list[Effect] | Unreada
         return Unreadable(str(exc))
 
 
+def truncated_table(statement: str, default_schema: str) -> tuple[str, str] | None:
+    """``(schema, table)`` of a ``TRUNCATE [TABLE] name`` statement, or None when the name
+    is not understood (no default schema, odd tokens)."""
+    reader = _Reader(_tokens(statement), default_schema)
+    if not reader.take("TRUNCATE"):
+        return None
+    reader.take("TABLE")
+    try:
+        return reader.name()
+    except ValueError:
+        return None
+
+
 def _effects(r: _Reader) -> list[Effect] | None:
     if r.take("CREATE"):
         replace = r.take("OR", "REPLACE")

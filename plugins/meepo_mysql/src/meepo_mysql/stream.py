@@ -25,11 +25,12 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from meepo_core import Batch, PipelineContext, SourceError
+from meepo_core import Batch, PipelineContext, SourceError, qualified_name
 
 from . import binlog as bl
 from .config import MySQLSettings
 from .connection import DumpConnection, DumpEnded, Idle
+from .ddl import truncated_table
 from .positions import BinlogPosition
 from .reader import HEALTHY_AFTER, LOST, ConnectionEnded, DumpReader, Stalled
 from .rows import RowDecodeError, UnsupportedColumn, parse_rows_body
@@ -323,11 +324,21 @@ class BinlogStream:
                 "deliver it (binlog_format must be ROW): %.200s", query,
             )
         elif head.startswith("TRUNCATE"):
-            self.context.metrics.record_failure("source", "truncate_not_delivered")
-            log.warning(
-                "TRUNCATE removes rows without row events, so sinks keep them until a "
-                "backfill: %.200s", query,
-            )
+            self._truncated(query, schema)
+
+    def _truncated(self, query: str, schema: str) -> None:
+        """Warn (and count) a TRUNCATE of a followed table: its rows go without row events.
+        One of a table the pipeline does not follow is nobody's concern; one whose name is
+        not understood is warned about, to be safe."""
+        name = truncated_table(query, schema)
+        if name is not None and not self.settings.filter.follows(*name):
+            return
+        self.context.metrics.record_failure("source", "truncate_not_delivered")
+        table = qualified_name(*name) if name is not None else f"(unread name) {query:.200}"
+        log.warning(
+            "TRUNCATE of %s removes its rows without row events, so sinks keep them until a "
+            "backfill (meepo snapshot)", table,
+        )
 
 
 def _identifier(text: str) -> str:
