@@ -49,22 +49,35 @@ Exit codes: 0 done, 1 runtime failure, 2 usage or config error.
 
 
 class PluginCommands(click.Group):
-    """Adds plugin subcommands (``meepo_add_commands``) on first use, not at import."""
+    """Adds plugin subcommands (``meepo_add_commands``) on first use, not at import: those
+    of installed plugins and of the config's own ``[tool.meepo] plugins``."""
 
     _loaded = False
 
-    def _load(self) -> None:
+    def _load(self, ctx: click.Context) -> None:
         if not self._loaded:
             self._loaded = True
-            registry().add_commands(self)
+            registry(_local_plugins(ctx.params.get("config_path"))).add_commands(self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        self._load()
+        self._load(ctx)
         return super().list_commands(ctx)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        self._load()
+        self._load(ctx)
         return super().get_command(ctx, name)
+
+
+def _local_plugins(config_path: Path | None) -> tuple[str, ...]:
+    """The config's ``[tool.meepo] plugins``, made importable; none when there is no
+    readable config (``meepo --help`` anywhere, or a config error that the command itself
+    reports)."""
+    try:
+        config = load_config(config_path)
+    except MeepoError:
+        return ()
+    import_local_plugins(config.plugins, str(config.base_dir))
+    return tuple(config.plugins)
 
 
 class State:

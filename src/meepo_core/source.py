@@ -132,6 +132,14 @@ class Source(abc.ABC):
         no long transaction."""
         return self._snapshot_reader().read_chunk(table, after, limit, where, until)
 
+    def snapshot_ready(self) -> bool:
+        """Whether a snapshot chunk may start now. A source whose stream fixes its start
+        position only once connected (a ``latest`` start) returns False until then: a chunk
+        read earlier could fall before that position, and the changes between would be in
+        neither the copy nor the stream. The core asks before each chunk and tries again
+        later while False."""
+        return True
+
     def write_watermark(self, mark: str) -> None:
         """Commit ``mark`` into the change stream, so that :meth:`stream` meets it after
         everything committed before and reports it in :attr:`Batch.watermarks` (with

@@ -182,6 +182,25 @@ def test_no_pk_skip_warns_once_and_counts(harness: Any, caplog: Any) -> None:
     assert context.metrics.failures[("source", "no_pk_skipped")] == 3
 
 
+def test_truncate_warns_only_for_followed_tables_with_their_schema(
+    harness: Any, caplog: Any
+) -> None:
+    db = harness.db.name
+    harness.execute("CREATE TABLE kept (id INT PRIMARY KEY)",
+                    "CREATE TABLE other (id INT PRIMARY KEY)")
+    start = harness.end()
+    harness.execute("TRUNCATE TABLE kept", "TRUNCATE other", f"TRUNCATE `{db}`.`kept`")
+    source = harness.source(start=start, tables=[f"{db}.kept"])
+    context = harness.context()
+    with caplog.at_level("WARNING", logger="meepo.mysql"):
+        for _ in source.stream(None, context, once=True):
+            pass
+    warnings = [r.getMessage() for r in caplog.records if "TRUNCATE" in r.getMessage()]
+    assert len(warnings) == 2, warnings
+    assert all(f"TRUNCATE of {db}.kept removes its rows" in w for w in warnings)
+    assert context.metrics.failures[("source", "truncate_not_delivered")] == 2
+
+
 def test_no_pk_row_keys_by_the_whole_visible_row(harness: Any) -> None:
     harness.execute("CREATE TABLE nokey (a INT, secret VARCHAR(5), b INT)")
     start = harness.end()

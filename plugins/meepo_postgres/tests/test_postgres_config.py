@@ -47,7 +47,8 @@ def test_defaults_follow_the_pipeline_name(tmp_path: Path) -> None:
     ({"start": "yesterday"}, r"source\.start: 'yesterday' is not \"latest\", \"slot\" or an LSN"),
     ({"heartbeat": 0}, r"source\.heartbeat: must be at least 0\.1"),
     ({"columns": {"public.t": {"hide": ["x"]}}}, r"source\.columns\.public\.t: must be a table"),
-    ({"slott": "x"}, r"source\.slott: unknown option; valid options here: .*slot"),
+    ({"slott": "x"},
+     r"source\.slott: unknown option; did you mean 'slot'\? valid options here: .*slot"),
 ])
 def test_bad_options_name_the_key(tmp_path: Path, options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -134,14 +134,11 @@ def test_a_late_stream_never_loses_rows_and_never_blames_a_signal_table(
     harness: Any, tmp_path: Path
 ) -> None:
     """Every new connection to the server waits 1.5 s (a pausing proxy), so the stream
-    fixes its start position late. A core that asks ``snapshot_ready`` before each chunk
-    waits for it, and the first run copies every row. A core that does not write the first
-    chunk's watermarks before that position: they never come back, and the run stops
-    naming that cause (not a signal table, which this source has none of); the rerun it
-    advises copies every row."""
+    fixes its start position late. The core asks ``snapshot_ready`` before each chunk and
+    waits for it, so the first run copies every row, and nothing blames a signal table
+    (this source has none). Before that wait, the first chunk's watermarks were written
+    before the stream's start and never came back."""
     from meepo_testkit.proxy import TcpProxy
-
-    from meepo_core import Source
 
     harness.execute("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)",
                     "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20) g")
@@ -154,14 +151,7 @@ def test_a_late_stream_never_loses_rows_and_never_blames_a_signal_table(
         write_config(tmp_path, {"late": config})
         first = run_meepo("run", "late", "--once", cwd=tmp_path, timeout=120)
     assert "signal table" not in first.stderr
-    if hasattr(Source, "snapshot_ready"):  # the core waits for the stream's start
-        assert first.returncode == 0, first.stderr[-2000:]
-    else:
-        assert first.returncode == 1, first.stderr[-2000:]
-        assert "written before the stream's start position was fixed" in first.stderr
-        write_config(tmp_path, {"late": {**config, "source": harness.options()}})
-        rerun = run_meepo("run", "late", "--once", cwd=tmp_path, timeout=120)
-        assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert first.returncode == 0, first.stderr[-2000:]
     copied = {line["pk"] for line in map(json.loads,
                                          (tmp_path / "out.jsonl").read_text().splitlines())
               if line["action"] != "schema"}

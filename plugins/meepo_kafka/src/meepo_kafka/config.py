@@ -15,7 +15,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
 
-from meepo_core import ConfigError, Options
+from meepo_core import ConfigError, Options, describe_error
 
 #: librdkafka's own log lines go here (instead of stderr), at their syslog level.
 LIBRDKAFKA_LOG = logging.getLogger("meepo.kafka.librdkafka")
@@ -122,13 +122,16 @@ class _Silent(logging.Logger):
 _SILENT = _Silent("meepo.kafka.probe")
 
 
-def describe(exc: BaseException) -> str:
-    """One line for a librdkafka error or any exception."""
-    if isinstance(exc, KafkaException) and exc.args:
-        error = exc.args[0]
-        return f"{error.name()}: {error.str()}" if hasattr(error, "name") else str(error)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+describe = describe_error  # the name cluster, joining, kafka_source and kafka_sink use
+
+
+@describe_error.register
+def describe_kafka_error(exc: KafkaException) -> str:
+    """One line for a librdkafka error."""
+    error = exc.args[0] if exc.args else None
+    if error is None:
+        return describe_error.dispatch(Exception)(exc)
+    return f"{error.name()}: {error.str()}" if hasattr(error, "name") else str(error)
 
 
 def base_config(bootstrap: str) -> dict[str, Any]:

@@ -31,7 +31,15 @@ from typing import Any
 
 import psycopg2
 
-from meepo_core import Batch, Batcher, PipelineContext, RowEvent, SchemaChange, SourceError
+from meepo_core import (
+    Batch,
+    Batcher,
+    PipelineContext,
+    RowEvent,
+    SchemaChange,
+    SourceError,
+    describe_error,
+)
 
 from .catalog import Catalog
 from .config import PostgresSettings
@@ -163,13 +171,13 @@ class ReplicationStream:
             if failures > self.settings.reconnect_attempts:
                 raise SourceError(
                     f"lost the replication stream from PostgreSQL at {self.settings.address} "
-                    f"and {failures - 1} reconnects failed: {_describe(error)}; rerun to "
+                    f"and {failures - 1} reconnects failed: {describe_error(error)}; rerun to "
                     f"resume from {resume}"
                 ) from error
             delay = min(BACKOFF_FIRST * 2 ** (failures - 1), BACKOFF_MAX)
             log.warning(
                 "replication stream from %s lost (%s); reconnecting in %.1fs from %s "
-                "(attempt %d of %d)", self.settings.address, _describe(error), delay, resume,
+                "(attempt %d of %d)", self.settings.address, describe_error(error), delay, resume,
                 failures, self.settings.reconnect_attempts,
             )
             self.reconnects += 1
@@ -527,8 +535,5 @@ class ReplicationStream:
             self._last_receipt = time.monotonic()
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, psycopg2.Error):
-        return error_text(exc)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+# The core's one-line error texts use the server's own words for its errors.
+describe_error.register(psycopg2.Error, error_text)
