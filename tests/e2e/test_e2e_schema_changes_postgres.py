@@ -7,6 +7,7 @@ and the next row and resumes with the right shape."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
@@ -205,12 +206,13 @@ def test_ddl_torture_keeps_the_replica_and_the_index_equal_to_the_source(
                     and rows(source_url, table) == rows(replica_url, table))
 
         def step(statements: tuple[str, ...], tables: tuple[str, ...]) -> None:
-            with connect(source_url) as conn:
+            renames_t = "RENAME TO t2" in statements[0]
+            with writer.lock if renames_t else contextlib.nullcontext(), \
+                    connect(source_url) as conn:
                 for statement in statements:
                     conn.execute(statement.format(publication=publication))
-                if "RENAME TO t2" in statements[0]:
-                    with writer.lock:
-                        writer.table = "t2"
+                if renames_t:
+                    writer.table = "t2"
             with writer.lock, connect(source_url) as conn:  # the writer waits meanwhile
                 for table in tables:  # one row of the new shape, for the stream to see it
                     conn.execute(f"UPDATE {table} SET id = id WHERE id = "

@@ -31,9 +31,10 @@ from . import binlog as bl
 from .config import MySQLSettings
 from .connection import DumpConnection, DumpEnded, Idle
 from .ddl import truncated_table
-from .positions import BinlogPosition
+from .positions import BinlogPosition, sequence_base
 from .reader import HEALTHY_AFTER, LOST, ConnectionEnded, DumpReader, Stalled
 from .rows import RowDecodeError, UnsupportedColumn, parse_rows_body
+from .schema_events import SchemaEvents, unwrap_versioned
 from .server import ControlConnection
 from .snapshot import Watermarks
 from .tables import TablePlan, Tables
@@ -45,6 +46,7 @@ log = logging.getLogger("meepo.mysql")
 _DEFAULT_FORMAT = bl.FormatDescription("", b"", False)
 _STATEMENT_DML = ("INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD")
 _DDL = ("CREATE", "ALTER", "DROP", "RENAME")
+_SCHEMA_STATEMENTS = (*_DDL, "TRUNCATE")
 _IDENTIFIER = re.compile(r"\s*`?((?:[^`]|``)*)`?\s*$")
 _LEADING_COMMENTS = re.compile(r"(?:\s+|/\*.*?\*/|(?:#|--)[^\n]*)*", re.S)
 
@@ -67,6 +69,7 @@ class BinlogStream:
         self.reader = DumpReader(settings, control, server_id, once=once, gtid_mode=gtid_mode,
                                  wake=marks.wake_socket if marks is not None else None)
         self.tables = Tables(settings, control, context, reference=reference, start=start)
+        self.schemas = SchemaEvents(control, settings.filter)
 
     @property
     def reconnects(self) -> int:
@@ -280,6 +283,8 @@ class BinlogStream:
         except bl.BinlogFormatError as exc:
             raise self._bad_event("a statement", tracker.file, start, exc) from None
         text = query.lstrip()
+        if text.startswith("/*!"):  # a statement in a version comment runs: read it
+            text = unwrap_versioned(text)
         if text[:1] in ("/", "#", "-") and (comments := _LEADING_COMMENTS.match(text)):
             text = text[comments.end():]  # a statement behind comments: DDL from some tools
         head = text[:12].upper()
@@ -307,9 +312,24 @@ class BinlogStream:
             pass  # XA END: the transaction ends at its XA_PREPARE event
         elif not tracker.in_transaction:
             self._statement(text, schema)
+            self._schema_changes(text, head, schema, tracker, start)
             tracker.commit(next_pos)
         elif head.startswith(_DDL):  # CREATE TABLE ... SELECT: its rows follow in the same
             self.tables.schema_changed(text, schema)  # transaction
+            self._schema_changes(text, head, schema, tracker, start)
+
+    def _schema_changes(self, text: str, head: str, schema: str, tracker: TransactionTracker,
+                        start: int) -> None:
+        """The schema change events of a DDL statement, in its place in the stream (see
+        :mod:`meepo_mysql.schema_events`)."""
+        if not head.startswith(_SCHEMA_STATEMENTS):
+            return
+        for change in self.schemas.changes(
+            text, schema, position={"file": tracker.file, "pos": start},
+            committed_at=tracker.committed_at, txid=tracker.txid,
+            sequence=sequence_base(tracker.file_index, start),
+        ):
+            tracker.schema_change(change)
 
     def _statement(self, query: str, schema: str) -> None:
         """A statement outside a transaction: DDL (applied to the table definitions before

@@ -32,7 +32,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from meepo_core import Batch, Batcher, PipelineContext, RowEvent
+from meepo_core import Batch, Batcher, PipelineContext, RowEvent, SchemaChange
 
 from .binlog import Gtid
 from .positions import BinlogPosition, MariaDBGtidState, MySQLGtidState, file_index
@@ -131,6 +131,13 @@ class TransactionTracker:
                 out.append(batch)
         del self._held[:count]
         self._released += count
+
+    def schema_change(self, change: SchemaChange) -> None:
+        """A schema change of the open transaction (or of the DDL statement that is its own
+        transaction), placed after every row before it."""
+        if self._held:
+            self._release(len(self._held))
+        self.batcher.schema_change(change)
 
     # -- savepoints and rollbacks ------------------------------------------------------------
     def savepoint(self, name: str) -> None:

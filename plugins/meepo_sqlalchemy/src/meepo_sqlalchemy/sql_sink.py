@@ -272,8 +272,8 @@ class SqlSink(TransactionalSink):
         self._apply_batch(batch)
 
     def _apply_schema_change(self, change: SchemaChange) -> None:
-        if not self.schema_changes.options.follow:
-            return
+        if not self.schema_changes.options.follow or not change.table:
+            return  # ignored, or a database created or dropped: its tables come one by one
         mapping = self._mapping(change)
         if mapping is None:
             return  # not in `tables`: not replicated by this sink
