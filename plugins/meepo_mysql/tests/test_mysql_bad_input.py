@@ -135,4 +135,4 @@ def test_an_undecodable_rows_event_stops_with_one_line_and_the_checkpoint_before
     saved = json.loads(checkpoint.read_text())["position"]
     assert f"{saved['file']}:{saved['pos']}" == after_first  # after row 1, before the bad one
     delivered = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert [event["pk"] for event in delivered] == [1]
+    assert [event["pk"] for event in delivered if event["action"] != "schema"] == [1]

@@ -356,7 +356,8 @@ class BinlogStream:
         self.context.metrics.record_failure("source", "truncate_not_delivered")
         table = qualified_name(*name) if name is not None else f"(unread name) {query:.200}"
         log.warning(
-            "TRUNCATE of %s removes its rows without row events, so sinks keep them until a "
+            "TRUNCATE of %s removes its rows without row events: delivered as a truncate "
+            "schema change, so sinks that do not follow schema changes keep them until a "
             "backfill (meepo snapshot)", table,
         )
 
