@@ -266,3 +266,56 @@ def test_a_stream_that_starts_late_loses_no_change_to_the_snapshot(
     assert commits[0] > 500
     assert stale == [], f"{len(stale)} of {len(table)} rows stale, e.g. {stale[:10]}"
     assert sum(e.action == "read" for e in events) == 2000
+
+
+def test_a_filled_table_renamed_into_tables_is_created_and_copied(
+    harness: Any, tmp_path: Path
+) -> None:
+    """``snapshot_new_tables``: a table filled outside ``tables`` and renamed into it while
+    the pipeline runs is announced by a ``create`` schema change and its rows are copied
+    (they never were in the stream); rows written after the rename stream as usual."""
+    import subprocess
+    import time
+
+    from meepo_core.testing import meepo_command
+
+    db = harness.db.name
+    harness.execute("CREATE TABLE shop_items (id INT PRIMARY KEY)",
+                    "CREATE TABLE staging (id INT PRIMARY KEY, name VARCHAR(20))",
+                    "INSERT INTO staging SELECT seq, CONCAT('s', seq) FROM seq_1_to_5")
+    write_config(tmp_path, {"fresh": {
+        "source": harness.options(tables=[f"{db}.shop_*"], snapshot_new_tables=True),
+        "sinks": [{"type": "jsonl", "path": "out.jsonl"}],
+        "checkpoint": "file:.meepo/fresh.json", "batch_wait": 0.05,
+    }})
+    process = subprocess.Popen(meepo_command("run", "fresh"), cwd=tmp_path,
+                               stderr=subprocess.PIPE)
+    out = tmp_path / "out.jsonl"
+
+    def lines() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in out.read_text().splitlines()] \
+            if out.exists() else []
+
+    def wait(predicate: Any, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not predicate():
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {lines()}"
+            time.sleep(0.2)
+
+    try:
+        wait(lambda: (tmp_path / ".meepo" / "fresh.json").exists(), "the first checkpoint")
+        harness.execute("RENAME TABLE staging TO shop_new",
+                        "INSERT INTO shop_new VALUES (6, 'n')")
+        wait(lambda: len([x for x in lines() if x["table"] == "shop_new"]) >= 7,
+             "the create, five copied rows and the streamed one")
+    finally:
+        process.terminate()
+        process.wait(30)
+    fresh = [x for x in lines() if x["table"] == "shop_new"]
+    assert fresh[0]["action"] == "schema" and fresh[0]["kind"] == "create"
+    assert fresh[0]["renamed_from"] == [db, "staging"]
+    assert [c["name"] for c in fresh[0]["after"]["columns"]] == ["id", "name"]
+    # the copy holds the five rows (and row 6 too when it read after its insert)
+    assert {x["pk"] for x in fresh if x["action"] == "read"} >= {1, 2, 3, 4, 5}
+    assert [x["pk"] for x in fresh if x["action"] == "write"] == [6]

@@ -54,6 +54,8 @@ class MySQLSettings:
     decoder: str = "meepo"
     #: ``"resnapshot"``: snapshot the child rows a foreign-key cascade changed unlogged.
     cascades: str = "warn"
+    #: Copy the rows of a filled table renamed into ``tables`` (a snapshot of it).
+    snapshot_new_tables: bool = False
 
     @property
     def address(self) -> str:
@@ -91,13 +93,14 @@ def parse_settings(options: Options) -> MySQLSettings:
     attempts = options.integer("reconnect_attempts", 10, minimum=0)
     decoder = options.choice("decoder", DECODER_CHOICES, "meepo")
     cascades = options.choice("cascades", CASCADE_CHOICES, "warn")
+    snapshot_new_tables = options.boolean("snapshot_new_tables", False)
     options.done()
     return MySQLSettings(
         host=host, port=port, user=user, password=password, connect_args=connect_args,
         filter=table_filter, start=start,
         server_id=server_id, heartbeat=heartbeat, no_pk=no_pk, reconnect_attempts=attempts,
         dsn_key=options.key_path("dsn"), key_path=options.path, decoder=decoder,
-        cascades=cascades,
+        cascades=cascades, snapshot_new_tables=snapshot_new_tables,
     )
 
 

@@ -5,7 +5,9 @@ Each DDL statement the stream meets (:meth:`SchemaEvents.changes`) becomes one c
 followed table it touches: ``create`` (``CREATE TABLE``, ``... LIKE``, ``... SELECT``),
 ``alter`` (``ALTER TABLE``), ``rename`` (``RENAME TABLE``, ``ALTER TABLE ... RENAME``),
 ``drop`` (``DROP TABLE``), ``truncate`` (``TRUNCATE``), and ``create_database`` /
-``drop_database``. Table names are read by :func:`meepo_mysql.ddl.table_effects`; the
+``drop_database``; a table renamed into ``tables`` is a ``create`` (with ``renamed_from``:
+its rows are not in the stream, a snapshot copies them), one renamed out of it a ``drop``.
+Table names are read by :func:`meepo_mysql.ddl.table_effects`; the
 definition after the statement (columns with the server's ``COLUMN_TYPE``, nullability,
 default, primary key) is re-read from ``information_schema``, so a statement whose clauses
 this reader does not follow still carries the right definition. A statement whose table
@@ -121,8 +123,7 @@ class SchemaEvents:
                     self._known[(new_schema, new_table)] = after
                 found.append(SchemaChange(
                     new_schema, new_table, "rename" if follows_old else "create",
-                    before, after, renamed_from=(schema, table) if follows_old else None,
-                    **common))
+                    before, after, renamed_from=(schema, table), **common))
                 continue
             if not self.filter.follows(schema, table):
                 continue

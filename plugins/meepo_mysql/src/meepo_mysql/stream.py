@@ -330,6 +330,12 @@ class BinlogStream:
             sequence=sequence_base(tracker.file_index, start),
         ):
             tracker.schema_change(change)
+            if change.kind == "create" and change.renamed_from is not None \
+                    and self.settings.snapshot_new_tables:
+                # a filled table renamed into `tables`: its rows never were in the stream
+                log.info("mysql source: snapshot of %s, renamed into tables "
+                         "(snapshot_new_tables)", change.qualified_table)
+                self.context.request_snapshot(change.qualified_table)
 
     def _statement(self, query: str, schema: str) -> None:
         """A statement outside a transaction: DDL (applied to the table definitions before
