@@ -13,6 +13,7 @@ The public API. Plugins and programs that embed meepo use only these names:
   :func:`dead_letter_record`, the lossless JSON of events (:func:`event_to_json`,
   :func:`event_from_json`, :func:`event_to_dict`, :func:`event_from_dict`,
   :func:`encode_value`, :func:`decode_value`) and the errors;
+* writing transforms: :class:`Transform` (with :func:`derive` to build a changed event);
 * embedding: :func:`load_pipeline` gives a :class:`Pipeline` to ``run()`` (a
   :class:`RunStats` back) or to deliver batches to its sinks through a :class:`Delivery`;
   :meth:`Delivery.to_sinks` does the same for sink objects built in code.
@@ -59,6 +60,7 @@ from .sink import Sink
 from .snapshots import SnapshotTable, keyset_filter
 from .source import SnapshotReader, Source
 from .table_filter import ColumnRule, TableFilter, parse_table_filter
+from .transforms import Transform, TransformError, derive
 
 __all__ = [
     "ACTIONS",
@@ -92,9 +94,12 @@ __all__ = [
     "Source",
     "SourceError",
     "TableFilter",
+    "Transform",
+    "TransformError",
     "dead_letter_record",
     "decode_checkpoint",
     "decode_value",
+    "derive",
     "encode_checkpoint",
     "encode_value",
     "event_from_dict",

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .dead_letters import DeadLetterStore
     from .sink import Sink
     from .source import Source
+    from .transforms import Transform
 
 #: One name for the pluggy project, the hook prefix and the entry-point group.
 PROJECT = "meepo"
@@ -53,6 +54,13 @@ def meepo_register_sources(register: Callable[[str, type[Source]], None]) -> Non
 @hookspec
 def meepo_register_sinks(register: Callable[[str, type[Sink]], None]) -> None:
     """Call ``register(type_name, SinkClass)`` for each sink type the plugin provides."""
+
+
+@hookspec
+def meepo_register_transforms(register: Callable[[str, type[Transform]], None]) -> None:
+    """Call ``register(type_name, TransformClass)`` for each transform type the plugin
+    provides: what users write in ``transforms = [{ type = "..." }]`` of a pipeline or a
+    sink. The class subclasses :class:`meepo_core.Transform`."""
 
 
 @hookspec

@@ -1,0 +1,94 @@
+"""The contract every transform type implements, and the helper transforms build events
+with."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Self, TypeAlias
+
+from ..events import Row, RowEvent
+from ..options import Options
+
+if TYPE_CHECKING:
+    from ..context import PipelineContext
+
+#: What a transform returns for one event: the event (changed or not), ``None`` (dropped),
+#: or a list of events (zero or more, in the order the sinks get them).
+TransformResult: TypeAlias = "RowEvent | list[RowEvent] | None"
+#: A transform compiled for one table: one event of that table in, a result out.
+EventFunction: TypeAlias = "Callable[[RowEvent], TransformResult]"
+
+
+class Transform(abc.ABC):
+    """Changes, drops or multiplies events between the source and the sinks.
+
+    Contract (checked by :class:`meepo_core.testing.TransformContract`):
+
+    * ``apply`` takes one event and returns it (changed or not: events are frozen, so a
+      change is a new event, see :func:`derive`), ``None`` to drop it, or a list of zero
+      or more events. It never holds events back and never reorders them: the runner
+      checkpoints past a dropped event like past a delivered one.
+    * The same event gives the same result every time (delivery is at-least-once: a
+      replayed batch goes through the transforms again). ``apply`` must not change the
+      event's ``before``/``after`` mappings in place; build new ones.
+    * An exception raised by ``apply`` sends the event to the dead-letter store under the
+      transform's label with the error (or stops the pipeline, with ``on_error = "stop"``);
+      raise :class:`~meepo_core.errors.ConfigError` from ``from_options`` for bad options.
+
+    Speed: ``for_table(schema, table)`` is called once per table the transform meets and
+    returns the function applied to that table's events, so whatever depends only on the
+    table (which columns to hash, a route's name) is worked out once. Returning ``None``
+    there means "this table's events pass unchanged", which costs nothing per event. The
+    default returns :meth:`apply`.
+    """
+
+    #: ``"transforms[0] filter"`` or ``"sinks[1] kafka transforms[0] route"``; set by the
+    #: core when it builds the transform, for logs and dead letters.
+    label: str = ""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_options(cls, options: Options) -> Self:
+        """Build from config, validating every option (no I/O); end with
+        ``options.done()``. ``type`` and ``on_error`` are read by the core."""
+
+    def open(self, context: PipelineContext) -> None:  # noqa: B027 - optional hook
+        """Called once before the first event (the pipeline's context)."""
+
+    def for_table(self, schema: str, table: str) -> EventFunction | None:
+        """The function for the events of ``schema.table``; ``None`` when they pass
+        unchanged."""
+        return self.apply
+
+    @abc.abstractmethod
+    def apply(self, event: RowEvent) -> TransformResult:
+        """One event in, the event, ``None`` or a list of events out."""
+
+    def columns(self) -> Sequence[tuple[str, str]]:
+        """``(table pattern, column)`` pairs the options name (``meepo check`` warns about
+        columns that no followed table has); empty when the transform names none."""
+        return ()
+
+
+def derive(event: RowEvent, **changes: Any) -> RowEvent:
+    """``event`` with the fields in ``changes`` replaced (``before``, ``after``, ``table``,
+    ``destination``...), without re-validating the unchanged fields: several times cheaper
+    than :func:`dataclasses.replace`, which matters on a per-event path."""
+    get = changes.get
+    return RowEvent.trusted(
+        get("schema", event.schema), get("table", event.table), get("action", event.action),
+        get("pk", event.pk), get("before", event.before), get("after", event.after),
+        get("position", event.position), get("committed_at", event.committed_at),
+        get("txid", event.txid), get("sequence", event.sequence),
+        get("pk_columns", event.pk_columns), get("destination", event.destination),
+    )
+
+
+def with_images(event: RowEvent, before: Row | None, after: Row | None) -> RowEvent:
+    """``event`` with new ``before`` and ``after`` images: the common case of column
+    transforms, spelled out for speed."""
+    return RowEvent.trusted(
+        event.schema, event.table, event.action, event.pk, before, after, event.position,
+        event.committed_at, event.txid, event.sequence, event.pk_columns, event.destination,
+    )

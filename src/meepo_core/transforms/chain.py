@@ -1,0 +1,153 @@
+"""Running transforms over batches: a chain per place (the pipeline, each sink), and the
+plan that gives every sink its own batch."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from ..delivery import describe
+from ..errors import MeepoError
+from ..events import Batch, RowEvent
+from .base import EventFunction, Transform
+
+if TYPE_CHECKING:
+    from ..context import PipelineContext
+
+log = logging.getLogger("meepo.transforms")
+
+#: What to do with an event a transform raised on: record it in the dead-letter store and
+#: go on, or stop the pipeline (the checkpoint stays before the batch).
+OnError = Literal["dead_letter", "stop"]
+ON_ERROR: tuple[OnError, ...] = ("dead_letter", "stop")
+
+#: ``report(event, transform_label, error)``: where a chain sends the events its transforms
+#: raised on (the dead-letter store in a run, stderr in ``meepo transform``).
+ErrorReport = Callable[[RowEvent, str, str], None]
+
+
+class TransformError(MeepoError):
+    """A transform with ``on_error = "stop"`` raised on an event (exit 1)."""
+
+
+@dataclass
+class Step:
+    """One configured transform, with its functions compiled per table."""
+
+    transform: Transform
+    on_error: OnError = "dead_letter"
+    _compiled: dict[str, dict[str, EventFunction | None]] = field(
+        default_factory=dict, repr=False)
+
+    @property
+    def label(self) -> str:
+        return self.transform.label
+
+    def function(self, schema: str, table: str) -> EventFunction | None:
+        tables = self._compiled.get(schema)
+        if tables is None:
+            tables = self._compiled[schema] = {}
+        if table not in tables:
+            tables[table] = self.transform.for_table(schema, table)
+        return tables[table]
+
+    def run(self, events: Sequence[RowEvent], report: ErrorReport) -> list[RowEvent]:
+        """The step's output for ``events``, in order. An event the transform raises on
+        is reported (or, with ``on_error = "stop"``, a :class:`TransformError` raised)."""
+        out: list[RowEvent] = []
+        append, extend = out.append, out.extend
+        compiled = self._compiled
+        for event in events:
+            tables = compiled.get(event.schema)
+            if tables is not None and event.table in tables:
+                function = tables[event.table]
+            else:
+                function = self.function(event.schema, event.table)
+            if function is None:
+                append(event)
+                continue
+            try:
+                result = function(event)
+                if result is None:
+                    continue
+                if result.__class__ is RowEvent:
+                    append(result)
+                elif isinstance(result, list) and all(
+                        isinstance(item, RowEvent) for item in result):
+                    extend(result)
+                else:
+                    raise TypeError(f"returned {type(result).__name__}, not a RowEvent, "
+                                    "None or a list of RowEvents")
+            except Exception as exc:
+                self._failed(event, exc, report)
+        return out
+
+    def _failed(self, event: RowEvent, exc: Exception, report: ErrorReport) -> None:
+        error = describe(exc)
+        if self.on_error == "stop":
+            raise TransformError(
+                f"{self.label}: failed on event {event.name} pk={event.pk!r}: {error}; "
+                'stopped (on_error = "stop") without checkpointing this batch'
+            ) from exc
+        report(event, self.label, error)
+
+
+@dataclass
+class TransformChain:
+    """Transforms applied one after the other; an empty chain is never built."""
+
+    steps: list[Step]
+
+    def open(self, context: PipelineContext) -> None:
+        for step in self.steps:
+            step.transform.open(context)
+
+    def run(self, events: Sequence[RowEvent], report: ErrorReport) -> Sequence[RowEvent]:
+        for step in self.steps:
+            events = step.run(events, report)
+        return events
+
+    @property
+    def transforms(self) -> list[Transform]:
+        return [step.transform for step in self.steps]
+
+
+@dataclass
+class PipelineTransforms:
+    """A pipeline's transforms: ``pipeline`` for every sink, then each sink's own chain
+    (keyed by the sink's label, ``"sinks[1] kafka"``)."""
+
+    pipeline: TransformChain | None = None
+    sinks: dict[str, TransformChain] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return self.pipeline is not None or bool(self.sinks)
+
+    def chains(self) -> list[TransformChain]:
+        return [c for c in (self.pipeline, *self.sinks.values()) if c is not None]
+
+    def open(self, context: PipelineContext) -> None:
+        for chain in self.chains():
+            chain.open(context)
+
+    def batches(
+        self, batch: Batch, labels: Sequence[str], report: ErrorReport
+    ) -> dict[str, Batch]:
+        """What each sink (by label) receives for ``batch``. Every batch keeps the source
+        position, even when its transforms dropped every event: the checkpoint advances
+        past dropped events."""
+        shared: Sequence[RowEvent] = batch.events
+        if self.pipeline is not None:
+            shared = self.pipeline.run(shared, report)
+        common = Batch(tuple(shared), batch.position) if self.pipeline is not None else batch
+        found: dict[str, Batch] = {}
+        for label in labels:
+            chain = self.sinks.get(label)
+            if chain is None:
+                found[label] = common
+            else:
+                found[label] = Batch(tuple(chain.run(shared, report)), batch.position)
+        return found
+

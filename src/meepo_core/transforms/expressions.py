@@ -1,0 +1,180 @@
+"""Expressions over events in CEL (the Common Expression Language), for ``filter`` and
+``route``: compiled once by the ``common-expression-language`` package (a Rust CEL
+implementation), never Python ``eval``.
+
+An expression sees these variables:
+
+* ``schema``, ``table``, ``action`` (``"write"``, ``"update"``, ``"delete"``, ``"read"``);
+* ``pk``: the primary key (a value, or a list for a composite key);
+* ``before``, ``after``: the row images as maps (``after.tenant``); a missing image (the
+  ``before`` of a write, the ``after`` of a delete) is an empty map, so ``has(after.x)``
+  is false there while ``after.x`` is an error;
+* ``row``: ``after``, or ``before`` for a delete (the newest image);
+* ``changed``: the names of the columns the event changed: those whose value differs
+  between ``before`` and ``after`` for an update, every column for a write or a delete,
+  none for a snapshot ``read`` (``"email" in changed``).
+
+Columns whose value the source did not send (``UNCHANGED``) are absent from the maps.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import cel
+
+from ..errors import ConfigError
+from ..events import UNCHANGED, RowEvent
+
+VARIABLES = ("schema", "table", "action", "pk", "before", "after", "row", "changed")
+#: Variables that are the same for every event of one table (and action).
+TABLE_VARIABLES = frozenset(("schema", "table", "action"))
+_SYNTAX = re.compile(r"<input>:(\d+):(\d+): (.*)")
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_EMPTY: Mapping[str, Any] = {}
+
+
+class Expression:
+    """One compiled expression. ``variables`` are the event variables it reads; only
+    those are handed to CEL per event, and for image variables only the columns the
+    expression names when it names them all as ``image.column``."""
+
+    def __init__(self, text: str, key_path: str) -> None:
+        self.text = text
+        self.key_path = key_path
+        try:
+            self.program = cel.compile(text)
+        except ValueError as exc:
+            raise ConfigError(key_path, _syntax_error(text, str(exc))) from None
+        names = set(self.program.variables())
+        unknown = sorted(names - set(VARIABLES))
+        if unknown:
+            line, column = _position(text, unknown[0])
+            raise ConfigError(
+                key_path, f"unknown name {unknown[0]!r} at {line}:{column} in {text!r}; "
+                f"an expression can use {', '.join(VARIABLES)}")
+        self.variables = frozenset(names)
+        self.table_level = self.variables <= TABLE_VARIABLES
+        self._images: list[tuple[str, Callable[[RowEvent], Mapping[str, Any]]]] = [
+            (name, self._image_reader(name)) for name in ("before", "after", "row")
+            if name in names
+        ]
+
+    def check(self, result_type: type, type_name: str) -> None:
+        """For an expression that reads only ``schema``, ``table`` and ``action``, evaluate
+        it once on sample values now, so that a type error (``table > 1``) or a result of
+        the wrong type is a config error rather than a dead letter per event. Expressions
+        over row values are checked as events come."""
+        if not self.table_level:
+            return
+        try:
+            result = self.program.execute({"schema": "s", "table": "t", "action": "write"})
+        except Exception as exc:
+            raise ConfigError(self.key_path, f"type error in {self.text!r}: "
+                              f"{_first_sentence(str(exc))}") from None
+        if not isinstance(result, result_type):
+            raise ConfigError(self.key_path, f"{self.text!r} gives {type(result).__name__}, "
+                              f"not {type_name}")
+
+    def context(self, event: RowEvent) -> dict[str, Any]:
+        """The variables of ``event`` that the expression reads."""
+        variables = self.variables
+        context: dict[str, Any] = {}
+        if "schema" in variables:
+            context["schema"] = event.schema
+        if "table" in variables:
+            context["table"] = event.table
+        if "action" in variables:
+            context["action"] = event.action
+        if "pk" in variables:
+            pk = event.pk
+            context["pk"] = list(pk) if isinstance(pk, tuple) else pk
+        for name, read in self._images:
+            context[name] = read(event)
+        if "changed" in variables:
+            context["changed"] = changed_columns(event)
+        return context
+
+    def evaluate(self, event: RowEvent) -> Any:
+        return self.program.execute(self.context(event))
+
+    def evaluate_table(self, schema: str, table: str, action: str) -> Any:
+        """The value of a table-level expression (see :attr:`table_level`)."""
+        return self.program.execute({"schema": schema, "table": table, "action": action})
+
+    def _image_reader(self, name: str) -> Callable[[RowEvent], Mapping[str, Any]]:
+        columns = _named_columns(self.text, name)
+        image: Callable[[RowEvent], Mapping[str, Any] | None]
+        if name == "row":
+            def image(event: RowEvent) -> Mapping[str, Any] | None:
+                return event.after if event.after is not None else event.before
+        else:
+            image = _attribute(name)
+        if columns is None:
+            def whole(event: RowEvent) -> Mapping[str, Any]:
+                found = image(event)
+                if not found:
+                    return _EMPTY
+                return {k: v for k, v in found.items() if v is not UNCHANGED}
+            return whole
+        named = tuple(columns)
+
+        def narrowed(event: RowEvent) -> Mapping[str, Any]:
+            found = image(event)
+            if not found:
+                return _EMPTY
+            return {c: found[c] for c in named if c in found and found[c] is not UNCHANGED}
+        return narrowed
+
+
+def changed_columns(event: RowEvent) -> list[str]:
+    """The ``changed`` variable: see the module docstring."""
+    before, after = event.before, event.after
+    if event.action == "update" and before is not None and after is not None:
+        return [c for c, v in after.items()
+                if v is not UNCHANGED and (c not in before or before[c] != v)]
+    if event.action == "read":
+        return []
+    return list(event.row)
+
+
+def _attribute(name: str) -> Callable[[RowEvent], Mapping[str, Any] | None]:
+    if name == "before":
+        return lambda event: event.before
+    return lambda event: event.after
+
+
+def _named_columns(text: str, name: str) -> set[str] | None:
+    """The columns of image ``name`` that ``text`` reads, when it reads the image only as
+    ``name.column`` (then only those columns need converting per event); else None."""
+    every = len(re.findall(rf"(?<![\w.]){name}\b", text))
+    dotted = re.findall(rf"(?<![\w.]){name}\s*\.\s*({_IDENT})", text)
+    if every != len(dotted):
+        return None
+    return set(dotted)
+
+
+def _position(text: str, name: str) -> tuple[int, int]:
+    """``(line, column)``, 1-based, of the first use of identifier ``name`` in ``text``."""
+    match = re.search(rf"(?<![\w.]){re.escape(name)}\b", text)
+    offset = match.start() if match else 0
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return line, column
+
+
+def _syntax_error(text: str, message: str) -> str:
+    """CEL's parser message as one line with its position: ``syntax error at 1:11: ...``."""
+    match = _SYNTAX.search(message)
+    if match is None:
+        return f"cannot compile {text!r}: {_first_sentence(message)}"
+    line, column, detail = match.groups()
+    detail = detail.removeprefix("Syntax error: ")
+    return f"syntax error at {line}:{column} in {text!r}: {detail}"
+
+
+def _first_sentence(message: str) -> str:
+    first = message.strip().splitlines()[0] if message.strip() else message
+    return first.split(". ")[0].rstrip(".")
