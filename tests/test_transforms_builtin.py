@@ -1,0 +1,177 @@
+"""The built-in transforms and a third-party one pass the TransformContract, and each does
+what its documentation says to the contract events."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meepo_core import UNCHANGED, RowEvent
+from meepo_core.testing import TransformContract
+
+TEST_PLUGINS = Path(__file__).parent / "plugins_for_tests"
+
+
+def rows(output: list[RowEvent]) -> list[tuple[str, Any, dict[str, Any]]]:
+    return [(e.action, e.pk, dict(e.row)) for e in output]
+
+
+class TestFilterOnRows(TransformContract):
+    transform_type = "filter"
+
+    def transform_options(self) -> dict[str, Any]:
+        return {"where": "row.name != 'deux' && (action != 'update' || 'name' in changed)"}
+
+    def check_output(self, events: list[RowEvent], output: list[RowEvent]) -> None:
+        assert [(e.action, e.pk) for e in output] == [
+            ("write", 1), ("write", 2), ("write", 3), ("delete", 3), ("update", 1),
+            ("update", 1), ("read", 5), ("update", 5)]
+        assert all(e.row["name"] != "deux" for e in output)
+        assert output[0] is events[0]  # kept events are passed as they are
+
+
+class TestFilterOnTables(TransformContract):
+    transform_type = "filter"
+
+    def transform_options(self) -> dict[str, Any]:
+        return {"where": "action != 'delete' && table == 'items'"}
+
+    def check_output(self, events: list[RowEvent], output: list[RowEvent]) -> None:
+        assert [e.action for e in output] == [e.action for e in events if e.action != "delete"]
+
+
+class TestMaskPartial(TransformContract):
+    transform_type = "mask"
+
+    def transform_options(self) -> dict[str, Any]:
+        return {"columns": ["meepo_contract.items.name"], "mode": "partial", "keep_first": 1,
+                "keep_last": 1}
+
+    def check_output(self, events: list[RowEvent], output: list[RowEvent]) -> None:
+        assert [e.row["name"] for e in output] == [
+            "o*e", "t*o", "t***e", "d**x", "t***e", "**", "u*o", "f**e", "c**q"]  # "un": all hidden
+        assert output[3].before == {**events[3].before, "name": "t*o"}  # type: ignore[dict-item]
+        assert output[8].after["price"] is UNCHANGED  # type: ignore[index]
+
+
+class TestMaskNullAndFixed(TransformContract):
+    transform_type = "mask"
+
+    def transform_options(self) -> dict[str, Any]:
+        return {"columns": ["meepo_contract.*.price"], "mode": "null"}
+
+    def check_output(self, events: list[RowEvent], output: list[RowEvent]) -> None:
+        assert [e.row["price"] for e in output[:-1]] == [None] * 8
+        assert output[-1].after["price"] is UNCHANGED  # type: ignore[index]
+
+    def test_fixed_value(self) -> None:
+        chain = self.build({"columns": ["meepo_contract.items.name"], "value": "<hidden>"})
+        assert {e.row["name"] for e in self.run(chain, self.events())} == {"<hidden>"}
+
+
+class TestHash(TransformContract):
+    transform_type = "hash"
+
+    def transform_options(self) -> dict[str, Any]:
+        return {"columns": ["meepo_contract.items.name"], "salt": "salt123"}
+
+    def check_output(self, events: list[RowEvent], output: list[RowEvent]) -> None:
+        # SHA-256 of the salt's then the value's UTF-8 bytes, hex (golden values from
+        # Debezium itself are in test_transform_hash_debezium.py)
+        assert output[0].after["name"] == hashlib.sha256(b"salt123one").hexdigest()  # type: ignore[index]
+        assert all(len(e.row["name"]) == 64 for e in output)
+        assert output[3].before["price"] == events[3].before["price"]  # type: ignore[index]
+
+
+class TestDropColumns(TransformContract):
+    transform_type = "drop_columns"
+
+    def transform_options(self) -> dict[str, Any]:
+        return {"columns": ["meepo_contract.items.price", "*.*.updated_*"]}
+
+    def check_output(self, events: list[RowEvent], output: list[RowEvent]) -> None:
+        assert all(set(e.row) <= {"id", "name"} for e in output)
+        assert output[3].before == {"id": 2, "name": "two"}
+
+
+class TestKeepColumns(TransformContract):
+    transform_type = "keep_columns"
+
+    def transform_options(self) -> dict[str, Any]:
+        return {"columns": ["meepo_contract.items.id", "meepo_contract.items.price"]}
+
+    def check_output(self, events: list[RowEvent], output: list[RowEvent]) -> None:
+        assert all(set(e.row) <= {"id", "price"} for e in output)
+        assert output[-1].before == {"id": 5}
+
+
+class TestRename(TransformContract):
+    transform_type = "rename"
+
+    def transform_options(self) -> dict[str, Any]:
+        return {"tables": {"meepo_contract.items": "archive.things"},
+                "columns": {"meepo_contract.items.name": "title"}}
+
+    def check_output(self, events: list[RowEvent], output: list[RowEvent]) -> None:
+        assert {(e.schema, e.table) for e in output} == {("archive", "things")}
+        assert output[0].after == {"id": 1, "title": "one", "price": events[0].after["price"],  # type: ignore[index]
+                                   "updated_at": events[0].after["updated_at"]}  # type: ignore[index]
+        assert output[0].name == "things_write"
+
+
+class TestRouteTemplate(TransformContract):
+    transform_type = "route"
+
+    def transform_options(self) -> dict[str, Any]:
+        return {"to": "{schema}_{table}_{action}"}
+
+    def check_output(self, events: list[RowEvent], output: list[RowEvent]) -> None:
+        assert [e.destination for e in output] == [
+            f"meepo_contract_items_{e.action}" for e in events]
+
+
+class TestRouteExpression(TransformContract):
+    transform_type = "route"
+
+    def transform_options(self) -> dict[str, Any]:
+        return {"expression": "'items_' + string(row.id % 2)", "tables": ["meepo_contract.*"]}
+
+    def check_output(self, events: list[RowEvent], output: list[RowEvent]) -> None:
+        assert [e.destination for e in output] == [f"items_{e.pk % 2}" for e in events]
+
+
+class TestPythonCallable(TransformContract):
+    transform_type = "python"
+
+    @pytest.fixture(autouse=True)
+    def _importable(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.syspath_prepend(str(TEST_PLUGINS))
+
+    def transform_options(self) -> dict[str, Any]:
+        return {"callable": "stamp_transform:split_by_half"}
+
+    def check_output(self, events: list[RowEvent], output: list[RowEvent]) -> None:
+        assert [(e.pk, e.table) for e in output] == [
+            (1, "items"), (2, "items"), (2, "items_copy"), (2, "items"), (2, "items_copy"),
+            (1, "items"), (1, "items"), (5, "items"), (5, "items")]
+
+
+class TestThirdPartyStamp(TransformContract):
+    """The README's example plugin, written from the docs alone."""
+
+    transform_type = "stamp"
+    plugin_modules = ("stamp_transform",)
+
+    @pytest.fixture(autouse=True)
+    def _importable(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.syspath_prepend(str(TEST_PLUGINS))
+
+    def transform_options(self) -> dict[str, Any]:
+        return {"column": "_source"}
+
+    def check_output(self, events: list[RowEvent], output: list[RowEvent]) -> None:
+        assert all(e.after["_source"] == "meepo" for e in output if e.after is not None)
+        assert len(output) == len(events)
