@@ -28,6 +28,7 @@ Examples:
   meepo run orders                 follow changes until SIGINT/SIGTERM
   meepo run orders --once          process what is there now, then exit
   meepo snapshot orders            copy the tables' current rows while streaming
+  meepo transform orders --input events.jsonl   what each sink would receive
   meepo --config meepo.toml run orders
   meepo plugins                    installed plugins and the types they add
 
@@ -264,6 +265,38 @@ def snapshot(state: State, name: str, tables: tuple[str, ...], status: bool) -> 
         "otherwise the next run does",
         err=True,
     )
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--input", "input_path", required=True, metavar="EVENTS.jsonl",
+              type=click.Path(path_type=Path, dir_okay=False),
+              help="Recorded events: a log written by the jsonl sink.")
+@click.option("--sink", "sink", metavar="LABEL",
+              help="Show only this sink: its index (1), label (sinks[1]) or type (kafka).")
+@click.pass_obj
+def transform(state: State, name: str, input_path: Path, sink: str | None) -> None:
+    """Run pipeline NAME's transforms over recorded events and print, for each sink, the
+    events it would receive (a dry run: nothing connects, nothing is written). Events a
+    transform fails on are listed on stderr.
+
+    \b
+    Examples:
+      meepo transform orders --input .meepo/audit.jsonl
+      meepo transform orders --input audit.jsonl --sink 1
+    """
+    from .transforms.dry_run import dry_run, read_events, sink_labels
+
+    pipeline = state.pipeline(name)
+    labels = sink_labels(pipeline, sink)
+    events = read_events(input_path)
+
+    def report(event: Any, label: str, error: str) -> None:
+        click.echo(f"meepo: {label}: would dead-letter {event.name} pk={event.pk!r}: {error}",
+                   err=True)
+
+    for line in dry_run(pipeline, events, labels, report):
+        click.echo(line)
 
 
 def snapshot_status(pipeline: Pipeline) -> list[str]:
