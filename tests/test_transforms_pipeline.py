@@ -176,7 +176,7 @@ def test_pipeline_level_errors_name_the_pipeline_key(tmp_path: Path) -> None:
 
 
 def test_dry_run_prints_what_each_sink_would_receive(tmp_path: Path) -> None:
-    write_events(tmp_path / "audit.jsonl", EVENTS + [user(13, "acme", "z", "t4")])
+    write_events(tmp_path / "audit.jsonl", [*EVENTS, user(13, "acme", "z", "t4")])
     pipeline = {**ISSUE_PIPELINE, "sinks": [
         *ISSUE_PIPELINE["sinks"],
         {"type": "print", "transforms": [
