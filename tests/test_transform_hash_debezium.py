@@ -22,19 +22,34 @@ from meepo_core.transforms import build_chain
 
 #: (algorithm, salt, value, column length, Debezium's hash)
 GOLDEN = [
-    ('SHA-256', 'salt123', '12345678901234567890', 255, 'b65875d34a3dedf070f3a012970bf3b5da424560d7be3d2c23b986b525d2d7f3'),
-    ('SHA-256', 's3crét', 'jörg@example.com', 255, '7ddc06d67ce400899915f831080f964197510b14b06ab72452b7d147069cf492'),
-    ('SHA-512', 'pepper', 'alice@example.com', 255, '4c47bafda089eda969e4153abdb392a6d30664e0a7ebf717702f9b527cad22fef0750146367e2e7bf1049c331e531291441798ee1d36996c5d6b241b6fd7f12b'),
-    ('MD5', 'x', 'bob', 255, '31987a5dbc9922cd211fc93523ffd523'),
-    ('SHA-1', 'k', 'carol@example.com', 255, 'e1111b4b71fb927753d1dbc29789d51fcbfa55f3'),
-    ('SHA-384', 'k', 'carol@example.com', 255, '542c2ccbbd43774df7ed7df7cc18ee03f69f69dbb6984d9751d1199c653348f55c4dc7440fea06ece0efba4652644ca5'),
-    ('SHA-224', 'k', 'carol@example.com', 255, 'b012051d001ac858cf3f6c3f2b921dccad32ed18fdceeaba09fcac90'),
-    ('SHA3-256', 'k', 'carol@example.com', 255, '4f3be21a5577c5055c39a477b73094bceab377fb1a62ece4b1f1f77379733876'),
-    ('SHA-512/256', 'k', 'carol@example.com', 255, '187d6e4e055820124d35c5414cc8cd35e1a0257f36a71e22f5f66bcbc9ef66b3'),
-    ('SHA-256', 'salt123', 'alice@example.com', 20, 'b539f826ff5fba4db9cd'),
-    ('SHA-256', 'salt.with.dots', '東京', 0, '85510b87b738e143f0cd5c75b7ffbc25c1e95b2aa3a2d3d16ee81e9a4ac9db7f'),
-    ('SHA-256', 'salt123', '', 255, 'c2fc6c6adf8ba0f575a35f48df52c0968a3dcd3c577c2769dc2f1035943b975e'),
-    ('SHA-256', 'emoji', '😀 ok', 255, 'dcf2c8bee801f46bec633ed126f19186482107c19476d5d34411a6d5738916ff'),
+    ("SHA-256", "salt123", "12345678901234567890", 255,
+     "b65875d34a3dedf070f3a012970bf3b5da424560d7be3d2c23b986b525d2d7f3"),
+    ("SHA-256", "s3crét", "jörg@example.com", 255,
+     "7ddc06d67ce400899915f831080f964197510b14b06ab72452b7d147069cf492"),
+    ("SHA-512", "pepper", "alice@example.com", 255,
+     "4c47bafda089eda969e4153abdb392a6d30664e0a7ebf717702f9b527cad22fe"
+     "f0750146367e2e7bf1049c331e531291441798ee1d36996c5d6b241b6fd7f12b"),
+    ("MD5", "x", "bob", 255,
+     "31987a5dbc9922cd211fc93523ffd523"),
+    ("SHA-1", "k", "carol@example.com", 255,
+     "e1111b4b71fb927753d1dbc29789d51fcbfa55f3"),
+    ("SHA-384", "k", "carol@example.com", 255,
+     "542c2ccbbd43774df7ed7df7cc18ee03f69f69dbb6984d9751d1199c653348f5"
+     "5c4dc7440fea06ece0efba4652644ca5"),
+    ("SHA-224", "k", "carol@example.com", 255,
+     "b012051d001ac858cf3f6c3f2b921dccad32ed18fdceeaba09fcac90"),
+    ("SHA3-256", "k", "carol@example.com", 255,
+     "4f3be21a5577c5055c39a477b73094bceab377fb1a62ece4b1f1f77379733876"),
+    ("SHA-512/256", "k", "carol@example.com", 255,
+     "187d6e4e055820124d35c5414cc8cd35e1a0257f36a71e22f5f66bcbc9ef66b3"),
+    ("SHA-256", "salt123", "alice@example.com", 20,
+     "b539f826ff5fba4db9cd"),
+    ("SHA-256", "salt.with.dots", "東京", 0,
+     "85510b87b738e143f0cd5c75b7ffbc25c1e95b2aa3a2d3d16ee81e9a4ac9db7f"),
+    ("SHA-256", "salt123", "", 255,
+     "c2fc6c6adf8ba0f575a35f48df52c0968a3dcd3c577c2769dc2f1035943b975e"),
+    ("SHA-256", "emoji", "😀 ok", 255,
+     "dcf2c8bee801f46bec633ed126f19186482107c19476d5d34411a6d5738916ff"),
 ]
 
 
