@@ -161,7 +161,7 @@ class KafkaSink(Sink):
             parts = split_key_change(event) if event.action == "update" else (event,)
             for part in parts:
                 try:
-                    topic = topic_of(part.schema, part.table)
+                    topic = part.destination or topic_of(part.schema, part.table)
                     key = key_of(part)
                     value = value_of(part)
                 except (TypeError, ValueError, OverflowError) as exc:
