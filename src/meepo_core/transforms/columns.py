@@ -27,10 +27,10 @@ class TableColumns:
     patterns: tuple[str, ...]
     _by_row: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
 
-    def in_row(self, row: Mapping[str, Any]) -> tuple[str, ...]:
-        """The named columns present in ``row``, in the row's order."""
+    def in_row(self, row: Mapping[str, Any]) -> tuple[str, ...] | list[str]:
+        """The named columns present in ``row``."""
         if not self.patterns:
-            return tuple(column for column in row if column in self.names)
+            return [column for column in self.names if column in row]
         key = tuple(row)
         found = self._by_row.get(key)
         if found is None:

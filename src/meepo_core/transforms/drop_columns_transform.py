@@ -38,8 +38,9 @@ class DropColumnsTransform(Transform):
             if not row:
                 return row
             named = columns.in_row(row)
-            if keep:
-                return {c: row[c] for c in named} if len(named) != len(row) else row
+            if keep:  # in the row's order
+                return {c: v for c, v in row.items() if c in named} if len(named) != len(
+                    row) else row
             if not named:
                 return row
             return {c: v for c, v in row.items() if c not in named}

@@ -57,10 +57,13 @@ class Expression:
                 f"an expression can use {', '.join(VARIABLES)}")
         self.variables = frozenset(names)
         self.table_level = self.variables <= TABLE_VARIABLES
-        self._images: list[tuple[str, Callable[[RowEvent], Mapping[str, Any]]]] = [
-            (name, self._image_reader(name)) for name in ("before", "after", "row")
-            if name in names
-        ]
+        readers = [(name, _READERS[name]) for name in VARIABLES
+                   if name in names and name in _READERS]
+        readers += [(name, self._image_reader(name)) for name in ("before", "after", "row")
+                    if name in names]
+        #: ``context(event)``: the variables of ``event`` the expression reads, built by a
+        #: function made for exactly those (this runs once per event).
+        self.context = _context_builder(readers)
 
     def check(self, result_type: type, type_name: str) -> None:
         """For an expression that reads only ``schema``, ``table`` and ``action``, evaluate
@@ -78,25 +81,6 @@ class Expression:
             raise ConfigError(self.key_path, f"{self.text!r} gives {type(result).__name__}, "
                               f"not {type_name}")
 
-    def context(self, event: RowEvent) -> dict[str, Any]:
-        """The variables of ``event`` that the expression reads."""
-        variables = self.variables
-        context: dict[str, Any] = {}
-        if "schema" in variables:
-            context["schema"] = event.schema
-        if "table" in variables:
-            context["table"] = event.table
-        if "action" in variables:
-            context["action"] = event.action
-        if "pk" in variables:
-            pk = event.pk
-            context["pk"] = list(pk) if isinstance(pk, tuple) else pk
-        for name, read in self._images:
-            context[name] = read(event)
-        if "changed" in variables:
-            context["changed"] = changed_columns(event)
-        return context
-
     def evaluate(self, event: RowEvent) -> Any:
         return self.program.execute(self.context(event))
 
@@ -106,12 +90,7 @@ class Expression:
 
     def _image_reader(self, name: str) -> Callable[[RowEvent], Mapping[str, Any]]:
         columns = _named_columns(self.text, name)
-        image: Callable[[RowEvent], Mapping[str, Any] | None]
-        if name == "row":
-            def image(event: RowEvent) -> Mapping[str, Any] | None:
-                return event.after if event.after is not None else event.before
-        else:
-            image = _attribute(name)
+        image = _IMAGES[name]
         if columns is None:
             def whole(event: RowEvent) -> Mapping[str, Any]:
                 found = image(event)
@@ -119,6 +98,14 @@ class Expression:
                     return _EMPTY
                 return {k: v for k, v in found.items() if v is not UNCHANGED}
             return whole
+        if len(columns) == 1:  # the common case, spelled out: this runs per event
+            (column,) = columns
+
+            def one(event: RowEvent) -> Mapping[str, Any]:
+                found = image(event)
+                value = found.get(column, UNCHANGED) if found else UNCHANGED
+                return _EMPTY if value is UNCHANGED else {column: value}
+            return one
         named = tuple(columns)
 
         def narrowed(event: RowEvent) -> Mapping[str, Any]:
@@ -140,10 +127,30 @@ def changed_columns(event: RowEvent) -> list[str]:
     return list(event.row)
 
 
-def _attribute(name: str) -> Callable[[RowEvent], Mapping[str, Any] | None]:
-    if name == "before":
-        return lambda event: event.before
-    return lambda event: event.after
+_IMAGES: dict[str, Callable[[RowEvent], Mapping[str, Any] | None]] = {
+    "before": lambda event: event.before,
+    "after": lambda event: event.after,
+    "row": lambda event: event.after if event.after is not None else event.before,
+}
+_READERS: dict[str, Callable[[RowEvent], Any]] = {
+    "schema": lambda event: event.schema,
+    "table": lambda event: event.table,
+    "action": lambda event: event.action,
+    "pk": lambda event: list(event.pk) if isinstance(event.pk, tuple) else event.pk,
+    "changed": lambda event: changed_columns(event),
+}
+
+
+def _context_builder(
+    readers: list[tuple[str, Callable[[RowEvent], Any]]],
+) -> Callable[[RowEvent], dict[str, Any]]:
+    if len(readers) == 1:
+        ((name, read),) = readers
+        return lambda event: {name: read(event)}
+    if len(readers) == 2:
+        (first, read_first), (second, read_second) = readers
+        return lambda event: {first: read_first(event), second: read_second(event)}
+    return lambda event: {name: read(event) for name, read in readers}
 
 
 def _named_columns(text: str, name: str) -> set[str] | None:
