@@ -134,7 +134,7 @@ def in_process(table: str, count: int) -> dict[str, float]:
     found: dict[str, float] = {}
     chains = transforms(table)["chain of 5"]
     with tempfile.TemporaryDirectory() as tmp:
-        for index, options in enumerate(chains):
+        for options in chains:
             chain = build_chain(registry, [options], "transforms", Path(tmp))
             assert chain is not None
             found[f"{options['type']} alone"] = per_event(
