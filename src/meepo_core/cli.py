@@ -209,6 +209,8 @@ def check(state: State, name: str) -> None:
         problems += [f"{label}: {line}" for line in found]
         click.echo(f"{label}: {'ok' if not found else 'FAILED'}")
     problems += _checkpoint_problems(pipeline)
+    if pipeline.transforms:
+        _transform_warnings(pipeline)
     for line in problems:
         click.echo(f"meepo: {line}", err=True)
     if problems:
@@ -319,6 +321,26 @@ def snapshot_status(pipeline: Pipeline) -> list[str]:
         else:
             lines.append(f"done {job.get('finished_at')}: {describe_job(job, running=False)}")
     return lines or [f"no snapshots for pipeline {pipeline.name}"]
+
+
+def _transform_warnings(pipeline: Pipeline) -> None:
+    """Warn (without failing the check) about columns the transforms name that no table
+    of the source has, where the source can tell its tables' columns."""
+    from .transforms.checks import unknown_columns
+
+    assert pipeline.transforms is not None
+    try:
+        tables = pipeline.source.table_columns()
+    except MeepoError:
+        tables = None  # the source's own check reported why
+    if tables is None:
+        click.echo("transforms: ok (the source cannot list its tables' columns: column "
+                   "names unchecked)")
+        return
+    warnings = unknown_columns(pipeline.transforms, tables)
+    click.echo(f"transforms: {'ok' if not warnings else 'WARNING'}")
+    for line in warnings:
+        click.echo(f"meepo: warning: {line}", err=True)
 
 
 def _checkpoint_problems(pipeline: Pipeline) -> list[str]:

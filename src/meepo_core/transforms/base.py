@@ -46,6 +46,9 @@ class Transform(abc.ABC):
     #: ``"transforms[0] filter"`` or ``"sinks[1] kafka transforms[0] route"``; set by the
     #: core when it builds the transform, for logs and dead letters.
     label: str = ""
+    #: Where the transform's table is in the config (``tool.meepo.pipelines.orders.
+    #: transforms[0]``); set by the core, for ``meepo check``'s warnings.
+    key_path: str = ""
 
     @classmethod
     @abc.abstractmethod

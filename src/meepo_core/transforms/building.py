@@ -44,6 +44,7 @@ def build_chain(
             raise ConfigError(options.key_path("type"), f"transform type {name!r} did not "
                               "build a meepo_core.Transform; fix its plugin")
         transform.label = f"{label_prefix}{KEY}[{index}] {name}"
+        transform.key_path = path
         steps.append(Step(transform, on_error))
     return TransformChain(steps) if steps else None
 
