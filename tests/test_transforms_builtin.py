@@ -175,3 +175,61 @@ class TestThirdPartyStamp(TransformContract):
     def check_output(self, events: list[RowEvent], output: list[RowEvent]) -> None:
         assert all(e.after["_source"] == "meepo" for e in output if e.after is not None)
         assert len(output) == len(events)
+
+
+class TestFusedImageTransforms(TransformContract):
+    """Consecutive image transforms run on one copy of each image: the result must equal
+    running them one after the other, and a failure names the transform that raised."""
+
+    transform_type = "mask"
+
+    def transform_options(self) -> dict[str, Any]:
+        return {"columns": ["meepo_contract.items.name"], "mode": "partial", "keep_first": 1}
+
+    def chain_options(self) -> list[dict[str, Any]]:
+        return [
+            {"type": "hash", "columns": ["*.*.name"], "salt": "s", "length": 8},
+            {"type": "mask", "columns": ["*.*.name"], "mode": "partial", "keep_last": 2},
+            {"type": "drop_columns", "columns": ["*.*.updated_at"]},
+            {"type": "keep_columns", "columns": ["*.*.id", "*.*.name"]},
+        ]
+
+    def test_fused_equals_one_after_the_other(self) -> None:
+        from meepo_core.plugins import load_registry
+        from meepo_core.transforms import build_chain
+
+        registry, events = load_registry(), self.events()
+        chain = build_chain(registry, self.chain_options(), "transforms", self.tmp_path)
+        assert chain is not None and len(chain._running) == 1  # fused
+        fused = self.run(chain, events)
+        separate = events
+        for options in self.chain_options():
+            one = build_chain(registry, [options], "transforms", self.tmp_path)
+            assert one is not None
+            separate = self.run(one, separate)
+        assert fused == separate
+        assert fused[0].after == {"id": 1, "name": "******" + hashlib.sha256(
+            b"sone").hexdigest()[6:8]}
+
+    def test_a_failure_names_the_transform_that_raised(self) -> None:
+        from meepo_core.plugins import load_registry
+        from meepo_core.transforms import build_chain
+
+        class Unprintable:
+            def __str__(self) -> str:
+                raise ValueError("no text")
+
+        chain = build_chain(load_registry(), [
+            {"type": "drop_columns", "columns": ["*.*.price"]},
+            {"type": "hash", "columns": ["*.*.name"], "salt": "s"},
+            {"type": "mask", "columns": ["*.*.id"]}], "transforms", self.tmp_path)
+        assert chain is not None
+        bad = RowEvent("meepo_contract", "items", "write", 7, None,
+                       {"id": 7, "name": Unprintable(), "price": 1})
+        good = self.events()[0]
+        failures: list[tuple[str, str]] = []
+        out = chain.run([bad, good], lambda e, label, error: failures.append((label, error)))
+        assert failures == [("transforms[1] hash", "ValueError: no text")]
+        assert [e.pk for e in out] == [1]
+        assert out[0].after == {"id": "****", "name": hashlib.sha256(b"sone").hexdigest(),
+                                "updated_at": good.after["updated_at"]}  # type: ignore[index]

@@ -74,6 +74,51 @@ class Transform(abc.ABC):
         return ()
 
 
+#: Edits a copy of a row image in place (see :class:`ImageTransform`).
+RowEditor: TypeAlias = "Callable[[dict[str, Any]], None]"
+
+
+class ImageTransform(Transform):
+    """A transform that only edits the row images (``before`` and ``after``), the same way
+    for both: ``mask``, ``hash``, ``drop_columns``, ``keep_columns``. It provides
+    :meth:`row_editor`; the chain runs consecutive image transforms on one copy of each
+    image and builds one event for them all, instead of one per transform."""
+
+    @abc.abstractmethod
+    def row_editor(self, schema: str, table: str) -> RowEditor | None:
+        """The in-place edit of a copy of an image of ``schema.table``; None when the
+        table's events pass unchanged."""
+
+    def for_table(self, schema: str, table: str) -> EventFunction | None:
+        edit = self.row_editor(schema, table)
+        return None if edit is None else edit_images([edit])
+
+    def apply(self, event: RowEvent) -> TransformResult:
+        function = self.for_table(event.schema, event.table)
+        return event if function is None else function(event)
+
+
+def edit_images(
+    edits: Sequence[RowEditor], started: Callable[[int], None] | None = None
+) -> EventFunction:
+    """An event function that copies the event's images, runs ``edits`` on the copies in
+    order (calling ``started(i)`` before the i-th, so a failure can be blamed on it) and
+    builds one event."""
+    def edited(event: RowEvent) -> TransformResult:
+        before, after = event.before, event.after
+        new_before = dict(before) if before else before
+        new_after = dict(after) if after else after
+        for index, edit in enumerate(edits):
+            if started is not None:
+                started(index)
+            if new_before:
+                edit(new_before)  # type: ignore[arg-type]
+            if new_after:
+                edit(new_after)  # type: ignore[arg-type]
+        return with_images(event, new_before, new_after)
+    return edited
+
+
 def derive(event: RowEvent, **changes: Any) -> RowEvent:
     """``event`` with the fields in ``changes`` replaced (``before``, ``after``, ``table``,
     ``destination``...), without re-validating the unchanged fields: several times cheaper

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 from ..delivery import describe
 from ..errors import MeepoError
 from ..events import Batch, RowEvent
-from .base import EventFunction, Transform
+from .base import EventFunction, ImageTransform, Transform, edit_images
 
 if TYPE_CHECKING:
     from ..context import PipelineContext
@@ -50,8 +50,11 @@ class Step:
         if tables is None:
             tables = self._compiled[schema] = {}
         if table not in tables:
-            tables[table] = self.transform.for_table(schema, table)
+            tables[table] = self.compile(schema, table)
         return tables[table]
+
+    def compile(self, schema: str, table: str) -> EventFunction | None:
+        return self.transform.for_table(schema, table)
 
     def run(self, events: Sequence[RowEvent], report: ErrorReport) -> list[RowEvent]:
         """The step's output for ``events``, in order. An event the transform raises on
@@ -86,12 +89,68 @@ class Step:
 
     def _failed(self, event: RowEvent, exc: Exception, report: ErrorReport) -> None:
         error = describe(exc)
-        if self.on_error == "stop":
+        if self.failing().on_error == "stop":
             raise TransformError(
                 f"{self.label}: failed on event {event.name} pk={event.pk!r}: {error}; "
                 'stopped (on_error = "stop") without checkpointing this batch'
             ) from exc
-        report(event, self.label, error)
+        report(event, self.failing().label, error)
+
+    def failing(self) -> Step:
+        """The step to blame for the exception being handled."""
+        return self
+
+
+@dataclass
+class ImageSteps(Step):
+    """Consecutive :class:`ImageTransform` steps run as one: the images are copied once,
+    every step's edit runs on the copies, one event is built. A failure is blamed on the
+    step whose edit raised."""
+
+    parts: list[Step] = field(default_factory=list)
+    _current: int = 0
+
+    @property
+    def label(self) -> str:
+        return self.parts[self._current].label
+
+    def compile(self, schema: str, table: str) -> EventFunction | None:
+        edits = [(index, part.transform.row_editor(schema, table))  # type: ignore[attr-defined]
+                 for index, part in enumerate(self.parts)]
+        found = [(index, edit) for index, edit in edits if edit is not None]
+        if not found:
+            return None
+        indexes = [index for index, _ in found]
+
+        def started(position: int) -> None:
+            self._current = indexes[position]
+        return edit_images([edit for _, edit in found], started)
+
+    def failing(self) -> Step:
+        return self.parts[self._current]
+
+
+def fuse(steps: list[Step]) -> list[Step]:
+    """``steps`` with each run of two or more consecutive image transforms made one
+    :class:`ImageSteps` (same output, fewer copies and events)."""
+    fused: list[Step] = []
+    run: list[Step] = []
+
+    def flush() -> None:
+        if len(run) > 1:
+            fused.append(ImageSteps(run[0].transform, parts=list(run)))
+        else:
+            fused.extend(run)
+        run.clear()
+
+    for step in steps:
+        if isinstance(step.transform, ImageTransform):
+            run.append(step)
+        else:
+            flush()
+            fused.append(step)
+    flush()
+    return fused
 
 
 @dataclass
@@ -100,12 +159,15 @@ class TransformChain:
 
     steps: list[Step]
 
+    def __post_init__(self) -> None:
+        self._running = fuse(self.steps)
+
     def open(self, context: PipelineContext) -> None:
         for step in self.steps:
             step.transform.open(context)
 
     def run(self, events: Sequence[RowEvent], report: ErrorReport) -> Sequence[RowEvent]:
-        for step in self.steps:
+        for step in self._running:
             events = step.run(events, report)
         return events
 

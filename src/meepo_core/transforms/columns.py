@@ -8,14 +8,15 @@ case-sensitive shell globs (``"shop.*.email"``, ``"*.*.phone_*"``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from ..events import qualified_name
+from ..events import UNCHANGED, qualified_name
 from ..options import Options
 from ..table_filter import is_glob
+from .base import ImageTransform, RowEditor
 
 
 @dataclass(frozen=True)
@@ -77,25 +78,27 @@ class ColumnList:
         return list(self.pairs)
 
 
-def map_images(
-    before: Mapping[str, Any] | None, after: Mapping[str, Any] | None,
-    columns: TableColumns, change: Callable[[dict[str, Any], Iterable[str]], None],
-) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] | None:
-    """``before`` and ``after``, each copied and changed by ``change(copy, named columns
-    in it)`` when it has a named column; None when neither has one (the event passes as it
-    is)."""
-    named_before = columns.in_row(before) if before else ()
-    named_after = columns.in_row(after) if after else ()
-    if not named_before and not named_after:
-        return None
-    new_before: Mapping[str, Any] | None = before
-    new_after: Mapping[str, Any] | None = after
-    if named_before:
-        copy = dict(before)  # type: ignore[arg-type]
-        change(copy, named_before)
-        new_before = copy
-    if named_after:
-        copy = dict(after)  # type: ignore[arg-type]
-        change(copy, named_after)
-        new_after = copy
-    return new_before, new_after
+
+class ColumnValueTransform(ImageTransform):
+    """Replaces the values of the columns a ``columns`` list names by ``replace(value)``
+    (``mask``, ``hash``); NULL and ``UNCHANGED`` values stay as they are."""
+
+    def __init__(self, columns: ColumnList, replace: Callable[[Any], Any]) -> None:
+        self.column_list = columns
+        self.replace = replace
+
+    def row_editor(self, schema: str, table: str) -> RowEditor | None:
+        columns = self.column_list.for_table(schema, table)
+        if columns is None:
+            return None
+        replace, in_row = self.replace, columns.in_row
+
+        def edit(row: dict[str, Any]) -> None:
+            for name in in_row(row):
+                value = row[name]
+                if value is not None and value is not UNCHANGED:
+                    row[name] = replace(value)
+        return edit
+
+    def columns(self) -> Sequence[tuple[str, str]]:
+        return self.column_list.named()

@@ -6,13 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Self
 
-from ..events import RowEvent
 from ..options import Options
-from .base import EventFunction, Transform, TransformResult, with_images
+from .base import ImageTransform, RowEditor
 from .columns import ColumnList
 
 
-class DropColumnsTransform(Transform):
+class DropColumnsTransform(ImageTransform):
     """``{ type = "drop_columns", columns = ["shop.users.phone"] }``: the named columns are
     removed from ``before`` and ``after`` (the event's ``pk`` is kept as it is)."""
 
@@ -28,34 +27,22 @@ class DropColumnsTransform(Transform):
         options.done()
         return cls(columns)
 
-    def for_table(self, schema: str, table: str) -> EventFunction | None:
+    def row_editor(self, schema: str, table: str) -> RowEditor | None:
         columns = self.column_list.for_table(schema, table)
         if columns is None:
             return None
-        keep = self.keep
+        in_row = columns.in_row
+        if self.keep:
+            def keep(row: dict[str, Any]) -> None:
+                named = in_row(row)
+                for column in [c for c in row if c not in named]:
+                    del row[column]
+            return keep
 
-        def image(row: Any) -> Any:
-            if not row:
-                return row
-            named = columns.in_row(row)
-            if keep:  # in the row's order
-                return {c: v for c, v in row.items() if c in named} if len(named) != len(
-                    row) else row
-            if not named:
-                return row
-            return {c: v for c, v in row.items() if c not in named}
-
-        def dropped(event: RowEvent) -> TransformResult:
-            before, after = image(event.before), image(event.after)
-            if before is event.before and after is event.after:
-                return event
-            return with_images(event, before, after)
-        return dropped
-
-    def apply(self, event: RowEvent) -> TransformResult:
-        function = self.for_table(event.schema, event.table)
-        return event if function is None else function(event)
+        def drop(row: dict[str, Any]) -> None:
+            for column in in_row(row):
+                del row[column]
+        return drop
 
     def columns(self) -> Sequence[tuple[str, str]]:
         return self.column_list.named()
-

@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from typing import Any, Self
 
-from ..events import UNCHANGED, RowEvent
 from ..options import Options
-from .base import EventFunction, Transform, TransformResult, with_images
-from .columns import ColumnList, map_images
+from .columns import ColumnList, ColumnValueTransform
 
 #: Debezium's algorithm names (Java's MessageDigest names) and hashlib's.
 ALGORITHMS = {
@@ -65,7 +63,7 @@ def debezium_hash(algorithm: str, salt: str, length: int = 0) -> Callable[[Any],
     return digest
 
 
-class HashTransform(Transform):
+class HashTransform(ColumnValueTransform):
     """``{ type = "hash", columns = ["shop.users.email"], algorithm = "SHA-256", salt =
     "${PII_SALT}" }``: each value becomes the hex digest Debezium's
     ``column.mask.hash.v2.SHA-256.with.salt.<salt>`` gives, so hashed keys join across
@@ -76,10 +74,6 @@ class HashTransform(Transform):
     Debezium hashes only character columns and passes other types through; meepo cannot
     tell a column's SQL type from its value, so it hashes the text of any other value
     rather than let it through."""
-
-    def __init__(self, columns: ColumnList, digest: Callable[[Any], str]) -> None:
-        self.column_list = columns
-        self.digest = digest
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -92,27 +86,3 @@ class HashTransform(Transform):
         length = options.integer("length", 0, minimum=0)
         options.done()
         return cls(columns, debezium_hash(algorithm, salt, length))
-
-    def for_table(self, schema: str, table: str) -> EventFunction | None:
-        columns = self.column_list.for_table(schema, table)
-        if columns is None:
-            return None
-        digest = self.digest
-
-        def change(row: dict[str, Any], names: Iterable[str]) -> None:
-            for name in names:
-                value = row[name]
-                if value is not None and value is not UNCHANGED:
-                    row[name] = digest(value)
-
-        def hashed(event: RowEvent) -> TransformResult:
-            images = map_images(event.before, event.after, columns, change)
-            return event if images is None else with_images(event, *images)
-        return hashed
-
-    def apply(self, event: RowEvent) -> TransformResult:
-        function = self.for_table(event.schema, event.table)
-        return event if function is None else function(event)
-
-    def columns(self) -> Sequence[tuple[str, str]]:
-        return self.column_list.named()

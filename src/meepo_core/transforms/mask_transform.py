@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from typing import Any, Self
 
-from ..events import UNCHANGED, RowEvent
 from ..options import Options
-from .base import EventFunction, Transform, TransformResult, with_images
-from .columns import ColumnList, map_images
+from .columns import ColumnList, ColumnValueTransform
 
 MODES = ("fixed", "null", "partial")
 
 
-class MaskTransform(Transform):
+class MaskTransform(ColumnValueTransform):
     """``{ type = "mask", columns = ["shop.users.phone"], mode = "partial", keep_last = 4 }``.
 
     ``mode = "fixed"`` (the default) replaces each value by ``value`` (default
@@ -22,10 +20,6 @@ class MaskTransform(Transform):
     (default ``"*"``), keeping its length. NULL stays NULL and an ``UNCHANGED`` value stays
     ``UNCHANGED`` in every mode (neither reveals anything).
     """
-
-    def __init__(self, columns: ColumnList, mask: Callable[[Any], Any]) -> None:
-        self.column_list = columns
-        self.mask = mask
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -50,30 +44,6 @@ class MaskTransform(Transform):
             return cls(columns, partial_mask(keep_first or 0, keep_last or 0, char or "*"))
         fixed = "****" if value is None else value
         return cls(columns, lambda _value: fixed)
-
-    def for_table(self, schema: str, table: str) -> EventFunction | None:
-        columns = self.column_list.for_table(schema, table)
-        if columns is None:
-            return None
-        mask = self.mask
-
-        def change(row: dict[str, Any], names: Iterable[str]) -> None:
-            for name in names:
-                value = row[name]
-                if value is not None and value is not UNCHANGED:
-                    row[name] = mask(value)
-
-        def masked(event: RowEvent) -> TransformResult:
-            images = map_images(event.before, event.after, columns, change)
-            return event if images is None else with_images(event, *images)
-        return masked
-
-    def apply(self, event: RowEvent) -> TransformResult:
-        function = self.for_table(event.schema, event.table)
-        return event if function is None else function(event)
-
-    def columns(self) -> Sequence[tuple[str, str]]:
-        return self.column_list.named()
 
 
 def partial_mask(keep_first: int, keep_last: int, char: str) -> Callable[[Any], str]:
