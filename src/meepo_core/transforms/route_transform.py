@@ -9,7 +9,7 @@ from typing import Self
 
 from ..events import RowEvent, qualified_name
 from ..options import Options
-from .base import EventFunction, Transform, TransformResult, derive
+from .base import EventFunction, Transform, TransformResult, with_destination
 from .expressions import Expression
 
 #: The fields a ``to`` template may use.
@@ -55,11 +55,11 @@ class RouteTransform(Transform):
             return None
         if self.name is not None:
             name = self.name
-            return lambda event: derive(event, destination=name(event))
+            return lambda event: with_destination(event, name(event))
         template = self.template or ""
         names = {action: template.format(schema=schema, table=table, action=action)
                  for action in ("write", "update", "delete", "read")}
-        return lambda event: derive(event, destination=names[event.action])
+        return lambda event: with_destination(event, names[event.action])
 
     def apply(self, event: RowEvent) -> TransformResult:
         function = self.for_table(event.schema, event.table)
