@@ -233,3 +233,25 @@ class TestFusedImageTransforms(TransformContract):
         assert [e.pk for e in out] == [1]
         assert out[0].after == {"id": "****", "name": hashlib.sha256(b"sone").hexdigest(),
                                 "updated_at": good.after["updated_at"]}  # type: ignore[index]
+
+
+def test_a_filter_over_one_column_remembers_results_exactly(tmp_path: Path) -> None:
+    """The per-value memo of a one-column filter gives what CEL gives for every event,
+    also for values Python calls equal (1, True, 1.0) and for many distinct values."""
+    import cel
+
+    from meepo_core.plugins import load_registry
+    from meepo_core.transforms import build_chain
+
+    where = "row.flag == 1 && action != 'delete'"
+    values: list[Any] = [1, True, 1.0, 0, False, None, "1", *range(5000)]
+    events = [RowEvent("s", "t", "delete" if i % 7 == 0 else "write", i, None,
+                       {"id": i, "flag": value}) for i, value in enumerate(values * 2)]
+    chain = build_chain(load_registry(), [{"type": "filter", "where": where}], "transforms",
+                        tmp_path)
+    assert chain is not None
+    kept = chain.run(events, lambda *failure: pytest.fail(str(failure)))
+    program = cel.compile(where)
+    expected = [e for e in events if program.execute({"row": e.after, "action": e.action})]
+    assert [e.pk for e in kept] == [e.pk for e in expected]
+    assert {e.after["flag"] for e in kept if e.pk < 7} == {1}  # type: ignore[index]

@@ -64,6 +64,15 @@ class Expression:
         #: ``context(event)``: the variables of ``event`` the expression reads, built by a
         #: function made for exactly those (this runs once per event).
         self.context = _context_builder(readers)
+        #: ``(image, column)`` when the expression reads one column of one image and
+        #: otherwise only ``schema``, ``table`` and ``action``: its value per table and
+        #: action then depends on that column's value alone (see ``filter``'s memo).
+        self.single_column: tuple[str, str] | None = None
+        images = [name for name in ("before", "after", "row") if name in names]
+        if len(images) == 1 and names - {images[0]} <= TABLE_VARIABLES:
+            columns = _named_columns(text, images[0])
+            if columns is not None and len(columns) == 1:
+                self.single_column = (images[0], next(iter(columns)))
 
     def check(self, result_type: type, type_name: str) -> None:
         """For an expression that reads only ``schema``, ``table`` and ``action``, evaluate
@@ -90,7 +99,7 @@ class Expression:
 
     def _image_reader(self, name: str) -> Callable[[RowEvent], Mapping[str, Any]]:
         columns = _named_columns(self.text, name)
-        image = _IMAGES[name]
+        image = IMAGES[name]
         if columns is None:
             def whole(event: RowEvent) -> Mapping[str, Any]:
                 found = image(event)
@@ -127,7 +136,7 @@ def changed_columns(event: RowEvent) -> list[str]:
     return list(event.row)
 
 
-_IMAGES: dict[str, Callable[[RowEvent], Mapping[str, Any] | None]] = {
+IMAGES: dict[str, Callable[[RowEvent], Mapping[str, Any] | None]] = {
     "before": lambda event: event.before,
     "after": lambda event: event.after,
     "row": lambda event: event.after if event.after is not None else event.before,
