@@ -61,13 +61,14 @@ class Step:
         is reported (or, with ``on_error = "stop"``, a :class:`TransformError` raised)."""
         out: list[RowEvent] = []
         append, extend = out.append, out.extend
-        compiled = self._compiled
+        # consecutive events mostly share their table (and its name objects): look the
+        # function up again only when the names are other objects
+        schema = table = None
+        function: EventFunction | None = None
         for event in events:
-            tables = compiled.get(event.schema)
-            if tables is not None and event.table in tables:
-                function = tables[event.table]
-            else:
-                function = self.function(event.schema, event.table)
+            if event.table is not table or event.schema is not schema:
+                schema, table = event.schema, event.table
+                function = self.function(schema, table)
             if function is None:
                 append(event)
                 continue
