@@ -98,19 +98,14 @@ class ImageTransform(Transform):
         return event if function is None else function(event)
 
 
-def edit_images(
-    edits: Sequence[RowEditor], started: Callable[[int], None] | None = None
-) -> EventFunction:
+def edit_images(edits: Sequence[RowEditor]) -> EventFunction:
     """An event function that copies the event's images, runs ``edits`` on the copies in
-    order (calling ``started(i)`` before the i-th, so a failure can be blamed on it) and
-    builds one event."""
+    order and builds one event."""
     def edited(event: RowEvent) -> TransformResult:
         before, after = event.before, event.after
         new_before = dict(before) if before else before
         new_after = dict(after) if after else after
-        for index, edit in enumerate(edits):
-            if started is not None:
-                started(index)
+        for edit in edits:
             if new_before:
                 edit(new_before)  # type: ignore[arg-type]
             if new_after:
