@@ -255,3 +255,46 @@ def test_a_filter_over_one_column_remembers_results_exactly(tmp_path: Path) -> N
     expected = [e for e in events if program.execute({"row": e.after, "action": e.action})]
     assert [e.pk for e in kept] == [e.pk for e in expected]
     assert {e.after["flag"] for e in kept if e.pk < 7} == {1}  # type: ignore[index]
+
+
+@pytest.mark.parametrize("text", [
+    "row.id % 10 != 0",
+    "action == 'delete' || after.qty > 1",
+    "after.qty > 1 || before.qty > 1",
+    "row.flag == true && row.id > 2",
+    "before.qty < after.qty",
+    "row.missing == 1 || row.id > 0",
+    "row.id > 0 && row.missing == 1",
+    "row.name + 'x' == 'ax'",
+])
+def test_expressions_give_what_cel_gives_on_the_whole_event(text: str) -> None:
+    """Expressions are handed only the columns they read (as plain variables when the
+    text allows): every result, and every error, is the one CEL gives on the whole event."""
+    import cel
+
+    from meepo_core.transforms.expressions import Expression
+
+    def row(pk: int, **extra: Any) -> dict[str, Any]:
+        return {"id": pk, "qty": pk % 3, "flag": pk % 2 == 0, "name": "a", **extra}
+
+    events = [
+        RowEvent("s", "t", "write", 1, None, row(1)),
+        RowEvent("s", "t", "update", 2, row(2), row(2, qty=9)),
+        RowEvent("s", "t", "delete", 3, row(3), None),
+        RowEvent("s", "t", "read", 4, None, row(4, qty=None)),
+        RowEvent("s", "t", "update", 5, {"id": 5}, {**row(5), "qty": UNCHANGED}),
+    ]
+    expression, program = Expression(text, "where"), cel.compile(text)
+    for event in events:
+        after = {k: v for k, v in (event.after or {}).items() if v is not UNCHANGED}
+        whole = {"action": event.action, "before": event.before or {}, "after": after,
+                 "row": after if event.after is not None else event.before}
+        try:
+            expected: Any = program.execute(whole)
+        except Exception:
+            expected = "error"
+        try:
+            found: Any = expression.execute(event)
+        except Exception:
+            found = "error"
+        assert found == expected, (event, found, expected)

@@ -80,10 +80,10 @@ class FilterTransform(Transform):
             keep = {action: bool(where.evaluate_table(schema, table, action))
                     for action in ("write", "update", "delete", "read")}
             return lambda event: event if keep[event.action] else None
-        program, context = where.program, where.context
+        execute = where.execute
 
         def evaluate(event: RowEvent) -> bool:
-            result = program.execute(context(event))
+            result = execute(event)
             if result is True or result is False:
                 return result
             raise TypeError(f"{where.text!r} gave {result!r}, not true or false")

@@ -82,10 +82,10 @@ def _check_template(options: Options, template: str) -> None:
 
 
 def _expression_name(expression: Expression) -> Callable[[RowEvent], str]:
-    program, context = expression.program, expression.context
+    execute = expression.execute
 
     def name(event: RowEvent) -> str:
-        found = program.execute(context(event))
+        found = execute(event)
         if not isinstance(found, str) or not found:
             raise TypeError(f"{expression.text!r} gave {found!r}, not a non-empty string")
         return found
