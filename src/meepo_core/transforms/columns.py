@@ -92,6 +92,16 @@ class ColumnValueTransform(ImageTransform):
         if columns is None:
             return None
         replace, in_row = self.replace, columns.in_row
+        if not columns.patterns:  # names only: no need to look at the row's columns
+            names = tuple(columns.names)
+
+            def edit_named(row: dict[str, Any]) -> None:
+                for name in names:
+                    if name in row:
+                        value = row[name]
+                        if value is not None and value is not UNCHANGED:
+                            row[name] = replace(value)
+            return edit_named
 
         def edit(row: dict[str, Any]) -> None:
             for name in in_row(row):

@@ -39,6 +39,14 @@ class DropColumnsTransform(ImageTransform):
                     del row[column]
             return keep
 
+        if not columns.patterns:
+            names = tuple(columns.names)
+
+            def drop_named(row: dict[str, Any]) -> None:
+                for name in names:
+                    row.pop(name, None)
+            return drop_named
+
         def drop(row: dict[str, Any]) -> None:
             for column in in_row(row):
                 del row[column]
