@@ -8,23 +8,29 @@ import json
 import os
 import tempfile
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .events import Position
+from .writable import why_not_writable
 
 
 @dataclass(frozen=True)
 class Checkpoint:
     """What a pipeline saves once every sink applied everything up to ``position``:
     the source position to resume from, and ``snapshot``, the progress of its snapshots
-    (JSON data owned by :mod:`meepo_core.snapshots`; None when it never snapshotted)."""
+    (JSON data owned by :mod:`meepo_core.snapshots`; None when it never snapshotted).
+    ``pipeline`` is read back from the record; stores write their own pipeline's name."""
 
     position: Position
     snapshot: dict[str, Any] | None = None
+    #: The pipeline that saved it, as its record says (None when the record does not say).
+    pipeline: str | None = field(default=None, compare=False)
+    #: When it was saved (ISO 8601, UTC), as its record says: when a run was last seen.
+    saved_at: str | None = field(default=None, compare=False)
 
 
 def encode_checkpoint(pipeline: str, checkpoint: Checkpoint) -> str:
@@ -45,11 +51,31 @@ def decode_checkpoint(stored: str | bytes, where: str, fix: str) -> Checkpoint:
         snapshot = record.get("snapshot")
         if snapshot is not None and not isinstance(snapshot, dict):
             raise TypeError("snapshot is not an object")
-        return Checkpoint(record["position"], snapshot)
+        owner, saved_at = record.get("pipeline"), record.get("saved_at")
+        return Checkpoint(record["position"], snapshot,
+                          owner if isinstance(owner, str) else None,
+                          saved_at if isinstance(saved_at, str) else None)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(
             f"checkpoint {where} is corrupt ({type(exc).__name__}); {fix}"
         ) from exc
+
+
+def refuse_foreign_checkpoint(
+    checkpoint: Checkpoint | None, pipeline: str, where: str, key_path: str
+) -> None:
+    """Raise :class:`ConfigError` at ``key_path`` when ``checkpoint`` was saved by another
+    pipeline than ``pipeline``: resuming from it would skip or replay that pipeline's
+    changes (two pipelines sharing one file, a copied config). A rename is the legitimate
+    case; ``meepo adopt-checkpoint NAME`` takes the checkpoint over explicitly."""
+    if checkpoint is None or checkpoint.pipeline in (None, pipeline):
+        return
+    raise ConfigError(
+        key_path,
+        f"checkpoint {where} was saved by pipeline {checkpoint.pipeline!r}, not {pipeline!r}; "
+        f"give {pipeline!r} a checkpoint of its own, or, if {checkpoint.pipeline!r} was "
+        f"renamed to {pipeline!r}, take it over with `meepo adopt-checkpoint {pipeline}`",
+    )
 
 
 class CheckpointStore(abc.ABC):
@@ -63,6 +89,9 @@ class CheckpointStore(abc.ABC):
 
     #: How the store is shown in logs and ``meepo list``.
     description: str = ""
+    #: Whether what is saved (checkpoint, requests) outlives the process, so that a later
+    #: run, or another process (``meepo snapshot NAME``), sees it.
+    persistent: bool = True
 
     @abc.abstractmethod
     def load(self) -> Checkpoint | None:
@@ -71,6 +100,11 @@ class CheckpointStore(abc.ABC):
     @abc.abstractmethod
     def save(self, checkpoint: Checkpoint) -> None:
         """Persist ``checkpoint`` durably and atomically."""
+
+    def check(self) -> list[str]:
+        """For ``meepo check``: one line per reason ``save`` would fail (without writing
+        anything), each ending with the fix; empty when ready."""
+        return []
 
     def add_request(self, request: dict[str, Any]) -> None:
         """Keep a snapshot request until a runner takes it (see :meth:`requests`)."""
@@ -132,6 +166,12 @@ class FileCheckpointStore(CheckpointStore):
             "restore it from a backup, or delete it to restart from the source's configured start",
         )
 
+    def check(self) -> list[str]:
+        # save() writes a temporary file next to the checkpoint, then renames it
+        problem = why_not_writable(self.path) or why_not_writable(
+            self.path.with_name(f".{self.path.name}.tmp"))
+        return [f"{problem}; change checkpoint"] if problem else []
+
     def save(self, checkpoint: Checkpoint) -> None:
         try:
             write_atomically(self.path, encode_checkpoint(self.pipeline, checkpoint))
@@ -168,6 +208,7 @@ class MemoryCheckpointStore(CheckpointStore):
     runs that must not move the pipeline's own checkpoint."""
 
     description = "none (not persisted)"
+    persistent = False
 
     def __init__(self) -> None:
         self.checkpoint: Checkpoint | None = None

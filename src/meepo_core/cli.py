@@ -13,13 +13,20 @@ from typing import Any
 
 import click
 
+from .checkpoints import Checkpoint
 from .config import MeepoConfig, load_config
 from .errors import ConfigError, MeepoError
 from .logs import configure_logging
 from .pipeline import Pipeline, build_pipeline
 from .plugins import Registry, import_local_plugins, registry
 from .runner import Runner
-from .snapshots import describe_job, new_request_id
+from .snapshots import (
+    STALE_INTERVALS,
+    STALE_SECONDS,
+    describe_job,
+    describe_running_job,
+    new_request_id,
+)
 
 EPILOG = """\b
 Examples:
@@ -29,6 +36,7 @@ Examples:
   meepo run orders --once          process what is there now, then exit
   meepo snapshot orders            copy the tables' current rows while streaming
   meepo transform orders --input events.jsonl   what each sink would receive
+  meepo adopt-checkpoint orders    take over the checkpoint after a rename to orders
   meepo --config meepo.toml run orders
   meepo plugins                    installed plugins and the types they add
 
@@ -209,6 +217,9 @@ def check(state: State, name: str) -> None:
         problems += [f"{label}: {line}" for line in found]
         click.echo(f"{label}: {'ok' if not found else 'FAILED'}")
     problems += _checkpoint_problems(pipeline)
+    found = pipeline.dead_letters.check()
+    click.echo(f"dead_letter: {'FAILED' if found else 'ok'} ({pipeline.dead_letters.description})")
+    problems += [f"dead_letter: {line}" for line in found]
     if pipeline.transforms:
         _transform_warnings(pipeline)
     for line in problems:
@@ -251,6 +262,16 @@ def snapshot(state: State, name: str, tables: tuple[str, ...], status: bool) -> 
     if not source.supports_snapshots:
         raise ConfigError(f"{state.config.pipeline_path(name)}.source",
                           "this source type cannot snapshot tables")
+    if not pipeline.checkpoints.persistent:
+        # The request would live only in this process: no later run could take it.
+        raise ConfigError(
+            f"{pipeline.key_path}.checkpoint",
+            "a snapshot request needs a checkpoint store that outlives this command, not "
+            f'{pipeline.checkpoints.description}; set checkpoint = "file:.meepo/{name}.json" '
+            '(the default), or snapshot = "initial" to copy the tables at the start of '
+            "every run",
+        )
+    pipeline.load_checkpoint()  # refuses another pipeline's checkpoint before any write
     try:
         resolved = source.snapshot_tables(list(tables) or None)
     finally:
@@ -301,9 +322,38 @@ def transform(state: State, name: str, input_path: Path, sink: str | None) -> No
         click.echo(line)
 
 
+@cli.command(name="adopt-checkpoint")
+@click.argument("name")
+@click.pass_obj
+def adopt_checkpoint(state: State, name: str) -> None:
+    """Make pipeline NAME the owner of the checkpoint its `checkpoint` key points at, after
+    the pipeline that saved it was renamed to NAME. Until then `run`, `check` and
+    `snapshot` refuse a checkpoint saved by another pipeline.
+
+    \b
+    Example (pipeline orders renamed to orders_v2, its checkpoint key unchanged):
+      meepo adopt-checkpoint orders_v2
+    """
+    pipeline = state.pipeline(name)
+    store = pipeline.checkpoints
+    try:
+        checkpoint = store.load()
+        if checkpoint is None:
+            raise ConfigError(f"{pipeline.key_path}.checkpoint",
+                              f"{store.description} holds no checkpoint to adopt")
+        previous = checkpoint.pipeline
+        if previous not in (None, name):
+            store.save(Checkpoint(checkpoint.position, checkpoint.snapshot))
+    finally:
+        store.close()
+    owner = "already its own" if previous in (None, name) else f"taken over from {previous!r}"
+    click.echo(f"meepo: {name}: checkpoint {store.description} {owner}; resumes from "
+               f"{json.dumps(checkpoint.position, default=str)}", err=True)
+
+
 def snapshot_status(pipeline: Pipeline) -> list[str]:
     """``meepo snapshot NAME --status``: one line per waiting request and per job."""
-    checkpoint = pipeline.checkpoints.load()
+    checkpoint = pipeline.load_checkpoint()
     state = (checkpoint.snapshot if checkpoint is not None else None) or {}
     adopted = set(state.get("adopted", []))
     lines = [
@@ -311,10 +361,13 @@ def snapshot_status(pipeline: Pipeline) -> list[str]:
         f"for `meepo run {pipeline.name}`"
         for r in pipeline.checkpoints.requests() if r.get("id") not in adopted
     ]
+    stale_after = max(STALE_INTERVALS * pipeline.settings.checkpoint_interval, STALE_SECONDS)
     for index, job in enumerate(state.get("jobs", [])):
-        running = index == 0 and job.get("started_at") is not None
-        lines.append(f"{'running' if running else 'queued'}: "
-                     f"{describe_job(job, running=running)}")
+        if index == 0 and job.get("started_at") is not None:
+            saved_at = checkpoint.saved_at if checkpoint is not None else None
+            lines.append(describe_running_job(job, saved_at, stale_after))
+        else:
+            lines.append(f"queued: {describe_job(job, running=False)}")
     for job in reversed(state.get("done", [])[-10:]):
         if job.get("error"):
             lines.append(f"refused: request {job['request']}: {job['error']}")
@@ -347,8 +400,12 @@ def _checkpoint_problems(pipeline: Pipeline) -> list[str]:
     """Print the checkpoint's line of ``meepo check``; return its problems: a corrupt or
     unreadable checkpoint, or one the source can no longer resume from."""
     where = pipeline.checkpoints.description
+    found = pipeline.checkpoints.check()
+    if found:
+        click.echo(f"checkpoint: FAILED ({where})")
+        return [f"checkpoint: {line}" for line in found]
     try:
-        checkpoint = pipeline.checkpoints.load()
+        checkpoint = pipeline.load_checkpoint()
         if checkpoint is None:
             click.echo(f"checkpoint: ok ({where}: none saved yet; the first run starts from "
                        "the source's configured start)")

@@ -12,6 +12,7 @@ from typing import IO, Any
 from .errors import MeepoError
 from .events import RowEvent
 from .serialization import event_to_dict
+from .writable import why_not_writable
 
 
 def dead_letter_record(event: RowEvent, sink: str, error: str) -> dict[str, Any]:
@@ -47,6 +48,11 @@ class DeadLetterStore(abc.ABC):
     @abc.abstractmethod
     def record(self, event: RowEvent, sink: str, error: str) -> None: ...
 
+    def check(self) -> list[str]:
+        """For ``meepo check``: one line per reason ``record`` would fail (without writing
+        anything), each ending with the fix; empty when ready."""
+        return []
+
     def sync(self) -> None:  # noqa: B027 - optional hook
         """Make recorded letters durable."""
 
@@ -62,6 +68,10 @@ class FileDeadLetterStore(DeadLetterStore):
         self.description = f"file:{path}"
         self._handle: IO[str] | None = None
         self._dirty = False
+
+    def check(self) -> list[str]:
+        problem = why_not_writable(self.path)
+        return [f"{problem}; change dead_letter"] if problem else []
 
     def record(self, event: RowEvent, sink: str, error: str) -> None:
         try:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .checkpoints import CheckpointStore
+from .checkpoints import Checkpoint, CheckpointStore, refuse_foreign_checkpoint
 from .config import MeepoConfig, load_config
 from .context import PipelineContext
 from .dead_letters import DeadLetterStore
@@ -75,6 +75,17 @@ class Pipeline:
         """The delivery engine over this pipeline's sinks; ``with`` opens and closes them."""
         return Delivery(self.sinks, context or self.context(), when_exhausted=when_exhausted,
                         transforms=self.transforms)
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        """The saved checkpoint (None when there is none). Raises :class:`ConfigError`
+        naming the ``checkpoint`` key when another pipeline saved it (see
+        :func:`~meepo_core.checkpoints.refuse_foreign_checkpoint`)."""
+        checkpoint = self.checkpoints.load()
+        refuse_foreign_checkpoint(
+            checkpoint, self.name, self.checkpoints.description,
+            f"{self.key_path}.checkpoint" if self.key_path else "checkpoint",
+        )
+        return checkpoint
 
     def run(
         self,

@@ -123,7 +123,7 @@ class Runner:
         names tables (``[]``: every table) to snapshot in this run, besides the requests and
         the ``snapshot`` setting."""
         started = time.monotonic()
-        checkpoint = self._checkpoint = self.pipeline.checkpoints.load()
+        checkpoint = self._checkpoint = self.pipeline.load_checkpoint()
         if start is None and checkpoint is not None:
             start = checkpoint.position
         self._delivered = start

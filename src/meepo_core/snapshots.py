@@ -37,7 +37,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .events import Batch, PrimaryKey, RowEvent, Watermark, qualified_name
@@ -48,6 +48,11 @@ log = logging.getLogger("meepo.snapshot")
 
 #: How many finished snapshots the checkpoint remembers for ``meepo snapshot --status``.
 HISTORY = 50
+#: A running snapshot's checkpoint is "stalled" for ``meepo snapshot --status`` once it is
+#: older than this many checkpoint intervals, and at least STALE_SECONDS: a live run saves
+#: its progress after every chunk, at most one checkpoint interval apart.
+STALE_INTERVALS = 10
+STALE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -363,6 +368,28 @@ def describe_job(job: dict[str, Any], *, running: bool, now: datetime | None = N
     if job.get("where"):
         text += f" where {decode_value(job['where'])}"
     return text
+
+
+def describe_running_job(
+    job: dict[str, Any], saved_at: str | None, stale_after: float, now: datetime | None = None
+) -> str:
+    """The ``meepo snapshot --status`` line of the job a run was copying, as of the last
+    checkpoint (saved at ``saved_at``): ``running: ..., ETA ..., last seen 0:00:01 ago``
+    while runs keep saving progress, since a running snapshot checkpoints after its chunks;
+    ``stalled: ...`` with when it was last seen and no rate or ETA once no checkpoint was
+    saved for ``stale_after`` seconds (the run was killed or stopped, or is stuck)."""
+    now = now or datetime.now(UTC)
+    if saved_at is None:
+        return f"running: {describe_job(job, running=True, now=now)}"
+    seen = datetime.fromisoformat(saved_at)
+    seconds = (now - seen).total_seconds()
+    age = timedelta(seconds=int(max(seconds, 0)))
+    if seconds <= stale_after:
+        return f"running: {describe_job(job, running=True, now=now)}, last seen {age} ago"
+    return (f"stalled: {describe_job(job, running=False)}; last seen "
+            f"{seen.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({age} ago), no progress saved "
+            "since: the run was stopped or killed, or is stuck; a new run resumes from the "
+            "last finished chunk")
 
 
 def _read_event(event: RowEvent, mark: Watermark) -> RowEvent:

@@ -261,6 +261,10 @@ def test_too_large_messages_go_to_dead_letters_and_the_rest_arrive_in_order(
         event("write", 3, None, {"id": 3, "v": 3}, sequence=4)], topic=topic)
     (dead,) = dead_letters(sink)
     assert dead["event"]["pk"] == 2 and "MSG_SIZE_TOO_LARGE" in dead["error"]
+    assert dead["error"].endswith(
+        "(the broker refused it: larger than the topic's max.message.bytes, or the broker's "
+        "message.max.bytes when the topic sets none; raise that setting, or make the row "
+        "smaller)"), dead["error"]
     assert dead["sink"] == "sinks[0] kafka"
     state = latest_per_key(read_topic(bootstrap, topic))
     assert {key: value["after"]["v"] for (_, key), value in state.items()} == {
@@ -276,6 +280,11 @@ def test_a_message_over_the_producers_limit_goes_to_dead_letters(
                    topic=topic, config={"message.max.bytes": 1000})
     (dead,) = dead_letters(sink)
     assert dead["event"]["pk"] == 1 and "MSG_SIZE_TOO_LARGE" in dead["error"]
+    assert dead["error"].endswith(
+        "(this producer refused it before sending: larger than its message.max.bytes, 1000 "
+        'bytes; raise config."message.max.bytes" of the sink, up to the topic\'s '
+        "max.message.bytes)"), dead["error"]
+    assert "topic's max.message.bytes" not in dead["error"].split("(")[0]
     assert [r.json()["pk"] for r in read_topic(bootstrap, topic)] == [2]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import threading
 import time
 from collections import defaultdict
@@ -283,6 +284,40 @@ def test_batches_not_applied_within_revoke_timeout_are_abandoned_to_replay(
     assert sum(o for o in offsets if o > 0) == len(helper.applied)
     assert replayed <= {(e.pk, e.sequence) for e in everything}
     assert replayed, "abandoned messages were not replayed"
+
+
+def test_a_worker_waiting_to_join_says_so_and_why(
+    tmp_path: Path, bootstrap: str, make_topic: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """B joins while A's revoke waits (up to revoke_timeout) for sinks that never finish:
+    the group cannot let B in before A rejoins. After a few seconds B says it waits, and
+    that the group waits for A to rejoin, with the static group.instance.id way out."""
+    topic = make_topic(2)
+    group = unique("g")
+    publish_each(tmp_path, bootstrap, topic, versions(10, 1))
+    stuck = Worker(make_source(tmp_path, bootstrap, [topic], group, revoke_timeout=12,
+                               config={"client.id": "worker-a"}), tmp_path, acknowledge=False)
+    joining: Worker | None = None
+    caplog.set_level("INFO", logger="meepo.kafka")
+    try:
+        wait_for(lambda: len(stuck.applied) == 10, 30, "worker A to read")
+        began = time.monotonic()
+        joining = Worker(make_source(tmp_path, bootstrap, [topic], group,
+                                     config={"client.id": "worker-b"}), tmp_path)
+        wait_for(lambda: any("waiting" in r.getMessage() for r in caplog.records), 30,
+                 "the notice")
+        noticed = time.monotonic() - began
+    finally:
+        stuck.stop()
+        if joining is not None:
+            joining.stop()
+    (notice,) = [r.getMessage() for r in caplog.records if "waiting" in r.getMessage()]
+    assert 5 <= noticed < 12, noticed  # a few seconds in, while the wait lasts
+    assert re.match(rf"kafka source {group}: waiting [5-9]s to join consumer group "
+                    rf"'{group}': the group is rebalancing and waits for its members to "
+                    r"rejoin: worker-a on 127\.0\.0\.1\. ", notice), notice
+    assert notice.endswith('give each worker its own static config."group.instance.id" so '
+                           "that a restarted worker takes its place at once"), notice
 
 
 def test_latest_start_skips_what_is_already_there(

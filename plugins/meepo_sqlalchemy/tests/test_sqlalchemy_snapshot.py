@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import subprocess
 import threading
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -217,6 +219,42 @@ def test_sigkill_during_a_snapshot_resumes_from_the_last_finished_chunk(
     assert rows(target) == rows(pg_url)
 
 
+def test_status_of_a_snapshot_whose_run_was_killed_says_when_it_was_last_seen(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    seed(sqlite_url, 3000)
+    target = replica(tmp_path)
+    write_config(tmp_path, {"kill": pipeline(sqlite_url, target, snapshot="initial",
+                                             snapshot_chunk_size=5, checkpoint_interval=0.2)})
+    with (tmp_path / "run.log").open("wb") as log:
+        runner = subprocess.Popen(meepo_command("run", "kill"), cwd=tmp_path, stderr=log)
+    try:
+        wait_for(lambda: any(job["rows"] for job in
+                             (checkpoint(tmp_path, "kill").get("snapshot") or {}).get("jobs", [])),
+                 60, "a chunk in the checkpoint")
+        alive = run_meepo("snapshot", "kill", "--status", cwd=tmp_path)
+    finally:
+        runner.kill()
+        runner.wait(10)
+    assert alive.returncode == 0, alive.stderr
+    assert alive.stdout.startswith("running: product: "), alive.stdout
+    assert " ago" in alive.stdout.splitlines()[0]
+    saved = checkpoint(tmp_path, "kill")
+    assert saved["snapshot"]["jobs"], "the snapshot finished before the kill"
+    time.sleep(6.5)  # more than max(10 checkpoint intervals, 5 s) without a checkpoint
+    killed = run_meepo("snapshot", "kill", "--status", cwd=tmp_path)
+    assert killed.returncode == 0, killed.stderr
+    line = killed.stdout.splitlines()[0]
+    rows_done = saved["snapshot"]["jobs"][0]["rows"]
+    seen = datetime.fromisoformat(saved["saved_at"]).astimezone(UTC)
+    assert re.fullmatch(
+        rf"stalled: product: {rows_done:,} of ~3,000 rows \(\d+%\); last seen "
+        rf"{seen:%Y-%m-%d %H:%M:%S} UTC \(0:00:0[5-9] ago\), no progress saved since: the run "
+        "was stopped or killed, or is stuck; a new run resumes from the last finished chunk",
+        line), line
+    assert "ETA" not in killed.stdout and "rows/s" not in line
+
+
 def test_snapshot_bad_input_is_one_line_and_writes_nothing(
     sqlite_url: str, tmp_path: Path
 ) -> None:
@@ -240,6 +278,30 @@ def test_snapshot_bad_input_is_one_line_and_writes_nothing(
     assert not (tmp_path / ".meepo" / "p.json.requests").exists()
     assert not (tmp_path / ".meepo" / "nokey.json.requests").exists()
     assert rows(target) == []
+
+
+def test_a_snapshot_request_without_a_kept_checkpoint_is_refused(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """With checkpoint = "none" a request would die with the command that made it: refused
+    (exit 2, the key and both ways out), and a run afterwards copies nothing."""
+    seed(sqlite_url, 3)
+    target = replica(tmp_path)
+    write_config(tmp_path, {"p": pipeline(sqlite_url, target, checkpoint="none")})
+    asked = run_meepo("snapshot", "p", cwd=tmp_path)
+    assert asked.returncode == 2, asked.stderr
+    assert asked.stderr.strip() == (
+        "meepo: error: tool.meepo.pipelines.p.checkpoint: a snapshot request needs a "
+        "checkpoint store that outlives this command, not none (not persisted); set "
+        'checkpoint = "file:.meepo/p.json" (the default), or snapshot = "initial" to copy '
+        "the tables at the start of every run")
+    assert not (tmp_path / ".meepo").exists()
+    # the way out that keeps checkpoint = "none": every run starts with a copy
+    write_config(tmp_path, {"p": pipeline(sqlite_url, target, checkpoint="none",
+                                          snapshot="initial")})
+    copied = run_meepo("run", "p", "--once", cwd=tmp_path)
+    assert copied.returncode == 0, copied.stderr
+    assert rows(target) == rows(sqlite_url) and len(rows(target)) == 3
 
 
 CHANGE_IN_WINDOW_PLUGIN = '''

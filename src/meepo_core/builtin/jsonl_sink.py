@@ -7,10 +7,12 @@ import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Self
 
+from ..errors import SinkError
 from ..events import Batch
 from ..options import Options
 from ..serialization import encode_value, event_to_json
 from ..sink import Sink
+from ..writable import why_not_writable
 
 if TYPE_CHECKING:
     from ..context import PipelineContext
@@ -50,6 +52,9 @@ class JsonlSink(Sink):
 
     def open(self, context: PipelineContext) -> None:
         self._context = context
+        problem = why_not_writable(self.path)
+        if problem:
+            raise SinkError(f"jsonl sink path: {problem}; change path", retryable=False)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _drop_torn_tail(self.path)
         self._written = _identities(self.path)
@@ -57,10 +62,8 @@ class JsonlSink(Sink):
         self._handle = self.path.open("a", encoding="utf-8")
 
     def check(self) -> list[str]:
-        directory = self.path.parent
-        if directory.exists() and not os.access(directory, os.W_OK):
-            return [f"{directory} is not writable; fix its permissions or change path"]
-        return []
+        problem = why_not_writable(self.path)
+        return [f"path: {problem}; change path"] if problem else []
 
     def apply(self, batch: Batch) -> None:
         assert self._handle is not None, "open() first"

@@ -47,7 +47,11 @@ log = logging.getLogger("meepo.kafka")
 #: Per-message refusals that sending again cannot fix: the event goes to dead letters.
 #: (Size refusals are first retried alone, see :meth:`KafkaSink._resend_alone`.)
 REFUSED = {
-    KafkaError.MSG_SIZE_TOO_LARGE: "the message is larger than the topic's max.message.bytes",
+    # as a delivery report: the broker's answer (a producer's own refusal comes at produce())
+    KafkaError.MSG_SIZE_TOO_LARGE: (
+        "the broker refused it: larger than the topic's max.message.bytes, or the broker's "
+        "message.max.bytes when the topic sets none; raise that setting, or make the row "
+        "smaller"),
     KafkaError.RECORD_LIST_TOO_LARGE: "the message is larger than the broker accepts",
     KafkaError.TOPIC_AUTHORIZATION_FAILED: "this client may not write to the topic",
     KafkaError.INVALID_RECORD: "the broker rejected the record",
@@ -55,6 +59,9 @@ REFUSED = {
     KafkaError.INVALID_MSG_SIZE: "the message size is invalid",
     KafkaError.POLICY_VIOLATION: "the broker's policy rejected the message",
 }
+
+#: librdkafka's default ``message.max.bytes``, for a producer whose config sets none.
+PRODUCER_MESSAGE_MAX_BYTES = 1_000_000
 
 #: Refusals of a whole record batch for its size: librdkafka packs several messages into one
 #: batch and does not split it, so each message is sent again alone before it is judged.
@@ -205,11 +212,22 @@ class KafkaSink(Sink):
             except KafkaException as exc:
                 error = exc.args[0]
                 if isinstance(error, KafkaError) and error.code() in REFUSED:
-                    self._dead_letter(event, _refusal(topic, error))
+                    self._dead_letter(event, _refusal(topic, error, self._own_refusal(error)))
                     return False
                 self._drain()
                 raise SinkError(f"{self.label}: cannot queue a message for topic {topic!r}: "
                                 f"{describe(exc)}") from exc
+
+    def _own_refusal(self, error: KafkaError) -> str | None:
+        """Why this producer refused a message at ``produce()``, before any broker saw it
+        (librdkafka words it as the broker's "Message size too large"), or None."""
+        if error.code() != KafkaError.MSG_SIZE_TOO_LARGE:
+            return None
+        limit = int((self.settings.config or {}).get("message.max.bytes",
+                                                     PRODUCER_MESSAGE_MAX_BYTES))
+        return (f"this producer refused it before sending: larger than its message.max.bytes, "
+                f'{limit} bytes; raise config."message.max.bytes" of the sink, up to the '
+                "topic's max.message.bytes")
 
     def _wait_for_reports(self, count: int) -> None:
         assert self.producer is not None
@@ -308,8 +326,8 @@ class KafkaSink(Sink):
             self.producer = None
 
 
-def _refusal(topic: str, error: KafkaError) -> str:
-    why = REFUSED.get(error.code(), "")
+def _refusal(topic: str, error: KafkaError, why: str | None = None) -> str:
+    why = why or REFUSED.get(error.code(), "")
     return f"Kafka refused the message for topic {topic!r}: {error.name()}: {error.str()}" + (
         f" ({why})" if why else "")
 

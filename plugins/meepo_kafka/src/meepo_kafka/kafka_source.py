@@ -48,6 +48,7 @@ from .compat import AclOperation
 from .config import SourceSettings, base_config, describe
 from .debezium import NotARowChange
 from .formats import Headers, make_format
+from .joining import JoinNotice
 
 if TYPE_CHECKING:
     from meepo_core import PipelineContext
@@ -83,6 +84,7 @@ class KafkaSource(Source):
         self._missing: set[str] = set()
         self._targets: dict[TP, int] = {}  # once: where each partition ends
         self._starts: dict[TP, int] = {}  # once: where each partition starts
+        self._join: JoinNotice | None = None
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -133,6 +135,9 @@ class KafkaSource(Source):
             consumer.subscribe(list(self.settings.topics), on_assign=self._on_assign,
                                on_revoke=self._on_revoke, on_lost=self._on_lost)
             self.consumer = consumer
+            self._join = JoinNotice(self.label, self.settings.group,
+                                    self.settings.bootstrap_servers, self.settings.config,
+                                    self._member_id)
         log.info("%s: joining to consume %s (the group's committed offsets say where to "
                  "resume)", self.label, ", ".join(self.settings.topics))
         began = time.monotonic()
@@ -144,9 +149,18 @@ class KafkaSource(Source):
                 messages = self._poll(consumer, context.batch_size)
                 batches = self._batches(messages)
                 done = once and self._caught_up(began)
+            self._join.tick()
             yield from batches
             if done:
                 return
+
+    def _member_id(self) -> str | None:
+        """This worker's member id in the group (None before it joined or after close)."""
+        with self._consumer_lock:
+            try:
+                return self.consumer.memberid() if self.consumer is not None else None
+            except RuntimeError:  # closed meanwhile
+                return None
 
     def _poll(self, consumer: Consumer, most: int) -> list[Message]:
         """Up to ``most`` messages: waits up to ``POLL_SECONDS`` for the first, then takes
@@ -282,6 +296,8 @@ class KafkaSource(Source):
             self._delivered.clear()
             self._acked.clear()
             self._committed.clear()
+        if self._join is not None:
+            self._join.joined()
         log.info("%s: assigned %s", self.label, _names(self._assigned) or "no partitions")
 
     def _on_revoke(self, consumer: Consumer, partitions: list[Partition]) -> None:
@@ -311,7 +327,10 @@ class KafkaSource(Source):
                     "next owner", self.label, _names(lost))
 
     def _let_go(self, partitions: set[TP]) -> None:
-        """Forget ``partitions``; a new epoch, so late acknowledgements are ignored."""
+        """Forget ``partitions``; a new epoch, so late acknowledgements are ignored. The
+        worker now waits to join the group again."""
+        if self._join is not None:
+            self._join.left()
         with self._state:
             self._epoch += 1
             self._assigned -= partitions

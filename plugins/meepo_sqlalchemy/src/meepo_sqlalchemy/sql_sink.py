@@ -50,8 +50,9 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from meepo_core import UNCHANGED, Batch, Options, RowEvent, Sink, SinkError
+from meepo_core import UNCHANGED, Batch, Options, RowEvent, Sink, SinkError, qualified_name
 
+from .table_names import QUOTES, format_table_name, illegal_name, parse_table_name
 from .upsert import SUPPORTED_DIALECTS, upsert_statement
 from .urls import describe, url_option
 
@@ -64,8 +65,9 @@ _EVENT_ERRORS = (IntegrityError, DataError, ProgrammingError)
 
 @dataclass(frozen=True)
 class TableMapping:
-    """Where one source table goes: ``target`` ("name" or "schema.name") and renamed or
-    dropped (``False``) columns."""
+    """Where one source table goes: ``target`` ("name" or "schema.name", a part with a dot
+    quoted: ``public."a.b"``; see :func:`~meepo_sqlalchemy.table_names.parse_table_name`)
+    and renamed or dropped (``False``) columns."""
 
     target: str | None = None
     columns: dict[str, str | None] = field(default_factory=dict)
@@ -105,16 +107,19 @@ class SqlSink(Sink):
         tables = None
         if raw is not None:
             tables = {}
-            for source, spec in raw.items():
-                key = f"tables.{source}"
+            for written, spec in raw.items():
+                key = f"tables.{written}"
+                source, same_name = _source_key(written, options, key)
                 if isinstance(spec, str):
-                    tables[source] = TableMapping(spec)
+                    tables[source] = TableMapping(_target(spec, options, key))
                     continue
                 if not isinstance(spec, dict):
                     raise options.error(key, 'must be a target name or a table like '
                                         '{ target = "orders", columns = { id = "order_id" } }')
                 sub = Options(spec, options.key_path(key), options.base_dir)
                 target = sub.string("target", None)
+                if target is not None:
+                    target = _target(target, sub, "target")
                 columns: dict[str, str | None] = {}
                 for column, renamed in sub.table("columns", {}).items():
                     if renamed is False:
@@ -125,7 +130,7 @@ class SqlSink(Sink):
                         raise sub.error(f"columns.{column}",
                                         "must be the target column name, or false to drop it")
                 sub.done()
-                tables[source] = TableMapping(target, columns)
+                tables[source] = TableMapping(target or same_name, columns)
         options.done()
         sink = cls(url, tables, schema, version)
         sink.url_key = options.key_path("url")
@@ -151,8 +156,14 @@ class SqlSink(Sink):
                 conn.execute(text("SELECT 1"))
                 problems = []
                 for source, mapping in (self.tables or {}).items():
-                    schema, name = self._target_name(source, mapping)
-                    if not inspect(conn).has_table(name, schema=schema):
+                    schema, name = self._target_name(parse_table_name(source)[1], mapping)
+                    illegal = _illegal(conn.dialect.name, schema, name)
+                    if illegal is not None:
+                        problems.append(
+                            f'tables."{source}": target table {_qualified(schema, name)} '
+                            f"cannot exist in {describe(self.url)}: {illegal}; map {source} "
+                            "to another name")
+                    elif not inspect(conn).has_table(name, schema=schema):
                         problems.append(
                             f"target table {_qualified(schema, name)} for {source} does not "
                             f"exist in {describe(self.url)}; create it (with a primary key)"
@@ -311,12 +322,13 @@ class SqlSink(Sink):
             return TableMapping()
         return self.tables.get(event.qualified_table) or self.tables.get(event.table)
 
-    def _target_name(self, source: str, mapping: TableMapping) -> tuple[str | None, str]:
-        target = mapping.target or source.rsplit(".", 1)[-1]
-        if "." in target:
-            schema, name = target.split(".", 1)
-            return schema, name
-        return self.schema, target
+    def _target_name(self, table: str, mapping: TableMapping) -> tuple[str | None, str]:
+        """``(schema, name)`` of the target of source table ``table`` (its name without
+        schema, dots included): the mapping's target, else the same name in ``schema``."""
+        if mapping.target is None:
+            return self.schema, table
+        schema, name = parse_table_name(mapping.target)
+        return (schema if schema is not None else self.schema), name
 
     def _table(self, conn: Connection, event: RowEvent, mapping: TableMapping) -> Table:
         # a route transform's destination ("name" or "schema.name") replaces the target
@@ -325,6 +337,12 @@ class SqlSink(Sink):
                         else self._target_name(target, TableMapping(target, mapping.columns)))
         key = (schema, name)
         if key not in self._reflected:
+            illegal = _illegal(conn.dialect.name, schema, name)
+            if illegal is not None:  # MariaDB fails the whole batch if asked about it
+                raise _Unappliable(
+                    f"target table {_qualified(schema, name)} cannot exist in "
+                    f"{describe(self.url)}: {illegal}; map {event.qualified_table} to another "
+                    "table with tables = {...}")
             try:
                 table = Table(name, MetaData(), schema=schema, autoload_with=conn)
             except NoSuchTableError as exc:
@@ -401,7 +419,39 @@ def _refused(exc: SQLAlchemyError) -> bool:
 
 
 def _qualified(schema: str | None, name: str) -> str:
-    return f"{schema}.{name}" if schema else name
+    return format_table_name(schema, name)
+
+
+def _illegal(dialect: str, schema: str | None, name: str) -> str | None:
+    """Why schema or table ``name`` cannot exist on a ``dialect`` server, or None."""
+    for part in (schema, name):
+        reason = illegal_name(dialect, part) if part else None
+        if reason is not None:
+            return f"{part!r}: {reason}"
+    return None
+
+
+def _source_key(written: str, options: Options, key: str) -> tuple[str, str | None]:
+    """A ``tables`` key as events name their table (``schema.table``, unquoted), and for
+    a quoted key the target of the same name (the key alone no longer tells it)."""
+    if not any(quote in written for quote in QUOTES):
+        return written, None
+    try:
+        schema, name = parse_table_name(written)
+    except ValueError as exc:
+        raise options.error(key, f"{exc}; write table or schema.table, quoting a name "
+                            'that contains a dot: public."a.b"') from exc
+    return qualified_name(schema or "", name), format_table_name(None, name)
+
+
+def _target(written: str, options: Options, key: str) -> str:
+    """A target name from config, checked to parse (see :func:`parse_table_name`)."""
+    try:
+        parse_table_name(written)
+    except ValueError as exc:
+        raise options.error(key, f"{exc}; write table or schema.table, quoting a name "
+                            'that contains a dot: public."a.b"') from exc
+    return written
 
 
 def _first_line(exc: BaseException) -> str:
