@@ -192,6 +192,7 @@ class TestFusedImageTransforms(TransformContract):
             {"type": "mask", "columns": ["*.*.name"], "mode": "partial", "keep_last": 2},
             {"type": "drop_columns", "columns": ["*.*.updated_at"]},
             {"type": "keep_columns", "columns": ["*.*.id", "*.*.name"]},
+            {"type": "route", "to": "{table}_{action}", "tables": ["meepo_contract.items"]},
         ]
 
     def test_fused_equals_one_after_the_other(self) -> None:
@@ -210,6 +211,10 @@ class TestFusedImageTransforms(TransformContract):
         assert fused == separate
         assert fused[0].after == {"id": 1, "name": "******" + hashlib.sha256(
             b"sone").hexdigest()[6:8]}
+        assert [e.destination for e in fused] == [f"items_{e.action}" for e in events]
+        other = RowEvent("meepo_contract", "other", "write", 1, None, {"id": 1, "x": 2})
+        (unrouted,) = self.run(chain, [other])
+        assert unrouted.destination is None and unrouted.after == {"id": 1}
 
     def test_a_failure_names_the_transform_that_raised(self) -> None:
         from meepo_core.plugins import load_registry

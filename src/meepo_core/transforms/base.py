@@ -4,7 +4,7 @@ with."""
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
 from ..events import Row, RowEvent
@@ -98,9 +98,31 @@ class ImageTransform(Transform):
         return event if function is None else function(event)
 
 
-def edit_images(edits: Sequence[RowEditor]) -> EventFunction:
+class TableRoute(abc.ABC):
+    """A transform that may set destinations that depend only on the table and action
+    (``route`` with a ``to`` template): the chain then sets them in the event built by the
+    image transforms before it."""
+
+    @property
+    @abc.abstractmethod
+    def by_table(self) -> bool:
+        """Whether the destinations depend on the table and action only."""
+
+    @abc.abstractmethod
+    def routes(self, schema: str, table: str) -> bool:
+        """Whether the events of ``schema.table`` get a destination."""
+
+    @abc.abstractmethod
+    def table_destinations(self, schema: str, table: str) -> Mapping[str, str]:
+        """The destination of ``schema.table``'s events, by action."""
+
+
+def edit_images(
+    edits: Sequence[RowEditor], destinations: Mapping[str, str] | None = None
+) -> EventFunction:
     """An event function that copies the event's images, runs ``edits`` on the copies in
-    order and builds one event."""
+    order and builds one event; with ``destinations`` (by action, a ``route``'s names for
+    the table) that event also gets its destination."""
     def edited(event: RowEvent) -> TransformResult:
         before, after = event.before, event.after
         new_before = dict(before) if before else before
@@ -110,7 +132,11 @@ def edit_images(edits: Sequence[RowEditor]) -> EventFunction:
                 edit(new_before)  # type: ignore[arg-type]
             if new_after:
                 edit(new_after)  # type: ignore[arg-type]
-        return with_images(event, new_before, new_after)
+        return RowEvent.trusted(
+            event.schema, event.table, event.action, event.pk, new_before, new_after,
+            event.position, event.committed_at, event.txid, event.sequence, event.pk_columns,
+            event.destination if destinations is None else destinations[event.action],
+        )
     return edited
 
 

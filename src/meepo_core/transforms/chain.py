@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 from ..delivery import describe
 from ..errors import MeepoError
 from ..events import Batch, RowEvent
-from .base import EventFunction, ImageTransform, Transform, edit_images
+from .base import EventFunction, ImageTransform, TableRoute, Transform, edit_images
 
 if TYPE_CHECKING:
     from ..context import PipelineContext
@@ -113,10 +113,17 @@ class ImageSteps(Step):
     parts: list[Step] = field(default_factory=list)
 
     def compile(self, schema: str, table: str) -> EventFunction | None:
+        last = self.parts[-1].transform
+        route = last if isinstance(last, TableRoute) else None
+        images = self.parts[:-1] if route is not None else self.parts
         edits = [part.transform.row_editor(schema, table)  # type: ignore[attr-defined]
-                 for part in self.parts]
+                 for part in images]
         found = [edit for edit in edits if edit is not None]
-        return edit_images(found) if found else None
+        destinations = (route.table_destinations(schema, table)
+                        if route is not None and route.routes(schema, table) else None)
+        if not found and destinations is None:
+            return None
+        return edit_images(found, destinations)
 
     def failing(self, event: RowEvent) -> Step:
         for part in self.parts:
@@ -131,8 +138,9 @@ class ImageSteps(Step):
 
 
 def fuse(steps: list[Step]) -> list[Step]:
-    """``steps`` with each run of two or more consecutive image transforms made one
-    :class:`ImageSteps` (same output, fewer copies and events)."""
+    """``steps`` with each run of consecutive image transforms, and a ``route`` by
+    template right after them, made one :class:`ImageSteps` when it has two or more
+    (same output, fewer copies and events)."""
     fused: list[Step] = []
     run: list[Step] = []
 
@@ -144,8 +152,12 @@ def fuse(steps: list[Step]) -> list[Step]:
         run.clear()
 
     for step in steps:
-        if isinstance(step.transform, ImageTransform):
+        transform = step.transform
+        if isinstance(transform, ImageTransform):
             run.append(step)
+        elif run and isinstance(transform, TableRoute) and transform.by_table:
+            run.append(step)
+            flush()
         else:
             flush()
             fused.append(step)

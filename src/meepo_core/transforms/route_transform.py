@@ -9,14 +9,14 @@ from typing import Self
 
 from ..events import RowEvent, qualified_name
 from ..options import Options
-from .base import EventFunction, Transform, TransformResult, with_destination
+from .base import EventFunction, TableRoute, Transform, TransformResult, with_destination
 from .expressions import Expression
 
 #: The fields a ``to`` template may use.
 TEMPLATE_FIELDS = ("schema", "table", "action")
 
 
-class RouteTransform(Transform):
+class RouteTransform(Transform, TableRoute):
     """``{ type = "route", to = "{schema}_{table}_v2" }`` or ``{ type = "route", expression
     = "'orders_' + string(row.tenant_id)" }``: sets ``event.destination``, which sinks use
     instead of the name they derive from the table (the ``kafka`` sink's topic, the
@@ -56,10 +56,25 @@ class RouteTransform(Transform):
         if self.name is not None:
             name = self.name
             return lambda event: with_destination(event, name(event))
-        template = self.template or ""
-        names = {action: template.format(schema=schema, table=table, action=action)
-                 for action in ("write", "update", "delete", "read")}
+        names = self.table_destinations(schema, table)
         return lambda event: with_destination(event, names[event.action])
+
+    def table_destinations(self, schema: str, table: str) -> dict[str, str]:
+        """A ``to`` template's names for ``schema.table``, by action (the chain builds
+        them into the event of preceding image transforms, one event for all)."""
+        template = self.template or ""
+        return {action: template.format(schema=schema, table=table, action=action)
+                for action in ("write", "update", "delete", "read")}
+
+    @property
+    def by_table(self) -> bool:
+        """Whether the destination depends on the table and action only (a ``to``
+        template), not on the row."""
+        return self.template is not None
+
+    def routes(self, schema: str, table: str) -> bool:
+        qualified = qualified_name(schema, table)
+        return any(fnmatchcase(qualified, pattern) for pattern in self.tables)
 
     def apply(self, event: RowEvent) -> TransformResult:
         function = self.for_table(event.schema, event.table)
