@@ -54,7 +54,8 @@ def test_check_warns_about_columns_no_followed_table_has(harness: Any, tmp_path:
     write_config(tmp_path, {"p": {
         "source": {**harness.options(), "tables": [f"{db}.users"]},
         "transforms": [{"type": "hash", "columns": [f"{db}.users.email", f"{db}.users.emial"],
-                        "salt": "s"}],
+                        "salt": "s"},
+                       {"type": "filter", "where": "row.tenant != 'x' && row.tennant != 'y'"}],
         "sinks": [{"type": "null", "transforms": [
             {"type": "drop_columns", "columns": [f"{db}.orders.phone"]}]}],
     }})
@@ -66,6 +67,9 @@ def test_check_warns_about_columns_no_followed_table_has(harness: Any, tmp_path:
         f"meepo: warning: tool.meepo.pipelines.p.transforms[0].columns[1]: "
         f"'{db}.users.emial' names no column of the pipeline's tables (tables {db}.users "
         "have no column 'emial'); fix the name, or the transform changes nothing there",
+        "meepo: warning: tool.meepo.pipelines.p.transforms[1].where: '*.tennant' names no "
+        f"column of the pipeline's tables (tables {db}.users have no column 'tennant'); fix "
+        "the name, or the transform changes nothing there",
         f"meepo: warning: tool.meepo.pipelines.p.sinks[0].transforms[0].columns[0]: "
         f"'{db}.orders.phone' names no column of the pipeline's tables (no followed table "
         f"matches '{db}.orders'); fix the name, or the transform changes nothing there",

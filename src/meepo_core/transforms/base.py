@@ -68,9 +68,10 @@ class Transform(abc.ABC):
     def apply(self, event: RowEvent) -> TransformResult:
         """One event in, the event, ``None`` or a list of events out."""
 
-    def columns(self) -> Sequence[tuple[str, str]]:
-        """``(table pattern, column)`` pairs the options name (``meepo check`` warns about
-        columns that no followed table has); empty when the transform names none."""
+    def columns(self) -> Sequence[tuple[str, str, str]]:
+        """``(option key, table pattern, column pattern)`` of each column the options name,
+        such as ``("columns[0]", "shop.users", "email")``: ``meepo check`` warns about
+        those that no followed table has. Empty when the transform names none."""
         return ()
 
 

@@ -1,5 +1,6 @@
 """``meepo check``'s look at a pipeline's transforms: columns named in ``mask``, ``hash``,
-``drop_columns`` or ``keep_columns`` that no followed table has (a typo hides nothing)."""
+``drop_columns``, ``keep_columns`` or an expression that no followed table has (a typo
+hides nothing, or filters everything)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def unknown_columns(
     warnings = []
     for chain in transforms.chains():
         for transform in chain.transforms:
-            for index, (table_pattern, column_pattern) in enumerate(transform.columns()):
+            for key, table_pattern, column_pattern in transform.columns():
                 matching = [name for name in tables if fnmatchcase(name, table_pattern)]
                 if any(fnmatchcase(column, column_pattern)
                        for name in matching for column in tables[name]):
@@ -28,7 +29,7 @@ def unknown_columns(
                          f"{column_pattern!r}" if matching else "no followed table matches "
                          f"{table_pattern!r}")
                 warnings.append(
-                    f"{transform.key_path}.columns[{index}]: "
+                    f"{transform.key_path}.{key}: "
                     f"'{table_pattern}.{column_pattern}' names no column of the pipeline's "
                     f"tables ({where}); fix the name, or the transform changes nothing there")
     return warnings

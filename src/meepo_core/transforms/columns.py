@@ -74,8 +74,11 @@ class ColumnList:
             tuple(c for c in columns if is_glob(c)),
         )
 
-    def named(self) -> list[tuple[str, str]]:
-        return list(self.pairs)
+    def named(self, key: str = "columns") -> list[tuple[str, str, str]]:
+        """``(key[i], table pattern, column pattern)`` per entry (see
+        :meth:`Transform.columns`)."""
+        return [(f"{key}[{index}]", table, column)
+                for index, (table, column) in enumerate(self.pairs)]
 
 
 
@@ -110,5 +113,5 @@ class ColumnValueTransform(ImageTransform):
                     row[name] = replace(value)
         return edit
 
-    def columns(self) -> Sequence[tuple[str, str]]:
+    def columns(self) -> Sequence[tuple[str, str, str]]:
         return self.column_list.named()

@@ -52,5 +52,5 @@ class DropColumnsTransform(ImageTransform):
                 del row[column]
         return drop
 
-    def columns(self) -> Sequence[tuple[str, str]]:
+    def columns(self) -> Sequence[tuple[str, str, str]]:
         return self.column_list.named()

@@ -111,6 +111,11 @@ class Expression:
         self.program = program
         return readers
 
+    def named_columns(self) -> list[str]:
+        """The columns the text selects as ``image.column`` (any image), sorted."""
+        return sorted({column for name in ("before", "after", "row")
+                       for column in _named_columns(self.text, name, partial=True) or ()})
+
     def execute(self, event: RowEvent) -> Any:
         """The expression's value for ``event``; a CEL error names the expression and, for
         a column the event lacks, the column as the user wrote it."""
@@ -243,12 +248,13 @@ def _context_builder(
     return many
 
 
-def _named_columns(text: str, name: str) -> set[str] | None:
+def _named_columns(text: str, name: str, *, partial: bool = False) -> set[str] | None:
     """The columns of image ``name`` that ``text`` reads, when it reads the image only as
-    ``name.column`` (then only those columns need converting per event); else None."""
+    ``name.column`` (then only those columns need converting per event); else None, or
+    with ``partial`` those it reads that way."""
     every = len(re.findall(rf"(?<![\w.]){name}\b", text))
     dotted = re.findall(rf"(?<![\w.]){name}\s*\.\s*({_IDENT})", text)
-    if every != len(dotted):
+    if every != len(dotted) and not partial:
         return None
     return set(dotted)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 from ..events import UNCHANGED, RowEvent
@@ -90,6 +90,9 @@ class FilterTransform(Transform):
         if where.single_column is not None:
             return _memoized(evaluate, *where.single_column)
         return lambda event: event if evaluate(event) else None
+
+    def columns(self) -> Sequence[tuple[str, str, str]]:
+        return [("where", "*", column) for column in self.where.named_columns()]
 
     def apply(self, event: RowEvent) -> TransformResult:
         function = self.for_table(event.schema, event.table)
