@@ -158,3 +158,23 @@ def test_check_reports_server_settings_through_the_cli(tmp_path: Path) -> None:
         "meepo: source: no free WAL sender (0 of max_wal_senders = 0 in use): raise "
         "max_wal_senders in postgresql.conf and restart the server",
     ]
+
+
+def test_check_warns_about_columns_the_transforms_name_that_no_table_has(
+    harness: Any, tmp_path: Path
+) -> None:
+    harness.execute(f"CREATE TABLE {harness.schema}.users (id INT PRIMARY KEY, email TEXT, "
+                    "secret TEXT)")
+    source = harness.options(columns={f"{harness.schema}.users": {"exclude": ["secret"]}})
+    write_config(tmp_path, {"p": {"source": source, "sinks": [{"type": "null"}], "transforms": [
+        {"type": "mask", "columns": [f"{harness.schema}.users.email",
+                                     f"{harness.schema}.users.secret"]}]}})
+    result = run_meepo("check", "p", cwd=tmp_path)
+    assert "transforms: WARNING" in result.stdout, result.stdout + result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("meepo: warning")]
+    # the source's own column rule hides secret: masking it is a no-op worth knowing
+    assert warnings == [
+        f"meepo: warning: tool.meepo.pipelines.p.transforms[0].columns[1]: "
+        f"'{harness.schema}.users.secret' names no column of the pipeline's tables (tables "
+        f"{harness.schema}.users have no column 'secret'); fix the name, or the transform "
+        "changes nothing there"]
