@@ -3,7 +3,6 @@ plan that gives every sink its own batch."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -15,8 +14,6 @@ from .base import EventFunction, ImageTransform, TableRoute, Transform, edit_ima
 
 if TYPE_CHECKING:
     from ..context import PipelineContext
-
-log = logging.getLogger("meepo.transforms")
 
 #: What to do with an event a transform raised on: record it in the dead-letter store and
 #: go on, or stop the pipeline (the checkpoint stays before the batch).
