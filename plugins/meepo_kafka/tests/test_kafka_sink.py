@@ -243,9 +243,12 @@ def test_a_route_transforms_destination_is_the_topic(
     routed = unique("routed")
     publish(tmp_path, bootstrap, [
         dataclasses.replace(event("write", 1, None, {"id": 1}), destination=routed),
+        dataclasses.replace(event("write", 3, None, {"id": 3}), destination=routed + "$odd"),
         event("write", 2, None, {"id": 2})], topic_prefix=routed + ".")
     (record,) = read_topic(bootstrap, routed)  # the whole topic name, no prefix
     assert record.json()["after"] == {"id": 1}
+    (odd,) = read_topic(bootstrap, routed + "_odd")  # made legal as table topics are
+    assert odd.json()["after"] == {"id": 3}
     (other,) = read_topic(bootstrap, f"{routed}.shop.items")
     assert other.json()["after"] == {"id": 2}
 
