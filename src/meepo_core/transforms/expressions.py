@@ -128,7 +128,11 @@ class Expression:
             message = message.replace("Undefined variable or function", "No such column")
             if isinstance(exc, KeyError):  # a missing key of a map the expression selects
                 raise LookupError(f"No such column: {message} (in {self.text!r})") from None
-            raise type(exc)(f"{message} (in {self.text!r})") from None
+            try:
+                error = type(exc)(f"{message} (in {self.text!r})")
+            except Exception:  # an exception type with other constructor arguments
+                error = ValueError(f"{message} (in {self.text!r})")
+            raise error from None
 
     def check(self, result_type: type, type_name: str) -> None:
         """For an expression that reads only ``schema``, ``table`` and ``action``, evaluate
