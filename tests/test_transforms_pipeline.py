@@ -79,6 +79,28 @@ def test_the_issues_pipeline(tmp_path: Path) -> None:
     # the last transaction was dropped whole: the checkpoint still moved past it
     assert json.loads((tmp_path / "checkpoint.json").read_text())["position"] == {"offset": end}
     assert not (tmp_path / ".meepo" / "orders.dead.jsonl").exists()
+    assert " dead_letters=0 dropped=2 position=" in result.stderr  # counted, not silent
+
+
+def test_dropped_events_are_counted_in_the_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meepo_core import load_pipeline
+    from meepo_core.runner import Runner
+
+    write_events(tmp_path / "in.jsonl", EVENTS)
+    monkeypatch.setenv("PII_SALT", "pepper")
+    write_config(tmp_path, {"orders": {**ISSUE_PIPELINE, "sinks": [
+        {"type": "memory", "transforms": [{"type": "filter", "where": "action != 'read'"}]}]}})
+    runner = Runner(load_pipeline("orders", tmp_path / "pyproject.toml"))
+    runner.run(once=True)
+    lines = [line for line in runner.metrics.prometheus().splitlines()
+             if line.startswith("meepo_transform_dropped_total")]
+    assert lines == [
+        'meepo_transform_dropped_total{pipeline="orders",transform="sinks[0] memory '
+        'transforms[0] filter"} 1',
+        'meepo_transform_dropped_total{pipeline="orders",transform="transforms[0] filter"} 2',
+    ]
 
 
 def test_an_event_a_transform_raises_on_is_a_dead_letter(tmp_path: Path) -> None:

@@ -115,7 +115,8 @@ class Delivery:
         began = time.monotonic()
         if self.transforms is not None:
             batches = self.transforms.batches(
-                batch, [label for label, _ in self.sinks], self.context.dead_letter)
+                batch, [label for label, _ in self.sinks], self.context.dead_letter,
+                self.metrics.record_dropped)
             for label, sink in self.sinks:
                 self._apply_to(label, sink, batches[label])
         else:

@@ -23,6 +23,9 @@ ON_ERROR: tuple[OnError, ...] = ("dead_letter", "stop")
 #: ``report(event, transform_label, error)``: where a chain sends the events its transforms
 #: raised on (the dead-letter store in a run, stderr in ``meepo transform``).
 ErrorReport = Callable[[RowEvent, str, str], None]
+#: ``count(transform_label, events)``: where a chain counts the events its transforms
+#: dropped (the pipeline's metrics in a run).
+DropCount = Callable[[str, int], None]
 
 
 class TransformError(MeepoError):
@@ -53,15 +56,18 @@ class Step:
     def compile(self, schema: str, table: str) -> EventFunction | None:
         return self.transform.for_table(schema, table)
 
-    def run(self, events: Sequence[RowEvent], report: ErrorReport) -> list[RowEvent]:
+    def run(self, events: Sequence[RowEvent], report: ErrorReport,
+            count: DropCount | None = None) -> list[RowEvent]:
         """The step's output for ``events``, in order. An event the transform raises on
-        is reported (or, with ``on_error = "stop"``, a :class:`TransformError` raised)."""
+        is reported (or, with ``on_error = "stop"``, a :class:`TransformError` raised);
+        the events it drops are counted with ``count``."""
         out: list[RowEvent] = []
         append, extend = out.append, out.extend
         # consecutive events mostly share their table (and its name objects): look the
         # function up again only when the names are other objects
         schema = table = None
         function: EventFunction | None = None
+        dropped = 0
         for event in events:
             if event.table is not table or event.schema is not schema:
                 schema, table = event.schema, event.table
@@ -72,17 +78,21 @@ class Step:
             try:
                 result = function(event)
                 if result is None:
+                    dropped += 1
                     continue
                 if result.__class__ is RowEvent:
                     append(result)
                 elif isinstance(result, list) and all(
                         isinstance(item, RowEvent) for item in result):
                     extend(result)
+                    dropped += not result
                 else:
                     raise TypeError(f"returned {type(result).__name__}, not a RowEvent, "
                                     "None or a list of RowEvents")
             except Exception as exc:
                 self._failed(event, exc, report)
+        if dropped and count is not None:
+            count(self.label, dropped)
         return out
 
     def _failed(self, event: RowEvent, exc: Exception, report: ErrorReport) -> None:
@@ -175,9 +185,10 @@ class TransformChain:
         for step in self.steps:
             step.transform.open(context)
 
-    def run(self, events: Sequence[RowEvent], report: ErrorReport) -> Sequence[RowEvent]:
+    def run(self, events: Sequence[RowEvent], report: ErrorReport,
+            count: DropCount | None = None) -> Sequence[RowEvent]:
         for step in self._running:
-            events = step.run(events, report)
+            events = step.run(events, report, count)
         return events
 
     @property
@@ -204,14 +215,15 @@ class PipelineTransforms:
             chain.open(context)
 
     def batches(
-        self, batch: Batch, labels: Sequence[str], report: ErrorReport
+        self, batch: Batch, labels: Sequence[str], report: ErrorReport,
+        count: DropCount | None = None,
     ) -> dict[str, Batch]:
         """What each sink (by label) receives for ``batch``. Every batch keeps the source
         position, even when its transforms dropped every event: the checkpoint advances
-        past dropped events."""
+        past dropped events, which are counted with ``count``."""
         shared: Sequence[RowEvent] = batch.events
         if self.pipeline is not None:
-            shared = self.pipeline.run(shared, report)
+            shared = self.pipeline.run(shared, report, count)
         common = Batch(tuple(shared), batch.position) if self.pipeline is not None else batch
         found: dict[str, Batch] = {}
         for label in labels:
@@ -219,6 +231,7 @@ class PipelineTransforms:
             if chain is None:
                 found[label] = common
             else:
-                found[label] = Batch(tuple(chain.run(shared, report)), batch.position)
+                found[label] = Batch(tuple(chain.run(shared, report, count)),
+                                     batch.position)
         return found
 
