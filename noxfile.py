@@ -1,4 +1,4 @@
-"""Developer sessions: `nox -s tests`, `nox -s lint`, `nox -s demo`, `nox -s bench`.
+"""Developer sessions: `nox -s tests`, `nox -s lint`, `nox -s docs`, `nox -s demo`, `nox -s bench`.
 
 `nox -s tests` runs one session per suite, each in its own virtualenv with only what that
 suite needs: the core alone, the testing kit, each plugin with just the core and the kit,
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "lint"]
+nox.options.sessions = ["tests", "lint", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 ROOT = Path(__file__).parent
@@ -70,9 +70,22 @@ def tests(session: nox.Session, suite: str) -> None:
 def lint(session: nox.Session) -> None:
     """ruff and mypy --strict over the core, the testing kit and the plugins."""
     session.install("ruff", "mypy", *editable(CORE, TESTKIT, *map(str, PLUGINS.values())))
-    session.run("ruff", "check", "src", "testkit", "plugins", "examples", "tests", "noxfile.py")
+    session.run("ruff", "check", "src", "testkit", "plugins", "examples", "tests", "docs", "bench",
+                "noxfile.py")
     sources = ["src", "testkit/src", *[f"{p}/src" for p in PLUGINS.values()]]
     session.run("mypy", *sources)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, built strictly (a broken link or a missing page fails) into
+    site/; `nox -s docs -- serve` serves it with live reload instead."""
+    session.install("mkdocs-material>=9.5,<10")
+    session.env["NO_MKDOCS_2_WARNING"] = "1"
+    if session.posargs and session.posargs[0] == "serve":
+        session.run("mkdocs", "serve", *session.posargs[1:])
+        return
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
 
 
 @nox.session
@@ -86,7 +99,7 @@ def demo(session: nox.Session) -> None:
 
 #: The benchmarks ``nox -s bench`` runs, each a standalone script writing to bench/results/.
 BENCHMARKS = ["bench_e2e.py", "bench_snapshot.py", "bench_postgres.py", "bench_kafka.py",
-              "bench_transforms.py"]
+              "bench_exactly_once.py", "bench_transforms.py"]
 
 
 @nox.session

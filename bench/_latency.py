@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from _env import Servers
-from _runs import BENCH_DIR, NEEDS, BenchError, child_env, reset_sink, sink_config, write_pipeline
+from _runs import NEEDS, BenchError, child_env, reset_sink, sink_config, write_pipeline
 from _workloads import prepare_latency_table
+
+from meepo_core.testing import meepo_command
 
 INSERT = ("INSERT INTO latency VALUES (%s, 'name', 1.25, 1, '2024-01-01 10:00:00.123456', 1, "
           "'a note')")
@@ -69,7 +70,7 @@ def measure(env: Servers, sinks: list[str], *, rate: int, seconds: float,
     err_path = env.workdir / "latency.err"
     with err_path.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, str(BENCH_DIR / "_meepo_timed.py"), "run", "latency"],
+            meepo_command("run", "latency"),
             cwd=env.workdir, env=child_env(keep), stdout=subprocess.DEVNULL, stderr=err,
             stdin=subprocess.DEVNULL,
         )

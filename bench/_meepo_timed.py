@@ -1,33 +1,55 @@
-"""``meepo`` exactly as the console script runs it, plus one timing line on stderr.
+"""``meepo run NAME --once`` through the public embedding API, plus one timing line on stderr.
 
-``Runner.run`` (connecting the source and sinks, streaming, the final checkpoint and
-closing) is wrapped to print ``bench-timing run=SECONDS cpu=SECONDS hwm_kib=PEAK_RSS``
-when it returns, so
-the benchmark can compare the streaming phase without interpreter start-up and imports,
-which it reports separately. Nothing else changes.
+    python bench/_meepo_timed.py NAME
 
-    python bench/_meepo_timed.py run NAME --once
+Does what the ``meepo run NAME --once`` command does, as a program that embeds meepo would:
+the pipeline from the nearest config file (:func:`meepo_core.load_pipeline`, plugins
+included), meepo's log lines on stderr at INFO, ``Pipeline.run(once=True)`` and the
+command's summary line (``meepo: NAME: 3 events in 1 batch, ...``). Exit status 1 with the
+one-line message for a :class:`meepo_core.MeepoError` (2 for a config error).
+
+Around ``Pipeline.run`` it prints ``bench-timing run=SECONDS cpu=SECONDS hwm_kib=PEAK_RSS``:
+wall and CPU seconds (the whole process, all threads) of the streaming phase, which is
+connecting the source and sinks, streaming, the final checkpoint and closing -- the same
+span as before, when the command's ``Runner.run`` was wrapped: ``Pipeline.run`` only builds
+the runner first (a context and an empty queue, no I/O). The benchmark compares that phase
+without interpreter start-up and imports, which it reports separately; those do not include
+the command line's own modules (click), a few tens of milliseconds.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
-from typing import Any
 
-from meepo_core import runner
-
-_run = runner.Runner.run
+from meepo_core import ConfigError, MeepoError, load_pipeline
 
 
-def _timed_run(self: runner.Runner, *, once: bool = False) -> Any:
-    began, cpu = time.perf_counter(), time.process_time()
+def main(name: str) -> int:
+    handler = logging.StreamHandler(sys.stderr)  # as the CLI: meepo's loggers only
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                  "%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    meepo_log = logging.getLogger("meepo")
+    meepo_log.handlers[:] = [handler]
+    meepo_log.setLevel(logging.INFO)
+    meepo_log.propagate = False
     try:
-        return _run(self, once=once)
-    finally:
-        print(f"bench-timing run={time.perf_counter() - began:.6f} "
-              f"cpu={time.process_time() - cpu:.6f} hwm_kib={peak_rss_kib()}",
-              file=sys.stderr, flush=True)
+        pipeline = load_pipeline(name)
+        began, cpu = time.perf_counter(), time.process_time()
+        try:
+            stats = pipeline.run(once=True)
+        finally:
+            print(f"bench-timing run={time.perf_counter() - began:.6f} "
+                  f"cpu={time.process_time() - cpu:.6f} hwm_kib={peak_rss_kib()}",
+                  file=sys.stderr, flush=True)
+    except MeepoError as exc:
+        print(f"meepo: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+    print(f"meepo: {name}: {stats.summary()}", file=sys.stderr)
+    return 0
 
 
 def peak_rss_kib() -> int:
@@ -40,9 +62,7 @@ def peak_rss_kib() -> int:
     return 0
 
 
-runner.Runner.run = _timed_run  # type: ignore[method-assign]
-
 if __name__ == "__main__":
-    from meepo_core.cli import main
-
-    main()
+    if len(sys.argv) != 2:
+        sys.exit(f"usage: python {sys.argv[0]} PIPELINE")
+    sys.exit(main(sys.argv[1]))

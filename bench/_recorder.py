@@ -15,11 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Self
 
-from meepo_core import hookimpl
-from meepo_core.context import PipelineContext
-from meepo_core.events import Batch
-from meepo_core.options import Options
-from meepo_core.sink import Sink
+from meepo_core import Batch, Options, PipelineContext, Sink, hookimpl
 
 
 class RecorderSink(Sink):

@@ -131,10 +131,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"{settings['small_txn_rows']} rows; *huge txns*: the whole range is one transaction.",
         "",
         "Every measurement is a fresh subprocess: raw decoding (`bench/_raw_decode.py`, "
-        "the reader settings of the mysql source) or `meepo run bench --once` (mysql "
-        "source, default settings: batch_size 1000, queue_size 8). *rows/s* and the "
-        "ratios use each process's streaming phase (raw: the reader's life; meepo: "
-        "`Runner.run`, which includes connecting, preflight checks, opening sinks and the "
+        "the reader settings of the mysql source) or `meepo run bench --once` as a program "
+        "embedding meepo runs it (`bench/_meepo_timed.py`: `load_pipeline`, then "
+        "`Pipeline.run(once=True)`; mysql source, default settings: batch_size 1000, "
+        "queue_size 8). *rows/s* and the ratios use each process's streaming phase (raw: "
+        "the reader's life; meepo: `Pipeline.run`, which includes connecting, preflight "
+        "checks, opening sinks and the "
         "final checkpoint); interpreter start-up and imports are listed separately below. "
         "*CPU ratio* compares user+sys CPU seconds of the streaming phase (whole process, "
         "all threads). *Peak RSS* is the child's `ru_maxrss`. After every run the "
@@ -184,7 +186,9 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Start-up and shut-down over an empty range (whole process): raw decoder "
         f"{raw_idle['wall']:.2f} s / {raw_idle['rss_kib'] / 1024:.0f} MiB, `meepo run "
-        f"--once` {meepo_idle['wall']:.2f} s / {meepo_idle['rss_kib'] / 1024:.0f} MiB "
+        f"--once` as `bench/_meepo_timed.py` runs it (the `meepo` command adds the import "
+        f"of its command line) {meepo_idle['wall']:.2f} s / "
+        f"{meepo_idle['rss_kib'] / 1024:.0f} MiB "
         "(plugins a pipeline does not use are disabled with `MEEPO_DISABLE_PLUGINS`).",
     ]
     big = results.get("big")

@@ -4,7 +4,7 @@ Every run is one child process, waited for with ``os.wait4`` so that its own CPU
 (user + sys) is exact; peak RSS is the child's own ``VmHWM`` as it reports it (the meepo
 and raw children; ``ru_maxrss`` otherwise, which can include the parent's size); wall
 time is from spawn to exit and so includes interpreter start-up on both sides. Each
-child also reports its streaming phase (``run``: the raw reader's life; ``Runner.run``
+child also reports its streaming phase (``run``: the raw reader's life; ``Pipeline.run``
 for meepo, see ``_meepo_timed.py``), which is what rows/s and the ratios use; start-up
 is reported on its own. Sink state is reset before each run and checked after it (not
 timed): a run that delivered the wrong number of events, left dead letters, checkpointed
@@ -253,13 +253,13 @@ def child_env(keep: set[str]) -> dict[str, str]:
 
 def meepo_once(env: Servers, prepared: Prepared, sink: str, *, verify: bool = True,
                argv_prefix: list[str] | None = None) -> Measurement:
-    """``meepo run bench --once`` over the prepared range into ``sink``."""
+    """``meepo run bench --once`` (as ``_meepo_timed.py`` runs it) over the prepared range
+    into ``sink``."""
     workload = prepared.workload
     reset_sink(env, sink, workload.table, workload.rows)
     checkpoint, dead = write_pipeline(env, "bench", workload.table, prepared.start,
                                       [sink_config(env, sink, workload.table)])
-    argv = (argv_prefix or [sys.executable]) + [str(BENCH_DIR / "_meepo_timed.py"), "run",
-                                                 "bench", "--once"]
+    argv = (argv_prefix or [sys.executable]) + [str(BENCH_DIR / "_meepo_timed.py"), "bench"]
     child = run_child(argv, env.workdir, child_env(NEEDS[sink]))
     run, run_cpu = phase(child.stderr)
     rss_kib = peak_rss(child)
@@ -298,8 +298,8 @@ def meepo_idle(env: Servers, table: str) -> Measurement:
     """``meepo run --once`` over an empty range: start-up and shut-down cost, base RSS."""
     end = env.binlog_end()
     write_pipeline(env, "bench", table, end, [{"type": "null"}])
-    child = run_child([sys.executable, str(BENCH_DIR / "_meepo_timed.py"), "run", "bench",
-                       "--once"], env.workdir, child_env(NEEDS["null"]))
+    child = run_child([sys.executable, str(BENCH_DIR / "_meepo_timed.py"), "bench"],
+                      env.workdir, child_env(NEEDS["null"]))
     run, run_cpu = phase(child.stderr)
     return Measurement("(empty range)", "null", 0, child.wall, child.cpu, peak_rss(child),
                        run, run_cpu)

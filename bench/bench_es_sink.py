@@ -22,8 +22,7 @@ from elasticsearch import Elasticsearch, helpers
 from meepo_es.elasticsearch_sink import ElasticsearchSink
 from meepo_testkit.servers import ElasticsearchServer
 
-from meepo_core.events import Batch, RowEvent
-from meepo_core.options import Options
+from meepo_core import Batch, Options, RowEvent
 from meepo_core.testing import make_context
 
 STAMP = datetime(2026, 1, 1, tzinfo=UTC)

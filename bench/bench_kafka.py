@@ -48,8 +48,7 @@ from meepo_kafka.config import LIBRDKAFKA_LOG
 from meepo_kafka.kafka_sink import KafkaSink, split_key_change
 from meepo_testkit.servers import KafkaServer, MariaDBServer
 
-from meepo_core import Batch, Options, RowEvent
-from meepo_core.serialization import event_to_json
+from meepo_core import Batch, Options, RowEvent, event_to_json
 from meepo_core.testing import make_context, meepo_command, write_config
 
 BENCH_DIR = Path(__file__).resolve().parent

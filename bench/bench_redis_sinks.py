@@ -18,9 +18,7 @@ from meepo_redis.redis_stream_sink import RedisStreamSink
 from meepo_redis.redis_stream_source import RedisStreamSource
 from meepo_testkit.servers import RedisServer
 
-from meepo_core.events import Batch, RowEvent
-from meepo_core.options import Options
-from meepo_core.settings import PipelineSettings
+from meepo_core import Batch, Options, PipelineSettings, RowEvent
 from meepo_core.testing import make_context
 
 EVENTS = 20_000

@@ -49,9 +49,8 @@ from _env import DATABASE
 from _workloads import SHAPES, Prepared, Workload
 from bench_mysql_source import servers
 
-from meepo_core import RowEvent
-from meepo_core.plugins import load_registry
-from meepo_core.transforms import build_chain
+from meepo_core import Batch, RowEvent, load_pipeline
+from meepo_core.testing import write_config
 
 RESULTS = _runs.BENCH_DIR / "results" / "transforms.json"
 WHERE = "row.id % 10 != 0"
@@ -139,26 +138,20 @@ def per_event(function: Any, events: list[RowEvent], rounds: int = 5) -> float:
 
 
 def in_process(table: str, count: int) -> dict[str, float]:
-    """Microseconds per event of each transform alone, the chain, and the filter's
-    expression in each CEL library."""
+    """Microseconds per event of the delivery engine (``Pipeline.delivery``) into ``null``
+    with each transform alone and with the chain, less the same without transforms; and of
+    the filter's expression in each CEL library."""
     events = narrow_events(table, count)
-    registry = load_registry()
+    batches = [Batch(tuple(events[i:i + 1000])) for i in range(0, len(events), 1000)]
+    configs = transforms(table)
+    runs = {"filter on qty alone": configs["filter on qty"],
+            **{f"{options['type']} alone": [options] for options in configs["chain of 5"]},
+            "chain of 5": configs["chain of 5"]}
     found: dict[str, float] = {}
-    chains = transforms(table)["chain of 5"]
     with tempfile.TemporaryDirectory() as tmp:
-        repeating = build_chain(registry, transforms(table)["filter on qty"], "transforms",
-                                Path(tmp))
-        assert repeating is not None
-        found["filter on qty alone"] = per_event(lambda evs: repeating.run(evs, _fail), events)
-    with tempfile.TemporaryDirectory() as tmp:
-        for options in chains:
-            chain = build_chain(registry, [options], "transforms", Path(tmp))
-            assert chain is not None
-            found[f"{options['type']} alone"] = per_event(
-                lambda evs, c=chain: c.run(evs, _fail), events)
-        chain = build_chain(registry, chains, "transforms", Path(tmp))
-        assert chain is not None
-        found["chain of 5"] = per_event(lambda evs: chain.run(evs, _fail), events)
+        base = delivery_cost(Path(tmp), [], batches, events)
+        for name, chain in runs.items():
+            found[name] = delivery_cost(Path(tmp), chain, batches, events) - base
     import cel  # common-expression-language
 
     program = cel.compile(WHERE)
@@ -184,8 +177,20 @@ def in_process(table: str, count: int) -> dict[str, float]:
     return found
 
 
-def _fail(event: RowEvent, label: str, error: str) -> None:
-    raise _runs.BenchError(f"{label} failed on {event.name}: {error}")
+def delivery_cost(directory: Path, chain: list[dict[str, Any]], batches: list[Batch],
+                  events: list[RowEvent]) -> float:
+    """CPU microseconds per event of delivering ``batches`` into ``null`` through a
+    pipeline whose transforms are ``chain``; nothing may be dead-lettered."""
+    write_config(directory, {"t": {
+        "source": {"type": "memory"}, "sinks": [{"type": "null"}], "transforms": chain,
+        "checkpoint": "none", "dead_letter": "file:dead.jsonl"}})
+    pipeline = load_pipeline("t", directory / "pyproject.toml")
+    with pipeline.delivery() as delivery:
+        cost = per_event(lambda _events: [delivery.apply(batch) for batch in batches], events)
+    dead = directory / "dead.jsonl"
+    if dead.exists() and dead.read_text().strip():
+        raise _runs.BenchError(f"dead letters:\n{dead.read_text()[:2000]}")
+    return cost
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -88,7 +88,9 @@ def test_misspelled_option(tmp_path: Path) -> None:
         {"a": {"source": {"type": "memory"}, "sinks": [{"type": "print", "fromat": "json"}]}},
     )
     result = run_meepo("run", "a", cwd=tmp_path)
-    assert_one_line_error(result, 2, "sinks[0].fromat: unknown option", "format")
+    assert_one_line_error(
+        result, 2, "sinks[0].fromat: unknown option; did you mean 'format'?", "format"
+    )
 
 
 def test_unset_environment_variable(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +174,29 @@ def test_jsonl_sink_skips_only_exact_replays_whatever_the_sequence_order(tmp_pat
                                                            log.read_text().splitlines())]
     assert written == [("write", 1, 101), ("write", 2, 102), ("update", 7, 7),
                        ("update", 8, 8), ("read", 3, 500), ("read", 4, 500)]
+
+
+def test_jsonl_sink_dead_letters_a_value_nested_beyond_any_json_encoder(tmp_path: Path) -> None:
+    """A list nested 20,000 levels (a Python value from an embedding application, deeper
+    than json.dumps can write): that event is a dead letter (recorded with a shortened
+    repr), the others are written, and nothing raises."""
+    from meepo_core.builtin.jsonl_sink import JsonlSink
+    from meepo_core.testing import make_context
+
+    deep: list[Any] = []
+    for _ in range(20_000):
+        deep = [deep]
+    log = tmp_path / "audit.jsonl"
+    sink = JsonlSink(log)
+    context = make_context(tmp_path)
+    sink.open(context)
+    events = tuple(RowEvent("s", "t", "write", pk, None, {"id": pk, "doc": doc}, sequence=pk)
+                   for pk, doc in ((1, [1]), (2, deep), (3, [3])))
+    sink.apply(Batch(events, 3))
+    sink.close()
+    context.dead_letters.sync()
+    assert [event_from_json(line).pk for line in log.read_text().splitlines()] == [1, 3]
+    [letter] = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert letter["event"]["pk"] == "2"
+    assert letter["event"]["after"] == "{'doc': [[[[[[...]]]]]], 'id': 2}"
+    assert letter["error"].startswith("cannot encode: maximum recursion depth exceeded")

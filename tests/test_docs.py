@@ -1,6 +1,7 @@
-"""The pipeline examples in the READMEs are valid configs: every ```toml block that declares
-a whole pipeline (``[tool.meepo.pipelines.NAME]`` with its ``source``) is parsed and fully
-validated, without contacting any server. Fragments showing one option are left out.
+"""The pipeline examples in the READMEs and the docs site are valid configs: every ```toml
+block that declares a whole pipeline (``[tool.meepo.pipelines.NAME]`` with its ``source``) is
+parsed and fully validated, without contacting any server.
+Fragments showing one option are left out.
 
 An example is checked where every plugin it uses is installed (each plugin's test session
 runs this file); one that names a type no in-repo plugin provides fails everywhere."""
@@ -17,7 +18,8 @@ from meepo_core.pipeline import build_pipeline
 from meepo_core.plugins import KINDS, KNOWN_PROVIDERS, registry
 
 ROOT = Path(__file__).parents[1]
-READMES = [ROOT / "README.md", *sorted(ROOT.glob("plugins/*/README.md"))]
+READMES = [ROOT / "README.md", *sorted(ROOT.glob("plugins/*/README.md")),
+           *sorted(ROOT.glob("docs/**/*.md"))]
 BLOCK = re.compile(r"```toml\n(.*?)```", re.DOTALL)
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
 
 from meepo_core.batching import Batcher
+from meepo_core.dead_letters import dead_letter_record
 from meepo_core.events import UNCHANGED, RowEvent
 from meepo_core.serialization import decode_value, encode_value, event_from_json, event_to_json
 
@@ -94,6 +96,21 @@ def test_user_objects_shaped_like_tags_round_trip_exactly(value: object) -> None
     restored = event_from_json(event_to_json(original))
     assert restored.after == {"id": 1, "doc": value}
     assert decode_value(encode_value(value)) == value
+
+
+@pytest.mark.parametrize("depth", [600, 950])
+def test_json_nested_as_deep_as_json_loads_reads_round_trips(depth: int) -> None:
+    """Sources decode JSON documents with json.loads (about 1,000 levels); the lossless
+    JSON of their events, the dead-letter record included, must not stop short of it (the
+    recursive encoder did, at about 500 levels, with RecursionError)."""
+    half = depth // 2
+    text = '{"a": ' * half + "[" * half + '{"$date": 1}' + "]" * half + "}" * half
+    doc = json.loads(text)
+    original = event(after={"id": 1, "doc": doc, "on": date(2020, 1, 1)})
+    line = event_to_json(original)
+    assert event_from_json(line).after == {"id": 1, "doc": doc, "on": date(2020, 1, 1)}
+    record = json.loads(json.dumps(dead_letter_record(original, "sinks[0] x", "why")))
+    assert decode_value(record["event"]["after"]) == original.after
 
 
 def test_unchanged_round_trips_as_itself() -> None:

@@ -191,3 +191,58 @@ def test_lazy_exports_import_a_name_from_its_module_on_first_use(
         lazy_pkg.Other  # noqa: B018
     for name in ("lazy_pkg", "lazy_pkg.heavy"):
         del sys.modules[name]
+
+
+class _HalfBroken:
+    """Registers a new sink, then a source whose name is taken: the whole plugin fails."""
+
+    @hookimpl
+    def meepo_register_sinks(self, register: Any) -> None:
+        register("half_new_sink", object)
+
+    @hookimpl
+    def meepo_register_sources(self, register: Any) -> None:
+        register("memory", object)
+
+
+def test_a_plugin_that_fails_half_way_registers_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    module = types.ModuleType("meepo_half_broken_plugin")
+    plugin = _HalfBroken()
+    module.meepo_register_sinks = plugin.meepo_register_sinks  # type: ignore[attr-defined]
+    module.meepo_register_sources = plugin.meepo_register_sources  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "meepo_half_broken_plugin", module)
+    registry = load_registry(["meepo_half_broken_plugin"], entry_points=False)
+    info = registry.plugins["meepo_half_broken_plugin"]
+    assert "source type 'memory' is already registered by plugin 'builtin'" in (info.error or "")
+    assert "half_new_sink" not in registry.types["sink"]
+    assert info.provides == {}
+    assert registry.types["source"]["memory"].plugin == "builtin"
+
+
+HELLO_PLUGIN = '''
+import click
+from meepo_core import hookimpl
+
+
+@hookimpl
+def meepo_add_commands(cli):
+    @cli.command()
+    def hello():
+        """Say hello from a local plugin."""
+        click.echo("hello from a local plugin")
+'''
+
+
+def test_a_local_plugin_adds_its_commands(tmp_path: Path) -> None:
+    (tmp_path / "meepo_hello_plugin.py").write_text(HELLO_PLUGIN, encoding="utf-8")
+    write_config(
+        tmp_path,
+        {"demo": {"source": {"type": "memory"}, "sinks": [{"type": "null"}]}},
+        plugins=["meepo_hello_plugin"],
+    )
+    result = run_meepo("hello", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "hello from a local plugin"
+    assert "hello" in run_meepo("--help", cwd=tmp_path).stdout

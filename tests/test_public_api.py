@@ -1,5 +1,6 @@
 """Plugins use only the public API: every name they import from meepo-core comes from
-``meepo_core`` itself (its ``__all__``), or from ``meepo_core.testing`` in their tests."""
+``meepo_core`` itself (its ``__all__``), or from ``meepo_core.testing`` in their tests. The
+benchmarks are held to the same rule: they embed meepo as any program would."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import ast
 from pathlib import Path
 
 import meepo_core
+import meepo_core.testing
 
 ROOT = Path(__file__).parents[1]
 SOURCES = sorted([*ROOT.glob("plugins/*/src/**/*.py"), *ROOT.glob("examples/*/src/**/*.py")])
+BENCH = sorted(ROOT.glob("bench/*.py"))
 
 
 def core_imports(path: Path) -> list[tuple[str, str]]:
@@ -37,3 +40,15 @@ def test_plugins_import_only_public_names() -> None:
 
 def test_every_public_name_exists() -> None:
     assert all(hasattr(meepo_core, name) for name in meepo_core.__all__)
+
+
+def test_benchmarks_import_only_public_names() -> None:
+    assert BENCH, "no bench scripts found"
+    public = {"meepo_core": meepo_core.__all__, "meepo_core.testing": meepo_core.testing.__all__}
+    private = [
+        f"{path.relative_to(ROOT)}: {module}.{name}"
+        for path in BENCH
+        for module, name in core_imports(path)
+        if name not in public.get(module, ())
+    ]
+    assert private == []

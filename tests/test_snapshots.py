@@ -80,6 +80,25 @@ def test_a_quiet_window_delivers_the_chunk_at_the_high_watermark_with_its_sequen
     assert coordinator.jobs[0].after == (3,) and coordinator.jobs[0].rows == 3
 
 
+class LateStreamSource(FakeTableSource):
+    """A fake whose stream has not fixed its start position until ``ready`` is set."""
+
+    ready = False
+
+    def snapshot_ready(self) -> bool:
+        return self.ready
+
+
+def test_no_chunk_starts_before_the_source_is_ready() -> None:
+    source = LateStreamSource({k: row(k) for k in range(1, 6)})
+    coordinator = start(source)
+    assert source.marks == [] and coordinator.window is None
+    assert coordinator.jobs[0].started_at is None
+    source.ready = True
+    coordinator.start_chunk()
+    assert len(source.marks) == 2 and coordinator.window is not None
+
+
 def test_changes_inside_the_window_win_over_the_copy() -> None:
     source = FakeTableSource({k: row(k) for k in range(1, 6)})
     coordinator = start(source)

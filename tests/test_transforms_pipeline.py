@@ -194,7 +194,7 @@ def test_pipeline_level_errors_name_the_pipeline_key(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "meepo: error: tool.meepo.pipelines.orders.transforms[0].on_eror: unknown option; "
-        "valid options here: on_error, where")
+        "did you mean 'on_error'? valid options here: on_error, where")
 
 
 def test_dry_run_prints_what_each_sink_would_receive(tmp_path: Path) -> None:

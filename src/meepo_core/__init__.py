@@ -9,13 +9,19 @@ The public API. Plugins and programs that embed meepo use only these names:
   sources the ``tables``/``exclude_tables``/``columns`` options (:func:`parse_table_filter`,
   :class:`TableFilter`, :class:`ColumnRule`);
   :class:`CheckpointStore` with :class:`Checkpoint` and
-  :func:`encode_checkpoint`/:func:`decode_checkpoint`, :class:`DeadLetterStore` with
+  :func:`encode_checkpoint`/:func:`decode_checkpoint`; for sinks that own the position
+  (exactly-once) :class:`TransactionalSink` with :func:`position_parts` and
+  :func:`join_position_parts`; :class:`DeadLetterStore` with
   :func:`dead_letter_record`, the lossless JSON of events (:func:`event_to_json`,
   :func:`event_from_json`, :func:`event_to_dict`, :func:`event_from_dict`,
-  :func:`encode_value`, :func:`decode_value`) and the errors;
+  :func:`encode_value`, :func:`decode_value`) and the errors, with
+  :func:`describe_error` (one line for any exception; plugins register their driver's
+  error type);
 * writing transforms: :class:`Transform` (with :func:`derive` to build a changed event);
 * embedding: :func:`load_pipeline` gives a :class:`Pipeline` to ``run()`` (a
-  :class:`RunStats` back) or to deliver batches to its sinks through a :class:`Delivery`;
+  :class:`RunStats` back), to run under a supervisor's control with a :class:`Runner`
+  (``pause``/``resume``/``stop``, ``lag_seconds``), or to deliver batches to its sinks
+  through a :class:`Delivery`;
   :meth:`Delivery.to_sinks` does the same for sink objects built in code.
 """
 
@@ -30,7 +36,14 @@ from .checkpoints import (
 from .context import PipelineContext
 from .dead_letters import DeadLetterStore, FileDeadLetterStore, dead_letter_record
 from .delivery import Delivery
-from .errors import CheckpointError, ConfigError, MeepoError, SinkError, SourceError
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    MeepoError,
+    SinkError,
+    SourceError,
+    describe_error,
+)
 from .events import (
     ACTIONS,
     UNCHANGED,
@@ -46,7 +59,8 @@ from .hookspecs import hookimpl
 from .lazy_exports import lazy_exports
 from .options import Options
 from .pipeline import Pipeline, load_pipeline
-from .runner import RunStats
+from .position_owner import TransactionalSink, join_position_parts, position_parts
+from .runner import Runner, RunStats
 from .serialization import (
     decode_value,
     encode_value,
@@ -87,6 +101,7 @@ __all__ = [
     "Row",
     "RowEvent",
     "RunStats",
+    "Runner",
     "Sink",
     "SinkError",
     "SnapshotReader",
@@ -94,12 +109,14 @@ __all__ = [
     "Source",
     "SourceError",
     "TableFilter",
+    "TransactionalSink",
     "Transform",
     "TransformError",
     "dead_letter_record",
     "decode_checkpoint",
     "decode_value",
     "derive",
+    "describe_error",
     "encode_checkpoint",
     "encode_value",
     "event_from_dict",
@@ -107,9 +124,11 @@ __all__ = [
     "event_to_dict",
     "event_to_json",
     "hookimpl",
+    "join_position_parts",
     "keyset_filter",
     "lazy_exports",
     "load_pipeline",
     "parse_table_filter",
+    "position_parts",
     "qualified_name",
 ]

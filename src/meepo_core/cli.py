@@ -6,7 +6,6 @@ import json
 import signal
 import sys
 import traceback
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -25,7 +24,6 @@ from .snapshots import (
     STALE_SECONDS,
     describe_job,
     describe_running_job,
-    new_request_id,
 )
 
 EPILOG = """\b
@@ -52,22 +50,35 @@ Exit codes: 0 done, 1 runtime failure, 2 usage or config error.
 
 
 class PluginCommands(click.Group):
-    """Adds plugin subcommands (``meepo_add_commands``) on first use, not at import."""
+    """Adds plugin subcommands (``meepo_add_commands``) on first use, not at import: those
+    of installed plugins and of the config's own ``[tool.meepo] plugins``."""
 
     _loaded = False
 
-    def _load(self) -> None:
+    def _load(self, ctx: click.Context) -> None:
         if not self._loaded:
             self._loaded = True
-            registry().add_commands(self)
+            registry(_local_plugins(ctx.params.get("config_path"))).add_commands(self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        self._load()
+        self._load(ctx)
         return super().list_commands(ctx)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        self._load()
+        self._load(ctx)
         return super().get_command(ctx, name)
+
+
+def _local_plugins(config_path: Path | None) -> tuple[str, ...]:
+    """The config's ``[tool.meepo] plugins``, made importable; none when there is no
+    readable config (``meepo --help`` anywhere, or a config error that the command itself
+    reports)."""
+    try:
+        config = load_config(config_path)
+    except MeepoError:
+        return ()
+    import_local_plugins(config.plugins, str(config.base_dir))
+    return tuple(config.plugins)
 
 
 class State:
@@ -258,30 +269,7 @@ def snapshot(state: State, name: str, tables: tuple[str, ...], status: bool) -> 
         for line in snapshot_status(pipeline):
             click.echo(line)
         return
-    source = pipeline.source
-    if not source.supports_snapshots:
-        raise ConfigError(f"{state.config.pipeline_path(name)}.source",
-                          "this source type cannot snapshot tables")
-    if not pipeline.checkpoints.persistent:
-        # The request would live only in this process: no later run could take it.
-        raise ConfigError(
-            f"{pipeline.key_path}.checkpoint",
-            "a snapshot request needs a checkpoint store that outlives this command, not "
-            f'{pipeline.checkpoints.description}; set checkpoint = "file:.meepo/{name}.json" '
-            '(the default), or snapshot = "initial" to copy the tables at the start of '
-            "every run",
-        )
-    pipeline.load_checkpoint()  # refuses another pipeline's checkpoint before any write
-    try:
-        resolved = source.snapshot_tables(list(tables) or None)
-    finally:
-        source.close()
-    request = {
-        "id": new_request_id(),
-        "tables": [table.qualified for table in resolved] if tables else None,
-        "requested_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    pipeline.checkpoints.add_request(request)
+    request, resolved = pipeline.request_snapshot(tables)
     click.echo(
         f"meepo: {name}: snapshot of {', '.join(t.qualified for t in resolved)} requested "
         f"({request['id']}); a running `meepo run {name}` takes it within a second, "

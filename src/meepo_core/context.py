@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .dead_letters import DeadLetterStore
-from .events import RowEvent
+from .events import Position, RowEvent
 from .metrics import Metrics
 from .settings import PipelineSettings
 
@@ -27,6 +27,9 @@ class PipelineContext:
     this machine (host, config file, pipeline name, ``purpose``): derive names that must not
     collide on a server from it (a replica's server id, a consumer name). ``purpose`` is
     ``"run"`` for ``meepo run`` and another word for side runs next to it (``"backfill"``).
+    ``stored_position``, when a sink owns the position (exactly-once), reads the position
+    that sink holds now: a source whose partitions move between workers resumes each
+    partition it is given from there.
     """
 
     pipeline: str
@@ -38,6 +41,7 @@ class PipelineContext:
     purpose: str = "run"
     stopping: threading.Event = field(default_factory=threading.Event)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("meepo"))
+    stored_position: Callable[[], Position | None] | None = None
     _snapshot_requests: queue.SimpleQueue[tuple[str, dict[str, Any]]] = field(
         default_factory=queue.SimpleQueue, repr=False)
 

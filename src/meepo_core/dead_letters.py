@@ -5,6 +5,8 @@ from __future__ import annotations
 import abc
 import json
 import os
+import reprlib
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -18,25 +20,35 @@ from .writable import why_not_writable
 def dead_letter_record(event: RowEvent, sink: str, error: str) -> dict[str, Any]:
     """The JSON record stored for one dead letter: the whole event plus why it failed.
 
-    An event with values JSON cannot carry (the very reason it may have failed) is kept
-    with those values as ``repr`` strings, so it can still be recorded.
+    An event with values JSON cannot carry (the very reason it may have failed: a type it
+    lacks, or nesting deeper than the encoder's stack) is kept with those values as
+    ``repr`` strings (shortened where even ``repr`` runs out of stack), so it can still be
+    recorded.
     """
     try:
         data = event_to_dict(event)
-    except TypeError:
+        json.dumps(data, ensure_ascii=False)  # what the stores do with it must work too
+    except (TypeError, ValueError, RecursionError):
         data = {
             "name": event.name,
             "schema": event.schema,
             "table": event.table,
             "action": event.action,
-            "pk": repr(event.pk),
-            "before": repr(event.before),
-            "after": repr(event.after),
-            "position": repr(event.position),
+            "pk": _repr(event.pk),
+            "before": _repr(event.before),
+            "after": _repr(event.after),
+            "position": _repr(event.position),
             "committed_at": event.committed_at.isoformat(),
             "sequence": event.sequence,
         }
     return {"sink": sink, "error": error, "failed_at": datetime.now(UTC).isoformat(), "event": data}
+
+
+def _repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except RecursionError:
+        return reprlib.repr(value)  # depth-limited: the shape, not every level
 
 
 class DeadLetterStore(abc.ABC):
@@ -68,12 +80,17 @@ class FileDeadLetterStore(DeadLetterStore):
         self.description = f"file:{path}"
         self._handle: IO[str] | None = None
         self._dirty = False
+        self._lock = threading.Lock()  # sinks and the source's thread both record
 
     def check(self) -> list[str]:
         problem = why_not_writable(self.path)
         return [f"{problem}; change dead_letter"] if problem else []
 
     def record(self, event: RowEvent, sink: str, error: str) -> None:
+        with self._lock:
+            self._record(event, sink, error)
+
+    def _record(self, event: RowEvent, sink: str, error: str) -> None:
         try:
             if self._handle is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,10 +102,11 @@ class FileDeadLetterStore(DeadLetterStore):
             raise MeepoError(f"cannot write dead letter to {self.path}: {exc}") from exc
 
     def sync(self) -> None:
-        if self._handle is not None and self._dirty:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._dirty = False
+        with self._lock:
+            if self._handle is not None and self._dirty:
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+                self._dirty = False
 
     def close(self) -> None:
         if self._handle is not None:

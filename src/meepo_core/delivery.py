@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal, Self
 
 from .context import PipelineContext
 from .dead_letters import DeadLetterStore, FileDeadLetterStore
-from .errors import MeepoError, SinkError
+from .errors import MeepoError, SinkError, describe_error
 from .events import Batch
 from .metrics import Metrics
 from .settings import PipelineSettings
@@ -102,7 +102,7 @@ class Delivery:
                 except MeepoError:
                     raise
                 except Exception as exc:
-                    raise SinkError(f"{label}: cannot open: {describe(exc)}") from exc
+                    raise SinkError(f"{label}: cannot open: {describe_error(exc)}") from exc
                 self._opened.append(sink)
         except BaseException:
             self.close()
@@ -143,7 +143,7 @@ class Delivery:
             if attempt > self.settings.max_retries:
                 self._give_up(
                     label, batch, error,
-                    f"still failing after {attempt} attempts: {describe(error)}; checkpoint "
+                    f"still failing after {attempt} attempts: {describe_error(error)}; checkpoint "
                     "kept at the last applied batch, rerun to resume",
                 )
                 return
@@ -153,7 +153,7 @@ class Delivery:
         if self.when_exhausted == "stop":
             raise SinkError(f"{label}: {why}", retryable=False) from error
         for event in batch.events:
-            self.context.dead_letter(event, label, describe(error))
+            self.context.dead_letter(event, label, describe_error(error))
         self.sync()
 
     def _back_off(self, label: str, attempt: int, error: Exception) -> None:
@@ -161,11 +161,11 @@ class Delivery:
         delay = min(settings.retry_backoff * 2 ** (attempt - 1), settings.retry_backoff_max)
         log.warning(
             "%s failed (attempt %d of %d): %s; retrying in %.1fs",
-            label, attempt, settings.max_retries + 1, describe(error), delay,
+            label, attempt, settings.max_retries + 1, describe_error(error), delay,
         )
         if self.context.stopping.wait(delay):
             raise SinkError(
-                f"{label}: stopped while retrying ({describe(error)}); checkpoint kept at "
+                f"{label}: stopped while retrying ({describe_error(error)}); checkpoint kept at "
                 "the last applied batch, nothing lost",
                 retryable=False,
             ) from error
@@ -193,15 +193,9 @@ class Delivery:
         self.close()
 
 
-def describe(exc: BaseException) -> str:
-    """``"Type: first line of the message"``, for one-line logs and errors."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def quietly(close: object) -> None:
     """Call ``close()``, logging instead of raising what it raises."""
     try:
         close()  # type: ignore[operator]
     except Exception as exc:
-        log.warning("error while closing: %s", describe(exc))
+        log.warning("error while closing: %s", describe_error(exc))

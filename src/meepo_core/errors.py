@@ -1,6 +1,9 @@
-"""Exceptions with an exit code each, so the CLI can report them in one line."""
+"""Exceptions with an exit code each, so the CLI can report them in one line, and
+:func:`describe_error`, the one-line form of any exception."""
 
 from __future__ import annotations
+
+import functools
 
 
 class MeepoError(Exception):
@@ -38,3 +41,23 @@ class SinkError(MeepoError):
 
 class CheckpointError(MeepoError):
     """A checkpoint could not be read or written (corrupt file, unreachable store)."""
+
+
+@functools.singledispatch
+def describe_error(exc: BaseException) -> str:
+    """``exc`` in one line, for logs, error messages and dead letters: ``"Type: first line
+    of the message"``, or just ``"Type"`` when the message is empty.
+
+    Plugins whose driver raises errors with a better one-line form (an error code, a
+    server's SQLSTATE) register it for the driver's base exception class, and every caller
+    (the core's retry lines, dead letters, the plugin itself) then uses it::
+
+        @describe_error.register
+        def _(exc: pymysql.err.MySQLError) -> str:
+            return error_text(exc)
+
+    The most specific registered class of ``exc`` wins (``functools.singledispatch``).
+    """
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

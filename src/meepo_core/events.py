@@ -177,9 +177,5 @@ class Batch:
     position: Position = None
     watermarks: tuple[Watermark, ...] = ()
 
-    @property
-    def ends_transaction(self) -> bool:
-        return self.position is not None
-
     def __len__(self) -> int:
         return len(self.events)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 import pluggy
 
@@ -34,14 +34,19 @@ PROJECT = "meepo"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
+T = TypeVar("T")
+
 #: ``factory(url, pipeline_name, base_dir)`` for a checkpoint store URL scheme.
 CheckpointStoreFactory: TypeAlias = "Callable[[str, str, Path], CheckpointStore]"
 #: ``factory(url, pipeline_name, base_dir)`` for a dead-letter store URL scheme.
 DeadLetterStoreFactory: TypeAlias = "Callable[[str, str, Path], DeadLetterStore]"
+#: What a registration passes: the class (or factory) itself, or a lazy
+#: ``"package.module:Name"`` import string (the name may be dotted: ``"module:Class.from_url"``).
+Lazy: TypeAlias = "T | str"
 
 
 @hookspec
-def meepo_register_sources(register: Callable[[str, type[Source]], None]) -> None:
+def meepo_register_sources(register: Callable[[str, Lazy[type[Source]]], None]) -> None:
     """Call ``register(type_name, SourceClass)`` for each source type the plugin provides.
 
     ``type_name`` is what users write in ``source = { type = "..." }``. Instead of the class,
@@ -52,7 +57,7 @@ def meepo_register_sources(register: Callable[[str, type[Source]], None]) -> Non
 
 
 @hookspec
-def meepo_register_sinks(register: Callable[[str, type[Sink]], None]) -> None:
+def meepo_register_sinks(register: Callable[[str, Lazy[type[Sink]]], None]) -> None:
     """Call ``register(type_name, SinkClass)`` for each sink type the plugin provides."""
 
 
@@ -65,7 +70,7 @@ def meepo_register_transforms(register: Callable[[str, type[Transform]], None]) 
 
 @hookspec
 def meepo_register_checkpoint_stores(
-    register: Callable[[str, CheckpointStoreFactory], None],
+    register: Callable[[str, Lazy[CheckpointStoreFactory]], None],
 ) -> None:
     """Call ``register(scheme, factory)`` for each checkpoint URL scheme provided.
 
@@ -76,7 +81,7 @@ def meepo_register_checkpoint_stores(
 
 @hookspec
 def meepo_register_dead_letter_stores(
-    register: Callable[[str, DeadLetterStoreFactory], None],
+    register: Callable[[str, Lazy[DeadLetterStoreFactory]], None],
 ) -> None:
     """Call ``register(scheme, factory)`` for each dead-letter URL scheme provided
     (``dead_letter = "file:..."`` is built in)."""

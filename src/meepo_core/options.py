@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,8 +162,11 @@ class Options:
         """Reject keys that no getter asked for."""
         unknown = sorted(set(self.data) - self._known)
         if unknown:
-            known = ", ".join(sorted(self._known - {"type"})) or "none"
-            raise self.error(unknown[0], f"unknown option; valid options here: {known}")
+            valid = sorted(self._known - {"type"})
+            close = difflib.get_close_matches(unknown[0], valid, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            known = ", ".join(valid) or "none"
+            raise self.error(unknown[0], f"unknown option; {hint}valid options here: {known}")
 
 
 def _describe(value: Any) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from .events import Position
 from .metrics import Metrics
 from .options import Options
 from .plugins import Registry, import_local_plugins, registry
+from .position_owner import SinkPositionStore, claim_checkpoint, position_store
 from .settings import PipelineSettings
 from .sink import Sink
 from .source import Source
@@ -27,6 +29,7 @@ from .transforms import PipelineTransforms, build_chain, split_sink_options
 
 if TYPE_CHECKING:
     from .runner import RunStats
+    from .snapshots import SnapshotTable
 
 
 @dataclass
@@ -67,6 +70,8 @@ class Pipeline:
             base_dir=self.base_dir,
             identity=self.identity + suffix,
             purpose=self.purpose,
+            stored_position=(self.checkpoints.stored_position
+                             if isinstance(self.checkpoints, SinkPositionStore) else None),
         )
 
     def delivery(
@@ -76,11 +81,13 @@ class Pipeline:
         return Delivery(self.sinks, context or self.context(), when_exhausted=when_exhausted,
                         transforms=self.transforms)
 
-    def load_checkpoint(self) -> Checkpoint | None:
+    def load_checkpoint(self, *, claim: bool = False) -> Checkpoint | None:
         """The saved checkpoint (None when there is none). Raises :class:`ConfigError`
         naming the ``checkpoint`` key when another pipeline saved it (see
-        :func:`~meepo_core.checkpoints.refuse_foreign_checkpoint`)."""
-        checkpoint = self.checkpoints.load()
+        :func:`~meepo_core.checkpoints.refuse_foreign_checkpoint`). ``claim``: for a run's
+        start, where a sink that owns the position fences earlier writers first (see
+        :func:`~meepo_core.position_owner.claim_checkpoint`)."""
+        checkpoint = claim_checkpoint(self.checkpoints) if claim else self.checkpoints.load()
         refuse_foreign_checkpoint(
             checkpoint, self.name, self.checkpoints.description,
             f"{self.key_path}.checkpoint" if self.key_path else "checkpoint",
@@ -100,6 +107,40 @@ class Pipeline:
         from .runner import Runner
 
         return Runner(self).run(once=once, start=start, snapshot=snapshot)
+
+    def request_snapshot(
+        self, tables: Sequence[str] = ()
+    ) -> tuple[dict[str, Any], list[SnapshotTable]]:
+        """Queue a snapshot of ``tables`` (``schema.table``; none: every table) in the
+        checkpoint store, as ``meepo snapshot NAME`` does: a running pipeline takes it
+        within a second, otherwise the next run does. Returns the request and the tables it
+        covers; raises :class:`ConfigError` when the source cannot snapshot or a table is
+        not one the pipeline follows. Opens and closes the source to resolve the tables."""
+        from .snapshots import new_request_id
+
+        if not self.source.supports_snapshots:
+            raise ConfigError(f"{self.key_path}.source", "this source type cannot snapshot tables")
+        if not self.checkpoints.persistent:
+            # The request would live only in this process: no later run could take it.
+            raise ConfigError(
+                f"{self.key_path}.checkpoint",
+                "a snapshot request needs a checkpoint store that outlives this command, not "
+                f'{self.checkpoints.description}; set checkpoint = "file:.meepo/{self.name}.json" '
+                '(the default), or snapshot = "initial" to copy the tables at the start of '
+                "every run",
+            )
+        self.load_checkpoint()  # refuses another pipeline's checkpoint before any write
+        try:
+            resolved = self.source.snapshot_tables(list(tables) or None)
+        finally:
+            self.source.close()
+        request = {
+            "id": new_request_id(),
+            "tables": [table.qualified for table in resolved] if tables else None,
+            "requested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        self.checkpoints.add_request(request)
+        return request, resolved
 
 
 def build_pipeline(
@@ -132,6 +173,7 @@ def build_pipeline(
     checkpoint_url = options.string("checkpoint", f"file:.meepo/{name}.json")
     dead_letter_url = options.string("dead_letter", f"file:.meepo/{name}.dead.jsonl")
     checkpoints = _store(registry, "checkpoint store", options, "checkpoint", checkpoint_url, name)
+    checkpoints = position_store(sinks, checkpoints, name, options.key_path("sinks"))
     dead_letters = _store(
         registry, "dead-letter store", options, "dead_letter", dead_letter_url, name
     )

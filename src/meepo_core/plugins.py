@@ -126,25 +126,43 @@ class Registry:
     def add_commands(self, cli: Any) -> None:
         self.manager.hook.meepo_add_commands(cli=cli)
 
-    def _register_types(self, kind: str) -> None:
-        hook = getattr(self.manager.hook, _HOOKS[kind])
-        for impl in hook.get_hookimpls():  # in registration order: built-ins first
-            plugin = self.manager.get_name(impl.plugin) or "?"
-            info = self.plugins[plugin]
+    def _register_plugin(self, plugin: object) -> None:
+        """Every type one plugin registers, of every kind, or none of them.
 
-            def register(name: str, factory: Any, *, _plugin: str = plugin) -> None:
-                existing = self.types[kind].get(name)
-                if existing is not None:
+        The plugin's registration hooks write into a staging area; only when all of them
+        ran without error (a duplicate name included) do its types join the registry, so
+        a plugin that fails half-way is reported as broken and adds nothing.
+        """
+        name = self.manager.get_name(plugin) or "?"
+        staged: list[tuple[str, str, Any]] = []
+
+        def stage(kind: str) -> Callable[[str, Any], None]:
+            def register(type_name: str, factory: Any) -> None:
+                taken = self.types[kind].get(type_name)
+                if taken is not None:
                     raise ValueError(
-                        f"{kind} type {name!r} is already registered by plugin {existing.plugin!r}"
+                        f"{kind} type {type_name!r} is already registered by plugin "
+                        f"{taken.plugin!r}"
                     )
-                self.types[kind][name] = Registration(name, factory, _plugin)
-                self.plugins[_plugin].provides.setdefault(kind, []).append(name)
+                if (kind, type_name) in {(k, n) for k, n, _ in staged}:
+                    raise ValueError(f"{kind} type {type_name!r} is registered twice")
+                staged.append((kind, type_name, factory))
 
-            try:
-                impl.function(*([register] if impl.argnames else []))
-            except Exception as exc:  # a broken plugin must not take the CLI down
-                info.error = f"{_HOOKS[kind]} failed: {exc}"
+            return register
+
+        for kind in KINDS:
+            hook = getattr(self.manager.hook, _HOOKS[kind])
+            for impl in hook.get_hookimpls():
+                if impl.plugin is not plugin:
+                    continue
+                try:
+                    impl.function(*([stage(kind)] if impl.argnames else []))
+                except Exception as exc:  # a broken plugin must not take the CLI down
+                    self.plugins[name].error = f"{_HOOKS[kind]} failed: {exc}"
+                    return
+        for kind, type_name, factory in staged:
+            self.types[kind][type_name] = Registration(type_name, factory, name)
+            self.plugins[name].provides.setdefault(kind, []).append(type_name)
 
 
 def load_registry(extra_modules: Iterable[str] = (), *, entry_points: bool = True) -> Registry:
@@ -181,8 +199,11 @@ def load_registry(extra_modules: Iterable[str] = (), *, entry_points: bool = Tru
     for module in extra_modules:
         add(module, "(local)", "-", _importer(module))
     _check_pending(registry)
-    for kind in KINDS:
-        registry._register_types(kind)
+    # in loading order (built-ins first), so on a duplicate the first plugin wins
+    for name in list(registry.plugins):
+        plugin = manager.get_plugin(name)
+        if plugin is not None:
+            registry._register_plugin(plugin)
     return registry
 
 

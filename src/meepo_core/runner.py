@@ -7,13 +7,15 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from .checkpoints import Checkpoint, MemoryCheckpointStore
-from .delivery import describe, quietly
-from .errors import MeepoError, SourceError
+from .delivery import quietly
+from .errors import MeepoError, SourceError, describe_error
 from .events import Batch, Position
 from .metrics import serve_metrics
 from .pipeline import Pipeline
@@ -104,6 +106,43 @@ class Runner:
         self._last_status = time.monotonic()
         self._last_poll = 0.0
         self._progress = SnapshotProgress()
+        self._resumed = threading.Event()  # cleared while paused
+        self._resumed.set()
+        #: (first, last) commit times of the batches read but not yet applied, oldest first
+        self._unapplied: deque[tuple[datetime, datetime]] = deque()
+
+    # -- for supervisors (``meepo serve``): pause, resume, where the run is --------------
+    def pause(self) -> None:
+        """Stop reading the source after the batch it is reading; batches already read
+        are still applied and checkpointed. The source's position is kept (its stream
+        waits, unread, until :meth:`resume`); a stop while paused ends the run at once."""
+        self._resumed.clear()
+
+    def resume(self) -> None:
+        """Read the source again after :meth:`pause`."""
+        self._resumed.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._resumed.is_set()
+
+    @property
+    def delivered_position(self) -> Position | None:
+        """The source position up to which every sink applied every event (saved as the
+        checkpoint within ``checkpoint_interval``); the start position before any."""
+        return self._delivered
+
+    def lag_seconds(self) -> float:
+        """Seconds between now and the commit of the oldest event read from the source
+        but not yet applied by every sink; 0 when everything read is applied, so an idle
+        pipeline is not behind and a stalled sink's lag grows by the second. Changes the
+        source has not handed over yet (at most ``batch_wait`` plus its poll interval, or
+        while paused) are not counted."""
+        try:
+            oldest = self._unapplied[0][0]
+        except IndexError:
+            return 0.0
+        return max(0.0, (datetime.now(UTC) - oldest).total_seconds())
 
     def stop(self) -> None:
         """Ask for a graceful stop: finish queued batches, save the checkpoint, return."""
@@ -123,7 +162,7 @@ class Runner:
         names tables (``[]``: every table) to snapshot in this run, besides the requests and
         the ``snapshot`` setting."""
         started = time.monotonic()
-        checkpoint = self._checkpoint = self.pipeline.load_checkpoint()
+        checkpoint = self._checkpoint = self.pipeline.load_checkpoint(claim=True)
         if start is None and checkpoint is not None:
             start = checkpoint.position
         self._delivered = start
@@ -179,6 +218,13 @@ class Runner:
     def _read(self, start: Position | None, once: bool) -> None:
         try:
             for batch in self.pipeline.source.stream(start, self.context, once=once):
+                while not self._resumed.wait(0.2):  # paused
+                    if self._abandoned.is_set() or self.context.stopping.is_set():
+                        self._put(_End())
+                        return
+                if batch.events:
+                    self._unapplied.append(
+                        (batch.events[0].committed_at, batch.events[-1].committed_at))
                 if not self._put(batch):
                     return
             self._put(_End())
@@ -226,7 +272,8 @@ class Runner:
             if isinstance(item, _Failed):
                 if isinstance(item.error, MeepoError):
                     raise item.error
-                raise SourceError(f"source failed: {describe(item.error)}") from item.error
+                raise SourceError(f"source failed: {describe_error(item.error)}") from item.error
+            newest = item.events[-1].committed_at if item.events else None
             snapshots = self.snapshots
             if snapshots is not None and (snapshots.busy or item.watermarks):
                 seen = snapshots.marks_seen
@@ -235,7 +282,10 @@ class Runner:
                     restarts = 0  # the stream brings our watermarks back
             elif item.position is not None:
                 item, carry = self._coalesce(item)
+                newest = item.events[-1].committed_at if item.events else newest
             self.delivery.apply(item)
+            while newest is not None and self._unapplied and self._unapplied[0][1] <= newest:
+                self._unapplied.popleft()
             if item.position is not None:
                 self._pending = self._delivered = item.position
             # while busy, at most one checkpoint (two fsyncs) per interval; an idle
@@ -369,8 +419,7 @@ class Runner:
             raise SourceError(
                 f"pipeline {self.pipeline.name}: the snapshot watermarks written "
                 f"{self.snapshots.waiting_seconds() if self.snapshots else 0:.0f}s ago never "
-                "came back through the change stream; check that the source follows its "
-                "signal table (see the source's README on snapshots)"
+                f"came back through the change stream; {self.pipeline.source.lost_watermarks_hint}"
             )
         self._advance_snapshots()
         if self._reader is not None:

@@ -36,7 +36,16 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
 
 
 def encode_value(value: Any) -> Any:
-    """Turn ``value`` into plain JSON data, tagging the types JSON lacks."""
+    """Turn ``value`` into plain JSON data, tagging the types JSON lacks. Values nested
+    deeper than Python's stack allows (JSON documents of hundreds of levels) are encoded
+    without recursion, to the same result."""
+    try:
+        return _encode(value)
+    except RecursionError:
+        return _encode_iteratively(value)
+
+
+def _encode(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     if isinstance(value, Decimal):
@@ -52,13 +61,13 @@ def encode_value(value: Any) -> Any:
     if isinstance(value, timedelta):
         return {"$timedelta": value.total_seconds()}
     if isinstance(value, set | frozenset):
-        return {"$set": sorted(encode_value(item) for item in value)}
+        return {"$set": sorted(_encode(item) for item in value)}
     if isinstance(value, tuple):
-        return {"$tuple": [encode_value(item) for item in value]}
+        return {"$tuple": [_encode(item) for item in value]}
     if isinstance(value, list):
-        return [encode_value(item) for item in value]
+        return [_encode(item) for item in value]
     if isinstance(value, dict):
-        encoded = {str(key): encode_value(item) for key, item in value.items()}
+        encoded = {str(key): _encode(item) for key, item in value.items()}
         if len(encoded) == 1 and next(iter(encoded)).startswith("$"):
             return {"$dict": encoded}  # user data shaped like a tag
         return encoded
@@ -67,19 +76,68 @@ def encode_value(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} value {value!r} as JSON")
 
 
+def _encode_iteratively(value: Any) -> Any:
+    """:func:`_encode` with a work list instead of recursion: each container is created
+    empty, put in place, then filled by the items after it on the list."""
+    root: list[Any] = [None]
+    todo: list[tuple[Any, Any, Any]] = [(value, root, 0)]  # (value, into, at)
+    while todo:
+        item, into, at = todo.pop()
+        if isinstance(item, list | tuple):
+            items: list[Any] = [None] * len(item)
+            into[at] = {"$tuple": items} if isinstance(item, tuple) else items
+            todo.extend((child, items, index) for index, child in enumerate(item))
+        elif isinstance(item, dict):
+            keys = [str(key) for key in item]
+            encoded: dict[str, Any] = dict.fromkeys(keys)
+            tagged = len(encoded) == 1 and keys[0].startswith("$")
+            into[at] = {"$dict": encoded} if tagged else encoded
+            todo.extend(zip(item.values(), [encoded] * len(keys), keys, strict=True))
+        else:
+            into[at] = _encode(item)  # scalars, and sets (of hashable, so shallow, items)
+    return root[0]
+
+
 def decode_value(value: Any) -> Any:
     """Inverse of :func:`encode_value`. A one-key ``$`` object with an unknown tag (written
-    by a newer meepo, say) stays a plain object."""
+    by a newer meepo, say) stays a plain object. Deep values decode without recursion."""
+    try:
+        return _decode(value)
+    except RecursionError:
+        return _decode_iteratively(value)
+
+
+def _decode(value: Any) -> Any:
     if isinstance(value, list):
-        return [decode_value(item) for item in value]
+        return [_decode(item) for item in value]
     if isinstance(value, dict):
         if len(value) == 1:
             ((tag, payload),) = value.items()
             decoder = _DECODERS.get(tag)
             if decoder is not None:
                 return decoder(payload)
-        return {key: decode_value(item) for key, item in value.items()}
+        return {key: _decode(item) for key, item in value.items()}
     return value
+
+
+def _decode_iteratively(value: Any) -> Any:
+    """:func:`_decode` with a work list; only plain lists and objects nest this deep
+    (tagged values, such as a key's ``$tuple``, are decoded whole)."""
+    root: list[Any] = [None]
+    todo: list[tuple[Any, Any, Any]] = [(value, root, 0)]  # (value, into, at)
+    while todo:
+        item, into, at = todo.pop()
+        if isinstance(item, list):
+            items: list[Any] = [None] * len(item)
+            into[at] = items
+            todo.extend((child, items, index) for index, child in enumerate(item))
+        elif isinstance(item, dict) and not (len(item) == 1 and next(iter(item)) in _DECODERS):
+            decoded: dict[str, Any] = dict.fromkeys(item)
+            into[at] = decoded
+            todo.extend((child, decoded, key) for key, child in item.items())
+        else:
+            into[at] = _decode(item)
+    return root[0]
 
 
 def event_to_dict(event: RowEvent) -> dict[str, Any]:

@@ -41,6 +41,9 @@ class PipelineSettings:
     snapshot: SnapshotMode = "never"
     #: Rows per snapshot chunk (one keyset-paginated SELECT between two watermarks).
     snapshot_chunk_size: int = 1024
+    #: Seconds of lag above which ``meepo serve`` reports the pipeline not ready
+    #: (``/readyz``); None: no limit. ``meepo run`` does not read it.
+    max_lag: float | None = None
 
     @classmethod
     def from_options(
@@ -65,4 +68,5 @@ class PipelineSettings:
             snapshot_chunk_size=options.integer(
                 "snapshot_chunk_size", d.snapshot_chunk_size, minimum=1
             ),
+            max_lag=options.number("max_lag", d.max_lag, minimum=0),
         )

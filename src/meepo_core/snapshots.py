@@ -243,9 +243,13 @@ class SnapshotCoordinator:
 
     # -- chunks -------------------------------------------------------------------------
     def start_chunk(self) -> None:
-        """If no window is open and a job waits: write L, read a chunk, write H."""
+        """If no window is open, a job waits and the source is ready
+        (:meth:`~meepo_core.source.Source.snapshot_ready`): write L, read a chunk, write H."""
         if self.window is not None or not self.jobs:
             return
+        ready = getattr(self.source, "snapshot_ready", None)  # duck-typed sources lack it
+        if ready is not None and not ready():
+            return  # the stream does not know its start position yet: try again later
         job = self.jobs[0]
         if job.started_at is None:
             job.started_at = _now()

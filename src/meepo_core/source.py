@@ -91,6 +91,10 @@ class Source(abc.ABC):
     # -- optional capability: snapshots (see meepo_core.snapshots) ------------------------
     #: A source that can snapshot sets this (or overrides the methods below).
     snapshots: SnapshotReader | None = None
+    #: What to check, and how to fix it, when a snapshot's watermarks never come back
+    #: through the change stream (ends the runner's error message).
+    lost_watermarks_hint = ("check that the source follows its signal table (see the "
+                            "source's README on snapshots)")
 
     @property
     def supports_snapshots(self) -> bool:
@@ -135,11 +139,27 @@ class Source(abc.ABC):
         no long transaction."""
         return self._snapshot_reader().read_chunk(table, after, limit, where, until)
 
+    def snapshot_ready(self) -> bool:
+        """Whether a snapshot chunk may start now. A source whose stream fixes its start
+        position only once connected (a ``latest`` start) returns False until then: a chunk
+        read earlier could fall before that position, and the changes between would be in
+        neither the copy nor the stream. The core asks before each chunk and tries again
+        later while False."""
+        return True
+
     def write_watermark(self, mark: str) -> None:
         """Commit ``mark`` into the change stream, so that :meth:`stream` meets it after
         everything committed before and reports it in :attr:`Batch.watermarks` (with
         :meth:`~meepo_core.batching.Batcher.watermark`), without delivering it as a row."""
         self._snapshot_reader().write_watermark(mark)
+
+    def health(self, pipeline: str) -> list[str]:
+        """Problems of this running pipeline's source that need an operator although it
+        delivers (a replication slot retaining more WAL than allowed), one line each naming
+        the setting; empty when healthy. Supervisors (``meepo serve``'s ``/readyz``) call it
+        every few seconds from another thread than ``stream``: use a short connection of
+        its own, and return quickly when nothing is configured. Default: none."""
+        return []
 
     def acknowledge(self, position: Position) -> None:  # noqa: B027 - optional hook
         """Called by the runner after ``position`` was checkpointed, i.e. after every sink

@@ -49,7 +49,7 @@ NAME = "bad"
 PATH = f"tool.meepo.pipelines.{NAME}"
 #: Runner retries kept short so runtime failures surface in a second, not minutes.
 FAST_RETRIES = {"max_retries": 2, "retry_backoff": 0.05, "retry_backoff_max": 0.1}
-FAST_ES = {"max_retries": 0, "retry_backoff": 0.01, "request_timeout": 5}
+FAST_ES = {"request_timeout": 5}
 
 
 def one_error_line(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> str:

@@ -289,8 +289,6 @@ def test_redis_then_es_outage_retries_keeps_checkpoint_and_loses_nothing(
                         search.url,
                         pg_url,
                         "out",
-                        max_retries=1,
-                        retry_backoff=0.1,
                         request_timeout=5,
                     ),
                     "checkpoint": "file:.meepo/outage.json",

@@ -1,7 +1,8 @@
 """Snapshots of a MariaDB table into a PostgreSQL replica and an Elasticsearch index while
-four writers keep inserting, updating and deleting: the initial copy, a snapshot asked of a
-running pipeline, and SIGKILLs in the middle of a snapshot. After the writers stop and the
-pipeline catches up, the replica and the index equal the table row for row."""
+four writers keep inserting, updating and deleting: the initial copy (with a stream that
+starts seconds late), a snapshot asked of a running pipeline, and SIGKILLs in the middle of
+a snapshot. After the writers stop and the pipeline catches up, the replica and the index
+equal the table row for row."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from meepo_e2e_kit import (
     table_rows,
     wait_until,
 )
+from meepo_testkit.proxy import TcpProxy
 
 from meepo_core.testing import meepo_command, run_meepo, write_config
 
@@ -42,10 +44,39 @@ def seed(db: Any, rows: int) -> None:
             cur.executemany("INSERT INTO items VALUES (%s, %s, %s)", values)
 
 
-def pipeline(db: Any, es_url: str, pg_url: str, prefix: str, **extra: Any) -> dict[str, Any]:
+#: The mysql source with a late stream: its binlog reader and the stream's queries connect
+#: through ``stream_dsn`` (a proxy holding each new connection), the snapshot reads go to
+#: ``dsn`` directly, as when only the replication connection is slow.
+LATE_STREAM_PLUGIN = '''
+from meepo_core import Options, hookimpl
+from meepo_mysql import MySQLSource
+from meepo_mysql.config import parse_settings
+from meepo_mysql.snapshot import MySQLSnapshots
+
+
+class LateStream(MySQLSource):
+    @classmethod
+    def from_options(cls, options):
+        data = dict(options.data)
+        stream_dsn = data.pop("stream_dsn")
+        source = cls(parse_settings(Options({**data, "dsn": stream_dsn}, options.path,
+                                            options.base_dir)))
+        direct = parse_settings(Options(data, options.path, options.base_dir))
+        source.snapshots = MySQLSnapshots(direct, source.watermarks)
+        return source
+
+
+@hookimpl
+def meepo_register_sources(register):
+    register("mysql-late-stream", LateStream)
+'''
+
+
+def pipeline(db: Any, es_url: str, pg_url: str, prefix: str,
+             source: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     return {
         "source": {"type": "mysql", "dsn": db.server.dsn, "tables": [f"{db.name}.items"],
-                   "heartbeat": 1},
+                   "heartbeat": 1, **(source or {})},
         "sinks": [
             {"type": "elasticsearch", "hosts": [es_url], "index": prefix + "_{table}"},
             {"type": "sql", "url": pg_url},
@@ -108,8 +139,17 @@ def test_initial_snapshot_of_100k_rows_under_four_writers(
     mysql_db: Any, es_server: Any, es_prefix: str, pg_url: str, tmp_path: Path
 ) -> None:
     seed(mysql_db, 100_000)
+    # The stream's connections wait 3 s each, so it fixes its start (latest) seconds after
+    # the snapshot could read its first chunk.
+    server = mysql_db.server
+    proxy = TcpProxy(server.host, server.port)
+    proxy.delay_connect = 3.0
+    late = {"type": "mysql-late-stream",
+            "stream_dsn": f"mysql://{server.user}:{server.password}@127.0.0.1:{proxy.port}"}
+    (tmp_path / "late_stream.py").write_text(LATE_STREAM_PLUGIN)
     write_config(tmp_path, {"copy": pipeline(mysql_db, es_server.url, pg_url, es_prefix,
-                                             snapshot="initial")})
+                                             source=late, snapshot="initial")},
+                 plugins=["late_stream"])
     workloads = writers(mysql_db, 100_000, 1)
     runner = Background(tmp_path, "copy", tmp_path / "run.log")
     try:
@@ -124,6 +164,7 @@ def test_initial_snapshot_of_100k_rows_under_four_writers(
         assert_converged(mysql_db, es_server.url, pg_url, f"{es_prefix}_items", runner)
     finally:
         assert runner.stop() == 0, (tmp_path / "run.log").read_text()[-3000:]
+        proxy.close()
     done = snapshot_state(tmp_path, "copy")["done"][0]
     assert done["rows"] >= 100_000 * 0.9 and done["table"] == f"{mysql_db.name}.items"
 

@@ -1,5 +1,8 @@
-"""Bulk retries: a real outage of the ES-API server mid-batch, and 429/503 answers that
-noida-db never gives on its own (injected by ``ThrottlingProxyFake``, a named fake)."""
+"""Bulk retries under the pipeline's one policy: the sink sends each operation once per
+``apply`` and the delivery engine (``Delivery``) backs off and retries the batch, which
+resends only what was not applied. Covered with a real outage of the ES-API server
+mid-batch, and 429/503 answers that noida-db never gives on its own (injected by
+``ThrottlingProxyFake``, a named fake)."""
 
 from __future__ import annotations
 
@@ -17,9 +20,16 @@ import pytest
 from meepo_es.elasticsearch_sink import ElasticsearchSink
 from meepo_testkit.servers import ElasticsearchServer
 
-from meepo_core.errors import SinkError
-from meepo_core.events import Batch, RowEvent
-from meepo_core.options import Options
+from meepo_core import (
+    Batch,
+    ConfigError,
+    Delivery,
+    Options,
+    PipelineContext,
+    PipelineSettings,
+    RowEvent,
+    SinkError,
+)
 from meepo_core.testing import make_context
 
 Rewrite = Callable[[int, dict[str, Any]], tuple[int, dict[str, Any]] | None]
@@ -33,13 +43,22 @@ def events(count: int, start_seq: int = 1) -> Batch:
     ), 1)
 
 
-def sink_for(url: str, prefix: str, tmp_path: Path, **extra: Any) -> tuple[ElasticsearchSink, Any]:
+LABEL = "sinks[0] elasticsearch"
+
+
+def sink_for(
+    url: str, prefix: str, tmp_path: Path, *, max_retries: int = 10, **extra: Any
+) -> tuple[ElasticsearchSink, Delivery, PipelineContext]:
+    """The sink, opened by a delivery engine whose pipeline retries ``max_retries`` times,
+    0.1 s apart at first, at most 0.5 s."""
     options = {"type": "elasticsearch", "hosts": [url], "index": prefix + "_{table}",
-               "retry_backoff": 0.1, "retry_backoff_max": 0.5, "request_timeout": 5, **extra}
+               "request_timeout": 5, **extra}
     sink = ElasticsearchSink.from_options(Options(options, "sinks[0]", tmp_path))
-    context = make_context(tmp_path)
-    sink.open(context)
-    return sink, context
+    settings = PipelineSettings(max_retries=max_retries, retry_backoff=0.1,
+                                retry_backoff_max=0.5)
+    context = make_context(tmp_path, settings=settings)
+    delivery = Delivery([(LABEL, sink)], context).open()
+    return sink, delivery, context
 
 
 def test_a_batch_survives_a_real_server_outage(
@@ -48,14 +67,14 @@ def test_a_batch_survives_a_real_server_outage(
     if not isinstance(es_server, ElasticsearchServer):
         pytest.skip("cannot stop an external cluster ($MEEPO_TEST_ES_URL); the proxy test "
                     "below covers retries there")
-    sink, context = sink_for(es_server.url, prefix, tmp_path, max_retries=30)
-    sink.apply(events(1))  # creates the index while the server is up
+    _, delivery, context = sink_for(es_server.url, prefix, tmp_path, max_retries=30)
+    delivery.apply(events(1))  # creates the index while the server is up
     es_server.stop()
     errors: list[BaseException] = []
 
     def apply() -> None:
         try:
-            sink.apply(events(50, start_seq=100))
+            delivery.apply(events(50, start_seq=100))
         except BaseException as exc:
             errors.append(exc)
 
@@ -65,11 +84,12 @@ def test_a_batch_survives_a_real_server_outage(
     assert worker.is_alive(), "apply returned while the server was down"
     es_server.start()
     worker.join(60)
-    sink.close()
+    delivery.close()
     assert not worker.is_alive() and errors == []
     docs = read_index(f"{prefix}_items")
     assert sorted(map(int, docs)) == list(range(1, 51))
-    assert context.metrics.failures[("sinks[0] elasticsearch", "bulk_retry")] >= 1
+    assert context.metrics.failures[(LABEL, "bulk_retry")] >= 1
+    assert context.metrics.failures[(LABEL, "retry")] >= 1  # the delivery engine's retries
 
 
 class ThrottlingProxyFake:
@@ -81,6 +101,8 @@ class ThrottlingProxyFake:
         self.target = target.rstrip("/")
         self.rewrite = rewrite
         self.bulk_requests = 0
+        #: The ``_id`` of every operation of each bulk request, in order.
+        self.bulk_ids: list[list[str]] = []
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -99,6 +121,7 @@ class ThrottlingProxyFake:
                     content_type = exc.headers.get("Content-Type", "application/json")
                 if self.path.split("?")[0].endswith("/_bulk"):
                     proxy.bulk_requests += 1
+                    proxy.bulk_ids.append(_ids(body or b""))
                     changed = proxy.rewrite(proxy.bulk_requests, json.loads(payload))
                     if changed is not None:
                         status, payload = changed[0], json.dumps(changed[1]).encode()
@@ -136,6 +159,21 @@ def proxy(es_server: Any, es: Any) -> Iterator[Callable[[Rewrite], ThrottlingPro
         fake.close()
 
 
+def _ids(body: bytes) -> list[str]:
+    """The ``_id`` of each action line of an NDJSON bulk body."""
+    lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+    return [meta["_id"] for line in lines for action, meta in line.items()
+            if action in ("index", "delete", "create", "update")]
+
+
+def _item_status(body: dict[str, Any], index: int, status: int, kind: str) -> None:
+    """Make item ``index`` of a bulk answer report ``status`` with an error of ``kind``."""
+    ((action, item),) = body["items"][index].items()
+    body["items"][index] = {action: {**item, "status": status,
+                                     "error": _rejected(status, kind)["error"]}}
+    body["errors"] = True
+
+
 def _rejected(status: int, kind: str) -> dict[str, Any]:
     return {"error": {"type": kind, "reason": "injected by ThrottlingProxyFake"},
             "status": status}
@@ -149,26 +187,26 @@ def test_429_and_503_answers_are_retried_until_applied(
             return 429, _rejected(429, "es_rejected_execution_exception")
         if number == 2:  # applied, but items 0 and 3 report 429 / 503
             for index, status in ((0, 429), (3, 503)):
-                ((action, item),) = body["items"][index].items()
-                body["items"][index] = {action: {**item, "status": status,
-                                                 "error": _rejected(status, "x")["error"]}}
-            body["errors"] = True
+                _item_status(body, index, status, "x")
             return 200, body
         if number == 3:
             return 503, _rejected(503, "unavailable_shards_exception")
         return None
 
     fake = proxy(rewrite)
-    sink, context = sink_for(fake.url, prefix, tmp_path)
-    sink.apply(events(5))
-    sink.close()
-    context.dead_letters.close()
+    sink, delivery, context = sink_for(fake.url, prefix, tmp_path)
+    delivery.apply(events(5))
+    delivery.close()
     assert fake.bulk_requests == 4
+    # Only the operations not applied are resent: all 5 after the whole-request 429, then
+    # items 0 and 3 (ids 1 and 4), twice.
+    assert fake.bulk_ids == [["1", "2", "3", "4", "5"]] * 2 + [["1", "4"]] * 2
     assert sorted(map(int, read_index(f"{prefix}_items"))) == [1, 2, 3, 4, 5]
     # The proxy forwards before it answers, so every retried operation had been applied:
     # 3 conflicts in request 2 (after the 429) and 2 in request 4, all counted as applied.
     assert sink.stale == 5 and sink.dead_letters == 0
-    assert context.metrics.failures[("sinks[0] elasticsearch", "bulk_retry")] == 5 + 2 + 2
+    assert context.metrics.failures[(LABEL, "bulk_retry")] == 5 + 2 + 2
+    assert context.metrics.failures[(LABEL, "retry")] == 3  # one policy: the engine's
     assert not (tmp_path / "dead.jsonl").exists()
 
 
@@ -176,13 +214,50 @@ def test_when_retries_run_out_the_batch_fails_retryably(
     proxy: Any, prefix: str, read_index: Any, tmp_path: Path
 ) -> None:
     fake = proxy(lambda number, body: (503, _rejected(503, "unavailable_shards_exception")))
-    sink, _ = sink_for(fake.url, prefix, tmp_path, max_retries=2)
-    with pytest.raises(SinkError, match="still failing after 3 attempts") as info:
+    sink, delivery, _ = sink_for(fake.url, prefix, tmp_path, max_retries=2)
+    # The sink itself sends once and hands the batch back, retryably: it has no policy of
+    # its own.
+    with pytest.raises(SinkError, match=r"3 of 3 bulk operations not applied \(HTTP 503") as one:
         sink.apply(events(3))
-    sink.close()
-    assert info.value.retryable is True  # the runner backs off and retries the batch
-    assert fake.bulk_requests == 3
+    assert one.value.retryable is True and fake.bulk_requests == 1
+    # The delivery engine retries max_retries times, then stops without a checkpoint.
+    with pytest.raises(SinkError, match="still failing after 3 attempts") as info:
+        delivery.apply(events(3))
+    delivery.close()
+    assert info.value.retryable is False
+    assert fake.bulk_requests == 1 + 3
     assert not (tmp_path / "dead.jsonl").exists()
+
+
+def test_a_resent_batch_dead_letters_each_refused_event_once(
+    proxy: Any, prefix: str, read_index: Any, tmp_path: Path
+) -> None:
+    """Item 1 is refused for good (a mapping error) while item 2 is throttled: the retry
+    resends item 2 alone, and event 2 (of id 2) gets one dead letter, after the retry."""
+
+    def rewrite(number: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        if number == 1:
+            _item_status(body, 1, 400, "document_parsing_exception")
+            _item_status(body, 2, 429, "es_rejected_execution_exception")
+            return 200, body
+        return None
+
+    fake = proxy(rewrite)
+    sink, delivery, context = sink_for(fake.url, prefix, tmp_path)
+    delivery.apply(events(4))
+    delivery.close()
+    assert fake.bulk_ids == [["1", "2", "3", "4"], ["3"]]
+    [letter] = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert letter["event"]["pk"] == 2 and "document_parsing_exception" in letter["error"]
+    assert sink.dead_letters == 1 and context.metrics.dead_letters == 1
+    assert context.metrics.failures[(LABEL, "retry")] == 1
+
+
+@pytest.mark.parametrize("key", ["max_retries", "retry_backoff", "retry_backoff_max"])
+def test_retry_keys_on_the_sink_point_to_the_pipeline(key: str, tmp_path: Path) -> None:
+    options = {"type": "elasticsearch", "hosts": ["http://127.0.0.1:9200"], key: 1}
+    with pytest.raises(ConfigError, match=rf"sinks\[0\]\.{key}: retries follow the pipeline"):
+        ElasticsearchSink.from_options(Options(options, "sinks[0]", tmp_path))
 
 
 def test_cluster_errors_raise_instead_of_dead_lettering(
@@ -197,8 +272,8 @@ def test_cluster_errors_raise_instead_of_dead_lettering(
         return 200, {"errors": True, "items": items}
 
     fake = proxy(missing_index)
-    sink, _ = sink_for(fake.url, prefix, tmp_path, create_indices=False)
+    sink, delivery, _ = sink_for(fake.url, prefix, tmp_path, create_indices=False)
     with pytest.raises(SinkError, match=r"index_not_found_exception.*create_indices"):
         sink.apply(events(1))
-    sink.close()
+    delivery.close()
     assert not (tmp_path / "dead.jsonl").exists()

@@ -325,6 +325,23 @@ def test_a_value_that_cannot_be_indexed_is_dead_lettered_not_altered(
     assert context.metrics.failures[("sinks[0] elasticsearch", "dead_letter")] == 1
 
 
+def test_a_value_nested_too_deep_is_dead_lettered_and_the_rest_indexed(
+    url: str, prefix: str, read_index: Any, tmp_path: Path
+) -> None:
+    deep: list[Any] = []
+    for _ in range(5_000):
+        deep = [deep]
+    sink, context = opened({"hosts": [url], "index": prefix + "_{table}"}, tmp_path)
+    sink.apply(Batch((ev("write", 1, None, {"id": 1, "x": deep}, 1),
+                      ev("write", 2, None, {"id": 2, "x": [1, 2]}, 2)), 1))
+    sink.close()
+    context.dead_letters.close()
+    assert read_index(f"{prefix}_items") == {"2": {"id": 2, "x": [1, 2]}}
+    [letter] = dead_letters(tmp_path)
+    assert letter["event"]["pk"] == "1"  # the record keeps such an event as repr text
+    assert letter["error"].startswith("conversion: a value nested deeper than Python's stack")
+
+
 def test_include_exclude_and_rename_shape_the_document(
     url: str, prefix: str, read_index: Any, tmp_path: Path
 ) -> None:

@@ -334,6 +334,38 @@ def test_unencodable_values_go_to_dead_letters(
     assert [json.loads(r.key or b"") for r in read_topic(bootstrap, topic)] == [{"id": 2}]
 
 
+def nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("format", ["meepo", "debezium"])
+def test_deeply_nested_values_arrive_or_go_to_dead_letters(
+    format: str, tmp_path: Path, bootstrap: str, make_topic: Any
+) -> None:
+    """orjson writes 255 levels at most: 300 and 900 levels (JSON documents a source can
+    decode) take the standard encoder and arrive; 20,000 levels (nothing can write them)
+    are a dead letter naming the event, and the events around them still arrive."""
+    topic = make_topic()
+    values = {1: nested(300), 2: nested(20_000), 3: nested(900), 4: [4]}
+    sink = publish(tmp_path, bootstrap, [event("write", pk, None, {"id": pk, "doc": doc},
+                                               sequence=pk) for pk, doc in values.items()],
+                   topic=topic, format=format)
+    (dead,) = dead_letters(sink)
+    assert dead["event"]["pk"] in (2, "2")
+    assert dead["error"].startswith(f"cannot encode as {format}: maximum recursion depth")
+    arrived = {json.loads(r.key or b"")["id"]: r.json() for r in read_topic(bootstrap, topic)}
+    assert sorted(arrived) == [1, 3, 4]
+    for pk in (1, 3, 4):
+        if format == "meepo":
+            assert arrived[pk]["after"]["doc"] == values[pk]
+        else:
+            envelope = arrived[pk].get("payload", arrived[pk])  # with schemas or without
+            assert json.loads(envelope["after"]["doc"]) == values[pk]  # JSON as its text
+
+
 def test_broker_outage_raises_a_retryable_error_and_the_retry_delivers(
     tmp_path: Path
 ) -> None:

@@ -5,12 +5,20 @@ binlog position where they are delivered, and bad input is one line."""
 from __future__ import annotations
 
 import json
+import random
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from meepo_mysql import MySQLSource
+from meepo_mysql.snapshot import MySQLSnapshots
+from meepo_testkit.proxy import TcpProxy
 
-from meepo_core import RowEvent
+from meepo_core import Options, RowEvent, load_pipeline
+from meepo_core.builtin.memory import channel
+from meepo_core.runner import Runner
 from meepo_core.testing import run_meepo, write_config
 
 from .test_mysql_decoder import _charset_samples, _types_table
@@ -174,3 +182,86 @@ def test_initial_only_copies_then_exits(harness: Any, tmp_path: Path, mode: str)
     lines = (tmp_path / "out.jsonl").read_text().splitlines()
     assert len(lines) == 2500 and "initial snapshot done" in done.stderr
     assert json.loads((tmp_path / ".meepo" / "copy.json").read_text())["snapshot"]["jobs"] == []
+
+
+def replay(events: list[RowEvent]) -> dict[Any, dict[str, Any]]:
+    """The table a sink holds after applying ``events`` in order (reads and writes as
+    upserts)."""
+    state: dict[Any, dict[str, Any]] = {}
+    for event in events:
+        if event.action == "delete":
+            state.pop(event.pk, None)
+            continue
+        if event.action == "update" and event.before is not None:
+            state.pop(event.before["id"], None)
+        assert event.after is not None
+        state[event.pk] = dict(event.after)
+    return state
+
+
+def test_a_stream_that_starts_late_loses_no_change_to_the_snapshot(
+    harness: Any, tmp_path: Path
+) -> None:
+    """The stream's connections go through a proxy that holds each new one 3 s, the
+    snapshot's connect directly: the first chunks are ready long before the stream knows
+    where it starts (``latest``), while writers keep updating rows. No chunk may be read
+    before that position: the sink must end equal to the table."""
+    harness.execute("CREATE TABLE items (id INT PRIMARY KEY, n INT)",
+                    "INSERT INTO items SELECT seq, 0 FROM seq_1_to_2000")
+    with TcpProxy(harness.server.host, harness.server.port) as proxy:
+        proxy.delay_connect = 3.0
+        server = harness.server
+        slow = harness.options(dsn=f"mysql://{server.user}:{server.password}@127.0.0.1:"
+                                   f"{proxy.port}",
+                               tables=[f"{harness.db.name}.items"], start="latest")
+        config = write_config(tmp_path, {"late": {
+            "source": slow, "sinks": [{"type": "memory", "name": "late-stream"}],
+            "snapshot": "initial", "snapshot_chunk_size": 250, "batch_wait": 0.01,
+            "checkpoint": "none",
+        }})
+        pipeline = load_pipeline("late", config)
+        source = pipeline.source
+        assert isinstance(source, MySQLSource)
+        # Only the stream is slow: the snapshot reader connects to the server directly.
+        direct = MySQLSource.from_options(Options(harness.options(), "source", tmp_path))
+        source.snapshots = MySQLSnapshots(direct.settings, source.watermarks)
+        stop = threading.Event()
+        commits = [0]
+
+        def write(seed: int) -> None:
+            rng = random.Random(seed)
+            with harness.db.connect(autocommit=True) as conn, conn.cursor() as cur:
+                while not stop.is_set():
+                    cur.execute("UPDATE items SET n = n + 1 WHERE id = %s",
+                                (rng.randint(1, 2000),))
+                    commits[0] += 1
+                    time.sleep(0.001)
+
+        writers = [threading.Thread(target=write, args=(i,)) for i in range(2)]
+        runner = Runner(pipeline)
+        thread = threading.Thread(target=runner.run)
+        for writer in writers:
+            writer.start()
+        thread.start()
+        try:
+            deadline = time.monotonic() + 60
+            while runner.snapshots is None or runner.snapshots.busy:
+                assert time.monotonic() < deadline and thread.is_alive(), "snapshot unfinished"
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            for writer in writers:
+                writer.join(10)
+        table = {row[0]: {"id": row[0], "n": row[1]}
+                 for row in harness.db.execute("SELECT id, n FROM items")}
+        events = channel("late-stream").events
+        deadline = time.monotonic() + 30
+        while replay(events) != table and time.monotonic() < deadline:
+            time.sleep(0.2)  # the stream catches up with the writers' last commits
+        runner.stop()
+        thread.join(30)
+    held = replay(events)
+    stale = sorted(pk for pk, row in table.items() if held.get(pk) != row)
+    assert commits[0] > 500
+    assert stale == [], f"{len(stale)} of {len(table)} rows stale, e.g. {stale[:10]}"
+    assert sum(e.action == "read" for e in events) == 2000

@@ -182,6 +182,25 @@ def test_no_pk_skip_warns_once_and_counts(harness: Any, caplog: Any) -> None:
     assert context.metrics.failures[("source", "no_pk_skipped")] == 3
 
 
+def test_truncate_warns_only_for_followed_tables_with_their_schema(
+    harness: Any, caplog: Any
+) -> None:
+    db = harness.db.name
+    harness.execute("CREATE TABLE kept (id INT PRIMARY KEY)",
+                    "CREATE TABLE other (id INT PRIMARY KEY)")
+    start = harness.end()
+    harness.execute("TRUNCATE TABLE kept", "TRUNCATE other", f"TRUNCATE `{db}`.`kept`")
+    source = harness.source(start=start, tables=[f"{db}.kept"])
+    context = harness.context()
+    with caplog.at_level("WARNING", logger="meepo.mysql"):
+        for _ in source.stream(None, context, once=True):
+            pass
+    warnings = [r.getMessage() for r in caplog.records if "TRUNCATE" in r.getMessage()]
+    assert len(warnings) == 2, warnings
+    assert all(f"TRUNCATE of {db}.kept removes its rows" in w for w in warnings)
+    assert context.metrics.failures[("source", "truncate_not_delivered")] == 2
+
+
 def test_no_pk_row_keys_by_the_whole_visible_row(harness: Any) -> None:
     harness.execute("CREATE TABLE nokey (a INT, secret VARCHAR(5), b INT)")
     start = harness.end()
@@ -271,3 +290,22 @@ def test_event_metadata_sequence_txid_and_commit_time(harness: Any) -> None:
     assert all(e.committed_at.tzinfo is UTC and e.committed_at >= before for e in events)
     again, _ = harness.drain(None, start=start)
     assert [e.sequence for e in again] == sequences  # stable across re-delivery
+
+
+def test_json_nested_deeper_than_python_decodes_arrives_as_text(
+    harness: Any, caplog: Any
+) -> None:
+    """MariaDB's json_valid allows 32 levels; with check_constraint_checks off, 5,000 get
+    in. Such a value arrives as its text with a warning (as JSON that is not valid does),
+    between rows decoded as usual; the stream does not stop on it."""
+    harness.execute("CREATE TABLE j (id INT PRIMARY KEY, js JSON)")
+    deep = "[" * 5000 + "]" * 5000
+    harness.transaction("INSERT INTO j VALUES (1, '[1]')",
+                        "SET SESSION check_constraint_checks = 0",
+                        f"INSERT INTO j VALUES (2, '{deep}')",
+                        "INSERT INTO j VALUES (3, '{\"a\": 3}')")
+    with caplog.at_level("WARNING", logger="meepo.mysql"):
+        events, _ = harness.drain()
+    assert [(e.pk, e.after["js"] if e.after else None) for e in events] == [
+        (1, [1]), (2, deep), (3, {"a": 3})]
+    assert any("nested deeper than Python can decode" in r.getMessage() for r in caplog.records)

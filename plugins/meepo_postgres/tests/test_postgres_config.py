@@ -47,7 +47,8 @@ def test_defaults_follow_the_pipeline_name(tmp_path: Path) -> None:
     ({"start": "yesterday"}, r"source\.start: 'yesterday' is not \"latest\", \"slot\" or an LSN"),
     ({"heartbeat": 0}, r"source\.heartbeat: must be at least 0\.1"),
     ({"columns": {"public.t": {"hide": ["x"]}}}, r"source\.columns\.public\.t: must be a table"),
-    ({"slott": "x"}, r"source\.slott: unknown option; valid options here: .*slot"),
+    ({"slott": "x"},
+     r"source\.slott: unknown option; did you mean 'slot'\? valid options here: .*slot"),
 ])
 def test_bad_options_name_the_key(tmp_path: Path, options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -68,3 +69,15 @@ def test_positions_round_trip_and_reject_garbage() -> None:
     for bad in ({"file": "binlog.000001", "pos": 4}, {"lsn": "x"}, {"lsn": "0/1", "sequence": -1}):
         with pytest.raises(ValueError):
             Checkpoint.from_json(bad)
+
+
+def test_max_retained_wal_takes_bytes_or_a_postgres_size(tmp_path: Path) -> None:
+    assert build(tmp_path).settings.max_retained_wal is None
+    assert build(tmp_path, max_retained_wal=4096).settings.max_retained_wal == 4096
+    assert build(tmp_path, max_retained_wal="512MB").settings.max_retained_wal == 512 * 2**20
+    assert build(tmp_path, max_retained_wal="1GB").settings.max_retained_wal == 2**30
+    with pytest.raises(ConfigError, match=r"source\.max_retained_wal: must be a size such as "
+                       r"1073741824, \"512MB\" or \"1GB\", not '1 gig'"):
+        build(tmp_path, max_retained_wal="1 gig")
+    with pytest.raises(ConfigError, match=r"max_retained_wal: must be a size"):
+        build(tmp_path, max_retained_wal=0)

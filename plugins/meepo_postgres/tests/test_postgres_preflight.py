@@ -3,6 +3,7 @@ dropped or invalidated slot stops the pipeline with the recovery steps."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,70 @@ def test_check_reports_server_settings_through_the_cli(tmp_path: Path) -> None:
         "meepo: source: no free WAL sender (0 of max_wal_senders = 0 in use): raise "
         "max_wal_senders in postgresql.conf and restart the server",
     ]
+
+
+def _publication_and_slot(harness: Any) -> tuple[list[Any], list[Any]]:
+    publications = harness.query("SELECT pubname FROM pg_publication WHERE pubname = %s",
+                                 harness.publication)
+    slots = harness.query("SELECT slot_name FROM pg_replication_slots WHERE slot_name = %s",
+                          harness.slot)
+    return publications, slots
+
+
+@pytest.mark.parametrize("checkpoint", [
+    {"file": "mysql-bin.000003", "pos": 4, "gtid": None},  # another source's position
+    {"lsn": "0/16B3748", "sequence": 0},  # a postgres position, but its slot is gone
+])
+def test_refused_checkpoint_creates_no_publication_or_slot(
+    harness: Any, checkpoint: dict[str, Any]
+) -> None:
+    harness.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    with pytest.raises(SourceError, match=r"not a postgres position|no longer exists"):
+        harness.drain(checkpoint)
+    assert _publication_and_slot(harness) == ([], [])
+
+
+def test_refused_start_lsn_creates_no_publication_or_slot(harness: Any) -> None:
+    harness.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    with pytest.raises(SourceError, match=r"source.start 0/10 is before the new slot"):
+        harness.drain(None, start="0/10")
+    assert _publication_and_slot(harness) == ([], [])
+
+
+def test_unknown_role_is_told_to_fix_the_user_in_the_dsn(harness: Any, tmp_path: Path) -> None:
+    harness.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    dsn = harness.server.url.replace("postgres@", "nobody_here@")
+    source = {"type": "postgres", "dsn": dsn, "tables": [f"{harness.schema}.t"]}
+    write_config(tmp_path, {"orders": {"source": source, "sinks": [{"type": "print"}]}})
+    for command in ("check", "run"):
+        result = run_meepo(command, "orders", "--once", cwd=tmp_path) if command == "run" \
+            else run_meepo(command, "orders", cwd=tmp_path)
+        assert result.returncode == 1
+        lines = [line for line in result.stderr.splitlines() if "nobody_here" in line]
+        assert len(lines) == 1 and "Traceback" not in result.stderr
+        assert lines[0].endswith(
+            "as 'nobody_here': role \"nobody_here\" does not exist; fix the user in "
+            "tool.meepo.pipelines.orders.source.dsn, or create the role (CREATE ROLE "
+            "nobody_here LOGIN REPLICATION PASSWORD '...')"
+        ), lines[0]
+        assert "host and port" not in result.stderr
+
+
+def test_meepo_run_refuses_another_sources_checkpoint_and_creates_nothing(
+    harness: Any, tmp_path: Path
+) -> None:
+    harness.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    write_config(tmp_path, {"orders": {"source": harness.options(),
+                                       "checkpoint": "file:.meepo/orders.json",
+                                       "sinks": [{"type": "print"}]}})
+    (tmp_path / ".meepo").mkdir()
+    (tmp_path / ".meepo" / "orders.json").write_text(json.dumps(
+        {"pipeline": "orders", "position": {"file": "mysql-bin.000003", "pos": 4}}))
+    result = run_meepo("run", "orders", "--once", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("meepo:")]
+    assert "the checkpoint is not a postgres position" in line and "Traceback" not in result.stderr
+    assert _publication_and_slot(harness) == ([], [])
 
 
 def test_check_warns_about_columns_the_transforms_name_that_no_table_has(

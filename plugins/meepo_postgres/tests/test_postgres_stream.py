@@ -148,3 +148,26 @@ def test_sequence_base_continues_after_a_transaction_that_ran_past_its_range() -
     last = first + 2_000_000 - 1
     assert sequence_base(0x1008, last) == last + 1
     assert sequence_base(0x100000, last) == (0x100000 >> 3) << INDEX_BITS
+
+
+def test_truncate_warns_only_for_followed_tables(harness: Any, caplog: Any) -> None:
+    """A publication for more tables than the pipeline follows (FOR ALL TABLES here): a
+    TRUNCATE of the others is none of the pipeline's business."""
+    s = harness.schema
+    harness.execute("CREATE TABLE t (id INT PRIMARY KEY)", "CREATE TABLE u (id INT PRIMARY KEY)",
+                    f'CREATE PUBLICATION "{harness.publication}" FOR ALL TABLES')
+    start = harness.begin(tables=[f"{s}.t"])
+    harness.execute("INSERT INTO u VALUES (1)", "TRUNCATE u", "TRUNCATE t, u",
+                    "INSERT INTO t VALUES (2)")
+    source = harness.source(tables=[f"{s}.t"])
+    context = harness.context()
+    with caplog.at_level("WARNING", logger="meepo.postgres"):
+        events = [e for b in source.stream(start, context, once=True) for e in b.events]
+    source.close()
+    assert [(e.table, e.pk) for e in events] == [("t", 2)]
+    assert context.metrics.failures[("source", "truncate_not_delivered")] == 1
+    logged = [r.getMessage() for r in caplog.records if "TRUNCATE" in r.getMessage()]
+    assert logged == [
+        f"TRUNCATE of {s}.t removes rows without row events, so sinks keep them until a "
+        "backfill (counted as truncate_not_delivered)"
+    ]

@@ -3,12 +3,16 @@ returns through psycopg (the same server, the same rows)."""
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from datetime import UTC, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from meepo_core import UNCHANGED
+from meepo_core.testing import run_meepo, write_config
 
 TYPES = [
     "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy 😀')",
@@ -135,3 +139,36 @@ def test_every_type_at_edge_values_matches_select(harness: Any, caplog: Any) -> 
     assert delete.before == {"id": 1}
     warnings = [r.getMessage() for r in caplog.records if "has no converter" in r.getMessage()]
     assert len(warnings) == 1 and "point" in warnings[0]
+
+
+def test_json_nested_too_deep_is_dead_lettered_and_the_stream_goes_on(
+    harness: Any, tmp_path: Path
+) -> None:
+    """A json value nested 5,000 levels (beyond Python's recursion limit) between two good
+    rows, all in one batch: the good rows arrive, the bad one is a dead letter naming the
+    table, the column and the LSN, and the run ends well (it used to exit 1 on every retry)."""
+    harness.execute("CREATE TABLE docs (id INT PRIMARY KEY, doc JSON, tags JSONB)")
+    write_config(tmp_path, {"deep": {"source": harness.options(), "sinks": [
+        {"type": "jsonl", "path": "out.jsonl"}]}})
+    created = run_meepo("run", "deep", "--once", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    deep = "[" * 5000 + "]" * 5000
+    decodable = "[" * 700 + "]" * 700  # decodes; the recursive event encoder stopped at ~500
+    harness.execute("INSERT INTO docs VALUES (1, '{\"a\": [1]}', '[1]')",
+                    f"INSERT INTO docs VALUES (2, '{deep}', '[2]')",
+                    "INSERT INTO docs VALUES (3, '[3]', '[3]')",
+                    f"INSERT INTO docs VALUES (4, '{decodable}', '[4]')")
+    result = run_meepo("run", "deep", "--once", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    delivered = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [(e["pk"], e["after"]["doc"]) for e in delivered] == [
+        (1, {"a": [1]}), (3, [3]), (4, json.loads(decodable))]
+    [letter] = [json.loads(line) for line in
+                (tmp_path / ".meepo" / "deep.dead.jsonl").read_text().splitlines()]
+    assert letter["sink"] == "source" and letter["event"]["pk"] == 2
+    assert re.fullmatch(
+        rf"column doc of {harness.schema}\.docs at lsn [0-9A-F]+/[0-9A-F]+: JSON nested deeper "
+        r"than Python can decode \(about \d+ levels\); the row is not delivered \(the event "
+        r"holds that value as text\): store it less deeply nested, or leave the column out "
+        r"with tool\.meepo\.pipelines\.deep\.source\.columns", letter["error"]), letter["error"]
+    assert letter["event"]["after"] == {"id": 2, "doc": deep, "tags": [2]}

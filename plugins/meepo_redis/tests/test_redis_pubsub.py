@@ -120,3 +120,30 @@ def test_unencodable_value_goes_to_the_dead_letters(
     assert "cannot encode as JSON" in letters[0]["error"]
     assert "object" in letters[0]["event"]["after"]
     assert context.metrics.failures[(sink.label, "dead_letter")] == 1
+
+
+def test_deep_values_are_published_or_dead_lettered_never_raised(
+    redis_db: str, subscriber: Subscriber, tmp_path: Path
+) -> None:
+    """900 levels (a JSON column a source can decode) are published whole; 20,000 levels
+    (no JSON encoder writes them) are a dead letter; the batch goes on around them."""
+    def nested(depth: int) -> list[Any]:
+        value: list[Any] = []
+        for _ in range(depth - 1):
+            value = [value]
+        return value
+
+    context = make_context(tmp_path)
+    sink = RedisPubSubSink(redis_db)
+    sink.open(context)
+    try:
+        sink.apply(Batch(tuple(user_event("write", pk, None, {"id": pk, "doc": nested(depth)})
+                               for pk, depth in ((1, 900), (2, 20_000), (3, 1))), 1))
+    finally:
+        sink.close()
+    context.dead_letters.close()
+    published = [json.loads(m) for _, m in subscriber.drain()]
+    assert [(m["pk"], m["after"]["doc"]) for m in published] == [(1, nested(900)), (3, [])]
+    letters = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [letter["event"]["pk"] for letter in letters] == ["2"]
+    assert letters[0]["error"].startswith("cannot encode as JSON: maximum recursion depth")

@@ -16,6 +16,7 @@ import pytest
 from meepo_sqlalchemy.sql_sink import SqlSink
 from meepo_sqlalchemy.urls import normalize_url
 from sqlalchemy import (
+    JSON,
     Column,
     DateTime,
     Engine,
@@ -222,8 +223,17 @@ class Docs:
         metadata.create_all(self.engine)
         self.tmp_path = tmp_path
         self.context = make_context(tmp_path)
-        self.sink = build(url, tmp_path, **({"version_column": "meepo_seq"} if version else {}))
+        self.url, self.version = url, version
+        self.sink = self.restart()
+
+    def restart(self) -> SqlSink:
+        """A new sink, as a restarted process has (the old one is closed)."""
+        if hasattr(self, "sink"):
+            self.sink.close()
+        options = {"version_column": "meepo_seq"} if self.version else {}
+        self.sink = build(self.url, self.tmp_path, **options)
         self.sink.open(self.context)
+        return self.sink
 
     def apply(self, *events: RowEvent) -> None:
         self.sink.apply(Batch(events, 1))
@@ -301,6 +311,110 @@ def test_unchanged_values_of_a_row_missing_in_the_target_are_dead_lettered(
     assert letter["event"]["pk"] == 1
     assert letter["error"].startswith("row 1 is not in target table docs, and the event lacks "
                                       "the value of body (unchanged, not sent by the source)")
+
+
+def test_replayed_patch_of_a_row_deleted_later_is_skipped(docs: Callable[..., Docs]) -> None:
+    """A crash after applying write, update, delete: the restart replays all three. The
+    replayed update finds no row (the delete came first the first time); it was applied
+    once already (the applied mark says so), so it is skipped and counted, not
+    dead-lettered. An update above the mark whose row is missing is still a real gap."""
+    replica = docs()
+    events = [doc("write", 1, after={"id": 1, "title": "first", "body": BODY}, seq=10),
+              doc("update", 1, before={"id": 1},
+                  after={"id": 1, "title": "second", "body": UNCHANGED}, seq=11),
+              doc("delete", 1, before={"id": 1}, seq=12)]
+    for event in events:
+        replica.apply(event)
+    replica.restart()  # after a crash
+    replica.apply(*events[1:])  # the replay, from the checkpoint
+    assert replica.rows() == [] and replica.dead_letters() == []
+    assert replica.context.metrics.failures[(replica.sink.label, "replayed_patch_row_gone")] == 1
+    with replica.engine.connect() as conn:
+        marks = [tuple(r) for r in conn.execute(text("SELECT * FROM meepo_sql_progress"))]
+    assert [mark[1] for mark in marks] == [12] and marks[0][0].startswith("contract ")
+    replica.apply(doc("update", 2, before={"id": 2},
+                      after={"id": 2, "title": "gap", "body": UNCHANGED}, seq=13))
+    assert [letter["event"]["pk"] for letter in replica.dead_letters()] == [2]
+
+
+def test_without_create_privilege_the_sink_runs_without_the_applied_mark(
+        pg_url: str, tmp_path: Path, caplog: Any) -> None:
+    """A target user that cannot create meepo_sql_progress: one warning, and the sink
+    applies as before (a replayed patch of a row deleted later is dead-lettered then)."""
+    role = f"r_{tmp_path.name[-20:].lower().replace('-', '_')}"
+    owner = create_engine(pg_url)
+    with owner.begin() as conn:
+        conn.execute(text("CREATE TABLE docs (id INT PRIMARY KEY, title TEXT, body TEXT)"))
+        conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+        conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON docs TO {role}"))
+    try:
+        events = [doc("write", 1, after={"id": 1, "title": "first", "body": BODY}, seq=10),
+                  doc("update", 1, before={"id": 1},
+                      after={"id": 1, "title": "second", "body": UNCHANGED}, seq=11),
+                  doc("delete", 1, before={"id": 1}, seq=12)]
+        context = make_context(tmp_path)
+        url = pg_url.replace("postgres@", f"{role}@")
+        with caplog.at_level("WARNING", logger="meepo.sql"):
+            for replay in (False, True):
+                sink = build(url, tmp_path)
+                sink.open(context)
+                for event in events[1:] if replay else events:
+                    sink.apply(Batch((event,), 1))
+                sink.close()
+        assert rows(owner, "docs") == []
+        context.dead_letters.sync()
+        letters = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+        assert [letter["event"]["pk"] for letter in letters] == [1]  # the replayed update
+        warnings = [r.getMessage() for r in caplog.records if "applied mark" in r.getMessage()]
+        assert len(warnings) == 2 and "grant CREATE" in warnings[0]  # once per sink
+        with owner.connect() as conn:
+            assert conn.scalar(text("SELECT to_regclass('meepo_sql_progress')")) is None
+    finally:
+        with owner.begin() as conn:
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))
+        owner.dispose()
+
+
+def test_json_values_are_stored_or_dead_lettered_never_retried_for_ever(
+        db_url: str, tmp_path: Path) -> None:
+    """A JSON column gets 2, 30 and 400 levels (MariaDB's JSON, a LONGTEXT when reflected,
+    gets the JSON text: a driver would render a list as a SQL tuple; its json_valid CHECK
+    refuses more than 32 levels, a dead letter there) and 20,000 levels, which no JSON
+    encoder writes: a dead letter; the rest of the batch commits."""
+    def nested(depth: int) -> list[Any]:
+        value: list[Any] = []
+        for _ in range(depth - 1):
+            value = [value]
+        return value
+
+    engine = create_engine(db_url)
+    metadata = MetaData()
+    Table("docs", metadata, Column("id", Integer, primary_key=True, autoincrement=False),
+          Column("doc", JSON))
+    metadata.create_all(engine)
+    context = make_context(tmp_path)
+    sink = build(db_url, tmp_path)
+    sink.open(context)
+    depths = {1: 30, 2: 20_000, 3: 2, 4: 400}
+    sink.apply(Batch(tuple(doc("write", pk, after={"id": pk, "doc": nested(depth)}, seq=pk)
+                           for pk, depth in depths.items()), 3))
+    sink.close()
+    with engine.connect() as conn:
+        stored = {r.id: r.doc for r in conn.execute(text("SELECT id, doc FROM docs"))}
+    mariadb = engine.dialect.name in ("mysql", "mariadb")
+    engine.dispose()
+    decoded = {pk: json.loads(v) if isinstance(v, str) else v for pk, v in stored.items()}
+    kept = (1, 3) if mariadb else (1, 3, 4)
+    assert decoded == {pk: nested(depths[pk]) for pk in kept}
+    context.dead_letters.sync()
+    letters = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [str(letter["event"]["pk"]) for letter in letters] == (["2", "4"] if mariadb
+                                                                  else ["2"])
+    assert letters[0]["error"].startswith("RecursionError: maximum recursion depth exceeded")
+    if mariadb:
+        assert "CONSTRAINT `docs.doc` failed" in letters[1]["error"]
 
 
 def test_unchanged_values_never_regress_a_newer_row(docs: Callable[..., Docs]) -> None:

@@ -76,7 +76,7 @@ class JsonlSink(Sink):
                 continue  # a replay of a line already written
             try:
                 lines.append(event_to_json(event) + "\n")
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:
                 assert self._context is not None
                 self._context.dead_letter(event, f"jsonl {self.path}", f"cannot encode: {exc}")
         if lines:

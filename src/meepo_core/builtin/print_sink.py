@@ -58,7 +58,7 @@ class PrintSink(Sink):
         for event in batch.events:
             try:
                 lines.append(self.format_event(event) + "\n")
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:
                 if self._context is None:
                     raise
                 self._context.dead_letter(event, "print", f"cannot encode: {exc}")

@@ -7,8 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from ..delivery import describe
-from ..errors import MeepoError
+from ..errors import MeepoError, describe_error
 from ..events import Batch, RowEvent
 from .base import EventFunction, ImageTransform, TableRoute, Transform, edit_images
 
@@ -96,7 +95,7 @@ class Step:
         return out
 
     def _failed(self, event: RowEvent, exc: Exception, report: ErrorReport) -> None:
-        error = describe(exc)
+        error = describe_error(exc)
         failing = self.failing(event)
         if failing.on_error == "stop":
             raise TransformError(

@@ -1,28 +1,29 @@
-"""Sending operations with the bulk API: sizing, retries with backoff, item classification.
+"""Sending operations with the bulk API: sizing, item classification, and what is left to
+resend.
 
 Each item of a bulk response is one of:
 
 * **applied** -- 200/201; a ``delete`` answered 404 ``not_found`` (already gone); or, with
   external versioning, a 409 version conflict: the index already holds this or a newer
   version, which is exactly what a replay should leave alone;
-* **retried** -- 429 (rejected, queue full) and 5xx, with exponential backoff;
+* **pending** -- 429 (rejected, queue full) and 5xx: not applied yet, to be resent;
 * **failed** -- any other per-document error (a mapping error, say): reported back so the
   sink dead-letters the event;
 * **fatal** -- errors that are about the cluster or config rather than the document
   (missing index, read-only block, bad index name, no permission): raised as
   :class:`~meepo_core.errors.SinkError`, so nothing is dead-lettered wrongly.
 
-Whole-request 429/5xx and connection errors are retried the same way. After
-``max_retries`` the sink raises a retryable ``SinkError``; the runner then backs off and
-retries the batch, which is safe because every operation is idempotent.
+A whole-request 429/5xx, a connection error or a timeout leaves the whole request pending.
+The sender never waits or retries by itself: it returns the pending operations (those of the
+first request that left any, and every later one, in order) and the sink hands the batch
+back to the delivery engine, whose one retry policy (the pipeline's ``max_retries`` and
+``retry_backoff``) decides when the sink resends them.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +34,6 @@ from elasticsearch import ApiError, Elasticsearch
 from meepo_core import SinkError
 
 from .documents import Operation
-
-log = logging.getLogger("meepo.es")
 
 #: Per-item error types that say the cluster or config is wrong, not the document.
 FATAL_ERROR_TYPES = frozenset({
@@ -54,8 +53,11 @@ class BulkResult:
 
     applied: int = 0
     stale: int = 0  # version conflicts: the index already had this or a newer version
-    retries: int = 0
     failed: list[tuple[Operation, str]] = field(default_factory=list)
+    #: Operations not applied yet (throttled, 5xx, unreachable), in their original order.
+    pending: list[Operation] = field(default_factory=list)
+    #: Why the first of them was not applied (one line), when there are any.
+    reason: str = ""
 
 
 def encode(op: Operation) -> list[bytes]:
@@ -92,8 +94,9 @@ def chunks(
 
 
 class BulkSender:
-    """Sends operations and returns what failed per document; raises only for failures
-    that are about the cluster (unreachable after retries, missing index, auth...)."""
+    """Sends operations once and returns what was applied, what failed per document and what
+    is pending; raises only for failures that are about the cluster (missing index, auth...).
+    """
 
     def __init__(
         self,
@@ -103,89 +106,78 @@ class BulkSender:
         versioning: bool,
         max_actions: int,
         max_bytes: int,
-        max_retries: int,
-        backoff: float,
-        backoff_max: float,
         refresh: str = "false",
         unreachable: str = "cannot reach the cluster",
-        stopping: threading.Event | None = None,
-        on_retry: Callable[[int], None] | None = None,
     ) -> None:
         self.client = client
         self.label = label
         self.versioning = versioning
         self.max_actions = max_actions
         self.max_bytes = max_bytes
-        self.max_retries = max_retries
-        self.backoff = backoff
-        self.backoff_max = backoff_max
         self.refresh = refresh
         self.unreachable = unreachable
-        self.stopping = stopping or threading.Event()
-        self.on_retry = on_retry
 
     def send(self, operations: Sequence[Operation]) -> BulkResult:
+        """Send ``operations`` in requests of at most ``max_actions``/``max_bytes``. After
+        the first request that leaves operations pending no further request is sent (its
+        operations join the pending ones, so that order is kept on every document)."""
         result = BulkResult()
-        encoded = [(op, encode(op)) for op in operations]
+        encoded = []
+        for op in operations:
+            try:
+                encoded.append((op, encode(op)))
+            except RecursionError as exc:  # nested deeper than the JSON encoder goes
+                result.failed.append((op, f"cannot encode as JSON: {exc}"))
+        sent = 0
         for chunk in chunks(encoded, self.max_actions, self.max_bytes):
+            sent += len(chunk)
             self._send_chunk(chunk, result)
+            if result.pending:
+                result.pending += [op for op, _ in encoded[sent:]]
+                break
         return result
 
     def _send_chunk(self, chunk: list[tuple[Operation, list[bytes]]], result: BulkResult) -> None:
-        pending = chunk
-        attempt = 0
-        while pending:
-            reason = ""
-            try:
-                body = [line for _, lines in pending for line in lines]
-                # Pre-encoded NDJSON lines: the client's serializer passes bytes through.
-                extra: dict[str, Any] = {} if self.refresh == "false" else {
-                    "refresh": self.refresh}
-                response = self.client.bulk(operations=body, **extra)  # type: ignore[arg-type]
-                items = response.body["items"]
-                retry: list[tuple[Operation, list[bytes]]] = []
-                retry_docs: set[tuple[str, str]] = set()
-                for (op, lines), item in zip(pending, items, strict=True):
-                    verdict = self._classify(op, item, result)
-                    doc = (op.index, op.doc_id)
-                    # Without versions a retried operation must not overtake a later one on
-                    # the same document, so those are resent too, in order.
-                    if verdict is not None or (not self.versioning and doc in retry_docs):
-                        retry.append((op, lines))
-                        retry_docs.add(doc)
-                        reason = verdict or reason
-                pending = retry
-            except ApiError as exc:
-                if exc.meta.status not in RETRY_STATUSES:
-                    raise SinkError(
-                        f"bulk request rejected with HTTP {exc.meta.status}: {_api_error(exc)}"
-                        f"{_auth_hint(exc.meta.status)}",
-                        retryable=False,
-                    ) from exc
-                reason = f"HTTP {exc.meta.status}: {_api_error(exc)}"
-            except TransportConnectionError as exc:
-                reason = f"{self.unreachable} ({type(exc).__name__}: {exc})"
-            except TransportError as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-            if not pending:
-                return
-            attempt += 1
-            result.retries += 1
-            if self.on_retry is not None:
-                self.on_retry(len(pending))
-            if attempt > self.max_retries:
+        try:
+            body = [line for _, lines in chunk for line in lines]
+            # Pre-encoded NDJSON lines: the client's serializer passes bytes through.
+            extra: dict[str, Any] = {} if self.refresh == "false" else {"refresh": self.refresh}
+            response = self.client.bulk(operations=body, **extra)  # type: ignore[arg-type]
+        except ApiError as exc:
+            if exc.meta.status not in RETRY_STATUSES:
                 raise SinkError(
-                    f"{len(pending)} bulk operations still failing after {attempt} attempts "
-                    f"({reason}); the batch will be retried", retryable=True,
-                )
-            delay = min(self.backoff * 2 ** (attempt - 1), self.backoff_max)
-            log.warning("%s: %d operations not applied (%s); retry %d of %d in %.1fs",
-                        self.label, len(pending), reason, attempt, self.max_retries, delay)
-            if self.stopping.wait(delay):
-                raise SinkError(f"stopped while retrying bulk operations ({reason})")
+                    f"bulk request rejected with HTTP {exc.meta.status}: {_api_error(exc)}"
+                    f"{_auth_hint(exc.meta.status)}",
+                    retryable=False,
+                ) from exc
+            self._leave_pending(chunk, result, f"HTTP {exc.meta.status}: {_api_error(exc)}")
+            return
+        except TransportConnectionError as exc:
+            self._leave_pending(chunk, result, f"{self.unreachable} ({type(exc).__name__}: {exc})")
+            return
+        except TransportError as exc:
+            self._leave_pending(chunk, result, f"{type(exc).__name__}: {exc}")
+            return
+        pending_docs: set[tuple[str, str]] = set()
+        for (op, _), item in zip(chunk, response.body["items"], strict=True):
+            verdict = self._classify(op, item, result)
+            doc = (op.index, op.doc_id)
+            # Without versions a resent operation must not overtake a later one on the same
+            # document, so those are resent too, in order.
+            if verdict is not None or (not self.versioning and doc in pending_docs):
+                result.pending.append(op)
+                pending_docs.add(doc)
+                result.reason = result.reason or verdict or ""
+
+    @staticmethod
+    def _leave_pending(
+        chunk: list[tuple[Operation, list[bytes]]], result: BulkResult, reason: str
+    ) -> None:
+        result.pending += [op for op, _ in chunk]
+        result.reason = result.reason or reason
 
     def _classify(self, op: Operation, item: dict[str, Any], result: BulkResult) -> str | None:
-        """Record one item's outcome; returns a reason when it should be retried."""
+        """Record one item's outcome; returns a reason when it is pending (to be resent)."""
         ((_, outcome),) = item.items()
         status = int(outcome.get("status", 500))
         error = outcome.get("error")

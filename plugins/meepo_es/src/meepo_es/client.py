@@ -10,7 +10,8 @@ from .config import ClientSettings
 
 
 def make_client(settings: ClientSettings) -> Elasticsearch:
-    """A client with the client's own retries off: the sink retries with backoff itself."""
+    """A client with the client's own retries off: retries follow the pipeline's policy
+    (the delivery engine calls ``apply`` again, see :mod:`meepo_es.bulk`)."""
     kwargs: dict[str, Any] = {
         "request_timeout": settings.request_timeout,
         "max_retries": 0,

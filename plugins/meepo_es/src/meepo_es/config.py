@@ -16,6 +16,8 @@ VERSIONING_MODES = ("external", "off")
 REFRESH_MODES = ("false", "true", "wait_for")
 #: Largest external version Elasticsearch accepts (a Java long).
 MAX_VERSION = 2**63 - 1
+#: The pipeline's retry keys, which the sink follows (it has no retry policy of its own).
+PIPELINE_RETRY_KEYS = ("max_retries", "retry_backoff", "retry_backoff_max")
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,6 @@ class SinkSettings:
     id_separator: str = "|"
     bulk_actions: int = 1000
     bulk_bytes: int = 5 * 1024 * 1024
-    max_retries: int = 5
-    retry_backoff: float = 0.5
-    retry_backoff_max: float = 30.0
     refresh: str = "false"
     create_indices: bool = True
 
@@ -93,6 +92,10 @@ class SinkSettings:
 def parse_settings(options: Options) -> SinkSettings:
     """Read every option of the sink table; ends with ``options.done()``."""
     label = f"{options.path.rsplit('.', 1)[-1] or 'sink'} elasticsearch"
+    for key in PIPELINE_RETRY_KEYS:
+        if key in options.data:
+            raise options.error(key, "retries follow the pipeline's policy: move this key "
+                                "from the sink to the pipeline's table")
     hosts = options.string_list("hosts")
     if not hosts:
         raise options.error("hosts", 'must list at least one URL, e.g. ["http://127.0.0.1:9200"]')
@@ -171,9 +174,6 @@ def parse_settings(options: Options) -> SinkSettings:
         id_separator=separator,
         bulk_actions=options.integer("bulk_actions", 1000, minimum=1),
         bulk_bytes=options.integer("bulk_bytes", 5 * 1024 * 1024, minimum=1024),
-        max_retries=options.integer("max_retries", 5, minimum=0),
-        retry_backoff=options.number("retry_backoff", 0.5, minimum=0),
-        retry_backoff_max=options.number("retry_backoff_max", 30.0, minimum=0),
         refresh=options.choice("refresh", REFRESH_MODES, "false"),
         create_indices=options.boolean("create_indices", True),
     )

@@ -12,12 +12,18 @@ Contract (on top of :class:`meepo_core.Sink`'s):
   index is already newer and counts as applied;
 * ``apply`` returns only when every operation is applied, or was dead-lettered through
   ``context.dead_letter`` (counted in the metrics); otherwise it raises, so the runner
-  never checkpoints past an unrecorded failure.
+  never checkpoints past an unrecorded failure;
+* retries follow the pipeline's one policy: the sink sends each operation once per
+  ``apply``; when some are not applied (429, 5xx, cluster unreachable) it raises a
+  retryable :class:`~meepo_core.SinkError` and the delivery engine backs off and calls
+  ``apply`` again with the same batch, which then resends only those operations.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 from elastic_transport import TransportError
@@ -38,6 +44,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("meepo.es")
 
 
+@dataclass
+class _Unfinished:
+    """A batch whose ``apply`` left operations pending, to resume when it comes again."""
+
+    batch: Batch
+    pending: list[Operation]
+    #: Events that became no operation, and why (conversion, incomplete unchanged fields).
+    failed: list[tuple[RowEvent, str]]
+    #: Operations the index refused for good in the attempts so far, and why.
+    refused: list[tuple[Operation, str]]
+
+
 class ElasticsearchSink(Sink):
     """Replicates row events into Elasticsearch indices (see the package README)."""
 
@@ -48,6 +66,7 @@ class ElasticsearchSink(Sink):
         self._client: Elasticsearch | None = None
         self._sender: BulkSender | None = None
         self._ready: set[str] = set()
+        self._unfinished: _Unfinished | None = None
         #: Operations skipped because the index already held a newer version.
         self.stale = 0
         self.dead_letters = 0
@@ -75,13 +94,8 @@ class ElasticsearchSink(Sink):
             versioning=s.versioning,
             max_actions=s.bulk_actions,
             max_bytes=s.bulk_bytes,
-            max_retries=s.max_retries,
-            backoff=s.retry_backoff,
-            backoff_max=s.retry_backoff_max,
             refresh=s.refresh,
             unreachable=s.client.unreachable(),
-            stopping=context.stopping,
-            on_retry=lambda n: context.metrics.record_failure(s.label, "bulk_retry", n),
         )
 
     def check(self) -> list[str]:
@@ -98,6 +112,37 @@ class ElasticsearchSink(Sink):
 
     def apply(self, batch: Batch) -> None:
         assert self._sender is not None and self.context is not None, "open() first"
+        unfinished, self._unfinished = self._unfinished, None
+        if unfinished is not None and unfinished.batch is batch:
+            # The delivery engine retries the batch: resend only what was not applied.
+            operations, failed, refused = unfinished.pending, unfinished.failed, unfinished.refused
+        else:
+            (operations, failed), refused = self._operations(batch), []
+        # Every operation is sent, in order, even several for one document: had only the
+        # last been kept, its failure would lose the earlier good state.
+        result = self._sender.send(operations)
+        self.stale += result.stale
+        refused += result.failed
+        if result.pending:
+            self._unfinished = _Unfinished(batch, result.pending, failed, refused)
+            self.context.metrics.record_failure(self.label, "bulk_retry", len(result.pending))
+            raise SinkError(
+                f"{len(result.pending)} of {len(operations)} bulk operations not applied "
+                f"({result.reason}); they are resent when the batch is retried",
+                retryable=True,
+            )
+        seen: set[int] = set()
+        for op, error in refused:
+            if id(op.event) not in seen:
+                seen.add(id(op.event))
+                failed.append((op.event, f"{op.action} {op.index}/{op.doc_id}: {error}"))
+        for event, error in failed:
+            self.context.dead_letter(event, self.label, error)
+            self.dead_letters += 1
+
+    def _operations(self, batch: Batch) -> tuple[list[Operation], list[tuple[RowEvent, str]]]:
+        """The operations of ``batch``'s events, with the events that cannot become any
+        (conversion errors, unchanged fields that cannot be completed) and why."""
         operations: list[Operation] = []
         failed: list[tuple[RowEvent, str]] = []
         for event in batch.events:
@@ -108,22 +153,15 @@ class ElasticsearchSink(Sink):
             except ConversionError as exc:
                 failed.append((event, f"conversion: {exc}"))
                 continue
+            except RecursionError:
+                failed.append((event, "conversion: a value nested deeper than Python's stack "
+                                      f"allows (about {sys.getrecursionlimit()} levels)"))
+                continue
         for index, event in {op.index: op.event for op in operations}.items():
             self._ensure_index(index, event)
         operations, incomplete = fill_unchanged(operations, self._stored)
         failed += [(op.event, error) for op, error in incomplete]
-        # Every operation is sent, in order, even several for one document: had only the
-        # last been kept, its failure would lose the earlier good state.
-        result = self._sender.send(operations)
-        self.stale += result.stale
-        seen: set[int] = set()
-        for op, error in result.failed:
-            if id(op.event) not in seen:
-                seen.add(id(op.event))
-                failed.append((op.event, f"{op.action} {op.index}/{op.doc_id}: {error}"))
-        for event, error in failed:
-            self.context.dead_letter(event, self.label, error)
-            self.dead_letters += 1
+        return operations, failed
 
     def _stored(self, wanted: dict[DocKey, set[str]]) -> dict[DocKey, dict[str, Any] | None]:
         """The ``wanted`` fields of stored documents (``None``: no such document), read in
@@ -165,3 +203,4 @@ class ElasticsearchSink(Sink):
             self._client.close()
             self._client = None
         self._sender = None
+        self._unfinished = None

@@ -8,5 +8,6 @@ define them, here only, so a move in a later release is fixed in one place.
 from confluent_kafka.admin._acl import AclOperation
 from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.admin._metadata import ClusterMetadata
+from confluent_kafka.cimpl import NewTopic
 
-__all__ = ["AclOperation", "ClusterMetadata", "ConfigResource"]
+__all__ = ["AclOperation", "ClusterMetadata", "ConfigResource", "NewTopic"]

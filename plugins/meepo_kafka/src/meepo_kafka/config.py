@@ -15,7 +15,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
 
-from meepo_core import ConfigError, Options
+from meepo_core import ConfigError, Options, describe_error
 
 #: librdkafka's own log lines go here (instead of stderr), at their syslog level.
 LIBRDKAFKA_LOG = logging.getLogger("meepo.kafka.librdkafka")
@@ -122,13 +122,16 @@ class _Silent(logging.Logger):
 _SILENT = _Silent("meepo.kafka.probe")
 
 
-def describe(exc: BaseException) -> str:
-    """One line for a librdkafka error or any exception."""
-    if isinstance(exc, KafkaException) and exc.args:
-        error = exc.args[0]
-        return f"{error.name()}: {error.str()}" if hasattr(error, "name") else str(error)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+describe = describe_error  # the name cluster, joining, kafka_source and kafka_sink use
+
+
+@describe_error.register
+def describe_kafka_error(exc: KafkaException) -> str:
+    """One line for a librdkafka error."""
+    error = exc.args[0] if exc.args else None
+    if error is None:
+        return describe_error.dispatch(Exception)(exc)
+    return f"{error.name()}: {error.str()}" if hasattr(error, "name") else str(error)
 
 
 def base_config(bootstrap: str) -> dict[str, Any]:
@@ -174,7 +177,7 @@ PRODUCER_OWNED = {
                                    "the kafka sink always waits for acks=all"),
     "message.timeout.ms": Owned(None, "use delivery_timeout (seconds)"),
     "delivery.timeout.ms": Owned(None, "use delivery_timeout (seconds)"),
-    "transactional.id": Owned(None, "the kafka sink does not use transactions"),
+    "transactional.id": Owned(None, "set exactly_once = true (and transactional_id)"),
     "delivery.report.only.error": Owned(None, "the kafka sink reads every delivery report"),
     "dr_msg_cb": Owned(None, "the kafka sink handles delivery reports"),
     "dr_cb": Owned(None, "the kafka sink handles delivery reports"),
@@ -221,6 +224,10 @@ class SinkSettings:
     config: Mapping[str, Any] | None = None
     label: str = "kafka"
     bootstrap_key: str = "bootstrap_servers"
+    #: Exactly-once: a transactional producer; see :mod:`meepo_kafka.kafka_transactions`.
+    exactly_once: bool = False
+    transactional_id: str | None = None
+    positions_topic: str = "meepo.positions"
 
     @classmethod
     def from_options(cls, options: Options) -> SinkSettings:
@@ -253,6 +260,9 @@ class SinkSettings:
             config=librdkafka_config(options, PRODUCER_OWNED, "producer"),
             label=f"{options.path.rsplit('.', 1)[-1] or 'sink'} kafka",
             bootstrap_key=options.key_path("bootstrap_servers"),
+            exactly_once=options.boolean("exactly_once", False),
+            transactional_id=options.string("transactional_id", None),
+            positions_topic=options.string("positions_topic", "meepo.positions"),
         )
 
 

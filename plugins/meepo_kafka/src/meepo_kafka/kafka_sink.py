@@ -13,6 +13,8 @@ Contract:
 * Any other failure raises a retryable :class:`~meepo_core.SinkError`; the runner sends the
   whole batch again, so consumers can see a message twice (the ``meepo.sequence`` header
   lets them skip what they applied).
+* With ``exactly_once``, each batch and the pipeline's position are one Kafka transaction
+  (:mod:`meepo_kafka.kafka_transactions`): ``read_committed`` consumers see each change once.
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ from typing import TYPE_CHECKING, Any, Self
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from meepo_core import Batch, Options, RowEvent, Sink, SinkError
+from meepo_core import (
+    Batch,
+    Options,
+    Position,
+    RowEvent,
+    SinkError,
+    TransactionalSink,
+    join_position_parts,
+)
 
 from .cluster import (
     Unreachable,
@@ -37,6 +47,7 @@ from .cluster import (
 from .compat import AclOperation
 from .config import SinkSettings, base_config, describe
 from .formats import POSITION_HEADER, SEQUENCE_HEADER, Format, make_format
+from .kafka_transactions import KafkaTransactions
 from .topics import TopicRouter
 
 if TYPE_CHECKING:
@@ -89,7 +100,7 @@ def split_key_change(event: RowEvent) -> tuple[RowEvent, ...]:
             dataclasses.replace(event, action="write", before=None))
 
 
-class KafkaSink(Sink):
+class KafkaSink(TransactionalSink):
     """Publishes batches to Kafka; options in :class:`~meepo_kafka.config.SinkSettings`."""
 
     def __init__(self, settings: SinkSettings) -> None:
@@ -102,6 +113,9 @@ class KafkaSink(Sink):
         self._fatal: KafkaError | None = None
         self._position: Any = None
         self._position_bytes = b""
+        self.transactions = KafkaTransactions(settings) if settings.exactly_once else None
+        #: Events dead-lettered by the current batch (exactly-once sends the rest again).
+        self.refused: list[RowEvent] = []
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -112,6 +126,21 @@ class KafkaSink(Sink):
     @property
     def label(self) -> str:
         return self.settings.label
+
+    @property
+    def claims_position(self) -> bool:
+        return self.transactions is not None
+
+    def stored_position(self, pipeline: str) -> Position | None:
+        assert self.transactions is not None, "exactly_once is off"
+        return self.transactions.stored_position(pipeline)
+
+    def claim_position(self, pipeline: str) -> Position | None:
+        assert self.transactions is not None, "exactly_once is off"
+        self.producer = Producer(self.transactions.producer_config(self.producer_config(),
+                                                                   pipeline))
+        self.transactions.claim(self.producer, pipeline)
+        return join_position_parts(self.transactions.stored)
 
     def producer_config(self) -> dict[str, Any]:
         """librdkafka's settings: meepo's guarantees, then the user's ``config``."""
@@ -132,7 +161,11 @@ class KafkaSink(Sink):
         self.context = context
         self.format = make_format(self.settings.format,
                                   self.settings.server_name or context.pipeline)
-        self.producer = Producer(self.producer_config())
+        if self.transactions is not None:
+            if self.producer is None:  # not claimed by a pipeline run: claim for this one
+                self.claim_position(context.pipeline)
+        else:
+            self.producer = Producer(self.producer_config())
         try:
             fetch_metadata(self.producer, self.settings.bootstrap_servers,
                            self.settings.bootstrap_key)
@@ -149,15 +182,27 @@ class KafkaSink(Sink):
         fixed = self.settings.topic_prefix + self.settings.topic
         if "{" not in fixed:
             named.append(fixed)
-        return topic_problems(admin, named, metadata, "topic", AclOperation.WRITE,
-                              missing_is_problem=False)
+        problems = topic_problems(admin, named, metadata, "topic", AclOperation.WRITE,
+                                  missing_is_problem=False)
+        if self.transactions is not None:
+            problems += self.transactions.problems()
+        return problems
 
     # -- applying ------------------------------------------------------------------------
 
     def apply(self, batch: Batch) -> None:
+        if self.transactions is None:
+            self._send(batch)
+            return
+        assert self.context is not None, "open() first"
+        self.transactions.publish(self, batch, record=self.context.purpose == "run")
+
+    def _send(self, batch: Batch, wait: bool = True) -> list[Sent]:
+        """Queue every message of ``batch``; with ``wait``, also wait for their reports and
+        settle the failures (without: the caller's transaction commit waits for them)."""
         assert self.producer is not None and self.format is not None, "open() first"
         if not batch.events:
-            return
+            return []
         self._failures.clear()
         sent: list[Sent] = []
         remember = sent.append
@@ -173,7 +218,7 @@ class KafkaSink(Sink):
                              else routed(part.destination))
                     key = key_of(part)
                     value = value_of(part)
-                except (TypeError, ValueError, OverflowError) as exc:
+                except (TypeError, ValueError, OverflowError, RecursionError) as exc:
                     self._dead_letter(event, f"cannot encode as {self.format.name}: {exc}")
                     break
                 headers = headers_of(part)
@@ -186,7 +231,13 @@ class KafkaSink(Sink):
                 if (tombstones and part.action == "delete"
                         and self._produce(topic, key, None, headers, event)):
                     remember((topic, key, None, headers, event))
-        self._wait_for_reports(len(sent))
+        if wait:
+            self._wait_for_reports(len(sent))
+            self.settle(sent)
+        return sent
+
+    def settle(self, sent: list[Sent]) -> None:
+        """Act on the delivery failures reported for ``sent`` (see :meth:`_settle`)."""
         if self._failures or self._fatal is not None:
             self._settle(sent)
 
@@ -245,6 +296,8 @@ class KafkaSink(Sink):
         retryable failure raises (the whole batch is sent again); refusals for good are
         dead-lettered, after size refusals were retried alone."""
         fatal, self._fatal = self._fatal, None
+        if fatal is not None and self.transactions is not None:
+            raise self.transactions.fenced(fatal)
         if fatal is not None:
             self._reset()
             raise SinkError(
@@ -306,6 +359,17 @@ class KafkaSink(Sink):
     def _dead_letter(self, event: RowEvent, reason: str) -> None:
         assert self.context is not None
         self.context.dead_letter(event, self.label, reason)
+        self.refused.append(event)
+
+    def take_fatal(self) -> KafkaError | None:
+        """The fatal producer error reported since the last call, if any."""
+        fatal, self._fatal = self._fatal, None
+        return fatal
+
+    def dead_letters_sync(self) -> None:
+        """Make the dead letters recorded so far durable."""
+        assert self.context is not None
+        self.context.dead_letters.sync()
 
     def _drain(self) -> None:
         """Wait for (or give up on) every message still queued, so that their reports do not
@@ -321,6 +385,8 @@ class KafkaSink(Sink):
         self._failures.clear()
 
     def close(self) -> None:
+        if self.transactions is not None and self.producer is not None:
+            self.transactions.close()
         if self.producer is not None:
             left = self.producer.flush(self.settings.delivery_timeout)
             if left:

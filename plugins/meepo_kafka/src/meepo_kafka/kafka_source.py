@@ -20,6 +20,10 @@ Delivery is at-least-once, and offsets never run ahead of the sinks:
 * The consumer group's committed offsets are where a worker resumes. The checkpoint only
   records what this worker applied; workers that share a project directory overwrite each
   other's checkpoint, which is harmless because it is never used to resume.
+* When a sink owns the position (``exactly_once``, ``context.stored_position``), every
+  partition this worker is given, at start and on each rebalance, resumes from the offset
+  that sink committed with its data instead (the group's commits then only show lag): a
+  worker killed mid-batch neither loses nor repeats a change in that sink.
 """
 
 from __future__ import annotations
@@ -281,6 +285,8 @@ class KafkaSource(Source):
             low, high = self.consumer.get_watermark_offsets(Partition(*key), timeout=10,
                                                             cached=False)
             ends[key] = high
+            if key in self._starts:
+                continue  # from the sink that owns the position (see _on_assign)
             if tp.offset != OFFSET_INVALID and tp.offset >= 0:
                 self._starts[key] = tp.offset
             else:
@@ -290,6 +296,17 @@ class KafkaSource(Source):
     # -- the group -----------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[Partition]) -> None:
+        owner = self._context.stored_position if self._context is not None else None
+        if owner is not None:
+            stored = _partition_offsets(owner())
+            for partition in partitions:
+                offset = stored.get((partition.topic, partition.partition))
+                if offset is not None:
+                    partition.offset = offset
+                    self._starts[(partition.topic, partition.partition)] = offset
+            consumer.assign(partitions)
+            log.info("%s: resuming %s from the offsets stored by the sink that owns the "
+                     "position", self.label, _names((p.topic, p.partition) for p in partitions))
         with self._state:
             self._epoch += 1
             self._assigned = {(p.topic, p.partition) for p in partitions}
@@ -424,6 +441,14 @@ def _headers(message: Message) -> Headers:
         return None
     pairs = found.items() if isinstance(found, dict) else found
     return [(name, value.encode() if isinstance(value, str) else value) for name, value in pairs]
+
+
+def _partition_offsets(position: Position) -> dict[TP, int]:
+    """``{(topic, partition): next offset}`` of a position ``{"offsets": ...}``."""
+    offsets = position.get("offsets") if isinstance(position, dict) else None
+    return {(topic, int(partition)): int(offset)
+            for topic, partitions in (offsets or {}).items()
+            for partition, offset in partitions.items()}
 
 
 def _names(partitions: Iterable[TP]) -> str:

@@ -19,7 +19,7 @@ import socket
 
 import pymysql
 
-from meepo_core import SourceError
+from meepo_core import SourceError, describe_error
 
 from .config import MySQLSettings
 from .connection import DumpConnection
@@ -135,22 +135,18 @@ class DumpReader:
         if self.failures > self.settings.reconnect_attempts:
             raise SourceError(
                 f"lost the binlog stream from MySQL at {self.settings.address} and "
-                f"{self.failures - 1} reconnects failed: {describe(error)}; rerun to resume "
+                f"{self.failures - 1} reconnects failed: {describe_error(error)}; rerun to resume "
                 f"from {resume.to_json()}"
             ) from error
         delay: float = min(BACKOFF_FIRST * 2.0 ** (self.failures - 1), BACKOFF_MAX)
         log.warning(
             "binlog stream from %s lost (%s); reconnecting in %.1fs from %s (attempt %d of %d)",
-            self.settings.address, describe(error), delay, resume.to_json(), self.failures,
+            self.settings.address, describe_error(error), delay, resume.to_json(), self.failures,
             self.settings.reconnect_attempts,
         )
         self.reconnects += 1
         return delay
 
 
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, pymysql.err.MySQLError):
-        return error_text(exc)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
+# The core's one-line error texts use the server's own words for its errors.
+describe_error.register(pymysql.err.MySQLError, error_text)

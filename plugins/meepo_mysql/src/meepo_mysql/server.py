@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import pymysql
@@ -13,7 +14,7 @@ import pymysql.cursors
 from meepo_core import SourceError
 
 from . import compat
-from .config import MySQLSettings
+from .config import SYSTEM_SCHEMAS, MySQLSettings
 from .positions import BinlogPosition
 
 log = logging.getLogger("meepo.mysql")
@@ -187,24 +188,44 @@ class ControlConnection:
         as BINARY), and temporal columns with fractional seconds in MariaDB 5.3's format
         (written when ``mysql56_temporal_format`` is OFF), whose binlog form leaves their
         size out. ``{column: "json" | "inet4" | "inet6" | "uuid" | "mariadb53"}``."""
-        found = {
-            str(name): "mariadb53" if "mariadb-5.3" in str(column_type) else str(kind).lower()
-            for name, kind, column_type in self.query(
-                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS "
-                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND (DATA_TYPE IN ('inet4', "
-                "'inet6', 'uuid') OR (COLUMN_TYPE LIKE '%%mariadb-5.3%%' AND "
-                "DATETIME_PRECISION > 0))", schema, table,
-            )
-        }
-        rows = self.query(
-            "SELECT CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
-            "WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s AND LEVEL = 'Column'",
-            schema, table,
-        )
-        for name, clause in rows:
+        found = self._extended_types("TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                                     "CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s", schema, table)
+        return found.get((schema, table), {})
+
+    def mariadb_extended_types_in(
+        self, schemas: Sequence[str] | None
+    ) -> dict[tuple[str, str], dict[str, str]]:
+        """:meth:`mariadb_extended_types` of every table of ``schemas`` (None: of every
+        schema but the system ones) that has such columns, by ``(schema, table)``."""
+        if schemas is None:
+            system = ", ".join(f"'{name}'" for name in sorted(SYSTEM_SCHEMAS))
+            return self._extended_types(f"TABLE_SCHEMA NOT IN ({system})",
+                                        f"CONSTRAINT_SCHEMA NOT IN ({system})")
+        if not schemas:
+            return {}
+        marks = ", ".join(["%s"] * len(schemas))
+        return self._extended_types(f"TABLE_SCHEMA IN ({marks})",
+                                    f"CONSTRAINT_SCHEMA IN ({marks})", *schemas)
+
+    def _extended_types(self, columns_where: str, checks_where: str, *args: str
+                        ) -> dict[tuple[str, str], dict[str, str]]:
+        found: dict[tuple[str, str], dict[str, str]] = {}
+        for schema, table, name, kind, column_type in self.query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM "
+            f"information_schema.COLUMNS WHERE {columns_where} AND (DATA_TYPE IN ('inet4', "
+            "'inet6', 'uuid') OR (COLUMN_TYPE LIKE '%%mariadb-5.3%%' AND "
+            "DATETIME_PRECISION > 0))", *args,
+        ):
+            found.setdefault((str(schema), str(table)), {})[str(name)] = (
+                "mariadb53" if "mariadb-5.3" in str(column_type) else str(kind).lower())
+        for schema, table, name, clause in self.query(
+            "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE FROM "
+            f"information_schema.CHECK_CONSTRAINTS WHERE {checks_where} AND LEVEL = 'Column'",
+            *args,
+        ):
             if re.fullmatch(r"\s*json_valid\(`?" + re.escape(str(name)) + r"`?\)\s*",
                             str(clause)):
-                found[str(name)] = "json"
+                found.setdefault((str(schema), str(table)), {})[str(name)] = "json"
         return found
 
     def collations(self) -> dict[int, str]:

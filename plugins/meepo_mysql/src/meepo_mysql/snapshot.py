@@ -6,7 +6,10 @@ MariaDB: a chunk is read inside ``START TRANSACTION WITH CONSISTENT SNAPSHOT``, 
 is consistent with: every transaction before it is in the rows read, none after it. The low
 and the high watermark are both that position (a window with nothing inside), so the chunk
 is delivered when the stream reaches it: after every change it already contains and before
-every change it does not. Nothing is written to the database. MySQL has no such status;
+every change it does not. A chunk starts only once the binlog reader has reported its
+position, and the reader stays paused from the low mark until the chunk's position is
+placed, so that position is never behind the stream (see :class:`Watermarks`). Nothing is
+written to the database. MySQL has no such status;
 its binlog position and the InnoDB snapshot are not taken atomically, so the ``mysql``
 source refuses snapshots there.
 
@@ -64,6 +67,9 @@ class Watermarks:
     stream: the binlog reader calls :meth:`point` between events (only while
     :attr:`wanted` is set: one attribute read per event otherwise), and
     :meth:`suspend`/:meth:`resume` around its yields, where it reads nothing anyway.
+    No chunk starts before the binlog reader has reported a position (:attr:`ready`):
+    until the dump is open the stream's start is not fixed (``latest``), and a chunk read
+    before it would miss the changes committed between the read and that start.
     A binlog reader waiting for the server also waits on :attr:`wake_socket`, so that a
     pause or a new watermark is seen at once rather than at its next idle tick.
     """
@@ -73,7 +79,9 @@ class Watermarks:
         self.pending: list[tuple[int, int, str]] = []  # (file index, pos, mark), in order
         self.wanted = False  # a pause is asked for
         self._stopped = True  # the binlog reader reads nothing now (paused, or not running)
-        self.position: tuple[int, int] | None = None  # where it stopped
+        #: Where the binlog reader stopped; None until it reported a position in a known
+        #: binlog file (a GTID start learns its file from the dump's first rotate).
+        self.position: tuple[int, int] | None = None
         self._wake: tuple[socket.socket, socket.socket] | None = None
 
     @property
@@ -98,9 +106,18 @@ class Watermarks:
             end.close()
 
     # -- the snapshot reader's side ------------------------------------------------------
-    def pause(self, timeout: float = 30.0) -> tuple[int, int] | None:
-        """Stop the binlog reader between two events; its position then, if known."""
+    @property
+    def ready(self) -> bool:
+        """Whether the binlog reader has reported where it reads: a chunk may start."""
+        return self.position is not None
+
+    def pause(self, timeout: float = 30.0) -> tuple[int, int]:
+        """Stop the binlog reader between two events; its position then. Refused before
+        the reader has reported a position (see :attr:`ready`)."""
         with self._cond:
+            if self.position is None:
+                raise SourceError("a snapshot chunk cannot start before the binlog reader "
+                                  "knows its start position")
             self.wanted = True
             self._nudge()
             if not self._cond.wait_for(lambda: self._stopped, timeout):
@@ -129,14 +146,17 @@ class Watermarks:
         """The binlog reader starts reading (at ``position``) or, with None, stops."""
         with self._cond:
             self._stopped = position is None
-            if position is not None:
+            if position is not None and position[0]:
                 self.position = position
             self._cond.notify_all()
         if position is not None and self.wanted:
             self.point(position)
 
     def point(self, position: tuple[int, int]) -> None:
-        """Between two events, at ``position``: wait here while a pause is wanted."""
+        """Between two events, at ``position``: wait here while a pause is wanted (not in
+        an unknown file, file index 0: no chunk may be placed there)."""
+        if not position[0]:
+            return
         with self._cond:
             self.position = position
             if not self.wanted:
@@ -149,7 +169,8 @@ class Watermarks:
     def suspend(self, position: tuple[int, int]) -> None:
         """Before a yield: the reader reads nothing until :meth:`unsuspend`."""
         with self._cond:
-            self.position = position
+            if position[0]:
+                self.position = position
             self._stopped = True
             self._cond.notify_all()
 
@@ -178,8 +199,8 @@ class MySQLSnapshots:
         self._reader: Any = None
         self._columns: dict[str, list[_Column]] = {}
         self._readers: dict[str, RowReader] = {}
-        self._chunk_at: BinlogPosition | None = None
-        self._low: str | None = None
+        self._chunk_at: BinlogPosition | None = None  # of the chunk read in an open window
+        self._opening: list[str] = []  # the marks of the window, written before its read
         self._paused_at: tuple[int, int] | None = None
 
     @property
@@ -230,19 +251,19 @@ class MySQLSnapshots:
 
     # -- chunks ---------------------------------------------------------------------------
     def write_watermark(self, mark: str) -> None:
-        """The low mark pauses the binlog reader and waits for the chunk's position; the
-        high mark puts both at that position and lets the reader go on (see the module
+        """A mark written before a chunk's read opens a window: the binlog reader pauses
+        (at a known position) until the window closes, and the mark waits for the chunk's
+        position. A mark written after the read closes the window: every mark of the window
+        is placed at the chunk's position and the reader goes on (see the module
         docstring)."""
-        if self._low is None:
-            self._low = mark
-            self._paused_at = self.watermarks.pause()
+        if self._chunk_at is None:
+            if not self._opening:
+                self._paused_at = self.watermarks.pause()
+            self._opening.append(mark)
             return
-        low, self._low = self._low, None
         at, self._chunk_at = self._chunk_at, None
-        if at is None:
-            self.watermarks.resume()
-            raise SourceError("a snapshot watermark without a chunk read between")
-        self.watermarks.add_and_resume(at, (low, mark))
+        marks, self._opening = [*self._opening, mark], []
+        self.watermarks.add_and_resume(at, marks)
 
     def last_key(self, table: SnapshotTable,
                  where: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
@@ -268,13 +289,19 @@ class MySQLSnapshots:
         columns = self._columns_of(table)
         sql, params = _select(table, columns, after, until, where, descending=False,
                               limit=limit)
+        if not self._opening:  # not in a window: a plain read, the reader goes on
+            return self._events(table, columns, self._consistent_read(sql, params, None)[1])
         try:
-            at, rows = self._consistent_read(sql, params)
+            at, rows = self._consistent_read(sql, params, self._paused_at)
         except BaseException:
-            self._low = None
+            self._opening = []
             self.watermarks.resume()
             raise
         self._chunk_at = at
+        return self._events(table, columns, rows)
+
+    def _events(self, table: SnapshotTable, columns: Sequence[_Column],
+                rows: Any) -> list[RowEvent]:
         now = datetime.now(UTC)
         image_of = self._row_reader(table, columns)
         new, schema, name, key = RowEvent.trusted, table.schema, table.table, table.key
@@ -294,12 +321,12 @@ class MySQLSnapshots:
                 [i for i, name in enumerate(names) if name not in hidden])
         return found
 
-    def _consistent_read(self, sql: str, params: list[Any]) -> tuple[BinlogPosition, Any]:
+    def _consistent_read(self, sql: str, params: list[Any], paused: tuple[int, int] | None
+                         ) -> tuple[BinlogPosition, Any]:
         """The chunk's rows and the binlog position they are consistent with, which is at
-        or after where the paused reader stopped: a transaction the reader has read may
-        still be committing in InnoDB (its binlog is written first), so the read is
-        repeated until its snapshot includes it."""
-        paused = self._paused_at
+        or after ``paused``, where the paused reader stopped: a transaction the reader has
+        read may still be committing in InnoDB (its binlog is written first), so the read
+        is repeated until its snapshot includes it."""
         for attempt in range(200):
             conn = self._connection()
             try:

@@ -205,16 +205,20 @@ class MySQLSource(Source):
                 control.flavor, self.settings.address, position.to_json(),
                 "GTID" if gtid_mode else "file/pos", server_id,
             )
+            stream = self._stream = BinlogStream(
+                self.settings, control, context, server_id=server_id, once=once,
+                gtid_mode=gtid_mode, reference=self.settings.decoder == "library",
+                marks=self.watermarks, start=start,
+            )
             if start is None and self.settings.start.kind in ("latest", "earliest"):
                 # A start that moves with time is checkpointed at once, so a crash before
                 # the first transaction does not move "latest" forward and skip changes. A
                 # fixed start is not: a rerun resolves it again (or a corrected one).
-                yield Batch((), position.to_json())
-            stream = self._stream = BinlogStream(
-                self.settings, control, context, server_id=server_id, once=once,
-                gtid_mode=gtid_mode, reference=self.settings.decoder == "library",
-                marks=self.watermarks,
-            )
+                first = position.to_json()
+                history = stream.tables.history
+                if history is not None and history.state is not None:
+                    first["types"] = history.state
+                yield Batch((), first)
             for cascade in stream.tables.load_cascades():
                 log.warning("%s", cascades.warning(cascade))
             yield from stream.batches(position, gtids)
@@ -250,6 +254,11 @@ class MySQLSource(Source):
             return BinlogPosition(configured.file, configured.pos), False
         assert configured.gtid is not None
         return BinlogPosition("", 4, configured.gtid), True
+
+    def snapshot_ready(self) -> bool:
+        """Only once the binlog reader has reported where it reads (see
+        :class:`~meepo_mysql.snapshot.Watermarks`)."""
+        return self.watermarks.ready
 
     def current_position(self) -> Position | None:
         control = ControlConnection(self.settings)

@@ -23,12 +23,14 @@ import struct
 import time
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
-from meepo_core import Batch, PipelineContext, SourceError
+from meepo_core import Batch, PipelineContext, SourceError, qualified_name
 
 from . import binlog as bl
 from .config import MySQLSettings
 from .connection import DumpConnection, DumpEnded, Idle
+from .ddl import truncated_table
 from .positions import BinlogPosition
 from .reader import HEALTHY_AFTER, LOST, ConnectionEnded, DumpReader, Stalled
 from .rows import RowDecodeError, UnsupportedColumn, parse_rows_body
@@ -44,6 +46,7 @@ _DEFAULT_FORMAT = bl.FormatDescription("", b"", False)
 _STATEMENT_DML = ("INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD")
 _DDL = ("CREATE", "ALTER", "DROP", "RENAME")
 _IDENTIFIER = re.compile(r"\s*`?((?:[^`]|``)*)`?\s*$")
+_LEADING_COMMENTS = re.compile(r"(?:\s+|/\*.*?\*/|(?:#|--)[^\n]*)*", re.S)
 
 
 class BinlogStream:
@@ -52,7 +55,7 @@ class BinlogStream:
     def __init__(
         self, settings: MySQLSettings, control: ControlConnection, context: PipelineContext,
         *, server_id: int, once: bool, gtid_mode: bool, reference: bool = False,
-        marks: Watermarks | None = None,
+        marks: Watermarks | None = None, start: Any = None,
     ) -> None:
         self.settings = settings
         self.marks = marks if marks is not None else Watermarks()
@@ -63,7 +66,7 @@ class BinlogStream:
         self.closed = False
         self.reader = DumpReader(settings, control, server_id, once=once, gtid_mode=gtid_mode,
                                  wake=marks.wake_socket if marks is not None else None)
-        self.tables = Tables(settings, control, context, reference=reference)
+        self.tables = Tables(settings, control, context, reference=reference, start=start)
 
     @property
     def reconnects(self) -> int:
@@ -72,7 +75,7 @@ class BinlogStream:
     # -- public -------------------------------------------------------------------------
     def batches(self, start: BinlogPosition, gtids: GtidState | None) -> Iterator[Batch]:
         """Batches from ``start`` until caught up (``once``), stopped, or a fatal error."""
-        tracker = TransactionTracker(self.context, gtids, start)
+        tracker = TransactionTracker(self.context, gtids, start, self.tables.history)
         stopping = self.context.stopping
         while not self.closed and not stopping.is_set():
             opened = time.monotonic()
@@ -272,11 +275,13 @@ class BinlogStream:
     def _query(self, body: bytes, kind: int, fmt: bl.FormatDescription,
                tracker: TransactionTracker, timestamp: int, start: int, next_pos: int) -> None:
         try:
-            _, query = bl.parse_query(body, fmt.post_header(bl.QUERY, 13),
-                                      compressed=kind == bl.QUERY_COMPRESSED)
+            schema, query = bl.parse_query(body, fmt.post_header(bl.QUERY, 13),
+                                           compressed=kind == bl.QUERY_COMPRESSED)
         except bl.BinlogFormatError as exc:
             raise self._bad_event("a statement", tracker.file, start, exc) from None
         text = query.lstrip()
+        if text[:1] in ("/", "#", "-") and (comments := _LEADING_COMMENTS.match(text)):
+            text = text[comments.end():]  # a statement behind comments: DDL from some tools
         head = text[:12].upper()
         where = f"{tracker.file}:{start}"
         if head.startswith(("BEGIN", "XA START")):
@@ -301,14 +306,17 @@ class BinlogStream:
         elif head.startswith("XA "):
             pass  # XA END: the transaction ends at its XA_PREPARE event
         elif not tracker.in_transaction:
-            self._statement(text)
+            self._statement(text, schema)
             tracker.commit(next_pos)
+        elif head.startswith(_DDL):  # CREATE TABLE ... SELECT: its rows follow in the same
+            self.tables.schema_changed(text, schema)  # transaction
 
-    def _statement(self, query: str) -> None:
-        """A statement outside a transaction: DDL, or DML logged as a statement."""
+    def _statement(self, query: str, schema: str) -> None:
+        """A statement outside a transaction: DDL (applied to the table definitions before
+        the position after it is taken), or DML logged as a statement."""
         head = query[:8].upper()
         if head.startswith(_DDL):
-            self.tables.schema_changed()
+            self.tables.schema_changed(query, schema)
         if head.startswith(_STATEMENT_DML):
             self.context.metrics.record_failure("source", "statement_dml_skipped")
             log.error(
@@ -316,11 +324,21 @@ class BinlogStream:
                 "deliver it (binlog_format must be ROW): %.200s", query,
             )
         elif head.startswith("TRUNCATE"):
-            self.context.metrics.record_failure("source", "truncate_not_delivered")
-            log.warning(
-                "TRUNCATE removes rows without row events, so sinks keep them until a "
-                "backfill: %.200s", query,
-            )
+            self._truncated(query, schema)
+
+    def _truncated(self, query: str, schema: str) -> None:
+        """Warn (and count) a TRUNCATE of a followed table: its rows go without row events.
+        One of a table the pipeline does not follow is nobody's concern; one whose name is
+        not understood is warned about, to be safe."""
+        name = truncated_table(query, schema)
+        if name is not None and not self.settings.filter.follows(*name):
+            return
+        self.context.metrics.record_failure("source", "truncate_not_delivered")
+        table = qualified_name(*name) if name is not None else f"(unread name) {query:.200}"
+        log.warning(
+            "TRUNCATE of %s removes its rows without row events, so sinks keep them until a "
+            "backfill (meepo snapshot)", table,
+        )
 
 
 def _identifier(text: str) -> str:

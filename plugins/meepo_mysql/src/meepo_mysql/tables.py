@@ -6,7 +6,9 @@ statements cost one dictionary lookup, and a table that changed (ALTER TABLE) ha
 bytes and gets a new plan. A plan holds the row decoder (meepo's generated one, or the
 library's as a reference), the event builder and, for the parent of a cascading foreign
 key, the watch that reports cascades. Tables that are neither followed nor watched get
-no plan, so their rows are never decoded.
+no plan, so their rows are never decoded. MariaDB's JSON, INET and UUID columns, which
+those bytes do not show, come from the schema history as of the stream's position
+(:mod:`meepo_mysql.schema_history`); every DDL statement clears the plans.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .builder import RowBuilder
 from .config import MySQLSettings
 from .reference import LibraryRows, LibraryTables
 from .rows import RowsBody, TableDecoder, UnsupportedColumn, column_spec
+from .schema_history import Kinds, SchemaHistory, followed_state
 from .server import ControlConnection, error_text
 
 log = logging.getLogger("meepo.mysql")
@@ -53,7 +56,7 @@ class Tables:
     extended types, cascading foreign keys), looked up once each."""
 
     def __init__(self, settings: MySQLSettings, control: ControlConnection,
-                 context: PipelineContext, *, reference: bool) -> None:
+                 context: PipelineContext, *, reference: bool, start: Any = None) -> None:
         self.settings = settings
         self.control = control
         self.context = context
@@ -61,7 +64,10 @@ class Tables:
         self.library = LibraryTables(control.flavor) if reference else None
         self._plans: dict[bytes, TablePlan | None] = {}
         self._collations: dict[int, str] | None = None
-        self._extended: dict[tuple[str, str], dict[str, str]] = {}
+        #: MariaDB's JSON, INET and UUID columns as of the stream's position, from the
+        #: checkpoint ``start`` or the server (None on MySQL, whose binlog names them).
+        self.history = SchemaHistory.resumed(self._read_kinds, start, self._all_kinds) \
+            if self.mariadb else None
         self._no_pk_warned: set[str] = set()
         self.cascades: dict[str, list[cascades.Cascade]] = {}  # by parent table
 
@@ -74,11 +80,13 @@ class Tables:
             self.cascades.setdefault(cascade.parent, []).append(cascade)
         return found
 
-    def schema_changed(self) -> None:
-        """A DDL statement: forget what may have changed without changing table maps
-        (JSON checks, foreign keys)."""
+    def schema_changed(self, statement: str, default_schema: str) -> None:
+        """A DDL statement (in commit order): apply it to the history of JSON, INET and
+        UUID columns, and forget what may have changed without changing table maps (those
+        columns, foreign keys)."""
         self._plans.clear()
-        self._extended.clear()
+        if self.history is not None:
+            self.history.apply(statement, default_schema)
         self.load_cascades()
 
     def plan(self, definition: bytes) -> TablePlan | None:
@@ -142,20 +150,31 @@ class Tables:
             self._collations = self.control.collations()
         return self._collations
 
-    def _extended_types(self, schema: str, table: str) -> dict[str, str]:
-        if not self.mariadb:
+    def _extended_types(self, schema: str, table: str) -> Kinds:
+        return {} if self.history is None else self.history.kinds(schema, table)
+
+    def _read_kinds(self, schema: str, table: str) -> Kinds:
+        """The server's kinds of a table the history must ask for (see
+        :mod:`meepo_mysql.schema_history`); said aloud when the table is gone by now."""
+        try:
+            found = self.control.mariadb_extended_types(schema, table)
+            gone = not found and not self.control.query(
+                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND "
+                "TABLE_NAME = %s", schema, table)
+        except pymysql.err.MySQLError as exc:
+            log.warning("cannot read the JSON, INET and UUID columns of %s.%s (%s); "
+                        "they stay text or bytes", schema, table, error_text(exc))
             return {}
-        key = (schema, table)
-        found = self._extended.get(key)
-        if found is None:
-            try:
-                found = self.control.mariadb_extended_types(schema, table)
-            except pymysql.err.MySQLError as exc:
-                log.warning("cannot read the JSON, INET and UUID columns of %s.%s (%s); "
-                            "they stay text or bytes", schema, table, error_text(exc))
-                found = {}
-            self._extended[key] = found
+        if gone:
+            self.context.metrics.record_failure("source", "column_types_unknown")
+            log.warning("%s.%s no longer exists on the server, so the JSON, INET and UUID "
+                        "columns of its events read now cannot be known: they arrive as text "
+                        "or bytes", schema, table)
         return found
+
+    def _all_kinds(self) -> dict[str, dict[str, Kinds | None]]:
+        return followed_state(
+            self.control.mariadb_extended_types_in(self.settings.filter.schemas()))
 
     def _refuse_hidden_key(self, mapped: tm.TableMap, hidden: frozenset[str],
                            pk: tuple[str, ...]) -> None:

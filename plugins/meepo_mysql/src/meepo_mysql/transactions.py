@@ -36,6 +36,7 @@ from meepo_core import Batch, Batcher, PipelineContext, RowEvent
 
 from .binlog import Gtid
 from .positions import BinlogPosition, MariaDBGtidState, MySQLGtidState, file_index
+from .schema_history import SchemaHistory
 from .server import ControlConnection
 
 log = logging.getLogger("meepo.mysql")
@@ -68,10 +69,13 @@ class TransactionTracker:
     :attr:`out`, which the caller empties."""
 
     def __init__(self, context: PipelineContext, gtids: GtidState | None,
-                 start: BinlogPosition) -> None:
+                 start: BinlogPosition, history: SchemaHistory | None = None) -> None:
         self.context = context
         self.gtids = gtids
+        self.history = history  # its state at each boundary goes into the position
         self._position: dict[str, Any] = start.to_json()  # the last transaction boundary
+        if history is not None and history.state is not None:
+            self._position["types"] = history.state
         self.file = start.file
         self.file_index = file_index(start.file) if start.file else 0
         self.batcher = Batcher(context.batch_size, context.batch_wait)
@@ -175,6 +179,8 @@ class TransactionTracker:
             text = str(gtids)
             if text:
                 position["gtid"] = text
+        if self.history is not None and (types := self.history.state) is not None:
+            position["types"] = types
         self._position = position
         batch = self.batcher.commit(position)
         if batch is not None:

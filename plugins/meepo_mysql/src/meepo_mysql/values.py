@@ -19,10 +19,14 @@ from __future__ import annotations
 import decimal
 import ipaddress
 import json
+import logging
+import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+log = logging.getLogger("meepo.mysql")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Bytes of fractional seconds for 0..6 digits, and the factor to microseconds.
@@ -206,17 +210,29 @@ def mariadb_json(text: str) -> Any:
     """MariaDB's JSON (LONGTEXT with a ``json_valid`` check), parsed exactly as
     ``json.loads`` would (the scanner it uses, called directly when the text has no
     surrounding whitespace); text that is not valid JSON (written before the check
-    existed) stays text."""
+    existed) stays text, and so does JSON nested deeper than Python can decode (the check
+    allows 32 levels; deeper text gets in only with the check off), with a warning."""
     try:
         value, end = _scan_json(text, 0)
         if end == len(text):
             return value
     except (StopIteration, ValueError):
         pass
+    except RecursionError:
+        return _too_deep(text)
     try:
         return json.loads(text)
     except ValueError:
         return text
+    except RecursionError:
+        return _too_deep(text)
+
+
+def _too_deep(text: str) -> str:
+    log.warning("a JSON value nested deeper than Python can decode (about %d levels) is "
+                "delivered as its text (%d characters: %.40s...)", sys.getrecursionlimit(),
+                len(text), text)
+    return text
 
 
 _scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]

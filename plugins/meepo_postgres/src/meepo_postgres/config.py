@@ -44,6 +44,8 @@ class PostgresSettings:
     dsn_key: str  # e.g. tool.meepo.pipelines.orders.source.dsn, for messages
     key_path: str = "source"
     pipeline: str | None = None  # from the key path, when the options came from a config
+    #: Bytes of WAL the slot may retain before ``health`` reports it (None: no limit).
+    max_retained_wal: int | None = None
 
     @property
     def address(self) -> str:
@@ -86,14 +88,31 @@ def parse_settings(options: Options) -> PostgresSettings:
     start = _parse_start(options, options.string("start", "latest"))
     heartbeat = options.number("heartbeat", 10.0, minimum=0.1)
     attempts = options.integer("reconnect_attempts", 10, minimum=0)
+    max_retained_wal = _parse_size(options, "max_retained_wal")
     options.done()
     return PostgresSettings(
         dsn=options.string("dsn"), host=host, port=port, database=database, user=user,
         filter=table_filter,
         slot=slot, publication=publication, start=start, heartbeat=heartbeat,
         reconnect_attempts=attempts, dsn_key=options.key_path("dsn"), key_path=options.path,
-        pipeline=pipeline_of(options.path),
+        pipeline=pipeline_of(options.path), max_retained_wal=max_retained_wal,
     )
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|kB|MB|GB|TB)?\s*$")
+_UNITS = {None: 1, "B": 1, "kB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}
+
+
+def _parse_size(options: Options, key: str) -> int | None:
+    """Bytes from an integer or a PostgreSQL-style size (``"512MB"``, ``"1GB"``)."""
+    value = options.get(key, object, None)
+    if value is None:
+        return None
+    found = _SIZE.match(str(value)) if not isinstance(value, bool) else None
+    if found is None or int(found.group(1)) < 1:
+        raise options.error(key, f"must be a size such as 1073741824, \"512MB\" or \"1GB\", "
+                            f"not {value!r}")
+    return int(found.group(1)) * _UNITS[found.group(2)]
 
 
 def _parse_dsn(options: Options) -> tuple[str, int, str, str]:

@@ -8,6 +8,7 @@ read them whatever ``postgresql.conf`` or the role's defaults say.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg2
@@ -50,9 +51,14 @@ def connect_replication(settings: PostgresSettings) -> Any:
     return _connect(settings, connection_factory=psycopg2.extras.LogicalReplicationConnection)
 
 
+#: libpq's "connection to server at ... failed: " before the server's own answer.
+_SERVER_ANSWERED = re.compile(r"^connection to server (?:at|on) .*? failed: (?=FATAL:)")
+
+
 def error_text(exc: BaseException) -> str:
-    """The server's message without libpq's ``FATAL:``/``ERROR:`` prefix, on one line."""
-    text = str(getattr(exc, "pgerror", None) or exc).strip()
+    """The server's message without libpq's ``FATAL:``/``ERROR:`` prefix (nor, when the
+    server answered, libpq's "connection to server ... failed:"), on one line."""
+    text = _SERVER_ANSWERED.sub("", str(getattr(exc, "pgerror", None) or exc).strip())
     for prefix in ("FATAL:", "ERROR:"):
         text = text.removeprefix(prefix).strip()
     return " ".join(text.split()) or type(exc).__name__
@@ -68,6 +74,12 @@ def connect_error(settings: PostgresSettings, exc: BaseException) -> tuple[Sourc
         return SourceError(
             f"cannot log in to {where} as {settings.user!r}: {text}; check the user and "
             f"password in {settings.dsn_key}"
+        ), False
+    if lowered.startswith("role ") and "does not exist" in lowered:
+        return SourceError(
+            f"cannot log in to {where} as {settings.user!r}: {text}; fix the user in "
+            f"{settings.dsn_key}, or create the role (CREATE ROLE {settings.user} LOGIN "
+            "REPLICATION PASSWORD '...')"
         ), False
     if "does not exist" in lowered and "database" in lowered:
         return SourceError(

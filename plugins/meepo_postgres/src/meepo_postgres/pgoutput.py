@@ -20,7 +20,7 @@ from typing import Any
 
 from meepo_core import UNCHANGED
 
-from .values import Converter
+from .values import Converter, ValueTooDeep
 
 BEGIN, COMMIT, RELATION, TYPE, INSERT, UPDATE, DELETE, TRUNCATE, ORIGIN, MESSAGE = (
     ord(c) for c in "BCRYIUDTOM"
@@ -176,7 +176,8 @@ def read_tuple(
 
     Text values go through the column's converter (``None``: kept as ``str``); NULL is
     ``None``; an unchanged TOAST value, which the server did not send, is
-    :data:`meepo_core.UNCHANGED`.
+    :data:`meepo_core.UNCHANGED`. A value too deep to convert raises
+    :class:`~meepo_postgres.values.ValueTooDeep` naming its column.
     """
     count = (data[pos] << 8) | data[pos + 1]
     pos += 2
@@ -190,7 +191,11 @@ def read_tuple(
             pos = start + unpack(data, pos + 1)[0]
             convert = converters[index]
             text = data[start:pos].decode("utf-8")
-            append(text if convert is None else convert(text))
+            try:
+                append(text if convert is None else convert(text))
+            except ValueTooDeep as exc:
+                exc.column = index
+                raise
         elif kind == _NULL:
             append(None)
             pos += 1

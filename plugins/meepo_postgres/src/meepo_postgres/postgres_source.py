@@ -6,6 +6,8 @@ import logging
 from collections.abc import Iterator
 from typing import Self
 
+import psycopg2
+
 from meepo_core import (
     Batch,
     Options,
@@ -43,6 +45,14 @@ class PostgresSource(Source):
     """
 
     snapshots: PostgresSnapshots  # its snapshot methods delegate to it (Source.snapshots)
+    # Watermarks are logical decoding messages, which every slot decodes: the one way to
+    # miss them is to write them before the stream's start position was fixed.
+    lost_watermarks_hint = (
+        "they were written before the stream's start position was fixed (the replication "
+        "connection started late: a slow connection, or a new slot waiting for open "
+        "transactions); nothing of those chunks was delivered: rerun, the stream then starts "
+        "at the saved checkpoint, before the snapshot's next watermarks"
+    )
 
     def __init__(self, settings: PostgresSettings) -> None:
         self.settings = settings
@@ -50,6 +60,7 @@ class PostgresSource(Source):
         self._control: ControlConnection | None = None
         self._stream: ReplicationStream | None = None
         self._acknowledged: int | None = None  # before the stream exists
+        self._start_fixed = False  # see snapshot_ready
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -129,8 +140,12 @@ class PostgresSource(Source):
             )
         for line in advisory:
             log.warning("%s", line)
+        # Every refusal comes before the publication or the slot is created: a refused
+        # run leaves the server as it found it.
+        resumed = self._resume_point(start, control, slot_name)
         ensure_publication(control, publication, control.tables(settings.filter))
-        checkpoint = self._resolve(start, control, slot_name)
+        checkpoint = resumed or self._new_start(slot_name)
+        self._start_fixed = True
         once_until = control.readable_end() if once else None
         log.info(
             "postgres source: %s slot %s publication %s from %s", settings.address, slot_name,
@@ -148,10 +163,12 @@ class PostgresSource(Source):
             stream.acknowledge(self._acknowledged)
         yield from stream.batches(checkpoint)
 
-    def _resolve(
+    def _resume_point(
         self, start: Position | None, control: ControlConnection, slot_name: str
-    ) -> Checkpoint:
-        """Where to stream from: the checkpoint, else ``start`` (creating the slot)."""
+    ) -> Checkpoint | None:
+        """Where to stream from when that needs nothing created: the checkpoint, or the
+        configured start on an existing slot; ``None`` when a new slot must be created
+        (see :meth:`_new_start`). Raises :class:`SourceError` for a start it refuses."""
         slot = control.slot(slot_name)
         if start is not None:
             try:
@@ -167,15 +184,12 @@ class PostgresSource(Source):
             return checkpoint
         configured = self.settings.start
         if slot is None:
-            with created_slot(self.settings, slot_name) as created:
-                point = created.consistent_point
-            if configured.kind == "lsn" and configured.lsn is not None and configured.lsn < point:
-                raise SourceError(
-                    f"{self.settings.key_path}.start {format_lsn(configured.lsn)} is before "
-                    f"the new slot {slot_name!r}, which starts at {format_lsn(point)}; changes "
-                    "before a slot existed cannot be read: remove start or use a later LSN"
-                )
-            return Checkpoint(max(point, configured.lsn or 0))
+            # A new slot starts at the WAL end or later: refuse an earlier start now.
+            if configured.kind == "lsn" and configured.lsn is not None:
+                latest = control.insert_lsn()
+                if configured.lsn < latest:
+                    raise SourceError(self._before_new_slot(configured.lsn, slot_name, latest))
+            return None
         confirmed = slot.confirmed_flush or 0
         if configured.kind == "slot":
             return Checkpoint(confirmed)
@@ -196,6 +210,22 @@ class PostgresSource(Source):
             )
         return Checkpoint(max(latest, confirmed))
 
+    def _new_start(self, slot_name: str) -> Checkpoint:
+        """Create the slot (no checkpoint, no slot yet); where to stream from."""
+        configured = self.settings.start
+        with created_slot(self.settings, slot_name) as created:
+            point = created.consistent_point
+        if configured.kind == "lsn" and configured.lsn is not None and configured.lsn < point:
+            raise SourceError(self._before_new_slot(configured.lsn, slot_name, point))
+        return Checkpoint(max(point, configured.lsn or 0))
+
+    def _before_new_slot(self, lsn: int, slot_name: str, point: int) -> str:
+        return (
+            f"{self.settings.key_path}.start {format_lsn(lsn)} is before the new slot "
+            f"{slot_name!r}, which starts at {format_lsn(point)} or later; changes before a "
+            "slot existed cannot be read: remove start or use a later LSN"
+        )
+
     def _note_slot_ahead(self, slot: SlotState, checkpoint: Checkpoint) -> None:
         confirmed = slot.confirmed_flush
         if confirmed is not None and confirmed > checkpoint.lsn:
@@ -205,6 +235,35 @@ class PostgresSource(Source):
                 "resumes at the slot's position", slot.name, format_lsn(confirmed),
                 format_lsn(checkpoint.lsn),
             )
+
+    def health(self, pipeline: str) -> list[str]:
+        """The slot's retained WAL against ``max_retained_wal`` (one short query)."""
+        limit = self.settings.max_retained_wal
+        if limit is None:
+            return []
+        slot_name = self.settings.slot_name(pipeline)
+        control = ControlConnection(self.settings)
+        try:
+            rows = control.query(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
+                "FROM pg_replication_slots WHERE slot_name = %s", slot_name)
+        except (SourceError, psycopg2.Error) as exc:
+            return [f"cannot read slot {slot_name}'s retained WAL: {exc}"]
+        finally:
+            control.close()
+        retained = int(rows[0][0] or 0) if rows else 0
+        if retained <= limit:
+            return []
+        return [f"replication slot {slot_name} retains {retained:,} bytes of WAL, more than "
+                f"{self.settings.key_path}.max_retained_wal ({limit:,}): the pipeline is "
+                "behind or paused, and the server keeps the WAL until it catches up"]
+
+    def snapshot_ready(self) -> bool:
+        """Whether a snapshot chunk may start: only once the stream has fixed its start
+        position. A watermark written earlier could fall before that position and never
+        come back (a slow connection, a new slot waiting for open transactions); one
+        written later is always read. Asked by cores that support it before each chunk."""
+        return self._start_fixed
 
     def current_position(self) -> Position | None:
         control = ControlConnection(self.settings)

@@ -21,6 +21,7 @@ whole server), and cannot resume after a crash; the watermark windows need neith
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,7 +32,9 @@ from meepo_core import ConfigError, RowEvent, SnapshotTable, SourceError, keyset
 from .catalog import Catalog
 from .config import PostgresSettings
 from .server import ControlConnection, quote_ident
-from .values import Converter
+from .values import Converter, ValueTooDeep
+
+log = logging.getLogger("meepo.postgres")
 
 #: The prefix of meepo's logical decoding messages.
 WATERMARK_PREFIX = "meepo"
@@ -138,13 +141,33 @@ class PostgresSnapshots:
         index = [columns.names.index(name) for name in table.key]
         events = []
         for row in rows:
-            values = [_value(text, convert)
-                      for text, convert in zip(row, columns.converters, strict=True)]
+            try:
+                values = [_value(text, convert)
+                          for text, convert in zip(row, columns.converters, strict=True)]
+            except ValueTooDeep:
+                values = self._with_text_for_too_deep(table, columns, row)
             pk = values[index[0]] if len(index) == 1 else tuple(values[i] for i in index)
             image = {columns.names[i]: values[i] for i in columns.visible}
             events.append(RowEvent.trusted(table.schema, table.table, "read", pk, None, image,
                                            None, now, None, None, table.key))
         return events
+
+    @staticmethod
+    def _with_text_for_too_deep(table: SnapshotTable, columns: _Columns,
+                                row: Sequence[str | None]) -> list[Any]:
+        """A copied row with a value nested too deep to decode: such values stay the
+        server's text (the stream dead-letters such a row; a chunk has no dead-letter
+        store, and dropping the row would lose it), with a warning naming them."""
+        values = []
+        for name, text, convert in zip(columns.names, row, columns.converters, strict=True):
+            try:
+                values.append(_value(text, convert))
+            except ValueTooDeep as exc:
+                log.warning("snapshot of %s: column %s of the row %r: %s; copied as its text",
+                            table.qualified, name, [row[columns.names.index(k)]
+                                                    for k in table.key], exc)
+                values.append(text)
+        return values
 
     @staticmethod
     def _select(table: SnapshotTable, columns: _Columns, selected: Sequence[int],

@@ -31,7 +31,7 @@ from typing import Any
 
 import psycopg2
 
-from meepo_core import Batch, Batcher, PipelineContext, RowEvent, SourceError
+from meepo_core import Batch, Batcher, PipelineContext, RowEvent, SourceError, describe_error
 
 from .catalog import Catalog
 from .config import PostgresSettings
@@ -61,6 +61,7 @@ from .positions import SEQUENCE_LIMIT, Checkpoint, format_lsn, sequence_base
 from .relations import TablePlan, build_plan, fill_unchanged
 from .server import ControlConnection, dropped_slot_message, invalidated_slot_message
 from .snapshot import MESSAGES_VERSION, WATERMARK_PREFIX
+from .values import ValueTooDeep
 
 log = logging.getLogger("meepo.postgres")
 
@@ -154,13 +155,13 @@ class ReplicationStream:
             if failures > self.settings.reconnect_attempts:
                 raise SourceError(
                     f"lost the replication stream from PostgreSQL at {self.settings.address} "
-                    f"and {failures - 1} reconnects failed: {_describe(error)}; rerun to "
+                    f"and {failures - 1} reconnects failed: {describe_error(error)}; rerun to "
                     f"resume from {resume}"
                 ) from error
             delay = min(BACKOFF_FIRST * 2 ** (failures - 1), BACKOFF_MAX)
             log.warning(
                 "replication stream from %s lost (%s); reconnecting in %.1fs from %s "
-                "(attempt %d of %d)", self.settings.address, _describe(error), delay, resume,
+                "(attempt %d of %d)", self.settings.address, describe_error(error), delay, resume,
                 failures, self.settings.reconnect_attempts,
             )
             self.reconnects += 1
@@ -301,36 +302,41 @@ class ReplicationStream:
                     high = lsn >> 32
                     prefix = f"{high:X}/"
                 where = {"lsn": prefix + format(lsn & 0xFFFFFFFF, "X")}
-                if kind == INSERT:
-                    values = read_tuple(data, 6, converters)[0]
-                    event = row_event(
-                        plan.schema, plan.table, "write", plan.pk(values), None,
-                        plan.image(values), where, committed_at, txid, seq, plan.pk_columns,
-                    )
-                elif kind == UPDATE:
-                    marker = data[5]
-                    if marker in (KEY_TUPLE, OLD_TUPLE):
-                        old, pos = read_tuple(data, 6, converters)
-                        values = read_tuple(data, pos + 1, converters)[0]
-                        if marker == OLD_TUPLE:
-                            fill_unchanged(values, old)
-                            before = plan.image(old)
-                        else:
-                            before = plan.identity_image(old)
-                    else:
+                try:
+                    if kind == INSERT:
                         values = read_tuple(data, 6, converters)[0]
-                        before = plan.identity_image(values)
-                    event = row_event(
-                        plan.schema, plan.table, "update", plan.pk(values), before,
-                        plan.image(values), where, committed_at, txid, seq, plan.pk_columns,
-                    )
-                else:
-                    old = read_tuple(data, 6, converters)[0]
-                    before = plan.image(old) if data[5] == OLD_TUPLE else plan.identity_image(old)
-                    event = row_event(
-                        plan.schema, plan.table, "delete", plan.pk(old), before, None, where,
-                        committed_at, txid, seq, plan.pk_columns,
-                    )
+                        event = row_event(
+                            plan.schema, plan.table, "write", plan.pk(values), None,
+                            plan.image(values), where, committed_at, txid, seq, plan.pk_columns,
+                        )
+                    elif kind == UPDATE:
+                        marker = data[5]
+                        if marker in (KEY_TUPLE, OLD_TUPLE):
+                            old, pos = read_tuple(data, 6, converters)
+                            values = read_tuple(data, pos + 1, converters)[0]
+                            if marker == OLD_TUPLE:
+                                fill_unchanged(values, old)
+                                before = plan.image(old)
+                            else:
+                                before = plan.identity_image(old)
+                        else:
+                            values = read_tuple(data, 6, converters)[0]
+                            before = plan.identity_image(values)
+                        event = row_event(
+                            plan.schema, plan.table, "update", plan.pk(values), before,
+                            plan.image(values), where, committed_at, txid, seq, plan.pk_columns,
+                        )
+                    else:
+                        old = read_tuple(data, 6, converters)[0]
+                        before = (plan.image(old) if data[5] == OLD_TUPLE
+                                  else plan.identity_image(old))
+                        event = row_event(
+                            plan.schema, plan.table, "delete", plan.pk(old), before, None, where,
+                            committed_at, txid, seq, plan.pk_columns,
+                        )
+                except ValueTooDeep as exc:
+                    self._dead_letter_row(kind, data, plan, where, committed_at, txid, seq, exc)
+                    continue
                 batch = add(event)
                 if batch is not None:
                     yield batch
@@ -369,6 +375,45 @@ class ReplicationStream:
                     batcher.watermark(note.content.decode(), base + count, committed_at)
                     count += 1
             # Type and Origin: nothing to deliver.
+
+    def _dead_letter_row(
+        self, kind: int, data: bytes, plan: TablePlan, where: dict[str, Any],
+        committed_at: datetime, txid: str | None, seq: int, error: ValueTooDeep,
+    ) -> None:
+        """A row with a value too deep to decode goes to the dead-letter store, such values
+        kept as the server's text, and the stream goes on: one bad value must not stop it."""
+        converters = list(plan.converters)
+        columns = [plan.columns[error.column] if error.column is not None else "?"]
+        if error.column is not None:
+            converters[error.column] = None
+        while True:  # until no column is too deep (each round takes one more as text)
+            try:
+                pos = 6
+                if kind == UPDATE and data[5] in (KEY_TUPLE, OLD_TUPLE):
+                    pos = read_tuple(data, 6, converters)[1] + 1
+                values = read_tuple(data, pos, converters)[0]
+                break
+            except ValueTooDeep as again:
+                if again.column is None or converters[again.column] is None:
+                    raise
+                converters[again.column] = None
+                columns.append(plan.columns[again.column])
+        image = plan.image(values)
+        if kind == DELETE:
+            event = RowEvent.trusted(plan.schema, plan.table, "delete", plan.pk(values), image,
+                                     None, where, committed_at, txid, seq, plan.pk_columns)
+        else:
+            event = RowEvent.trusted(
+                plan.schema, plan.table, "write" if kind == INSERT else "update",
+                plan.pk(values), None, image, where, committed_at, txid, seq, plan.pk_columns,
+            )
+        self.context.dead_letter(
+            event, "source",
+            f"column {', '.join(dict.fromkeys(columns))} of {plan.qualified} at lsn "
+            f"{where['lsn']}: {error}; the row is not delivered (the event holds that value as "
+            "text): store it less deeply nested, or leave the column out with "
+            f"{self.settings.key_path}.columns",
+        )
 
     def _truncate(self, data: bytes, plans: dict[int, TablePlan]) -> None:
         truncate = parse_truncate(data)
@@ -421,8 +466,5 @@ class ReplicationStream:
             self._last_receipt = time.monotonic()
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, psycopg2.Error):
-        return error_text(exc)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+# The core's one-line error texts use the server's own words for its errors.
+describe_error.register(psycopg2.Error, error_text)

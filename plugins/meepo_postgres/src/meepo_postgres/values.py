@@ -13,7 +13,9 @@ known. The Python types are those ``SELECT`` gives through psycopg:
   ``timetz`` -> ``time`` with its fixed offset; ``timestamptz`` -> UTC-aware ``datetime``;
 * ``interval`` -> ``timedelta`` when it has no months or years (a month has no fixed
   length), else its ISO 8601 text (``P1Y2M3DT4H``);
-* ``json``/``jsonb`` -> parsed objects; ``uuid``, ``inet`` and ``cidr`` -> ``str`` as the
+* ``json``/``jsonb`` -> parsed objects (a value nested deeper than Python can decode raises
+  :class:`ValueTooDeep`: the stream dead-letters that row);
+* ``uuid``, ``inet`` and ``cidr`` -> ``str`` as the
   server prints them (as the mysql source gives MariaDB's UUID, INET4 and INET6, so every
   sink and serializer takes them as they are);
 * arrays of any of these -> (nested) lists; domains -> their base type.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -103,8 +106,21 @@ def to_interval(text: str) -> timedelta | str:
         return text
 
 
+class ValueTooDeep(ValueError):
+    """A value nested deeper than Python can decode (``json`` recurses per level).
+    :func:`~meepo_postgres.pgoutput.read_tuple` sets ``column`` to the column's index."""
+
+    column: int | None = None
+
+
 def to_json(text: str) -> Any:
-    return json.loads(text)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueTooDeep(
+            f"JSON nested deeper than Python can decode (about {sys.getrecursionlimit()} "
+            "levels)"
+        ) from None
 
 
 #: Converters of built-in scalar types, by type OID (``None``: the text is the value).

@@ -9,13 +9,12 @@ import redis
 from redis.client import Pipeline
 from redis.connection import parse_url
 
-from meepo_core import Options, SinkError
+from meepo_core import Options, SinkError, describe_error
 
 #: Refusals that retrying cannot fix: wrong credentials, missing ACL permissions.
 REFUSED = (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError,
            redis.exceptions.AuthenticationWrongNumberOfArgsError)
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
 #: Socket timeouts: long enough for a big pipelined batch, short enough to fail visibly.
 SOCKET_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
@@ -70,17 +69,12 @@ def redact(url: str) -> str:
     return url
 
 
-def describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def ping_problems(client: redis.Redis, url: str) -> list[str]:
     """``check()`` helper: one line when the server cannot be reached."""
     try:
         client.ping()
     except redis.RedisError as exc:
-        return [f"cannot reach Redis at {redact(url)}: {describe(exc)}; check url and that "
+        return [f"cannot reach Redis at {redact(url)}: {describe_error(exc)}; check url and that "
                 "the server is running"]
     finally:
         client.close()
@@ -94,7 +88,7 @@ def execute(pipe: Pipeline, url: str, url_key: str) -> list[Any]:
         return pipe.execute()
     except REFUSED as exc:
         raise SinkError(
-            f"{url_key}: Redis at {redact(url)} refused the request ({describe(exc)}); fix the "
-            "user/password in the URL or the user's ACL",
+            f"{url_key}: Redis at {redact(url)} refused the request ({describe_error(exc)}); "
+            "fix the user/password in the URL or the user's ACL",
             retryable=False,
         ) from exc

@@ -28,7 +28,8 @@ from typing import Any
 
 import redis
 
-from .connection import describe
+from meepo_core import describe_error
+
 from .redis_stream import StreamNames, id_key
 
 log = logging.getLogger("meepo.redis.stream")
@@ -103,7 +104,7 @@ class PartitionLeases:
             pipe.execute()
         except redis.RedisError as exc:
             log.warning("could not release stream leases (they expire in %d ms): %s",
-                        self.lease_ms, describe(exc))
+                        self.lease_ms, describe_error(exc))
 
     def _run(self) -> None:
         interval = self.lease_ms / 3000
@@ -111,7 +112,7 @@ class PartitionLeases:
             try:
                 self.heartbeat()
             except Exception as exc:  # keep the heartbeat alive through outages
-                log.warning("stream lease heartbeat failed: %s", describe(exc))
+                log.warning("stream lease heartbeat failed: %s", describe_error(exc))
                 if time.monotonic() - self._last_renewal > self.lease_ms / 1000:
                     self._drop_all("leases expired while Redis was unreachable")
 

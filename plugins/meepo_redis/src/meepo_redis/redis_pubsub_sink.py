@@ -71,7 +71,7 @@ class RedisPubSubSink(Sink):
         for event in batch.events:
             try:
                 message = event_to_json(event)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:
                 self._unencodable(event, exc)
                 continue
             pipe.publish(self.channel_of(event), message)

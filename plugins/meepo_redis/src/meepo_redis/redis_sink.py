@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Self
 
 import redis
 
-from meepo_core import UNCHANGED, Batch, Options, Row, RowEvent, Sink, SinkError
+from meepo_core import UNCHANGED, Batch, Options, Row, RowEvent, Sink, SinkError, describe_error
 
-from .connection import connect, describe, execute, ping_problems, redact, url_option
+from .connection import connect, execute, ping_problems, redact, url_option
 from .delayed import DelayedDeleter
 from .templates import Template
 
@@ -146,7 +146,7 @@ class RedisSink(Sink):
                 continue
             try:
                 out.update(self._event_invalidation(event, targets))
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, RecursionError) as exc:
                 if failed is None:
                     raise
                 failed.append((event, f"cannot render a key: {type(exc).__name__}: {exc}"))
@@ -202,7 +202,7 @@ class RedisSink(Sink):
         if self._context is not None:
             self._context.metrics.record_failure("redis delayed delete", "skipped")
         log.warning("redis at %s: a delayed second delete was skipped: %s",
-                    redact(self.url), describe(exc))
+                    redact(self.url), describe_error(exc))
 
     def _encode(self, key: str, *, prefixed: bool) -> bytes:
         text = self.prefix + key if prefixed else key

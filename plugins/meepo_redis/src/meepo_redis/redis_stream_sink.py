@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Self, cast
 
 import redis
 
-from meepo_core import Batch, Options, Sink, SinkError, event_to_json
+from meepo_core import Batch, Options, Sink, SinkError, describe_error, event_to_json
 
-from .connection import connect, describe, execute, ping_problems, url_option
+from .connection import connect, execute, ping_problems, url_option
 from .redis_stream import DEFAULT_STREAM, StreamNames, partition_of
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class RedisStreamSink(Sink):
         try:
             stored = cast(bytes | None, client.hget(self.names.meta, "partitions"))
         except redis.RedisError as exc:
-            return [f"cannot read {self.names.meta}: {describe(exc)}"]
+            return [f"cannot read {self.names.meta}: {describe_error(exc)}"]
         finally:
             client.close()
         if stored is not None and int(stored) != self.partitions:
@@ -126,7 +126,7 @@ class RedisStreamSink(Sink):
         for event in batch.events:
             try:
                 message = event_to_json(event)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:
                 self._context.dead_letter(event, "redis-stream", f"cannot encode as JSON: {exc}")
                 continue
             sequence = event.sequence

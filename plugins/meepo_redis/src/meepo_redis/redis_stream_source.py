@@ -23,9 +23,18 @@ from typing import TYPE_CHECKING, Any, Self, cast
 
 import redis
 
-from meepo_core import Batch, Options, Position, RowEvent, Source, SourceError, event_from_json
+from meepo_core import (
+    Batch,
+    Options,
+    Position,
+    RowEvent,
+    Source,
+    SourceError,
+    describe_error,
+    event_from_json,
+)
 
-from .connection import connect, describe, ping_problems, redact, url_option
+from .connection import connect, ping_problems, redact, url_option
 from .leases import PartitionLeases
 from .redis_stream import DEFAULT_STREAM, EVENT_FIELD, StreamNames
 
@@ -100,7 +109,7 @@ class RedisStreamSource(Source):
                 events, claimed, owns = self._read(context, once)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("redis-stream at %s unreachable (%s); retrying",
-                            redact(self.url), describe(exc))
+                            redact(self.url), describe_error(exc))
                 context.stopping.wait(1.0)
                 continue
             if events:
@@ -179,7 +188,7 @@ class RedisStreamSource(Source):
                 event = event_from_json(payload.decode("utf-8"))
             except (ValueError, KeyError, TypeError) as exc:
                 raise SourceError(
-                    f"stream {key} entry {entry_id} is not a meepo event ({describe(exc)}); "
+                    f"stream {key} entry {entry_id} is not a meepo event ({describe_error(exc)}); "
                     f"inspect it with XRANGE {key} {entry_id} {entry_id}, then XACK {key} "
                     f"{self.group} {entry_id} to skip it"
                 ) from exc
@@ -203,7 +212,7 @@ class RedisStreamSource(Source):
                 raw = cast(bytes | None, self.client.hget(self.names.meta, "partitions"))
             except redis.RedisError as exc:
                 raise SourceError(
-                    f"cannot reach Redis at {redact(self.url)}: {describe(exc)}"
+                    f"cannot reach Redis at {redact(self.url)}: {describe_error(exc)}"
                 ) from exc
             if raw is not None:
                 return int(raw)
@@ -223,7 +232,9 @@ class RedisStreamSource(Source):
                                           mkstream=True)
             except redis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
-                    raise SourceError(f"cannot create consumer group: {describe(exc)}") from exc
+                    raise SourceError(
+                        f"cannot create consumer group: {describe_error(exc)}"
+                    ) from exc
 
     # -- acknowledging -------------------------------------------------------------------
 
@@ -269,7 +280,7 @@ class RedisStreamSource(Source):
         except redis.RedisError as exc:
             # They stay tracked and pending: the next acknowledge retries them, and if this
             # worker dies first the next owner re-applies them (at-least-once).
-            log.warning("XACK failed, will retry: %s", describe(exc))
+            log.warning("XACK failed, will retry: %s", describe_error(exc))
             return
         for index, ids in acked:
             self.leases.forget(index, ids)

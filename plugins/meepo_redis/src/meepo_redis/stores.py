@@ -24,10 +24,11 @@ from meepo_core import (
     RowEvent,
     dead_letter_record,
     decode_checkpoint,
+    describe_error,
     encode_checkpoint,
 )
 
-from .connection import check_url, connect, describe, pop_query, redact
+from .connection import check_url, connect, pop_query, redact
 
 CHECKPOINT_KEY = "meepo:checkpoint:{pipeline}"
 DEAD_LETTER_KEY = "meepo:dead:{pipeline}"
@@ -71,7 +72,7 @@ class RedisCheckpointStore(CheckpointStore):
             raw = cast(bytes | None, self.client.get(self.key))
         except redis.RedisError as exc:
             raise CheckpointError(
-                f"cannot read checkpoint {self.description}: {describe(exc)}"
+                f"cannot read checkpoint {self.description}: {describe_error(exc)}"
             ) from exc
         if raw is None:
             return None
@@ -85,7 +86,7 @@ class RedisCheckpointStore(CheckpointStore):
             self.client.set(self.key, encode_checkpoint(self.pipeline, checkpoint))
         except redis.RedisError as exc:
             raise CheckpointError(
-                f"cannot write checkpoint {self.description}: {describe(exc)}"
+                f"cannot write checkpoint {self.description}: {describe_error(exc)}"
             ) from exc
 
     @property
@@ -97,7 +98,7 @@ class RedisCheckpointStore(CheckpointStore):
             self.client.hset(self.requests_key, request["id"], json.dumps(request))
         except redis.RedisError as exc:
             raise CheckpointError(
-                f"cannot write the snapshot request to {self.description}: {describe(exc)}"
+                f"cannot write the snapshot request to {self.description}: {describe_error(exc)}"
             ) from exc
 
     def requests(self) -> list[dict[str, Any]]:
@@ -105,7 +106,7 @@ class RedisCheckpointStore(CheckpointStore):
             raw = cast(dict[bytes, bytes], self.client.hgetall(self.requests_key))
         except redis.RedisError as exc:
             raise CheckpointError(
-                f"cannot read snapshot requests from {self.description}: {describe(exc)}"
+                f"cannot read snapshot requests from {self.description}: {describe_error(exc)}"
             ) from exc
         return [json.loads(raw[key]) for key in sorted(raw)]
 
@@ -116,7 +117,7 @@ class RedisCheckpointStore(CheckpointStore):
             except redis.RedisError as exc:
                 raise CheckpointError(
                     f"cannot remove snapshot requests from {self.description}: "
-                    f"{describe(exc)}") from exc
+                    f"{describe_error(exc)}") from exc
 
     def close(self) -> None:
         if self._client is not None:
@@ -158,7 +159,7 @@ class RedisDeadLetterStore(DeadLetterStore):
         except redis.RedisError as exc:
             raise MeepoError(
                 f"cannot write {len(self._buffer)} dead letters to {self.description}: "
-                f"{describe(exc)}; the checkpoint was not advanced, rerun to retry"
+                f"{describe_error(exc)}; the checkpoint was not advanced, rerun to retry"
             ) from exc
         self._buffer.clear()
 

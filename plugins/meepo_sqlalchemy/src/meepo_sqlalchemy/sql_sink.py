@@ -7,11 +7,17 @@
   did not send because they did not change) is a *patch*: ``UPDATE`` of the other columns
   of the stored row (found by its old key, so a key change moves it), leaving those columns
   as they are stored. If the row is not in the target, the event goes to the dead-letter
-  store: inserting it would turn the unsent values into NULL.
+  store: inserting it would turn the unsent values into NULL; unless it is a replay that a
+  later event already superseded (see :mod:`meepo_sqlalchemy.applied_mark`).
 * one transaction per batch: the batch is durable when ``apply`` returns, and a replayed
   batch (at-least-once) converges to the same rows.
 * ``version_column``: the target column that stores each row's event ``sequence``; then
   an older event never overwrites a newer row (replays of old batches cannot regress).
+* ``exactly_once``: the sink owns the pipeline's position; each batch's position is written
+  in the batch's transaction (see :mod:`meepo_sqlalchemy.sql_positions`) and the pipeline
+  resumes from it, so no batch is applied twice. Dead letters are made durable before the
+  commit. A source transaction split over several batches (only its last batch carries a
+  position) is one transaction of the destination, with a savepoint per batch.
 * An event that can never apply (unknown column, missing table, a constraint violation)
   goes to the dead-letter store and the rest of the batch still commits; connection
   failures raise and the runner retries the whole batch.
@@ -19,13 +25,17 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import (
+    ARRAY,
+    JSON,
     Connection,
     Engine,
     MetaData,
@@ -48,10 +58,22 @@ from sqlalchemy.exc import (
     NoSuchTableError,
     ProgrammingError,
     SQLAlchemyError,
+    StatementError,
 )
 
-from meepo_core import UNCHANGED, Batch, Options, RowEvent, Sink, SinkError, qualified_name
+from meepo_core import (
+    UNCHANGED,
+    Batch,
+    Options,
+    Position,
+    RowEvent,
+    SinkError,
+    TransactionalSink,
+    qualified_name,
+)
 
+from .applied_mark import AppliedMark
+from .sql_positions import DEFAULT_TABLE, PositionTable
 from .table_names import QUOTES, format_table_name, illegal_name, parse_table_name
 from .upsert import SUPPORTED_DIALECTS, upsert_statement
 from .urls import describe, url_option
@@ -59,8 +81,28 @@ from .urls import describe, url_option
 if TYPE_CHECKING:
     from meepo_core import PipelineContext
 
+log = logging.getLogger("meepo.sql")
+
 #: Errors that concern one event's data, not the connection: dead letter, do not retry.
 _EVENT_ERRORS = (IntegrityError, DataError, ProgrammingError)
+
+
+#: CHECK constraint failures, which the MySQL drivers raise as OperationalError:
+#: MariaDB's ER_CONSTRAINT_FAILED (JSON columns check json_valid) and MySQL's.
+_CHECK_FAILED_CODES = (4025, 3819)
+
+
+def _event_error(exc: BaseException) -> bool:
+    """Whether ``exc`` concerns one event's data: one of :data:`_EVENT_ERRORS`, a failed
+    CHECK constraint, or a value nested deeper than the JSON encoder goes (RecursionError,
+    raised by the driver or wrapped by SQLAlchemy's JSON type)."""
+    if isinstance(exc, (*_EVENT_ERRORS, RecursionError)):
+        return True
+    if not isinstance(exc, StatementError):
+        return False
+    args: tuple[object, ...] = tuple(getattr(exc.orig, "args", ()))
+    return isinstance(exc.orig, RecursionError) or (
+        bool(args) and args[0] in _CHECK_FAILED_CODES)
 
 
 @dataclass(frozen=True)
@@ -77,7 +119,7 @@ class _Unappliable(Exception):
     """This event can never be applied; its message says why and how to fix it."""
 
 
-class SqlSink(Sink):
+class SqlSink(TransactionalSink):
     """See the module docstring; options in the plugin README."""
 
     #: Config key path of the URL, for errors; set by ``from_options``.
@@ -94,6 +136,13 @@ class SqlSink(Sink):
         self._context: PipelineContext | None = None
         self._lock = threading.Lock()
         self.label = f"sql {describe(url)}"
+        self._mark: AppliedMark | None = None
+        self._superseded: list[RowEvent] = []  # replayed patches whose row is gone
+        #: With ``exactly_once``: where batch positions are stored.
+        self.positions: PositionTable | None = None
+        #: With ``exactly_once``: the open transaction of a source transaction split over
+        #: batches, committed with the batch that carries its position.
+        self._span: Connection | None = None
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -103,6 +152,8 @@ class SqlSink(Sink):
                                 "here; use one of " + ", ".join(SUPPORTED_DIALECTS))
         schema = options.string("schema", None)
         version = options.string("version_column", None)
+        positions = (PositionTable(options.string("position_table", DEFAULT_TABLE), schema)
+                     if options.boolean("exactly_once", False) else None)
         raw = options.table("tables", None)
         tables = None
         if raw is not None:
@@ -134,6 +185,7 @@ class SqlSink(Sink):
         options.done()
         sink = cls(url, tables, schema, version)
         sink.url_key = options.key_path("url")
+        sink.positions = positions
         return sink
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -147,14 +199,31 @@ class SqlSink(Sink):
                                 retryable=False) from exc
         return self._engine
 
+    @property
+    def claims_position(self) -> bool:
+        return self.positions is not None
+
+    def stored_position(self, pipeline: str) -> Position | None:
+        assert self.positions is not None, "exactly_once is off"
+        try:
+            with self.engine.connect() as conn:
+                return self.positions.read(conn, pipeline)
+        except SQLAlchemyError as exc:
+            raise self._failure(exc) from exc
+
     def open(self, context: PipelineContext) -> None:
         self._context = context
+        identity = repr((describe(self.url), self.schema, sorted((self.tables or {}).items())))
+        self._mark = AppliedMark(context.identity, identity, self.schema)
+        if self.positions is not None:
+            with self.engine.begin() as conn:
+                self.positions.create(conn)
 
     def check(self) -> list[str]:
         try:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-                problems = []
+                problems = self.positions.problems(conn) if self.positions else []
                 for source, mapping in (self.tables or {}).items():
                     schema, name = self._target_name(parse_table_name(source)[1], mapping)
                     illegal = _illegal(conn.dialect.name, schema, name)
@@ -173,31 +242,75 @@ class SqlSink(Sink):
             return [f"cannot reach {describe(self.url)}: {_first_line(exc)}"]
 
     def close(self) -> None:
+        self._end_span()  # an unfinished source transaction: rolled back, replayed next run
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
 
     # -- applying --------------------------------------------------------------------------
     def apply(self, batch: Batch) -> None:
-        if not batch.events:
+        if not batch.events and not self._records(batch):
+            return
+        if self._spans(batch):
+            self._apply_spanning(batch)
             return
         with self._lock:
+            mark = None
             try:
+                if self._mark is not None and not self._mark.loaded:
+                    with self.engine.connect() as conn:
+                        self._mark.load(conn)
                 with self.engine.begin() as conn:
-                    failed = self._apply_events(conn, batch.events, isolate=False)
-            except _EVENT_ERRORS:
+                    mark = self._apply_all(conn, batch, isolate=False)
+            except (SQLAlchemyError, RecursionError) as exc:
+                if isinstance(exc, SQLAlchemyError) and not _event_error(exc):
+                    raise self._failure(exc) from exc
                 # one event broke the transaction: redo the batch with a savepoint per
                 # event so only the broken ones go to the dead-letter store
-                failed = []
                 try:
                     with self.engine.begin() as conn:
-                        failed = self._apply_events(conn, batch.events, isolate=True)
-                except SQLAlchemyError as exc:
-                    raise self._failure(exc) from exc
-            except SQLAlchemyError as exc:
-                raise self._failure(exc) from exc
+                        mark = self._apply_all(conn, batch, isolate=True)
+                except SQLAlchemyError as again:
+                    raise self._failure(again) from again
+            if self._mark is not None:
+                self._mark.committed(mark)
+            self._count_superseded()
+
+    def _apply_all(self, conn: Connection, batch: Batch, isolate: bool) -> int | None:
+        """Apply the batch in ``conn``'s transaction, raise the applied mark with it (and,
+        with exactly-once, record the position), and write the dead letters just before
+        the commit: once the mark or the position says an event was applied, its dead
+        letter exists (a failed commit may write it twice, never not). With exactly-once
+        the pipeline's dead letters are made durable before the commit too (also the
+        other sinks', applied before this one)."""
+        self._superseded = []
+        records = self._records(batch)
+        if records:
+            assert self.positions is not None and self._context is not None
+            if not self.positions.record(conn, self._context.pipeline, batch.position):
+                return None  # applied before (a stale replay after a rebalance)
+        failed = self._apply_events(conn, batch.events, isolate=isolate)
+        mark = None
+        if self._mark is not None:
+            mark = self._mark.record(conn, (event.sequence for event in batch.events))
         for event, reason in failed:
             self._dead_letter(event, reason)
+        if records:
+            assert self._context is not None
+            self._context.dead_letters.sync()
+        return mark
+
+    def _count_superseded(self) -> None:
+        if not self._superseded or self._context is None:
+            return
+        count, self._superseded = len(self._superseded), []
+        self._context.metrics.record_failure(self.label, "replayed_patch_row_gone", count)
+        log.info(
+            "%s: %d replayed update(s) without their row skipped: applied before a crash, "
+            "their row was deleted (or re-keyed) later in the replay, or was missing then "
+            "and they were dead-lettered then (counted as replayed_patch_row_gone)",
+            self.label, count,
+        )
 
     def _failure(self, exc: SQLAlchemyError) -> SinkError:
         """Retryable, unless the server refused the credentials: retrying cannot fix that."""
@@ -208,6 +321,64 @@ class SqlSink(Sink):
                 retryable=False,
             )
         return SinkError(f"{self.label}: {_first_line(exc)}")
+
+    def _spans(self, batch: Batch) -> bool:
+        """Whether ``batch`` is (or ends) part of a source transaction split over batches,
+        which exactly-once applies as one transaction of the destination."""
+        return (self.positions is not None and self._context is not None
+                and self._context.purpose == "run"
+                and (batch.position is None or self._span is not None))
+
+    def _apply_spanning(self, batch: Batch) -> None:
+        """Apply ``batch`` in the open transaction of its source transaction (a savepoint,
+        so that an event error redoes only this batch event by event); the batch with the
+        position records it and commits. A failure rolls back every batch of the source
+        transaction, so it stops the pipeline: the next run replays them from the position
+        stored with the data."""
+        assert self.positions is not None and self._context is not None
+        with self._lock:
+            try:
+                conn = self._span
+                if conn is None:
+                    conn = self._span = self.engine.connect()
+                    conn.begin()
+                    if conn.dialect.name == "sqlite":
+                        # pysqlite begins only before DML: a SAVEPOINT first would begin
+                        # (and its RELEASE commit) a transaction of its own
+                        conn.exec_driver_sql("BEGIN")
+                try:
+                    with conn.begin_nested():
+                        failed = self._apply_events(conn, batch.events, isolate=False)
+                except _EVENT_ERRORS:
+                    with conn.begin_nested():
+                        failed = self._apply_events(conn, batch.events, isolate=True)
+                for event, reason in failed:
+                    self._dead_letter(event, reason)
+                if batch.position is not None:
+                    self.positions.record(conn, self._context.pipeline, batch.position)
+                    self._context.dead_letters.sync()
+                    conn.commit()
+                    self._end_span()
+            except SQLAlchemyError as exc:
+                self._end_span()
+                raise SinkError(
+                    f"{self.label}: {_first_line(exc)}; the source transaction of this batch "
+                    "began in earlier batches and was rolled back with them: stopping, the "
+                    "next run replays it from the position stored with the data",
+                    retryable=False) from exc
+
+    def _end_span(self) -> None:
+        span, self._span = self._span, None
+        if span is not None:
+            # closing rolls back what was not committed; a connection already gone took
+            # its transaction with it
+            with suppress(SQLAlchemyError):
+                span.close()
+
+    def _records(self, batch: Batch) -> bool:
+        """Whether ``batch``'s position goes into the position table with its rows."""
+        return (self.positions is not None and batch.position is not None
+                and self._context is not None and self._context.purpose == "run")
 
     def _apply_events(self, conn: Connection, events: tuple[RowEvent, ...],
                       isolate: bool) -> list[tuple[RowEvent, str]]:
@@ -224,10 +395,11 @@ class SqlSink(Sink):
                 try:
                     with conn.begin_nested() if isolate else nullcontext():
                         reason = self._apply_one(conn, table, kind, event, param)
-                except _EVENT_ERRORS as exc:
-                    if not isolate:
+                except (SQLAlchemyError, RecursionError) as exc:
+                    if not isolate or not _event_error(exc):
                         raise
-                    reason = f"{type(exc).__name__}: {_first_line(exc)}"
+                    cause = _cause(exc)
+                    reason = f"{type(cause).__name__}: {_first_line(cause)}"
                 if reason is not None:
                     failed.append((event, reason))
         return failed
@@ -241,6 +413,9 @@ class SqlSink(Sink):
         keys = table.primary_key.columns
         if conn.scalar(select(exists().where(and_(*(c == param[c.name] for c in keys))))):
             return None  # a newer version is stored, or a replay already moved the row
+        if self._mark is not None and self._mark.replayed(event.sequence):
+            self._superseded.append(event)  # decided when first applied; see applied_mark
+            return None
         unsent = sorted(k for k, v in (event.after or {}).items() if v is UNCHANGED)
         return (f"row {event.pk!r} is not in target table {table.fullname}, and the event "
                 f"lacks the value of {', '.join(unsent)} (unchanged, not sent by the source); "
@@ -371,6 +546,9 @@ class SqlSink(Sink):
                     f"target table {table.fullname}; add it, or map it with "
                     f"columns = {{ {column} = \"other\" }} or drop it with {column} = false"
                 )
+            if isinstance(value, dict | list) and not isinstance(
+                    table.c[target].type, JSON | ARRAY):
+                value = _json_text(value)  # MariaDB's JSON reflects as LONGTEXT
             row[target] = value
         version = self._version(table)
         if kind in ("upsert", "patch"):
@@ -454,6 +632,24 @@ def _target(written: str, options: Options, key: str) -> str:
     return written
 
 
+def _json_text(value: Any) -> str:
+    """A JSON document for a text column; a driver would render a list as a SQL tuple."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    except RecursionError as exc:
+        raise _Unappliable(f"RecursionError: {exc} (a JSON value nested this deep cannot be "
+                           "written)") from None
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The RecursionError that SQLAlchemy wrapped (its own message would repr the
+    parameters, which recurse too), else ``exc``."""
+    if isinstance(exc, StatementError) and isinstance(exc.orig, RecursionError):
+        return exc.orig
+    return exc
+
+
 def _first_line(exc: BaseException) -> str:
+    exc = _cause(exc)
     text_ = str(exc).strip()
     return text_.splitlines()[0] if text_ else type(exc).__name__

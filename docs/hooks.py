@@ -1,0 +1,83 @@
+"""MkDocs hooks: pages built from files that live elsewhere in the repository.
+
+- ``<!-- include: PATH -->`` (PATH relative to the repository root) is replaced by that
+  file, so each plugin's README is written once, next to its code, and is also its page.
+  Links that a README makes to the repository's own README (``../../README.md``) point to
+  the site's home page instead.
+- ``<!-- bench-results -->`` is replaced by the latest benchmark results, generated from
+  the JSON files the benchmarks write to ``bench/results/``: nothing on that page is
+  edited by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from mkdocs.structure.files import File, Files
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+INCLUDE = re.compile(r"^<!-- include: (\S+) -->$", re.MULTILINE)
+ROOT_README_LINK = re.compile(r"\]\((?:\.\./)+README\.md(#[^)]*)?\)")
+
+
+def on_page_markdown(markdown: str, **_: Any) -> str:
+    markdown = INCLUDE.sub(lambda match: _included(match.group(1)), markdown)
+    if "<!-- bench-results -->" in markdown:
+        markdown = markdown.replace("<!-- bench-results -->", bench_results())
+    return markdown
+
+
+def on_files(files: Files, config: Any, **_: Any) -> Files:
+    """The results page shows the benchmarks' charts: they join the site next to it."""
+    for chart in sorted(RESULTS.glob("*.png")):
+        files.append(File.generated(config, chart.name, abs_src_path=str(chart)))
+    return files
+
+
+def _included(path: str) -> str:
+    text = (ROOT / path).read_text(encoding="utf-8")
+    return ROOT_README_LINK.sub(lambda m: f"](../index.md{m.group(1) or ''})", text)
+
+
+def bench_results() -> str:
+    """Markdown for every ``bench/results/*.json``: the end-to-end report as its own
+    renderer writes it, the others as tables of their figures."""
+    parts = []
+    report = RESULTS / "RESULTS.md"
+    if report.exists():
+        body = report.read_text(encoding="utf-8").split("\n", 1)[1]  # without its title
+        parts.append("## End to end (`bench/bench_e2e.py`)\n" + body)
+    for path in sorted(RESULTS.glob("*.json")):
+        if path.name == "results.json":
+            continue  # rendered above, from the same data
+        data = json.loads(path.read_text(encoding="utf-8"))
+        parts.append(f"## {path.stem} (`bench/results/{path.name}`)\n\n{_table(data)}")
+    return "\n\n".join(parts) if parts else "No benchmark has been run yet."
+
+
+def _table(data: dict[str, Any]) -> str:
+    rows = ["| Figure | Value |", "| --- | --- |"]
+    rows += [f"| `{key}` | {value} |" for key, value in _flatten(data)]
+    return "\n".join(rows)
+
+
+def _flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """``(dotted.key, shown value)`` for the scalars and short lists of a results dict."""
+    if isinstance(data, dict):
+        return [row for key, value in data.items()
+                for row in _flatten(value, f"{prefix}.{key}" if prefix else str(key))]
+    if isinstance(data, list):
+        if len(data) <= 12 and all(not isinstance(v, dict | list) for v in data):
+            return [(prefix, ", ".join(_shown(v) for v in data))]
+        return [(prefix, f"({len(data)} entries in the JSON file)")]
+    return [(prefix, _shown(data))]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value).replace("|", "\\|")
