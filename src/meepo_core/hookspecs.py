@@ -62,7 +62,7 @@ def meepo_register_sinks(register: Callable[[str, Lazy[type[Sink]]], None]) -> N
 
 
 @hookspec
-def meepo_register_transforms(register: Callable[[str, type[Transform]], None]) -> None:
+def meepo_register_transforms(register: Callable[[str, Lazy[type[Transform]]], None]) -> None:
     """Call ``register(type_name, TransformClass)`` for each transform type the plugin
     provides: what users write in ``transforms = [{ type = "..." }]`` of a pipeline or a
     sink. The class subclasses :class:`meepo_core.Transform`."""
