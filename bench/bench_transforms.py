@@ -83,7 +83,7 @@ def run_pipeline(env: Any, prepared: Prepared, chain: list[dict[str, Any]]) -> _
     settings = {"transforms": chain} if chain else {}
     checkpoint, dead = _runs.write_pipeline(env, "bench", workload.table, prepared.start,
                                             [{"type": "null"}], **settings)
-    argv = [sys.executable, str(_runs.BENCH_DIR / "_meepo_timed.py"), "run", "bench", "--once"]
+    argv = [sys.executable, str(_runs.BENCH_DIR / "_meepo_timed.py"), "bench"]
     child = _runs.run_child(argv, env.workdir, _runs.child_env(_runs.NEEDS["null"]))
     run, run_cpu = _runs.phase(child.stderr)
     summary = child.stderr.split("bench: ")[-1]
