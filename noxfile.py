@@ -99,7 +99,7 @@ def demo(session: nox.Session) -> None:
 
 #: The benchmarks ``nox -s bench`` runs, each a standalone script writing to bench/results/.
 BENCHMARKS = ["bench_e2e.py", "bench_snapshot.py", "bench_postgres.py", "bench_kafka.py",
-              "bench_exactly_once.py"]
+              "bench_exactly_once.py", "bench_transforms.py"]
 
 
 @nox.session
@@ -107,7 +107,7 @@ def bench(session: nox.Session) -> None:
     """Every benchmark in BENCHMARKS, one after the other; results go to bench/results/.
     `nox -s bench -- bench_kafka.py --rows 10000` runs one script with its arguments."""
     session.install(*editable(CORE, f"{TESTKIT}[test]", *(f"{p}[test]" for p in PLUGINS.values())),
-                    "matplotlib", "py-spy")
+                    "matplotlib", "py-spy", "cel-python")
     if session.posargs and session.posargs[0] in BENCHMARKS:
         session.run("python", str(ROOT / "bench" / session.posargs[0]), *session.posargs[1:])
         return

@@ -174,3 +174,32 @@ def test_print_shows_a_change_as_its_kind_and_columns(
     PrintSink().apply(Batch((row(1, note="n"),), 1, schema_changes=((0, change()),)))
     assert capsys.readouterr().out.splitlines() == [
         "t_schema alter id integer, note text", "t_write 1"]
+
+
+def test_transforms_keep_each_change_before_the_rows_after_it(tmp_path: Path) -> None:
+    """A jsonl log with a schema change between rows, through a pipeline filter and a
+    sink's own filter: the change reaches the sinks that follow schema changes in its
+    place among the rows that remain, and never the others."""
+    from meepo_core import load_pipeline
+    from meepo_core.runner import Runner
+    from meepo_core.serialization import event_to_json
+    from meepo_core.testing import write_config
+
+    lines = [event_to_json(row(1, txid="a")), event_to_json(row(2, txid="b")),
+             json.dumps(schema_change_to_dict(change(3, txid="c"))),
+             event_to_json(row(4, txid="c", note="n")), event_to_json(row(5, txid="d"))]
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    channel("follows").batches.clear()
+    write_config(tmp_path, {"p": {
+        "source": {"type": "jsonl", "path": "in.jsonl"},
+        "transforms": [{"type": "filter", "where": "pk != 2"}],
+        "sinks": [{"type": "memory", "name": "follows",
+                   "transforms": [{"type": "filter", "where": "pk != 4"}]},
+                  {"type": "null"}],
+        "checkpoint": "none",
+    }})
+    Runner(load_pipeline("p", tmp_path / "pyproject.toml")).run(once=True)
+    parts = [part for batch in channel("follows").batches for part in batch.in_order()]
+    flat = [p.kind if isinstance(p, SchemaChange) else e.pk for p in parts
+            for e in ((p,) if isinstance(p, SchemaChange) else p)]
+    assert flat == [1, "alter", 5]

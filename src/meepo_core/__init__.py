@@ -20,6 +20,7 @@ The public API. Plugins and programs that embed meepo use only these names:
   :func:`encode_value`, :func:`decode_value`) and the errors, with
   :func:`describe_error` (one line for any exception; plugins register their driver's
   error type);
+* writing transforms: :class:`Transform` (with :func:`derive` to build a changed event);
 * embedding: :func:`load_pipeline` gives a :class:`Pipeline` to ``run()`` (a
   :class:`RunStats` back), to run under a supervisor's control with a :class:`Runner`
   (``pause``/``resume``/``stop``, ``lag_seconds``), or to deliver batches to its sinks
@@ -86,6 +87,7 @@ from .sink import Sink
 from .snapshots import SnapshotTable, keyset_filter
 from .source import SnapshotReader, Source
 from .table_filter import ColumnRule, TableFilter, parse_table_filter
+from .transforms import Transform, TransformError, derive
 
 __all__ = [
     "ACTIONS",
@@ -127,9 +129,12 @@ __all__ = [
     "TableDefinition",
     "TableFilter",
     "TransactionalSink",
+    "Transform",
+    "TransformError",
     "dead_letter_record",
     "decode_checkpoint",
     "decode_value",
+    "derive",
     "describe_error",
     "encode_checkpoint",
     "encode_value",

@@ -33,6 +33,7 @@ Examples:
   meepo run orders                 follow changes until SIGINT/SIGTERM
   meepo run orders --once          process what is there now, then exit
   meepo snapshot orders            copy the tables' current rows while streaming
+  meepo transform orders --input events.jsonl   what each sink would receive
   meepo adopt-checkpoint orders    take over the checkpoint after a rename to orders
   meepo --config meepo.toml run orders
   meepo plugins                    installed plugins and the types they add
@@ -230,6 +231,8 @@ def check(state: State, name: str) -> None:
     found = pipeline.dead_letters.check()
     click.echo(f"dead_letter: {'FAILED' if found else 'ok'} ({pipeline.dead_letters.description})")
     problems += [f"dead_letter: {line}" for line in found]
+    if pipeline.transforms:
+        _transform_warnings(pipeline)
     for line in problems:
         click.echo(f"meepo: {line}", err=True)
     if problems:
@@ -273,6 +276,38 @@ def snapshot(state: State, name: str, tables: tuple[str, ...], status: bool) -> 
         "otherwise the next run does",
         err=True,
     )
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--input", "input_path", required=True, metavar="EVENTS.jsonl",
+              type=click.Path(path_type=Path, dir_okay=False),
+              help="Recorded events: a log written by the jsonl sink.")
+@click.option("--sink", "sink", metavar="LABEL",
+              help="Show only this sink: its index (1), label (sinks[1]) or type (kafka).")
+@click.pass_obj
+def transform(state: State, name: str, input_path: Path, sink: str | None) -> None:
+    """Run pipeline NAME's transforms over recorded events and print, for each sink, the
+    events it would receive (a dry run: nothing connects, nothing is written). Events a
+    transform fails on are listed on stderr.
+
+    \b
+    Examples:
+      meepo transform orders --input .meepo/audit.jsonl
+      meepo transform orders --input audit.jsonl --sink 1
+    """
+    from .transforms.dry_run import dry_run, read_events, sink_labels
+
+    pipeline = state.pipeline(name)
+    labels = sink_labels(pipeline, sink)
+    events = read_events(input_path)
+
+    def report(event: Any, label: str, error: str) -> None:
+        click.echo(f"meepo: {label}: would dead-letter {event.name} pk={event.pk!r}: {error}",
+                   err=True)
+
+    for line in dry_run(pipeline, events, labels, report):
+        click.echo(line)
 
 
 @cli.command(name="adopt-checkpoint")
@@ -327,6 +362,26 @@ def snapshot_status(pipeline: Pipeline) -> list[str]:
         else:
             lines.append(f"done {job.get('finished_at')}: {describe_job(job, running=False)}")
     return lines or [f"no snapshots for pipeline {pipeline.name}"]
+
+
+def _transform_warnings(pipeline: Pipeline) -> None:
+    """Warn (without failing the check) about columns the transforms name that no table
+    of the source has, where the source can tell its tables' columns."""
+    from .transforms.checks import unknown_columns
+
+    assert pipeline.transforms is not None
+    try:
+        tables = pipeline.source.table_columns()
+    except MeepoError:
+        tables = None  # the source's own check reported why
+    if tables is None:
+        click.echo("transforms: ok (the source cannot list its tables' columns: column "
+                   "names unchecked)")
+        return
+    warnings = unknown_columns(pipeline.transforms, tables)
+    click.echo(f"transforms: {'ok' if not warnings else 'WARNING'}")
+    for line in warnings:
+        click.echo(f"meepo: warning: {line}", err=True)
 
 
 def _checkpoint_problems(pipeline: Pipeline) -> list[str]:

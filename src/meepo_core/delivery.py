@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
 from .context import PipelineContext
 from .dead_letters import DeadLetterStore, FileDeadLetterStore
@@ -18,6 +18,9 @@ from .events import Batch
 from .metrics import Metrics
 from .settings import PipelineSettings
 from .sink import Sink
+
+if TYPE_CHECKING:
+    from .transforms import PipelineTransforms
 
 log = logging.getLogger("meepo.delivery")
 
@@ -45,7 +48,9 @@ class Delivery:
     * :meth:`sync` makes dead letters durable; callers checkpoint only after it.
 
     ``sinks`` are ``(label, sink)`` pairs; the label (``"sinks[0] redis"``) names the sink in
-    logs, metrics and dead letters.
+    logs, metrics and dead letters. ``transforms`` (the pipeline's, then each sink's) run
+    once per batch, before the sinks and outside their retries; an event a transform raises
+    on goes to the dead-letter store under the transform's label.
     """
 
     def __init__(
@@ -54,8 +59,10 @@ class Delivery:
         context: PipelineContext,
         *,
         when_exhausted: WhenExhausted = "stop",
+        transforms: PipelineTransforms | None = None,
     ) -> None:
         self.sinks = list(sinks)
+        self.transforms = transforms or None
         self.context = context
         self.settings = context.settings
         self.metrics = context.metrics
@@ -87,6 +94,8 @@ class Delivery:
         """Open every sink (``Sink.open``); a failure closes the ones already open and
         raises :class:`SinkError` naming the sink."""
         try:
+            if self.transforms is not None:
+                self.transforms.open(self.context)
             for label, sink in self.sinks:
                 try:
                     sink.open(self.context)
@@ -104,7 +113,16 @@ class Delivery:
         """Apply ``batch`` to every sink under the policy above; returns when every sink
         applied it (or, with ``"dead_letter"``, recorded what it could not apply)."""
         began = time.monotonic()
-        if batch.schema_changes:
+        if self.transforms is not None:
+            batches = self.transforms.batches(
+                batch, [label for label, _ in self.sinks], self.context.dead_letter,
+                self.metrics.record_dropped)
+            for label, sink in self.sinks:
+                part = batches[label]
+                if part.schema_changes and not sink.follows_schema_changes:
+                    part = part.without_schema_changes()
+                self._apply_to(label, sink, part)
+        elif batch.schema_changes:
             rows_only = batch.without_schema_changes()
             for label, sink in self.sinks:
                 self._apply_to(label, sink,

@@ -63,6 +63,8 @@ class RowEvent:
     the source provides one, is an int64 that grows strictly with commit order across the
     whole source; sinks use it for external versioning. ``committed_at`` is UTC-aware.
     ``pk_columns`` names the key columns in key order, where the source knows them.
+    ``destination``, set by a ``route`` transform, is the name the sinks write the event to
+    instead of the one they derive from its table (a Kafka topic, an index, a SQL table).
     """
 
     schema: str
@@ -76,6 +78,7 @@ class RowEvent:
     txid: str | None = None
     sequence: int | None = None
     pk_columns: tuple[str, ...] | None = None
+    destination: str | None = None
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -88,6 +91,7 @@ class RowEvent:
         cls, schema: str, table: str, action: Action, pk: PrimaryKey, before: Row | None,
         after: Row | None, position: Position, committed_at: datetime, txid: str | None,
         sequence: int | None, pk_columns: tuple[str, ...] | None,
+        destination: str | None = None,
     ) -> RowEvent:
         """The event ``RowEvent(...)`` builds from the same arguments, for sources that
         already guarantee what ``__post_init__`` checks (``action`` is one of ``ACTIONS``,
@@ -105,6 +109,7 @@ class RowEvent:
         _set_txid(event, txid)
         _set_sequence(event, sequence)
         _set_pk_columns(event, pk_columns)
+        _set_destination(event, destination)
         return event
 
     @property
@@ -138,6 +143,7 @@ _set_committed_at = _fields["committed_at"].__set__
 _set_txid = _fields["txid"].__set__
 _set_sequence = _fields["sequence"].__set__
 _set_pk_columns = _fields["pk_columns"].__set__
+_set_destination = _fields["destination"].__set__
 
 
 @dataclass(frozen=True, slots=True)

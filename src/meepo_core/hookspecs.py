@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .dead_letters import DeadLetterStore
     from .sink import Sink
     from .source import Source
+    from .transforms import Transform
 
 #: One name for the pluggy project, the hook prefix and the entry-point group.
 PROJECT = "meepo"
@@ -58,6 +59,13 @@ def meepo_register_sources(register: Callable[[str, Lazy[type[Source]]], None]) 
 @hookspec
 def meepo_register_sinks(register: Callable[[str, Lazy[type[Sink]]], None]) -> None:
     """Call ``register(type_name, SinkClass)`` for each sink type the plugin provides."""
+
+
+@hookspec
+def meepo_register_transforms(register: Callable[[str, Lazy[type[Transform]]], None]) -> None:
+    """Call ``register(type_name, TransformClass)`` for each transform type the plugin
+    provides: what users write in ``transforms = [{ type = "..." }]`` of a pipeline or a
+    sink. The class subclasses :class:`meepo_core.Transform`."""
 
 
 @hookspec

@@ -38,6 +38,7 @@ class Metrics:
         self.snapshot_rows: Counter[str] = Counter()  # qualified table -> rows copied
         self.snapshot_chunks: Counter[str] = Counter()
         self.snapshot_progress: dict[str, float] = {}  # table -> done / estimate, 1 when done
+        self.dropped: Counter[str] = Counter()  # transform label -> events it dropped
         self._window_events = 0
         self._window_start = time.monotonic()
 
@@ -74,6 +75,11 @@ class Metrics:
         with self._lock:
             self.failures[(sink, kind)] += count
 
+    def record_dropped(self, transform: str, count: int) -> None:
+        """Count events a transform (by label) dropped, such as a filter's."""
+        with self._lock:
+            self.dropped[transform] += count
+
     def record_snapshot_chunk(self, table: str, rows: int, progress: float | None) -> None:
         """Count a snapshot chunk of ``table``, the rows it delivered, and the table's
         progress (0..1, None when the size is unknown)."""
@@ -96,9 +102,10 @@ class Metrics:
             self._window_events, self._window_start = 0, now
             lag = "n/a" if self.lag_seconds is None else f"{self.lag_seconds:.2f}s"
             dead = sum(n for (_, kind), n in self.failures.items() if kind == "dead_letter")
+            dropped = f" dropped={sum(self.dropped.values())}" if self.dropped else ""
             return (
                 f"pipeline={self.pipeline} events/s={rate:.1f} lag={lag} "
-                f"events={sum(self.events.values())} dead_letters={dead} "
+                f"events={sum(self.events.values())} dead_letters={dead}{dropped} "
                 f"position={json.dumps(self.position, separators=(',', ':'))}"
             )
 
@@ -124,6 +131,14 @@ class Metrics:
                     f'meepo_sink_failures_total{{pipeline="{name}",sink="{_label(sink)}",'
                     f'kind="{kind}"}} {count}'
                 )
+            if self.dropped:
+                lines += [
+                    "# HELP meepo_transform_dropped_total Events a transform dropped.",
+                    "# TYPE meepo_transform_dropped_total counter",
+                ]
+                for transform, count in sorted(self.dropped.items()):
+                    lines.append(f'meepo_transform_dropped_total{{pipeline="{name}",'
+                                 f'transform="{_label(transform)}"}} {count}')
             snapshot_series = (
                 ("meepo_snapshot_rows_total", "Rows copied by snapshots.", "counter",
                  self.snapshot_rows, "{}"),

@@ -25,6 +25,7 @@ from .position_owner import SinkPositionStore, claim_checkpoint, position_store
 from .settings import PipelineSettings
 from .sink import Sink
 from .source import Source
+from .transforms import PipelineTransforms, build_chain, split_sink_options
 
 if TYPE_CHECKING:
     from .runner import RunStats
@@ -55,6 +56,8 @@ class Pipeline:
     purpose: str = "run"
     #: The pipeline's table in the config (``tool.meepo.pipelines.NAME``), for errors.
     key_path: str = ""
+    #: ``transforms`` of the pipeline and of each sink, applied by the delivery engine.
+    transforms: PipelineTransforms | None = None
 
     def context(self, metrics: Metrics | None = None) -> PipelineContext:
         """A fresh context for one run of this pipeline's source and sinks."""
@@ -75,7 +78,8 @@ class Pipeline:
         self, context: PipelineContext | None = None, *, when_exhausted: WhenExhausted = "stop"
     ) -> Delivery:
         """The delivery engine over this pipeline's sinks; ``with`` opens and closes them."""
-        return Delivery(self.sinks, context or self.context(), when_exhausted=when_exhausted)
+        return Delivery(self.sinks, context or self.context(), when_exhausted=when_exhausted,
+                        transforms=self.transforms)
 
     def load_checkpoint(self, *, claim: bool = False) -> Checkpoint | None:
         """The saved checkpoint (None when there is none). Raises :class:`ConfigError`
@@ -151,12 +155,21 @@ def build_pipeline(
     if not raw_sinks:
         raise options.error("sinks", 'must list at least one sink, e.g. [{ type = "print" }]')
     sinks: list[tuple[str, Sink]] = []
+    transforms = PipelineTransforms(build_chain(
+        registry, options.get("transforms", list, None), options.key_path("transforms"),
+        config.base_dir))
     for index, raw in enumerate(raw_sinks):
         path = options.key_path(f"sinks[{index}]")
         if not isinstance(raw, dict):
             raise ConfigError(path, 'must be a table like { type = "print" }')
+        raw, raw_transforms = split_sink_options(raw)
         sink = _build(registry, "sink", Options(raw, path, config.base_dir))
-        sinks.append((f"sinks[{index}] {raw['type']}", sink))
+        label = f"sinks[{index}] {raw['type']}"
+        sinks.append((label, sink))
+        chain = build_chain(registry, raw_transforms, f"{path}.transforms", config.base_dir,
+                            f"{label} ")
+        if chain is not None:
+            transforms.sinks[label] = chain
     checkpoint_url = options.string("checkpoint", f"file:.meepo/{name}.json")
     dead_letter_url = options.string("dead_letter", f"file:.meepo/{name}.dead.jsonl")
     checkpoints = _store(registry, "checkpoint store", options, "checkpoint", checkpoint_url, name)
@@ -175,7 +188,7 @@ def build_pipeline(
     identity = f"{socket.gethostname()}:{config.path.resolve()}:{name}"
     return Pipeline(
         name, source, sinks, checkpoints, dead_letters, settings, config.base_dir, identity,
-        key_path=config.pipeline_path(name),
+        key_path=config.pipeline_path(name), transforms=transforms or None,
     )
 
 

@@ -1,4 +1,5 @@
-"""Loading plugins from entry points into a registry of source, sink and store types."""
+"""Loading plugins from entry points into a registry of source, sink, transform and store
+types."""
 
 from __future__ import annotations
 
@@ -41,10 +42,11 @@ KNOWN_PROVIDERS = {
     "sqlalchemy-session": "meepo-sqlalchemy",
 }
 
-KINDS = ("source", "sink", "checkpoint store", "dead-letter store")
+KINDS = ("source", "sink", "transform", "checkpoint store", "dead-letter store")
 _HOOKS = {
     "source": "meepo_register_sources",
     "sink": "meepo_register_sinks",
+    "transform": "meepo_register_transforms",
     "checkpoint store": "meepo_register_checkpoint_stores",
     "dead-letter store": "meepo_register_dead_letter_stores",
 }

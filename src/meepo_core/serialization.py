@@ -141,8 +141,9 @@ def _decode_iteratively(value: Any) -> Any:
 
 
 def event_to_dict(event: RowEvent) -> dict[str, Any]:
-    """The whole event as JSON-ready data, with ``name`` included for readers."""
-    return {
+    """The whole event as JSON-ready data, with ``name`` included for readers;
+    ``destination`` only when a transform set one."""
+    data = {
         "name": event.name,
         "schema": event.schema,
         "table": event.table,
@@ -156,6 +157,9 @@ def event_to_dict(event: RowEvent) -> dict[str, Any]:
         "sequence": event.sequence,
         "pk_columns": list(event.pk_columns) if event.pk_columns is not None else None,
     }
+    if event.destination is not None:
+        data["destination"] = event.destination
+    return data
 
 
 def event_from_dict(data: dict[str, Any]) -> RowEvent:
@@ -172,6 +176,7 @@ def event_from_dict(data: dict[str, Any]) -> RowEvent:
         txid=data.get("txid"),
         sequence=data.get("sequence"),
         pk_columns=tuple(data["pk_columns"]) if data.get("pk_columns") is not None else None,
+        destination=data.get("destination"),
     )
 
 

@@ -75,6 +75,13 @@ class Source(abc.ABC):
         about a second even when no changes arrive.
         """
 
+    def table_columns(self) -> dict[str, list[str]] | None:
+        """The columns of each table the source follows, by ``schema.table``, as its events
+        carry them (after its own column rules); None when the source cannot tell. ``meepo
+        check`` warns about transforms that name columns no followed table has. Reaches
+        the server like :meth:`check`."""
+        return None
+
     def current_position(self) -> Position | None:
         """Where the change stream ends right now (a ``latest`` start), for side runs that
         begin at the present; None when the source cannot tell (the configured start is

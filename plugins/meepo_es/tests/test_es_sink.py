@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -99,6 +100,22 @@ def test_documents_follow_writes_updates_and_deletes(
                       ev("delete", 2, {"id": 2, "n": "b"}, None, 4)), 2))
     sink.close()
     assert read_index(f"{prefix}_items") == {"1": {"id": 1, "n": "A"}}
+
+
+def test_a_route_transforms_destination_is_the_index(
+    url: str, prefix: str, read_index: Any, tmp_path: Path
+) -> None:
+    sink, _ = opened({"hosts": [url], "indices": {"shop.items": f"{prefix}_items"}}, tmp_path)
+    routed = dataclasses.replace(ev("write", 1, None, {"id": 1, "n": "a"}, 1),
+                                 destination=f"{prefix}_routed")
+    sink.apply(Batch((routed, ev("write", 2, None, {"id": 2, "n": "b"}, 2),
+                      dataclasses.replace(ev("delete", 1, {"id": 1, "n": "a"}, None, 3),
+                                          destination=f"{prefix}_routed"),
+                      dataclasses.replace(ev("write", 3, None, {"id": 3, "n": "c"}, 4),
+                                          destination=f"{prefix}_routed")), 1))
+    sink.close()
+    assert read_index(f"{prefix}_routed") == {"3": {"id": 3, "n": "c"}}
+    assert read_index(f"{prefix}_items") == {"2": {"id": 2, "n": "b"}}
 
 
 def test_an_older_batch_replayed_after_a_newer_one_never_regresses(

@@ -3,6 +3,7 @@ meepo format's exactness, headers, tombstones, refusals and retries."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import defaultdict
@@ -234,6 +235,22 @@ def test_topics_follow_the_template_prefix_and_overrides(
     assert {f"{prefix}.cdc-items", f"{prefix}-special", f"{prefix}.cdc-odd_name"} <= set(topics)
     (odd,) = read_topic(bootstrap, f"{prefix}.cdc-odd_name")
     assert odd.json()["table"] == "odd$name"
+
+
+def test_a_route_transforms_destination_is_the_topic(
+    tmp_path: Path, bootstrap: str, admin: Any
+) -> None:
+    routed = unique("routed")
+    publish(tmp_path, bootstrap, [
+        dataclasses.replace(event("write", 1, None, {"id": 1}), destination=routed),
+        dataclasses.replace(event("write", 3, None, {"id": 3}), destination=routed + "$odd"),
+        event("write", 2, None, {"id": 2})], topic_prefix=routed + ".")
+    (record,) = read_topic(bootstrap, routed)  # the whole topic name, no prefix
+    assert record.json()["after"] == {"id": 1}
+    (odd,) = read_topic(bootstrap, routed + "_odd")  # made legal as table topics are
+    assert odd.json()["after"] == {"id": 3}
+    (other,) = read_topic(bootstrap, f"{routed}.shop.items")
+    assert other.json()["after"] == {"id": 2}
 
 
 def test_too_large_messages_go_to_dead_letters_and_the_rest_arrive_in_order(

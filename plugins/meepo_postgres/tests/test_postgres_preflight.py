@@ -223,3 +223,23 @@ def test_meepo_run_refuses_another_sources_checkpoint_and_creates_nothing(
     [line] = [line for line in result.stderr.splitlines() if line.startswith("meepo:")]
     assert "the checkpoint is not a postgres position" in line and "Traceback" not in result.stderr
     assert _publication_and_slot(harness) == ([], [])
+
+
+def test_check_warns_about_columns_the_transforms_name_that_no_table_has(
+    harness: Any, tmp_path: Path
+) -> None:
+    harness.execute(f"CREATE TABLE {harness.schema}.users (id INT PRIMARY KEY, email TEXT, "
+                    "secret TEXT)")
+    source = harness.options(columns={f"{harness.schema}.users": {"exclude": ["secret"]}})
+    write_config(tmp_path, {"p": {"source": source, "sinks": [{"type": "null"}], "transforms": [
+        {"type": "mask", "columns": [f"{harness.schema}.users.email",
+                                     f"{harness.schema}.users.secret"]}]}})
+    result = run_meepo("check", "p", cwd=tmp_path)
+    assert "transforms: WARNING" in result.stdout, result.stdout + result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("meepo: warning")]
+    # the source's own column rule hides secret: masking it is a no-op worth knowing
+    assert warnings == [
+        f"meepo: warning: tool.meepo.pipelines.p.transforms[0].columns[1]: "
+        f"'{harness.schema}.users.secret' names no column of the pipeline's tables (tables "
+        f"{harness.schema}.users have no column 'secret'); fix the name, or the transform "
+        "changes nothing there"]

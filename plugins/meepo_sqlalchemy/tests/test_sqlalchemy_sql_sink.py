@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections.abc import Callable, Iterator
@@ -136,6 +137,25 @@ def test_table_and_column_mapping(sqlite_url: str, tmp_path: Path) -> None:
                       ev("delete", 1, before={"id": 1, "name": "a", "secret": "s"})), 1))
     sink.close()
     assert rows(engine, "replica") == [(2, "b")]
+    engine.dispose()
+
+
+def test_a_route_transforms_destination_is_the_target_table(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    engine = create_engine(sqlite_url)
+    metadata = MetaData()
+    items_table(metadata)
+    items_table(metadata, "items_archive")
+    metadata.create_all(engine)
+    sink = build(sqlite_url, tmp_path)
+    sink.open(make_context(tmp_path))
+    routed = dataclasses.replace(ev("write", 1, after={"id": 1, "name": "a"}),
+                                 destination="items_archive")
+    sink.apply(Batch((routed, ev("write", 2, after={"id": 2, "name": "b"})), 1))
+    sink.close()
+    assert [r[:2] for r in rows(engine, "items_archive")] == [(1, "a")]
+    assert [r[:2] for r in rows(engine, "items")] == [(2, "b")]
     engine.dispose()
 
 

@@ -1,4 +1,5 @@
-"""The built-in plugin: print, jsonl, memory and null types; file and none stores."""
+"""The built-in plugin: print, jsonl, memory and null types; the transforms; file and none
+stores."""
 
 from __future__ import annotations
 
@@ -29,6 +30,15 @@ def meepo_register_sinks(register: Callable[[str, Any], None]) -> None:
     register("jsonl", JsonlSink)
     register("memory", MemorySink)
     register("null", NullSink)
+
+
+@hookimpl
+def meepo_register_transforms(register: Callable[[str, Any], None]) -> None:
+    # as "module:Class" strings: the filter's CEL library loads only when a pipeline uses it
+    for name in ("filter", "mask", "hash", "drop_columns", "keep_columns", "rename", "route",
+                 "python"):
+        class_name = "".join(part.title() for part in name.split("_")) + "Transform"
+        register(name, f"meepo_core.transforms.{name}_transform:{class_name}")
 
 
 def file_path(url: str, base_dir: Path) -> Path:

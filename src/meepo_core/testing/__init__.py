@@ -1,4 +1,5 @@
-"""Testing kit for meepo plugins: the contract suites every source and sink passes, and helpers
+"""Testing kit for meepo plugins: the contract suites every source, sink and transform passes
+(``TransformContract`` is in :mod:`.transform_contract`), and helpers
 that run the real ``meepo`` CLI against a written config.
 
 Needs only pytest (``pip install "meepo-core[test]"``). The fixtures that start real servers
@@ -9,11 +10,13 @@ separate ``meepo-testkit`` package.
 from .contracts import SinkContract, SourceContract, contract_events, contract_row, make_context
 from .follower import StreamFollower
 from .invoke import meepo_command, run_meepo, write_config
+from .transform_contract import TransformContract
 
 __all__ = [
     "SinkContract",
     "SourceContract",
     "StreamFollower",
+    "TransformContract",
     "contract_events",
     "contract_row",
     "make_context",

@@ -114,7 +114,7 @@ class DocumentBuilder:
         self.settings = settings
         self._redirect: dict[str, str] = {}
         self._pk_columns: dict[str, tuple[str, ...]] = {}
-        self._targets: dict[tuple[str, str], tuple[str, TableRule]] = {}
+        self._targets: dict[tuple[str, str, str | None], tuple[str, TableRule]] = {}
 
     @property
     def redirect(self) -> dict[str, str]:
@@ -126,12 +126,14 @@ class DocumentBuilder:
         self._targets.clear()
 
     def index_for(self, event: RowEvent) -> str:
-        name = self.settings.index_name(event.schema, event.table)
+        """The event's index: a route transform's ``destination``, else the table's."""
+        name = event.destination or self.settings.index_name(event.schema, event.table)
         return self.redirect.get(name, name)
 
     def _target(self, event: RowEvent) -> tuple[str, TableRule]:
-        """(index, rule) of the event's table, cached until ``redirect`` is set."""
-        key = (event.schema, event.table)
+        """(index, rule) of the event's table and destination, cached until ``redirect``
+        is set."""
+        key = (event.schema, event.table, event.destination)
         found = self._targets.get(key)
         if found is None:
             found = (self.index_for(event), self.settings.rule(event.schema, event.table))

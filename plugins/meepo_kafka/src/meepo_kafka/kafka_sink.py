@@ -239,12 +239,14 @@ class KafkaSink(TransactionalSink):
         remember = sent.append
         produce = self.producer.produce
         topic_of, key_of, value_of = self.router.topic, self.format.key, self.format.value
+        routed = self.router.routed
         tombstones, headers_of = self.settings.tombstones, self._headers
         for event in batch.events:
             parts = split_key_change(event) if event.action == "update" else (event,)
             for part in parts:
                 try:
-                    topic = topic_of(part.schema, part.table)
+                    topic = (topic_of(part.schema, part.table) if part.destination is None
+                             else routed(part.destination))
                     key = key_of(part)
                     value = value_of(part)
                 except (TypeError, ValueError, OverflowError, RecursionError) as exc:

@@ -25,12 +25,28 @@ class TopicRouter:
         self.template = prefix + template
         self.overrides = dict(overrides or {})
         self._names: dict[tuple[str, str], str] = {}
+        self._routed: dict[str, str] = {}
 
     def topic(self, schema: str, table: str) -> str:
         """The topic for ``schema.table``; ``ValueError`` if no legal name can be made."""
         found = self._names.get((schema, table))
         if found is None:
             found = self._names[(schema, table)] = self._name(schema, table)
+        return found
+
+    def routed(self, destination: str) -> str:
+        """The topic for a ``route`` transform's ``destination``, a whole topic name (no
+        prefix, no overrides), made legal the same way; ``ValueError`` if it cannot be."""
+        found = self._routed.get(destination)
+        if found is None:
+            name = _ILLEGAL.sub("_", destination)
+            problem = topic_problem(name)
+            if problem is not None:
+                raise ValueError(f"routed destination {destination!r}: {problem}")
+            if name != destination:
+                log.warning("destination %r goes to topic %r: Kafka does not allow the other "
+                            "characters", destination, name)
+            found = self._routed[destination] = name
         return found
 
     def _name(self, schema: str, table: str) -> str:

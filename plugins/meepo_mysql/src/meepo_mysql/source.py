@@ -113,6 +113,30 @@ class MySQLSource(Source):
                 )
         return problems
 
+    def table_columns(self) -> dict[str, list[str]] | None:
+        flt = self.settings.filter
+        sql = ("SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "
+               "WHERE 1 = 1")
+        schemas = flt.schemas()
+        if schemas is not None:
+            sql += f" AND TABLE_SCHEMA IN ({', '.join(['%s'] * len(schemas))})"
+        control = ControlConnection(self.settings)
+        try:
+            rows = control.query(sql + " ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION",
+                                 *(schemas or ()))
+        finally:
+            control.close()
+        found: dict[str, list[str]] = {}
+        for schema, table, column in rows:
+            schema, table, column = str(schema), str(table), str(column)
+            if flt.follows(schema, table):
+                found.setdefault(f"{schema}.{table}", []).append(column)
+        for name, columns in found.items():
+            schema, table = name.split(".", 1)
+            hidden = flt.hidden_columns(schema, table, columns)
+            found[name] = [c for c in columns if c not in hidden]
+        return found
+
     def check_resume(self, position: Position) -> list[str]:
         try:
             checkpoint = BinlogPosition.from_json(position)

@@ -74,6 +74,29 @@ class PostgresSource(Source):
         finally:
             control.close()
 
+    def table_columns(self) -> dict[str, list[str]] | None:
+        flt = self.settings.filter
+        sql = ("SELECT table_schema, table_name, column_name FROM information_schema.columns "
+               "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')")
+        schemas = flt.schemas()
+        if schemas is not None:
+            sql += " AND table_schema = ANY(%s)"
+        control = ControlConnection(self.settings)
+        try:
+            rows = control.query(sql + " ORDER BY table_schema, table_name, ordinal_position",
+                                 *([schemas] if schemas is not None else []))
+        finally:
+            control.close()
+        found: dict[str, list[str]] = {}
+        for schema, table, column in rows:
+            if flt.follows(schema, table):
+                found.setdefault(f"{schema}.{table}", []).append(column)
+        for name, columns in found.items():
+            schema, table = name.split(".", 1)
+            hidden = flt.hidden_columns(schema, table, columns)
+            found[name] = [c for c in columns if c not in hidden]
+        return found
+
     def check_resume(self, position: Position) -> list[str]:
         try:
             checkpoint = Checkpoint.from_json(position)

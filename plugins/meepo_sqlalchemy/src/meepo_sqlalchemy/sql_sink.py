@@ -573,7 +573,10 @@ class SqlSink(TransactionalSink):
         return (schema if schema is not None else self.schema), name
 
     def _table(self, conn: Connection, event: RowEvent, mapping: TableMapping) -> Table:
-        schema, name = self._target_name(event.table, mapping)
+        # a route transform's destination ("name" or "schema.name") replaces the target
+        target = event.destination
+        schema, name = (self._target_name(event.table, mapping) if target is None
+                        else self._target_name(target, TableMapping(target, mapping.columns)))
         key = (schema, name)
         if key not in self._reflected:
             illegal = _illegal(conn.dialect.name, schema, name)

@@ -1,0 +1,266 @@
+"""Running transforms over batches: a chain per place (the pipeline, each sink), and the
+plan that gives every sink its own batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from ..errors import MeepoError, describe_error
+from ..events import Batch, RowEvent
+from ..schema_changes import SchemaChange
+from .base import EventFunction, ImageTransform, TableRoute, Transform, edit_images
+
+if TYPE_CHECKING:
+    from ..context import PipelineContext
+
+#: What to do with an event a transform raised on: record it in the dead-letter store and
+#: go on, or stop the pipeline (the checkpoint stays before the batch).
+OnError = Literal["dead_letter", "stop"]
+ON_ERROR: tuple[OnError, ...] = ("dead_letter", "stop")
+
+#: ``report(event, transform_label, error)``: where a chain sends the events its transforms
+#: raised on (the dead-letter store in a run, stderr in ``meepo transform``).
+ErrorReport = Callable[[RowEvent, str, str], None]
+#: ``count(transform_label, events)``: where a chain counts the events its transforms
+#: dropped (the pipeline's metrics in a run).
+DropCount = Callable[[str, int], None]
+
+
+class TransformError(MeepoError):
+    """A transform with ``on_error = "stop"`` raised on an event (exit 1)."""
+
+
+@dataclass
+class Step:
+    """One configured transform, with its functions compiled per table."""
+
+    transform: Transform
+    on_error: OnError = "dead_letter"
+    _compiled: dict[str, dict[str, EventFunction | None]] = field(
+        default_factory=dict, repr=False)
+
+    @property
+    def label(self) -> str:
+        return self.transform.label
+
+    def function(self, schema: str, table: str) -> EventFunction | None:
+        tables = self._compiled.get(schema)
+        if tables is None:
+            tables = self._compiled[schema] = {}
+        if table not in tables:
+            tables[table] = self.compile(schema, table)
+        return tables[table]
+
+    def compile(self, schema: str, table: str) -> EventFunction | None:
+        return self.transform.for_table(schema, table)
+
+    def run(self, events: Sequence[RowEvent], report: ErrorReport,
+            count: DropCount | None = None) -> list[RowEvent]:
+        """The step's output for ``events``, in order. An event the transform raises on
+        is reported (or, with ``on_error = "stop"``, a :class:`TransformError` raised);
+        the events it drops are counted with ``count``."""
+        out: list[RowEvent] = []
+        append, extend = out.append, out.extend
+        # consecutive events mostly share their table (and its name objects): look the
+        # function up again only when the names are other objects
+        schema = table = None
+        function: EventFunction | None = None
+        dropped = 0
+        for event in events:
+            if event.table is not table or event.schema is not schema:
+                schema, table = event.schema, event.table
+                function = self.function(schema, table)
+            if function is None:
+                append(event)
+                continue
+            try:
+                result = function(event)
+                if result is None:
+                    dropped += 1
+                    continue
+                if result.__class__ is RowEvent:
+                    append(result)
+                elif isinstance(result, list) and all(
+                        isinstance(item, RowEvent) for item in result):
+                    extend(result)
+                    dropped += not result
+                else:
+                    raise TypeError(f"returned {type(result).__name__}, not a RowEvent, "
+                                    "None or a list of RowEvents")
+            except Exception as exc:
+                self._failed(event, exc, report)
+        if dropped and count is not None:
+            count(self.label, dropped)
+        return out
+
+    def _failed(self, event: RowEvent, exc: Exception, report: ErrorReport) -> None:
+        error = describe_error(exc)
+        failing = self.failing(event)
+        if failing.on_error == "stop":
+            raise TransformError(
+                f"{failing.label}: failed on event {event.name} pk={event.pk!r}: {error}; "
+                'stopped (on_error = "stop") without checkpointing this batch'
+            ) from exc
+        report(event, failing.label, error)
+
+    def failing(self, event: RowEvent) -> Step:
+        """The step to blame for an exception raised on ``event``."""
+        return self
+
+
+@dataclass
+class ImageSteps(Step):
+    """Consecutive :class:`ImageTransform` steps run as one: the images are copied once,
+    every step's edit runs on the copies, one event is built. A failure is blamed on the
+    step whose edit raises when they run again one by one (transforms are deterministic),
+    which costs nothing while nothing fails."""
+
+    parts: list[Step] = field(default_factory=list)
+
+    def compile(self, schema: str, table: str) -> EventFunction | None:
+        last = self.parts[-1].transform
+        route = last if isinstance(last, TableRoute) else None
+        images = self.parts[:-1] if route is not None else self.parts
+        edits = [part.transform.row_editor(schema, table)  # type: ignore[attr-defined]
+                 for part in images]
+        found = [edit for edit in edits if edit is not None]
+        destinations = (route.table_destinations(schema, table)
+                        if route is not None and route.routes(schema, table) else None)
+        if not found and destinations is None:
+            return None
+        return edit_images(found, destinations)
+
+    def failing(self, event: RowEvent) -> Step:
+        for part in self.parts:
+            function = part.compile(event.schema, event.table)
+            try:
+                if function is not None:
+                    result = function(event)
+                    event = result if isinstance(result, RowEvent) else event
+            except Exception:
+                return part
+        return self.parts[-1]
+
+
+def fuse(steps: list[Step]) -> list[Step]:
+    """``steps`` with each run of consecutive image transforms, and a ``route`` by
+    template right after them, made one :class:`ImageSteps` when it has two or more
+    (same output, fewer copies and events)."""
+    fused: list[Step] = []
+    run: list[Step] = []
+
+    def flush() -> None:
+        if len(run) > 1:
+            fused.append(ImageSteps(run[0].transform, parts=list(run)))
+        else:
+            fused.extend(run)
+        run.clear()
+
+    for step in steps:
+        transform = step.transform
+        if isinstance(transform, ImageTransform):
+            run.append(step)
+        elif run and isinstance(transform, TableRoute) and transform.by_table:
+            run.append(step)
+            flush()
+        else:
+            flush()
+            fused.append(step)
+    flush()
+    return fused
+
+
+@dataclass
+class TransformChain:
+    """Transforms applied one after the other; an empty chain is never built."""
+
+    steps: list[Step]
+
+    def __post_init__(self) -> None:
+        self._running = fuse(self.steps)
+
+    def open(self, context: PipelineContext) -> None:
+        for step in self.steps:
+            step.transform.open(context)
+
+    def run(self, events: Sequence[RowEvent], report: ErrorReport,
+            count: DropCount | None = None) -> Sequence[RowEvent]:
+        for step in self._running:
+            events = step.run(events, report, count)
+        return events
+
+    @property
+    def transforms(self) -> list[Transform]:
+        return [step.transform for step in self.steps]
+
+
+@dataclass
+class PipelineTransforms:
+    """A pipeline's transforms: ``pipeline`` for every sink, then each sink's own chain
+    (keyed by the sink's label, ``"sinks[1] kafka"``)."""
+
+    pipeline: TransformChain | None = None
+    sinks: dict[str, TransformChain] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return self.pipeline is not None or bool(self.sinks)
+
+    def chains(self) -> list[TransformChain]:
+        return [c for c in (self.pipeline, *self.sinks.values()) if c is not None]
+
+    def open(self, context: PipelineContext) -> None:
+        for chain in self.chains():
+            chain.open(context)
+
+    def batches(
+        self, batch: Batch, labels: Sequence[str], report: ErrorReport,
+        count: DropCount | None = None,
+    ) -> dict[str, Batch]:
+        """What each sink (by label) receives for ``batch``. Every batch keeps the source
+        position, even when its transforms dropped every event: the checkpoint advances
+        past dropped events, which are counted with ``count``. Schema changes keep their
+        place among the rows that remain (transforms shape row events only)."""
+        if batch.schema_changes:
+            return self._batches_around_changes(batch, labels, report, count)
+        shared: Sequence[RowEvent] = batch.events
+        if self.pipeline is not None:
+            shared = self.pipeline.run(shared, report, count)
+        common = Batch(tuple(shared), batch.position) if self.pipeline is not None else batch
+        found: dict[str, Batch] = {}
+        for label in labels:
+            chain = self.sinks.get(label)
+            if chain is None:
+                found[label] = common
+            else:
+                found[label] = Batch(tuple(chain.run(shared, report, count)),
+                                     batch.position)
+        return found
+
+    def _batches_around_changes(
+        self, batch: Batch, labels: Sequence[str], report: ErrorReport,
+        count: DropCount | None,
+    ) -> dict[str, Batch]:
+        """:meth:`batches` for a batch with schema changes: each run of rows between
+        them transformed on its own, each change placed after what remains before it."""
+        parts: list[Sequence[RowEvent] | SchemaChange] = []
+        for piece in batch.in_order():
+            if isinstance(piece, SchemaChange) or self.pipeline is None:
+                parts.append(piece)
+            else:
+                parts.append(self.pipeline.run(piece, report, count))
+        found: dict[str, Batch] = {}
+        for label in labels:
+            chain = self.sinks.get(label)
+            events: list[RowEvent] = []
+            changes: list[tuple[int, SchemaChange]] = []
+            for part in parts:
+                if isinstance(part, SchemaChange):
+                    changes.append((len(events), part))
+                else:
+                    events.extend(chain.run(part, report, count) if chain is not None
+                                  else part)
+            found[label] = Batch(tuple(events), batch.position, (), tuple(changes))
+        return found
+

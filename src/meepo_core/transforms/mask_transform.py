@@ -1,0 +1,58 @@
+"""``mask``: replace column values by a fixed string, NULL, or a partly hidden value."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Self
+
+from ..options import Options
+from .columns import ColumnList, ColumnValueTransform
+
+MODES = ("fixed", "null", "partial")
+
+
+class MaskTransform(ColumnValueTransform):
+    """``{ type = "mask", columns = ["shop.users.phone"], mode = "partial", keep_last = 4 }``.
+
+    ``mode = "fixed"`` (the default) replaces each value by ``value`` (default
+    ``"****"``); ``"null"`` by NULL; ``"partial"`` keeps the first ``keep_first`` and last
+    ``keep_last`` characters of the value's text and replaces the others by ``char``
+    (default ``"*"``), keeping its length. NULL stays NULL and an ``UNCHANGED`` value stays
+    ``UNCHANGED`` in every mode (neither reveals anything).
+    """
+
+    @classmethod
+    def from_options(cls, options: Options) -> Self:
+        columns = ColumnList.from_options(options)
+        mode = options.choice("mode", MODES, "fixed")
+        value = options.string("value", None)
+        keep_first = options.integer("keep_first", None, minimum=0)
+        keep_last = options.integer("keep_last", None, minimum=0)
+        char = options.string("char", None)
+        extra: dict[str, object] = {"value": value} if mode != "fixed" else {}
+        extra.update({} if mode == "partial" else {
+            "keep_first": keep_first, "keep_last": keep_last, "char": char})
+        for key, given in extra.items():
+            if given is not None:
+                raise options.error(key, f"does not apply to mode = {mode!r}")
+        if char is not None and len(char) != 1:
+            raise options.error("char", f"must be one character, not {char!r}")
+        options.done()
+        if mode == "null":
+            return cls(columns, lambda _value: None)
+        if mode == "partial":
+            return cls(columns, partial_mask(keep_first or 0, keep_last or 0, char or "*"))
+        fixed = "****" if value is None else value
+        return cls(columns, lambda _value: fixed)
+
+
+def partial_mask(keep_first: int, keep_last: int, char: str) -> Callable[[Any], str]:
+    """A function hiding all but the first ``keep_first`` and last ``keep_last``
+    characters of a value's text; a value no longer than both together is hidden whole."""
+    def mask(value: Any) -> str:
+        text = value if isinstance(value, str) else str(value)
+        hidden = len(text) - keep_first - keep_last
+        if hidden <= 0:
+            return char * len(text)
+        return text[:keep_first] + char * hidden + (text[len(text) - keep_last:])
+    return mask
