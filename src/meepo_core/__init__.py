@@ -28,6 +28,7 @@ from .checkpoints import (
 )
 from .context import PipelineContext
 from .dead_letters import DeadLetterStore, FileDeadLetterStore, dead_letter_record
+from .definitions import ColumnDefinition, TableDefinition
 from .delivery import Delivery
 from .errors import CheckpointError, ConfigError, MeepoError, SinkError, SourceError
 from .events import (
@@ -69,6 +70,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CheckpointStore",
+    "ColumnDefinition",
     "ColumnRule",
     "ConfigError",
     "DeadLetterStore",
@@ -91,6 +93,7 @@ __all__ = [
     "SnapshotTable",
     "Source",
     "SourceError",
+    "TableDefinition",
     "TableFilter",
     "dead_letter_record",
     "decode_checkpoint",

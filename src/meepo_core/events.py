@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+if TYPE_CHECKING:
+    from .definitions import TableDefinition
 
 #: ``write``, ``update`` and ``delete`` are changes; ``read`` is a row copied by a snapshot
 #: (its current state: ``after`` is the row, ``before`` is None), which sinks apply as an
@@ -60,6 +63,8 @@ class RowEvent:
     the source provides one, is an int64 that grows strictly with commit order across the
     whole source; sinks use it for external versioning. ``committed_at`` is UTC-aware.
     ``pk_columns`` names the key columns in key order, where the source knows them.
+    ``definition`` is the table's column definition where the source knows it (see
+    :mod:`meepo_core.definitions`); it takes no part in equality and is not serialised.
     """
 
     schema: str
@@ -73,6 +78,7 @@ class RowEvent:
     txid: str | None = None
     sequence: int | None = None
     pk_columns: tuple[str, ...] | None = None
+    definition: TableDefinition | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -85,6 +91,7 @@ class RowEvent:
         cls, schema: str, table: str, action: Action, pk: PrimaryKey, before: Row | None,
         after: Row | None, position: Position, committed_at: datetime, txid: str | None,
         sequence: int | None, pk_columns: tuple[str, ...] | None,
+        definition: TableDefinition | None = None,
     ) -> RowEvent:
         """The event ``RowEvent(...)`` builds from the same arguments, for sources that
         already guarantee what ``__post_init__`` checks (``action`` is one of ``ACTIONS``,
@@ -102,6 +109,7 @@ class RowEvent:
         _set_txid(event, txid)
         _set_sequence(event, sequence)
         _set_pk_columns(event, pk_columns)
+        _set_definition(event, definition)
         return event
 
     @property
@@ -135,6 +143,7 @@ _set_committed_at = _fields["committed_at"].__set__
 _set_txid = _fields["txid"].__set__
 _set_sequence = _fields["sequence"].__set__
 _set_pk_columns = _fields["pk_columns"].__set__
+_set_definition = _fields["definition"].__set__
 
 
 @dataclass(frozen=True, slots=True)

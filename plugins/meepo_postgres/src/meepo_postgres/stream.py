@@ -306,6 +306,7 @@ class ReplicationStream:
                     event = row_event(
                         plan.schema, plan.table, "write", plan.pk(values), None,
                         plan.image(values), where, committed_at, txid, seq, plan.pk_columns,
+                        plan.definition,
                     )
                 elif kind == UPDATE:
                     marker = data[5]
@@ -323,13 +324,14 @@ class ReplicationStream:
                     event = row_event(
                         plan.schema, plan.table, "update", plan.pk(values), before,
                         plan.image(values), where, committed_at, txid, seq, plan.pk_columns,
+                        plan.definition,
                     )
                 else:
                     old = read_tuple(data, 6, converters)[0]
                     before = plan.image(old) if data[5] == OLD_TUPLE else plan.identity_image(old)
                     event = row_event(
                         plan.schema, plan.table, "delete", plan.pk(old), before, None, where,
-                        committed_at, txid, seq, plan.pk_columns,
+                        committed_at, txid, seq, plan.pk_columns, plan.definition,
                     )
                 batch = add(event)
                 if batch is not None:
