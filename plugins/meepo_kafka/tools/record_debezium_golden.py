@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 import threading
@@ -187,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=GOLDEN, help="where the files go")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    record(args.out)
+    out = args.out.resolve()
+    with tempfile.TemporaryDirectory(prefix="dbz-golden-cwd-") as cwd:
+        os.chdir(cwd)  # Debezium's bundled log4j setup writes logs/ into the working dir
+        record(out)
     return 0
 
 
