@@ -220,6 +220,7 @@ class SinkSettings:
     delivery_timeout: float = 30.0
     config: Mapping[str, Any] | None = None
     label: str = "kafka"
+    schemas: bool = True
     bootstrap_key: str = "bootstrap_servers"
 
     @classmethod
@@ -253,6 +254,7 @@ class SinkSettings:
             config=librdkafka_config(options, PRODUCER_OWNED, "producer"),
             label=f"{options.path.rsplit('.', 1)[-1] or 'sink'} kafka",
             bootstrap_key=options.key_path("bootstrap_servers"),
+            schemas=options.boolean("schemas", True),
         )
 
 

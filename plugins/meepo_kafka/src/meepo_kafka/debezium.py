@@ -24,6 +24,7 @@ import base64
 import json
 import re
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
@@ -35,7 +36,16 @@ import orjson
 
 from meepo_core import UNCHANGED, RowEvent
 
-from .formats import POSITION_HEADER, SEQUENCE_HEADER, Headers, header_value, key_document, loads
+from .debezium_codec import CodecCache
+from .formats import (
+    POSITION_HEADER,
+    SEQUENCE_HEADER,
+    Header,
+    Headers,
+    header_value,
+    key_document,
+    loads,
+)
 
 #: Debezium's ``unavailable.value.placeholder``: a column the source did not send.
 UNAVAILABLE = "__debezium_unavailable_value"
@@ -256,19 +266,54 @@ def _unwrap(document: Any) -> tuple[Any, Mapping[str, Any] | None]:
 
 
 class DebeziumFormat:
-    """Debezium's envelope; ``server_name`` is ``source.name`` (the logical server name)."""
+    """Debezium's envelope; ``server_name`` is ``source.name`` (Debezium's
+    ``topic.prefix``), ``schemas`` the JSON converter's ``schemas.enable``.
+
+    Events that carry their table's definition (the postgres source's) are written exactly
+    as Debezium's PostgreSQL connector writes them (:mod:`meepo_kafka.debezium_codec`);
+    others in the schemaless envelope of :func:`envelope`."""
 
     name = "debezium"
 
-    def __init__(self, server_name: str) -> None:
+    def __init__(self, server_name: str, schemas: bool = True) -> None:
         self.server_name = server_name
+        self.schemas = schemas
         self.version = _version()
+        self.codecs = CodecCache(server_name, self.version, schemas)
+        self.run_id = str(uuid.uuid4())  # Debezium's __debezium.context.runId
 
-    def key(self, event: RowEvent) -> bytes:
+    def key(self, event: RowEvent) -> bytes | None:
+        definition = event.definition
+        if definition is not None:
+            return self.codecs.codec(definition).key(event.pk)
         return orjson.dumps(key_document(event, debezium_value))
 
     def value(self, event: RowEvent) -> bytes:
+        definition = event.definition
+        if definition is not None:
+            return self.codecs.codec(definition).value(event)
         return orjson.dumps(envelope(event, self.server_name, self.version))
+
+    def headers(self, part: RowEvent, counterpart: RowEvent | None) -> Header | None:
+        """Debezium's headers of ``part``: for the halves of a key change (``counterpart``
+        is the other half) ``__debezium.newkey`` on the delete and its tombstone,
+        ``__debezium.oldkey`` on the create; then the ``__debezium.context.*`` headers."""
+        definition = part.definition
+        if definition is None:
+            return None
+        codec = self.codecs.codec(definition)
+        found: list[tuple[str, str | bytes | None]] = []
+        if counterpart is not None:
+            name = "__debezium.newkey" if part.action == "delete" else "__debezium.oldkey"
+            found.append((name, codec.key(counterpart.pk)))
+        string = codec.string_header
+        found += [
+            ("__debezium.context.connectorLogicalName", string(self.server_name)),
+            ("__debezium.context.taskId", string("0")),
+            ("__debezium.context.connectorName", string("postgresql")),
+            ("__debezium.context.runId", string(self.run_id)),
+        ]
+        return found
 
     def decode(self, key: bytes | None, value: bytes, headers: Headers) -> RowEvent | None:
         payload, schema = _unwrap(loads(value))

@@ -62,7 +62,7 @@ TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
 
 Header = list[tuple[str, str | bytes | None]] | None
 #: A queued message: topic, key, value, headers, and the event it was made from.
-Sent = tuple[str, bytes, bytes | None, Header, RowEvent]
+Sent = tuple[str, bytes | None, bytes | None, Header, RowEvent]
 
 
 def split_key_change(event: RowEvent) -> tuple[RowEvent, ...]:
@@ -72,6 +72,8 @@ def split_key_change(event: RowEvent) -> tuple[RowEvent, ...]:
     before = event.before
     if event.action != "update" or not columns or before is None:
         return (event,)
+    if event.definition is not None and not event.definition.key:
+        return (event,)  # no key: an update stays one update (as in Debezium)
     try:
         old = before[columns[0]] if len(columns) == 1 else tuple(before[c] for c in columns)
     except KeyError:
@@ -124,7 +126,8 @@ class KafkaSink(Sink):
     def open(self, context: PipelineContext) -> None:
         self.context = context
         self.format = make_format(self.settings.format,
-                                  self.settings.server_name or context.pipeline)
+                                  self.settings.server_name or context.pipeline,
+                                  self.settings.schemas)
         self.producer = Producer(self.producer_config())
         try:
             fetch_metadata(self.producer, self.settings.bootstrap_servers,
@@ -157,9 +160,10 @@ class KafkaSink(Sink):
         produce = self.producer.produce
         topic_of, key_of, value_of = self.router.topic, self.format.key, self.format.value
         tombstones, headers_of = self.settings.tombstones, self._headers
+        format_headers = self.format.headers
         for event in batch.events:
             parts = split_key_change(event) if event.action == "update" else (event,)
-            for part in parts:
+            for index, part in enumerate(parts):
                 try:
                     topic = topic_of(part.schema, part.table)
                     key = key_of(part)
@@ -168,6 +172,9 @@ class KafkaSink(Sink):
                     self._dead_letter(event, f"cannot encode as {self.format.name}: {exc}")
                     break
                 headers = headers_of(part)
+                own = format_headers(part, parts[1 - index] if len(parts) == 2 else None)
+                if own:
+                    headers = own + (headers or [])
                 try:
                     produce(topic, value, key, headers=headers)
                 except (BufferError, KafkaException):
@@ -191,7 +198,7 @@ class KafkaSink(Sink):
             return [(POSITION_HEADER, self._position_bytes)]
         return [(SEQUENCE_HEADER, str(sequence)), (POSITION_HEADER, self._position_bytes)]
 
-    def _produce(self, topic: str, key: bytes, value: bytes | None, headers: Header,
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: Header,
                  event: RowEvent) -> bool:
         """Queue one message, waiting while librdkafka's queue is full; False when it was
         refused at once (dead-lettered)."""
@@ -255,7 +262,7 @@ class KafkaSink(Sink):
         """Send each message refused for its record batch's size again on its own, followed
         by every later message of the batch with the same topic and key (so the key's last
         message stays last in the log); dead-letter those still too large alone."""
-        first: dict[tuple[str, bytes], int] = {}
+        first: dict[tuple[str, bytes | None], int] = {}
         for index in sorted(refused):
             first.setdefault((sent[index][0], sent[index][1]), index)
         again = [index for index, (topic, key, *_rest) in enumerate(sent)

@@ -1,0 +1,102 @@
+"""meepo's ``format = "debezium"`` against Debezium itself, without a JVM: the PostgreSQL
+workload of the golden files runs on a real server, meepo's ``postgres`` source captures
+it (a snapshot of the rows that exist first, then the stream), the ``kafka`` sink publishes
+it, and every message read back from the topics equals the one Debezium 3.6.3 wrote for the
+same change (``tests/golden/``), byte for byte once the fields that differ between any two
+runs are masked (:mod:`debezium_golden`)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meepo_core import Options, RowEvent
+from meepo_core.testing import make_context
+
+from .conftest import publish, read_topic
+from .debezium_golden import (
+    WORKLOAD,
+    Message,
+    first_difference,
+    golden,
+    message,
+    snapshot_first,
+    split_workload,
+)
+
+pytestmark = pytest.mark.integration
+meepo_postgres = pytest.importorskip("meepo_postgres",
+                                     reason="needs meepo-postgres (the integration suite)")
+
+SNAPSHOT_TABLES = ["inv.customers", "inv.pairs"]
+
+
+def capture(postgres: Any, tmp_path: Path) -> tuple[list[RowEvent], list[RowEvent]]:
+    """(snapshot reads, streamed changes) meepo captures for the workload."""
+    setup, steps = split_workload(WORKLOAD.read_text())
+    with postgres.connect(autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS inv CASCADE")
+        conn.execute(setup)
+    name = f"golden_{uuid.uuid4().hex[:8]}"
+    options = {"type": "postgres", "dsn": postgres.url, "tables": ["inv.*"], "slot": name,
+               "publication": name, "heartbeat": 1}
+
+    def drain(checkpoint: Any) -> tuple[list[RowEvent], Any]:
+        source = meepo_postgres.PostgresSource.from_options(
+            Options(dict(options), "source", tmp_path))
+        events: list[RowEvent] = []
+        position = checkpoint
+        try:
+            for batch in source.stream(checkpoint, make_context(tmp_path), once=True):
+                events.extend(batch.events)
+                if batch.position is not None:
+                    position = batch.position
+                    source.acknowledge(batch.position)
+        finally:
+            source.close()
+        return events, position
+
+    nothing, start = drain(None)  # creates the slot and the publication
+    assert nothing == []
+    reader = meepo_postgres.PostgresSource.from_options(Options(dict(options), "source",
+                                                                tmp_path))
+    try:
+        reads = [event for table in reader.snapshots.tables(SNAPSHOT_TABLES)
+                 for event in reader.snapshots.read_chunk(table, None, 1000, None)]
+    finally:
+        reader.close()
+    with postgres.connect() as conn:
+        for step in steps:
+            with conn.transaction():
+                conn.execute(step)
+    changes, _ = drain(start)
+    return reads, changes
+
+
+def published(bootstrap: str, topics: list[str]) -> dict[str, list[Message]]:
+    return {topic: [message(topic, r.key, r.value, list(r.header_items))
+                    for r in read_topic(bootstrap, topic)] for topic in topics}
+
+
+@pytest.mark.parametrize("variant, schemas", [("schemas", True), ("no_schemas", False)])
+def test_postgres_messages_equal_debeziums(postgres: Any, bootstrap: str, admin: Any,
+                                           tmp_path: Path, variant: str,
+                                           schemas: bool) -> None:
+    expected = golden(variant)
+    existing = [t for t in expected if t in admin.list_topics(timeout=10).topics]
+    for future in (admin.delete_topics(existing).values() if existing else ()):
+        future.result(timeout=30)
+    reads, changes = capture(postgres, tmp_path)
+    publish(tmp_path, bootstrap, reads, changes, topic="{schema}.{table}",
+            topic_prefix="dbz.", format="debezium", server_name="dbz", tombstones=True,
+            schemas=schemas)
+    actual = published(bootstrap, sorted(expected))
+    for topic, wanted in expected.items():
+        got = snapshot_first(actual[topic])
+        wanted = snapshot_first(wanted)
+        assert len(got) == len(wanted), f"{topic}: {len(got)} messages, Debezium {len(wanted)}"
+        for index, (mine, theirs) in enumerate(zip(got, wanted, strict=True)):
+            assert mine == theirs, f"{topic} message {index}: {first_difference(mine, theirs)}"
