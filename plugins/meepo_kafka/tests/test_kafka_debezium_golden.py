@@ -81,22 +81,54 @@ def published(bootstrap: str, topics: list[str]) -> dict[str, list[Message]]:
                     for r in read_topic(bootstrap, topic)] for topic in topics}
 
 
-@pytest.mark.parametrize("variant, schemas", [("schemas", True), ("no_schemas", False)])
-def test_postgres_messages_equal_debeziums(postgres: Any, bootstrap: str, admin: Any,
-                                           tmp_path: Path, variant: str,
-                                           schemas: bool) -> None:
-    expected = golden(variant)
-    existing = [t for t in expected if t in admin.list_topics(timeout=10).topics]
-    for future in (admin.delete_topics(existing).values() if existing else ()):
-        future.result(timeout=30)
-    reads, changes = capture(postgres, tmp_path)
-    publish(tmp_path, bootstrap, reads, changes, topic="{schema}.{table}",
-            topic_prefix="dbz.", format="debezium", server_name="dbz", tombstones=True,
-            schemas=schemas)
-    actual = published(bootstrap, sorted(expected))
+#: meepo's sink options for each recorded Debezium configuration.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "schemas": {},
+    "no_schemas": {"schemas": False},
+    "string_connect_hex": {"decimal_handling_mode": "string", "time_precision_mode": "connect",
+                           "binary_handling_mode": "hex"},
+    "double_micros_base64": {"decimal_handling_mode": "double",
+                             "time_precision_mode": "adaptive_time_microseconds",
+                             "binary_handling_mode": "base64"},
+}
+
+
+@pytest.fixture(scope="module")
+def captured(postgres: Any, tmp_path_factory: pytest.TempPathFactory,
+             ) -> tuple[list[RowEvent], list[RowEvent]]:
+    return capture(postgres, tmp_path_factory.mktemp("capture"))
+
+
+def sink_options(variant: str) -> dict[str, Any]:
+    settings = dict(VARIANTS[variant])
+    schemas = settings.pop("schemas", True)
+    return {"format": "debezium", "schemas": schemas,
+            "debezium": {"topic_prefix": "dbz", **settings}}
+
+
+def assert_same_messages(actual: dict[str, list[Message]],
+                         expected: dict[str, list[Message]]) -> None:
+    assert sorted(actual) == sorted(expected)
     for topic, wanted in expected.items():
         got = snapshot_first(actual[topic])
         wanted = snapshot_first(wanted)
         assert len(got) == len(wanted), f"{topic}: {len(got)} messages, Debezium {len(wanted)}"
         for index, (mine, theirs) in enumerate(zip(got, wanted, strict=True)):
             assert mine == theirs, f"{topic} message {index}: {first_difference(mine, theirs)}"
+
+
+def clear_topics(admin: Any, topics: list[str]) -> None:
+    existing = [t for t in topics if t in admin.list_topics(timeout=10).topics]
+    for future in (admin.delete_topics(existing).values() if existing else ()):
+        future.result(timeout=30)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_postgres_messages_equal_debeziums(captured: tuple[list[RowEvent], list[RowEvent]],
+                                           bootstrap: str, admin: Any, tmp_path: Path,
+                                           variant: str) -> None:
+    expected = golden(variant)
+    clear_topics(admin, list(expected))
+    reads, changes = captured
+    publish(tmp_path, bootstrap, reads, changes, **sink_options(variant))
+    assert_same_messages(published(bootstrap, sorted(expected)), expected)

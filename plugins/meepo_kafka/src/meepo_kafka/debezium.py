@@ -36,7 +36,8 @@ import orjson
 
 from meepo_core import UNCHANGED, RowEvent
 
-from .debezium_codec import CodecCache
+from .debezium_codec import OPS, CodecCache
+from .debezium_types import DEFAULT_MODES, Modes
 from .formats import (
     POSITION_HEADER,
     SEQUENCE_HEADER,
@@ -49,7 +50,6 @@ from .formats import (
 
 #: Debezium's ``unavailable.value.placeholder``: a column the source did not send.
 UNAVAILABLE = "__debezium_unavailable_value"
-OPS = {"write": "c", "update": "u", "delete": "d", "read": "r"}
 ACTIONS = {op: action for action, op in OPS.items()}
 #: Operations that carry no row change: truncate, logical-decoding message.
 NOT_ROW_CHANGES = {"t": "truncate", "m": "message"}
@@ -275,11 +275,12 @@ class DebeziumFormat:
 
     name = "debezium"
 
-    def __init__(self, server_name: str, schemas: bool = True) -> None:
+    def __init__(self, server_name: str, schemas: bool = True,
+                 modes: Modes = DEFAULT_MODES) -> None:
         self.server_name = server_name
         self.schemas = schemas
         self.version = _version()
-        self.codecs = CodecCache(server_name, self.version, schemas)
+        self.codecs = CodecCache(server_name, self.version, schemas, modes)
         self.run_id = str(uuid.uuid4())  # Debezium's __debezium.context.runId
 
     def key(self, event: RowEvent) -> bytes | None:

@@ -21,7 +21,7 @@ import orjson
 
 from meepo_core import UNCHANGED, RowEvent, TableDefinition
 
-from .debezium_types import field_codec
+from .debezium_types import DEFAULT_MODES, Modes, field_codec
 
 OPS = {"write": "c", "update": "u", "delete": "d", "read": "r"}
 _MISSING = object()
@@ -90,17 +90,17 @@ class TableCodec:
     """Keys, values and headers of one table definition's messages."""
 
     def __init__(self, definition: TableDefinition, server_name: str, version: str,
-                 schemas: bool) -> None:
+                 schemas: bool, modes: Modes = DEFAULT_MODES) -> None:
         self.definition = definition
         self.server_name = server_name
         self.version = version
         self.schemas = schemas
         self.full_identity = definition.replica_identity == "full"
-        self.fields = [field_codec(column) for column in definition.columns]
+        self.fields = [field_codec(column, modes=modes) for column in definition.columns]
         self._plan = [(f.name, f.convert, f.unavailable, f.filler) for f in self.fields]
         by_name = {column.name: column for column in definition.columns}
-        self.key_fields = [field_codec(by_name[name], key=True) for name in definition.key
-                           if name in by_name]
+        self.key_fields = [field_codec(by_name[name], key=True, modes=modes)
+                           for name in definition.key if name in by_name]
         base = f"{server_name}.{definition.schema}.{definition.table}"
         key_schema = {"type": "struct",
                       "fields": [_with_field(f.schema, f.name) for f in self.key_fields],
@@ -204,17 +204,20 @@ class TableCodec:
 class CodecCache:
     """The codec of each table definition, found by the definition's identity."""
 
-    def __init__(self, server_name: str, version: str, schemas: bool) -> None:
+    def __init__(self, server_name: str, version: str, schemas: bool,
+                 modes: Modes = DEFAULT_MODES) -> None:
         self.server_name = server_name
         self.version = version
         self.schemas = schemas
+        self.modes = modes
         self._codecs: dict[int, tuple[TableDefinition, TableCodec]] = {}
 
     def codec(self, definition: TableDefinition) -> TableCodec:
         found = self._codecs.get(id(definition))
         if found is not None and found[0] is definition:
             return found[1]
-        codec = TableCodec(definition, self.server_name, self.version, self.schemas)
+        codec = TableCodec(definition, self.server_name, self.version, self.schemas,
+                           self.modes)
         if len(self._codecs) > 10_000:  # definitions replaced by DDL, many times over
             self._codecs.clear()
         self._codecs[id(definition)] = (definition, codec)

@@ -16,11 +16,14 @@ import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from meepo_core import UNCHANGED, RowEvent, encode_value, event_from_dict, event_to_json
+
+if TYPE_CHECKING:
+    from .debezium_settings import DebeziumSettings
 
 Headers = list[tuple[str, bytes | None]] | None
 #: Headers as the sink produces them.
@@ -205,13 +208,20 @@ class MeepoFormat:
             raise ValueError(f"not a meepo event ({type(exc).__name__}: {exc})") from exc
 
 
-def make_format(name: str, server_name: str = "meepo", schemas: bool = True) -> Format:
+def make_format(name: str, server_name: str = "meepo", schemas: bool = True,
+                debezium: DebeziumSettings | None = None) -> Format:
     """The format called ``name`` (validated by the caller); ``server_name`` is Debezium's
-    logical server name, ``schemas`` its JSON converter's ``schemas.enable``."""
+    logical server name, ``schemas`` its JSON converter's ``schemas.enable``, ``debezium``
+    its value-mapping settings."""
     if name == "debezium":
         from .debezium import DebeziumFormat
+        from .debezium_settings import DebeziumSettings
+        from .debezium_types import Modes
 
-        return DebeziumFormat(server_name, schemas)
+        settings = debezium or DebeziumSettings()
+        return DebeziumFormat(server_name, schemas, Modes(
+            settings.decimal_handling_mode, settings.time_precision_mode,
+            settings.binary_handling_mode))
     return MeepoFormat()
 
 

@@ -36,6 +36,7 @@ from .cluster import (
 )
 from .compat import AclOperation
 from .config import SinkSettings, base_config, describe
+from .debezium_codec import OPS
 from .formats import POSITION_HEADER, SEQUENCE_HEADER, Format, make_format
 from .topics import TopicRouter
 
@@ -97,6 +98,8 @@ class KafkaSink(Sink):
         self._fatal: KafkaError | None = None
         self._position: Any = None
         self._position_bytes = b""
+        self._skipped: set[str] = set()  # actions left out (Debezium's skipped.operations)
+        self._skip_logged: set[str] = set()
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -127,7 +130,10 @@ class KafkaSink(Sink):
         self.context = context
         self.format = make_format(self.settings.format,
                                   self.settings.server_name or context.pipeline,
-                                  self.settings.schemas)
+                                  self.settings.schemas, self.settings.debezium)
+        if self.settings.format == "debezium":
+            self._skipped = {action for action, op in OPS.items()
+                             if op in self.settings.debezium.skipped_operations}
         self.producer = Producer(self.producer_config())
         try:
             fetch_metadata(self.producer, self.settings.bootstrap_servers,
@@ -160,10 +166,13 @@ class KafkaSink(Sink):
         produce = self.producer.produce
         topic_of, key_of, value_of = self.router.topic, self.format.key, self.format.value
         tombstones, headers_of = self.settings.tombstones, self._headers
-        format_headers = self.format.headers
+        format_headers, skipped = self.format.headers, self._skipped
         for event in batch.events:
             parts = split_key_change(event) if event.action == "update" else (event,)
             for index, part in enumerate(parts):
+                if skipped and part.action in skipped:
+                    self._skip(part)
+                    continue
                 try:
                     topic = topic_of(part.schema, part.table)
                     key = key_of(part)
@@ -187,6 +196,16 @@ class KafkaSink(Sink):
         self._wait_for_reports(len(sent))
         if self._failures or self._fatal is not None:
             self._settle(sent)
+
+    def _skip(self, event: RowEvent) -> None:
+        """Leave out an event of an operation ``debezium.skipped_operations`` names
+        (counted, and logged once per operation)."""
+        assert self.context is not None
+        self.context.metrics.record_failure(self.label, f"skipped_{event.action}")
+        if event.action not in self._skip_logged:
+            self._skip_logged.add(event.action)
+            log.info("%s: leaving out %s events (debezium.skipped_operations)", self.label,
+                     event.action)
 
     def _headers(self, event: RowEvent) -> Header:
         sequence, position = event.sequence, event.position
