@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import time
 import uuid
@@ -55,6 +56,7 @@ ACTIONS = {op: action for action, op in OPS.items()}
 NOT_ROW_CHANGES = {"t": "truncate", "m": "message"}
 _EPOCH = datetime(1970, 1, 1)
 _EPOCH_DAY = date(1970, 1, 1)
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 _GTID = re.compile(r"^\d+-\d+-\d+$|^[0-9a-fA-F-]{36}:\d+$")
 
 
@@ -191,7 +193,9 @@ def envelope(event: RowEvent, server_name: str, version: str) -> dict[str, Any]:
 
 def _decimal_bytes(raw: str, scale: int) -> Decimal:
     unscaled = int.from_bytes(base64.b64decode(raw), "big", signed=True)
-    return Decimal(unscaled).scaleb(-scale)
+    # built from its digits: scaleb() would round to the context's 28 digits
+    digits = tuple(int(d) for d in str(abs(unscaled)))
+    return Decimal((1 if unscaled < 0 else 0, digits, -scale))
 
 
 def _from_epoch_micros(micros: int) -> datetime:
@@ -204,6 +208,40 @@ def _zoned(text: str) -> datetime:
 
 def _enum_set(text: str) -> set[str]:
     return set(text.split(",")) if text else set()
+
+
+def _zoned_time(text: str) -> time_of_day:
+    """Debezium's ZonedTime (``"10:44:15.5Z"``, always UTC) -> an aware time."""
+    return time_of_day.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _bits(raw: str, schema: Mapping[str, Any]) -> str:
+    """Debezium's Bits (little-endian bytes) -> the bit string meepo's postgres source
+    gives, padded to the declared length (``bit varying`` has none: leading zeros go)."""
+    number = int.from_bytes(base64.b64decode(raw), "little")
+    length = int((schema.get("parameters") or {}).get("length", 0))
+    return format(number, f"0{length}b" if 0 < length < 2**31 - 1 else "b")
+
+
+def _time_of_day(micros: int) -> time_of_day | str:
+    """A PostgreSQL time from microseconds since midnight (``24:00:00`` stays text, as the
+    postgres source gives it)."""
+    if micros >= 86_400_000_000:
+        return "24:00:00"
+    seconds, fraction = divmod(micros, 1_000_000)
+    return time_of_day(seconds // 3600, seconds // 60 % 60, seconds % 60, fraction)
+
+
+#: PostgreSQL's time types come back as times of day (the mysql source's TIME is a
+#: duration: timedelta, the default below).
+_POSTGRES_TIMES: dict[str, Callable[[Any], Any]] = {
+    "io.debezium.time.Time": lambda v: _time_of_day(v * 1000),
+    "org.apache.kafka.connect.data.Time": lambda v: _time_of_day(v * 1000),
+    "io.debezium.time.MicroTime": _time_of_day,
+    "io.debezium.time.NanoTime": lambda v: _time_of_day(v // 1000),
+}
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_UNAVAILABLE_BYTES = base64.b64encode(UNAVAILABLE.encode()).decode("ascii")
 
 
 _LOGICAL: dict[str, Callable[[Any, Mapping[str, Any]], Any]] = {
@@ -225,20 +263,38 @@ _LOGICAL: dict[str, Callable[[Any, Mapping[str, Any]], Any]] = {
         v["value"], int(v["scale"])),
     "io.debezium.data.Json": lambda v, _: json.loads(v),
     "io.debezium.data.EnumSet": lambda v, _: _enum_set(v),
-    "io.debezium.data.Bits": lambda v, _: base64.b64decode(v),
+    "io.debezium.data.Bits": _bits,
+    "io.debezium.time.ZonedTime": lambda v, _: _zoned_time(v),
+    "io.debezium.time.MicroDuration": lambda v, _: timedelta(microseconds=v),
 }
 
 
-def _decode_value(value: Any, schema: Mapping[str, Any] | None) -> Any:
+def _decode_value(value: Any, schema: Mapping[str, Any] | None,
+                  postgres: bool = False) -> Any:
+    """One value by its Connect schema (None: as the JSON carries it); ``postgres``: the
+    message is from a PostgreSQL connector (times are times of day)."""
     if value is None or schema is None:
         return UNCHANGED if value == UNAVAILABLE else value
     if value == UNAVAILABLE:
         return UNCHANGED
-    logical = _LOGICAL.get(str(schema.get("name")))
+    kind = schema.get("type")
+    if kind == "array" and isinstance(value, list):
+        if value == [UNAVAILABLE]:  # an unchanged TOAST array of strings
+            return UNCHANGED
+        items = schema.get("items")
+        return [_decode_value(item, items, postgres) for item in value]
+    name = str(schema.get("name"))
+    if postgres and name in _POSTGRES_TIMES:
+        return _POSTGRES_TIMES[name](value)
+    logical = _LOGICAL.get(name)
     if logical is not None:
+        if kind == "bytes" and value == _UNAVAILABLE_BYTES:
+            return UNCHANGED
         return logical(value, schema)
-    if schema.get("type") == "bytes" and isinstance(value, str):
-        return base64.b64decode(value)
+    if kind == "bytes" and isinstance(value, str):
+        return UNCHANGED if value == _UNAVAILABLE_BYTES else base64.b64decode(value)
+    if kind in ("float", "double") and isinstance(value, str):
+        return _NON_FINITE.get(value, value)
     return value
 
 
@@ -249,13 +305,15 @@ def _fields(schema: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
             if isinstance(field, Mapping)}
 
 
-def _decode_row(image: Any, schema: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _decode_row(image: Any, schema: Mapping[str, Any] | None,
+                postgres: bool = False) -> dict[str, Any] | None:
     if image is None:
         return None
     if not isinstance(image, dict):
         raise ValueError(f"a row image must be an object, not {type(image).__name__}")
     fields = _fields(schema)
-    return {column: _decode_value(value, fields.get(column)) for column, value in image.items()}
+    return {column: _decode_value(value, fields.get(column), postgres)
+            for column, value in image.items()}
 
 
 def _unwrap(document: Any) -> tuple[Any, Mapping[str, Any] | None]:
@@ -330,9 +388,11 @@ class DebeziumFormat:
         if not isinstance(source, dict) or "table" not in source:
             raise ValueError("not a Debezium change event (no source.table)")
         fields = _fields(schema)
-        before = _decode_row(payload.get("before"), fields.get("before"))
-        after = _decode_row(payload.get("after"), fields.get("after"))
-        pk_columns, pk = _primary_key(key)
+        postgres = source.get("connector") == "postgresql"
+        before = _decode_row(payload.get("before"), fields.get("before"), postgres)
+        after = _decode_row(payload.get("after"), fields.get("after"), postgres)
+        pk_columns, pk = _primary_key(key, postgres)
+        micros = source.get("ts_us")
         stamp = source.get("ts_ms") or payload.get("ts_ms")
         sequence = header_value(headers, SEQUENCE_HEADER)
         position = header_value(headers, POSITION_HEADER)
@@ -345,7 +405,9 @@ class DebeziumFormat:
             before=before,
             after=after,
             position=loads(position) if position else None,
-            committed_at=(datetime.fromtimestamp(stamp / 1000, UTC) if stamp
+            committed_at=(_EPOCH_UTC + timedelta(microseconds=micros)
+                          if isinstance(micros, int) and not isinstance(micros, bool)
+                          else datetime.fromtimestamp(stamp / 1000, UTC) if stamp
                           else datetime.now(UTC)),
             txid=str(txid) if txid is not None else None,
             sequence=int(sequence) if sequence else None,
@@ -353,7 +415,8 @@ class DebeziumFormat:
         )
 
 
-def _primary_key(key: bytes | None) -> tuple[tuple[str, ...] | None, Any]:
+def _primary_key(key: bytes | None,
+                 postgres: bool = False) -> tuple[tuple[str, ...] | None, Any]:
     """(pk_columns, pk) from a Debezium key; (None, None) for a keyless table."""
     if not key:
         return None, None
@@ -361,7 +424,7 @@ def _primary_key(key: bytes | None) -> tuple[tuple[str, ...] | None, Any]:
     if not isinstance(payload, dict) or not payload:
         raise ValueError("a Debezium key must be an object of key columns")
     fields = _fields(schema)
-    values = tuple(_decode_value(v, fields.get(k)) for k, v in payload.items())
+    values = tuple(_decode_value(v, fields.get(k), postgres) for k, v in payload.items())
     columns = tuple(payload)
     if columns == ("pk",):
         return None, values[0]

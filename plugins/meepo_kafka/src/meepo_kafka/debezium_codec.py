@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -25,6 +26,8 @@ from .debezium_types import DEFAULT_MODES, Modes, field_codec
 
 OPS = {"write": "c", "update": "u", "delete": "d", "read": "r"}
 _MISSING = object()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 #: ``source`` of Debezium's PostgreSQL connector (io.debezium.connector.postgresql.Source).
 POSTGRES_SOURCE_SCHEMA: dict[str, Any] = {
@@ -162,8 +165,8 @@ class TableCodec:
         return orjson.dumps(payload)
 
     def source(self, event: RowEvent) -> dict[str, Any]:
-        micros = int(event.committed_at.timestamp() * 1_000_000) if event.action != "read" \
-            else int(time.time() * 1_000_000)
+        micros = ((event.committed_at - _EPOCH) // _MICROSECOND if event.action != "read"
+                  else time.time_ns() // 1000)
         lsn = _lsn_number(event.position)
         return {
             "version": self.version, "connector": "postgresql", "name": self.server_name,

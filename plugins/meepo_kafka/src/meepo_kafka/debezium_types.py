@@ -123,14 +123,28 @@ def _unscaled_bytes(unscaled: int) -> str:
 
 
 def _decimal_at(scale: int) -> Convert:
-    quantum = Decimal(1).scaleb(-scale)
-
     def convert(value: Any) -> Any:
         number = value if isinstance(value, Decimal) else Decimal(_money_text(value))
         if not number.is_finite():
             return None  # NaN and infinities: Debezium writes null
-        return _unscaled_bytes(int(number.quantize(quantum).scaleb(scale)))
+        return _unscaled_bytes(_unscaled(number, scale))
     return convert
+
+
+def _unscaled(number: Decimal, scale: int) -> int:
+    """``number * 10**scale`` as an integer, exactly (rounded half up past ``scale``),
+    whatever its digits: Decimal's own arithmetic rounds to 28 digits."""
+    sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)
+    magnitude = int("".join(map(str, digits)) or "0")
+    shift = exponent + scale
+    if shift >= 0:
+        magnitude *= int(10 ** shift)
+    else:
+        divisor = int(10 ** -shift)
+        magnitude, rest = divmod(magnitude, divisor)
+        magnitude += int(rest * 2 >= divisor)
+    return -magnitude if sign else magnitude
 
 
 def _variable_decimal(value: Any) -> Any:
@@ -200,7 +214,8 @@ def _zoned_timestamp(digits: int) -> Convert:
         if not isinstance(value, datetime):
             return str(value)
         utc = value.astimezone(UTC)
-        text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+        text = (f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T"
+                f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}")
         if digits:
             text += "." + f"{utc.microsecond:06d}"[:digits].ljust(digits, "0")
         return text + "Z"
