@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 GOLDEN = Path(__file__).parent / "golden"
 WORKLOAD = GOLDEN / "postgres_workload.sql"
@@ -28,6 +29,8 @@ MASKED: list[tuple[re.Pattern[str], str, str]] = [
      "source.sequence holds LSNs, which differ between two servers"),
     (re.compile(r'"(txId|lsn)":(\d+|null)'), r'"\1":0',
      "transaction ids and LSNs differ between two servers"),
+    (re.compile(r'"id":"\d+:\d+"'), '"id":"*"',
+     "Debezium's transaction id is txId:LSN, both different between two servers"),
     (re.compile(r'"snapshot":"(?:first|first_in_data_collection|last_in_data_collection|last)"'),
      '"snapshot":"true"',
      "meepo's snapshots are chunked and interleaved with the stream: a row does not know "
@@ -93,12 +96,38 @@ def message(topic: str, key: str | bytes | None, value: str | bytes | None,
 def golden(variant: str, directory: Path = GOLDEN) -> dict[str, list[Message]]:
     """The golden messages of ``variant`` per topic, in order."""
     found: dict[str, list[Message]] = defaultdict(list)
-    for line in (directory / f"postgres_{variant}.jsonl").read_text().splitlines():
-        record = json.loads(line)
+    records = [json.loads(line) for line in
+               (directory / f"postgres_{variant}.jsonl").read_text().splitlines()]
+    empty = {_transaction_number(r) for r in records if _is_empty_end(r)}
+    for record in records:
+        if record["topic"].endswith(".transaction") and _transaction_number(record) in empty:
+            continue  # EMPTY_TRANSACTIONS
         found[record["topic"]].append(message(record["topic"], record["key"],
                                               record["value"],
                                               [tuple(h) for h in record["headers"]]))
     return dict(found)
+
+
+#: Why golden BEGIN/END records of transactions without changes are left out.
+EMPTY_TRANSACTIONS = (
+    "Debezium writes BEGIN and END (event_count 0) for a transaction whose only change it "
+    "skipped (a TRUNCATE, with skipped.operations=t); meepo's postgres source emits no "
+    "event for it, so meepo writes no records for it (a known difference)")
+
+
+def _payload(record: dict[str, Any]) -> Any:
+    value = json.loads(record["value"]) if record["value"] else None
+    return value.get("payload", value) if isinstance(value, dict) else value
+
+
+def _transaction_number(record: dict[str, Any]) -> str | None:
+    payload = _payload(record) if record["topic"].endswith(".transaction") else None
+    return str(payload["id"]).partition(":")[0] if payload else None
+
+
+def _is_empty_end(record: dict[str, Any]) -> bool:
+    payload = _payload(record) if record["topic"].endswith(".transaction") else None
+    return bool(payload) and payload["status"] == "END" and payload["event_count"] == 0
 
 
 def snapshot_first(messages: list[Message]) -> list[Message]:

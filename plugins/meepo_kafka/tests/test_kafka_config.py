@@ -57,8 +57,8 @@ SOURCE = {"type": "kafka", "bootstrap_servers": "kafka1:9092", "topics": ["shop.
     ({"format": "debezium", "debezium": {"skipped_operations": "c,x"}},
      r"debezium\.skipped_operations: 'x' is not an operation; write a comma-separated list "
      r"of c, u, d, t, or \"none\""),
-    ({"format": "debezium", "debezium": {"provide_transaction_metadata": True}},
-     r"debezium\.provide_transaction_metadata: true is not implemented yet"),
+    ({"format": "debezium", "debezium": {"provide_transaction_metadata": "yes"}},
+     r"debezium\.provide_transaction_metadata: must be true or false, not a string"),
     ({"format": "debezium", "debezium": {"heartbeat_interval_ms": 1000}},
      r"debezium\.heartbeat_interval_ms: heartbeat messages are not implemented yet; valid: 0"),
     ({"format": "debezium", "debezium": {"tombstone_on_delete": False}},

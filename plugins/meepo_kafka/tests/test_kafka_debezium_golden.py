@@ -90,6 +90,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "double_micros_base64": {"decimal_handling_mode": "double",
                              "time_precision_mode": "adaptive_time_microseconds",
                              "binary_handling_mode": "base64"},
+    "transactions": {"provide_transaction_metadata": True},
 }
 
 

@@ -38,6 +38,7 @@ import orjson
 from meepo_core import UNCHANGED, RowEvent
 
 from .debezium_codec import OPS, CodecCache
+from .debezium_transactions import TransactionTracker
 from .debezium_types import DEFAULT_MODES, Modes
 from .formats import (
     POSITION_HEADER,
@@ -334,11 +335,14 @@ class DebeziumFormat:
     name = "debezium"
 
     def __init__(self, server_name: str, schemas: bool = True,
-                 modes: Modes = DEFAULT_MODES) -> None:
+                 modes: Modes = DEFAULT_MODES, transactions: bool = False) -> None:
         self.server_name = server_name
         self.schemas = schemas
         self.version = _version()
         self.codecs = CodecCache(server_name, self.version, schemas, modes)
+        #: provide.transaction.metadata: BEGIN/END records and the transaction block
+        self.transactions = TransactionTracker(schemas) if transactions else None
+        self.transaction_topic = f"{server_name}.transaction"
         self.run_id = str(uuid.uuid4())  # Debezium's __debezium.context.runId
 
     def key(self, event: RowEvent) -> bytes | None:
@@ -350,7 +354,9 @@ class DebeziumFormat:
     def value(self, event: RowEvent) -> bytes:
         definition = event.definition
         if definition is not None:
-            return self.codecs.codec(definition).value(event)
+            tracker = self.transactions
+            block = tracker.block(event) if tracker is not None else None
+            return self.codecs.codec(definition).value(event, block)
         return orjson.dumps(envelope(event, self.server_name, self.version))
 
     def headers(self, part: RowEvent, counterpart: RowEvent | None) -> Header | None:

@@ -74,7 +74,7 @@ def _with_field(schema: dict[str, Any], name: str) -> dict[str, Any]:
     return {**schema, "field": name}
 
 
-def _lsn_number(position: Any) -> int | None:
+def lsn_number(position: Any) -> int | None:
     """PostgreSQL's ``"16/B374D848"`` (the postgres source's position) as a number."""
     if not isinstance(position, dict) or "lsn" not in position:
         return None
@@ -167,7 +167,7 @@ class TableCodec:
     def source(self, event: RowEvent) -> dict[str, Any]:
         micros = ((event.committed_at - _EPOCH) // _MICROSECOND if event.action != "read"
                   else time.time_ns() // 1000)
-        lsn = _lsn_number(event.position)
+        lsn = lsn_number(event.position)
         return {
             "version": self.version, "connector": "postgresql", "name": self.server_name,
             "ts_ms": micros // 1000,
@@ -180,7 +180,8 @@ class TableCodec:
             "origin_lsn": None,
         }
 
-    def value(self, event: RowEvent) -> bytes:
+    def value(self, event: RowEvent, transaction: dict[str, Any] | None = None) -> bytes:
+        """The change event; ``transaction`` is its ``transaction`` block (metadata)."""
         action = event.action
         # Under REPLICA IDENTITY DEFAULT/INDEX the server sends no old row for an update
         # that keeps the key, and Debezium writes before = null.
@@ -189,7 +190,7 @@ class TableCodec:
         now = time.time_ns()
         payload = {
             "before": before, "after": self.row(event.after), "source": self.source(event),
-            "transaction": None, "op": OPS[action], "ts_ms": now // 1_000_000,
+            "transaction": transaction, "op": OPS[action], "ts_ms": now // 1_000_000,
             "ts_us": now // 1000, "ts_ns": now,
         }
         if self.schemas:

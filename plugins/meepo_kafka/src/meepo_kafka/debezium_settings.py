@@ -63,11 +63,6 @@ class DebeziumSettings:
                                                          False),
             heartbeat_interval_ms=options.integer("heartbeat_interval_ms", 0, minimum=0),
         )
-        if settings.provide_transaction_metadata:
-            raise options.error("provide_transaction_metadata",
-                                "true is not implemented yet: the transaction topic and the "
-                                "transaction block need transaction boundaries in meepo's "
-                                "events; valid: false")
         if settings.heartbeat_interval_ms:
             raise options.error("heartbeat_interval_ms",
                                 "heartbeat messages are not implemented yet; valid: 0")

@@ -167,7 +167,12 @@ class KafkaSink(Sink):
         topic_of, key_of, value_of = self.router.topic, self.format.key, self.format.value
         tombstones, headers_of = self.settings.tombstones, self._headers
         format_headers, skipped = self.format.headers, self._skipped
+        transactions = getattr(self.format, "transactions", None)  # Debezium's metadata
+        if transactions is not None:
+            transactions.start_batch()
         for event in batch.events:
+            if transactions is not None:
+                self._send_transaction_records(transactions.begin_if_new(event), event, sent)
             parts = split_key_change(event) if event.action == "update" else (event,)
             for index, part in enumerate(parts):
                 if skipped and part.action in skipped:
@@ -193,9 +198,21 @@ class KafkaSink(Sink):
                 if (tombstones and part.action == "delete"
                         and self._produce(topic, key, None, headers, event)):
                     remember((topic, key, None, headers, event))
+        if transactions is not None and batch.ends_transaction:
+            self._send_transaction_records(transactions.end(), batch.events[-1], sent)
         self._wait_for_reports(len(sent))
         if self._failures or self._fatal is not None:
             self._settle(sent)
+        if transactions is not None:
+            transactions.batch_sent()
+
+    def _send_transaction_records(self, records: list[tuple[bytes, bytes]], event: RowEvent,
+                                  sent: list[Sent]) -> None:
+        """Queue Debezium's BEGIN/END records on the format's transaction topic."""
+        topic = getattr(self.format, "transaction_topic", "")
+        for key, value in records:
+            if self._produce(topic, key, value, None, event):
+                sent.append((topic, key, value, None, event))
 
     def _skip(self, event: RowEvent) -> None:
         """Leave out an event of an operation ``debezium.skipped_operations`` names
