@@ -59,8 +59,8 @@ SOURCE = {"type": "kafka", "bootstrap_servers": "kafka1:9092", "topics": ["shop.
      r"of c, u, d, t, or \"none\""),
     ({"format": "debezium", "debezium": {"provide_transaction_metadata": "yes"}},
      r"debezium\.provide_transaction_metadata: must be true or false, not a string"),
-    ({"format": "debezium", "debezium": {"heartbeat_interval_ms": 1000}},
-     r"debezium\.heartbeat_interval_ms: heartbeat messages are not implemented yet; valid: 0"),
+    ({"format": "debezium", "debezium": {"heartbeat_interval_ms": -1}},
+     r"debezium\.heartbeat_interval_ms: must be at least 0, not -1"),
     ({"format": "debezium", "debezium": {"tombstone_on_delete": False}},
      r"debezium\.tombstone_on_delete: unknown option; valid options here: "
      r"bigint_unsigned_handling_mode, binary_handling_mode, decimal_handling_mode"),

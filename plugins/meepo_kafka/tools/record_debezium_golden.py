@@ -38,13 +38,14 @@ TOPIC_PREFIX = "dbz"
 SENTINEL = '"name":"sentinel"'
 
 #: The recorded configurations: Debezium's defaults (JsonConverter with schemas, its own
-#: default), the same without schemas, transaction metadata, truncates kept, and the
-#: other value-mapping modes.
+#: default), the same without schemas, transaction metadata, truncates kept, heartbeats,
+#: and the other value-mapping modes.
 VARIANTS: dict[str, dict[str, str]] = {
     "schemas": {},
     "no_schemas": {"converter.schemas.enable": "false"},
     "transactions": {"provide.transaction.metadata": "true"},
     "truncates": {"skipped.operations": "none"},
+    "heartbeats": {"heartbeat.interval.ms": "300"},
     "string_connect_hex": {"decimal.handling.mode": "string", "time.precision.mode": "connect",
                            "binary.handling.mode": "hex"},
     "double_micros_base64": {"decimal.handling.mode": "double",

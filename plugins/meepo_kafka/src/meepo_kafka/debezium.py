@@ -324,6 +324,14 @@ def _unwrap(document: Any) -> tuple[Any, Mapping[str, Any] | None]:
     return document, None
 
 
+_HEARTBEAT_KEY_SCHEMA = orjson.Fragment(orjson.dumps({
+    "type": "struct", "fields": [{"type": "string", "optional": False, "field": "serverName"}],
+    "optional": False, "name": "io.debezium.connector.common.ServerNameKey", "version": 1}))
+_HEARTBEAT_SCHEMA = orjson.Fragment(orjson.dumps({
+    "type": "struct", "fields": [{"type": "int64", "optional": False, "field": "ts_ms"}],
+    "optional": False, "name": "io.debezium.connector.common.Heartbeat", "version": 1}))
+
+
 class DebeziumFormat:
     """Debezium's envelope; ``server_name`` is ``source.name`` (Debezium's
     ``topic.prefix``), ``schemas`` the JSON converter's ``schemas.enable``.
@@ -335,7 +343,8 @@ class DebeziumFormat:
     name = "debezium"
 
     def __init__(self, server_name: str, schemas: bool = True,
-                 modes: Modes = DEFAULT_MODES, transactions: bool = False) -> None:
+                 modes: Modes = DEFAULT_MODES, transactions: bool = False,
+                 heartbeat_interval_ms: int = 0) -> None:
         self.server_name = server_name
         self.schemas = schemas
         self.version = _version()
@@ -343,6 +352,9 @@ class DebeziumFormat:
         #: provide.transaction.metadata: BEGIN/END records and the transaction block
         self.transactions = TransactionTracker(schemas) if transactions else None
         self.transaction_topic = f"{server_name}.transaction"
+        self.heartbeat_interval = heartbeat_interval_ms / 1000
+        self.heartbeat_topic = f"__debezium-heartbeat.{server_name}"
+        self._last_heartbeat = 0.0
         self.run_id = str(uuid.uuid4())  # Debezium's __debezium.context.runId
 
     def key(self, event: RowEvent) -> bytes | None:
@@ -358,6 +370,22 @@ class DebeziumFormat:
             block = tracker.block(event) if tracker is not None else None
             return self.codecs.codec(definition).value(event, block)
         return orjson.dumps(envelope(event, self.server_name, self.version))
+
+    def heartbeat(self) -> tuple[bytes, bytes] | None:
+        """Debezium's heartbeat record (key, value) for ``__debezium-heartbeat.{prefix}``
+        when ``heartbeat.interval.ms`` has passed since the last one, else None."""
+        if not self.heartbeat_interval:
+            return None
+        now = time.monotonic()
+        if now - self._last_heartbeat < self.heartbeat_interval:
+            return None
+        self._last_heartbeat = now
+        key: dict[str, Any] = {"serverName": self.server_name}
+        value: dict[str, Any] = {"ts_ms": time.time_ns() // 1_000_000}
+        if self.schemas:
+            return (orjson.dumps({"schema": _HEARTBEAT_KEY_SCHEMA, "payload": key}),
+                    orjson.dumps({"schema": _HEARTBEAT_SCHEMA, "payload": value}))
+        return orjson.dumps(key), orjson.dumps(value)
 
     def headers(self, part: RowEvent, counterpart: RowEvent | None) -> Header | None:
         """Debezium's headers of ``part``: for the halves of a key change (``counterpart``

@@ -63,8 +63,5 @@ class DebeziumSettings:
                                                          False),
             heartbeat_interval_ms=options.integer("heartbeat_interval_ms", 0, minimum=0),
         )
-        if settings.heartbeat_interval_ms:
-            raise options.error("heartbeat_interval_ms",
-                                "heartbeat messages are not implemented yet; valid: 0")
         options.done()
         return settings

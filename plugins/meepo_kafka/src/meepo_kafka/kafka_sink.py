@@ -158,9 +158,12 @@ class KafkaSink(Sink):
 
     def apply(self, batch: Batch) -> None:
         assert self.producer is not None and self.format is not None, "open() first"
-        if not batch.events:
-            return
         self._failures.clear()
+        beat = self._heartbeat()
+        if not batch.events:
+            if beat:
+                self._wait_for_reports(1)
+            return
         sent: list[Sent] = []
         remember = sent.append
         produce = self.producer.produce
@@ -205,6 +208,22 @@ class KafkaSink(Sink):
             self._settle(sent)
         if transactions is not None:
             transactions.batch_sent()
+
+    def _heartbeat(self) -> bool:
+        """Queue Debezium's heartbeat record when its interval has passed (every batch,
+        empty ones too, comes here); True when one was queued."""
+        beat = getattr(self.format, "heartbeat", None)
+        record = beat() if beat is not None else None
+        if record is None:
+            return False
+        assert self.producer is not None
+        try:
+            self.producer.produce(getattr(self.format, "heartbeat_topic", ""), record[1],
+                                  record[0])
+        except (BufferError, KafkaException) as exc:  # the next interval sends another
+            log.warning("%s: heartbeat not sent: %s", self.label, describe(exc))
+            return False
+        return True
 
     def _send_transaction_records(self, records: list[tuple[bytes, bytes]], event: RowEvent,
                                   sent: list[Sent]) -> None:
