@@ -13,6 +13,7 @@ The messages are those of Debezium's PostgreSQL connector with Kafka Connect's
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -78,7 +79,12 @@ def lsn_number(position: Any) -> int | None:
     """PostgreSQL's ``"16/B374D848"`` (the postgres source's position) as a number."""
     if not isinstance(position, dict) or "lsn" not in position:
         return None
-    high, _, low = str(position["lsn"]).partition("/")
+    return _lsn_text_number(str(position["lsn"]))
+
+
+@functools.lru_cache(maxsize=4096)  # the rows of one WAL record share their LSN text
+def _lsn_text_number(text: str) -> int | None:
+    high, _, low = text.partition("/")
     try:
         return (int(high, 16) << 32) | int(low, 16)
     except ValueError:

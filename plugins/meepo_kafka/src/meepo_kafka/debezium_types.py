@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 import orjson
@@ -131,9 +131,17 @@ def _decimal_at(scale: int) -> Convert:
     return convert
 
 
+#: Enough digits that scaleb() is exact for any decimal a column holds in practice.
+_EXACT = Context(prec=100_000)
+
+
 def _unscaled(number: Decimal, scale: int) -> int:
     """``number * 10**scale`` as an integer, exactly (rounded half up past ``scale``),
-    whatever its digits: Decimal's own arithmetic rounds to 28 digits."""
+    whatever its digits: Decimal's default context rounds to 28 digits."""
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if exponent + scale >= 0:  # no digits past the scale: exact in a wide context
+        return int(number.scaleb(scale, _EXACT))
     sign, digits, exponent = number.as_tuple()
     assert isinstance(exponent, int)
     magnitude = int("".join(map(str, digits)) or "0")
