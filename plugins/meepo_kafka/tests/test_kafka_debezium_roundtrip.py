@@ -13,17 +13,21 @@ the tables here use REPLICA IDENTITY FULL.
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 from datetime import UTC, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from meepo_kafka.debezium import DebeziumFormat
+from meepo_kafka.debezium import DebeziumFormat, NotARowChange
 
 from meepo_core import UNCHANGED, ColumnDefinition, RowEvent, TableDefinition
+
+from .debezium_golden import GOLDEN
 
 SMALL = st.integers(-(2**15), 2**15 - 1)
 TEXT = st.text().filter(lambda t: t != "__debezium_unavailable_value")
@@ -183,3 +187,20 @@ def test_values_the_format_writes_null_or_differently_are_documented() -> None:
     assert back is not None and back.after == {
         "id": 1, "n": None, "m": Decimal("1234.50"), "b": True,
         "i": timedelta(microseconds=2_629_800_000_000)}
+
+
+@pytest.mark.parametrize(("variant", "kind"), [("transactions", "transaction"),
+                                               ("heartbeats", "heartbeat")])
+def test_transaction_and_heartbeat_records_are_not_row_changes(variant: str,
+                                                               kind: str) -> None:
+    """Debezium's own transaction and heartbeat records (from the golden files) are
+    recognised, so a worker subscribed to ``^dbz\\..*`` counts them instead of stopping."""
+    records = [json.loads(line) for line in
+               (GOLDEN / f"postgres_{variant}.jsonl").read_text().splitlines()]
+    metadata = [r for r in records if r["topic"] == "dbz.transaction"
+                or r["topic"].startswith("__debezium-heartbeat.")]
+    assert metadata
+    for record in metadata:
+        with pytest.raises(NotARowChange, match=kind):
+            DebeziumFormat("dbz").decode(record["key"].encode(), record["value"].encode(),
+                                         None)

@@ -53,6 +53,8 @@ from .formats import (
 #: Debezium's ``unavailable.value.placeholder``: a column the source did not send.
 UNAVAILABLE = "__debezium_unavailable_value"
 ACTIONS = {op: action for action, op in OPS.items()}
+#: Debezium records that carry no row change and are only counted when read, not logged.
+QUIET = {"transaction", "heartbeat"}
 #: Operations that carry no row change: truncate, logical-decoding message.
 NOT_ROW_CHANGES = {"t": "truncate", "m": "message"}
 _EPOCH = datetime(1970, 1, 1)
@@ -410,6 +412,11 @@ class DebeziumFormat:
 
     def decode(self, key: bytes | None, value: bytes, headers: Headers) -> RowEvent | None:
         payload, schema = _unwrap(loads(value))
+        if isinstance(payload, dict) and "op" not in payload:
+            if payload.get("status") in ("BEGIN", "END") and "id" in payload:
+                raise NotARowChange("transaction")  # provide.transaction.metadata
+            if set(payload) == {"ts_ms"}:
+                raise NotARowChange("heartbeat")
         if not isinstance(payload, dict) or "op" not in payload:
             raise ValueError("not a Debezium change event (no op)")
         op = payload["op"]
