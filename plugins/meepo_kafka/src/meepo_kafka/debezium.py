@@ -1,6 +1,11 @@
 """Debezium's change-event envelope, written by the sink and read by the source.
 
-Written (what the MySQL connector emits with ``value.converter.schemas.enable=false``)::
+Events that carry their table's definition (``event.definition``, the postgres source's)
+are written exactly as Debezium's PostgreSQL connector writes them, with or without the
+JSON converter's schema, by the per-table codecs of :mod:`meepo_kafka.debezium_codec`.
+
+Events without a definition get the schemaless envelope below (what the MySQL connector
+emits with ``value.converter.schemas.enable=false``, by the values' Python types)::
 
     {"before": {...} | null, "after": {...} | null,
      "source": {"version", "connector", "name", "ts_ms", "snapshot", "db", "table",
@@ -14,8 +19,9 @@ The key is ``{"col": value, ...}``. Values follow Debezium's MySQL mapping with
 
 Read: the same envelope with or without a ``{"schema": ..., "payload": ...}`` wrapper (the
 JSON converter's default). With a schema, Debezium's logical types (dates, timestamps,
-times, decimals, JSON, sets, binary) become the Python values meepo sources emit; without
-one, values stay as the JSON carries them.
+times, decimals, JSON, sets, bits, binary, arrays) become the Python values meepo sources
+emit; without one, values stay as the JSON carries them. Transaction records and
+heartbeats are recognised as :class:`NotARowChange`.
 """
 
 from __future__ import annotations
