@@ -364,6 +364,7 @@ class DebeziumFormat:
         self.heartbeat_topic = f"__debezium-heartbeat.{server_name}"
         self._last_heartbeat = 0.0
         self.run_id = str(uuid.uuid4())  # Debezium's __debezium.context.runId
+        self._context_headers: list[tuple[str, str | bytes | None]] | None = None
 
     def key(self, event: RowEvent) -> bytes | None:
         definition = event.definition
@@ -403,18 +404,19 @@ class DebeziumFormat:
         if definition is None:
             return None
         codec = self.codecs.codec(definition)
-        found: list[tuple[str, str | bytes | None]] = []
-        if counterpart is not None:
-            name = "__debezium.newkey" if part.action == "delete" else "__debezium.oldkey"
-            found.append((name, codec.key(counterpart.pk)))
-        string = codec.string_header
-        found += [
-            ("__debezium.context.connectorLogicalName", string(self.server_name)),
-            ("__debezium.context.taskId", string("0")),
-            ("__debezium.context.connectorName", string("postgresql")),
-            ("__debezium.context.runId", string(self.run_id)),
-        ]
-        return found
+        context = self._context_headers
+        if context is None:  # the same for every message of this run
+            string = codec.string_header
+            context = self._context_headers = [
+                ("__debezium.context.connectorLogicalName", string(self.server_name)),
+                ("__debezium.context.taskId", string("0")),
+                ("__debezium.context.connectorName", string("postgresql")),
+                ("__debezium.context.runId", string(self.run_id)),
+            ]
+        if counterpart is None:
+            return list(context)
+        name = "__debezium.newkey" if part.action == "delete" else "__debezium.oldkey"
+        return [(name, codec.key(counterpart.pk)), *context]
 
     def decode(self, key: bytes | None, value: bytes, headers: Headers) -> RowEvent | None:
         payload, schema = _unwrap(loads(value))

@@ -110,6 +110,9 @@ class TableCodec:
         by_name = {column.name: column for column in definition.columns}
         self.key_fields = [field_codec(by_name[name], key=True, modes=modes)
                            for name in definition.key if name in by_name]
+        single = self.key_fields[0] if len(self.key_fields) == 1 else None
+        self._plain_key = single.name if single is not None and single.convert is None \
+            else None
         base = f"{server_name}.{definition.schema}.{definition.table}"
         key_schema = {"type": "struct",
                       "fields": [_with_field(f.schema, f.name) for f in self.key_fields],
@@ -157,6 +160,8 @@ class TableCodec:
         fields = self.key_fields
         if not fields:
             return None
+        if self._plain_key is not None:  # one column written as it is: the common key
+            return {self._plain_key: pk}
         values = (pk,) if len(fields) == 1 else tuple(pk)
         return {f.name: (v if v is None or f.convert is None else f.convert(v))
                 for f, v in zip(fields, values, strict=True)}
