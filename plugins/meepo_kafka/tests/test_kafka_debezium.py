@@ -175,3 +175,17 @@ def test_a_column_type_without_a_mapping_is_dead_lettered_naming_it(
     sink.context.dead_letters.sync()
     (dead,) = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
     assert "column 'spot' has type 'point'" in dead["error"]
+
+
+def test_events_without_definitions_are_schemaless_and_say_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dbz = DebeziumFormat("pg")
+    first = json.loads(dbz.value(change("write", None, ROW_1)))
+    dbz.value(change("update", ROW_1, ROW_2))
+    assert "schema" not in first and first["op"] == "c"
+    warnings = [r.getMessage() for r in caplog.records if "no column definitions" in
+                r.getMessage()]
+    assert warnings == ["events of inventory.customers carry no column definitions (only the "
+                        "postgres source's do yet): written in the schemaless Debezium "
+                        "envelope, without the JSON converter's schema"]

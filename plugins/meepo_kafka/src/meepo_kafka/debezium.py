@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import re
 import time
@@ -55,6 +56,8 @@ from .formats import (
     key_document,
     loads,
 )
+
+log = logging.getLogger("meepo.kafka")
 
 #: Debezium's ``unavailable.value.placeholder``: a column the source did not send.
 UNAVAILABLE = "__debezium_unavailable_value"
@@ -365,6 +368,7 @@ class DebeziumFormat:
         self._last_heartbeat = 0.0
         self.run_id = str(uuid.uuid4())  # Debezium's __debezium.context.runId
         self._context_headers: list[tuple[str, str | bytes | None]] | None = None
+        self._schemaless_noted: set[str] = set()
 
     def key(self, event: RowEvent) -> bytes | None:
         definition = event.definition
@@ -378,6 +382,11 @@ class DebeziumFormat:
             tracker = self.transactions
             block = tracker.block(event) if tracker is not None else None
             return self.codecs.codec(definition).value(event, block)
+        if self.schemas and event.table not in self._schemaless_noted:
+            self._schemaless_noted.add(event.table)
+            log.warning("events of %s carry no column definitions (only the postgres source's "
+                        "do yet): written in the schemaless Debezium envelope, without the "
+                        "JSON converter's schema", event.qualified_table)
         return orjson.dumps(envelope(event, self.server_name, self.version))
 
     def heartbeat(self) -> tuple[bytes, bytes] | None:
