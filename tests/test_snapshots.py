@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from meepo_core import Batch, RowEvent, SnapshotTable
+from meepo_core import Batch, ColumnDefinition, RowEvent, SnapshotTable, TableDefinition
 from meepo_core.events import Watermark
 from meepo_core.snapshots import SnapshotCoordinator, SnapshotProgress, describe_job
 
@@ -78,6 +78,17 @@ def test_a_quiet_window_delivers_the_chunk_at_the_high_watermark_with_its_sequen
     assert {e.sequence for e in out.events[1:]} == {77} and out.position == 1
     assert out.watermarks == ()
     assert coordinator.jobs[0].after == (3,) and coordinator.jobs[0].rows == 3
+
+
+def test_delivered_copies_keep_the_table_definition_of_the_chunk_rows() -> None:
+    definition = TableDefinition("postgresql", "db", "shop", "items",
+                                 (ColumnDefinition("id", "integer"),), ("id",))
+    source = FakeTableSource({1: row(1)})
+    source.read_chunk = lambda *args, **kwargs: [  # type: ignore[method-assign]
+        RowEvent("shop", "items", "read", 1, None, row(1), definition=definition)]
+    coordinator = start(source)
+    out = coordinator.process(Batch((), 1, marks(source, 0, 0)))
+    assert [e.definition for e in out.events] == [definition]
 
 
 def test_changes_inside_the_window_win_over_the_copy() -> None:
