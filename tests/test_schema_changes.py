@@ -203,3 +203,13 @@ def test_transforms_keep_each_change_before_the_rows_after_it(tmp_path: Path) ->
     flat = [p.kind if isinstance(p, SchemaChange) else e.pk for p in parts
             for e in ((p,) if isinstance(p, SchemaChange) else p)]
     assert flat == [1, "alter", 5]
+
+
+def test_a_column_type_without_its_modifiers() -> None:
+    from meepo_core import ColumnDefinition
+
+    assert [ColumnDefinition("c", spelled).base_type for spelled in (
+        "numeric(10,2)", "time(3) with time zone", "character varying(20)",
+        "numeric(10, 2)[]", "timestamp without time zone", "integer",
+    )] == ["numeric", "time with time zone", "character varying", "numeric[]",
+           "timestamp without time zone", "integer"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from meepo_core import Batch, RowEvent, SnapshotTable
+from meepo_core import Batch, ColumnDefinition, RowEvent, SnapshotTable, TableDefinition
 from meepo_core.events import Watermark
 from meepo_core.snapshots import SnapshotCoordinator, SnapshotProgress, describe_job
 
@@ -97,6 +97,18 @@ def test_no_chunk_starts_before_the_source_is_ready() -> None:
     source.ready = True
     coordinator.start_chunk()
     assert len(source.marks) == 2 and coordinator.window is not None
+
+
+def test_delivered_copies_keep_the_table_definition_of_the_chunk_rows() -> None:
+    definition = TableDefinition((ColumnDefinition("id", "integer"),), ("id",),
+                                 dialect="postgresql", database="db", schema="shop",
+                                 table="items")
+    source = FakeTableSource({1: row(1)})
+    source.read_chunk = lambda *args, **kwargs: [  # type: ignore[method-assign]
+        RowEvent("shop", "items", "read", 1, None, row(1), definition=definition)]
+    coordinator = start(source)
+    out = coordinator.process(Batch((), 1, marks(source, 0, 0)))
+    assert [e.definition for e in out.events] == [definition]
 
 
 def test_changes_inside_the_window_win_over_the_copy() -> None:

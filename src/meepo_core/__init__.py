@@ -38,6 +38,7 @@ from .checkpoints import (
 )
 from .context import PipelineContext
 from .dead_letters import DeadLetterStore, FileDeadLetterStore, dead_letter_record
+from .definitions import ColumnDefinition, TableDefinition
 from .delivery import Delivery
 from .errors import (
     CheckpointError,
@@ -66,11 +67,9 @@ from .position_owner import TransactionalSink, join_position_parts, position_par
 from .runner import Runner, RunStats
 from .schema_changes import (
     SCHEMA_CHANGE_KINDS,
-    ColumnDefinition,
     SchemaChange,
     SchemaChangeKind,
     StreamEvent,
-    TableDefinition,
     schema_change_from_dict,
     schema_change_to_dict,
 )

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 if TYPE_CHECKING:
+    from .definitions import TableDefinition
     from .schema_changes import PlacedSchemaChange, SchemaChange
 
 #: ``write``, ``update`` and ``delete`` are changes; ``read`` is a row copied by a snapshot
@@ -65,6 +66,8 @@ class RowEvent:
     ``pk_columns`` names the key columns in key order, where the source knows them.
     ``destination``, set by a ``route`` transform, is the name the sinks write the event to
     instead of the one they derive from its table (a Kafka topic, an index, a SQL table).
+    ``definition`` is the table's column definition where the source knows it (see
+    :mod:`meepo_core.definitions`); it takes no part in equality and is not serialised.
     """
 
     schema: str
@@ -79,6 +82,7 @@ class RowEvent:
     sequence: int | None = None
     pk_columns: tuple[str, ...] | None = None
     destination: str | None = None
+    definition: TableDefinition | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -92,6 +96,7 @@ class RowEvent:
         after: Row | None, position: Position, committed_at: datetime, txid: str | None,
         sequence: int | None, pk_columns: tuple[str, ...] | None,
         destination: str | None = None,
+        definition: TableDefinition | None = None,
     ) -> RowEvent:
         """The event ``RowEvent(...)`` builds from the same arguments, for sources that
         already guarantee what ``__post_init__`` checks (``action`` is one of ``ACTIONS``,
@@ -110,6 +115,7 @@ class RowEvent:
         _set_sequence(event, sequence)
         _set_pk_columns(event, pk_columns)
         _set_destination(event, destination)
+        _set_definition(event, definition)
         return event
 
     @property
@@ -144,6 +150,7 @@ _set_txid = _fields["txid"].__set__
 _set_sequence = _fields["sequence"].__set__
 _set_pk_columns = _fields["pk_columns"].__set__
 _set_destination = _fields["destination"].__set__
+_set_definition = _fields["definition"].__set__
 
 
 @dataclass(frozen=True, slots=True)

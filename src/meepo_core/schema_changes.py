@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, TypeAlias
 
+from .definitions import ColumnDefinition, TableDefinition
 from .events import Position, RowEvent, qualified_name
 
 #: What happened to the table. ``describe`` states a table's definition without a known
@@ -42,37 +43,6 @@ SCHEMA_CHANGE_KINDS: tuple[SchemaChangeKind, ...] = (
     "create", "alter", "rename", "truncate", "drop", "describe", "create_database",
     "drop_database",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ColumnDefinition:
-    """One column as the source declares it. ``type`` is the source's own spelling
-    (``varchar(20)``, ``numeric(10,2)``, ``integer``); ``default`` the default expression
-    as source text, ``None`` without one."""
-
-    name: str
-    type: str
-    nullable: bool = True
-    default: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TableDefinition:
-    """A table's columns in table order and its key columns in key order (empty: no
-    primary key, rows are keyed by their whole image)."""
-
-    columns: tuple[ColumnDefinition, ...]
-    key_columns: tuple[str, ...] = ()
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(column.name for column in self.columns)
-
-    def column(self, name: str) -> ColumnDefinition | None:
-        for column in self.columns:
-            if column.name == name:
-                return column
-        return None
 
 
 @dataclass(frozen=True, slots=True)

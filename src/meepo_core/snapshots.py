@@ -409,6 +409,7 @@ def _read_event(event: RowEvent, mark: Watermark) -> RowEvent:
     return RowEvent.trusted(
         event.schema, event.table, "read", event.pk, None, event.after, event.position,
         mark.committed_at or event.committed_at, None, mark.sequence, event.pk_columns,
+        definition=event.definition,
     )
 
 

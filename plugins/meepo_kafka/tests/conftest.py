@@ -46,6 +46,7 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: dict[str, bytes | None]
+    header_items: tuple[tuple[str, bytes | None], ...] = ()  # in order, repeats kept
 
     def json(self) -> Any:
         return json.loads(self.value) if self.value is not None else None
@@ -122,7 +123,8 @@ def read_topic(bootstrap: str, topic: str, *, timeout: float = 20) -> list[Recor
                     continue
                 records.append(Record(message.topic(), message.partition(), message.offset(),
                                       message.key(), message.value(),
-                                      dict(message.headers() or [])))
+                                      dict(message.headers() or []),
+                                      tuple(message.headers() or ())))
                 if message.offset() + 1 >= wanted[message.partition()]:
                     wanted[message.partition()] = 0
         assert not any(wanted.values()), f"could not read all of {topic}: {wanted}"

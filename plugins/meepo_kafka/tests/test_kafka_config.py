@@ -46,12 +46,54 @@ SOURCE = {"type": "kafka", "bootstrap_servers": "kafka1:9092", "topics": ["shop.
     ({"config": {"linger.ms": "soon"}}, r"config\.linger\.ms: librdkafka refused it: Invalid"),
     ({"config": {"linger.ms": [1]}}, r"config\.linger\.ms: must be a string, number or boolean"),
     ({"tombstone": True}, r"sinks\[0\]\.tombstone: unknown option"),
+    ({"format": "debezium", "debezium": {"time_precision_mode": "micro"}},
+     r"debezium\.time_precision_mode: must be one of 'adaptive', "
+     r"'adaptive_time_microseconds', 'connect', not 'micro'"),
+    ({"format": "debezium", "debezium": {"binary_handling_mode": "raw"}},
+     r"debezium\.binary_handling_mode: must be one of 'bytes', 'base64', 'base64-url-safe', "
+     r"'hex', not 'raw'"),
+    ({"format": "debezium", "debezium": {"interval_handling_mode": "string"}},
+     r"debezium\.interval_handling_mode: must be one of 'numeric', not 'string'"),
+    ({"format": "debezium", "debezium": {"skipped_operations": "c,x"}},
+     r"debezium\.skipped_operations: 'x' is not an operation; write a comma-separated list "
+     r"of c, u, d, t, or \"none\""),
+    ({"format": "debezium", "debezium": {"provide_transaction_metadata": "yes"}},
+     r"debezium\.provide_transaction_metadata: must be true or false, not a string"),
+    ({"format": "debezium", "debezium": {"heartbeat_interval_ms": -1}},
+     r"debezium\.heartbeat_interval_ms: must be at least 0, not -1"),
+    ({"format": "debezium", "debezium": {"tombstone_on_delete": False}},
+     r"debezium\.tombstone_on_delete: unknown option; valid options here: "
+     r"bigint_unsigned_handling_mode, binary_handling_mode, decimal_handling_mode"),
+    ({"debezium": {"topic_prefix": "dbz"}},
+     r"sinks\[0\]\.debezium: applies to format = \"debezium\" only"),
 ])
 def test_sink_options_are_validated(options: dict[str, Any], error: str,
                                     tmp_path: Path) -> None:
     data = {k: v for k, v in {**SINK, **options}.items() if v is not None}
     with pytest.raises(ConfigError, match=error):
         KafkaSink.from_options(Options(data, "sinks[0]", tmp_path))
+
+
+def test_debezium_settings_take_debeziums_names_and_defaults(tmp_path: Path) -> None:
+    def settings(**options: Any) -> Any:
+        return KafkaSink.from_options(Options({**SINK, **options}, "sinks[0]",
+                                              tmp_path)).settings
+
+    default = settings(format="debezium")
+    assert default.tombstones is True  # tombstones.on.delete defaults to true
+    assert default.schemas is True  # the JSON converter's schemas.enable
+    assert default.debezium.skipped_operations == {"t"}
+    assert (default.debezium.decimal_handling_mode, default.debezium.time_precision_mode,
+            default.debezium.binary_handling_mode) == ("precise", "adaptive", "bytes")
+    named = settings(format="debezium", debezium={
+        "topic_prefix": "dbz", "tombstones_on_delete": False, "skipped_operations": "none",
+        "decimal_handling_mode": "string"}, schemas=False)
+    assert (named.topic_prefix, named.topic, named.server_name) == ("dbz.", "{schema}.{table}",
+                                                                    "dbz")
+    assert named.tombstones is False
+    assert named.schemas is False
+    assert named.debezium.skipped_operations == frozenset()
+    assert settings().tombstones is False  # meepo's own format keeps its default
 
 
 def test_sink_accepts_its_own_guarantees_and_librdkafka_settings(tmp_path: Path) -> None:
@@ -113,6 +155,11 @@ def one_line_error(stderr: str) -> str:
      "sinks[0].bootstrap_servers: 'kafka1:port' is not a broker address"),
     ({"format": "avro"}, "sinks[0].format: must be one of 'meepo', 'debezium', not 'avro'"),
     ({"topic": "{db}.{table}"}, "sinks[0].topic: unknown field {db} in '{db}.{table}'"),
+    ({"format": "debezium", "debezium": {"decimal_handling_mode": "exact"}},
+     "sinks[0].debezium.decimal_handling_mode: must be one of 'precise', 'double', 'string', "
+     "not 'exact'"),
+    ({"format": "debezium", "debezium": {"topic.prefix": "dbz"}},
+     "sinks[0].debezium.topic.prefix: unknown option; valid options here: "),
 ])
 def test_bad_sink_config_is_one_line_and_exit_2(
     sink: dict[str, Any], expected: str, tmp_path: Path

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from meepo_kafka.debezium import DebeziumFormat, debezium_value
 
-from meepo_core import UNCHANGED, RowEvent
+from meepo_core import UNCHANGED, ColumnDefinition, RowEvent, TableDefinition
 
 from .conftest import publish, read_topic
 
@@ -63,8 +63,9 @@ def test_envelope_of_write_update_delete_and_read(
         change("read", None, ROW_2, txid=None, position=None),
     ], topic=topic, format="debezium", server_name="dbserver1")
     records = read_topic(bootstrap, topic)
-    assert [r.key for r in records] == [b'{"id":1}'] * 4
-    values = [r.json() for r in records]
+    assert [r.key for r in records] == [b'{"id":1}'] * 5
+    assert records[3].value is None  # the tombstone: Debezium's tombstones.on.delete is on
+    values = [r.json() for r in records[:3] + records[4:]]
     for value in values:
         assert began - 1000 <= value.pop("ts_ms") <= time.time() * 1000 + 1000
     assert values[0] == {"before": None, "after": ROW_1, "source": source_block(), "op": "c",
@@ -134,3 +135,58 @@ def test_postgresql_changes_carry_lsn_and_transaction_id() -> None:
         "version": VERSION, "connector": "postgresql", "name": "pg", "ts_ms": 1772600767000,
         "snapshot": "false", "db": "public", "table": "users", "schema": "public",
         "txId": 742, "lsn": (0x16 << 32) | 0xB374D848}
+
+
+DEFINED = TableDefinition(
+    (ColumnDefinition("id", "integer", nullable=False), ColumnDefinition("spot", "point")),
+    ("id",), dialect="postgresql", database="shop", schema="public", table="items",
+    replica_identity="default")
+
+
+def test_skipped_operations_are_left_out_and_counted(
+    tmp_path: Path, bootstrap: str, make_topic: Any
+) -> None:
+    topic = make_topic(1)
+    definition = TableDefinition((ColumnDefinition("id", "integer", nullable=False),),
+                                 ("id",), dialect="postgresql", database="shop",
+                                 schema="public", table="items", replica_identity="default")
+    sink = publish(tmp_path, bootstrap, [
+        RowEvent("public", "items", action, 1, {"id": 1} if action != "write" else None,
+                 {"id": 1} if action != "delete" else None, {"lsn": "0/10"}, COMMITTED, "7",
+                 None, ("id",), definition=definition)
+        for action in ("write", "update", "delete")],
+        topic=topic, format="debezium", schemas=False,
+        debezium={"skipped_operations": "c,u", "tombstones_on_delete": False})
+    assert [r.json()["op"] for r in read_topic(bootstrap, topic)] == ["d"]
+    assert sink.context is not None
+    failures = sink.context.metrics.failures
+    assert (failures[("sinks[0] kafka", "skipped_write")],
+            failures[("sinks[0] kafka", "skipped_update")]) == (1, 1)
+
+
+def test_a_column_type_without_a_mapping_is_dead_lettered_naming_it(
+    tmp_path: Path, bootstrap: str, make_topic: Any
+) -> None:
+    topic = make_topic(1)
+    sink = publish(tmp_path, bootstrap, [RowEvent(
+        "public", "items", "write", 1, None, {"id": 1, "spot": "(1,2)"}, {"lsn": "0/10"},
+        COMMITTED, "7", None, ("id",), DEFINED)], topic=topic, format="debezium")
+    assert read_topic(bootstrap, topic) == []
+    assert sink.context is not None
+    sink.context.dead_letters.sync()
+    (dead,) = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert "column 'spot' has type 'point'" in dead["error"]
+
+
+def test_events_without_definitions_are_schemaless_and_say_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dbz = DebeziumFormat("pg")
+    first = json.loads(dbz.value(change("write", None, ROW_1)))
+    dbz.value(change("update", ROW_1, ROW_2))
+    assert "schema" not in first and first["op"] == "c"
+    warnings = [r.getMessage() for r in caplog.records if "no column definitions" in
+                r.getMessage()]
+    assert warnings == ["events of inventory.customers carry no column definitions (only the "
+                        "postgres source's do yet): written in the schemaless Debezium "
+                        "envelope, without the JSON converter's schema"]

@@ -3,8 +3,9 @@ and for sinks' own tests of schema changes."""
 
 from __future__ import annotations
 
+from ..definitions import ColumnDefinition, TableDefinition
 from ..events import Batch, RowEvent
-from ..schema_changes import ColumnDefinition, SchemaChange, TableDefinition
+from ..schema_changes import SchemaChange
 from .contracts import CONTRACT_STAMP, contract_row
 
 #: The contract table as a source would describe it: ``id`` (the key), ``name``, ``price``,

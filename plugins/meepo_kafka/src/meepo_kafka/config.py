@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
 
 from meepo_core import ConfigError, Options, describe_error
+
+from .debezium_settings import DebeziumSettings
 
 #: librdkafka's own log lines go here (instead of stderr), at their syslog level.
 LIBRDKAFKA_LOG = logging.getLogger("meepo.kafka.librdkafka")
@@ -223,6 +225,8 @@ class SinkSettings:
     delivery_timeout: float = 30.0
     config: Mapping[str, Any] | None = None
     label: str = "kafka"
+    schemas: bool = True
+    debezium: DebeziumSettings = field(default_factory=DebeziumSettings)
     bootstrap_key: str = "bootstrap_servers"
     #: Exactly-once: a transactional producer; see :mod:`meepo_kafka.kafka_transactions`.
     exactly_once: bool = False
@@ -238,7 +242,13 @@ class SinkSettings:
         error = unknown_field_error(options, "topic", topic, TOPIC_FIELDS)
         if error is not None:
             raise error
-        prefix = options.string("topic_prefix", "")
+        format_name = options.choice("format", FORMATS, "meepo")
+        debezium = DebeziumSettings.from_options(options)
+        if "debezium" in options.data and format_name != "debezium":
+            raise options.error("debezium", 'applies to format = "debezium" only')
+        default_prefix = (f"{debezium.topic_prefix}." if debezium.topic_prefix
+                          and format_name == "debezium" else "")
+        prefix = options.string("topic_prefix", default_prefix)
         sample = prefix + topic.format(schema="a", table="b")
         if topic_problem(sample) is not None:
             raise options.error("topic", f"{prefix + topic!r} makes topic names Kafka does not "
@@ -253,9 +263,10 @@ class SinkSettings:
             topic=topic,
             topic_prefix=prefix,
             topics=dict(topics),
-            format=options.choice("format", FORMATS, "meepo"),
-            tombstones=options.boolean("tombstones", False),
-            server_name=options.string("server_name", None),
+            format=format_name,
+            tombstones=options.boolean("tombstones", format_name == "debezium"
+                                       and debezium.tombstones_on_delete),
+            server_name=options.string("server_name", debezium.topic_prefix),
             delivery_timeout=options.number("delivery_timeout", 30.0, minimum=1),
             config=librdkafka_config(options, PRODUCER_OWNED, "producer"),
             label=f"{options.path.rsplit('.', 1)[-1] or 'sink'} kafka",
@@ -263,6 +274,8 @@ class SinkSettings:
             exactly_once=options.boolean("exactly_once", False),
             transactional_id=options.string("transactional_id", None),
             positions_topic=options.string("positions_topic", "meepo.positions"),
+            schemas=options.boolean("schemas", True),
+            debezium=debezium,
         )
 
 

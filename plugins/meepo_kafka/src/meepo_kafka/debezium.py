@@ -1,6 +1,11 @@
 """Debezium's change-event envelope, written by the sink and read by the source.
 
-Written (what the MySQL connector emits with ``value.converter.schemas.enable=false``)::
+Events that carry their table's definition (``event.definition``, the postgres source's)
+are written exactly as Debezium's PostgreSQL connector writes them, with or without the
+JSON converter's schema, by the per-table codecs of :mod:`meepo_kafka.debezium_codec`.
+
+Events without a definition get the schemaless envelope below (what the MySQL connector
+emits with ``value.converter.schemas.enable=false``, by the values' Python types)::
 
     {"before": {...} | null, "after": {...} | null,
      "source": {"version", "connector", "name", "ts_ms", "snapshot", "db", "table",
@@ -14,16 +19,20 @@ The key is ``{"col": value, ...}``. Values follow Debezium's MySQL mapping with
 
 Read: the same envelope with or without a ``{"schema": ..., "payload": ...}`` wrapper (the
 JSON converter's default). With a schema, Debezium's logical types (dates, timestamps,
-times, decimals, JSON, sets, binary) become the Python values meepo sources emit; without
-one, values stay as the JSON carries them.
+times, decimals, JSON, sets, bits, binary, arrays) become the Python values meepo sources
+emit; without one, values stay as the JSON carries them. Transaction records and
+heartbeats are recognised as :class:`NotARowChange`.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
+import math
 import re
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
@@ -35,16 +44,31 @@ import orjson
 
 from meepo_core import UNCHANGED, RowEvent
 
-from .formats import POSITION_HEADER, SEQUENCE_HEADER, Headers, header_value, key_document, loads
+from .debezium_codec import OPS, CodecCache
+from .debezium_transactions import TransactionTracker
+from .debezium_types import DEFAULT_MODES, Modes
+from .formats import (
+    POSITION_HEADER,
+    SEQUENCE_HEADER,
+    Header,
+    Headers,
+    header_value,
+    key_document,
+    loads,
+)
+
+log = logging.getLogger("meepo.kafka")
 
 #: Debezium's ``unavailable.value.placeholder``: a column the source did not send.
 UNAVAILABLE = "__debezium_unavailable_value"
-OPS = {"write": "c", "update": "u", "delete": "d", "read": "r"}
 ACTIONS = {op: action for action, op in OPS.items()}
+#: Debezium records that carry no row change and are only counted when read, not logged.
+QUIET = {"transaction", "heartbeat"}
 #: Operations that carry no row change: truncate, logical-decoding message.
 NOT_ROW_CHANGES = {"t": "truncate", "m": "message"}
 _EPOCH = datetime(1970, 1, 1)
 _EPOCH_DAY = date(1970, 1, 1)
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 _GTID = re.compile(r"^\d+-\d+-\d+$|^[0-9a-fA-F-]{36}:\d+$")
 
 
@@ -181,7 +205,9 @@ def envelope(event: RowEvent, server_name: str, version: str) -> dict[str, Any]:
 
 def _decimal_bytes(raw: str, scale: int) -> Decimal:
     unscaled = int.from_bytes(base64.b64decode(raw), "big", signed=True)
-    return Decimal(unscaled).scaleb(-scale)
+    # built from its digits: scaleb() would round to the context's 28 digits
+    digits = tuple(int(d) for d in str(abs(unscaled)))
+    return Decimal((1 if unscaled < 0 else 0, digits, -scale))
 
 
 def _from_epoch_micros(micros: int) -> datetime:
@@ -194,6 +220,40 @@ def _zoned(text: str) -> datetime:
 
 def _enum_set(text: str) -> set[str]:
     return set(text.split(",")) if text else set()
+
+
+def _zoned_time(text: str) -> time_of_day:
+    """Debezium's ZonedTime (``"10:44:15.5Z"``, always UTC) -> an aware time."""
+    return time_of_day.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _bits(raw: str, schema: Mapping[str, Any]) -> str:
+    """Debezium's Bits (little-endian bytes) -> the bit string meepo's postgres source
+    gives, padded to the declared length (``bit varying`` has none: leading zeros go)."""
+    number = int.from_bytes(base64.b64decode(raw), "little")
+    length = int((schema.get("parameters") or {}).get("length", 0))
+    return format(number, f"0{length}b" if 0 < length < 2**31 - 1 else "b")
+
+
+def _time_of_day(micros: int) -> time_of_day | str:
+    """A PostgreSQL time from microseconds since midnight (``24:00:00`` stays text, as the
+    postgres source gives it)."""
+    if micros >= 86_400_000_000:
+        return "24:00:00"
+    seconds, fraction = divmod(micros, 1_000_000)
+    return time_of_day(seconds // 3600, seconds // 60 % 60, seconds % 60, fraction)
+
+
+#: PostgreSQL's time types come back as times of day (the mysql source's TIME is a
+#: duration: timedelta, the default below).
+_POSTGRES_TIMES: dict[str, Callable[[Any], Any]] = {
+    "io.debezium.time.Time": lambda v: _time_of_day(v * 1000),
+    "org.apache.kafka.connect.data.Time": lambda v: _time_of_day(v * 1000),
+    "io.debezium.time.MicroTime": _time_of_day,
+    "io.debezium.time.NanoTime": lambda v: _time_of_day(v // 1000),
+}
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_UNAVAILABLE_BYTES = base64.b64encode(UNAVAILABLE.encode()).decode("ascii")
 
 
 _LOGICAL: dict[str, Callable[[Any, Mapping[str, Any]], Any]] = {
@@ -215,20 +275,38 @@ _LOGICAL: dict[str, Callable[[Any, Mapping[str, Any]], Any]] = {
         v["value"], int(v["scale"])),
     "io.debezium.data.Json": lambda v, _: json.loads(v),
     "io.debezium.data.EnumSet": lambda v, _: _enum_set(v),
-    "io.debezium.data.Bits": lambda v, _: base64.b64decode(v),
+    "io.debezium.data.Bits": _bits,
+    "io.debezium.time.ZonedTime": lambda v, _: _zoned_time(v),
+    "io.debezium.time.MicroDuration": lambda v, _: timedelta(microseconds=v),
 }
 
 
-def _decode_value(value: Any, schema: Mapping[str, Any] | None) -> Any:
+def _decode_value(value: Any, schema: Mapping[str, Any] | None,
+                  postgres: bool = False) -> Any:
+    """One value by its Connect schema (None: as the JSON carries it); ``postgres``: the
+    message is from a PostgreSQL connector (times are times of day)."""
     if value is None or schema is None:
         return UNCHANGED if value == UNAVAILABLE else value
     if value == UNAVAILABLE:
         return UNCHANGED
-    logical = _LOGICAL.get(str(schema.get("name")))
+    kind = schema.get("type")
+    if kind == "array" and isinstance(value, list):
+        if value == [UNAVAILABLE]:  # an unchanged TOAST array of strings
+            return UNCHANGED
+        items = schema.get("items")
+        return [_decode_value(item, items, postgres) for item in value]
+    name = str(schema.get("name"))
+    if postgres and name in _POSTGRES_TIMES:
+        return _POSTGRES_TIMES[name](value)
+    logical = _LOGICAL.get(name)
     if logical is not None:
+        if kind == "bytes" and value == _UNAVAILABLE_BYTES:
+            return UNCHANGED
         return logical(value, schema)
-    if schema.get("type") == "bytes" and isinstance(value, str):
-        return base64.b64decode(value)
+    if kind == "bytes" and isinstance(value, str):
+        return UNCHANGED if value == _UNAVAILABLE_BYTES else base64.b64decode(value)
+    if kind in ("float", "double") and isinstance(value, str):
+        return _NON_FINITE.get(value, value)
     return value
 
 
@@ -239,13 +317,15 @@ def _fields(schema: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
             if isinstance(field, Mapping)}
 
 
-def _decode_row(image: Any, schema: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _decode_row(image: Any, schema: Mapping[str, Any] | None,
+                postgres: bool = False) -> dict[str, Any] | None:
     if image is None:
         return None
     if not isinstance(image, dict):
         raise ValueError(f"a row image must be an object, not {type(image).__name__}")
     fields = _fields(schema)
-    return {column: _decode_value(value, fields.get(column)) for column, value in image.items()}
+    return {column: _decode_value(value, fields.get(column), postgres)
+            for column, value in image.items()}
 
 
 def _unwrap(document: Any) -> tuple[Any, Mapping[str, Any] | None]:
@@ -255,23 +335,105 @@ def _unwrap(document: Any) -> tuple[Any, Mapping[str, Any] | None]:
     return document, None
 
 
+_HEARTBEAT_KEY_SCHEMA = orjson.Fragment(orjson.dumps({
+    "type": "struct", "fields": [{"type": "string", "optional": False, "field": "serverName"}],
+    "optional": False, "name": "io.debezium.connector.common.ServerNameKey", "version": 1}))
+_HEARTBEAT_SCHEMA = orjson.Fragment(orjson.dumps({
+    "type": "struct", "fields": [{"type": "int64", "optional": False, "field": "ts_ms"}],
+    "optional": False, "name": "io.debezium.connector.common.Heartbeat", "version": 1}))
+
+
 class DebeziumFormat:
-    """Debezium's envelope; ``server_name`` is ``source.name`` (the logical server name)."""
+    """Debezium's envelope; ``server_name`` is ``source.name`` (Debezium's
+    ``topic.prefix``), ``schemas`` the JSON converter's ``schemas.enable``.
+
+    Events that carry their table's definition (the postgres source's) are written exactly
+    as Debezium's PostgreSQL connector writes them (:mod:`meepo_kafka.debezium_codec`);
+    others in the schemaless envelope of :func:`envelope`."""
 
     name = "debezium"
 
-    def __init__(self, server_name: str) -> None:
+    def __init__(self, server_name: str, schemas: bool = True,
+                 modes: Modes = DEFAULT_MODES, transactions: bool = False,
+                 heartbeat_interval_ms: int = 0) -> None:
         self.server_name = server_name
+        self.schemas = schemas
         self.version = _version()
+        self.codecs = CodecCache(server_name, self.version, schemas, modes)
+        #: provide.transaction.metadata: BEGIN/END records and the transaction block
+        self.transactions = TransactionTracker(schemas) if transactions else None
+        self.transaction_topic = f"{server_name}.transaction"
+        self.heartbeat_interval = heartbeat_interval_ms / 1000
+        self.heartbeat_topic = f"__debezium-heartbeat.{server_name}"
+        self._last_heartbeat = 0.0
+        self.run_id = str(uuid.uuid4())  # Debezium's __debezium.context.runId
+        self._context_headers: list[tuple[str, str | bytes | None]] | None = None
+        self._schemaless_noted: set[str] = set()
 
-    def key(self, event: RowEvent) -> bytes:
+    def key(self, event: RowEvent) -> bytes | None:
+        definition = event.definition
+        if definition is not None:
+            return self.codecs.codec(definition).key(event.pk)
         return orjson.dumps(key_document(event, debezium_value))
 
     def value(self, event: RowEvent) -> bytes:
+        definition = event.definition
+        if definition is not None:
+            tracker = self.transactions
+            block = tracker.block(event) if tracker is not None else None
+            return self.codecs.codec(definition).value(event, block)
+        if self.schemas and event.table not in self._schemaless_noted:
+            self._schemaless_noted.add(event.table)
+            log.warning("events of %s carry no column definitions (only the postgres source's "
+                        "do yet): written in the schemaless Debezium envelope, without the "
+                        "JSON converter's schema", event.qualified_table)
         return orjson.dumps(envelope(event, self.server_name, self.version))
+
+    def heartbeat(self) -> tuple[bytes, bytes] | None:
+        """Debezium's heartbeat record (key, value) for ``__debezium-heartbeat.{prefix}``
+        when ``heartbeat.interval.ms`` has passed since the last one, else None."""
+        if not self.heartbeat_interval:
+            return None
+        now = time.monotonic()
+        if now - self._last_heartbeat < self.heartbeat_interval:
+            return None
+        self._last_heartbeat = now
+        key: dict[str, Any] = {"serverName": self.server_name}
+        value: dict[str, Any] = {"ts_ms": time.time_ns() // 1_000_000}
+        if self.schemas:
+            return (orjson.dumps({"schema": _HEARTBEAT_KEY_SCHEMA, "payload": key}),
+                    orjson.dumps({"schema": _HEARTBEAT_SCHEMA, "payload": value}))
+        return orjson.dumps(key), orjson.dumps(value)
+
+    def headers(self, part: RowEvent, counterpart: RowEvent | None) -> Header | None:
+        """Debezium's headers of ``part``: for the halves of a key change (``counterpart``
+        is the other half) ``__debezium.newkey`` on the delete and its tombstone,
+        ``__debezium.oldkey`` on the create; then the ``__debezium.context.*`` headers."""
+        definition = part.definition
+        if definition is None:
+            return None
+        codec = self.codecs.codec(definition)
+        context = self._context_headers
+        if context is None:  # the same for every message of this run
+            string = codec.string_header
+            context = self._context_headers = [
+                ("__debezium.context.connectorLogicalName", string(self.server_name)),
+                ("__debezium.context.taskId", string("0")),
+                ("__debezium.context.connectorName", string("postgresql")),
+                ("__debezium.context.runId", string(self.run_id)),
+            ]
+        if counterpart is None:
+            return list(context)
+        name = "__debezium.newkey" if part.action == "delete" else "__debezium.oldkey"
+        return [(name, codec.key(counterpart.pk)), *context]
 
     def decode(self, key: bytes | None, value: bytes, headers: Headers) -> RowEvent | None:
         payload, schema = _unwrap(loads(value))
+        if isinstance(payload, dict) and "op" not in payload:
+            if payload.get("status") in ("BEGIN", "END") and "id" in payload:
+                raise NotARowChange("transaction")  # provide.transaction.metadata
+            if set(payload) == {"ts_ms"}:
+                raise NotARowChange("heartbeat")
         if not isinstance(payload, dict) or "op" not in payload:
             raise ValueError("not a Debezium change event (no op)")
         op = payload["op"]
@@ -284,9 +446,11 @@ class DebeziumFormat:
         if not isinstance(source, dict) or "table" not in source:
             raise ValueError("not a Debezium change event (no source.table)")
         fields = _fields(schema)
-        before = _decode_row(payload.get("before"), fields.get("before"))
-        after = _decode_row(payload.get("after"), fields.get("after"))
-        pk_columns, pk = _primary_key(key)
+        postgres = source.get("connector") == "postgresql"
+        before = _decode_row(payload.get("before"), fields.get("before"), postgres)
+        after = _decode_row(payload.get("after"), fields.get("after"), postgres)
+        pk_columns, pk = _primary_key(key, postgres)
+        micros = source.get("ts_us")
         stamp = source.get("ts_ms") or payload.get("ts_ms")
         sequence = header_value(headers, SEQUENCE_HEADER)
         position = header_value(headers, POSITION_HEADER)
@@ -299,7 +463,9 @@ class DebeziumFormat:
             before=before,
             after=after,
             position=loads(position) if position else None,
-            committed_at=(datetime.fromtimestamp(stamp / 1000, UTC) if stamp
+            committed_at=(_EPOCH_UTC + timedelta(microseconds=micros)
+                          if isinstance(micros, int) and not isinstance(micros, bool)
+                          else datetime.fromtimestamp(stamp / 1000, UTC) if stamp
                           else datetime.now(UTC)),
             txid=str(txid) if txid is not None else None,
             sequence=int(sequence) if sequence else None,
@@ -307,7 +473,8 @@ class DebeziumFormat:
         )
 
 
-def _primary_key(key: bytes | None) -> tuple[tuple[str, ...] | None, Any]:
+def _primary_key(key: bytes | None,
+                 postgres: bool = False) -> tuple[tuple[str, ...] | None, Any]:
     """(pk_columns, pk) from a Debezium key; (None, None) for a keyless table."""
     if not key:
         return None, None
@@ -315,7 +482,7 @@ def _primary_key(key: bytes | None) -> tuple[tuple[str, ...] | None, Any]:
     if not isinstance(payload, dict) or not payload:
         raise ValueError("a Debezium key must be an object of key columns")
     fields = _fields(schema)
-    values = tuple(_decode_value(v, fields.get(k)) for k, v in payload.items())
+    values = tuple(_decode_value(v, fields.get(k), postgres) for k, v in payload.items())
     columns = tuple(payload)
     if columns == ("pk",):
         return None, values[0]

@@ -16,13 +16,18 @@ import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from meepo_core import UNCHANGED, RowEvent, encode_value, event_from_dict, event_to_json
 
+if TYPE_CHECKING:
+    from .debezium_settings import DebeziumSettings
+
 Headers = list[tuple[str, bytes | None]] | None
+#: Headers as the sink produces them.
+Header = list[tuple[str, str | bytes | None]]
 
 #: Header names; values are UTF-8: the decimal sequence, the JSON source position.
 SEQUENCE_HEADER = "meepo.sequence"
@@ -34,12 +39,17 @@ class Format(Protocol):
 
     name: str
 
-    def key(self, event: RowEvent) -> bytes:
-        """The message key: the row's primary key with its column names, as JSON."""
+    def key(self, event: RowEvent) -> bytes | None:
+        """The message key: the row's primary key with its column names, as JSON (None:
+        the table has no key, as Debezium writes it)."""
 
     def value(self, event: RowEvent) -> bytes:
         """The message value. Raises ``TypeError``/``ValueError`` for a value it cannot
         encode (the sink dead-letters that event)."""
+
+    def headers(self, part: RowEvent, counterpart: RowEvent | None) -> Header | None:
+        """The format's own headers of ``part`` (put before meepo's), None for none;
+        ``counterpart`` is the other half of an update that changed the key."""
 
     def decode(self, key: bytes | None, value: bytes, headers: Headers) -> RowEvent | None:
         """The event in a message, or None for a message that carries no row change (a
@@ -185,6 +195,9 @@ class MeepoFormat:
         except (orjson.JSONEncodeError, TypeError):
             return event_to_json(event).encode()
 
+    def headers(self, part: RowEvent, counterpart: RowEvent | None) -> Header | None:
+        return None
+
     def decode(self, key: bytes | None, value: bytes, headers: Headers) -> RowEvent | None:
         data = loads(value)
         if not isinstance(data, dict) or "action" not in data or "table" not in data:
@@ -199,13 +212,21 @@ class MeepoFormat:
             raise ValueError(f"not a meepo event ({type(exc).__name__}: {exc})") from exc
 
 
-def make_format(name: str, server_name: str = "meepo") -> Format:
+def make_format(name: str, server_name: str = "meepo", schemas: bool = True,
+                debezium: DebeziumSettings | None = None) -> Format:
     """The format called ``name`` (validated by the caller); ``server_name`` is Debezium's
-    logical server name."""
+    logical server name, ``schemas`` its JSON converter's ``schemas.enable``, ``debezium``
+    its value-mapping settings."""
     if name == "debezium":
         from .debezium import DebeziumFormat
+        from .debezium_settings import DebeziumSettings
+        from .debezium_types import Modes
 
-        return DebeziumFormat(server_name)
+        settings = debezium or DebeziumSettings()
+        return DebeziumFormat(server_name, schemas, Modes(
+            settings.decimal_handling_mode, settings.time_precision_mode,
+            settings.binary_handling_mode), settings.provide_transaction_metadata,
+            settings.heartbeat_interval_ms)
     return MeepoFormat()
 
 

@@ -49,6 +49,7 @@ from .cluster import (
 )
 from .compat import AclOperation
 from .config import SinkSettings, base_config, describe
+from .debezium_codec import OPS
 from .formats import POSITION_HEADER, SEQUENCE_HEADER, Format, make_format
 from .kafka_transactions import KafkaTransactions
 from .topics import TopicRouter
@@ -83,7 +84,7 @@ TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
 
 Header = list[tuple[str, str | bytes | None]] | None
 #: A queued message: topic, key, value, headers, and the event it was made from.
-Sent = tuple[str, bytes, bytes | None, Header, StreamEvent]
+Sent = tuple[str, bytes | None, bytes | None, Header, StreamEvent]
 
 
 def split_key_change(event: RowEvent) -> tuple[RowEvent, ...]:
@@ -93,6 +94,8 @@ def split_key_change(event: RowEvent) -> tuple[RowEvent, ...]:
     before = event.before
     if event.action != "update" or not columns or before is None:
         return (event,)
+    if event.definition is not None and not event.definition.key_columns:
+        return (event,)  # no key: an update stays one update (as in Debezium)
     try:
         old = before[columns[0]] if len(columns) == 1 else tuple(before[c] for c in columns)
     except KeyError:
@@ -127,6 +130,8 @@ class KafkaSink(TransactionalSink):
         self.transactions = KafkaTransactions(settings) if settings.exactly_once else None
         #: Events dead-lettered by the current batch (exactly-once sends the rest again).
         self.refused: list[StreamEvent] = []
+        self._skipped: set[str] = set()  # actions left out (Debezium's skipped.operations)
+        self._skip_logged: set[str] = set()
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -171,7 +176,11 @@ class KafkaSink(TransactionalSink):
     def open(self, context: PipelineContext) -> None:
         self.context = context
         self.format = make_format(self.settings.format,
-                                  self.settings.server_name or context.pipeline)
+                                  self.settings.server_name or context.pipeline,
+                                  self.settings.schemas, self.settings.debezium)
+        if self.settings.format == "debezium":
+            self._skipped = {action for action, op in OPS.items()
+                             if op in self.settings.debezium.skipped_operations}
         if self.transactions is not None:
             if self.producer is None:  # not claimed by a pipeline run: claim for this one
                 self.claim_position(context.pipeline)
@@ -232,18 +241,30 @@ class KafkaSink(TransactionalSink):
         """Queue every message of ``batch``; with ``wait``, also wait for their reports and
         settle the failures (without: the caller's transaction commit waits for them)."""
         assert self.producer is not None and self.format is not None, "open() first"
-        if not batch.events:
-            return []
         self._failures.clear()
+        beat = self._heartbeat()
+        if not batch.events:
+            if beat and wait:
+                self._wait_for_reports(1)
+            return []
         sent: list[Sent] = []
         remember = sent.append
         produce = self.producer.produce
         topic_of, key_of, value_of = self.router.topic, self.format.key, self.format.value
         routed = self.router.routed
         tombstones, headers_of = self.settings.tombstones, self._headers
+        format_headers, skipped = self.format.headers, self._skipped
+        transactions = getattr(self.format, "transactions", None)  # Debezium's metadata
+        if transactions is not None:
+            transactions.start_batch()
         for event in batch.events:
+            if transactions is not None:
+                self._send_transaction_records(transactions.begin_if_new(event), event, sent)
             parts = split_key_change(event) if event.action == "update" else (event,)
-            for part in parts:
+            for index, part in enumerate(parts):
+                if skipped and part.action in skipped:
+                    self._skip(part)
+                    continue
                 try:
                     topic = (topic_of(part.schema, part.table) if part.destination is None
                              else routed(part.destination))
@@ -253,6 +274,9 @@ class KafkaSink(TransactionalSink):
                     self._dead_letter(event, f"cannot encode as {self.format.name}: {exc}")
                     break
                 headers = headers_of(part)
+                own = format_headers(part, parts[1 - index] if len(parts) == 2 else None)
+                if own:
+                    headers = own + (headers or [])
                 try:
                     produce(topic, value, key, headers=headers)
                 except (BufferError, KafkaException):
@@ -262,15 +286,53 @@ class KafkaSink(TransactionalSink):
                 if (tombstones and part.action == "delete"
                         and self._produce(topic, key, None, headers, event)):
                     remember((topic, key, None, headers, event))
+        if transactions is not None and batch.position is not None:  # ends a transaction
+            self._send_transaction_records(transactions.end(), batch.events[-1], sent)
         if wait:
             self._wait_for_reports(len(sent))
             self.settle(sent)
+        if transactions is not None:
+            transactions.batch_sent()
         return sent
 
     def settle(self, sent: list[Sent]) -> None:
         """Act on the delivery failures reported for ``sent`` (see :meth:`_settle`)."""
         if self._failures or self._fatal is not None:
             self._settle(sent)
+
+    def _heartbeat(self) -> bool:
+        """Queue Debezium's heartbeat record when its interval has passed (every batch,
+        empty ones too, comes here); True when one was queued."""
+        beat = getattr(self.format, "heartbeat", None)
+        record = beat() if beat is not None else None
+        if record is None:
+            return False
+        assert self.producer is not None
+        try:
+            self.producer.produce(getattr(self.format, "heartbeat_topic", ""), record[1],
+                                  record[0])
+        except (BufferError, KafkaException) as exc:  # the next interval sends another
+            log.warning("%s: heartbeat not sent: %s", self.label, describe(exc))
+            return False
+        return True
+
+    def _send_transaction_records(self, records: list[tuple[bytes, bytes]], event: RowEvent,
+                                  sent: list[Sent]) -> None:
+        """Queue Debezium's BEGIN/END records on the format's transaction topic."""
+        topic = getattr(self.format, "transaction_topic", "")
+        for key, value in records:
+            if self._produce(topic, key, value, None, event):
+                sent.append((topic, key, value, None, event))
+
+    def _skip(self, event: RowEvent) -> None:
+        """Leave out an event of an operation ``debezium.skipped_operations`` names
+        (counted, and logged once per operation)."""
+        assert self.context is not None
+        self.context.metrics.record_failure(self.label, f"skipped_{event.action}")
+        if event.action not in self._skip_logged:
+            self._skip_logged.add(event.action)
+            log.info("%s: leaving out %s events (debezium.skipped_operations)", self.label,
+                     event.action)
 
     def _headers(self, event: RowEvent) -> Header:
         sequence, position = event.sequence, event.position
@@ -282,7 +344,7 @@ class KafkaSink(TransactionalSink):
             return [(POSITION_HEADER, self._position_bytes)]
         return [(SEQUENCE_HEADER, str(sequence)), (POSITION_HEADER, self._position_bytes)]
 
-    def _produce(self, topic: str, key: bytes, value: bytes | None, headers: Header,
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: Header,
                  event: StreamEvent) -> bool:
         """Queue one message, waiting while librdkafka's queue is full; False when it was
         refused at once (dead-lettered)."""
@@ -359,7 +421,7 @@ class KafkaSink(TransactionalSink):
         """Send each message refused for its record batch's size again on its own, followed
         by every later message of the batch with the same topic and key (so the key's last
         message stays last in the log); dead-letter those still too large alone."""
-        first: dict[tuple[str, bytes], int] = {}
+        first: dict[tuple[str, bytes | None], int] = {}
         for index in sorted(refused):
             first.setdefault((sent[index][0], sent[index][1]), index)
         again = [index for index, (topic, key, *_rest) in enumerate(sent)

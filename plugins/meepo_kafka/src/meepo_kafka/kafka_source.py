@@ -50,7 +50,7 @@ from .cluster import (
 )
 from .compat import AclOperation
 from .config import SourceSettings, base_config, describe
-from .debezium import NotARowChange
+from .debezium import QUIET, NotARowChange
 from .formats import Headers, make_format
 from .joining import JoinNotice
 
@@ -209,9 +209,10 @@ class KafkaSource(Source):
         try:
             return self.format.decode(message.key(), value, _headers(message))
         except NotARowChange as exc:
-            log.warning("%s: %s %s[%d]@%d is a Debezium %s: not a row change, not delivered",
-                        self.label, self.settings.format, message.topic(), message.partition(),
-                        message.offset(), exc)
+            log.log(logging.DEBUG if str(exc) in QUIET else logging.WARNING,
+                    "%s: %s %s[%d]@%d is a Debezium %s: not a row change, not delivered",
+                    self.label, self.settings.format, message.topic(), message.partition(),
+                    message.offset(), exc)
             if self._context is not None:
                 self._context.metrics.record_failure("source", f"{exc}_not_delivered")
             return None

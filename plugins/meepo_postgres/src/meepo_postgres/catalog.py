@@ -9,6 +9,9 @@ Anything else arrives as its text, with one warning per type.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
+
+from meepo_core import ColumnDefinition, TableDefinition
 
 from .server import ControlConnection
 from .values import ARRAYS, SCALARS, ArrayConverter, Converter
@@ -76,3 +79,59 @@ class Catalog:
 
     def forget_keys(self, relation_oid: int) -> None:
         self._keys.pop(relation_oid, None)
+
+
+#: pg_class.relreplident -> the name TableDefinition uses.
+REPLICA_IDENTITIES = {"d": "default", "n": "nothing", "f": "full", "i": "index"}
+_CHARACTER_TYPES = {"character varying", "character"}
+_BIT_TYPES = {"bit", "bit varying"}
+_TIME_TYPES = {"time without time zone", "time with time zone", "timestamp without time zone",
+               "timestamp with time zone"}
+
+_DEFINITION_SQL = (
+    "SELECT a.attname::text, a.attnotnull, a.atttypmod, "
+    "format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, NULL), "
+    "CASE WHEN t.typtype = 'e' THEN ARRAY(SELECT e.enumlabel::text FROM pg_enum e "
+    "WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder) END, "
+    "CASE WHEN t.typcategory = 'A' THEN format_type(t.typelem, NULL) END, c.relreplident "
+    "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+    "JOIN pg_class c ON c.oid = a.attrelid "
+    "WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+)
+
+
+def column_definition(name: str, type_name: str, nullable: bool, typmod: int,
+                      enum_values: tuple[str, ...] = (), element: str | None = None,
+                      ) -> ColumnDefinition:
+    """A column's definition from its catalog entry: the type modifier gives a decimal's
+    precision and scale, a string's or bit string's length, a time type's digits."""
+    length = precision = scale = None
+    if typmod >= 0:
+        if type_name == "numeric" and typmod >= 4:
+            precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0x7FF
+        elif type_name in _CHARACTER_TYPES and typmod >= 4:
+            length = typmod - 4
+        elif type_name in _BIT_TYPES:
+            length = typmod
+        elif type_name in _TIME_TYPES:
+            precision = typmod
+        elif type_name == "interval" and typmod & 0xFFFF != 0xFFFF:
+            precision = typmod & 0xFFFF
+    return ColumnDefinition(name, type_name, nullable, length=length, precision=precision,
+                            scale=scale, enum_values=enum_values, element=element)
+
+
+def table_definition(control: ControlConnection, relation_oid: int, database: str,
+                     schema: str, table: str, key: tuple[str, ...],
+                     shown: Collection[str] | None = None) -> TableDefinition:
+    """The definition of relation ``relation_oid`` as the catalog holds it now; ``shown``
+    limits it to the columns events show (None: all)."""
+    rows = control.query(_DEFINITION_SQL, relation_oid)
+    columns = tuple(
+        column_definition(str(name), str(kind), not notnull, int(typmod),
+                          tuple(labels or ()), element)
+        for name, notnull, typmod, kind, labels, element, _ in rows
+        if shown is None or name in shown)
+    identity = REPLICA_IDENTITIES.get(str(rows[0][6]), "") if rows else ""
+    return TableDefinition(columns, key, dialect="postgresql", database=database,
+                           schema=schema, table=table, replica_identity=identity)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from meepo_core import UNCHANGED, TableFilter
+from meepo_core import UNCHANGED, TableDefinition, TableFilter
 
-from .catalog import Catalog
+from .catalog import Catalog, table_definition
 from .pgoutput import IDENTITY_FULL, Relation
 from .values import Converter
 
@@ -32,6 +32,7 @@ class TablePlan:
     full_identity: bool = False  # old rows arrive whole (REPLICA IDENTITY FULL)
     visible: tuple[int, ...] | None = None  # indexes of the columns shown; None: all
     pk_columns: tuple[str, ...] = ()
+    definition: TableDefinition | None = None  # shared by every event of this plan
 
     @property
     def qualified(self) -> str:
@@ -82,10 +83,14 @@ def build_plan(relation: Relation, table_filter: TableFilter, catalog: Catalog) 
     pk_columns = tuple(names[i] for i in key) if key else tuple(
         names[i] for i in (visible if visible is not None else range(len(names)))
     )
+    shown = None if visible is None else {names[i] for i in visible}
+    definition = table_definition(
+        catalog.control, relation.oid, catalog.control.settings.database, schema, table,
+        tuple(names[i] for i in key), shown)
     return TablePlan(
         schema, table, followed=True, columns=names, converters=converters, key=key,
         identity=identity, full_identity=relation.replica_identity == IDENTITY_FULL,
-        visible=visible, pk_columns=pk_columns,
+        visible=visible, pk_columns=pk_columns, definition=definition,
     )
 
 

@@ -27,9 +27,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from meepo_core import ConfigError, RowEvent, SnapshotTable, SourceError, keyset_filter
+from meepo_core import (
+    ConfigError,
+    RowEvent,
+    SnapshotTable,
+    SourceError,
+    TableDefinition,
+    keyset_filter,
+)
 
-from .catalog import Catalog
+from .catalog import Catalog, table_definition
 from .config import PostgresSettings
 from .server import ControlConnection, quote_ident
 from .values import Converter, ValueTooDeep
@@ -48,6 +55,7 @@ class _Columns:
     types: tuple[str, ...]  # format_type, for casting key values back
     converters: tuple[Converter | None, ...]
     visible: tuple[int, ...]
+    definition: TableDefinition | None = None
 
 
 class PostgresSnapshots:
@@ -111,10 +119,17 @@ class PostgresSnapshots:
             assert self._catalog is not None
             names = tuple(str(r[0]) for r in rows)
             hidden = self.settings.filter.hidden_columns(table.schema, table.table, names)
+            oid = self.control.query(
+                "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s", table.schema, table.table)[0][0]
+            definition = table_definition(
+                self.control, int(oid), self.settings.database, table.schema, table.table,
+                table.key, [name for name in names if name not in hidden])
             found = self._columns[table.qualified] = _Columns(
                 names, tuple(str(r[2]) for r in rows),
                 tuple(self._catalog.converter(int(r[1])) for r in rows),
                 tuple(i for i, name in enumerate(names) if name not in hidden),
+                definition,
             )
         return found
 
@@ -149,7 +164,8 @@ class PostgresSnapshots:
             pk = values[index[0]] if len(index) == 1 else tuple(values[i] for i in index)
             image = {columns.names[i]: values[i] for i in columns.visible}
             events.append(RowEvent.trusted(table.schema, table.table, "read", pk, None, image,
-                                           None, now, None, None, table.key))
+                                           None, now, None, None, table.key,
+                                           definition=columns.definition))
         return events
 
     @staticmethod

@@ -328,6 +328,7 @@ class ReplicationStream:
                         event = row_event(
                             plan.schema, plan.table, "write", plan.pk(values), None,
                             plan.image(values), where, committed_at, txid, seq, plan.pk_columns,
+                            definition=plan.definition,
                         )
                     elif kind == UPDATE:
                         marker = data[5]
@@ -345,6 +346,7 @@ class ReplicationStream:
                         event = row_event(
                             plan.schema, plan.table, "update", plan.pk(values), before,
                             plan.image(values), where, committed_at, txid, seq, plan.pk_columns,
+                            definition=plan.definition,
                         )
                     else:
                         old = read_tuple(data, 6, converters)[0]
@@ -352,7 +354,7 @@ class ReplicationStream:
                                   else plan.identity_image(old))
                         event = row_event(
                             plan.schema, plan.table, "delete", plan.pk(old), before, None, where,
-                            committed_at, txid, seq, plan.pk_columns,
+                            committed_at, txid, seq, plan.pk_columns, definition=plan.definition,
                         )
                 except ValueTooDeep as exc:
                     self._dead_letter_row(kind, data, plan, where, committed_at, txid, seq, exc)

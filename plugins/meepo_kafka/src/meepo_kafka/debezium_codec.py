@@ -1,0 +1,239 @@
+"""One table's Debezium messages, compiled once per table definition.
+
+A :class:`TableCodec` holds what does not change between the rows of one table
+definition: the key and envelope schemas already serialised (spliced into each message as
+:class:`orjson.Fragment`), the converter of every column, and the fixed parts of
+``source``. :class:`CodecCache` finds the codec of an event's definition by identity (the
+source shares one definition object between the events of a table), so the hot path does
+one dict lookup per event.
+
+The messages are those of Debezium's PostgreSQL connector with Kafka Connect's
+``JsonConverter`` (``schemas.enable`` on or off), see :mod:`meepo_kafka.debezium`.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from meepo_core import UNCHANGED, RowEvent, TableDefinition
+
+from .debezium_types import DEFAULT_MODES, Modes, field_codec
+
+OPS = {"write": "c", "update": "u", "delete": "d", "read": "r"}
+_MISSING = object()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+#: ``source`` of Debezium's PostgreSQL connector (io.debezium.connector.postgresql.Source).
+POSTGRES_SOURCE_SCHEMA: dict[str, Any] = {
+    "type": "struct", "fields": [
+        {"type": "string", "optional": False, "field": "version"},
+        {"type": "string", "optional": False, "field": "connector"},
+        {"type": "string", "optional": False, "field": "name"},
+        {"type": "int64", "optional": False, "field": "ts_ms"},
+        {"type": "string", "optional": True, "name": "io.debezium.data.Enum", "version": 1,
+         "parameters": {"allowed": "true,first,first_in_data_collection,"
+                                   "last_in_data_collection,last,false,incremental"},
+         "default": "false", "field": "snapshot"},
+        {"type": "string", "optional": False, "field": "db"},
+        {"type": "string", "optional": True, "field": "sequence"},
+        {"type": "int64", "optional": True, "field": "ts_us"},
+        {"type": "int64", "optional": True, "field": "ts_ns"},
+        {"type": "string", "optional": False, "field": "schema"},
+        {"type": "string", "optional": False, "field": "table"},
+        {"type": "int64", "optional": True, "field": "txId"},
+        {"type": "int64", "optional": True, "field": "lsn"},
+        {"type": "int64", "optional": True, "field": "xmin"},
+        {"type": "string", "optional": True, "field": "origin"},
+        {"type": "int64", "optional": True, "field": "origin_lsn"},
+    ],
+    "optional": False, "name": "io.debezium.connector.postgresql.Source", "version": 1,
+    "field": "source",
+}
+
+#: The ``transaction`` block (filled with ``provide.transaction.metadata``).
+TRANSACTION_SCHEMA: dict[str, Any] = {
+    "type": "struct", "fields": [
+        {"type": "string", "optional": False, "field": "id"},
+        {"type": "int64", "optional": False, "field": "total_order"},
+        {"type": "int64", "optional": False, "field": "data_collection_order"},
+    ],
+    "optional": True, "name": "event.block", "version": 1, "field": "transaction",
+}
+
+#: A header's JSON-converter schema for the string headers Debezium adds.
+_STRING_HEADER_SCHEMA = b'{"type":"string","optional":false}'
+
+
+def _with_field(schema: dict[str, Any], name: str) -> dict[str, Any]:
+    return {**schema, "field": name}
+
+
+def lsn_number(position: Any) -> int | None:
+    """PostgreSQL's ``"16/B374D848"`` (the postgres source's position) as a number."""
+    if not isinstance(position, dict) or "lsn" not in position:
+        return None
+    return _lsn_text_number(str(position["lsn"]))
+
+
+@functools.lru_cache(maxsize=4096)  # the rows of one WAL record share their LSN text
+def _lsn_text_number(text: str) -> int | None:
+    high, _, low = text.partition("/")
+    try:
+        return (int(high, 16) << 32) | int(low, 16)
+    except ValueError:
+        return None
+
+
+def _int_or_none(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None
+
+
+class TableCodec:
+    """Keys, values and headers of one table definition's messages."""
+
+    def __init__(self, definition: TableDefinition, server_name: str, version: str,
+                 schemas: bool, modes: Modes = DEFAULT_MODES) -> None:
+        self.definition = definition
+        self.server_name = server_name
+        self.version = version
+        self.schemas = schemas
+        self.full_identity = definition.replica_identity == "full"
+        self.fields = [field_codec(column, modes=modes) for column in definition.columns]
+        self._plan = [(f.name, f.convert, f.unavailable, f.filler) for f in self.fields]
+        by_name = {column.name: column for column in definition.columns}
+        self.key_fields = [field_codec(by_name[name], key=True, modes=modes)
+                           for name in definition.key_columns if name in by_name]
+        single = self.key_fields[0] if len(self.key_fields) == 1 else None
+        self._plain_key = single.name if single is not None and single.convert is None \
+            else None
+        base = f"{server_name}.{definition.schema}.{definition.table}"
+        key_schema = {"type": "struct",
+                      "fields": [_with_field(f.schema, f.name) for f in self.key_fields],
+                      "optional": False, "name": f"{base}.Key"}
+        row_schema = {"type": "struct",
+                      "fields": [_with_field(f.schema, f.name) for f in self.fields],
+                      "optional": True, "name": f"{base}.Value"}
+        envelope_schema = {
+            "type": "struct", "fields": [
+                {**row_schema, "field": "before"}, {**row_schema, "field": "after"},
+                POSTGRES_SOURCE_SCHEMA, TRANSACTION_SCHEMA,
+                {"type": "string", "optional": False, "field": "op"},
+                {"type": "int64", "optional": True, "field": "ts_ms"},
+                {"type": "int64", "optional": True, "field": "ts_us"},
+                {"type": "int64", "optional": True, "field": "ts_ns"},
+            ],
+            "optional": False, "name": f"{base}.Envelope", "version": 2,
+        }
+        self.key_schema = orjson.Fragment(orjson.dumps(key_schema))
+        self.value_schema = orjson.Fragment(orjson.dumps(envelope_schema))
+
+    # -- parts ----------------------------------------------------------------------------
+
+    def row(self, image: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """An image in Debezium's encoding, every column of the definition in its order:
+        columns the image lacks (a key-only old row) get Debezium's filler, unchanged
+        TOAST values the type's placeholder."""
+        if image is None:
+            return None
+        out: dict[str, Any] = {}
+        get = image.get
+        for name, convert, unavailable, filler in self._plan:
+            value = get(name, _MISSING)
+            if value is None:
+                out[name] = None
+            elif value is _MISSING:
+                out[name] = filler
+            elif value is UNCHANGED:
+                out[name] = unavailable
+            else:
+                out[name] = value if convert is None else convert(value)
+        return out
+
+    def key_payload(self, pk: Any) -> dict[str, Any] | None:
+        fields = self.key_fields
+        if not fields:
+            return None
+        if self._plain_key is not None:  # one column written as it is: the common key
+            return {self._plain_key: pk}
+        values = (pk,) if len(fields) == 1 else tuple(pk)
+        return {f.name: (v if v is None or f.convert is None else f.convert(v))
+                for f, v in zip(fields, values, strict=True)}
+
+    def key(self, pk: Any) -> bytes | None:
+        """The message key of the row keyed ``pk``; None for a table without a key."""
+        payload = self.key_payload(pk)
+        if payload is None:
+            return None
+        if self.schemas:
+            return orjson.dumps({"schema": self.key_schema, "payload": payload})
+        return orjson.dumps(payload)
+
+    def source(self, event: RowEvent) -> dict[str, Any]:
+        micros = ((event.committed_at - _EPOCH) // _MICROSECOND if event.action != "read"
+                  else time.time_ns() // 1000)
+        lsn = lsn_number(event.position)
+        return {
+            "version": self.version, "connector": "postgresql", "name": self.server_name,
+            "ts_ms": micros // 1000,
+            "snapshot": "true" if event.action == "read" else "false",
+            "db": self.definition.database,
+            "sequence": f'[null,"{lsn}"]' if lsn is not None else "[null,null]",
+            "ts_us": micros, "ts_ns": micros * 1000,
+            "schema": self.definition.schema, "table": self.definition.table,
+            "txId": _int_or_none(event.txid), "lsn": lsn, "xmin": None, "origin": None,
+            "origin_lsn": None,
+        }
+
+    def value(self, event: RowEvent, transaction: dict[str, Any] | None = None) -> bytes:
+        """The change event; ``transaction`` is its ``transaction`` block (metadata)."""
+        action = event.action
+        # Under REPLICA IDENTITY DEFAULT/INDEX the server sends no old row for an update
+        # that keeps the key, and Debezium writes before = null.
+        before = (None if action == "update" and not self.full_identity
+                  else self.row(event.before))
+        now = time.time_ns()
+        payload = {
+            "before": before, "after": self.row(event.after), "source": self.source(event),
+            "transaction": transaction, "op": OPS[action], "ts_ms": now // 1_000_000,
+            "ts_us": now // 1000, "ts_ns": now,
+        }
+        if self.schemas:
+            return orjson.dumps({"schema": self.value_schema, "payload": payload})
+        return orjson.dumps(payload)
+
+    def string_header(self, text: str) -> bytes:
+        """A string header value as the JSON converter writes it."""
+        if self.schemas:
+            return b'{"schema":' + _STRING_HEADER_SCHEMA + b',"payload":' \
+                + orjson.dumps(text) + b"}"
+        return orjson.dumps(text)
+
+
+class CodecCache:
+    """The codec of each table definition, found by the definition's identity."""
+
+    def __init__(self, server_name: str, version: str, schemas: bool,
+                 modes: Modes = DEFAULT_MODES) -> None:
+        self.server_name = server_name
+        self.version = version
+        self.schemas = schemas
+        self.modes = modes
+        self._codecs: dict[int, tuple[TableDefinition, TableCodec]] = {}
+
+    def codec(self, definition: TableDefinition) -> TableCodec:
+        found = self._codecs.get(id(definition))
+        if found is not None and found[0] is definition:
+            return found[1]
+        codec = TableCodec(definition, self.server_name, self.version, self.schemas,
+                           self.modes)
+        if len(self._codecs) > 10_000:  # definitions replaced by DDL, many times over
+            self._codecs.clear()
+        self._codecs[id(definition)] = (definition, codec)
+        return codec
