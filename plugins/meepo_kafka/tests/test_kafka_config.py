@@ -62,7 +62,8 @@ SOURCE = {"type": "kafka", "bootstrap_servers": "kafka1:9092", "topics": ["shop.
     ({"format": "debezium", "debezium": {"heartbeat_interval_ms": -1}},
      r"debezium\.heartbeat_interval_ms: must be at least 0, not -1"),
     ({"format": "debezium", "debezium": {"tombstone_on_delete": False}},
-     r"debezium\.tombstone_on_delete: unknown option; valid options here: "
+     r"debezium\.tombstone_on_delete: unknown option; did you mean 'tombstones_on_delete'\? "
+     r"valid options here: "
      r"bigint_unsigned_handling_mode, binary_handling_mode, decimal_handling_mode"),
     ({"debezium": {"topic_prefix": "dbz"}},
      r"sinks\[0\]\.debezium: applies to format = \"debezium\" only"),
@@ -159,7 +160,8 @@ def one_line_error(stderr: str) -> str:
      "sinks[0].debezium.decimal_handling_mode: must be one of 'precise', 'double', 'string', "
      "not 'exact'"),
     ({"format": "debezium", "debezium": {"topic.prefix": "dbz"}},
-     "sinks[0].debezium.topic.prefix: unknown option; valid options here: "),
+     "sinks[0].debezium.topic.prefix: unknown option; did you mean 'topic_prefix'? "
+     "valid options here: "),
 ])
 def test_bad_sink_config_is_one_line_and_exit_2(
     sink: dict[str, Any], expected: str, tmp_path: Path

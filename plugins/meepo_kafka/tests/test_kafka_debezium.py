@@ -170,7 +170,7 @@ def test_a_column_type_without_a_mapping_is_dead_lettered_naming_it(
     topic = make_topic(1)
     sink = publish(tmp_path, bootstrap, [RowEvent(
         "public", "items", "write", 1, None, {"id": 1, "spot": "(1,2)"}, {"lsn": "0/10"},
-        COMMITTED, "7", None, ("id",), DEFINED)], topic=topic, format="debezium")
+        COMMITTED, "7", None, ("id",), definition=DEFINED)], topic=topic, format="debezium")
     assert read_topic(bootstrap, topic) == []
     assert sink.context is not None
     sink.context.dead_letters.sync()

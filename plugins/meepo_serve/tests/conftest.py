@@ -35,10 +35,12 @@ def append_events(path: Path, start: int, count: int, table: str = "t") -> None:
 
 
 def delivered(path: Path) -> list[int]:
-    """The pks a jsonl sink wrote, in order (replays included)."""
+    """The pks a jsonl sink wrote, in order (replays included); a line the sink is still
+    writing (no newline yet) is left for the next look."""
     if not path.exists():
         return []
-    return [json.loads(line)["pk"] for line in path.read_text().splitlines() if line.strip()]
+    complete = path.read_text().split("\n")[:-1]
+    return [json.loads(line)["pk"] for line in complete if line.strip()]
 
 
 def jsonl_pipeline(directory: Path, name: str, poll_interval: float = 0.05,
