@@ -91,6 +91,23 @@ class TableFilter:
         return [rule.pattern for rule in self.column_rules
                 if fnmatchcase(name, rule.pattern) and not rule.keeps(column)]
 
+    def visible_columns(
+        self, catalog_rows: Iterable[tuple[Any, Any, Any]]
+    ) -> dict[str, list[str]]:
+        """``{"schema.table": [column, ...]}`` of the followed tables, each without its
+        hidden columns, from ``(schema, table, column)`` rows of a catalog in column
+        order."""
+        found: dict[str, list[str]] = {}
+        for schema, table, column in catalog_rows:
+            schema, table = str(schema), str(table)
+            if self.follows(schema, table):
+                found.setdefault(f"{schema}.{table}", []).append(str(column))
+        for name, columns in found.items():
+            schema, table = name.split(".", 1)
+            hidden = self.hidden_columns(schema, table, columns)
+            found[name] = [c for c in columns if c not in hidden]
+        return found
+
     def schemas(self) -> list[str] | None:
         """The schemas that may hold followed tables, when every ``tables`` pattern names
         its schema literally (for narrowing catalog queries); else None."""

@@ -126,16 +126,7 @@ class MySQLSource(Source):
                                  *(schemas or ()))
         finally:
             control.close()
-        found: dict[str, list[str]] = {}
-        for schema, table, column in rows:
-            schema, table, column = str(schema), str(table), str(column)
-            if flt.follows(schema, table):
-                found.setdefault(f"{schema}.{table}", []).append(column)
-        for name, columns in found.items():
-            schema, table = name.split(".", 1)
-            hidden = flt.hidden_columns(schema, table, columns)
-            found[name] = [c for c in columns if c not in hidden]
-        return found
+        return flt.visible_columns(rows)
 
     def check_resume(self, position: Position) -> list[str]:
         try:
