@@ -14,6 +14,8 @@ from meepo_core import Options, qualified_name
 DECIMAL_MODES = ("string", "float")
 VERSIONING_MODES = ("external", "off")
 REFRESH_MODES = ("false", "true", "wait_for")
+#: What a renamed or dropped column does to the documents already indexed.
+COLUMN_CHANGE_MODES = ("keep", "rewrite")
 #: Largest external version Elasticsearch accepts (a Java long).
 MAX_VERSION = 2**63 - 1
 #: The pipeline's retry keys, which the sink follows (it has no retry policy of its own).
@@ -72,6 +74,10 @@ class SinkSettings:
     bulk_bytes: int = 5 * 1024 * 1024
     refresh: str = "false"
     create_indices: bool = True
+    #: ``renamed_columns`` / ``dropped_columns`` = ``"rewrite"``: apply the change to the
+    #: documents already indexed (see :mod:`meepo_es.field_rewrite`).
+    rewrite_renamed: bool = False
+    rewrite_dropped: bool = False
 
     def rule(self, schema: str, table: str) -> TableRule:
         """The rule for ``schema.table``: its own entry, else the bare table name's, else
@@ -176,9 +182,33 @@ def parse_settings(options: Options) -> SinkSettings:
         bulk_bytes=options.integer("bulk_bytes", 5 * 1024 * 1024, minimum=1024),
         refresh=options.choice("refresh", REFRESH_MODES, "false"),
         create_indices=options.boolean("create_indices", True),
+        rewrite_renamed=options.choice("renamed_columns", COLUMN_CHANGE_MODES, "keep") == "rewrite",
+        rewrite_dropped=options.choice("dropped_columns", COLUMN_CHANGE_MODES, "keep") == "rewrite",
     )
+    for key, rewrite in (("renamed_columns", settings.rewrite_renamed),
+                         ("dropped_columns", settings.rewrite_dropped)):
+        shared = _shared_index(index, indices) if rewrite else None
+        if shared:
+            raise options.error(key, f'"rewrite" needs each table in an index of its own (a '
+                                f'document does not record its table), but {shared}; use '
+                                '"keep", or give each table its own index')
     options.done()
     return settings
+
+
+def _shared_index(template: str, indices: dict[str, Any]) -> str | None:
+    """How the config may put several tables in one index, or ``None``."""
+    owners: dict[str, str] = {}
+    for table, name in indices.items():
+        if "." not in table:
+            return f"indices entry {table!r} is a bare table name (it matches every schema)"
+        if name.lower() in owners:
+            return f"indices {owners[name.lower()]} and {table} share {name.lower()!r}"
+        owners[name.lower()] = table
+    for placeholder in ("{schema}", "{table}"):
+        if placeholder not in template:
+            return f"the index template {template!r} lacks {placeholder}"
+    return None
 
 
 def _table_rule(options: Options, default: TableRule) -> TableRule:

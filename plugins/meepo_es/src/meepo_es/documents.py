@@ -155,13 +155,13 @@ class DocumentBuilder:
         holding :data:`~meepo_core.UNCHANGED` are left out (see :meth:`unchanged_fields`)."""
         return {
             rule.rename.get(column, column): convert_value(image[column], self.settings, column)
-            for column in _columns(rule, image) if image[column] is not UNCHANGED
+            for column in document_columns(rule, image) if image[column] is not UNCHANGED
         }
 
     def unchanged_fields(self, rule: TableRule, image: Mapping[str, Any]) -> tuple[str, ...]:
         """The document fields whose columns hold :data:`~meepo_core.UNCHANGED`."""
         return tuple(rule.rename.get(column, column)
-                     for column in _columns(rule, image) if image[column] is UNCHANGED)
+                     for column in document_columns(rule, image) if image[column] is UNCHANGED)
 
     def version(self, event: RowEvent) -> int | None:
         if not self.settings.versioning:
@@ -244,7 +244,7 @@ class DocumentBuilder:
         return None
 
 
-def _columns(rule: TableRule, image: Mapping[str, Any]) -> list[str]:
+def document_columns(rule: TableRule, image: Mapping[str, Any]) -> list[str]:
     """The columns of ``image`` that become fields, by the rule's include/exclude."""
     if rule.include is not None:
         return [c for c in rule.include if c in image]

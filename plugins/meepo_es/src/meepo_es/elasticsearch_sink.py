@@ -22,8 +22,11 @@ Contract (on top of :class:`meepo_core.Sink`'s):
   dynamic mapping with the first document that has them; a ``truncate`` deletes every
   document of the table's index. Documents are whole row images, so a renamed or dropped
   column leaves a document when its row is next written (``meepo es backfill`` rewrites
-  them all at once). A retried batch that holds schema changes is sent again whole (each
-  run of rows between them is its own request), which external versions make harmless.
+  them all at once), or, with ``renamed_columns``/``dropped_columns = "rewrite"``, the
+  documents already indexed are rewritten when the change comes, before the rows after it
+  (see :mod:`meepo_es.field_rewrite`). A retried batch that holds schema changes is sent
+  again whole (each run of rows between them is its own request), which external versions
+  make harmless.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
+from elasticsearch.helpers import ScanError
 
 from meepo_core import Batch, Options, RowEvent, SchemaChange, Sink, SinkError
 
@@ -42,6 +46,7 @@ from .bulk import BulkSender
 from .client import make_client
 from .config import SinkSettings, parse_settings
 from .documents import ConversionError, DocumentBuilder, Operation, SequenceError
+from .field_rewrite import RewriteError, field_changes, rewrite_documents
 from .indices import ensure_index
 from .unchanged import DocKey, fill_unchanged
 
@@ -135,6 +140,8 @@ class ElasticsearchSink(Sink):
         index = self.builder.redirect.get(name, name)
         if change.kind in ("create", "describe", "alter", "rename"):
             self._ensure_index(index, change)
+            if self.settings.rewrite_renamed or self.settings.rewrite_dropped:
+                self._rewrite_fields(index, change)
         elif change.kind == "truncate":
             try:
                 self.client.delete_by_query(index=index, query={"match_all": {}},
@@ -147,6 +154,46 @@ class ElasticsearchSink(Sink):
                                          "; delete its documents by hand")
             except TransportError as exc:
                 raise SinkError(f"{self.settings.client.unreachable()} ({exc})") from exc
+
+    def _rewrite_fields(self, index: str, change: SchemaChange) -> None:
+        """Rename/remove the fields of renamed/dropped columns in the documents already in
+        ``index`` (``renamed_columns``/``dropped_columns = "rewrite"``)."""
+        assert self.context is not None, "open() first"
+        s = self.settings
+        changes = field_changes(change, s.rule(change.schema, change.table),
+                                renames=s.rewrite_renamed, drops=s.rewrite_dropped)
+        if not changes:
+            return
+        unsafe = changes.unsafe()
+        if unsafe is not None:
+            self.context.dead_letter(change, self.label, f"documents of {index!r} not rewritten: "
+                                     f"{unsafe} cannot be applied idempotently; they keep the "
+                                     "old fields until their rows are written (or run meepo es "
+                                     "backfill)")
+            self.dead_letters += 1
+            return
+        try:
+            done = rewrite_documents(self.client, index, changes,
+                                     before_version=change.sequence, versioning=s.versioning,
+                                     chunk_size=s.bulk_actions)
+        except ApiError as exc:
+            if exc.meta.status == 404:
+                return  # no index: no documents to rewrite
+            self.context.dead_letter(change, self.label, f"cannot rewrite documents of {index!r}: "
+                                     f"HTTP {exc.meta.status} {exc.message}")
+            self.dead_letters += 1
+            return
+        except (RewriteError, ScanError) as exc:
+            self.context.dead_letter(change, self.label,
+                                     f"cannot rewrite documents of {index!r}: {exc}")
+            self.dead_letters += 1
+            return
+        except TransportError as exc:
+            raise SinkError(f"{s.client.unreachable()} ({exc})") from exc
+        log.info("%s: %s of %s: %d document(s) rewritten (%s), %d newer left alone",
+                 self.label, change.kind, change.qualified_table, done.rewritten,
+                 ", ".join([f"{old} -> {new}" for old, new in changes.renamed]
+                           + [f"-{field}" for field in changes.dropped]), done.newer)
 
     def _apply_events(self, batch: Batch) -> None:
         assert self._sender is not None and self.context is not None, "open() first"
