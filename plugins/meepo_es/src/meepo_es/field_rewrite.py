@@ -79,32 +79,45 @@ class FieldChanges:
 def field_changes(change: SchemaChange, rule: TableRule, *, renames: bool,
                   drops: bool) -> FieldChanges:
     """The document fields ``change`` renames and drops, through the table's
-    ``include``/``exclude``/``rename`` rule. Needs ``before`` and ``after``: without
-    ``before`` (a source that met the table for the first time) nothing is known to have
-    gone. A rename the source did not recognise is a drop and an add."""
-    if change.before is None or change.after is None:
+    ``include``/``exclude``/``rename`` rule.
+
+    Renames come from ``renamed_columns`` (the source read them from the statement) and
+    need no ``before``: a source that restarted knows the rename but not the definition
+    before it. Drops are the columns of ``before`` missing from ``after`` that were not
+    renamed, so they need ``before`` (without it nothing is known to have gone). A rename
+    the source did not recognise is a drop and an add."""
+    if change.after is None:
         return FieldChanges()
-    before = {column.name: None for column in change.before.columns}
-    after = {column.name: None for column in change.after.columns}
-    fields_before = {c: rule.rename.get(c, c) for c in document_columns(rule, before)}
-    fields_after = {c: rule.rename.get(c, c) for c in document_columns(rule, after)}
-    renamed_from = {old for old, new in change.renamed_columns if old in before and new in after}
+    after = {column.name for column in change.after.columns}
+    fields_after = {c: _field(rule, c) for c in after}
+    new_fields = {field for field in fields_after.values() if field is not None}
     renamed: list[tuple[str, str]] = []
     dropped: list[str] = []
-    for old, new in change.renamed_columns:
-        if old not in before or new not in after or old not in fields_before:
-            continue  # not a column of the documents before: nothing to move
-        old_field = fields_before[old]
-        if new not in fields_after:  # renamed into a column the rule leaves out
-            if renames:
+    if renames:
+        for old, new in change.renamed_columns:
+            old_field = _field(rule, old)
+            if new not in after or old_field is None:
+                continue  # not a field of the documents before: nothing to move
+            new_field = fields_after[new]
+            if new_field is None:  # renamed into a column the rule leaves out
                 dropped.append(old_field)
-        elif renames and fields_after[new] != old_field:
-            renamed.append((old_field, fields_after[new]))
-    if drops:
-        dropped += [field for column, field in fields_before.items()
-                    if column not in after and column not in renamed_from
-                    and field not in fields_after.values()]
+            elif new_field != old_field:
+                renamed.append((old_field, new_field))
+    if drops and change.before is not None:
+        renamed_from = {old for old, new in change.renamed_columns if new in after}
+        for column in change.before.columns:
+            field = _field(rule, column.name)
+            if (column.name not in after and column.name not in renamed_from
+                    and field is not None and field not in new_fields):
+                dropped.append(field)
     return FieldChanges(tuple(renamed), tuple(dict.fromkeys(dropped)))
+
+
+def _field(rule: TableRule, column: str) -> str | None:
+    """The document field of ``column`` by the rule, ``None`` when it is left out."""
+    if not document_columns(rule, {column: None}):
+        return None
+    return rule.rename.get(column, column)
 
 
 @dataclass
