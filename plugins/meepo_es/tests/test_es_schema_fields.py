@@ -166,6 +166,29 @@ def test_only_renames_or_only_drops(url: str, prefix: str, read_index: Any,
     assert read_index(f"{prefix}_d")["1"] == {"id": 1, "a": "one"}
 
 
+def test_renames_in_two_changes_follow_each_other_even_with_late_definitions(
+    url: str, prefix: str, read_index: Any, tmp_path: Path
+) -> None:
+    """a -> b, then b -> c; both changes carry the definition read after the second (as the
+    mysql source does when it is behind the server). Replayed: nothing moves again."""
+    index = f"{prefix}_items"
+    sink, _ = opened(rewriting(url, index), tmp_path)
+    sink.apply(Batch((ev("write", 1, None, {"id": 1, "a": "one"}, 1),
+                      ev("write", 2, None, {"id": 2, "a": "two"}, 2)), 1))
+    late = definition("id", "c")
+    to_b = SchemaChange("shop", "items", "alter", None, late, renamed_columns=(("a", "b"),),
+                        sequence=10)
+    to_c = SchemaChange("shop", "items", "alter", late, late, renamed_columns=(("b", "c"),),
+                        sequence=12)
+    batch = Batch((ev("write", 5, None, {"id": 5, "b": "five"}, 11),), 2,
+                  schema_changes=((0, to_b), (1, to_c)))
+    sink.apply(batch)
+    sink.apply(batch)
+    sink.close()
+    assert read_index(index) == {"1": {"id": 1, "c": "one"}, "2": {"id": 2, "c": "two"},
+                                 "5": {"id": 5, "c": "five"}}
+
+
 def test_a_swap_is_dead_lettered_and_the_documents_left_alone(
     url: str, prefix: str, read_index: Any, tmp_path: Path
 ) -> None:

@@ -88,23 +88,23 @@ def field_changes(change: SchemaChange, rule: TableRule, *, renames: bool,
     the source did not recognise is a drop and an add."""
     if change.after is None:
         return FieldChanges()
-    after = {column.name for column in change.after.columns}
-    fields_after = {c: _field(rule, c) for c in after}
-    new_fields = {field for field in fields_after.values() if field is not None}
     renamed: list[tuple[str, str]] = []
     dropped: list[str] = []
     if renames:
+        # By name, not by ``after``: a source that reads definitions late (the mysql
+        # source behind the server) may show the column renamed again already.
         for old, new in change.renamed_columns:
-            old_field = _field(rule, old)
-            if new not in after or old_field is None:
+            old_field, new_field = _field(rule, old), _field(rule, new)
+            if old_field is None:
                 continue  # not a field of the documents before: nothing to move
-            new_field = fields_after[new]
             if new_field is None:  # renamed into a column the rule leaves out
                 dropped.append(old_field)
             elif new_field != old_field:
                 renamed.append((old_field, new_field))
     if drops and change.before is not None:
-        renamed_from = {old for old, new in change.renamed_columns if new in after}
+        after = {column.name for column in change.after.columns}
+        new_fields = {field for c in after if (field := _field(rule, c)) is not None}
+        renamed_from = {old for old, _ in change.renamed_columns}
         for column in change.before.columns:
             field = _field(rule, column.name)
             if (column.name not in after and column.name not in renamed_from
