@@ -1,0 +1,101 @@
+"""Schema changes of the SQLAlchemy sources: a table that changes between runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import meepo_sqlalchemy
+import pytest
+from sqlalchemy import Integer, String, create_engine, inspect, select, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from meepo_core.testing import run_meepo, write_config
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app_url(request: pytest.FixtureRequest) -> str:
+    fixture = {"sqlite": "sqlite_url", "postgresql": "pg_url"}
+    return str(request.getfixturevalue(fixture[request.param]))
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_a_column_added_between_runs_reaches_the_stream_and_the_sql_replica(
+        app_url: str, tmp_path: Path) -> None:
+    class V1(DeclarativeBase):
+        pass
+
+    class ItemV1(V1):
+        __tablename__ = "items"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(40))
+
+    class V2(DeclarativeBase):
+        pass
+
+    class ItemV2(V2):
+        __tablename__ = "items"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(40))
+        price: Mapped[int | None] = mapped_column(Integer)
+
+    engine = create_engine(app_url)
+    V1.metadata.create_all(engine)
+    meepo_sqlalchemy.create_outbox(engine)
+    replica_url = f"sqlite:///{tmp_path / 'replica.db'}"
+    write_config(tmp_path, {"relay": {
+        "source": {"type": "sqlalchemy-outbox", "url": app_url},
+        "sinks": [{"type": "jsonl", "path": "events.jsonl"},
+                  {"type": "sql", "url": replica_url, "tables": {"items": "items"}}],
+    }})
+
+    def commit(row: Any) -> None:
+        with Session(engine) as session:
+            installed = meepo_sqlalchemy.install(session, outbox=True)
+            session.add(row)
+            session.commit()
+            meepo_sqlalchemy.uninstall(installed)
+
+    def relay() -> list[dict[str, Any]]:
+        events = tmp_path / "events.jsonl"
+        seen = len(_records(events)) if events.exists() else 0
+        done = run_meepo("run", "relay", "--once", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return _records(events)[seen:]
+
+    # first run: the table is described before its first row
+    commit(ItemV1(id=1, name="one"))
+    first = relay()
+    assert [(r["action"], r.get("kind")) for r in first] == [("schema", "describe"),
+                                                            ("write", None)]
+    assert first[0]["before"] is None
+    assert [c["name"] for c in first[0]["after"]["columns"]] == ["id", "name"]
+    assert first[0]["after"]["key_columns"] == ["id"]
+
+    # the table gains a column between two runs: an alter before the first row
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE items ADD COLUMN price INTEGER"))
+    commit(ItemV2(id=2, name="two", price=250))
+    second = relay()
+    assert [(r["action"], r.get("kind")) for r in second] == [("schema", "alter"),
+                                                             ("write", None)]
+    assert [c["name"] for c in second[0]["before"]["columns"]] == ["id", "name"]
+    assert [c["name"] for c in second[0]["after"]["columns"]] == ["id", "name", "price"]
+    assert second[0]["after"]["columns"][2]["nullable"] is True
+
+    replica = create_engine(replica_url)
+    assert [c["name"] for c in inspect(replica).get_columns("items")] == ["id", "name", "price"]
+    with replica.connect() as conn:
+        assert conn.execute(select(text("id, name, price")).select_from(text("items"))
+                            .order_by(text("id"))).all() == [(1, "one", None), (2, "two", 250)]
+    replica.dispose()
+
+    # unchanged since: nothing but the row
+    commit(ItemV2(id=3, name="three", price=3))
+    third = relay()
+    assert [(r["action"], r.get("kind")) for r in third] == [("write", None)]
+    engine.dispose()
