@@ -99,3 +99,69 @@ def test_a_column_added_between_runs_reaches_the_stream_and_the_sql_replica(
     third = relay()
     assert [(r["action"], r.get("kind")) for r in third] == [("write", None)]
     engine.dispose()
+
+
+def test_in_process_session_describes_each_mapped_table_once_per_process(
+        app_url: str, tmp_path: Path) -> None:
+    class V1(DeclarativeBase):
+        pass
+
+    class ItemV1(V1):
+        __tablename__ = "items"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(40))
+
+    class V2(DeclarativeBase):
+        pass
+
+    class ItemV2(V2):
+        __tablename__ = "items"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(40))
+        price: Mapped[int | None] = mapped_column(Integer)
+
+    engine = create_engine(app_url)
+    V1.metadata.create_all(engine)
+    replica_url = f"sqlite:///{tmp_path / 'replica.db'}"
+    config = write_config(tmp_path, {"app": {
+        "source": {"type": "sqlalchemy-session"},
+        "sinks": [{"type": "jsonl", "path": "events.jsonl"},
+                  {"type": "sql", "url": replica_url, "tables": {"items": "items"}}],
+    }})
+
+    def process(*rows: Any) -> list[dict[str, Any]]:
+        """One application process: install, commit each row in its own transaction."""
+        events = tmp_path / "events.jsonl"
+        seen = len(_records(events)) if events.exists() else 0
+        installed = meepo_sqlalchemy.install(Session, pipeline="app", config=config)
+        try:
+            for row in rows:
+                with Session(engine) as session:
+                    session.add(row)
+                    session.commit()
+        finally:
+            meepo_sqlalchemy.uninstall(installed)
+        return _records(events)[seen:]
+
+    first = process(ItemV1(id=1, name="one"), ItemV1(id=2, name="two"))
+    assert [(r["action"], r.get("kind")) for r in first] == [
+        ("schema", "describe"), ("write", None), ("write", None)]
+    assert [c["name"] for c in first[0]["after"]["columns"]] == ["id", "name"]
+    assert first[0]["after"]["columns"][1]["nullable"] is False
+    assert first[0]["after"]["key_columns"] == ["id"]
+
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE items ADD COLUMN price INTEGER"))
+    second = process(ItemV2(id=3, name="three", price=30))
+    assert [(r["action"], r.get("kind")) for r in second] == [
+        ("schema", "describe"), ("write", None)]
+    assert [c["name"] for c in second[0]["after"]["columns"]] == ["id", "name", "price"]
+
+    replica = create_engine(replica_url)
+    assert [c["name"] for c in inspect(replica).get_columns("items")] == ["id", "name", "price"]
+    with replica.connect() as conn:
+        assert conn.execute(select(text("id, name, price")).select_from(text("items"))
+                            .order_by(text("id"))).all() == [
+            (1, "one", None), (2, "two", None), (3, "three", 30)]
+    replica.dispose()
+    engine.dispose()

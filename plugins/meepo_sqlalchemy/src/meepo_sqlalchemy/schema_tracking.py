@@ -44,7 +44,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,16 +52,19 @@ from typing import Any
 from sqlalchemy import Connection, Table, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import CompileError
+from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.types import TypeEngine
 
 from meepo_core import (
     ColumnDefinition,
     Position,
+    RowEvent,
     SchemaChange,
     TableDefinition,
     schema_change_from_dict,
     schema_change_to_dict,
 )
+from meepo_core.schema_changes import PlacedSchemaChange
 
 log = logging.getLogger("meepo.sqlalchemy.schema")
 
@@ -212,3 +215,38 @@ def _at_or_before(position: Position, acknowledged: Position) -> bool:
         return bool(position <= acknowledged)
     except TypeError:
         return False
+
+
+class MappedTables:
+    """The in-process session source's tables: the mapped :class:`~sqlalchemy.Table` of
+    every flushed mapper, and a :class:`SchemaTracker` (no store) describing each the first
+    time a published transaction has rows of it."""
+
+    def __init__(self) -> None:
+        self._tables: dict[tuple[str, str], tuple[Table, Dialect]] = {}
+        self.tracker = SchemaTracker(self._describe)
+
+    def note(self, tables: Iterable[TableClause], dialect: Dialect) -> None:
+        """Remember the tables of a flushed mapper, bound to a database of ``dialect``."""
+        for table in tables:
+            if isinstance(table, Table):
+                self._tables.setdefault((table.schema or "", table.name), (table, dialect))
+
+    def _describe(self, schema: str, table: str) -> TableDefinition | None:
+        found = self._tables.get((schema, table))
+        return None if found is None else table_definition(*found)
+
+    def placed(self, events: Sequence[RowEvent]) -> tuple[PlacedSchemaChange, ...]:
+        """The changes to place before the first row event of each table met for the
+        first time (none after that: one set lookup per table change in ``events``)."""
+        placed: list[PlacedSchemaChange] = []
+        last: tuple[str, str] = ("", "")
+        for index, event in enumerate(events):
+            key = (event.schema, event.table)
+            if key == last:
+                continue
+            last = key
+            if not self.tracker.is_met(*key) and (change := self.tracker.meet(
+                    *key, committed_at=event.committed_at, txid=event.txid)) is not None:
+                placed.append((index, change))
+        return tuple(placed)
