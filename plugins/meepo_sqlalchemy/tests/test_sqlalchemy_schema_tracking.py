@@ -8,10 +8,12 @@ from typing import Any
 
 import meepo_sqlalchemy
 import pytest
+from meepo_sqlalchemy.sqlalchemy_outbox_source import OutboxSource
+from meepo_sqlalchemy.urls import normalize_url
 from sqlalchemy import Integer, String, create_engine, inspect, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from meepo_core.testing import run_meepo, write_config
+from meepo_core.testing import make_context, run_meepo, write_config
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -164,4 +166,51 @@ def test_in_process_session_describes_each_mapped_table_once_per_process(
                             .order_by(text("id"))).all() == [
             (1, "one", None), (2, "two", None), (3, "three", 30)]
     replica.dispose()
+    engine.dispose()
+
+
+def test_outbox_definitions_are_stored_only_once_acknowledged(sqlite_url: str,
+                                                             tmp_path: Path) -> None:
+    """A run whose batches were never checkpointed (a crash) stores nothing: the next run
+    describes the table again; after an acknowledged checkpoint it does not."""
+    class Model(DeclarativeBase):
+        pass
+
+    class Item(Model):
+        __tablename__ = "items"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(40))
+
+    engine = create_engine(sqlite_url)
+    Model.metadata.create_all(engine)
+    meepo_sqlalchemy.create_outbox(engine)
+    installed = meepo_sqlalchemy.install(Session, outbox=True)
+    try:
+        with Session(engine) as session:
+            session.add(Item(id=1, name="one"))
+            session.commit()
+    finally:
+        meepo_sqlalchemy.uninstall(installed)
+
+    def run(acknowledge: bool) -> list[tuple[int, str]]:
+        source = OutboxSource(normalize_url(sqlite_url), delete_relayed=False)
+        found: list[tuple[int, str]] = []
+        try:
+            for batch in source.stream(None, make_context(tmp_path), once=True):
+                found.extend((index, change.kind) for index, change in batch.schema_changes)
+                if acknowledge and batch.position is not None:
+                    source.acknowledge(batch.position)
+        finally:
+            source.close()
+        return found
+
+    stored = tmp_path / ".meepo" / "contract.sqlalchemy-schemas.json"
+    assert run(acknowledge=False) == [(0, "describe")]
+    assert not stored.exists()
+    assert run(acknowledge=False) == [(0, "describe")]  # the same rows again, described
+    assert run(acknowledge=True) == [(0, "describe")]
+    assert [t["table"] for t in json.loads(stored.read_text())["tables"]] == ["items"]
+    assert run(acknowledge=True) == []  # unchanged and stored: nothing
+    stored.write_text("not json")  # a damaged file costs one describe, never the run
+    assert run(acknowledge=True) == [(0, "describe")]
     engine.dispose()
