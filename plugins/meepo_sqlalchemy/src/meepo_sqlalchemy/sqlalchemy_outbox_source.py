@@ -128,7 +128,8 @@ class OutboxSource(Source):
         batcher = Batcher(context.batch_size, context.batch_wait)
         self.schema_tracker = tracker = SchemaTracker(self._reflect, DefinitionStore(
             context.base_dir / ".meepo" / f"{context.pipeline}.sqlalchemy-schemas.json"))
-        met = ("", "")  # the table of the last event: the tracker is asked once per run
+        # the table of the last event: the tracker is asked only when the table changes
+        met_schema, met_table = "", ""
         open_tx: str | None = None
         open_events: list[RowEvent | SchemaChange] = []
         tx_end = last
@@ -146,11 +147,12 @@ class OutboxSource(Source):
                     continue
                 event = _decode(payload, row_id, txid)
                 open_tx, tx_end = txid, row_id
-                if (event.schema, event.table) != met:
-                    met = (event.schema, event.table)
-                    if not tracker.is_met(*met) and (change := tracker.meet(
-                            *met, position=row_id, committed_at=event.committed_at,
-                            txid=txid, sequence=row_id)) is not None:
+                if event.table != met_table or event.schema != met_schema:
+                    met_schema, met_table = event.schema, event.table
+                    if not tracker.is_met(met_schema, met_table) and (change := tracker.meet(
+                            met_schema, met_table, position=row_id,
+                            committed_at=event.committed_at, txid=txid,
+                            sequence=row_id)) is not None:
                         open_events.append(change)
                 open_events.append(event)
                 if len(open_events) >= batcher.max_events:  # a huge transaction: stream it
