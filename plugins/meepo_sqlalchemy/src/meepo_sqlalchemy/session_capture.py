@@ -11,7 +11,8 @@ Lifecycle of one root transaction:
 * outbox mode: ``before_commit`` of the root transaction flushes, then writes the events
   to the outbox table on the same connection, in the same transaction.
 * in-process mode: ``after_commit`` of the root transaction publishes the events as one
-  batch to the sinks.
+  batch to the sinks, each table's first rows in the process preceded by a ``describe`` of
+  its mapped ``Table`` (see :mod:`meepo_sqlalchemy.schema_tracking`).
 """
 
 from __future__ import annotations
