@@ -186,7 +186,8 @@ class SchemaTracker:
         if before is not None and (before.columns, before.key_columns) == \
                 (after.columns, after.key_columns):
             return None  # where the table is and its dialect are not stored: not compared
-        self._pending.append((position, key, after))
+        if self.store.path is not None:  # nothing to store otherwise
+            self._pending.append((position, key, after))
         return SchemaChange(
             schema, table, "describe" if before is None else "alter", before, after,
             position=position, committed_at=committed_at or datetime.now(UTC), txid=txid,
