@@ -3,6 +3,7 @@ in-process sinks or a named pipeline."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -348,7 +349,11 @@ def test_named_pipeline_sinks(sqlite_engine: Engine, tmp_path: Path) -> None:
     finally:
         meepo_sqlalchemy.uninstall(installed)
     assert lines("piped") == ORIGINAL
-    assert len((tmp_path / "audit.jsonl").read_text().splitlines()) == 5
+    records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert len([r for r in records if r["action"] != "schema"]) == 5
+    # each table is described once, before its first row (see test_sqlalchemy_schema_tracking)
+    assert [(r["kind"], r["table"]) for r in records if r["action"] == "schema"] == [
+        ("describe", "test")]
 
 
 def test_install_needs_exactly_one_destination(sqlite_engine: Engine) -> None:

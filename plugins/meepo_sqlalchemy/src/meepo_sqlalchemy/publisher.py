@@ -16,6 +16,7 @@ from meepo_core import (
     Sink,
     load_pipeline,
 )
+from meepo_core.schema_changes import PlacedSchemaChange
 
 #: The retry policy of in-process delivery when the config does not set it: it runs in the
 #: committing thread, so it retries briefly (one retry after 0.1 s) and then dead-letters
@@ -60,14 +61,17 @@ class Publisher:
         pipeline = load_pipeline(name, config, defaults=IN_PROCESS_SETTINGS)
         return cls(pipeline.delivery(when_exhausted="dead_letter"))
 
-    def publish(self, events: Sequence[RowEvent]) -> None:
-        """Deliver one committed transaction's events as one batch."""
+    def publish(self, events: Sequence[RowEvent],
+                schema_changes: tuple[PlacedSchemaChange, ...] = ()) -> None:
+        """Deliver one committed transaction's events as one batch, with the schema
+        changes placed among them."""
         with self._lock:
             if not self._opened:
                 self.delivery.open()
                 self._opened = True
             self._position += 1
-            self.delivery.apply(Batch(tuple(events), self._position))
+            self.delivery.apply(Batch(tuple(events), self._position,
+                                       schema_changes=schema_changes))
             self.delivery.sync()
 
     def close(self) -> None:

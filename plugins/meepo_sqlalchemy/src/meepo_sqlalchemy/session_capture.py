@@ -11,7 +11,8 @@ Lifecycle of one root transaction:
 * outbox mode: ``before_commit`` of the root transaction flushes, then writes the events
   to the outbox table on the same connection, in the same transaction.
 * in-process mode: ``after_commit`` of the root transaction publishes the events as one
-  batch to the sinks.
+  batch to the sinks, each table's first rows in the process preceded by a ``describe`` of
+  its mapped ``Table`` (see :mod:`meepo_sqlalchemy.schema_tracking`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from meepo_core import DeadLetterStore, RowEvent, Sink
 from . import bulk, images
 from .outbox import DEFAULT_NAME, OutboxTables, outbox_tables, write_events
 from .publisher import Publisher
+from .schema_tracking import MappedTables
 
 log = logging.getLogger("meepo.sqlalchemy")
 
@@ -64,6 +66,8 @@ class Installation:
     outbox: OutboxTables | None
     key: str = field(default_factory=lambda: f"meepo_sqlalchemy.{uuid.uuid4().hex}")
     listeners: list[tuple[str, Any]] = field(default_factory=list)
+    #: in-process mode: each table's definition, described at its first published row
+    mapped: MappedTables = field(default_factory=MappedTables)
 
     def state(self, session: Session) -> _SessionLog:
         found = session.info.get(self.key)
@@ -89,10 +93,16 @@ class Installation:
 
     def after_flush(self, session: Session, context: UOWTransaction) -> None:
         log_ = self.state(session)
+        if self.publisher is not None:
+            for mapper in context.mappers:
+                self.mapped.note(mapper.tables, session.get_bind(mapper).dialect)
         snap, log_.snapshot = log_.snapshot, None
         self.record(session, images.flush_events(session, self.accept, self.full_images, snap))
 
     def do_orm_execute(self, state: ORMExecuteState) -> Result[Any] | None:
+        if self.publisher is not None and state.bind_mapper is not None:
+            self.mapped.note(state.bind_mapper.tables,
+                             state.session.get_bind(state.bind_mapper).dialect)
         return bulk.capture(state, self.accept, self.full_images,
                             lambda events: self.record(state.session, events))
 
@@ -125,7 +135,7 @@ class Installation:
                       "transaction was committed while a savepoint was still open)",
                       len(events))
             return
-        self.publisher.publish(events)
+        self.publisher.publish(events, self.mapped.placed(events))
 
     def after_soft_rollback(self, session: Session, previous: SessionTransaction) -> None:
         log_ = session.info.get(self.key)

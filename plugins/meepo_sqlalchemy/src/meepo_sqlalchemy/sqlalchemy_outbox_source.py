@@ -17,6 +17,10 @@ Snapshots: with ``tables`` listed, the source can copy those tables' current row
 relays (``snapshot = "initial"``, ``meepo snapshot NAME``); see
 :mod:`meepo_sqlalchemy.outbox_snapshot`.
 
+Schema changes: the first row of each table in a run comes after a ``describe`` or
+``alter`` when the table's definition (reflected from the database) differs from the one
+stored by earlier runs; see :mod:`meepo_sqlalchemy.schema_tracking`.
+
 Polling: one indexed range query (``id > last ORDER BY id LIMIT n``) per poll, each in its
 own short autocommit transaction (so MySQL's REPEATABLE READ never pins an old snapshot);
 a full page is followed immediately by the next one, an idle outbox is polled every
@@ -42,13 +46,17 @@ from meepo_core import (
     Options,
     Position,
     RowEvent,
+    SchemaChange,
     Source,
     SourceError,
+    TableDefinition,
     event_from_dict,
+    qualified_name,
 )
 
 from .outbox import DEFAULT_NAME, OutboxTables, is_missing_table, missing_message
 from .outbox_snapshot import MARK_ACTION, OutboxSnapshots, watermark_of
+from .schema_tracking import DefinitionStore, SchemaTracker, reflected_definition
 from .urls import describe, url_option
 
 if TYPE_CHECKING:
@@ -73,6 +81,7 @@ class OutboxSource(Source):
         self.page_size = page_size
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
+        self.schema_tracker: SchemaTracker | None = None
         self.snapshots = OutboxSnapshots(lambda: self.engine, self.tables, snapshot_tables,
                                          key_path)
 
@@ -117,8 +126,12 @@ class OutboxSource(Source):
         if self.delete_relayed and last > 0:
             self._delete_upto(last)
         batcher = Batcher(context.batch_size, context.batch_wait)
+        self.schema_tracker = tracker = SchemaTracker(self._reflect, DefinitionStore(
+            context.base_dir / ".meepo" / f"{context.pipeline}.sqlalchemy-schemas.json"))
+        # the table of the last event: the tracker is asked only when the table changes
+        met_schema, met_table = "", ""
         open_tx: str | None = None
-        open_events: list[RowEvent] = []
+        open_events: list[RowEvent | SchemaChange] = []
         tx_end = last
         while not context.stopping.is_set():
             rows = self._poll(last)
@@ -134,10 +147,17 @@ class OutboxSource(Source):
                     continue
                 event = _decode(payload, row_id, txid)
                 open_tx, tx_end = txid, row_id
+                if event.table != met_table or event.schema != met_schema:
+                    met_schema, met_table = event.schema, event.table
+                    if not tracker.is_met(met_schema, met_table) and (change := tracker.meet(
+                            met_schema, met_table, position=row_id,
+                            committed_at=event.committed_at, txid=txid,
+                            sequence=row_id)) is not None:
+                        open_events.append(change)
                 open_events.append(event)
                 if len(open_events) >= batcher.max_events:  # a huge transaction: stream it
                     for pending in open_events:
-                        if (batch := batcher.add(pending)) is not None:
+                        if (batch := _add(batcher, pending)) is not None:
                             yield batch
                     open_events = []
                 last = row_id
@@ -152,9 +172,11 @@ class OutboxSource(Source):
                 return
             context.stopping.wait(self.poll_interval)
 
-    def _end_tx(self, batcher: Batcher, events: list[RowEvent], position: int) -> Iterator[Batch]:
+    def _end_tx(self, batcher: Batcher, events: list[RowEvent | SchemaChange],
+                position: int) -> Iterator[Batch]:
         for event in events:
-            if (batch := batcher.add(dataclasses.replace(event, position=position))) is not None:
+            if (batch := _add(batcher, dataclasses.replace(event, position=position))) \
+                    is not None:
                 yield batch
         if (batch := batcher.commit(position)) is not None:
             yield batch
@@ -191,7 +213,21 @@ class OutboxSource(Source):
             ) from exc
         return int(last or 0)
 
+    def _reflect(self, schema: str, table: str) -> TableDefinition | None:
+        try:
+            with self.engine.connect() as conn:
+                definition = reflected_definition(conn, schema, table)
+                conn.rollback()
+        except SQLAlchemyError as exc:
+            raise SourceError(
+                f"cannot read the definition of table {qualified_name(schema, table)} in "
+                f"{describe(self.url)}: {_first_line(exc)}; grant the relay's user read "
+                "access to it") from exc
+        return definition
+
     def acknowledge(self, position: Position) -> None:
+        if self.schema_tracker is not None:
+            self.schema_tracker.acknowledge(position)
         if self.delete_relayed and position is not None:
             self._delete_upto(_position(position))
 
@@ -211,6 +247,13 @@ class OutboxSource(Source):
             if self._engine is not None:
                 self._engine.dispose()
                 self._engine = None
+
+
+def _add(batcher: Batcher, event: RowEvent | SchemaChange) -> Batch | None:
+    if isinstance(event, SchemaChange):  # before the row event after it, same transaction
+        batcher.schema_change(event)
+        return None
+    return batcher.add(event)
 
 
 def _position(value: Position | None) -> int:
