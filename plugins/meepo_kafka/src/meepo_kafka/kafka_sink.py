@@ -130,6 +130,7 @@ class KafkaSink(TransactionalSink):
         self.transactions = KafkaTransactions(settings) if settings.exactly_once else None
         #: Events dead-lettered by the current batch (exactly-once sends the rest again).
         self.refused: list[StreamEvent] = []
+        self._schema_changes_logged = False
         self._skipped: set[str] = set()  # actions left out (Debezium's skipped.operations)
         self._skip_logged: set[str] = set()
 
@@ -219,11 +220,28 @@ class KafkaSink(TransactionalSink):
                 else:
                     self._send(Batch(part))
             return
+        if batch.schema_changes:
+            self._schema_changes_not_written(len(batch.schema_changes))
         if self.transactions is None:
             self._send(batch)
             return
         assert self.context is not None, "open() first"
         self.transactions.publish(self, batch, record=self.context.purpose == "run")
+
+    def _schema_changes_not_written(self, count: int) -> None:
+        """Schema changes this sink does not write yet (the Debezium format's schema change
+        topic, and any format under ``exactly_once``): counted as
+        ``schema_change_not_written`` and logged once, never dropped silently. Debezium's
+        schema part on the next messages follows the new definition all the same."""
+        assert self.context is not None, "open() first"
+        self.context.metrics.record_failure(self.label, "schema_change_not_written", count)
+        if not self._schema_changes_logged:
+            self._schema_changes_logged = True
+            why = ("under exactly_once" if self.transactions is not None
+                   else f"in the {self.settings.format} format")
+            log.warning("%s: schema changes are not written to Kafka %s (counted as "
+                        "schema_change_not_written); row messages follow the new shape",
+                        self.label, why)
 
     def _send_schema_change(self, change: SchemaChange) -> None:
         """One message for ``change``, acknowledged before the rows after it are sent."""
