@@ -40,7 +40,8 @@ def delivered(path: Path) -> list[int]:
     if not path.exists():
         return []
     complete = path.read_text().split("\n")[:-1]
-    return [json.loads(line)["pk"] for line in complete if line.strip()]
+    records = (json.loads(line) for line in complete if line.strip())
+    return [record["pk"] for record in records if record.get("action") != "schema"]
 
 
 def jsonl_pipeline(directory: Path, name: str, poll_interval: float = 0.05,
