@@ -67,6 +67,7 @@ from .position_owner import TransactionalSink, join_position_parts, position_par
 from .runner import Runner, RunStats
 from .schema_changes import (
     SCHEMA_CHANGE_KINDS,
+    PlacedSchemaChange,
     SchemaChange,
     SchemaChangeKind,
     StreamEvent,
@@ -110,6 +111,7 @@ __all__ = [
     "Pipeline",
     "PipelineContext",
     "PipelineSettings",
+    "PlacedSchemaChange",
     "Position",
     "PrimaryKey",
     "Row",

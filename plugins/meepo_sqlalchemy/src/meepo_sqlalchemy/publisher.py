@@ -12,11 +12,11 @@ from meepo_core import (
     DeadLetterStore,
     Delivery,
     PipelineSettings,
+    PlacedSchemaChange,
     RowEvent,
     Sink,
     load_pipeline,
 )
-from meepo_core.schema_changes import PlacedSchemaChange
 
 #: The retry policy of in-process delivery when the config does not set it: it runs in the
 #: committing thread, so it retries briefly (one retry after 0.1 s) and then dead-letters

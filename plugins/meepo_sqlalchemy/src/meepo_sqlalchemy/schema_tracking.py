@@ -57,6 +57,7 @@ from sqlalchemy.types import TypeEngine
 
 from meepo_core import (
     ColumnDefinition,
+    PlacedSchemaChange,
     Position,
     RowEvent,
     SchemaChange,
@@ -64,7 +65,6 @@ from meepo_core import (
     schema_change_from_dict,
     schema_change_to_dict,
 )
-from meepo_core.schema_changes import PlacedSchemaChange
 
 log = logging.getLogger("meepo.sqlalchemy.schema")
 
