@@ -213,3 +213,18 @@ def test_a_column_type_without_its_modifiers() -> None:
         "numeric(10, 2)[]", "timestamp without time zone", "integer",
     )] == ["numeric", "time with time zone", "character varying", "numeric[]",
            "timestamp without time zone", "integer"]
+
+
+def test_a_run_counts_schema_changes_apart_from_row_events() -> None:
+    from meepo_core import SchemaChange
+    from meepo_core.metrics import Metrics
+    from meepo_core.runner import RunStats
+
+    metrics = Metrics("p")
+    change = SchemaChange("s", "t", "describe", after=None)
+    metrics.record_batch(Batch((row(1), row(2)), "p1", schema_changes=((0, change),)), 0.01)
+    assert (metrics.events_total, metrics.schema_changes_total) == (2, 1)
+    assert " events=2 schema_changes=1 " in metrics.status_line()
+    stats = RunStats(events=2, batches=1, position="p1", saved=True, seconds=0.1,
+                     schema_changes=1)
+    assert stats.summary().startswith("2 events and 1 schema change in 1 batch, ")

@@ -44,7 +44,13 @@ class Metrics:
 
     @property
     def events_total(self) -> int:
-        return sum(self.events.values())
+        """Row events applied (schema changes are counted apart, see below)."""
+        return sum(n for (_, action), n in self.events.items() if action != "schema")
+
+    @property
+    def schema_changes_total(self) -> int:
+        """Schema changes delivered."""
+        return sum(n for (_, action), n in self.events.items() if action == "schema")
 
     @property
     def dead_letters(self) -> int:
@@ -103,9 +109,11 @@ class Metrics:
             lag = "n/a" if self.lag_seconds is None else f"{self.lag_seconds:.2f}s"
             dead = sum(n for (_, kind), n in self.failures.items() if kind == "dead_letter")
             dropped = f" dropped={sum(self.dropped.values())}" if self.dropped else ""
+            rows, changes = self.events_total, self.schema_changes_total
+            schema = f" schema_changes={changes}" if changes else ""
             return (
                 f"pipeline={self.pipeline} events/s={rate:.1f} lag={lag} "
-                f"events={sum(self.events.values())} dead_letters={dead}{dropped} "
+                f"events={rows}{schema} dead_letters={dead}{dropped} "
                 f"position={json.dumps(self.position, separators=(',', ':'))}"
             )
 

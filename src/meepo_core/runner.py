@@ -47,6 +47,8 @@ class RunStats:
     dead_letters: int = 0
     #: Whether the checkpoint outlives the process (False with ``checkpoint = "none"``).
     kept: bool = True
+    #: Schema changes delivered in this run (``events`` counts row events only).
+    schema_changes: int = 0
 
     def summary(self) -> str:
         """``"3 events in 1 batch, 0.2s; checkpoint saved at ..."``, for the CLI."""
@@ -60,6 +62,9 @@ class RunStats:
             where = f"checkpoint unchanged at {_json(self.position)}"
         else:
             where = "no checkpoint yet"
+        if self.schema_changes:
+            plural = "" if self.schema_changes == 1 else "s"
+            events += f" and {self.schema_changes} schema change{plural}"
         return f"{self.events} {events} in {self.batches} {batches}, {self.seconds:.1f}s; {where}"
 
 
@@ -199,6 +204,7 @@ class Runner:
             log.info("pipeline %s: %s", self.pipeline.name, self.metrics.status_line())
         return RunStats(
             events=self.metrics.events_total,
+            schema_changes=self.metrics.schema_changes_total,
             batches=self.metrics.batches,
             position=(self._saved if self._saved is not None
                       else checkpoint.position if checkpoint is not None else None),
