@@ -26,8 +26,10 @@ def _records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_a_column_added_between_runs_reaches_the_stream_and_the_sql_replica(
-        app_url: str, tmp_path: Path) -> None:
+def item_models() -> tuple[Any, Any, Any]:
+    """The application's model before and after it gained ``price``: the first version's
+    declarative base, and the ``items`` model of each version (fresh classes per call)."""
+
     class V1(DeclarativeBase):
         pass
 
@@ -44,6 +46,13 @@ def test_a_column_added_between_runs_reaches_the_stream_and_the_sql_replica(
         id: Mapped[int] = mapped_column(primary_key=True)
         name: Mapped[str] = mapped_column(String(40))
         price: Mapped[int | None] = mapped_column(Integer)
+
+    return V1, ItemV1, ItemV2
+
+
+def test_a_column_added_between_runs_reaches_the_stream_and_the_sql_replica(
+        app_url: str, tmp_path: Path) -> None:
+    V1, ItemV1, ItemV2 = item_models()
 
     engine = create_engine(app_url)
     V1.metadata.create_all(engine)
@@ -105,22 +114,7 @@ def test_a_column_added_between_runs_reaches_the_stream_and_the_sql_replica(
 
 def test_in_process_session_describes_each_mapped_table_once_per_process(
         app_url: str, tmp_path: Path) -> None:
-    class V1(DeclarativeBase):
-        pass
-
-    class ItemV1(V1):
-        __tablename__ = "items"
-        id: Mapped[int] = mapped_column(primary_key=True)
-        name: Mapped[str] = mapped_column(String(40))
-
-    class V2(DeclarativeBase):
-        pass
-
-    class ItemV2(V2):
-        __tablename__ = "items"
-        id: Mapped[int] = mapped_column(primary_key=True)
-        name: Mapped[str] = mapped_column(String(40))
-        price: Mapped[int | None] = mapped_column(Integer)
+    V1, ItemV1, ItemV2 = item_models()
 
     engine = create_engine(app_url)
     V1.metadata.create_all(engine)
