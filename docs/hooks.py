@@ -7,18 +7,24 @@
 - ``<!-- bench-results -->`` is replaced by the latest benchmark results, generated from
   the JSON files the benchmarks write to ``bench/results/``: nothing on that page is
   edited by hand.
+- ``<!-- options-reference -->`` is replaced by every type's options table, collected from
+  the READMEs and pages that document each type (those tables are generated from the
+  types' declarations by ``docs/option_tables.py``, see there), with a link to the page.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 RESULTS = ROOT / "bench" / "results"
 INCLUDE = re.compile(r"^<!-- include: (\S+) -->$", re.MULTILINE)
 ROOT_README_LINK = re.compile(r"\]\((?:\.\./)+README\.md(#[^)]*)?\)")
@@ -28,6 +34,8 @@ def on_page_markdown(markdown: str, **_: Any) -> str:
     markdown = INCLUDE.sub(lambda match: _included(match.group(1)), markdown)
     if "<!-- bench-results -->" in markdown:
         markdown = markdown.replace("<!-- bench-results -->", bench_results())
+    if "<!-- options-reference -->" in markdown:
+        markdown = markdown.replace("<!-- options-reference -->", options_reference())
     return markdown
 
 
@@ -41,6 +49,39 @@ def on_files(files: Files, config: Any, **_: Any) -> Files:
 def _included(path: str) -> str:
     text = (ROOT / path).read_text(encoding="utf-8")
     return ROOT_README_LINK.sub(lambda m: f"](../index.md{m.group(1) or ''})", text)
+
+
+def _option_tables() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("option_tables", DOCS / "option_tables.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def options_reference() -> str:
+    """Every options table of the docs, by kind and type name, each linking to its page.
+    Written for a page at the top of ``docs/`` (its links are relative to it)."""
+    tables = _option_tables()
+    pages = {}  # file holding tables -> docs page showing it
+    for page in sorted(DOCS.glob("**/*.md")):
+        for included in INCLUDE.findall(page.read_text(encoding="utf-8")):
+            pages[ROOT / included] = page
+    found: dict[str, list[tuple[str, str, str]]] = {}
+    for path in tables.FILES:
+        page = pages.get(path, path)
+        if page == DOCS / "reference.md" or DOCS not in page.parents:
+            continue
+        link = page.relative_to(DOCS).as_posix()
+        for kind, name, body in tables.blocks(path.read_text(encoding="utf-8")):
+            found.setdefault(kind, []).append((name, link, body))
+    parts = []
+    for kind in ("source", "sink", "transform"):
+        parts.append(f"## {kind.title()}s")
+        for name, link, body in sorted(found.get(kind, [])):
+            title = f"Every {kind}" if name == "*" else f"`{name}` {kind}"
+            parts.append(f"### {title}\n\nDescribed in [{link}]({link}).\n\n{body}")
+    return "\n\n".join(parts)
 
 
 def bench_results() -> str:

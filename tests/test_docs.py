@@ -4,16 +4,23 @@ parsed and fully validated, without contacting any server.
 Fragments showing one option are left out.
 
 An example is checked where every plugin it uses is installed (each plugin's test session
-runs this file); one that names a type no in-repo plugin provides fails everywhere."""
+runs this file); one that names a type no in-repo plugin provides fails everywhere.
+
+The options tables (``<!-- options: KIND TYPE -->``) are those ``docs/option_tables.py``
+generates from the types' ``OPTIONS`` declarations, and every type an in-repo plugin
+registers has one."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from meepo_core.config import MeepoConfig, load_config
+from meepo_core.option_docs import OPTION_KINDS
 from meepo_core.pipeline import build_pipeline
 from meepo_core.plugins import KINDS, KNOWN_PROVIDERS, registry
 
@@ -67,3 +74,48 @@ def test_readme_pipeline_example_is_valid(
         pytest.skip(f"needs {', '.join(sorted(missing))}, not installed in this session")
     for name in config.pipelines:
         build_pipeline(config, name, registry())
+
+
+def option_tables() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("option_tables",
+                                                  ROOT / "docs" / "option_tables.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TABLES = option_tables()
+
+
+def documented() -> list[tuple[str, str, str, str]]:
+    """``(where, kind, name, table)`` of every options table in the docs."""
+    return [(f"{path.relative_to(ROOT)} {kind} {name}", kind, name, body)
+            for path in TABLES.FILES
+            for kind, name, body in TABLES.blocks(path.read_text(encoding="utf-8"))]
+
+
+@pytest.mark.parametrize(("where", "kind", "name", "body"), documented(),
+                         ids=[d[0] for d in documented()])
+def test_options_table_is_generated_from_the_declaration(
+    where: str, kind: str, name: str, body: str
+) -> None:
+    expected = TABLES.declared_table(kind, name)
+    if expected is None:
+        assert name in KNOWN_PROVIDERS, f"{where}: no in-repo plugin provides {kind} {name!r}"
+        pytest.skip(f"needs {KNOWN_PROVIDERS[name]}, not installed in this session")
+    assert body == expected, (
+        f"{where}: the table differs from the type's OPTIONS; run python docs/option_tables.py")
+
+
+def test_every_in_repo_type_has_an_options_table() -> None:
+    tables = {(kind, name) for _, kind, name, _ in documented()}
+    reg = registry()
+    missing = [
+        f"{kind} {name}" for kind in OPTION_KINDS
+        for name, registration in reg.types[kind].items()
+        if reg.plugins[registration.plugin].package.startswith("meepo-")
+        and (kind, name) not in tables
+    ]
+    assert not missing, ("no <!-- options: KIND TYPE --> table in the type's README or page "
+                         f"for: {', '.join(missing)}")

@@ -61,7 +61,7 @@ from .events import (
 )
 from .hookspecs import hookimpl
 from .lazy_exports import lazy_exports
-from .options import Options
+from .options import REQUIRED, Computed, Options, OptionSpec
 from .pipeline import Pipeline, load_pipeline
 from .position_owner import TransactionalSink, join_position_parts, position_parts
 from .runner import Runner, RunStats
@@ -91,6 +91,7 @@ from .transforms import Transform, TransformError, derive
 
 __all__ = [
     "ACTIONS",
+    "REQUIRED",
     "SCHEMA_CHANGE_KINDS",
     "UNCHANGED",
     "Action",
@@ -101,12 +102,14 @@ __all__ = [
     "CheckpointStore",
     "ColumnDefinition",
     "ColumnRule",
+    "Computed",
     "ConfigError",
     "DeadLetterStore",
     "Delivery",
     "FileDeadLetterStore",
     "MeepoError",
     "MemoryCheckpointStore",
+    "OptionSpec",
     "Options",
     "Pipeline",
     "PipelineContext",

@@ -16,6 +16,7 @@ from .checkpoints import Checkpoint
 from .config import MeepoConfig, load_config
 from .errors import ConfigError, MeepoError
 from .logs import configure_logging
+from .option_docs import lookup, text_listing
 from .pipeline import Pipeline, build_pipeline
 from .plugins import Registry, import_local_plugins, registry
 from .runner import Runner
@@ -37,6 +38,7 @@ Examples:
   meepo adopt-checkpoint orders    take over the checkpoint after a rename to orders
   meepo --config meepo.toml run orders
   meepo plugins                    installed plugins and the types they add
+  meepo plugins --options mysql    the options of a type: key, type, default, meaning
 
 \b
 Pipelines live in pyproject.toml:
@@ -191,16 +193,26 @@ def _type_of(table: Any) -> str:
 
 
 @cli.command()
+@click.option("--options", "type_name", metavar="TYPE",
+              help="Show the options of the source, sink or transform type TYPE instead.")
 @click.pass_obj
-def plugins(state: State) -> None:
+def plugins(state: State, type_name: str | None) -> None:
     """List installed plugins, their versions and the types they provide.
 
     Disable a plugin with MEEPO_DISABLE_PLUGINS=name1,name2.
+
+    \b
+    Examples:
+      meepo plugins
+      meepo plugins --options print
     """
     try:
         reg = state.registry
     except MeepoError:  # no config file: entry points only
         reg = registry()
+    if type_name is not None:
+        click.echo("\n\n".join(text_listing(found) for found in lookup(reg, type_name)))
+        return
     for info in reg.plugins.values():
         provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items())
         status = "disabled" if info.disabled else f"BROKEN: {info.error}" if info.error else ""

@@ -6,7 +6,7 @@ import abc
 from typing import TYPE_CHECKING, ClassVar, Self
 
 from .events import Batch
-from .options import Options
+from .options import Options, OptionSpec
 
 if TYPE_CHECKING:
     from .context import PipelineContext
@@ -34,6 +34,10 @@ class Sink(abc.ABC):
     #: False (the default) the core removes them from the batches this sink gets, so a sink
     #: that keeps no table shape (a cache, a queue of row events) need not know about them.
     follows_schema_changes: ClassVar[bool] = False
+    #: The type's options, declared once (see :class:`~meepo_core.options.OptionSpec`):
+    #: ``from_options`` reads them through these specs, and the docs tables and
+    #: ``meepo plugins --options TYPE`` are generated from them. Empty: undeclared.
+    OPTIONS: ClassVar[tuple[OptionSpec, ...]] = ()
 
     @classmethod
     @abc.abstractmethod

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 from .errors import SourceError
 from .events import Batch, Position, RowEvent
-from .options import Options
+from .options import Options, OptionSpec
 
 if TYPE_CHECKING:
     from .context import PipelineContext
@@ -41,6 +41,11 @@ class Source(abc.ABC):
     checkpoint) and snapshots (``snapshot_tables``, ``last_key``, ``read_chunk``,
     ``write_watermark``: the core then copies tables' current rows while streaming).
     """
+
+    #: The type's options, declared once (see :class:`~meepo_core.options.OptionSpec`):
+    #: ``from_options`` reads them through these specs, and the docs tables and
+    #: ``meepo plugins --options TYPE`` are generated from them. Empty: undeclared.
+    OPTIONS: ClassVar[tuple[OptionSpec, ...]] = ()
 
     @classmethod
     @abc.abstractmethod

@@ -9,7 +9,7 @@ from typing import IO, TYPE_CHECKING, Any, Self
 
 from ..errors import SinkError
 from ..events import Batch, RowEvent
-from ..options import Options
+from ..options import REQUIRED, Options, OptionSpec
 from ..schema_changes import SchemaChange, schema_change_to_dict
 from ..serialization import encode_value, event_to_json
 from ..sink import Sink
@@ -20,6 +20,12 @@ if TYPE_CHECKING:
 
 #: How much of the file's end is read at open to recognise replayed events (bounded memory).
 DEDUPLICATION_BYTES = 4 * 1024 * 1024
+
+
+PATH = OptionSpec("path", "path", REQUIRED,
+                  "The log file, relative to the config file's directory; created if missing.")
+FSYNC = OptionSpec("fsync", "boolean", True,
+                   "fsync the file once per batch before the batch counts as applied.")
 
 
 class JsonlSink(Sink):
@@ -41,6 +47,7 @@ class JsonlSink(Sink):
     """
 
     follows_schema_changes = True
+    OPTIONS = (PATH, FSYNC)
 
     def __init__(self, path: Path, fsync: bool = True) -> None:
         self.path = path
@@ -52,8 +59,8 @@ class JsonlSink(Sink):
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        path = options.path_value("path")
-        fsync = options.boolean("fsync", True)
+        path = options.path_value(PATH)
+        fsync = options.boolean(FSYNC)
         options.done()
         return cls(path, fsync)
 

@@ -11,13 +11,20 @@ from typing import TYPE_CHECKING, Any, Self
 from ..batching import Batcher
 from ..errors import SourceError
 from ..events import Batch, Position, RowEvent
-from ..options import Options
+from ..options import REQUIRED, Options, OptionSpec
 from ..schema_changes import SchemaChange, schema_change_from_dict
 from ..serialization import event_from_dict
 from ..source import Source
 
 if TYPE_CHECKING:
     from ..context import PipelineContext
+
+
+PATH = OptionSpec("path", "path", REQUIRED,
+                  "The log a `jsonl` sink wrote, relative to the config file's directory.")
+POLL_INTERVAL = OptionSpec("poll_interval", "number", 0.2,
+                           "Seconds between looks at the file for new lines when following it.",
+                           minimum=0.01)
 
 
 class JsonlSource(Source):
@@ -27,14 +34,16 @@ class JsonlSource(Source):
     file as it grows, like ``tail -f``. Schema changes in the log (``"action": "schema"``)
     come back as schema changes, in their place."""
 
+    OPTIONS = (PATH, POLL_INTERVAL)
+
     def __init__(self, path: Path, poll_interval: float = 0.2) -> None:
         self.path = path
         self.poll_interval = poll_interval
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        path = options.path_value("path")
-        poll = options.number("poll_interval", 0.2, minimum=0.01)
+        path = options.path_value(PATH)
+        poll = options.number(POLL_INTERVAL)
         options.done()
         return cls(path, poll)
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from ..events import Batch, Position, RowEvent
-from ..options import Options
+from ..options import Options, OptionSpec
 from ..schema_changes import SchemaChange
 
 if TYPE_CHECKING:
@@ -64,14 +64,20 @@ def reset_channels() -> None:
         _channels.clear()
 
 
+NAME = OptionSpec("name", "string", "default",
+                  "The in-process channel (`meepo_core.builtin.memory.channel(name)`).")
+
+
 class NamedChannel:
     """The one option both memory types take: ``name``, the channel to use."""
+
+    OPTIONS: ClassVar[tuple[OptionSpec, ...]] = (NAME,)
 
     def __init__(self, name: str) -> None:
         self.name = name
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        name = options.string("name", "default")
+        name = options.string(NAME)
         options.done()
         return cls(name)

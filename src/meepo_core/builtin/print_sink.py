@@ -7,13 +7,23 @@ import sys
 from typing import TYPE_CHECKING, Self
 
 from ..events import Batch, RowEvent
-from ..options import Options
+from ..options import Options, OptionSpec
 from ..schema_changes import SchemaChange, schema_change_to_dict
 from ..serialization import event_to_json
 from ..sink import Sink
 
 if TYPE_CHECKING:
     from ..context import PipelineContext
+
+
+FORMAT = OptionSpec(
+    "format", "string", "line",
+    '`"line"`: one line per event from `template`; `"json"`: the whole event as a JSON line.',
+    choices=("line", "json"))
+TEMPLATE = OptionSpec(
+    "template", "string", "{name} {pk}",
+    "The line of each event (with `format = \"line\"`); placeholders `{name}` "
+    "(`table_action`), `{schema}`, `{table}`, `{action}` and `{pk}`.")
 
 
 class PrintSink(Sink):
@@ -28,6 +38,7 @@ class PrintSink(Sink):
     PostgreSQL session) changes nothing and is not printed."""
 
     follows_schema_changes = True
+    OPTIONS = (FORMAT, TEMPLATE)
 
     def __init__(self, fmt: str = "line", template: str = "{name} {pk}") -> None:
         self.format = fmt
@@ -36,8 +47,8 @@ class PrintSink(Sink):
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        fmt = options.choice("format", ("line", "json"), "line")
-        template = options.string("template", "{name} {pk}")
+        fmt = options.choice(FORMAT)
+        template = options.string(TEMPLATE)
         try:
             template.format(name="", schema="", table="", action="", pk="")
         except (KeyError, IndexError, ValueError) as exc:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeAlias
 
 from ..events import Row, RowEvent
-from ..options import Options
+from ..options import Options, OptionSpec
 
 if TYPE_CHECKING:
     from ..context import PipelineContext
@@ -49,6 +49,10 @@ class Transform(abc.ABC):
     #: Where the transform's table is in the config (``tool.meepo.pipelines.orders.
     #: transforms[0]``); set by the core, for ``meepo check``'s warnings.
     key_path: str = ""
+    #: The type's options, declared once (see :class:`~meepo_core.options.OptionSpec`):
+    #: ``from_options`` reads them through these specs, and the docs tables and
+    #: ``meepo plugins --options TYPE`` are generated from them. Empty: undeclared.
+    OPTIONS: ClassVar[tuple[OptionSpec, ...]] = ()
 
     @classmethod
     @abc.abstractmethod

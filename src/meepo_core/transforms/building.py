@@ -7,9 +7,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..options import Options
+from ..options import Options, OptionSpec
 from .base import Transform
 from .chain import ON_ERROR, OnError, Step, TransformChain
+
+#: The option every transform takes, read by the core (the transform's own options do not
+#: see it).
+ON_ERROR_OPTION = OptionSpec(
+    "on_error", "string", "dead_letter",
+    '`"dead_letter"`: an event the transform raises on goes to the dead-letter store with '
+    'the error, and the pipeline goes on; `"stop"`: the run stops (exit 1, checkpoint '
+    "before the batch).", choices=ON_ERROR)
 
 if TYPE_CHECKING:
     from ..plugins import Registry
@@ -36,8 +44,11 @@ def build_chain(
             raise ConfigError(path, 'must be a table like { type = "filter", where = "..." }')
         options = Options(item, path, base_dir)
         name = options.string("type")
-        on_error: OnError = options.choice(  # type: ignore[assignment]
-            "on_error", ON_ERROR, "dead_letter")
+        # read apart, so that a transform's own declaration need not list it
+        on_error: OnError = Options(  # type: ignore[assignment]
+            {k: v for k, v in item.items() if k == ON_ERROR_OPTION.name}, path, base_dir,
+        ).choice(ON_ERROR_OPTION)
+        options.allow(ON_ERROR_OPTION.name)
         cls = registry.lookup("transform", name, options.key_path("type"))
         transform = cls.from_options(options)
         if not isinstance(transform, Transform):

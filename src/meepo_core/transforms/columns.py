@@ -14,9 +14,15 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from ..events import UNCHANGED, qualified_name
-from ..options import Options
+from ..options import REQUIRED, Options, OptionSpec
 from ..table_filter import is_glob
 from .base import ImageTransform, RowEditor
+
+#: The ``columns`` option of the column transforms.
+COLUMNS = OptionSpec(
+    "columns", "array of strings", REQUIRED,
+    'The columns, as `"schema.table.column"` (`"table.column"` for sources without '
+    'schemas), with shell globs in either part: `"shop.*.email"`.')
 
 
 @dataclass(frozen=True)
@@ -47,9 +53,10 @@ class ColumnList:
     pairs: tuple[tuple[str, str], ...]
 
     @classmethod
-    def from_options(cls, options: Options, key: str = "columns") -> ColumnList:
-        """Read ``key``: a non-empty array of ``"schema.table.column"`` strings."""
-        patterns = options.string_list(key)
+    def from_options(cls, options: Options, spec: OptionSpec = COLUMNS) -> ColumnList:
+        """Read ``spec``: a non-empty array of ``"schema.table.column"`` strings."""
+        key = spec.name
+        patterns = options.string_list(spec)
         if not patterns:
             raise options.error(key, 'must name at least one column, e.g. ["shop.users.email"]')
         pairs = []

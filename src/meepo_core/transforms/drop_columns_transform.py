@@ -8,13 +8,14 @@ from typing import Any, Self
 
 from ..options import Options
 from .base import ImageTransform, RowEditor
-from .columns import ColumnList
+from .columns import COLUMNS, ColumnList
 
 
 class DropColumnsTransform(ImageTransform):
     """``{ type = "drop_columns", columns = ["shop.users.phone"] }``: the named columns are
     removed from ``before`` and ``after`` (the event's ``pk`` is kept as it is)."""
 
+    OPTIONS = (COLUMNS,)
     #: Keep the named columns instead (``keep_columns``).
     keep = False
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 from ..events import UNCHANGED, RowEvent
-from ..options import Options
+from ..options import REQUIRED, Options, OptionSpec
 from .base import EventFunction, Transform, TransformResult
 from .expressions import IMAGES, Expression
 
@@ -53,6 +53,12 @@ def _memoized(evaluate: Callable[[RowEvent], bool], image: str,
     return keep
 
 
+WHERE = OptionSpec(
+    "where", "string", REQUIRED,
+    "A CEL expression: the events for which it is true are kept, the others dropped (see "
+    "*Expressions*).")
+
+
 class FilterTransform(Transform):
     """``{ type = "filter", where = "row.tenant != 'test' && table != 'audit_tmp'" }``:
     events for which ``where`` is false are dropped (and counted as delivered: the
@@ -62,12 +68,14 @@ class FilterTransform(Transform):
     event; one that gives something other than true or false on an event is an error for
     that event (dead letter)."""
 
+    OPTIONS = (WHERE,)
+
     def __init__(self, where: Expression) -> None:
         self.where = where
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        where = Expression(options.string("where"), options.key_path("where"))
+        where = Expression(options.string(WHERE), options.key_path("where"))
         where.check(bool, "true or false")
         options.done()
         return cls(where)

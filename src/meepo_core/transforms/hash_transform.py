@@ -7,8 +7,8 @@ import hashlib
 from collections.abc import Callable
 from typing import Any, Self
 
-from ..options import Options
-from .columns import ColumnList, ColumnValueTransform
+from ..options import REQUIRED, Options, OptionSpec
+from .columns import COLUMNS, ColumnList, ColumnValueTransform
 
 #: Debezium's algorithm names (Java's MessageDigest names) and hashlib's.
 ALGORITHMS = {
@@ -63,6 +63,18 @@ def debezium_hash(algorithm: str, salt: str, length: int = 0) -> Callable[[Any],
     return digest
 
 
+ALGORITHM = OptionSpec(
+    "algorithm", "string", "SHA-256",
+    "The digest, by Debezium's name.",
+    choices=tuple(ALGORITHMS))
+SALT = OptionSpec("salt", "string", REQUIRED,
+                  "Hashed before the value; must not be empty (Debezium's "
+                  "`column.mask.hash.v2.<algorithm>.with.salt.<salt>`).")
+LENGTH = OptionSpec("length", "integer", 0,
+                    "Cut the hex digest to this many characters, as Debezium cuts it to a "
+                    "shorter column's length; `0` keeps it whole.", minimum=0)
+
+
 class HashTransform(ColumnValueTransform):
     """``{ type = "hash", columns = ["shop.users.email"], algorithm = "SHA-256", salt =
     "${PII_SALT}" }``: each value becomes the hex digest Debezium's
@@ -75,14 +87,16 @@ class HashTransform(ColumnValueTransform):
     tell a column's SQL type from its value, so it hashes the text of any other value
     rather than let it through."""
 
+    OPTIONS = (COLUMNS, ALGORITHM, SALT, LENGTH)
+
     @classmethod
     def from_options(cls, options: Options) -> Self:
         columns = ColumnList.from_options(options)
-        algorithm = options.choice("algorithm", tuple(ALGORITHMS), "SHA-256")
-        salt = options.string("salt")
+        algorithm = options.choice(ALGORITHM)
+        salt = options.string(SALT)
         if not salt:
             raise options.error("salt", "must not be empty (Debezium's "
                                 "column.mask.hash.v2.<algorithm>.with.salt.<salt> needs one)")
-        length = options.integer("length", 0, minimum=0)
+        length = options.integer(LENGTH)
         options.done()
         return cls(columns, debezium_hash(algorithm, salt, length))

@@ -5,10 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Self
 
-from ..options import Options
-from .columns import ColumnList, ColumnValueTransform
+from ..options import Computed, Options, OptionSpec
+from .columns import COLUMNS, ColumnList, ColumnValueTransform
 
 MODES = ("fixed", "null", "partial")
+MODE = OptionSpec(
+    "mode", "string", "fixed",
+    '`"fixed"`: each value becomes `value`; `"null"`: NULL; `"partial"`: the first '
+    "`keep_first` and last `keep_last` characters of the value's text stay, the others "
+    "become `char`, keeping the length (a value no longer than both is hidden whole). NULL "
+    "and unchanged values stay as they are in every mode.", choices=MODES)
+VALUE = OptionSpec("value", "string", Computed('`"****"`'),
+                   'What each value becomes with `mode = "fixed"`.')
+KEEP_FIRST = OptionSpec("keep_first", "integer", Computed("`0`"),
+                        'Characters kept at the start, with `mode = "partial"`.', minimum=0)
+KEEP_LAST = OptionSpec("keep_last", "integer", Computed("`0`"),
+                       'Characters kept at the end, with `mode = "partial"`.', minimum=0)
+CHAR = OptionSpec("char", "string", Computed('`"*"`'),
+                  'The one character hidden ones become, with `mode = "partial"`.')
 
 
 class MaskTransform(ColumnValueTransform):
@@ -21,14 +35,17 @@ class MaskTransform(ColumnValueTransform):
     ``UNCHANGED`` in every mode (neither reveals anything).
     """
 
+    OPTIONS = (COLUMNS, MODE, VALUE, KEEP_FIRST, KEEP_LAST, CHAR)
+
     @classmethod
     def from_options(cls, options: Options) -> Self:
         columns = ColumnList.from_options(options)
-        mode = options.choice("mode", MODES, "fixed")
-        value = options.string("value", None)
-        keep_first = options.integer("keep_first", None, minimum=0)
-        keep_last = options.integer("keep_last", None, minimum=0)
-        char = options.string("char", None)
+        mode = options.choice(MODE)
+        # None: not given (an option of another mode is an error); defaults applied below
+        value = options.string(VALUE, None)
+        keep_first = options.integer(KEEP_FIRST, None)
+        keep_last = options.integer(KEEP_LAST, None)
+        char = options.string(CHAR, None)
         extra: dict[str, object] = {"value": value} if mode != "fixed" else {}
         extra.update({} if mode == "partial" else {
             "keep_first": keep_first, "keep_last": keep_last, "char": char})

@@ -9,8 +9,14 @@ from collections.abc import Callable
 from typing import Self
 
 from ..events import RowEvent
-from ..options import Options
+from ..options import REQUIRED, Options, OptionSpec
 from .base import Transform, TransformResult
+
+CALLABLE = OptionSpec(
+    "callable", "string", REQUIRED,
+    '`"package.module:function"`: `function(event)` returns the event, `None` or a list of '
+    "events, as `Transform.apply` does; imported at config load (the config file's "
+    "directory is importable).")
 
 
 class PythonTransform(Transform):
@@ -21,12 +27,14 @@ class PythonTransform(Transform):
     config error naming the key. What the function raises on an event sends that event to
     the dead-letter store."""
 
+    OPTIONS = (CALLABLE,)
+
     def __init__(self, function: Callable[[RowEvent], TransformResult]) -> None:
         self.function = function
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        target = options.string("callable")
+        target = options.string(CALLABLE)
         module, colon, attribute = target.partition(":")
         if not colon or not module or not attribute:
             raise options.error("callable", f"{target!r} must be package.module:function")

@@ -7,8 +7,18 @@ from fnmatch import fnmatchcase
 from typing import Any, Self
 
 from ..events import RowEvent, qualified_name
-from ..options import Options
+from ..options import Options, OptionSpec
 from .base import EventFunction, Transform, TransformResult, derive
+
+TABLES = OptionSpec(
+    "tables", "table", {},
+    '`{ "shop.legacy_orders" = "orders" }`: `schema.table` (the table alone for sources '
+    'without schemas; globs allowed) to its new name; `"name"` keeps the schema, '
+    '`"schema.name"` changes both. The first matching entry wins.')
+COLUMNS = OptionSpec(
+    "columns", "table", {},
+    '`{ "shop.users.mail" = "email" }`: `schema.table.column` (as the source names it, '
+    "before a table rename) to its new name, in `before`, `after` and `pk_columns`.")
 
 
 class RenameTransform(Transform):
@@ -21,14 +31,16 @@ class RenameTransform(Transform):
     before a table rename) to a new column name, in ``before``, ``after`` and
     ``pk_columns``. The first matching entry wins."""
 
+    OPTIONS = (TABLES, COLUMNS)
+
     def __init__(self, tables: Mapping[str, str], columns: Mapping[str, str]) -> None:
         self.tables = dict(tables)
         self.column_map = dict(columns)
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        tables = _string_table(options, "tables")
-        columns = _string_table(options, "columns")
+        tables = _string_table(options, TABLES)
+        columns = _string_table(options, COLUMNS)
         for key in columns:
             if not key.rpartition(".")[0]:
                 raise options.error(f"columns.{key}", "must be schema.table.column, e.g. "
@@ -76,8 +88,9 @@ class RenameTransform(Transform):
         return event if function is None else function(event)
 
 
-def _string_table(options: Options, key: str) -> dict[str, str]:
-    found = options.table(key, {})
+def _string_table(options: Options, spec: OptionSpec) -> dict[str, str]:
+    key = spec.name
+    found = options.table(spec)
     for name, value in found.items():
         if not isinstance(value, str) or not value:
             raise options.error(f"{key}.{name}", "must be the new name, a non-empty string")

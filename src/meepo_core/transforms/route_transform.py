@@ -8,12 +8,20 @@ from fnmatch import fnmatchcase
 from typing import Self
 
 from ..events import RowEvent, qualified_name
-from ..options import Options
+from ..options import Options, OptionSpec
 from .base import EventFunction, TableRoute, Transform, TransformResult, with_destination
 from .expressions import Expression
 
 #: The fields a ``to`` template may use.
 TEMPLATE_FIELDS = ("schema", "table", "action")
+TO = OptionSpec("to", "string", None,
+                "The destination's name, a template with `{schema}`, `{table}` and `{action}` "
+                "(worked out once per table and action); give `to` or `expression`.")
+EXPRESSION = OptionSpec("expression", "string", None,
+                        "A CEL expression over the event giving the destination's name "
+                        "(see `filter`); give `to` or `expression`.")
+TABLES = OptionSpec("tables", "array of strings", ["*"],
+                    "`schema.table` globs: the events routed; others pass unchanged.")
 
 
 class RouteTransform(Transform, TableRoute):
@@ -25,6 +33,8 @@ class RouteTransform(Transform, TableRoute):
     ``expression`` is CEL over the event (see ``filter``) and must give a string. ``tables``
     (``schema.table`` globs, default all) limits the events routed."""
 
+    OPTIONS = (TO, EXPRESSION, TABLES)
+
     def __init__(self, name: Callable[[RowEvent], str] | None, template: str | None,
                  tables: list[str]) -> None:
         self.name = name
@@ -33,9 +43,9 @@ class RouteTransform(Transform, TableRoute):
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        template = options.string("to", None)
-        text = options.string("expression", None)
-        tables = options.string_list("tables", ["*"])
+        template = options.string(TO)
+        text = options.string(EXPRESSION)
+        tables = options.string_list(TABLES)
         if (template is None) == (text is None):
             raise options.error("to", 'route needs either to = "{schema}_{table}" or '
                                 'expression = "..." (one of them)')
