@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from .options import Options
+from .options import Computed, Options, OptionSpec
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -131,9 +131,14 @@ class TableFilter:
 
 
 def parse_table_filter(options: Options, default_tables: list[str], example_schema: str,
-                       system_schemas: frozenset[str]) -> TableFilter:
+                       system_schemas: frozenset[str],
+                       specs: tuple[OptionSpec, OptionSpec, OptionSpec] | None = None,
+                       ) -> TableFilter:
     """Read ``tables``, ``exclude_tables`` and ``columns`` from a source's options; every
-    error names its key and shows a pattern with ``example_schema``."""
+    error names its key and shows a pattern with ``example_schema``. ``specs``: the
+    source's declarations of the three (see :class:`~meepo_core.options.OptionSpec`),
+    which then supply the defaults, except a :class:`~meepo_core.options.Computed` one of
+    ``tables`` (``default_tables`` is it)."""
     example = f"\"{example_schema}.orders\""
 
     def check(key: str, pattern: str) -> None:
@@ -141,16 +146,21 @@ def parse_table_filter(options: Options, default_tables: list[str], example_sche
             raise options.error(
                 key, f"{pattern!r} must be schema.table (globs allowed), e.g. {example}")
 
-    tables = options.string_list("tables", default_tables)
+    tables_key, exclude_key, columns_key = specs or ("tables", "exclude_tables", "columns")
+    if specs is None or isinstance(specs[0].default, Computed):
+        tables = options.string_list(tables_key, default_tables)
+    else:
+        tables = options.string_list(tables_key)
     if not tables:
         raise options.error("tables", f"must name at least one table, e.g. [{example}]")
     for index, pattern in enumerate(tables):
         check(f"tables[{index}]", pattern)
-    exclude = options.string_list("exclude_tables", [])
+    exclude = options.string_list(exclude_key) if specs else options.string_list(exclude_key, [])
     for index, pattern in enumerate(exclude):
         check(f"exclude_tables[{index}]", pattern)
     rules = []
-    for pattern, rule in options.table("columns", {}).items():
+    rules_table = options.table(columns_key) if specs else options.table(columns_key, {})
+    for pattern, rule in rules_table.items():
         key = f"columns.{pattern}"
         check(key, pattern)
         rules.append(_column_rule(options, key, pattern, rule))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from meepo_core import Options, TableFilter, parse_table_filter
+from meepo_core import REQUIRED, Computed, Options, OptionSpec, TableFilter, parse_table_filter
 
 from .positions import FILE_POS, gtid_flavor, normalize_gtid
 
@@ -21,6 +21,76 @@ SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema",
 _SSL_PARAMS = ("ssl_ca", "ssl_cert", "ssl_key")
 _BOOL_PARAMS = ("ssl_verify_cert", "ssl_verify_identity", "ssl_disabled")
 _SERVER_ID_BASE = 0x40000000  # derived ids fall in [2**30, 2**31), far from typical ones
+
+DSN = OptionSpec(
+    "dsn", "string", REQUIRED,
+    "`mysql://USER:PASSWORD@HOST:PORT[/DB]` (or `mariadb://`); percent-encode special "
+    "characters in the password. Optional `?ssl_ca=…&ssl_cert=…&ssl_key=…"
+    "&ssl_verify_cert=true&ssl_verify_identity=true&ssl_disabled=true&connect_timeout=10`. "
+    "A `/DB` makes `tables` default to `DB.*`.")
+TABLES = OptionSpec(
+    "tables", "array of strings", Computed('`["DB.*"]` with a `/DB` in `dsn`, else `["*.*"]`'),
+    "`schema.table` names or shell globs (`shop.order_*`, `*.audit`). Globs over schemas "
+    "leave out `mysql`, `sys`, `information_schema` and `performance_schema`; name them "
+    "literally to follow them. Tables created later that match are followed too.")
+EXCLUDE_TABLES = OptionSpec(
+    "exclude_tables", "array of strings", [], "`schema.table` names or globs to leave out.")
+COLUMNS = OptionSpec(
+    "columns", "table", {},
+    "Per table (name or glob): `{ include = [...] }` or `{ exclude = [...] }` (column globs "
+    "allowed). Hidden columns are skipped by the decoder, so they never reach a sink. When "
+    "several rules match a table, a column must pass all of them. A rule may not hide a "
+    "primary-key column (every event carries the key in `pk`): `meepo check` and the start "
+    "refuse it, naming the rule, and a table created later that such a rule matches stops "
+    "the stream with the same message when its first row arrives.")
+START = OptionSpec(
+    "start", "string", "latest",
+    'Used only when no checkpoint exists: `"latest"`, `"earliest"` (the oldest binlog still '
+    'on the server), `"FILE:POS"` (e.g. `"binlog.000003:1234"`), or a GTID set (MariaDB '
+    '`"0-1-100"`, MySQL `"uuid:1-100"`). A GTID set also selects GTID mode for resuming '
+    "(below).")
+SERVER_ID = OptionSpec(
+    "server_id", "integer", Computed("derived"),
+    "The replica id meepo registers with. Unless set, a stable id in `[2^30, 2^31)` derived "
+    "from the host, the config file's path and the pipeline name, so pipelines of the same "
+    "name in two projects do not collide and a restarted pipeline replaces its own stale "
+    "connection. Side runs next to the pipeline (`meepo es backfill`) always derive their "
+    "own id, also when `server_id` is set. Two replicas with one id make the server drop "
+    "the first; meepo then stops it with a line naming this key.", minimum=1)
+HEARTBEAT = OptionSpec(
+    "heartbeat", "number", 10.0,
+    "Seconds. The server sends a heartbeat after this much silence; if nothing at all "
+    "(event or heartbeat) arrives for 2.5 heartbeats, the stream is considered stalled and "
+    "meepo reconnects.", minimum=0.1)
+NO_PK = OptionSpec(
+    "no_pk", "string", "skip",
+    'Tables without a primary key: `"skip"` (one warning per table, naming it, and a '
+    '`no_pk_skipped` count) or `"row"` (the whole visible row image, as a tuple in column '
+    "order, is the key; an UPDATE therefore changes the key).", choices=NO_PK_CHOICES)
+RECONNECT_ATTEMPTS = OptionSpec(
+    "reconnect_attempts", "integer", 10,
+    "Consecutive failed reconnects (exponential backoff 0.5 s … 30 s) before the pipeline "
+    "stops with an error.", minimum=0)
+DECODER = OptionSpec(
+    "decoder", "string", "meepo",
+    '`"meepo"`: meepo\'s own row decoder; `"library"` decodes rows with '
+    "python-mysql-replication instead: the reference, for comparing a value and for bug "
+    "reports (see *Decoding*).", choices=DECODER_CHOICES)
+SNAPSHOT_NEW_TABLES = OptionSpec(
+    "snapshot_new_tables", "boolean", False,
+    "When a filled table is renamed into `tables` while the pipeline runs (its rows were "
+    "never in the stream), copy them with a snapshot; see *Schema changes*. Tables created "
+    "inside `tables` need none: their rows (also of `CREATE TABLE ... SELECT`) are in the "
+    "binlog.")
+CASCADES = OptionSpec(
+    "cascades", "string", "warn",
+    '`"warn"`: log the foreign keys that cascade into followed tables; `"resnapshot"`: '
+    "after a parent key change or delete whose foreign keys cascade into a followed child "
+    "table, snapshot the child rows the cascade changed (see *Limits*).",
+    choices=CASCADE_CHOICES)
+#: The ``mysql`` source's options, in the order its docs list them.
+OPTIONS = (DSN, TABLES, EXCLUDE_TABLES, COLUMNS, START, SERVER_ID, HEARTBEAT, NO_PK,
+           RECONNECT_ATTEMPTS, DECODER, SNAPSHOT_NEW_TABLES, CASCADES)
 
 
 @dataclass(frozen=True)
@@ -83,17 +153,18 @@ def parse_settings(options: Options) -> MySQLSettings:
     """Validate every option; errors name the full key path (no I/O)."""
     host, port, user, password, database, connect_args = _parse_dsn(options)
     table_filter = parse_table_filter(
-        options, [f"{database}.*"] if database else ["*.*"], "shop", SYSTEM_SCHEMAS)
-    start = _parse_start(options, options.string("start", "latest"))
-    server_id = options.integer("server_id", None, minimum=1)
+        options, [f"{database}.*"] if database else ["*.*"], "shop", SYSTEM_SCHEMAS,
+        (TABLES, EXCLUDE_TABLES, COLUMNS))
+    start = _parse_start(options, options.string(START))
+    server_id = options.integer(SERVER_ID, None)
     if server_id is not None and server_id > 0xFFFFFFFF:
         raise options.error("server_id", f"must be at most 4294967295, not {server_id}")
-    heartbeat = options.number("heartbeat", 10.0, minimum=0.1)
-    no_pk = options.choice("no_pk", NO_PK_CHOICES, "skip")
-    attempts = options.integer("reconnect_attempts", 10, minimum=0)
-    decoder = options.choice("decoder", DECODER_CHOICES, "meepo")
-    cascades = options.choice("cascades", CASCADE_CHOICES, "warn")
-    snapshot_new_tables = options.boolean("snapshot_new_tables", False)
+    heartbeat = options.number(HEARTBEAT)
+    no_pk = options.choice(NO_PK)
+    attempts = options.integer(RECONNECT_ATTEMPTS)
+    decoder = options.choice(DECODER)
+    cascades = options.choice(CASCADES)
+    snapshot_new_tables = options.boolean(SNAPSHOT_NEW_TABLES)
     options.done()
     return MySQLSettings(
         host=host, port=port, user=user, password=password, connect_args=connect_args,
@@ -106,7 +177,7 @@ def parse_settings(options: Options) -> MySQLSettings:
 
 def _parse_dsn(options: Options) -> tuple[str, int, str, str, str | None, dict[str, Any]]:
     url = options.server_url(
-        "dsn", schemes=("mysql", "mariadb"), default_port=3306,
+        DSN, schemes=("mysql", "mariadb"), default_port=3306,
         example="write mysql://USER:PASSWORD@HOST:PORT, e.g. mysql://repl:secret@127.0.0.1:3306")
     args: dict[str, Any] = {"connect_timeout": 10}
     for key, value in parse_qsl(url.query, keep_blank_values=True):

@@ -16,7 +16,7 @@ from meepo_core import (
 )
 
 from . import cascades
-from .config import MySQLSettings, parse_settings
+from .config import OPTIONS, MySQLSettings, parse_settings
 from .positions import BinlogPosition
 from .server import ControlConnection
 from .snapshot import MySQLSnapshots, Watermarks
@@ -37,6 +37,7 @@ class MySQLSource(Source):
     ``file:offset`` of its first event when the server has no GTIDs).
     """
 
+    OPTIONS = OPTIONS  # declared in .config, where they are read
     snapshots: MySQLSnapshots  # its snapshot methods delegate to it (Source.snapshots)
 
     def __init__(self, settings: MySQLSettings) -> None:
