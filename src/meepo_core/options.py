@@ -68,6 +68,7 @@ OPTION_TYPES = {
     "table": ("table", "sub", "get"),
     "path": ("path_value",),
     "string or table": ("get",),
+    "integer or string": ("get",),
 }
 
 

@@ -17,7 +17,7 @@ from meepo_core import (
     SourceError,
 )
 
-from .config import PostgresSettings, parse_settings
+from .config import OPTIONS, PostgresSettings, parse_settings
 from .positions import Checkpoint, format_lsn
 from .server import (
     ControlConnection,
@@ -44,6 +44,7 @@ class PostgresSource(Source):
     in :meth:`acknowledge`, after the runner's checkpoint.
     """
 
+    OPTIONS = OPTIONS  # declared in .config, where they are read
     snapshots: PostgresSnapshots  # its snapshot methods delegate to it (Source.snapshots)
     # Watermarks are logical decoding messages, which every slot decodes: the one way to
     # miss them is to write them before the stream's start position was fixed.
