@@ -9,7 +9,7 @@ import redis
 from redis.client import Pipeline
 from redis.connection import parse_url
 
-from meepo_core import Options, SinkError, describe_error
+from meepo_core import REQUIRED, Options, OptionSpec, SinkError, describe_error
 
 #: Refusals that retrying cannot fix: wrong credentials, missing ACL permissions.
 REFUSED = (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError,
@@ -31,9 +31,17 @@ def check_url(url: str) -> str:
     return url
 
 
-def url_option(options: Options, key: str = "url", default: str | None = None) -> str:
-    """The Redis URL at ``key``, validated; a :class:`ConfigError` names the key."""
+def url_spec(meaning: str) -> OptionSpec:
+    """The ``url`` option of a Redis type (required), declared with its ``meaning``."""
+    return OptionSpec("url", "string", REQUIRED, meaning)
+
+
+def url_option(options: Options, key: str | OptionSpec = "url", default: str | None = None
+               ) -> str:
+    """The Redis URL at ``key`` (a name or its spec), validated; a :class:`ConfigError`
+    names the key."""
     url = options.string(key) if default is None else options.string(key, default)
+    key = key if isinstance(key, str) else key.name
     try:
         return check_url(url)
     except ValueError as exc:

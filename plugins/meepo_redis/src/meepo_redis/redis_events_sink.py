@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Self, cast
 
 import redis
 
-from meepo_core import Batch, Options, PrimaryKey, RowEvent, Sink, encode_value
+from meepo_core import Batch, Options, OptionSpec, PrimaryKey, RowEvent, Sink, encode_value
 
-from .connection import connect, execute, ping_problems, url_option
+from .connection import connect, execute, ping_problems, url_option, url_spec
 
 if TYPE_CHECKING:
     from meepo_core import PipelineContext
@@ -127,9 +127,27 @@ class EventStore:
         return [self.key(name, first + timedelta(days=i)) for i in range(max(days, 0))]
 
 
+URL = url_spec("The Redis keeping the sets.")
+NAMESPACE = OptionSpec("namespace", "string", DEFAULT_NAMESPACE, "Key prefix.")
+PARTITION = OptionSpec(
+    "partition", "string", "none",
+    '`"none"`: key `{namespace}:{name}`; `"day"`: key `{namespace}:{YYYY-MM-DD}:{name}` (UTC '
+    "day of the change).", choices=PARTITIONS)
+TTL = OptionSpec(
+    "ttl", "integer", 0,
+    "Seconds; each write refreshes `EXPIRE` on its key (`0`: keep forever). With "
+    '`partition = "day"` whole days expire.', minimum=0)
+NAME = OptionSpec(
+    "name", "string", "{table}_{action}",
+    "The event name template (`{schema}`, `{table}`, `{action}`); e.g. "
+    '`"{schema}.{table}_{action}"` when two schemas share table names.')
+
+
 class RedisEventsSink(Sink):
     """Records ``pk -> last change time`` per event name; one pipelined round trip per
-    batch. Options: ``url``, ``namespace``, ``partition``, ``ttl``, ``name``."""
+    batch. Its options are declared in ``OPTIONS``."""
+
+    OPTIONS = (URL, NAMESPACE, PARTITION, TTL, NAME)
 
     #: Keys, channels and streams of row events hold no table shape: schema changes are
     #: left out by the core.
@@ -149,11 +167,11 @@ class RedisEventsSink(Sink):
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        url = url_option(options)
-        namespace = options.string("namespace", DEFAULT_NAMESPACE)
-        partition = options.choice("partition", PARTITIONS, "none")
-        ttl = options.integer("ttl", 0, minimum=0)
-        name = options.string("name", "{table}_{action}")
+        url = url_option(options, URL)
+        namespace = options.string(NAMESPACE)
+        partition = options.choice(PARTITION)
+        ttl = options.integer(TTL)
+        name = options.string(NAME)
         try:
             name.format(schema="", table="", action="")
         except (KeyError, IndexError, ValueError) as exc:

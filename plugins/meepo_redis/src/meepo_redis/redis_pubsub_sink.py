@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Self
 
 import redis
 
-from meepo_core import Batch, Options, RowEvent, Sink, event_to_json
+from meepo_core import Batch, Options, OptionSpec, RowEvent, Sink, event_to_json
 
-from .connection import connect, execute, ping_problems, url_option
+from .connection import connect, execute, ping_problems, url_option, url_spec
 
 if TYPE_CHECKING:
     from meepo_core import PipelineContext
@@ -22,10 +22,17 @@ DEFAULT_CHANNEL = "meepo:{table}"
 FIELDS = ("schema", "table", "action", "name")
 
 
+URL = url_spec("The Redis to publish on.")
+CHANNEL = OptionSpec("channel", "string", DEFAULT_CHANNEL,
+                     "Channel template: `{schema}`, `{table}`, `{action}`, `{name}`.")
+
+
 class RedisPubSubSink(Sink):
     """PUBLISHes :func:`meepo_core.serialization.event_to_json` of each event to the channel
     rendered from ``channel`` (fields ``{schema}``, ``{table}``, ``{action}``, ``{name}``);
     one pipelined round trip per batch. An event JSON cannot carry goes to the dead letters."""
+
+    OPTIONS = (URL, CHANNEL)
 
     #: Keys, channels and streams of row events hold no table shape: schema changes are
     #: left out by the core.
@@ -43,8 +50,8 @@ class RedisPubSubSink(Sink):
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        url = url_option(options)
-        channel = options.string("channel", DEFAULT_CHANNEL)
+        url = url_option(options, URL)
+        channel = options.string(CHANNEL)
         try:
             channel.format(**dict.fromkeys(FIELDS, ""))
         except (KeyError, IndexError, ValueError) as exc:

@@ -21,9 +21,19 @@ from typing import TYPE_CHECKING, Any, Self
 
 import redis
 
-from meepo_core import UNCHANGED, Batch, Options, Row, RowEvent, Sink, SinkError, describe_error
+from meepo_core import (
+    UNCHANGED,
+    Batch,
+    Options,
+    OptionSpec,
+    Row,
+    RowEvent,
+    Sink,
+    SinkError,
+    describe_error,
+)
 
-from .connection import connect, execute, ping_problems, redact, url_option
+from .connection import connect, execute, ping_problems, redact, url_option, url_spec
 from .delayed import DelayedDeleter
 from .templates import Template
 
@@ -72,9 +82,26 @@ class Invalidation:
             pipe.hdel(key, *names)
 
 
+URL = url_spec("The Redis holding the cache.")
+KEYS = OptionSpec(
+    "keys", "table", {},
+    '`"schema.table" = [templates]`: keys to `DEL` for each change of that table.')
+HASH_FIELDS = OptionSpec(
+    "hash_fields", "table", {},
+    '`"schema.table" = { "hash key template" = [field templates] }`: `HDEL` from hashes.')
+PREFIX = OptionSpec(
+    "prefix", "string", "",
+    'Prepended to every key and hash key (not to hash fields), e.g. `"app1:"`.')
+DELAY_MS = OptionSpec(
+    "delay_ms", "integer", 0,
+    "When > 0, delete everything a second time this many ms later (see below).", minimum=0)
+
+
 class RedisSink(Sink):
-    """Deletes cache keys derived from row images. Options: ``url``, ``keys``,
-    ``hash_fields``, ``prefix``, ``delay_ms`` (see the plugin README)."""
+    """Deletes cache keys derived from row images; its options are declared in ``OPTIONS``
+    (see the plugin README)."""
+
+    OPTIONS = (URL, KEYS, HASH_FIELDS, PREFIX, DELAY_MS)
 
     #: Keys, channels and streams of row events hold no table shape: schema changes are
     #: left out by the core.
@@ -95,9 +122,9 @@ class RedisSink(Sink):
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        url = url_option(options)
-        raw_keys = options.table("keys", {})
-        raw_hashes = options.table("hash_fields", {})
+        url = url_option(options, URL)
+        raw_keys = options.table(KEYS)
+        raw_hashes = options.table(HASH_FIELDS)
         if not raw_keys and not raw_hashes:
             raise options.error(
                 "keys", 'required: map tables to key templates, e.g. keys = { "shop.users" = '
@@ -121,8 +148,8 @@ class RedisSink(Sink):
             for hash_key, fields in mapping.items():
                 key = _template(options, hash_key, f'{where}."{hash_key}"')
                 hashes.append((key, _templates(options, fields, f'{where}."{hash_key}"')))
-        prefix = options.string("prefix", "")
-        delay_ms = options.integer("delay_ms", 0, minimum=0)
+        prefix = options.string(PREFIX)
+        delay_ms = options.integer(DELAY_MS)
         options.done()
         sink = cls(url, targets, prefix, delay_ms)
         sink.url_key = options.key_path("url")

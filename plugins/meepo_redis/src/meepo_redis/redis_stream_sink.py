@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Self, cast
 
 import redis
 
-from meepo_core import Batch, Options, Sink, SinkError, describe_error, event_to_json
+from meepo_core import Batch, Options, OptionSpec, Sink, SinkError, describe_error, event_to_json
 
-from .connection import connect, execute, ping_problems, url_option
+from .connection import connect, execute, ping_problems, url_option, url_spec
 from .redis_stream import DEFAULT_STREAM, StreamNames, partition_of
 
 if TYPE_CHECKING:
@@ -53,6 +53,24 @@ return added
 """
 
 
+URL = url_spec("The Redis holding the streams.")
+STREAM = OptionSpec("stream", "string", DEFAULT_STREAM,
+                    "Name; partitions are `{stream}:0` .. `{stream}:{N-1}`.")
+PARTITIONS = OptionSpec(
+    "partitions", "integer", 8,
+    "N. Recorded in `{stream}:meta`; a sink configured with another N refuses to start "
+    "(changing N would break per-key order: use a new stream name).", minimum=1)
+MAXLEN = OptionSpec("maxlen", "integer", 1_000_000,
+                    "`XADD ... MAXLEN ~ maxlen` per partition (`0`: unbounded).", minimum=0)
+DEDUPE = OptionSpec(
+    "dedupe", "string", "sequence",
+    '`"sequence"`: skip events whose `sequence` is at or below the last one appended to '
+    "that partition, so a replay after a crash appends nothing twice (snapshot rows of one "
+    "chunk share a sequence: a `read` is skipped only below the last one, so a chunk read "
+    'again after a crash is appended again); `"none"`: append everything.',
+    choices=("sequence", "none"))
+
+
 class RedisStreamSink(Sink):
     """Appends each event to partition ``crc32(schema, table, pk) % partitions`` of
     ``stream``; one pipelined round trip per batch, one atomic script per partition.
@@ -64,6 +82,8 @@ class RedisStreamSink(Sink):
     appended; readers' sinks are idempotent anyway. An event JSON cannot carry goes to the
     dead letters.
     """
+
+    OPTIONS = (URL, STREAM, PARTITIONS, MAXLEN, DEDUPE)
 
     #: Keys, channels and streams of row events hold no table shape: schema changes are
     #: left out by the core.
@@ -84,11 +104,11 @@ class RedisStreamSink(Sink):
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        url = url_option(options)
-        stream = options.string("stream", DEFAULT_STREAM)
-        partitions = options.integer("partitions", 8, minimum=1)
-        maxlen = options.integer("maxlen", 1_000_000, minimum=0)
-        dedupe = options.choice("dedupe", ("sequence", "none"), "sequence") == "sequence"
+        url = url_option(options, URL)
+        stream = options.string(STREAM)
+        partitions = options.integer(PARTITIONS)
+        maxlen = options.integer(MAXLEN)
+        dedupe = options.choice(DEDUPE) == "sequence"
         options.done()
         sink = cls(url, stream, partitions, maxlen, dedupe)
         sink.url_key = options.key_path("url")

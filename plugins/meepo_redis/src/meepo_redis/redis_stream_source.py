@@ -25,7 +25,9 @@ import redis
 
 from meepo_core import (
     Batch,
+    Computed,
     Options,
+    OptionSpec,
     Position,
     RowEvent,
     Source,
@@ -34,7 +36,7 @@ from meepo_core import (
     event_from_json,
 )
 
-from .connection import connect, ping_problems, redact, url_option
+from .connection import connect, ping_problems, redact, url_option, url_spec
 from .leases import PartitionLeases
 from .redis_stream import DEFAULT_STREAM, EVENT_FIELD, StreamNames
 
@@ -52,11 +54,29 @@ def default_consumer() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+URL = url_spec("The Redis holding the streams.")
+STREAM = OptionSpec("stream", "string", DEFAULT_STREAM,
+                    "As in the sink; N is read from `{stream}:meta`.")
+GROUP = OptionSpec("group", "string", "meepo",
+                   "Consumer group, created on every partition if missing.")
+CONSUMER = OptionSpec("consumer", "string", Computed("`host:pid:random`"),
+                      "This worker's consumer name; unique per process.")
+LEASE_MS = OptionSpec(
+    "lease_ms", "integer", 15_000,
+    "Partition lease length; renewed every `lease_ms / 3` (minimum 1000).", minimum=1000)
+START = OptionSpec(
+    "start", "string", "earliest",
+    'Where a *new* group starts: `"earliest"` (all retained entries) or `"latest"` (only '
+    "new ones).", choices=("earliest", "latest"))
+
+
 class RedisStreamSource(Source):
     """Reads the partitions this worker holds leases for (see :mod:`meepo_redis.leases`).
 
-    Options: ``url``, ``stream``, ``group``, ``consumer``, ``lease_ms``, ``start``.
+    Its options are declared in ``OPTIONS``.
     """
+
+    OPTIONS = (URL, STREAM, GROUP, CONSUMER, LEASE_MS, START)
 
     def __init__(self, url: str, stream: str = DEFAULT_STREAM, group: str = "meepo",
                  consumer: str | None = None, lease_ms: int = 15_000,
@@ -75,12 +95,12 @@ class RedisStreamSource(Source):
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        url = url_option(options)
-        stream = options.string("stream", DEFAULT_STREAM)
-        group = options.string("group", "meepo")
-        consumer = options.string("consumer", None)
-        lease_ms = options.integer("lease_ms", 15_000, minimum=1000)
-        start = options.choice("start", ("earliest", "latest"), "earliest")
+        url = url_option(options, URL)
+        stream = options.string(STREAM)
+        group = options.string(GROUP)
+        consumer = options.string(CONSUMER, None)  # None: made up at start
+        lease_ms = options.integer(LEASE_MS)
+        start = options.choice(START)
         options.done()
         return cls(url, stream, group, consumer, lease_ms, start)
 
