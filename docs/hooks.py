@@ -73,7 +73,7 @@ def options_reference() -> str:
         if page == DOCS / "reference.md" or DOCS not in page.parents:
             continue
         link = page.relative_to(DOCS).as_posix()
-        for kind, name, body in tables.blocks(path.read_text(encoding="utf-8")):
+        for kind, name, _, body in tables.blocks(path.read_text(encoding="utf-8")):
             found.setdefault(kind, []).append((name, link, body))
     parts = []
     for kind in ("source", "sink", "transform"):

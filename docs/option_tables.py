@@ -10,8 +10,9 @@ A table sits between two markers, in the Markdown file that documents the type::
 
     <!-- /options -->
 
-(``transform *``: the options every transform takes.) ``python docs/option_tables.py``
-rewrites every such table from the declarations of the installed types (install all
+(``transform *``: the options every transform takes; ``<!-- options: sink elasticsearch
+hosts api_key -->``: those two only, for a type documented in several tables.)
+``python docs/option_tables.py`` rewrites every such table from the declarations of the installed types (install all
 plugins first); ``--check`` only reports the stale ones (exit 1). ``tests/test_docs.py``
 fails while a table and its declaration disagree, and the docs site's configuration
 reference (docs/hooks.py) collects these tables into one page.
@@ -23,45 +24,58 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The Markdown files that may hold options tables.
 FILES = [ROOT / "README.md", *sorted(ROOT.glob("plugins/*/README.md")),
          *sorted(ROOT.glob("examples/*/README.md")), *sorted(ROOT.glob("docs/**/*.md"))]
 BLOCK = re.compile(
-    r"^<!-- options: (?P<kind>source|sink|transform) (?P<name>\S+) -->\n(?P<body>.*?)\n?"
+    r"^<!-- options: (?P<kind>source|sink|transform) (?P<name>\S+)(?P<keys>(?: [a-z_]+)*) -->"
+    r"\n(?P<body>.*?)\n?"
     r"^<!-- /options -->$", re.MULTILINE | re.DOTALL)
 
 
-def blocks(text: str) -> list[tuple[str, str, str]]:
-    """``(kind, name, table)`` of each options table in ``text``."""
-    return [(m["kind"], m["name"], m["body"].strip()) for m in BLOCK.finditer(text)]
+def blocks(text: str) -> list[tuple[str, str, tuple[str, ...], str]]:
+    """``(kind, name, keys, table)`` of each options table in ``text``; ``keys``: the
+    options it shows (a type documented in several tables, by topic), empty for all."""
+    return [(m["kind"], m["name"], tuple(m["keys"].split()), m["body"].strip())
+            for m in BLOCK.finditer(text)]
 
 
-def rewritten(text: str, table: Callable[[str, str], str | None]) -> str:
-    """``text`` with each options table replaced by ``table(kind, name)`` (kept as it is
-    where that gives None: a type that is not installed)."""
+def rewritten(text: str, table: Callable[[str, str, tuple[str, ...]], str | None]) -> str:
+    """``text`` with each options table replaced by ``table(kind, name, keys)`` (kept as it
+    is where that gives None: a type that is not installed)."""
     def replace(match: re.Match[str]) -> str:
-        body = table(match["kind"], match["name"])
+        body = table(match["kind"], match["name"], tuple(match["keys"].split()))
         if body is None:
             return match[0]
         # blank lines around the table: Markdown would take it into the comment's HTML block
-        return f"<!-- options: {match['kind']} {match['name']} -->\n\n{body}\n\n<!-- /options -->"
+        head = match[0].split("\n", 1)[0]
+        return f"{head}\n\n{body}\n\n<!-- /options -->"
     return BLOCK.sub(replace, text)
 
 
-def declared_table(kind: str, name: str) -> str | None:
-    """The generated table of an installed type (``*``: the options every type of the kind
+def declared_options(kind: str, name: str) -> tuple[Any, ...] | None:
+    """The ``OptionSpec``s of an installed type (``*``: those every type of the kind
     takes); None when it is not installed."""
-    from meepo_core.option_docs import common_options, declared_types, markdown_table
+    from meepo_core.option_docs import common_options, declared_types
     from meepo_core.plugins import registry
 
     if name == "*":
-        return markdown_table(common_options(kind))
+        return common_options(kind)
     if name not in registry().types[kind]:
         return None
-    found = [t for t in declared_types(registry(), name) if t.kind == kind]
-    return markdown_table(found[0].options)
+    return next(t.options for t in declared_types(registry(), name) if t.kind == kind)
+
+
+def declared_table(kind: str, name: str, keys: tuple[str, ...] = ()) -> str | None:
+    """The generated table of an installed type, of ``keys`` only when given; None when
+    the type is not installed."""
+    from meepo_core.option_docs import markdown_table
+
+    options = declared_options(kind, name)
+    return None if options is None else markdown_table(options, keys)
 
 
 def main(argv: list[str]) -> int:

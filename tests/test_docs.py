@@ -88,19 +88,20 @@ def option_tables() -> ModuleType:
 TABLES = option_tables()
 
 
-def documented() -> list[tuple[str, str, str, str]]:
-    """``(where, kind, name, table)`` of every options table in the docs."""
-    return [(f"{path.relative_to(ROOT)} {kind} {name}", kind, name, body)
+def documented() -> list[tuple[str, str, str, tuple[str, ...], str]]:
+    """``(where, kind, name, keys, table)`` of every options table in the docs."""
+    return [(f"{path.relative_to(ROOT)} {kind} {name}{' ' if keys else ''}{' '.join(keys)}",
+             kind, name, keys, body)
             for path in TABLES.FILES
-            for kind, name, body in TABLES.blocks(path.read_text(encoding="utf-8"))]
+            for kind, name, keys, body in TABLES.blocks(path.read_text(encoding="utf-8"))]
 
 
-@pytest.mark.parametrize(("where", "kind", "name", "body"), documented(),
+@pytest.mark.parametrize(("where", "kind", "name", "keys", "body"), documented(),
                          ids=[d[0] for d in documented()])
 def test_options_table_is_generated_from_the_declaration(
-    where: str, kind: str, name: str, body: str
+    where: str, kind: str, name: str, keys: tuple[str, ...], body: str
 ) -> None:
-    expected = TABLES.declared_table(kind, name)
+    expected = TABLES.declared_table(kind, name, keys)
     if expected is None:
         assert name in KNOWN_PROVIDERS, f"{where}: no in-repo plugin provides {kind} {name!r}"
         pytest.skip(f"needs {KNOWN_PROVIDERS[name]}, not installed in this session")
@@ -109,13 +110,22 @@ def test_options_table_is_generated_from_the_declaration(
 
 
 def test_every_in_repo_type_has_an_options_table() -> None:
-    tables = {(kind, name) for _, kind, name, _ in documented()}
+    """Every option of every type an in-repo plugin registers is in a table (one table of
+    all its options, or several by topic)."""
+    shown: dict[tuple[str, str], set[str]] = {}
+    for _, kind, name, keys, _ in documented():
+        options = TABLES.declared_options(kind, name) or ()
+        shown.setdefault((kind, name), set()).update(keys or [o.name for o in options])
     reg = registry()
-    missing = [
-        f"{kind} {name}" for kind in OPTION_KINDS
-        for name, registration in reg.types[kind].items()
-        if reg.plugins[registration.plugin].package.startswith("meepo-")
-        and (kind, name) not in tables
-    ]
-    assert not missing, ("no <!-- options: KIND TYPE --> table in the type's README or page "
-                         f"for: {', '.join(missing)}")
+    missing = []
+    for kind in OPTION_KINDS:
+        for name, registration in reg.types[kind].items():
+            if not reg.plugins[registration.plugin].package.startswith("meepo-"):
+                continue
+            if (kind, name) not in shown:
+                missing.append(f"{kind} {name}")
+                continue
+            declared = {o.name for o in TABLES.declared_options(kind, name) or ()}
+            missing += [f"{kind} {name}: {key}" for key in sorted(declared - shown[(kind, name)])]
+    assert not missing, ("no <!-- options: KIND TYPE [KEY ...] --> table in the type's README "
+                         f"or page shows: {', '.join(missing)}")

@@ -41,11 +41,18 @@ def flattened(specs: Sequence[OptionSpec], prefix: str = "") -> Iterator[tuple[s
     for spec in specs:
         key = f"{prefix}{spec.name}"
         yield key, spec
-        yield from flattened(spec.options, f"{key}.")
+        yield from flattened(spec.options, f"{key}.{spec.each}." if spec.each else f"{key}.")
 
 
-def markdown_table(specs: Sequence[OptionSpec]) -> str:
-    """The options as a Markdown table: key, type, default, meaning (with the choices)."""
+def markdown_table(specs: Sequence[OptionSpec], keys: Sequence[str] = ()) -> str:
+    """The options as a Markdown table: key, type, default, meaning (with the choices);
+    only those named in ``keys`` (in that order) when given."""
+    if keys:
+        by_name = {spec.name: spec for spec in specs}
+        unknown = [key for key in keys if key not in by_name]
+        if unknown:
+            raise KeyError(f"not declared: {', '.join(unknown)}")
+        specs = [by_name[key] for key in keys]
     if not specs:
         return "This type takes no options."
     rows = ["| Key | Type | Default | Meaning |", "| --- | --- | --- | --- |"]

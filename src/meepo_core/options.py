@@ -67,7 +67,7 @@ OPTION_TYPES = {
     "array of strings": ("string_list", "get"),
     "table": ("table", "sub", "get"),
     "path": ("path_value",),
-    "string or table": ("get",),
+    "string or table": ("get", "path_value", "table"),
     "integer or string": ("get",),
 }
 
@@ -81,7 +81,8 @@ class OptionSpec:
     ``minimum`` and ``choices``, so the code cannot read an option the declaration does not
     describe. The docs tables and ``meepo plugins --options TYPE`` are generated from the
     same declaration. ``meaning`` is one Markdown paragraph (it becomes a table cell);
-    ``options`` declares the keys of a nested table (kafka's ``debezium = { ... }``).
+    ``options`` declares the keys of a nested table (kafka's ``debezium = { ... }``), or,
+    with ``each`` (say ``"TABLE"``), of each table in it (``tables."shop.users" = { ... }``).
     """
 
     name: str
@@ -91,6 +92,7 @@ class OptionSpec:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     options: tuple[OptionSpec, ...] = ()
+    each: str = ""
 
     def __post_init__(self) -> None:
         if self.type not in OPTION_TYPES:
