@@ -12,10 +12,11 @@ A table sits between two markers, in the Markdown file that documents the type::
 
 (``transform *``: the options every transform takes; ``<!-- options: sink elasticsearch
 hosts api_key -->``: those two only, for a type documented in several tables.)
-``python docs/option_tables.py`` rewrites every such table from the declarations of the installed types (install all
-plugins first); ``--check`` only reports the stale ones (exit 1). ``tests/test_docs.py``
-fails while a table and its declaration disagree, and the docs site's configuration
-reference (docs/hooks.py) collects these tables into one page.
+
+``python docs/option_tables.py`` rewrites every such table from the declarations of the
+installed types (install all plugins first); ``--check`` only reports the stale ones
+(exit 1). ``tests/test_docs.py`` fails while a table and its declaration disagree, and the
+docs site's configuration reference (docs/hooks.py) collects these tables into one page.
 """
 
 from __future__ import annotations
