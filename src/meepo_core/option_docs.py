@@ -57,7 +57,8 @@ def markdown_table(specs: Sequence[OptionSpec], keys: Sequence[str] = ()) -> str
         return "This type takes no options."
     rows = ["| Key | Type | Default | Meaning |", "| --- | --- | --- | --- |"]
     for key, spec in flattened(specs):
-        rows.append(f"| `{key}` | {spec.type} | {spec.shown_default} | {_meaning(spec)} |")
+        default = spec.shown_default.replace("|", "\\|")  # a table cell
+        rows.append(f"| `{key}` | {spec.type} | {default} | {_meaning(spec)} |")
     return "\n".join(rows)
 
 
@@ -83,7 +84,8 @@ def text_listing(declared: DeclaredType, width: int = 88) -> str:
         default = spec.shown_default.replace("`", "")
         default = default if default == "required" else f"default {default}"
         lines.append(f"  {key.ljust(size)}  {spec.type}, {default}")
-        lines += textwrap.wrap(_meaning(spec).replace("`", ""), width, initial_indent=" " * 6,
+        meaning = _meaning(spec).replace("`", "").replace("\\|", "|")
+        lines += textwrap.wrap(meaning, width, initial_indent=" " * 6,
                                subsequent_indent=" " * 6)
     return "\n".join(lines)
 

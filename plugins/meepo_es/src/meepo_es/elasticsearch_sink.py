@@ -44,7 +44,7 @@ from meepo_core import Batch, Options, RowEvent, SchemaChange, Sink, SinkError
 
 from .bulk import BulkSender
 from .client import make_client
-from .config import SinkSettings, parse_settings
+from .config import OPTIONS, SinkSettings, parse_settings
 from .documents import ConversionError, DocumentBuilder, Operation, SequenceError
 from .field_rewrite import RewriteError, field_changes, rewrite_documents
 from .indices import ensure_index
@@ -72,6 +72,7 @@ class ElasticsearchSink(Sink):
     """Replicates row events into Elasticsearch indices (see the package README)."""
 
     follows_schema_changes = True
+    OPTIONS = OPTIONS  # declared in .config, where they are read
 
     def __init__(self, settings: SinkSettings) -> None:
         self.settings = settings
