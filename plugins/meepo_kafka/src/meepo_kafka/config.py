@@ -15,9 +15,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
 
-from meepo_core import ConfigError, Options, describe_error
+from meepo_core import REQUIRED, Computed, ConfigError, Options, OptionSpec, describe_error
 
-from .debezium_settings import DebeziumSettings
+from .debezium_settings import DEBEZIUM, DebeziumSettings
 
 #: librdkafka's own log lines go here (instead of stderr), at their syslog level.
 LIBRDKAFKA_LOG = logging.getLogger("meepo.kafka.librdkafka")
@@ -34,11 +34,15 @@ _SERVER = re.compile(
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
+BOOTSTRAP_SERVERS = OptionSpec("bootstrap_servers", "array of strings", REQUIRED,
+                               '`"host:port,host:port"` (or an array of them).')
+
+
 def bootstrap_option(options: Options) -> str:
     """``bootstrap_servers``: a ``"host:port,host:port"`` string or an array of them,
     returned as librdkafka's comma-separated string. A malformed item is a
     :class:`ConfigError` naming the key."""
-    items = [part.strip() for value in options.string_list("bootstrap_servers")
+    items = [part.strip() for value in options.string_list(BOOTSTRAP_SERVERS)
              for part in value.split(",")]
     if not items or not all(items):
         raise options.error("bootstrap_servers", 'must list brokers as "host:port,host:port"')
@@ -71,11 +75,11 @@ class Owned:
 
 
 def librdkafka_config(options: Options, owned: Mapping[str, Owned],
-                      role: str) -> dict[str, Any]:
-    """The ``config`` table, for librdkafka's ``role`` client (``"producer"`` or
-    ``"consumer"``): scalar values only, none of the ``owned`` keys except their allowed
-    values, and every key and value accepted by librdkafka."""
-    raw = options.table("config", {})
+                      role: str, spec: OptionSpec) -> dict[str, Any]:
+    """The ``config`` table (declared by ``spec``), for librdkafka's ``role`` client
+    (``"producer"`` or ``"consumer"``): scalar values only, none of the ``owned`` keys
+    except their allowed values, and every key and value accepted by librdkafka."""
+    raw = options.table(spec)
     config: dict[str, Any] = {}
     for key, value in raw.items():
         path = f"config.{key}"
@@ -210,6 +214,93 @@ CONSUMER_OWNED = {
 
 TOPIC_FIELDS = ("schema", "table")
 
+# -- the sink's options -------------------------------------------------------------------
+TOPIC = OptionSpec(
+    "topic", "string", "{schema}.{table}",
+    "The topic of each table; fields `{schema}` and `{table}`. Characters Kafka does not "
+    "allow in topic names become `_` (as in Debezium; logged once per table).")
+TOPIC_PREFIX = OptionSpec(
+    "topic_prefix", "string",
+    Computed('`""` (`format = "debezium"`: `debezium.topic_prefix` and a dot)'),
+    'Put before `topic`, e.g. `"cdc."`.')
+TOPICS = OptionSpec("topics", "table", {},
+                    'Per table, the exact topic: `{ "shop.orders" = "orders-v2" }`.')
+# the choices are formats.FORMATS (not imported here: that module loads the formats)
+SINK_FORMAT = OptionSpec("format", "string", "meepo",
+                         '`"meepo"` or `"debezium"` (see *Formats*).',
+                         choices=("meepo", "debezium"))
+TOMBSTONES = OptionSpec(
+    "tombstones", "boolean",
+    Computed('`false` (`format = "debezium"`: `debezium.tombstones_on_delete`, on)'),
+    "After each delete, a message with the same key and a null value, so a compacted topic "
+    "(`cleanup.policy=compact`) forgets the row.")
+SERVER_NAME = OptionSpec("server_name", "string",
+                         Computed("`debezium.topic_prefix`, else the pipeline name"),
+                         "Debezium's logical server name (`source.name`).")
+SCHEMAS = OptionSpec(
+    "schemas", "boolean", True,
+    '`format = "debezium"`: keys, values and headers as Kafka Connect\'s `JsonConverter` '
+    "writes them with `schemas.enable=true` (its default: `{\"schema\": ..., \"payload\": "
+    "...}`); `false` gives its `schemas.enable=false` output (the payload alone).")
+DELIVERY_TIMEOUT = OptionSpec(
+    "delivery_timeout", "number", 30.0,
+    "Seconds librdkafka tries to deliver a message (`message.timeout.ms`) before the batch "
+    "fails and is retried.", minimum=1)
+EXACTLY_ONCE = OptionSpec(
+    "exactly_once", "boolean", False,
+    "A transactional producer: each batch and the pipeline's position are one Kafka "
+    'transaction; see "Exactly-once" below.')
+TRANSACTIONAL_ID = OptionSpec(
+    "transactional_id", "string", Computed('`"meepo.<pipeline>"`'),
+    "With `exactly_once`: the producer's `transactional.id`. One running instance per id: a "
+    "second one fences the first.")
+POSITIONS_TOPIC = OptionSpec(
+    "positions_topic", "string", "meepo.positions",
+    "With `exactly_once`: the compacted topic (created if missing, one partition) holding "
+    "positions, keyed by pipeline.")
+PRODUCER_CONFIG = OptionSpec(
+    "config", "table", {},
+    "librdkafka settings passed through: SASL, TLS, compression, linger, batch sizes... "
+    'e.g. `{ "security.protocol" = "SASL_SSL", "sasl.mechanism" = "PLAIN", '
+    '"sasl.username" = "${KAFKA_USER}", "sasl.password" = "${KAFKA_PASSWORD}", '
+    '"compression.type" = "lz4" }`. Unknown keys and bad values are refused at config '
+    "time, naming the key; so are the keys meepo owns (below).")
+#: The ``kafka`` sink's options.
+SINK_OPTIONS = (BOOTSTRAP_SERVERS, TOPIC, TOPIC_PREFIX, TOPICS, SINK_FORMAT, TOMBSTONES,
+                SERVER_NAME, SCHEMAS, DEBEZIUM, DELIVERY_TIMEOUT, EXACTLY_ONCE,
+                TRANSACTIONAL_ID, POSITIONS_TOPIC, PRODUCER_CONFIG)
+
+# -- the source's options -----------------------------------------------------------------
+GROUP = OptionSpec("group", "string", REQUIRED,
+                   "The consumer group; workers with the same group share the partitions.")
+SOURCE_TOPICS = OptionSpec(
+    "topics", "array of strings", REQUIRED,
+    'Topic names, and regexes starting with `^` (`"^shop\\\\..*"`): new matching topics are '
+    "picked up.")
+SOURCE_FORMAT = OptionSpec(
+    "format", "string", "meepo",
+    '`"meepo"`, or `"debezium"` to read Debezium\'s envelope, with or without the JSON '
+    "converter's schema.", choices=("meepo", "debezium"))
+START = OptionSpec(
+    "start", "string", "earliest",
+    'Where a group without committed offsets starts: `"earliest"` (everything kept) or '
+    '`"latest"` (new messages only).', choices=("earliest", "latest"))
+REVOKE_TIMEOUT = OptionSpec(
+    "revoke_timeout", "number", 60.0,
+    "Seconds a worker that must give partitions away waits for its sinks to apply what it "
+    "already read from them (below). Keep it under librdkafka's `max.poll.interval.ms` "
+    "(300 s).", minimum=0)
+CONSUMER_CONFIG = OptionSpec(
+    "config", "table", {},
+    "librdkafka consumer settings passed through (security, `session.timeout.ms`, "
+    "`max.poll.interval.ms`, `isolation.level`, fetch sizes...). Refused: `group.id`, "
+    "`enable.auto.commit`, `enable.auto.offset.store`, `auto.offset.reset` (use `start`), a "
+    "non-eager `partition.assignment.strategy` (`range` and `roundrobin` are accepted) and "
+    "`group.protocol` other than `classic`.")
+#: The ``kafka`` source's options.
+SOURCE_OPTIONS = (BOOTSTRAP_SERVERS, GROUP, SOURCE_TOPICS, SOURCE_FORMAT, START,
+                  REVOKE_TIMEOUT, CONSUMER_CONFIG)
+
 
 @dataclass(frozen=True)
 class SinkSettings:
@@ -235,25 +326,23 @@ class SinkSettings:
 
     @classmethod
     def from_options(cls, options: Options) -> SinkSettings:
-        from .formats import FORMATS
-
         bootstrap = bootstrap_option(options)
-        topic = options.string("topic", "{schema}.{table}")
+        topic = options.string(TOPIC)
         error = unknown_field_error(options, "topic", topic, TOPIC_FIELDS)
         if error is not None:
             raise error
-        format_name = options.choice("format", FORMATS, "meepo")
+        format_name = options.choice(SINK_FORMAT)
         debezium = DebeziumSettings.from_options(options)
         if "debezium" in options.data and format_name != "debezium":
             raise options.error("debezium", 'applies to format = "debezium" only')
         default_prefix = (f"{debezium.topic_prefix}." if debezium.topic_prefix
                           and format_name == "debezium" else "")
-        prefix = options.string("topic_prefix", default_prefix)
+        prefix = options.string(TOPIC_PREFIX, default_prefix)
         sample = prefix + topic.format(schema="a", table="b")
         if topic_problem(sample) is not None:
             raise options.error("topic", f"{prefix + topic!r} makes topic names Kafka does not "
                                          "allow (a-z A-Z 0-9 . _ - only, at most 249)")
-        topics = options.table("topics", {})
+        topics = options.table(TOPICS)
         for table, name in topics.items():
             if not isinstance(name, str) or topic_problem(name) is not None:
                 raise options.error(f"topics.{table}", topic_problem(str(name))
@@ -264,17 +353,17 @@ class SinkSettings:
             topic_prefix=prefix,
             topics=dict(topics),
             format=format_name,
-            tombstones=options.boolean("tombstones", format_name == "debezium"
+            tombstones=options.boolean(TOMBSTONES, format_name == "debezium"
                                        and debezium.tombstones_on_delete),
-            server_name=options.string("server_name", debezium.topic_prefix),
-            delivery_timeout=options.number("delivery_timeout", 30.0, minimum=1),
-            config=librdkafka_config(options, PRODUCER_OWNED, "producer"),
+            server_name=options.string(SERVER_NAME, debezium.topic_prefix),
+            delivery_timeout=options.number(DELIVERY_TIMEOUT),
+            config=librdkafka_config(options, PRODUCER_OWNED, "producer", PRODUCER_CONFIG),
             label=f"{options.path.rsplit('.', 1)[-1] or 'sink'} kafka",
             bootstrap_key=options.key_path("bootstrap_servers"),
-            exactly_once=options.boolean("exactly_once", False),
-            transactional_id=options.string("transactional_id", None),
-            positions_topic=options.string("positions_topic", "meepo.positions"),
-            schemas=options.boolean("schemas", True),
+            exactly_once=options.boolean(EXACTLY_ONCE),
+            transactional_id=options.string(TRANSACTIONAL_ID, None),
+            positions_topic=options.string(POSITIONS_TOPIC),
+            schemas=options.boolean(SCHEMAS),
             debezium=debezium,
         )
 
@@ -294,13 +383,11 @@ class SourceSettings:
 
     @classmethod
     def from_options(cls, options: Options) -> SourceSettings:
-        from .formats import FORMATS
-
         bootstrap = bootstrap_option(options)
-        group = options.string("group")
+        group = options.string(GROUP)
         if not group.strip():
             raise options.error("group", "must name the consumer group, e.g. \"search\"")
-        topics = options.string_list("topics")
+        topics = options.string_list(SOURCE_TOPICS)
         if not topics:
             raise options.error("topics", 'must list topic names or "^regex" patterns')
         for index, topic in enumerate(topics):
@@ -316,9 +403,9 @@ class SourceSettings:
             bootstrap_servers=bootstrap,
             group=group,
             topics=tuple(topics),
-            format=options.choice("format", FORMATS, "meepo"),
-            start=options.choice("start", ("earliest", "latest"), "earliest"),
-            revoke_timeout=options.number("revoke_timeout", 60.0, minimum=0),
-            config=librdkafka_config(options, CONSUMER_OWNED, "consumer"),
+            format=options.choice(SOURCE_FORMAT),
+            start=options.choice(START),
+            revoke_timeout=options.number(REVOKE_TIMEOUT),
+            config=librdkafka_config(options, CONSUMER_OWNED, "consumer", CONSUMER_CONFIG),
             bootstrap_key=options.key_path("bootstrap_servers"),
         )

@@ -48,7 +48,7 @@ from .cluster import (
     topic_problems,
 )
 from .compat import AclOperation
-from .config import SinkSettings, base_config, describe
+from .config import SINK_OPTIONS, SinkSettings, base_config, describe
 from .debezium_codec import OPS
 from .formats import POSITION_HEADER, SEQUENCE_HEADER, Format, make_format
 from .kafka_transactions import KafkaTransactions
@@ -116,6 +116,7 @@ class KafkaSink(TransactionalSink):
     exactly-once delivery (Kafka transactions), leave them out."""
 
     follows_schema_changes = True
+    OPTIONS = SINK_OPTIONS  # declared in .config, where they are read
 
     def __init__(self, settings: SinkSettings) -> None:
         self.settings = settings

@@ -49,7 +49,7 @@ from .cluster import (
     topic_problems,
 )
 from .compat import AclOperation
-from .config import SourceSettings, base_config, describe
+from .config import SOURCE_OPTIONS, SourceSettings, base_config, describe
 from .debezium import QUIET, NotARowChange
 from .formats import Headers, make_format
 from .joining import JoinNotice
@@ -70,6 +70,8 @@ TP = tuple[str, int]
 class KafkaSource(Source):
     """Consumes the ``topics`` of ``group``; options in
     :class:`~meepo_kafka.config.SourceSettings`."""
+
+    OPTIONS = SOURCE_OPTIONS  # declared in .config, where they are read
 
     def __init__(self, settings: SourceSettings) -> None:
         self.settings = settings
