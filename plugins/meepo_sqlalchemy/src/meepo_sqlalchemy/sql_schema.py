@@ -51,7 +51,7 @@ from sqlalchemy.types import (
     TypeEngine,
 )
 
-from meepo_core import ColumnDefinition, Options, SchemaChange, TableDefinition
+from meepo_core import ColumnDefinition, Options, OptionSpec, SchemaChange, TableDefinition
 
 _NAMES: dict[str, dict[str, type[TypeEngine[Any]]]] = {
     "postgresql": dict(postgresql_base.ischema_names),
@@ -68,6 +68,24 @@ class Refusal(Exception):
     """A change this sink does not apply; the message says why and what to do."""
 
 
+SCHEMA_CHANGES = OptionSpec(
+    "schema_changes", "string", "follow",
+    '`"follow"`: apply them (see *Schema changes*); `"ignore"`: leave target tables as they '
+    "are (schema changes reach the sink but change nothing).", choices=("follow", "ignore"))
+CREATE_TABLES = OptionSpec(
+    "create_tables", "boolean", True,
+    "Create the target table of a table the source describes and the target lacks.")
+DROP_COLUMNS = OptionSpec(
+    "drop_columns", "boolean", True,
+    "Drop a target column the source no longer has; `false` keeps it (with its values, NULL "
+    "in new rows).")
+DROP_TABLES = OptionSpec(
+    "drop_tables", "boolean", True,
+    "Drop the target table when the source drops its table; `false` keeps it.")
+#: The ``sql`` sink's schema change options.
+SCHEMA_OPTIONS = (SCHEMA_CHANGES, CREATE_TABLES, DROP_COLUMNS, DROP_TABLES)
+
+
 @dataclass(frozen=True)
 class SchemaOptions:
     """The ``sql`` sink's schema change options (see its README)."""
@@ -82,10 +100,10 @@ class SchemaOptions:
         """``schema_changes`` (``"follow"`` or ``"ignore"``), ``create_tables``,
         ``drop_columns`` and ``drop_tables``, all read from the sink's options."""
         return cls(
-            options.choice("schema_changes", ("follow", "ignore"), "follow") == "follow",
-            options.boolean("create_tables", True),
-            options.boolean("drop_columns", True),
-            options.boolean("drop_tables", True),
+            options.choice(SCHEMA_CHANGES) == "follow",
+            options.boolean(CREATE_TABLES),
+            options.boolean(DROP_COLUMNS),
+            options.boolean(DROP_TABLES),
         )
 
 

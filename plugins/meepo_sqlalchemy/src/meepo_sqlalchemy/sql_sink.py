@@ -67,7 +67,9 @@ from sqlalchemy.exc import (
 from meepo_core import (
     UNCHANGED,
     Batch,
+    Computed,
     Options,
+    OptionSpec,
     Position,
     RowEvent,
     SchemaChange,
@@ -78,10 +80,10 @@ from meepo_core import (
 
 from .applied_mark import AppliedMark
 from .sql_positions import DEFAULT_TABLE, PositionTable
-from .sql_schema import Refusal, SchemaApplier, SchemaOptions
+from .sql_schema import SCHEMA_OPTIONS, Refusal, SchemaApplier, SchemaOptions
 from .table_names import QUOTES, format_table_name, illegal_name, parse_table_name
 from .upsert import SUPPORTED_DIALECTS, upsert_statement
-from .urls import describe, url_option
+from .urls import describe, url_option, url_spec
 
 if TYPE_CHECKING:
     from meepo_core import PipelineContext
@@ -124,8 +126,31 @@ class _Unappliable(Exception):
     """This event can never be applied; its message says why and how to fix it."""
 
 
+URL_OPTION = url_spec("Target database (postgresql, mysql, mariadb, sqlite).")
+TABLES = OptionSpec(
+    "tables", "table", Computed("all tables, same name"),
+    'Source table (`"schema.table"` or `"table"`) → target name (`"table"`, '
+    '`"schema.table"`, `\'public."a.b"\'`), or `{ target = "...", columns = { src = "dst", '
+    "dropped = false } }`; when given, other tables are not replicated.")
+SCHEMA = OptionSpec("schema", "string", Computed("default schema"),
+                    "Target schema for names without one.")
+VERSION_COLUMN = OptionSpec("version_column", "string", None,
+                            "Target column storing the event `sequence` (skip older events).")
+EXACTLY_ONCE = OptionSpec(
+    "exactly_once", "boolean", False,
+    "The sink owns the pipeline's position: each batch's position is written in the batch's "
+    "transaction (see *Exactly-once*).")
+POSITION_TABLE = OptionSpec(
+    "position_table", "string", DEFAULT_TABLE,
+    "With `exactly_once`: the table holding positions (in `schema` when set), created on "
+    "first use.")
+
+
 class SqlSink(TransactionalSink):
     """See the module docstring; options in the plugin README."""
+
+    OPTIONS = (URL_OPTION, TABLES, SCHEMA, VERSION_COLUMN, *SCHEMA_OPTIONS, EXACTLY_ONCE,
+               POSITION_TABLE)
 
     #: Config key path of the URL, for errors; set by ``from_options``.
     url_key = "url"
@@ -154,15 +179,16 @@ class SqlSink(TransactionalSink):
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        url = url_option(options)
+        url = url_option(options, URL_OPTION)
         if url.get_backend_name() not in SUPPORTED_DIALECTS:
             raise options.error("url", f"dialect {url.get_backend_name()!r} has no upsert "
                                 "here; use one of " + ", ".join(SUPPORTED_DIALECTS))
-        schema = options.string("schema", None)
-        version = options.string("version_column", None)
-        positions = (PositionTable(options.string("position_table", DEFAULT_TABLE), schema)
-                     if options.boolean("exactly_once", False) else None)
-        raw = options.table("tables", None)
+        schema = options.string(SCHEMA, None)  # None: the connection's default
+        version = options.string(VERSION_COLUMN)
+        # position_table is read (so allowed) only with exactly_once
+        positions = (PositionTable(options.string(POSITION_TABLE), schema)
+                     if options.boolean(EXACTLY_ONCE) else None)
+        raw = options.table(TABLES, None)  # None: every table, under its own name
         tables = None
         if raw is not None:
             tables = {}

@@ -44,6 +44,7 @@ from meepo_core import (
     Batch,
     Batcher,
     Options,
+    OptionSpec,
     Position,
     RowEvent,
     SchemaChange,
@@ -57,7 +58,7 @@ from meepo_core import (
 from .outbox import DEFAULT_NAME, OutboxTables, is_missing_table, missing_message
 from .outbox_snapshot import MARK_ACTION, OutboxSnapshots, watermark_of
 from .schema_tracking import DefinitionStore, SchemaTracker, reflected_definition
-from .urls import describe, url_option
+from .urls import describe, url_option, url_spec
 
 if TYPE_CHECKING:
     from meepo_core import PipelineContext
@@ -65,8 +66,28 @@ if TYPE_CHECKING:
 log = logging.getLogger("meepo.sqlalchemy.outbox")
 
 
+URL_OPTION = url_spec(
+    "SQLAlchemy URL of the application database; `postgresql://` and `mysql://` use "
+    "psycopg / pymysql when the default driver is missing; a relative SQLite path is "
+    "relative to the config file.")
+TABLE = OptionSpec("table", "string", DEFAULT_NAME,
+                   "Outbox table name (the lock table is `<table>_lock`).")
+SCHEMA = OptionSpec("schema", "string", None, "Schema of both tables.")
+POLL_INTERVAL = OptionSpec("poll_interval", "number", 0.5,
+                           "Seconds between polls of an idle outbox.", minimum=0.01)
+PAGE_SIZE = OptionSpec("page_size", "integer", 1000, "Rows per query.", minimum=1)
+DELETE_RELAYED = OptionSpec("delete_relayed", "boolean", True,
+                            "Delete rows once checkpointed.")
+TABLES = OptionSpec(
+    "tables", "array of strings", None,
+    "The application's tables whose current rows a snapshot copies (`snapshot = "
+    '\"initial\"`, `meepo snapshot NAME`); none: no snapshots.')
+
+
 class OutboxSource(Source):
     """Relays ``table`` of the database at ``url``; see the module docstring."""
+
+    OPTIONS = (URL_OPTION, TABLE, SCHEMA, POLL_INTERVAL, PAGE_SIZE, DELETE_RELAYED, TABLES)
 
     snapshots: OutboxSnapshots  # its snapshot methods delegate to it (Source.snapshots)
 
@@ -87,13 +108,13 @@ class OutboxSource(Source):
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        url = url_option(options)
-        table = options.string("table", DEFAULT_NAME)
-        schema = options.string("schema", None)
-        poll = options.number("poll_interval", 0.5, minimum=0.01)
-        delete_relayed = options.boolean("delete_relayed", True)
-        page = options.integer("page_size", 1000, minimum=1)
-        tables = options.string_list("tables", None)
+        url = url_option(options, URL_OPTION)
+        table = options.string(TABLE)
+        schema = options.string(SCHEMA)
+        poll = options.number(POLL_INTERVAL)
+        delete_relayed = options.boolean(DELETE_RELAYED)
+        page = options.integer(PAGE_SIZE)
+        tables = options.string_list(TABLES)
         options.done()
         return cls(url, table, schema, poll, delete_relayed, page, tables, options.path)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from meepo_core import Options
+from meepo_core import REQUIRED, Options, OptionSpec
 
 #: Driver to use for a URL without ``+driver``, first one importable wins.
 _DRIVERS = {
@@ -43,9 +43,16 @@ def normalize_url(raw: str | URL, base_dir: Path | None = None) -> URL:
     return url
 
 
-def url_option(options: Options, key: str = "url") -> URL:
-    """The SQLAlchemy URL at ``key``, validated (no connection is made)."""
+def url_spec(meaning: str) -> OptionSpec:
+    """The required ``url`` option of a type, declared with its ``meaning``."""
+    return OptionSpec("url", "string", REQUIRED, meaning)
+
+
+def url_option(options: Options, key: str | OptionSpec = "url") -> URL:
+    """The SQLAlchemy URL at ``key`` (a name or its spec), validated (no connection is
+    made)."""
     raw = options.string(key)
+    key = key if isinstance(key, str) else key.name
     try:
         return normalize_url(raw, options.base_dir)
     except (ArgumentError, ValueError) as exc:
