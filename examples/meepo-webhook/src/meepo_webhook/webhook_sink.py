@@ -10,7 +10,16 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Self
 from urllib.parse import urlparse
 
-from meepo_core import Batch, Options, RowEvent, Sink, SinkError, event_to_dict
+from meepo_core import (
+    REQUIRED,
+    Batch,
+    Options,
+    OptionSpec,
+    RowEvent,
+    Sink,
+    SinkError,
+    event_to_dict,
+)
 
 if TYPE_CHECKING:
     from meepo_core import PipelineContext
@@ -26,6 +35,13 @@ class Refused(Exception):
     """The receiver refused the content of a request (an answer in :data:`REFUSED`)."""
 
 
+# Declared once: from_options reads through these, and the README's table and
+# `meepo plugins --options webhook` are generated from them.
+URL = OptionSpec("url", "string", REQUIRED, "`http://` or `https://` URL to POST to.")
+TIMEOUT = OptionSpec("timeout", "number", 10.0, "Seconds per request.", minimum=0.1)
+HEADERS = OptionSpec("headers", "table", {}, "Extra request headers, e.g. a token.")
+
+
 class WebhookSink(Sink):
     """POSTs ``{"events": [...]}`` (events as in :mod:`meepo_core.serialization`) to ``url``.
 
@@ -38,6 +54,8 @@ class WebhookSink(Sink):
     backoff.
     """
 
+    OPTIONS = (URL, TIMEOUT, HEADERS)
+
     def __init__(self, url: str, timeout: float, headers: dict[str, str]) -> None:
         self.url = url
         self.timeout = timeout
@@ -47,11 +65,11 @@ class WebhookSink(Sink):
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        url = options.string("url")
+        url = options.string(URL)
         if urlparse(url).scheme not in ("http", "https"):
             raise options.error("url", f"must be an http:// or https:// URL, not {url!r}")
-        timeout = options.number("timeout", 10.0, minimum=0.1)
-        headers = options.table("headers", {})
+        timeout = options.number(TIMEOUT)
+        headers = options.table(HEADERS)
         options.done()
         return cls(url, timeout, {str(k): str(v) for k, v in headers.items()})
 
