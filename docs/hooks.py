@@ -67,20 +67,27 @@ def options_reference() -> str:
     for page in sorted(DOCS.glob("**/*.md")):
         for included in INCLUDE.findall(page.read_text(encoding="utf-8")):
             pages[ROOT / included] = page
-    found: dict[str, list[tuple[str, str, str]]] = {}
+    found: dict[tuple[str, str], tuple[str, list[str]]] = {}  # (kind, name) -> link, rows
     for path in tables.FILES:
         page = pages.get(path, path)
         if page == DOCS / "reference.md" or DOCS not in page.parents:
             continue
         link = page.relative_to(DOCS).as_posix()
         for kind, name, _, body in tables.blocks(path.read_text(encoding="utf-8")):
-            found.setdefault(kind, []).append((name, link, body))
+            lines = body.splitlines()
+            if (kind, name) in found:  # a type documented in several tables, by topic
+                found[kind, name][1].extend(lines[2:])  # one table here, without its header
+            else:
+                found[kind, name] = (link, lines)
     parts = []
     for kind in ("source", "sink", "transform"):
         parts.append(f"## {kind.title()}s")
-        for name, link, body in sorted(found.get(kind, [])):
+        for (k, name), (link, lines) in sorted(found.items()):
+            if k != kind:
+                continue
             title = f"Every {kind}" if name == "*" else f"`{name}` {kind}"
-            parts.append(f"### {title}\n\nDescribed in [{link}]({link}).\n\n{body}")
+            table = "\n".join(lines)
+            parts.append(f"### {title}\n\nDescribed in [{link}]({link}).\n\n{table}")
     return "\n\n".join(parts)
 
 
