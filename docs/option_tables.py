@@ -10,7 +10,8 @@ A table sits between two markers, in the Markdown file that documents the type::
 
     <!-- /options -->
 
-(``transform *``: the options every transform takes; ``<!-- options: sink elasticsearch
+(``transform *``: the options every transform takes; ``pipeline *``: a pipeline's tuning
+keys; ``<!-- options: sink elasticsearch
 hosts api_key -->``: those two only, for a type documented in several tables.)
 
 ``python docs/option_tables.py`` rewrites every such table from the declarations of the
@@ -32,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FILES = [ROOT / "README.md", *sorted(ROOT.glob("plugins/*/README.md")),
          *sorted(ROOT.glob("examples/*/README.md")), *sorted(ROOT.glob("docs/**/*.md"))]
 BLOCK = re.compile(
-    r"^<!-- options: (?P<kind>source|sink|transform) (?P<name>\S+)(?P<keys>(?: [a-z_]+)*) -->"
-    r"\n(?P<body>.*?)\n?"
+    r"^<!-- options: (?P<kind>source|sink|transform|pipeline) (?P<name>\S+)"
+    r"(?P<keys>(?: [a-z_]+)*) -->\n(?P<body>.*?)\n?"
     r"^<!-- /options -->$", re.MULTILINE | re.DOTALL)
 
 

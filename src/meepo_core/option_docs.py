@@ -19,10 +19,12 @@ OPTION_KINDS = ("source", "sink", "transform")
 
 
 def common_options(kind: str) -> tuple[OptionSpec, ...]:
-    """The options every type of ``kind`` takes besides its own, read by the core."""
+    """The options every type of ``kind`` takes besides its own, read by the core
+    (``"pipeline"``: a pipeline's tuning keys)."""
+    from .settings import PIPELINE_OPTIONS
     from .transforms.building import ON_ERROR_OPTION
 
-    return (ON_ERROR_OPTION,) if kind == "transform" else ()
+    return {"transform": (ON_ERROR_OPTION,), "pipeline": PIPELINE_OPTIONS}.get(kind, ())
 
 
 @dataclass(frozen=True)
