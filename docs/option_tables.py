@@ -11,7 +11,8 @@ A table sits between two markers, in the Markdown file that documents the type::
     <!-- /options -->
 
 (``transform *``: the options every transform takes; ``pipeline *``: a pipeline's tuning
-keys; ``<!-- options: sink elasticsearch
+keys; ``table MODULE:NAME``: a tuple of specs for a table that is not a type's, such as
+``[tool.meepo.serve]``; ``<!-- options: sink elasticsearch
 hosts api_key -->``: those two only, for a type documented in several tables.)
 
 ``python docs/option_tables.py`` rewrites every such table from the declarations of the
@@ -22,6 +23,7 @@ docs site's configuration reference (docs/hooks.py) collects these tables into o
 
 from __future__ import annotations
 
+import importlib
 import re
 import sys
 from collections.abc import Callable
@@ -33,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FILES = [ROOT / "README.md", *sorted(ROOT.glob("plugins/*/README.md")),
          *sorted(ROOT.glob("examples/*/README.md")), *sorted(ROOT.glob("docs/**/*.md"))]
 BLOCK = re.compile(
-    r"^<!-- options: (?P<kind>source|sink|transform|pipeline) (?P<name>\S+)"
+    r"^<!-- options: (?P<kind>source|sink|transform|pipeline|table) (?P<name>\S+)"
     r"(?P<keys>(?: [a-z_]+)*) -->\n(?P<body>.*?)\n?"
     r"^<!-- /options -->$", re.MULTILINE | re.DOTALL)
 
@@ -64,6 +66,12 @@ def declared_options(kind: str, name: str) -> tuple[Any, ...] | None:
     from meepo_core.option_docs import common_options, declared_types
     from meepo_core.plugins import registry
 
+    if kind == "table":
+        module, _, attribute = name.partition(":")
+        try:
+            return tuple(getattr(importlib.import_module(module), attribute))
+        except ImportError:
+            return None  # its plugin is not installed
     if name == "*":
         return common_options(kind)
     if name not in registry().types[kind]:

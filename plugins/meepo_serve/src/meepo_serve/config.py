@@ -9,10 +9,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meepo_core import ConfigError, Options
+from meepo_core import ConfigError, Options, OptionSpec
 
 #: Environment variable holding the bearer token when the config names none.
 DEFAULT_TOKEN_ENV = "MEEPO_SERVE_TOKEN"
+
+HOST = OptionSpec("host", "string", "127.0.0.1", "The address to listen on; `--host` overrides.")
+PORT = OptionSpec("port", "integer", 8080,
+                  "The port to listen on; `--port` overrides; `0` picks a free port.", minimum=0)
+TOKEN_ENV = OptionSpec("token_env", "string", DEFAULT_TOKEN_ENV,
+                       "The environment variable holding the bearer token.")
+RESTART_BACKOFF = OptionSpec(
+    "restart_backoff", "number", 1.0,
+    "Seconds before restarting a failed pipeline the first time; doubled per failure.",
+    minimum=0.01)
+RESTART_BACKOFF_MAX = OptionSpec("restart_backoff_max", "number", 60.0,
+                                 "The longest wait before a restart, in seconds.", minimum=0.01)
+STOP_TIMEOUT = OptionSpec(
+    "stop_timeout", "number", 15.0,
+    "Seconds SIGTERM waits at most for all pipelines together to finish their queued "
+    "batches.", minimum=1)
+#: The keys of ``[tool.meepo.serve]``.
+SERVE_OPTIONS = (HOST, PORT, TOKEN_ENV, RESTART_BACKOFF, RESTART_BACKOFF_MAX, STOP_TIMEOUT)
 
 
 @dataclass(frozen=True)
@@ -20,14 +38,14 @@ class ServeConfig:
     """How ``meepo serve`` runs. ``token`` is read from the environment variable named by
     ``token_env`` and never shown (repr hides it)."""
 
-    host: str = "127.0.0.1"
-    port: int = 8080
-    token_env: str = DEFAULT_TOKEN_ENV
+    host: str = HOST.default
+    port: int = PORT.default
+    token_env: str = TOKEN_ENV.default
     #: First wait before restarting a failed pipeline; doubles per failure up to the max.
-    restart_backoff: float = 1.0
-    restart_backoff_max: float = 60.0
+    restart_backoff: float = RESTART_BACKOFF.default
+    restart_backoff_max: float = RESTART_BACKOFF_MAX.default
     #: Seconds SIGTERM waits for every pipeline to finish its queued batches.
-    stop_timeout: float = 15.0
+    stop_timeout: float = STOP_TIMEOUT.default
 
     @property
     def token(self) -> str | None:
@@ -42,15 +60,13 @@ class ServeConfig:
         if not isinstance(raw, dict):
             raise ConfigError(key, "must be a table")
         options = Options(raw, key, path.parent)
-        d = cls()
         config = cls(
-            host=options.string("host", d.host),
-            port=options.integer("port", d.port, minimum=0),
-            token_env=options.string("token_env", d.token_env),
-            restart_backoff=options.number("restart_backoff", d.restart_backoff, minimum=0.01),
-            restart_backoff_max=options.number(
-                "restart_backoff_max", d.restart_backoff_max, minimum=0.01),
-            stop_timeout=options.number("stop_timeout", d.stop_timeout, minimum=1),
+            host=options.string(HOST),
+            port=options.integer(PORT),
+            token_env=options.string(TOKEN_ENV),
+            restart_backoff=options.number(RESTART_BACKOFF),
+            restart_backoff_max=options.number(RESTART_BACKOFF_MAX),
+            stop_timeout=options.number(STOP_TIMEOUT),
         )
         options.done()
         return config
