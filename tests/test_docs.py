@@ -20,7 +20,7 @@ from types import ModuleType
 import pytest
 
 from meepo_core.config import MeepoConfig, load_config
-from meepo_core.option_docs import OPTION_KINDS
+from meepo_core.option_docs import OPTION_KINDS, declared_types
 from meepo_core.pipeline import build_pipeline
 from meepo_core.plugins import KINDS, KNOWN_PROVIDERS, registry
 
@@ -123,6 +123,9 @@ def test_every_in_repo_type_has_an_options_table() -> None:
     for kind in OPTION_KINDS:
         for name, registration in reg.types[kind].items():
             if not reg.plugins[registration.plugin].package.startswith("meepo-"):
+                continue
+            if not next(t for t in declared_types(reg, name) if t.kind == kind).declared:
+                missing.append(f"{kind} {name} (declares no OPTIONS)")
                 continue
             if (kind, name) not in shown:
                 missing.append(f"{kind} {name}")

@@ -96,6 +96,27 @@ def test_meepo_plugins_options_prints_the_declaration(tmp_path: Path) -> None:
     assert "  path           path, required" in both.stdout
 
 
+def test_a_type_without_a_declaration_says_so() -> None:
+    from meepo_core import Sink
+
+    class Undeclared(Sink):
+        @classmethod
+        def from_options(cls, options: Options) -> Undeclared:
+            return cls()
+
+        def apply(self, batch: object) -> None:  # type: ignore[override]
+            pass
+
+    class NoOptions(Undeclared):
+        OPTIONS = ()
+
+    from meepo_core.option_docs import DeclaredType, _declares, text_listing
+    assert not _declares(Undeclared) and _declares(NoOptions)
+    assert text_listing(DeclaredType("sink", "u", "p", (), declared=False)) == (
+        "sink 'u' (plugin p): its options are not declared (no OPTIONS); see its plugin's docs")
+    assert text_listing(DeclaredType("sink", "n", "p", ())) == "sink 'n' (plugin p): no options"
+
+
 def test_meepo_plugins_options_of_an_unknown_type_suggests_one(tmp_path: Path) -> None:
     result = run_meepo("plugins", "--options", "prnt", cwd=tmp_path)
     assert result.returncode == 2

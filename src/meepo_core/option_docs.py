@@ -35,6 +35,8 @@ class DeclaredType:
     name: str
     plugin: str
     options: tuple[OptionSpec, ...]
+    #: False for a type that does not set ``OPTIONS`` (its options are documented by hand).
+    declared: bool = True
 
 
 def flattened(specs: Sequence[OptionSpec], prefix: str = "") -> Iterator[tuple[str, OptionSpec]]:
@@ -77,6 +79,8 @@ def text_listing(declared: DeclaredType, width: int = 88) -> str:
     """The options as ``meepo plugins --options TYPE`` prints them: per option a line
     ``KEY  TYPE  default DEFAULT`` and its meaning, indented, wrapped at ``width``."""
     head = f"{declared.kind} {declared.name!r} (plugin {declared.plugin})"
+    if not declared.declared:
+        return f"{head}: its options are not declared (no OPTIONS); see its plugin's docs"
     if not declared.options:
         return f"{head}: no options"
     lines = [f"{head}:"]
@@ -102,8 +106,21 @@ def declared_types(registry: Registry, name: str | None = None) -> list[Declared
                 continue
             factory: Any = registration.resolve(f"{kind} {type_name}")
             options = tuple(getattr(factory, "OPTIONS", ()))
-            found.append(DeclaredType(kind, type_name, registration.plugin, options))
+            found.append(DeclaredType(kind, type_name, registration.plugin, options,
+                                      _declares(factory)))
     return found
+
+
+def _declares(factory: Any) -> bool:
+    """Whether a type sets ``OPTIONS`` itself (or a class it shares with others does), not
+    only inherits the empty one of :class:`Source`, :class:`Sink` or :class:`Transform`."""
+    from .sink import Sink
+    from .source import Source
+    from .transforms.base import Transform
+
+    bases = (Source, Sink, Transform, object)
+    return isinstance(factory, type) and any(
+        "OPTIONS" in vars(klass) for klass in factory.__mro__ if klass not in bases)
 
 
 def lookup(registry: Registry, name: str) -> list[DeclaredType]:

@@ -13,6 +13,8 @@ class NullSink(Sink):
     """Counts row events; schema changes are left out (``follows_schema_changes`` is
     False), as by every sink that keeps no table shape."""
 
+    OPTIONS = ()  # none
+
     def __init__(self) -> None:
         self.count = 0
 

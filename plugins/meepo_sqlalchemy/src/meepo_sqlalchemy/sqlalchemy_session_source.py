@@ -16,6 +16,8 @@ class SessionPipelineSource(Source):
     ``meepo_sqlalchemy.install(sessionmaker, pipeline="NAME")``. It has no options and
     cannot be run by ``meepo run``: the events exist only inside that application."""
 
+    OPTIONS = ()  # none
+
     @classmethod
     def from_options(cls, options: Options) -> Self:
         options.done()
