@@ -124,3 +124,15 @@ def test_meepo_plugins_options_of_an_unknown_type_suggests_one(tmp_path: Path) -
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(
         "meepo: error: no source, sink or transform type 'prnt'; did you mean 'print'? types: ")
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"type": "text"}, "type 'text' is not one of"),
+    ({"meaning": "a | b"}, "one paragraph without an unescaped '|'"),
+    ({"default": "slow", "choices": ("fast",)}, "the default 'slow' is not one of its choices"),
+])
+def test_a_malformed_declaration_is_refused(kwargs: dict[str, object], message: str) -> None:
+    fields: dict[str, object] = {"name": "x", "type": "string", "default": "fast",
+                                 "meaning": "M.", **kwargs}
+    with pytest.raises(DeclarationError, match=message):
+        OptionSpec(**fields)  # type: ignore[arg-type]

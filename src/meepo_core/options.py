@@ -49,6 +49,11 @@ class ServerURL:
     query: str
 
 
+class DeclarationError(TypeError):
+    """A type's code and its ``OPTIONS`` declaration disagree: a bug in the type, not in a
+    user's config."""
+
+
 @dataclass(frozen=True)
 class Computed:
     """The default of an option that ``from_options`` works out itself (from other options,
@@ -95,12 +100,15 @@ class OptionSpec:
     each: str = ""
 
     def __post_init__(self) -> None:
+        problem = None
         if self.type not in OPTION_TYPES:
-            raise TypeError(f"option {self.name!r}: type {self.type!r} is not one of "
-                            f"{', '.join(OPTION_TYPES)}")
-        if "\n\n" in self.meaning or "|" in self.meaning.replace("\\|", ""):
-            raise TypeError(f"option {self.name!r}: the meaning must be one paragraph without "
-                            "an unescaped '|' (it is a table cell)")
+            problem = f"type {self.type!r} is not one of {', '.join(OPTION_TYPES)}"
+        elif "\n\n" in self.meaning or "|" in self.meaning.replace("\\|", ""):
+            problem = "the meaning must be one paragraph without an unescaped '|' (a table cell)"
+        elif self.choices and isinstance(self.default, str) and self.default not in self.choices:
+            problem = f"the default {self.default!r} is not one of its choices"
+        if problem:
+            raise DeclarationError(f"option {self.name!r}: {problem}")
 
     @property
     def shown_default(self) -> str:
@@ -127,11 +135,6 @@ def toml_value(value: Any) -> str:
         inner = ", ".join(f"{key} = {toml_value(item)}" for key, item in value.items())
         return "{ " + inner + " }" if inner else "{}"
     return str(value)
-
-
-class DeclarationError(TypeError):
-    """A type's code and its ``OPTIONS`` declaration disagree: a bug in the type, not in a
-    user's config."""
 
 
 class Options:
