@@ -104,9 +104,10 @@ def test_options_table_is_generated_from_the_declaration(
     expected = TABLES.declared_table(kind, name, keys)
     if expected is None and kind == "table":
         pytest.skip(f"{name.partition(':')[0]} is not installed in this session")
-    if expected is None:
-        assert name in KNOWN_PROVIDERS, f"{where}: no in-repo plugin provides {kind} {name!r}"
-        pytest.skip(f"needs {KNOWN_PROVIDERS[name]}, not installed in this session")
+    if expected is None:  # an example's plugin is installed in the example's session only
+        assert name in KNOWN_PROVIDERS or where.startswith("examples/"), (
+            f"{where}: no in-repo plugin provides {kind} {name!r}")
+        pytest.skip(f"needs {KNOWN_PROVIDERS.get(name, name)}, not installed in this session")
     assert body == expected, (
         f"{where}: the table differs from the type's OPTIONS; run python docs/option_tables.py")
 
