@@ -27,6 +27,7 @@ from . import tablemap as tm
 from .binlog import FormatDescription
 from .builder import RowBuilder
 from .config import MySQLSettings
+from .definitions import matches, read_definition
 from .reference import LibraryRows, LibraryTables
 from .rows import RowsBody, TableDecoder, UnsupportedColumn, column_spec
 from .schema_history import Kinds, SchemaHistory, followed_state
@@ -124,7 +125,11 @@ class Tables:
             hidden = frozenset(mapped.names) - watch.columns()
         builder = None
         if follows:
-            builder = RowBuilder(schema, table, pk, self.settings.no_pk, self.context)
+            definition = read_definition(self.control, schema, table, hidden)
+            if not matches(definition, [n for n in mapped.names if n not in hidden]):
+                definition = None  # the server's table changed since this event
+            builder = RowBuilder(schema, table, pk, self.settings.no_pk, self.context,
+                                 definition)
             if not pk:
                 self._warn_no_pk(mapped.qualified)
         return TablePlan(mapped, self._decoder(mapped, hidden), builder, watch)
