@@ -419,7 +419,7 @@ class DebeziumFormat:
             context = self._context_headers = [
                 ("__debezium.context.connectorLogicalName", string(self.server_name)),
                 ("__debezium.context.taskId", string("0")),
-                ("__debezium.context.connectorName", string("postgresql")),
+                ("__debezium.context.connectorName", string(codec.connector)),
                 ("__debezium.context.runId", string(self.run_id)),
             ]
         if counterpart is None:

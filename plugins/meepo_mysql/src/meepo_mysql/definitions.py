@@ -2,28 +2,34 @@
 snapshot), read from the server's ``information_schema`` once per table definition.
 
 Each column's ``type`` is the server's ``COLUMN_TYPE`` in lower case (``int(11)``,
-``bigint(20) unsigned``, ``decimal(10,2)``, ``datetime(3)``, ``enum('s','m')``; MariaDB's
-JSON is ``longtext``, as MariaDB itself says), ``default`` the server's ``COLUMN_DEFAULT``
-text (MariaDB quotes string literals: ``'abc'``), ``length`` a string's character length or
-a BIT's bit count, ``precision``/``scale`` a DECIMAL's, ``precision`` a temporal type's
-fractional digits, ``enum_values`` an ENUM's or SET's members. Formats that must state
-column types (Debezium's schema part) compile their per-table work from it.
+``bigint(20) unsigned``, ``decimal(10,2)``, ``datetime(3)``, ``enum('s','m')``; a MariaDB
+JSON column, which MariaDB stores and shows as ``longtext``, is ``json``); ``default`` the
+server's ``COLUMN_DEFAULT`` text (MariaDB quotes string literals: ``'abc'``); ``length`` a
+string's character length or a BIT's bit count; ``precision``/``scale`` a DECIMAL's;
+``precision`` a temporal type's fractional digits; ``enum_values`` an ENUM's or SET's
+members. The definition's ``dialect`` is ``"mariadb"`` on MariaDB (whose type system
+differs: JSON is LONGTEXT; INET4, INET6 and UUID exist), else ``"mysql"``. Formats that
+must state column types (Debezium's schema part) compile their per-table work from it.
 
-The stream reads the definition when it first meets a table map and checks it against the
-map's column names: a stream behind a schema change (the server's columns are no longer
-those of the event) gets no definition rather than a wrong one (``None``).
+The snapshot reads the definition from ``information_schema`` (:func:`read_definition`).
+The stream builds it from the table map, which describes the table exactly as of the event
+however far behind the stream is (:func:`map_definition`: the same type spellings, without
+display widths), and takes the columns' defaults from ``information_schema`` only while the
+server's columns are still those of the map.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 
 import pymysql
 
 from meepo_core import ColumnDefinition, TableDefinition
 
+from . import charsets
+from . import tablemap as tm
 from .server import ControlConnection, error_text
 
 log = logging.getLogger("meepo.mysql")
@@ -56,6 +62,8 @@ def read_definition(control: ControlConnection, schema: str, table: str,
             "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s "
             "AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
             schema, table)
+        mariadb = control.flavor == "mariadb"
+        extended = control.mariadb_extended_types(schema, table) if mariadb else {}
     except pymysql.err.MySQLError as exc:
         log.warning("cannot read the column definitions of %s.%s (%s): its events carry "
                     "none", schema, table, error_text(exc))
@@ -69,6 +77,8 @@ def read_definition(control: ControlConnection, schema: str, table: str,
             continue
         kind = str(data_type).lower()
         spelled = str(column_type).lower()
+        if extended.get(str(name)) == "json":
+            spelled = "json"
         if kind == "bit":
             length, precision = precision, None
         elif kind in _TEMPORAL:
@@ -82,11 +92,80 @@ def read_definition(control: ControlConnection, schema: str, table: str,
             scale=_int(scale) if kind == "decimal" else None,
             enum_values=_members(spelled) if kind in ("enum", "set") else (),
         ))
-    return TableDefinition(tuple(columns), tuple(str(k[0]) for k in keys), dialect="mysql",
+    return TableDefinition(tuple(columns), tuple(str(k[0]) for k in keys),
+                           dialect="mariadb" if mariadb else "mysql",
                            database=schema, schema=schema, table=table)
 
 
-def matches(definition: TableDefinition | None, names: Sequence[str]) -> bool:
-    """Whether ``definition`` has exactly the columns ``names`` (a table map's visible
-    columns, in order)."""
-    return definition is not None and definition.names == tuple(names)
+_INTEGERS = {tm.TINY: "tinyint", tm.SHORT: "smallint", tm.INT24: "mediumint",
+             tm.LONG: "int", tm.LONGLONG: "bigint"}
+_TEMPORAL_NAMES = {tm.TIME2: "time", tm.TIME: "time", tm.DATETIME2: "datetime",
+                   tm.DATETIME: "datetime", tm.TIMESTAMP2: "timestamp",
+                   tm.TIMESTAMP: "timestamp"}
+_BLOBS = {tm.TINY_BLOB: "tiny", tm.MEDIUM_BLOB: "medium", tm.LONG_BLOB: "long", tm.BLOB: ""}
+_BLOB_SIZES = {1: "tiny", 2: "", 3: "medium", 4: "long"}
+_GEOMETRY_NAMES = {1: "point", 2: "linestring", 3: "polygon", 4: "multipoint",
+                   5: "multilinestring", 6: "multipolygon", 7: "geometrycollection"}
+
+
+def _map_type(column: tm.Column, extended: str | None) -> tuple[str, dict[str, int]]:
+    """(type spelling, length/precision/scale) of a table-map column."""
+    kind, meta = column.type, column.meta
+    binary = column.collation in (None, tm.BINARY_COLLATION)
+    unsigned = " unsigned" if column.unsigned else ""
+    if kind in _INTEGERS:
+        return _INTEGERS[kind] + unsigned, {}
+    if kind == tm.NEWDECIMAL and isinstance(meta, tuple):
+        return f"decimal({meta[0]},{meta[1]}){unsigned}", {"precision": meta[0],
+                                                           "scale": meta[1]}
+    if kind in _TEMPORAL_NAMES:
+        digits = int(meta) if isinstance(meta, int) and kind in (
+            tm.TIME2, tm.DATETIME2, tm.TIMESTAMP2) else 0
+        name = _TEMPORAL_NAMES[kind]
+        return (f"{name}({digits})" if digits else name), {"precision": digits}
+    if kind == tm.BIT and isinstance(meta, int):
+        return f"bit({meta})", {"length": meta}
+    if extended in ("json", "inet4", "inet6", "uuid"):
+        return extended, {}
+    simple = {tm.FLOAT: "float", tm.DOUBLE: "double", tm.YEAR: "year", tm.DATE: "date",
+              tm.NEWDATE: "date", tm.JSON: "json", tm.ENUM: "enum", tm.SET: "set"}
+    if kind in simple:
+        return simple[kind], {}
+    if kind in (tm.VARCHAR, tm.VAR_STRING):
+        return ("varbinary" if binary else "varchar"), {}
+    if kind == tm.STRING:
+        return ("binary" if binary else "char"), {}
+    if kind in _BLOBS:
+        size = _BLOB_SIZES.get(int(meta), "") if isinstance(meta, int) else _BLOBS[kind]
+        return size + ("blob" if binary else "text"), {}
+    if kind == tm.GEOMETRY:
+        return _GEOMETRY_NAMES.get(column.geometry, "geometry"), {}
+    return f"binlog type {kind}", {}
+
+
+def map_definition(mapped: tm.TableMap, hidden: Collection[str], extended: dict[str, str],
+                   charset_of: dict[int, str], mariadb: bool,
+                   server: TableDefinition | None = None) -> TableDefinition:
+    """The definition a table map describes, without ``hidden`` columns; ``extended``:
+    MariaDB's JSON, INET and UUID columns as of the event; ``server``: the definition on
+    the server now, whose defaults are taken when its columns are those of the map."""
+    columns = []
+    for column in mapped.columns:
+        if column.name in hidden:
+            continue
+        spelled, sizes = _map_type(column, extended.get(column.name))
+        members: tuple[str, ...] = ()
+        if column.members:
+            charset = charset_of.get(column.collation or 0, "utf8mb4")
+            decode = charsets.decoder(charset) or (lambda raw: raw.decode("utf-8"))
+            members = tuple(decode(member) for member in column.members)
+        columns.append(ColumnDefinition(column.name, spelled, column.nullable,
+                                        enum_values=members, **sizes))
+    names = tuple(c.name for c in columns)
+    if server is not None and server.names == names:
+        columns = [ColumnDefinition(c.name, c.type, c.nullable, found.default, c.length,
+                                    c.precision, c.scale, c.enum_values)
+                   for c, found in zip(columns, server.columns, strict=True)]
+    return TableDefinition(tuple(columns), tuple(mapped.names[i] for i in mapped.primary_key),
+                           dialect="mariadb" if mariadb else "mysql", database=mapped.schema,
+                           schema=mapped.schema, table=mapped.table)

@@ -27,7 +27,7 @@ from . import tablemap as tm
 from .binlog import FormatDescription
 from .builder import RowBuilder
 from .config import MySQLSettings
-from .definitions import matches, read_definition
+from .definitions import map_definition, read_definition
 from .reference import LibraryRows, LibraryTables
 from .rows import RowsBody, TableDecoder, UnsupportedColumn, column_spec
 from .schema_history import Kinds, SchemaHistory, followed_state
@@ -125,9 +125,9 @@ class Tables:
             hidden = frozenset(mapped.names) - watch.columns()
         builder = None
         if follows:
-            definition = read_definition(self.control, schema, table, hidden)
-            if not matches(definition, [n for n in mapped.names if n not in hidden]):
-                definition = None  # the server's table changed since this event
+            definition = map_definition(
+                mapped, hidden, self._extended_types(schema, table), self.collations(),
+                self.mariadb, read_definition(self.control, schema, table, hidden))
             builder = RowBuilder(schema, table, pk, self.settings.no_pk, self.context,
                                  definition)
             if not pk:

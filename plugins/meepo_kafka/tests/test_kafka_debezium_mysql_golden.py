@@ -1,0 +1,112 @@
+"""meepo's ``format = "debezium"`` against Debezium's MySQL connector, without a JVM: the
+MySQL workload of the golden files (``tests/golden/mysql_workload.sql``) runs on a real
+MariaDB, meepo's ``mysql`` source captures it (a snapshot of the rows that exist first,
+then the binlog, keeping up with the workload), the ``kafka`` sink publishes it, and every message read back equals the
+one Debezium 3.6.3 wrote for the same change (``tests/golden/mysql_*.jsonl``, recorded by
+``tools/record_debezium_golden.py`` through its protocol proxy), byte for byte once the
+fields that differ between any two runs are masked (:mod:`debezium_golden`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meepo_core import Options, RowEvent
+from meepo_core.testing import make_context
+
+from .conftest import publish
+from .debezium_golden import GOLDEN, golden, split_workload
+from .test_kafka_debezium_golden import assert_same_messages, clear_topics, published
+
+pytestmark = pytest.mark.integration
+meepo_mysql = pytest.importorskip("meepo_mysql",
+                                  reason="needs meepo-mysql (the integration suite)")
+
+WORKLOAD = GOLDEN / "mysql_workload.sql"
+DATABASE = "inv"
+#: The tables Debezium's snapshot read rows from (the others were empty then).
+SNAPSHOT_TABLES = ["inv.customers", "inv.pairs", "inv.unsigned_keys"]
+
+
+def statements(sql: str) -> list[str]:
+    """The statements of a workload part (each ends with ";" at the end of a line)."""
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    return [part.strip() for part in "\n".join(lines).split(";\n") if part.strip(" ;\n")]
+
+
+def run_step(mariadb: Any, sql: str) -> None:
+    with mariadb.connect(DATABASE, autocommit=False) as conn, conn.cursor() as cursor:
+        for statement in statements(sql):
+            cursor.execute(statement)
+        conn.commit()
+
+
+def capture(mariadb: Any, tmp_path: Path) -> tuple[list[RowEvent], list[RowEvent]]:
+    """(snapshot reads, streamed changes) meepo captures for the workload."""
+    setup, steps = split_workload(WORKLOAD.read_text())
+    mariadb.start()
+    mariadb.execute(f"DROP DATABASE IF EXISTS {DATABASE}", database=None)
+    mariadb.execute(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4", database=None)
+    run_step(mariadb, setup)
+    file, pos = mariadb.execute("SHOW MASTER STATUS", database=None)[0][:2]
+    options = {"type": "mysql", "dsn": mariadb.dsn, "tables": [f"{DATABASE}.*"],
+               "start": f"{file}:{pos}", "no_pk": "row"}
+    reader = meepo_mysql.MySQLSource.from_options(Options(dict(options), "source", tmp_path))
+    try:
+        reads = [event for table in reader.snapshots.tables(SNAPSHOT_TABLES)
+                 for event in reader.snapshots.read_chunk(table, None, 1000, None)]
+    finally:
+        reader.close()
+    changes: list[RowEvent] = []
+    checkpoint = None
+    for step in steps:  # a stream that keeps up: it reads each step before the next runs
+        run_step(mariadb, step)
+        source = meepo_mysql.MySQLSource.from_options(Options(dict(options), "source",
+                                                              tmp_path))
+        try:
+            for batch in source.stream(checkpoint, make_context(tmp_path), once=True):
+                changes.extend(batch.events)
+                if batch.position is not None:
+                    checkpoint = batch.position
+        finally:
+            source.close()
+    return reads, changes
+
+
+#: meepo's sink options for each recorded Debezium configuration.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "schemas": {},
+    "no_schemas": {"schemas": False},
+    "string_connect_hex": {"decimal_handling_mode": "string", "time_precision_mode": "connect",
+                           "binary_handling_mode": "hex"},
+    "double_micros_base64": {"decimal_handling_mode": "double",
+                             "time_precision_mode": "adaptive_time_microseconds",
+                             "binary_handling_mode": "base64"},
+    "precise_unsigned": {"bigint_unsigned_handling_mode": "precise"},
+}
+
+
+@pytest.fixture(scope="module")
+def captured(mariadb: Any, tmp_path_factory: pytest.TempPathFactory,
+             ) -> tuple[list[RowEvent], list[RowEvent]]:
+    return capture(mariadb, tmp_path_factory.mktemp("capture"))
+
+
+def sink_options(variant: str) -> dict[str, Any]:
+    settings = dict(VARIANTS[variant])
+    schemas = settings.pop("schemas", True)
+    return {"format": "debezium", "schemas": schemas,
+            "debezium": {"topic_prefix": "dbz", **settings}}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_mysql_messages_equal_debeziums(captured: tuple[list[RowEvent], list[RowEvent]],
+                                        bootstrap: str, admin: Any, tmp_path: Path,
+                                        variant: str) -> None:
+    expected = golden(variant, database="mysql")
+    clear_topics(admin, list(expected))
+    reads, changes = captured
+    publish(tmp_path, bootstrap, reads, changes, **sink_options(variant))
+    assert_same_messages(published(bootstrap, sorted(expected)), expected)
