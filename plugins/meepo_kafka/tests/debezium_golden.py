@@ -44,7 +44,7 @@ MASKED: list[tuple[re.Pattern[str], str, str]] = [
      "not read MariaDB's GTIDs; meepo writes MariaDB's domain-server-sequence"),
     (re.compile(r'"thread":(?:\d+|null)'), '"thread":null',
      "the id of the connection that made the change: meepo's events do not carry it"),
-    (re.compile(r'"id":"file=[^"]*"'), '"id":"*"',
+    (re.compile(r'"id":"(?:file=[^"]*|\d+-\d+-\d+)"'), '"id":"*"',
      "Debezium's MySQL transaction id is the binlog position of its BEGIN (MariaDB's GTID "
      "in meepo's), different between two servers"),
 ]

@@ -85,6 +85,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
                              "time_precision_mode": "adaptive_time_microseconds",
                              "binary_handling_mode": "base64"},
     "precise_unsigned": {"bigint_unsigned_handling_mode": "precise"},
+    "transactions": {"provide_transaction_metadata": True},
 }
 
 
