@@ -1,10 +1,11 @@
 """meepo's ``format = "debezium"`` against Debezium's MySQL connector, without a JVM: the
 MySQL workload of the golden files (``tests/golden/mysql_workload.sql``) runs on a real
 MariaDB, meepo's ``mysql`` source captures it (a snapshot of the rows that exist first,
-then the binlog, keeping up with the workload), the ``kafka`` sink publishes it, and every message read back equals the
-one Debezium 3.6.3 wrote for the same change (``tests/golden/mysql_*.jsonl``, recorded by
-``tools/record_debezium_golden.py`` through its protocol proxy), byte for byte once the
-fields that differ between any two runs are masked (:mod:`debezium_golden`)."""
+then the binlog, keeping up with the workload), the ``kafka`` sink publishes it, and every
+message read back equals the one Debezium 3.6.3 wrote for the same change
+(``tests/golden/mysql_*.jsonl``, recorded by ``tools/record_debezium_golden.py`` through
+its protocol proxy), byte for byte once the fields that differ between any two runs are
+masked (:mod:`debezium_golden`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,12 @@ from meepo_core.testing import make_context
 
 from .conftest import publish
 from .debezium_golden import GOLDEN, golden, split_workload
-from .test_kafka_debezium_golden import assert_same_messages, clear_topics, published
+from .test_kafka_debezium_golden import (
+    _live_reason,
+    assert_same_messages,
+    clear_topics,
+    published,
+)
 
 pytestmark = pytest.mark.integration
 meepo_mysql = pytest.importorskip("meepo_mysql",
@@ -110,4 +116,25 @@ def test_mysql_messages_equal_debeziums(captured: tuple[list[RowEvent], list[Row
     clear_topics(admin, list(expected))
     reads, changes = captured
     publish(tmp_path, bootstrap, reads, changes, **sink_options(variant))
+    assert_same_messages(published(bootstrap, sorted(expected)), expected)
+
+
+@pytest.mark.skipif(_live_reason() is not None, reason=_live_reason() or "")
+def test_mysql_messages_equal_debeziums_live(
+        captured: tuple[list[RowEvent], list[RowEvent]], bootstrap: str, admin: Any,
+        tmp_path: Path) -> None:
+    """Debezium's MySQL connector itself, run now (through the recording tool's proxy) on
+    its own MariaDB for the same workload, writes what meepo writes."""
+    import importlib.util
+
+    tool = Path(__file__).parents[1] / "tools" / "record_debezium_golden.py"
+    spec = importlib.util.spec_from_file_location("record_debezium_golden", tool)
+    assert spec is not None and spec.loader is not None
+    recorder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recorder)
+    recorder.record(tmp_path / "live", ["schemas"], "mysql")
+    expected = golden("schemas", tmp_path / "live", database="mysql")
+    clear_topics(admin, list(expected))
+    reads, changes = captured
+    publish(tmp_path, bootstrap, reads, changes, **sink_options("schemas"))
     assert_same_messages(published(bootstrap, sorted(expected)), expected)

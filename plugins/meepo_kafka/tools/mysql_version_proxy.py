@@ -24,6 +24,7 @@ Nothing of Debezium or of the driver is changed or copied: both run as shipped.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
@@ -152,8 +153,6 @@ class MySQLVersionProxy:
 
 def _close(*sockets: socket.socket) -> None:
     for sock in sockets:
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         sock.close()

