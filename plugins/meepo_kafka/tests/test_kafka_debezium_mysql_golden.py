@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from meepo_core import Options, RowEvent
-from meepo_core.testing import make_context
+from meepo_core.testing import make_context, run_meepo, write_config
 
 from .conftest import publish
 from .debezium_golden import GOLDEN, golden, split_workload
@@ -138,3 +138,27 @@ def test_mysql_messages_equal_debeziums_live(
     reads, changes = captured
     publish(tmp_path, bootstrap, reads, changes, **sink_options("schemas"))
     assert_same_messages(published(bootstrap, sorted(expected)), expected)
+
+
+def test_check_names_the_columns_debezium_writes_otherwise(
+        captured: tuple[list[RowEvent], list[RowEvent]], mariadb: Any, bootstrap: str,
+        tmp_path: Path) -> None:
+    """``meepo check`` says which columns of the followed tables the Debezium format
+    writes differently from Debezium (here MariaDB's JSON and a default it does not
+    evaluate), without failing."""
+    mariadb.execute("CREATE TABLE IF NOT EXISTS inv.stamped (id INT PRIMARY KEY, "
+                    "at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP)", database=None)
+    write_config(tmp_path, {"publish": {
+        "source": {"type": "mysql", "dsn": mariadb.dsn, "tables": [f"{DATABASE}.*"]},
+        "sinks": [{"type": "kafka", "bootstrap_servers": bootstrap, "format": "debezium",
+                   "debezium": {"topic_prefix": "dbz"}}]}})
+    result = run_meepo("check", "publish", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stdout.splitlines() if ": note: " in line]
+    assert notes == [
+        "sinks[0] kafka: note: inv.stamped.at: its default current_timestamp() is left out of "
+        "the schema's \"default\" (Debezium writes the evaluated value)",
+        "sinks[0] kafka: note: inv.types.c_json (MariaDB JSON): Debezium writes the stored "
+        "text, meepo the same JSON value re-serialised (spacing and number spelling may "
+        "differ)",
+    ], result.stdout

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from meepo_core import ColumnDefinition, RowEvent
+from meepo_core import ColumnDefinition, RowEvent, TableDefinition
 
 from .debezium_types import (
     _BINARY_TEXT,
@@ -341,3 +341,45 @@ def escape_supplementary(data: bytes) -> bytes:
     """JSON as Kafka Connect's JsonConverter (Jackson) writes it: a character outside the
     Basic Multilingual Plane as an escaped surrogate pair (``\\uD83D\\uDE80``)."""
     return _SUPPLEMENTARY.sub(_surrogates, data)
+
+
+def definition_notes(definitions: list[TableDefinition], modes: Modes = DEFAULT_MODES,
+                     ) -> tuple[list[str], list[str]]:
+    """``meepo check``'s (problems, notes) about the columns of ``definitions`` in
+    Debezium's format: types meepo cannot encode, and the MySQL columns whose messages
+    differ from Debezium's (the README's type table says why)."""
+    from .debezium_types import field_codec
+
+    problems: list[str] = []
+    notes: list[str] = []
+    for definition in definitions:
+        mysql = definition.dialect in ("mysql", "mariadb")
+        where = f"{definition.schema}.{definition.table}"
+        for column in definition.columns:
+            name = f"{where}.{column.name}"
+            try:
+                if mysql:
+                    mysql_field_codec(column, modes=modes,
+                                      mariadb=definition.dialect == "mariadb")
+                else:
+                    field_codec(column, modes=modes)
+            except UnsupportedType:
+                problems.append(f"{name} has type {column.type!r}, which the Debezium format "
+                                "cannot encode; hide the column (the source's columns "
+                                "setting) or leave the table out")
+                continue
+            if not mysql:
+                continue
+            kind = base_kind(column)
+            if kind == "json" and definition.dialect == "mariadb":
+                notes.append(f"{name} (MariaDB JSON): Debezium writes the stored text, "
+                             "meepo the same JSON value re-serialised (spacing and number "
+                             "spelling may differ)")
+            elif kind in ("inet4", "inet6", "uuid"):
+                notes.append(f"{name} ({kind}): written as text; not compared with "
+                             "Debezium's MySQL connector")
+            if column.default is not None and _default(
+                    column, _mapping(column, False, modes, True)[1], {}) is _NO_DEFAULT:
+                notes.append(f"{name}: its default {column.default} is left out of the "
+                             "schema's \"default\" (Debezium writes the evaluated value)")
+    return problems, notes

@@ -159,8 +159,9 @@ def map_definition(mapped: tm.TableMap, hidden: Collection[str], extended: dict[
             charset = charset_of.get(column.collation or 0, "utf8mb4")
             decode = charsets.decoder(charset) or (lambda raw: raw.decode("utf-8"))
             members = tuple(decode(member) for member in column.members)
-        columns.append(ColumnDefinition(column.name, spelled, column.nullable,
-                                        enum_values=members, **sizes))
+        columns.append(ColumnDefinition(
+            column.name, spelled, column.nullable, length=sizes.get("length"),
+            precision=sizes.get("precision"), scale=sizes.get("scale"), enum_values=members))
     names = tuple(c.name for c in columns)
     if server is not None and server.names == names:
         columns = [ColumnDefinition(c.name, c.type, c.nullable, found.default, c.length,

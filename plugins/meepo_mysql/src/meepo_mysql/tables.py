@@ -125,11 +125,11 @@ class Tables:
             hidden = frozenset(mapped.names) - watch.columns()
         builder = None
         if follows:
-            definition = map_definition(
+            columns = map_definition(
                 mapped, hidden, self._extended_types(schema, table), self.collations(),
                 self.mariadb, read_definition(self.control, schema, table, hidden))
             builder = RowBuilder(schema, table, pk, self.settings.no_pk, self.context,
-                                 definition)
+                                 columns)
             if not pk:
                 self._warn_no_pk(mapped.qualified)
         return TablePlan(mapped, self._decoder(mapped, hidden), builder, watch)
