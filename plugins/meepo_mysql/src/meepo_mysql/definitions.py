@@ -52,22 +52,27 @@ def read_definition(control: ControlConnection, schema: str, table: str,
                     hidden: Collection[str] = ()) -> TableDefinition | None:
     """The definition of ``schema.table`` on the server now, without ``hidden`` columns;
     None when the table is gone or cannot be read (said once in the log)."""
-    try:
-        rows = control.query(
-            "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, COLUMN_DEFAULT, "
-            "CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION "
-            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
-            "ORDER BY ORDINAL_POSITION", schema, table)
-        keys = control.query(
-            "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s "
-            "AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
-            schema, table)
-        mariadb = control.flavor == "mariadb"
-        extended = control.mariadb_extended_types(schema, table) if mariadb else {}
-    except pymysql.err.MySQLError as exc:
-        log.warning("cannot read the column definitions of %s.%s (%s): its events carry "
-                    "none", schema, table, error_text(exc))
-        return None
+    for attempt in (1, 2):  # a failed information_schema read is worth one more try
+        try:
+            rows = control.query(
+                "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, COLUMN_DEFAULT, "
+                "CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, "
+                "DATETIME_PRECISION FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+                "AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", schema, table)
+            keys = control.query(
+                "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE "
+                "TABLE_SCHEMA = %s AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' "
+                "ORDER BY SEQ_IN_INDEX", schema, table)
+            mariadb = control.flavor == "mariadb"
+            extended = control.mariadb_extended_types(schema, table) if mariadb else {}
+            break
+        except pymysql.err.MySQLError as exc:
+            if attempt == 2:
+                log.warning("cannot read the column definitions of %s.%s from "
+                            "information_schema (%s): its snapshot reads carry none, its "
+                            "streamed events no column defaults", schema, table,
+                            error_text(exc))
+                return None
     if not rows:
         return None
     columns = []
