@@ -1,8 +1,9 @@
 """Debezium's change-event envelope, written by the sink and read by the source.
 
-Events that carry their table's definition (``event.definition``, the postgres source's)
-are written exactly as Debezium's PostgreSQL connector writes them, with or without the
-JSON converter's schema, by the per-table codecs of :mod:`meepo_kafka.debezium_codec`.
+Events that carry their table's definition (``event.definition``: the postgres and mysql
+sources') are written exactly as Debezium's PostgreSQL or MySQL connector writes them,
+with or without the JSON converter's schema, by the per-table codecs of
+:mod:`meepo_kafka.debezium_codec` (and :mod:`meepo_kafka.debezium_mysql_codec`).
 
 Events without a definition get the schemaless envelope below (what the MySQL connector
 emits with ``value.converter.schemas.enable=false``, by the values' Python types)::
@@ -370,9 +371,10 @@ class DebeziumFormat:
     """Debezium's envelope; ``server_name`` is ``source.name`` (Debezium's
     ``topic.prefix``), ``schemas`` the JSON converter's ``schemas.enable``.
 
-    Events that carry their table's definition (the postgres source's) are written exactly
-    as Debezium's PostgreSQL connector writes them (:mod:`meepo_kafka.debezium_codec`);
-    others in the schemaless envelope of :func:`envelope`."""
+    Events that carry their table's definition (the postgres and mysql sources') are
+    written exactly as Debezium's connector for their database writes them
+    (:mod:`meepo_kafka.debezium_codec`); others in the schemaless envelope of
+    :func:`envelope`."""
 
     name = "debezium"
 
@@ -407,9 +409,9 @@ class DebeziumFormat:
             return self.codecs.codec(definition).value(event, block)
         if self.schemas and event.table not in self._schemaless_noted:
             self._schemaless_noted.add(event.table)
-            log.warning("events of %s carry no column definitions (only the postgres source's "
-                        "do yet): written in the schemaless Debezium envelope, without the "
-                        "JSON converter's schema", event.qualified_table)
+            log.warning("events of %s carry no column definitions (the postgres and mysql "
+                        "sources' do): written in the schemaless Debezium envelope, without "
+                        "the JSON converter's schema", event.qualified_table)
         return orjson.dumps(envelope(event, self.server_name, self.version))
 
     def heartbeat(self) -> tuple[bytes, bytes] | None:

@@ -104,7 +104,7 @@ def mysql_field_codec(column: ColumnDefinition, *, key: bool = False,
     """How Debezium's MySQL connector declares and writes ``column``."""
     optional = column.nullable and not key
     schema, convert = _mapping(column, optional, modes, mariadb)
-    default = _default(column, convert, schema)
+    default = _default(column, convert)
     if default is not _NO_DEFAULT:
         schema["default"] = default
     return FieldCodec(column.name, schema, convert, None, None)
@@ -275,8 +275,7 @@ def _point(value: Any) -> dict[str, Any]:
 _NO_DEFAULT = object()
 
 
-def _default(column: ColumnDefinition, convert: Convert | None,
-             schema: dict[str, Any]) -> Any:
+def _default(column: ColumnDefinition, convert: Convert | None) -> Any:
     """The schema's ``default``: the column's literal default in Debezium's encoding;
     none for no default, NULL, or an expression meepo does not evaluate."""
     text = column.default
@@ -379,7 +378,7 @@ def definition_notes(definitions: list[TableDefinition], modes: Modes = DEFAULT_
                 notes.append(f"{name} ({kind}): written as text; not compared with "
                              "Debezium's MySQL connector")
             if column.default is not None and _default(
-                    column, _mapping(column, False, modes, True)[1], {}) is _NO_DEFAULT:
+                    column, _mapping(column, False, modes, True)[1]) is _NO_DEFAULT:
                 notes.append(f"{name}: its default {column.default} is left out of the "
                              "schema's \"default\" (Debezium writes the evaluated value)")
     return problems, notes
