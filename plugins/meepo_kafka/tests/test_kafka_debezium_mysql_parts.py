@@ -25,30 +25,33 @@ def _proxy_module() -> ModuleType:
 
 
 @pytest.mark.integration
-def test_the_proxy_claims_mysql_8_and_renames_the_isolation_variables(mariadb: Any) -> None:
+@pytest.mark.parametrize("claim", [None, b"8.0.36-log"])
+def test_the_proxy_renames_mysql_8_4_statements_for_mariadb(mariadb: Any,
+                                                            claim: bytes | None) -> None:
     pymysql = pytest.importorskip("pymysql")
     proxy_module = _proxy_module()
     mariadb.start()
-    proxy = proxy_module.MySQLVersionProxy(mariadb.host, mariadb.port)
+    proxy = proxy_module.MySQLVersionProxy(mariadb.host, mariadb.port, claim)
     try:
         conn = pymysql.connect(host="127.0.0.1", port=proxy.port, user=mariadb.user,
                                password=mariadb.password)
         try:
-            assert conn.get_server_info() == "8.0.36-log"  # the handshake's version
+            server_info = conn.get_server_info()  # the handshake's version
             with conn.cursor() as cur:
-                # MariaDB 10.11 knows neither name; through the proxy both answer
+                cur.execute("SHOW BINARY LOG STATUS")  # MariaDB 10.11 does not know it
+                status = cur.fetchone()
+                # nor these names (the driver asks a claimed MySQL 8 for them)
                 cur.execute("SELECT @@transaction_isolation AS transaction_isolation, "
                             "@@session.transaction_read_only, VERSION()")
                 isolation, read_only, version = cur.fetchone()
-                cur.execute("SHOW BINARY LOG STATUS")
-                status = cur.fetchone()
         finally:
             conn.close()
     finally:
         proxy.close()
+    assert server_info == ("8.0.36-log" if claim else f"5.5.5-{version}")
+    assert status[0].startswith("binlog.")
     assert (isolation, read_only) == ("REPEATABLE-READ", 0)
     assert "MariaDB" in version  # results pass unchanged
-    assert status[0].startswith("binlog.")
     assert ("SHOW BINARY LOG STATUS", "SHOW MASTER STATUS") in proxy.rewritten
 
 
@@ -56,12 +59,13 @@ def test_the_handshake_rewrite_keeps_everything_but_version_and_ssl() -> None:
     proxy_module = _proxy_module()
     rest = (b"\x05\x00\x00\x00" + b"abcdefgh" + b"\x00" + (0xF7FF).to_bytes(2, "little")
             + b"\x2d\x02\x00" + b"more")
-    handshake = b"\x0a10.11.6-MariaDB-log\x00" + rest
-    rewritten = proxy_module.rewrite_handshake(handshake)
-    assert rewritten.startswith(b"\x0a8.0.36-log\x00")
-    after = rewritten[len(b"\x0a8.0.36-log\x00"):]
-    assert int.from_bytes(after[13:15], "little") == 0xF7FF & ~0x0800
-    assert after[:13] == rest[:13] and after[15:] == rest[15:]
+    handshake = b"\x0a5.5.5-10.11.6-MariaDB-log\x00" + rest
+    for claim, version in ((None, b"5.5.5-10.11.6-MariaDB-log"), (b"8.0.36-log", b"8.0.36-log")):
+        rewritten = proxy_module.rewrite_handshake(handshake, claim)
+        assert rewritten.startswith(b"\x0a" + version + b"\x00")
+        after = rewritten[len(version) + 2:]
+        assert int.from_bytes(after[13:15], "little") == 0xF7FF & ~0x0800
+        assert after[:13] == rest[:13] and after[15:] == rest[15:]
     assert proxy_module.rewrite_handshake(b"\xff\x10\x04Too many") == b"\xff\x10\x04Too many"
 
 

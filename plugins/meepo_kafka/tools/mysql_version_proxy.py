@@ -1,23 +1,29 @@
 """A MySQL-protocol proxy that lets Debezium's MySQL connector, as shipped, capture from
-MariaDB 10.11: it changes what the server says its version is and three variable names in
-the client's queries, nothing else.
+MariaDB 10.11 by changing one statement of its queries; nothing else.
 
-Why: the MySQL connector of Debezium 3.6.3 reads the server version from the handshake and
-takes MariaDB's "10.11" for a MySQL above 8.4, so it asks for ``SHOW BINARY LOG STATUS``,
-which MariaDB does not know; told "8.0.36" instead it asks for ``SHOW MASTER STATUS``, which
-MariaDB answers. The MySQL JDBC driver it bundles (Connector/J 9.1) then reads
-``@@transaction_isolation`` and ``@@transaction_read_only``, which MariaDB 10.11 names
-``tx_isolation`` and ``tx_read_only``. Everything else (the binlog stream, every result)
-passes through unchanged.
+Why: Debezium 3.6.3's MySQL connector asks the server its version (``SELECT VERSION()``)
+and takes MariaDB's "10.11" for a MySQL above 8.4, so it reads the binlog position with
+``SHOW BINARY LOG STATUS`` (MySQL 8.4's name), which MariaDB does not know; MariaDB
+answers the same question as ``SHOW MASTER STATUS``. Everything else passes unchanged:
+the handshake keeps MariaDB's version (``5.5.5-10.11...-MariaDB``), so the bundled JDBC
+driver (Connector/J 9.1) reads ``tx_isolation`` as it does for servers before MySQL 8, and
+the binlog client knows it talks to MariaDB and asks for MariaDB's binlog events.
 
-What it rewrites:
+What it rewrites, in the client's command packets (``COM_QUERY``, sequence 0): the
+statements of :data:`QUERY_REWRITES`. The server's handshake loses its SSL capability, so
+the conversation stays readable (the connector runs with ``database.ssl.mode=disabled``
+anyway). Every distinct query it changed is kept in :attr:`MySQLVersionProxy.rewritten`
+(the recording tool prints them with ``--verbose``).
 
-- the server's first packet (the handshake): the version string becomes
-  :data:`CLAIMED_VERSION`, and the SSL capability is cleared so the rest of the
-  conversation is plain text it can read;
-- each command packet of the client (``COM_QUERY``, sequence 0): the variable names of
-  :data:`QUERY_REWRITES`. Every distinct query it changed is kept in
-  :attr:`MySQLVersionProxy.rewritten` (the recording tool prints them).
+A second design, kept as an option (``claim_version``): tell the client the server is
+MySQL 8.0.36 in the handshake. The connector still sends ``SHOW BINARY LOG STATUS`` (its
+check asks ``VERSION()``, not the handshake), so the rename is needed either way; the
+driver then asks for
+``@@transaction_isolation`` and ``@@transaction_read_only`` (renamed below to MariaDB's
+``tx_*``), and the binlog client, taking the server for MySQL, does not ask for MariaDB's
+events: MariaDB replaces them with "# Dummy event" statements, which Debezium writes to
+its schema change topic as DDL. The change events are the same; the default design has no
+such records.
 
 Nothing of Debezium or of the driver is changed or copied: both run as shipped.
 """
@@ -29,15 +35,16 @@ import re
 import socket
 import threading
 
-#: What the proxy tells the client the server is (a MySQL that Debezium's checks accept).
+#: The version the second design claims (a MySQL that Debezium's checks accept).
 CLAIMED_VERSION = b"8.0.36-log"
-#: (pattern, replacement) applied to the text of the client's queries.
+#: (pattern, replacement) applied to the text of the client's queries: the first is all
+#: the default design needs; the driver sends the others only to a claimed MySQL 8.
 QUERY_REWRITES: list[tuple[re.Pattern[bytes], bytes]] = [
+    (re.compile(rb"SHOW\s+BINARY\s+LOG\s+STATUS", re.IGNORECASE), b"SHOW MASTER STATUS"),
     (re.compile(rb"@@(session\.|global\.)?transaction_isolation", re.IGNORECASE),
      rb"@@\1tx_isolation"),
     (re.compile(rb"@@(session\.|global\.)?transaction_read_only", re.IGNORECASE),
      rb"@@\1tx_read_only"),
-    (re.compile(rb"SHOW\s+BINARY\s+LOG\s+STATUS", re.IGNORECASE), b"SHOW MASTER STATUS"),
 ]
 _COM_QUERY = 0x03
 _CLIENT_SSL = 0x0800
@@ -63,8 +70,9 @@ def _packet(sequence: int, payload: bytes) -> bytes:
     return len(payload).to_bytes(3, "little") + bytes([sequence]) + payload
 
 
-def rewrite_handshake(payload: bytes) -> bytes:
-    """The server's handshake (protocol 10) with :data:`CLAIMED_VERSION` and no SSL."""
+def rewrite_handshake(payload: bytes, claim_version: bytes | None = None) -> bytes:
+    """The server's handshake (protocol 10) without SSL, and with ``claim_version`` as the
+    server's version when given."""
     if not payload or payload[0] != 0x0A:
         return payload  # an error packet (too many connections, ...): as it is
     end = payload.index(b"\0", 1)
@@ -73,15 +81,18 @@ def rewrite_handshake(payload: bytes) -> bytes:
     at = 4 + 8 + 1
     capabilities = int.from_bytes(rest[at:at + 2], "little") & ~_CLIENT_SSL
     rest[at:at + 2] = capabilities.to_bytes(2, "little")
-    return b"\x0a" + CLAIMED_VERSION + b"\0" + bytes(rest)
+    version = payload[1:end] if claim_version is None else claim_version
+    return b"\x0a" + version + b"\0" + bytes(rest)
 
 
 class MySQLVersionProxy:
     """Listens on ``127.0.0.1:<port>`` and forwards each connection to ``(host, port)``
-    with the rewrites above."""
+    with the rewrites above; ``claim_version``: the second design's version (None: the
+    server's own)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, claim_version: bytes | None = None) -> None:
         self.upstream = (host, port)
+        self.claim_version = claim_version
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.listener.getsockname()[1]
         self.rewritten: set[tuple[str, str]] = set()  # (query, as sent)
@@ -121,7 +132,7 @@ class MySQLVersionProxy:
     def _from_server(self, server: socket.socket, client: socket.socket) -> None:
         try:
             sequence, payload = _read_packet(server)
-            client.sendall(_packet(sequence, rewrite_handshake(payload)))
+            client.sendall(_packet(sequence, rewrite_handshake(payload, self.claim_version)))
             while True:  # the rest (results, the binlog stream) as it comes
                 data = server.recv(1 << 16)
                 if not data:

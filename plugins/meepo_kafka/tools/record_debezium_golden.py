@@ -15,8 +15,8 @@ server), on the workload in ``tests/golden/postgres_workload.sql``:
 
 MySQL: runs Debezium's MySQL connector the same way on ``tests/golden/mysql_workload.sql``
 (database ``inv`` of a private MariaDB), through :mod:`mysql_version_proxy`, a small
-protocol proxy of this directory that tells the connector the server is MySQL 8.0.36 and
-renames two session variables in its queries (why: see that module): the records go to
+protocol proxy of this directory that turns the connector's ``SHOW BINARY LOG STATUS``
+(MySQL 8.4's name) into ``SHOW MASTER STATUS`` (why: see that module): the records go to
 ``tests/golden/mysql_<variant>.jsonl``, those of the schema change topic (``{prefix}``)
 of the default configuration to ``tests/golden/mysql_schema_changes.jsonl``.
 
@@ -74,6 +74,11 @@ MYSQL_VARIANTS: dict[str, dict[str, str]] = {
                              "binary.handling.mode": "base64"},
     "precise_unsigned": {"bigint.unsigned.handling.mode": "precise"},
 }
+#: Variants recorded with the proxy claiming MySQL 8.0.36 (its second design): told the
+#: truth, the MySQL connector asks for MariaDB's binlog events and, not knowing MariaDB's
+#: GTID event, sees no transaction boundaries, so it writes no transaction metadata; told
+#: MySQL, it gets BEGIN statements and writes the BEGIN and END records.
+MYSQL_CLAIMED = {"transactions": b"8.0.36-log"}
 DATABASES = ("postgres", "mysql")
 
 log = logging.getLogger("record_debezium_golden")
@@ -228,7 +233,7 @@ def _record_all(out: Path, variants: list[str] | None, setup: str, steps: list[s
                 server.close()
         _write(out / f"{database}_{name}.jsonl",
                [r for r in recorder.records if not (mysql and r["topic"] == TOPIC_PREFIX)])
-        if mysql and name == "schemas":
+        if mysql and name == "schemas":  # (not a claimed variant: no "# Dummy event" DDL)
             _write(out / "mysql_schema_changes.jsonl",
                    [r for r in recorder.records if r["topic"] == TOPIC_PREFIX])
 
@@ -281,7 +286,7 @@ def run_mysql_variant(server: Any, recorder: Recorder, engine_class: Any, handle
     name = recorder.variant
     server.execute(f"CREATE DATABASE {MYSQL_DATABASE} CHARACTER SET utf8mb4", database=None)
     run_mysql_step(server, setup)
-    proxy = proxy_module.MySQLVersionProxy(server.host, server.port)
+    proxy = proxy_module.MySQLVersionProxy(server.host, server.port, MYSQL_CLAIMED.get(name))
     engine = engine_class(mysql_connector_properties(server, proxy.port, name), handler)
     thread = threading.Thread(target=engine.run, name=f"debezium-{name}", daemon=True)
     thread.start()
