@@ -327,19 +327,35 @@ def mysql_source(event: RowEvent, version: str, server_name: str, database: str,
 _MARIADB_GTID = re.compile(r"^\d+-\d+-\d+$")
 
 
-#: A character outside the Basic Multilingual Plane, in UTF-8.
-_SUPPLEMENTARY = re.compile(rb"[\xf0-\xf4][\x80-\xbf]{3}")
+#: The lead bytes of 4-byte UTF-8 sequences: the characters outside the Basic
+#: Multilingual Plane.
+_LEADS = (b"\xf0", b"\xf1", b"\xf2", b"\xf3", b"\xf4")
 
 
-def _surrogates(match: re.Match[bytes]) -> bytes:
-    code = ord(match.group(0).decode("utf-8")) - 0x10000
+def _surrogates(encoded: bytes) -> bytes:
+    code = ord(encoded.decode("utf-8")) - 0x10000
     return b"\\u%04X\\u%04X" % (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF))
 
 
 def escape_supplementary(data: bytes) -> bytes:
     """JSON as Kafka Connect's JsonConverter (Jackson) writes it: a character outside the
-    Basic Multilingual Plane as an escaped surrogate pair (``\\uD83D\\uDE80``)."""
-    return _SUPPLEMENTARY.sub(_surrogates, data)
+    Basic Multilingual Plane as an escaped surrogate pair (``\\uD83D\\uDE80``).
+
+    Byte searches (memchr speed) find them; most messages have none and cost one
+    ``isascii`` or five searches."""
+    if data.isascii() or not any(lead in data for lead in _LEADS):
+        return data
+    parts: list[bytes] = []
+    start = 0
+    while True:
+        found = [at for at in (data.find(lead, start) for lead in _LEADS) if at >= 0]
+        if not found:
+            break
+        at = min(found)
+        parts += (data[start:at], _surrogates(data[at:at + 4]))
+        start = at + 4
+    parts.append(data[start:])
+    return b"".join(parts)
 
 
 def definition_notes(definitions: list[TableDefinition], modes: Modes = DEFAULT_MODES,
