@@ -145,7 +145,7 @@ def test_check_names_the_columns_debezium_writes_otherwise(
         tmp_path: Path) -> None:
     """``meepo check`` says which columns of the followed tables the Debezium format
     writes differently from Debezium (here MariaDB's JSON and a default it does not
-    evaluate), without failing."""
+    evaluate) and the keyless tables the source skips by default, without failing."""
     mariadb.execute("CREATE TABLE IF NOT EXISTS inv.stamped (id INT PRIMARY KEY, "
                     "at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP)", database=None)
     write_config(tmp_path, {"publish": {
@@ -156,6 +156,8 @@ def test_check_names_the_columns_debezium_writes_otherwise(
     assert result.returncode == 0, result.stderr
     notes = [line for line in result.stdout.splitlines() if ": note: " in line]
     assert notes == [
+        "sinks[0] kafka: note: inv.no_key has no primary key: Debezium delivers its rows with "
+        "a null key; the mysql source skips them unless its no_pk = \"row\"",
         "sinks[0] kafka: note: inv.stamped.at: its default current_timestamp() is left out of "
         "the schema's \"default\" (Debezium writes the evaluated value)",
         "sinks[0] kafka: note: inv.types.c_json (MariaDB JSON): Debezium writes the stored "

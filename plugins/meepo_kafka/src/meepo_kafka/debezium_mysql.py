@@ -370,6 +370,9 @@ def definition_notes(definitions: list[TableDefinition], modes: Modes = DEFAULT_
     for definition in definitions:
         mysql = definition.dialect in ("mysql", "mariadb")
         where = f"{definition.schema}.{definition.table}"
+        if mysql and not definition.key_columns:
+            notes.append(f"{where} has no primary key: Debezium delivers its rows with a null "
+                         "key; the mysql source skips them unless its no_pk = \"row\"")
         for column in definition.columns:
             name = f"{where}.{column.name}"
             try:
