@@ -343,7 +343,8 @@ def escape_supplementary(data: bytes) -> bytes:
 
     Byte searches (memchr speed) find them; most messages have none and cost one
     ``isascii`` or five searches."""
-    if data.isascii() or not any(lead in data for lead in _LEADS):
+    if data.isascii() or not (b"\xf0" in data or b"\xf1" in data or b"\xf2" in data
+                              or b"\xf3" in data or b"\xf4" in data):
         return data
     parts: list[bytes] = []
     start = 0
