@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from meepo_kafka.debezium_mysql import escape_supplementary, jdk17_float
+from meepo_kafka.java_json import escape_supplementary, jdk17_float
 
 
 def _proxy_module() -> ModuleType:

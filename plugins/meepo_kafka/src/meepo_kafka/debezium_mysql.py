@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import re
 import struct
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import orjson
-
-from meepo_core import ColumnDefinition, RowEvent, TableDefinition
+from meepo_core import ColumnDefinition, RowEvent
 
 from .debezium_types import (
     _BINARY_TEXT,
@@ -48,8 +45,8 @@ from .debezium_types import (
     _unscaled_bytes,
     _zoned_timestamp,
     java_double,
-    java_float,
 )
+from .java_json import jdk17_float
 
 #: ``source`` of Debezium's MySQL connector (io.debezium.connector.mysql.Source).
 MYSQL_SOURCE_SCHEMA: dict[str, Any] = {
@@ -204,37 +201,6 @@ def _mapping(column: ColumnDefinition, optional: bool, modes: Modes,
                           "Debezium format does not encode")
 
 
-#: JDK 17's FloatingDecimal.insignificantDigitsNumber.
-_INSIGNIFICANT = (0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 5, 5, 5, 6, 6, 6, 6, 7, 7,
-                  7, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 11, 11, 11, 12, 12, 12, 12, 13, 13, 13,
-                  14, 14, 14, 15, 15, 15, 15, 16, 16, 16, 17, 17, 17, 18, 18, 18, 19)
-
-
-def jdk17_float(value: Any) -> Any:
-    """A FLOAT as Java 17's ``Float.toString`` writes it (Debezium's MySQL connector keeps
-    FLOAT a Java float). Java before 19 writes a whole number of 1e7 or more below 2**63
-    with all its exact digits but the ones its precision cannot tell apart (``123456792``
-    is ``1.23456792E8``, where the shortest form is ``1.2345679E8``); else the shortest."""
-    if not math.isfinite(value):
-        return java_float(value)
-    single = struct.unpack("f", struct.pack("f", value))[0]
-    if single != int(single) or not 1e7 <= abs(single) < 2.0 ** 63:
-        return java_float(value)
-    exponent = ((struct.unpack("I", struct.pack("f", single))[0] >> 23) & 0xFF) - 127
-    p2 = exponent - 25  # binExp - nSignificantBits - 1
-    insignificant = _INSIGNIFICANT[p2] if 1 < p2 < len(_INSIGNIFICANT) else 0
-    number = abs(int(single))
-    if insignificant:
-        power = 10 ** insignificant
-        number, residue = divmod(number, power)
-        number += residue >= power // 2
-    digits = str(number)
-    decimal_exponent = len(digits) - 1 + insignificant
-    digits = digits.rstrip("0") or "0"
-    sign = "-" if single < 0 else ""
-    return orjson.Fragment(f"{sign}{digits[0]}.{digits[1:] or '0'}E{decimal_exponent}")
-
-
 def _wrap_unsigned(value: Any) -> int:
     """bigint.unsigned.handling.mode=long: the unsigned value's bits as a signed long."""
     number = int(value)
@@ -300,6 +266,14 @@ def _default(column: ColumnDefinition, convert: Convert | None) -> Any:
     return literal if convert is None else convert(literal)
 
 
+def default_left_out(column: ColumnDefinition, modes: Modes = DEFAULT_MODES) -> bool:
+    """Whether ``column`` has a default that meepo leaves out of the schema (Debezium
+    writes its evaluated value)."""
+    if column.default is None:
+        return False
+    return _default(column, _mapping(column, False, modes, True)[1]) is _NO_DEFAULT
+
+
 def mysql_source(event: RowEvent, version: str, server_name: str, database: str,
                  table: str) -> dict[str, Any]:
     """The ``source`` block of a mysql source's event, as Debezium's MySQL connector
@@ -325,80 +299,3 @@ def mysql_source(event: RowEvent, version: str, server_name: str, database: str,
 
 
 _MARIADB_GTID = re.compile(r"^\d+-\d+-\d+$")
-
-
-#: The lead bytes of 4-byte UTF-8 sequences: the characters outside the Basic
-#: Multilingual Plane.
-_LEADS = (b"\xf0", b"\xf1", b"\xf2", b"\xf3", b"\xf4")
-
-
-def _surrogates(encoded: bytes) -> bytes:
-    code = ord(encoded.decode("utf-8")) - 0x10000
-    return b"\\u%04X\\u%04X" % (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF))
-
-
-def escape_supplementary(data: bytes) -> bytes:
-    """JSON as Kafka Connect's JsonConverter (Jackson) writes it: a character outside the
-    Basic Multilingual Plane as an escaped surrogate pair (``\\uD83D\\uDE80``).
-
-    Byte searches (memchr speed) find them; most messages have none and cost one
-    ``isascii`` or five searches."""
-    if data.isascii() or not (b"\xf0" in data or b"\xf1" in data or b"\xf2" in data
-                              or b"\xf3" in data or b"\xf4" in data):
-        return data
-    parts: list[bytes] = []
-    start = 0
-    while True:
-        found = [at for at in (data.find(lead, start) for lead in _LEADS) if at >= 0]
-        if not found:
-            break
-        at = min(found)
-        parts += (data[start:at], _surrogates(data[at:at + 4]))
-        start = at + 4
-    parts.append(data[start:])
-    return b"".join(parts)
-
-
-def definition_notes(definitions: list[TableDefinition], modes: Modes = DEFAULT_MODES,
-                     ) -> tuple[list[str], list[str]]:
-    """``meepo check``'s (problems, notes) about the columns of ``definitions`` in
-    Debezium's format: types meepo cannot encode, and the MySQL columns whose messages
-    differ from Debezium's (the README's type table says why)."""
-    from .debezium_types import field_codec
-
-    problems: list[str] = []
-    notes: list[str] = []
-    for definition in definitions:
-        mysql = definition.dialect in ("mysql", "mariadb")
-        where = f"{definition.schema}.{definition.table}"
-        if mysql and not definition.key_columns:
-            notes.append(f"{where} has no primary key: Debezium delivers its rows with a null "
-                         "key; the mysql source skips them unless its no_pk = \"row\"")
-        for column in definition.columns:
-            name = f"{where}.{column.name}"
-            try:
-                if mysql:
-                    mysql_field_codec(column, modes=modes,
-                                      mariadb=definition.dialect == "mariadb")
-                else:
-                    field_codec(column, modes=modes)
-            except UnsupportedType:
-                problems.append(f"{name} has type {column.type!r}, which the Debezium format "
-                                "cannot encode; hide the column (the source's columns "
-                                "setting) or leave the table out")
-                continue
-            if not mysql:
-                continue
-            kind = base_kind(column)
-            if kind == "json" and definition.dialect == "mariadb":
-                notes.append(f"{name} (MariaDB JSON): Debezium writes the stored text, "
-                             "meepo the same JSON value re-serialised (spacing and number "
-                             "spelling may differ)")
-            elif kind in ("inet4", "inet6", "uuid"):
-                notes.append(f"{name} ({kind}): written as text; not compared with "
-                             "Debezium's MySQL connector")
-            if column.default is not None and _default(
-                    column, _mapping(column, False, modes, True)[1]) is _NO_DEFAULT:
-                notes.append(f"{name}: its default {column.default} is left out of the "
-                             "schema's \"default\" (Debezium writes the evaluated value)")
-    return problems, notes

@@ -16,13 +16,9 @@ from typing import Any
 from meepo_core import ColumnDefinition, RowEvent
 
 from .debezium_codec import TableCodec
-from .debezium_mysql import (
-    MYSQL_SOURCE_SCHEMA,
-    escape_supplementary,
-    mysql_field_codec,
-    mysql_source,
-)
+from .debezium_mysql import MYSQL_SOURCE_SCHEMA, mysql_field_codec, mysql_source
 from .debezium_types import FieldCodec, Modes
+from .java_json import escape_supplementary
 
 
 class MySQLTableCodec(TableCodec):

@@ -216,7 +216,7 @@ class KafkaSink(TransactionalSink):
         from Debezium (notes)."""
         if self.settings.format != "debezium":
             return [], []
-        from .debezium_mysql import definition_notes
+        from .debezium_check import definition_notes
         from .debezium_types import Modes
 
         debezium = self.settings.debezium
