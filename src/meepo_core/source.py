@@ -12,6 +12,7 @@ from .options import Options, OptionSpec
 
 if TYPE_CHECKING:
     from .context import PipelineContext
+    from .definitions import TableDefinition
     from .snapshots import SnapshotTable
 
 
@@ -60,6 +61,12 @@ class Source(abc.ABC):
         Connection failures raise :class:`~meepo_core.errors.SourceError`.
         """
         return []
+
+    def table_definitions(self) -> list[TableDefinition] | None:
+        """The column definitions of the tables the source follows, as its events will
+        carry them, for ``meepo check`` to show the sinks; None when the source does not
+        know its tables' types. Reaching the server is the same as in :meth:`check`."""
+        return None
 
     def check_resume(self, position: Position) -> list[str]:
         """Whether the source can still resume from ``position``, a saved checkpoint (e.g.

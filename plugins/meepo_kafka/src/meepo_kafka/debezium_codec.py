@@ -21,9 +21,9 @@ from typing import Any
 
 import orjson
 
-from meepo_core import UNCHANGED, RowEvent, TableDefinition
+from meepo_core import UNCHANGED, ColumnDefinition, RowEvent, TableDefinition
 
-from .debezium_types import DEFAULT_MODES, Modes, field_codec
+from .debezium_types import DEFAULT_MODES, FieldCodec, Modes, field_codec
 
 OPS = {"write": "c", "update": "u", "delete": "d", "read": "r"}
 _MISSING = object()
@@ -96,7 +96,19 @@ def _int_or_none(text: str | None) -> int | None:
 
 
 class TableCodec:
-    """Keys, values and headers of one table definition's messages."""
+    """Keys, values and headers of one table definition's messages (Debezium's
+    PostgreSQL connector's; subclasses for other connectors change the hooks below)."""
+
+    #: Debezium's connector name (``source.connector`` and the connectorName header).
+    connector = "postgresql"
+    #: The ``source`` block's Connect schema.
+    source_schema: dict[str, Any] = POSTGRES_SOURCE_SCHEMA
+    #: Whether an update's old row is always whole (else per replica identity).
+    old_rows_whole = False
+
+    def field(self, column: ColumnDefinition, key: bool, modes: Modes) -> FieldCodec:
+        """How ``column`` is declared and written (``key``: as a key field)."""
+        return field_codec(column, key=key, modes=modes)
 
     def __init__(self, definition: TableDefinition, server_name: str, version: str,
                  schemas: bool, modes: Modes = DEFAULT_MODES) -> None:
@@ -104,11 +116,11 @@ class TableCodec:
         self.server_name = server_name
         self.version = version
         self.schemas = schemas
-        self.full_identity = definition.replica_identity == "full"
-        self.fields = [field_codec(column, modes=modes) for column in definition.columns]
+        self.full_identity = definition.replica_identity == "full" or self.old_rows_whole
+        self.fields = [self.field(column, False, modes) for column in definition.columns]
         self._plan = [(f.name, f.convert, f.unavailable, f.filler) for f in self.fields]
         by_name = {column.name: column for column in definition.columns}
-        self.key_fields = [field_codec(by_name[name], key=True, modes=modes)
+        self.key_fields = [self.field(by_name[name], True, modes)
                            for name in definition.key_columns if name in by_name]
         single = self.key_fields[0] if len(self.key_fields) == 1 else None
         self._plain_key = single.name if single is not None and single.convert is None \
@@ -123,7 +135,7 @@ class TableCodec:
         envelope_schema = {
             "type": "struct", "fields": [
                 {**row_schema, "field": "before"}, {**row_schema, "field": "after"},
-                POSTGRES_SOURCE_SCHEMA, TRANSACTION_SCHEMA,
+                self.source_schema, TRANSACTION_SCHEMA,
                 {"type": "string", "optional": False, "field": "op"},
                 {"type": "int64", "optional": True, "field": "ts_ms"},
                 {"type": "int64", "optional": True, "field": "ts_us"},
@@ -231,8 +243,12 @@ class CodecCache:
         found = self._codecs.get(id(definition))
         if found is not None and found[0] is definition:
             return found[1]
-        codec = TableCodec(definition, self.server_name, self.version, self.schemas,
-                           self.modes)
+        kind: type[TableCodec] = TableCodec
+        if definition.dialect in ("mysql", "mariadb"):
+            from .debezium_mysql_codec import MySQLTableCodec
+
+            kind = MySQLTableCodec
+        codec = kind(definition, self.server_name, self.version, self.schemas, self.modes)
         if len(self._codecs) > 10_000:  # definitions replaced by DDL, many times over
             self._codecs.clear()
         self._codecs[id(definition)] = (definition, codec)

@@ -26,7 +26,9 @@ TIME_PRECISION_MODE = OptionSpec(
     "time_precision_mode", "string", "adaptive",
     '`"adaptive"` (milliseconds up to precision 3, microseconds above), '
     '`"adaptive_time_microseconds"` (every `time` in microseconds), `"connect"` (Kafka '
-    "Connect's `Date`/`Time`/`Timestamp`, milliseconds).",
+    "Connect's `Date`/`Time`/`Timestamp`, milliseconds). On MySQL `adaptive` is "
+    'Debezium\'s MySQL default, `"adaptive_time_microseconds"` (the MySQL connector has no '
+    "other adaptive mode).",
     choices=("adaptive", "adaptive_time_microseconds", "connect"))
 BINARY_HANDLING_MODE = OptionSpec(
     "binary_handling_mode", "string", "bytes",
@@ -38,8 +40,9 @@ INTERVAL_HANDLING_MODE = OptionSpec(
     "yet.", choices=("numeric",))
 BIGINT_UNSIGNED_HANDLING_MODE = OptionSpec(
     "bigint_unsigned_handling_mode", "string", "long",
-    '`"long"`, `"precise"`: accepted for MySQL configurations; PostgreSQL has no unsigned '
-    "types, and MySQL events do not use the exact path yet.", choices=("long", "precise"))
+    'MySQL\'s `BIGINT UNSIGNED`: `"long"` (an `int64` holding the value\'s 64 bits, so '
+    '18446744073709551615 is -1, as Debezium writes it), `"precise"` (`Decimal` bytes, '
+    "scale 0, precision 20). PostgreSQL has no unsigned types.", choices=("long", "precise"))
 TOMBSTONES_ON_DELETE = OptionSpec("tombstones_on_delete", "boolean", True,
                                   "A tombstone after each delete.")
 SKIPPED_OPERATIONS = OptionSpec(

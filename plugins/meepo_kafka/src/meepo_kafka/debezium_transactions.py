@@ -102,7 +102,7 @@ class TransactionTracker:
         lsn = lsn_number(event.position)
         if lsn is not None:
             current.last_lsn = lsn
-        return {"id": f"{current.txid}:{lsn}", "total_order": current.total,
+        return {"id": self._id(current), "total_order": current.total,
                 "data_collection_order": current.per_table[table]}
 
     def end(self) -> list[Record]:
@@ -118,6 +118,10 @@ class TransactionTracker:
 
     @staticmethod
     def _id(current: _Open) -> str:
+        """PostgreSQL: ``txId:lsn``; MySQL/MariaDB (no LSN): the transaction's GTID, as
+        Debezium's MySQL connector names a transaction when GTIDs are on."""
+        if current.last_lsn is None:
+            return current.txid
         return f"{current.txid}:{current.last_lsn}"
 
     def _record(self, value: dict[str, Any]) -> Record:

@@ -288,6 +288,7 @@ class Modes:
     decimal: str = "precise"
     time: str = "adaptive"
     binary: str = "bytes"
+    bigint_unsigned: str = "long"  # MySQL's BIGINT UNSIGNED: "long" or "precise"
 
 
 #: Debezium's defaults.

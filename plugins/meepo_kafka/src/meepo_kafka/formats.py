@@ -225,7 +225,8 @@ def make_format(name: str, server_name: str = "meepo", schemas: bool = True,
         settings = debezium or DebeziumSettings()
         return DebeziumFormat(server_name, schemas, Modes(
             settings.decimal_handling_mode, settings.time_precision_mode,
-            settings.binary_handling_mode), settings.provide_transaction_metadata,
+            settings.binary_handling_mode, settings.bigint_unsigned_handling_mode),
+            settings.provide_transaction_metadata,
             settings.heartbeat_interval_ms)
     return MeepoFormat()
 

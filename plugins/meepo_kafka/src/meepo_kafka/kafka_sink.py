@@ -35,6 +35,7 @@ from meepo_core import (
     SchemaChange,
     SinkError,
     StreamEvent,
+    TableDefinition,
     TransactionalSink,
     join_position_parts,
     schema_change_to_dict,
@@ -209,6 +210,20 @@ class KafkaSink(TransactionalSink):
         if self.transactions is not None:
             problems += self.transactions.problems()
         return problems
+
+    def definition_notes(self, definitions: list[TableDefinition],
+                         ) -> tuple[list[str], list[str]]:
+        """Debezium format: the columns it cannot encode (problems) or writes differently
+        from Debezium (notes)."""
+        if self.settings.format != "debezium":
+            return [], []
+        from .debezium_check import definition_notes
+        from .debezium_types import Modes
+
+        debezium = self.settings.debezium
+        return definition_notes(definitions, Modes(
+            debezium.decimal_handling_mode, debezium.time_precision_mode,
+            debezium.binary_handling_mode, debezium.bigint_unsigned_handling_mode))
 
     # -- applying ------------------------------------------------------------------------
 

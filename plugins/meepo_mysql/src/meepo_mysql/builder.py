@@ -14,15 +14,17 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from meepo_core import PipelineContext, RowEvent
+from meepo_core import PipelineContext, RowEvent, TableDefinition
 
 
 class RowBuilder:
     """Builds the events of one table definition (``pk``: key column names in key order;
-    empty for a table without a primary key, keyed per ``no_pk``)."""
+    empty for a table without a primary key, keyed per ``no_pk``; ``definition``: the
+    table's column definitions, hung on every event, when known)."""
 
     def __init__(self, schema: str, table: str, pk: tuple[str, ...], no_pk: str,
-                 context: PipelineContext) -> None:
+                 context: PipelineContext, definition: TableDefinition | None = None) -> None:
+        self.definition = definition
         self.schema = schema
         self.table = table
         self.pk_columns = pk or None
@@ -41,6 +43,7 @@ class RowBuilder:
             return []
         key = self._key or _whole_row
         schema, table, pk_columns = self.schema, self.table, self.pk_columns
+        definition = self.definition
         update, write = action == "update", action == "write"
         events: list[RowEvent] = []
         append, new = events.append, RowEvent.trusted  # actions and times are valid here
@@ -60,7 +63,7 @@ class RowBuilder:
                 before, after = row, None
                 pk = key(row)
             append(new(schema, table, action, pk, before, after, where,  # type: ignore[arg-type]
-                       committed_at, txid, sequence, pk_columns))
+                       committed_at, txid, sequence, pk_columns, None, definition))
             sequence += 1
         return events
 

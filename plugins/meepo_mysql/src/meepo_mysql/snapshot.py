@@ -33,11 +33,19 @@ from typing import Any, cast
 
 import pymysql
 
-from meepo_core import ConfigError, RowEvent, SnapshotTable, SourceError, keyset_filter
+from meepo_core import (
+    ConfigError,
+    RowEvent,
+    SnapshotTable,
+    SourceError,
+    TableDefinition,
+    keyset_filter,
+)
 
 from . import charsets
 from .compat import query_rows
 from .config import MySQLSettings
+from .definitions import read_definition
 from .positions import BinlogPosition, file_index
 from .server import ControlConnection, connect_error, error_text
 from .values import bit_value, mariadb_json
@@ -199,6 +207,7 @@ class MySQLSnapshots:
         self._reader: Any = None
         self._columns: dict[str, list[_Column]] = {}
         self._readers: dict[str, RowReader] = {}
+        self._definitions: dict[str, TableDefinition | None] = {}
         self._chunk_at: BinlogPosition | None = None  # of the chunk read in an open window
         self._opening: list[str] = []  # the marks of the window, written before its read
         self._paused_at: tuple[int, int] | None = None
@@ -305,11 +314,24 @@ class MySQLSnapshots:
         now = datetime.now(UTC)
         image_of = self._row_reader(table, columns)
         new, schema, name, key = RowEvent.trusted, table.schema, table.table, table.key
+        definition = self._definition(table, columns)
         events = []
         for raw in rows:
             pk, image = image_of(raw)
-            events.append(new(schema, name, "read", pk, None, image, None, now, None, None, key))
+            events.append(new(schema, name, "read", pk, None, image, None, now, None, None, key,
+                              None, definition))
         return events
+
+    def _definition(self, table: SnapshotTable, columns: Sequence[_Column]
+                    ) -> TableDefinition | None:
+        """The table's column definitions (read once per table, like its columns)."""
+        qualified = table.qualified
+        if qualified not in self._definitions:
+            names = [c.name for c in columns]
+            hidden = self.settings.filter.hidden_columns(table.schema, table.table, names)
+            self._definitions[qualified] = read_definition(self.control, table.schema,
+                                                           table.table, hidden)
+        return self._definitions[qualified]
 
     def _row_reader(self, table: SnapshotTable, columns: Sequence[_Column]) -> RowReader:
         found = self._readers.get(table.qualified)
@@ -390,6 +412,7 @@ class MySQLSnapshots:
             self._control = None
         self._columns.clear()
         self._readers.clear()
+        self._definitions.clear()
 
 
 def _column(name: str, kind: str, charset: str | None, extended: str | None) -> _Column:

@@ -13,10 +13,12 @@ from meepo_core import (
     Position,
     Source,
     SourceError,
+    TableDefinition,
 )
 
 from . import cascades
 from .config import OPTIONS, MySQLSettings, parse_settings
+from .definitions import read_definition
 from .positions import BinlogPosition
 from .server import ControlConnection
 from .snapshot import MySQLSnapshots, Watermarks
@@ -113,6 +115,32 @@ class MySQLSource(Source):
                     "name, create the table, or GRANT SELECT on it"
                 )
         return problems
+
+    def table_definitions(self) -> list[TableDefinition] | None:
+        """The definitions of the followed tables as the server has them now."""
+        flt = self.settings.filter
+        sql = ("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES "
+               "WHERE TABLE_TYPE = 'BASE TABLE'")
+        schemas = flt.schemas()
+        if schemas is not None:
+            sql += f" AND TABLE_SCHEMA IN ({', '.join(['%s'] * len(schemas))})"
+        control = ControlConnection(self.settings)
+        try:
+            found = []
+            for schema, table in control.query(sql + " ORDER BY TABLE_SCHEMA, TABLE_NAME",
+                                               *(schemas or ())):
+                if not flt.follows(str(schema), str(table)):
+                    continue
+                names = [str(r[0]) for r in control.query(
+                    "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+                    "AND TABLE_NAME = %s", schema, table)]
+                definition = read_definition(control, str(schema), str(table),
+                                             flt.hidden_columns(str(schema), str(table), names))
+                if definition is not None:
+                    found.append(definition)
+            return found
+        finally:
+            control.close()
 
     def table_columns(self) -> dict[str, list[str]] | None:
         flt = self.settings.filter

@@ -38,7 +38,7 @@ BINARY_COLLATION = 63
 # Optional metadata field types (MySQL's Table_map_log_event::Optional_metadata_field_type).
 _SIGNEDNESS, _DEFAULT_CHARSET, _COLUMN_CHARSET, _COLUMN_NAME = 1, 2, 3, 4
 _SET_STR_VALUE, _ENUM_STR_VALUE = 5, 6
-_SIMPLE_PRIMARY_KEY, _PRIMARY_KEY_WITH_PREFIX = 8, 9
+_GEOMETRY_TYPE, _SIMPLE_PRIMARY_KEY, _PRIMARY_KEY_WITH_PREFIX = 7, 8, 9
 _ENUM_AND_SET_DEFAULT_CHARSET, _ENUM_AND_SET_COLUMN_CHARSET = 10, 11
 
 
@@ -62,6 +62,7 @@ class Column:
     nullable: bool
     collation: int | None
     members: tuple[bytes, ...] = ()  # ENUM or SET member strings, in the column's charset
+    geometry: int = 0  # GEOMETRY's subtype (MySQL's Field::geometry_type; 1: POINT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +246,7 @@ def _build(
     }
     enums = iter(_member_lists(fields.get(_ENUM_STR_VALUE, b"")))
     sets = iter(_member_lists(fields.get(_SET_STR_VALUE, b"")))
+    geometries = iter(_ints(fields.get(_GEOMETRY_TYPE, b"")))
     columns = []
     for i, kind in enumerate(types):
         members: tuple[bytes, ...] = ()
@@ -255,7 +257,7 @@ def _build(
         columns.append(Column(
             index=i, name=names[i], type=kind, meta=metas[i], unsigned=unsigned.get(i, False),
             nullable=nullable[i], collation=collation.get(i),
-            members=members,
+            members=members, geometry=next(geometries, 0) if kind == GEOMETRY else 0,
         ))
     key = _ints(fields.get(_SIMPLE_PRIMARY_KEY, b""))
     if not key and _PRIMARY_KEY_WITH_PREFIX in fields:

@@ -27,6 +27,7 @@ from . import tablemap as tm
 from .binlog import FormatDescription
 from .builder import RowBuilder
 from .config import MySQLSettings
+from .definitions import map_definition, read_definition
 from .reference import LibraryRows, LibraryTables
 from .rows import RowsBody, TableDecoder, UnsupportedColumn, column_spec
 from .schema_history import Kinds, SchemaHistory, followed_state
@@ -124,7 +125,11 @@ class Tables:
             hidden = frozenset(mapped.names) - watch.columns()
         builder = None
         if follows:
-            builder = RowBuilder(schema, table, pk, self.settings.no_pk, self.context)
+            columns = map_definition(
+                mapped, hidden, self._extended_types(schema, table), self.collations(),
+                self.mariadb, read_definition(self.control, schema, table, hidden))
+            builder = RowBuilder(schema, table, pk, self.settings.no_pk, self.context,
+                                 columns)
             if not pk:
                 self._warn_no_pk(mapped.qualified)
         return TablePlan(mapped, self._decoder(mapped, hidden), builder, watch)
