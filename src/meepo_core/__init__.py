@@ -57,6 +57,7 @@ from .events import (
     PrimaryKey,
     Row,
     RowEvent,
+    SnapshotPlace,
     qualified_name,
 )
 from .hookspecs import hookimpl
@@ -122,6 +123,7 @@ __all__ = [
     "SchemaChangeKind",
     "Sink",
     "SinkError",
+    "SnapshotPlace",
     "SnapshotReader",
     "SnapshotTable",
     "Source",

@@ -19,7 +19,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from .events import UNCHANGED, RowEvent
+from .events import UNCHANGED, RowEvent, SnapshotPlace
 
 _DECODERS: dict[str, Callable[[Any], Any]] = {
     "$decimal": Decimal,
@@ -142,7 +142,8 @@ def _decode_iteratively(value: Any) -> Any:
 
 def event_to_dict(event: RowEvent) -> dict[str, Any]:
     """The whole event as JSON-ready data, with ``name`` included for readers;
-    ``destination`` only when a transform set one."""
+    ``destination`` only when a transform set one, ``snapshot`` (the
+    :class:`~meepo_core.events.SnapshotPlace` flags, a number) only on a snapshot's reads."""
     data = {
         "name": event.name,
         "schema": event.schema,
@@ -159,6 +160,8 @@ def event_to_dict(event: RowEvent) -> dict[str, Any]:
     }
     if event.destination is not None:
         data["destination"] = event.destination
+    if event.snapshot is not None:
+        data["snapshot"] = int(event.snapshot)
     return data
 
 
@@ -177,6 +180,7 @@ def event_from_dict(data: dict[str, Any]) -> RowEvent:
         sequence=data.get("sequence"),
         pk_columns=tuple(data["pk_columns"]) if data.get("pk_columns") is not None else None,
         destination=data.get("destination"),
+        snapshot=SnapshotPlace(data["snapshot"]) if data.get("snapshot") is not None else None,
     )
 
 

@@ -45,6 +45,7 @@ import orjson
 from meepo_core import UNCHANGED, RowEvent
 
 from .debezium_codec import OPS, CodecCache
+from .debezium_snapshot import PLACES, snapshot_marker
 from .debezium_transactions import TransactionTracker
 from .debezium_types import DEFAULT_MODES, Modes
 from .formats import (
@@ -181,7 +182,7 @@ def envelope(event: RowEvent, server_name: str, version: str) -> dict[str, Any]:
         "connector": connector,
         "name": server_name,
         "ts_ms": int(event.committed_at.timestamp() * 1000),
-        "snapshot": "true" if event.action == "read" else "false",
+        "snapshot": snapshot_marker(event),
         "db": event.schema,
         "table": event.table,
     }
@@ -470,6 +471,7 @@ class DebeziumFormat:
             txid=str(txid) if txid is not None else None,
             sequence=int(sequence) if sequence else None,
             pk_columns=pk_columns,
+            snapshot=PLACES.get(str(source.get("snapshot"))) if action == "read" else None,
         )
 
 

@@ -23,6 +23,7 @@ import orjson
 
 from meepo_core import UNCHANGED, RowEvent, TableDefinition
 
+from .debezium_snapshot import snapshot_marker
 from .debezium_types import DEFAULT_MODES, Modes, field_codec
 
 OPS = {"write": "c", "update": "u", "delete": "d", "read": "r"}
@@ -182,7 +183,7 @@ class TableCodec:
         return {
             "version": self.version, "connector": "postgresql", "name": self.server_name,
             "ts_ms": micros // 1000,
-            "snapshot": "true" if event.action == "read" else "false",
+            "snapshot": snapshot_marker(event),
             "db": self.definition.database,
             "sequence": f'[null,"{lsn}"]' if lsn is not None else "[null,null]",
             "ts_us": micros, "ts_ns": micros * 1000,
