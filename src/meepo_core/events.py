@@ -56,11 +56,15 @@ class SnapshotPlace(enum.IntFlag):
     a snapshot (the Debezium format's ``source.snapshot``) read it, others ignore it.
 
     ``INITIAL``: the pipeline's initial snapshot (``snapshot = "initial"``, first run), not
-    a later request. ``FIRST``/``LAST``: the first/last row the snapshot (one request,
-    all its tables) delivers; ``FIRST_IN_TABLE``/``LAST_IN_TABLE``: the same per table.
-    No flag but ``INITIAL`` (or none at all) marks a row in the middle. The flags are
-    exact except where the stream changed every row of a table's last chunk while it was
-    copied: those rows arrive as changes and no read carries ``LAST_IN_TABLE``."""
+    a later request. ``FIRST_IN_TABLE``/``LAST_IN_TABLE``: the first/last row delivered
+    of its table. ``LAST``: the last row the snapshot (one request, all its tables)
+    delivers. ``FIRST``: the first row of the snapshot's first table, so none when that
+    table has no rows (Debezium's rule for its ``first`` mark, which this serves; the
+    first row delivered is the first ``FIRST_IN_TABLE``). No flag but ``INITIAL`` (or
+    none at all) marks a row in the middle. Rows the stream changed while their chunk was
+    copied arrive as changes, not reads: the flags go to the delivered rows around them,
+    except that when every row of a table's last chunk changed, no read of the table
+    carries ``LAST_IN_TABLE`` (nor ``LAST``)."""
 
     INITIAL = 1
     FIRST = 2

@@ -93,6 +93,9 @@ class SnapshotJob:
     chunks: int = 0
     started_at: str | None = None
     requested_at: str = field(default_factory=lambda: _now())
+    #: The first table of its request: its first row is the snapshot's first (Debezium's
+    #: ``first``), see :class:`~meepo_core.events.SnapshotPlace`.
+    first: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -109,6 +112,7 @@ class SnapshotJob:
             "chunks": self.chunks,
             "started_at": self.started_at,
             "requested_at": self.requested_at,
+            "first": self.first,
         }
 
     @classmethod
@@ -121,6 +125,7 @@ class SnapshotJob:
             until=tuple(decode_value(until)) if until is not None else None,
             rows=data.get("rows", 0), chunks=data.get("chunks", 0),
             started_at=data.get("started_at"), requested_at=data.get("requested_at") or _now(),
+            first=bool(data.get("first")),
         )
 
 
@@ -228,8 +233,8 @@ class SnapshotCoordinator:
             where: dict[str, Any] | None = None) -> None:
         """Queue a snapshot of ``tables`` (in order) for request id ``request``; a table
         already queued with the same ``where`` and not started yet is not queued twice."""
-        for table in tables:
-            job = SnapshotJob(request, table, dict(where or {}))
+        for index, table in enumerate(tables):
+            job = SnapshotJob(request, table, dict(where or {}), first=index == 0)
             if not any(queued.started_at is None and queued.table == table
                        and queued.where == job.where for queued in self.jobs):
                 self.jobs.append(job)
@@ -376,16 +381,14 @@ class SnapshotCoordinator:
         places = [base] * count
         if not count:
             return places
-        request = job.request
         if job.rows == 0:
             places[0] |= SnapshotPlace.FIRST_IN_TABLE
-            if not any(other.rows for other in self.jobs if other.request == request) and \
-                    not any(done.get("rows") for done in self.done
-                            if done.get("request") == request):
+            if job.first:
                 places[0] |= SnapshotPlace.FIRST
         if complete:
             places[-1] |= SnapshotPlace.LAST_IN_TABLE
-            if not any(other is not job and other.request == request for other in self.jobs):
+            if not any(other is not job and other.request == job.request
+                       for other in self.jobs):
                 places[-1] |= SnapshotPlace.LAST
         return places
 

@@ -6,6 +6,9 @@ private PostgreSQL, once per recorded configuration (each on a fresh server), on
 workload in
 ``tests/golden/postgres_workload.sql``:
 
+(``snapshot``: on ``tests/golden/postgres_snapshot.sql``, schema ``snap``, whose tables are
+laid out to show where Debezium puts its snapshot marks):
+
 1. the part before ``-- setup`` runs before capture starts (its rows come as the snapshot);
 2. the connector snapshots; once it has sent its last snapshot record,
 3. every ``-- step`` runs as one transaction, the last one inserting the sentinel row;
@@ -51,6 +54,11 @@ VARIANTS: dict[str, dict[str, str]] = {
     "double_micros_base64": {"decimal.handling.mode": "double",
                              "time.precision.mode": "adaptive_time_microseconds",
                              "binary.handling.mode": "base64"},
+    "snapshot": {},
+}
+#: Variants with their own workload and schema (others: WORKLOAD, schema inv).
+WORKLOADS: dict[str, tuple[Path, str]] = {
+    "snapshot": (GOLDEN / "postgres_snapshot.sql", "snap"),
 }
 
 log = logging.getLogger("record_debezium_golden")
@@ -79,7 +87,7 @@ def connector_properties(server: Any, variant: str) -> dict[str, str]:
         "slot.name": f"golden_{variant}",
         "publication.name": "golden_publication",
         "publication.autocreate.mode": "disabled",  # made once below: engines would race
-        "schema.include.list": "inv",
+        "schema.include.list": WORKLOADS.get(variant, (WORKLOAD, "inv"))[1],
         "snapshot.mode": "initial",
         **VARIANTS[variant],
     }
@@ -143,20 +151,20 @@ def record(out: Path, variants: list[str] | None = None) -> None:
             return (JDebeziumEngine.create(json_format, json_format, json_format)
                     .using(properties).notifying(self.consumer).build())
 
-    setup, steps = split_workload(WORKLOAD.read_text())
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dbz-golden-cwd-") as cwd, contextlib.chdir(cwd):
         # (Debezium's bundled log4j setup writes logs/ into the working directory)
-        _record_all(out, variants, setup, steps, JsonHeadersEngine, BasePythonChangeHandler)
+        _record_all(out, variants, JsonHeadersEngine, BasePythonChangeHandler)
 
 
-def _record_all(out: Path, variants: list[str] | None, setup: str, steps: list[str],
-                engine_class: Any, handler_base: Any) -> None:
+def _record_all(out: Path, variants: list[str] | None, engine_class: Any,
+                handler_base: Any) -> None:
     from meepo_testkit.servers import PostgresServer
 
     # One variant at a time, each on a fresh server: engines with one topic prefix share
     # their metrics' names, and the second would wait for the first's to go.
     for name in variants or list(VARIANTS):
+        setup, steps = split_workload(WORKLOADS.get(name, (WORKLOAD, ""))[0].read_text())
         recorder = Recorder(name)
         handler = type("Handler", (handler_base,),
                        {"handleJsonBatch": lambda _self, records, r=recorder:
