@@ -4,9 +4,9 @@ row in its snapshot (:class:`meepo_core.SnapshotPlace`).
 Debezium marks the rows of an initial (or blocking) snapshot ``first`` (the first row of
 its first table: none when that table is empty), ``first_in_data_collection`` (the first
 row of each other table), ``true``, ``last_in_data_collection`` (the last row of each
-table) and ``last`` (the last row it sends, whichever table holds it); a row that is both the first and the last of something takes the
-stronger mark, in this order: ``last``, ``first``, ``last_in_data_collection``,
-``first_in_data_collection`` (checked against Debezium itself: the golden file
+table) and ``last`` (the last row it sends, whichever table holds it); a row that is
+both the first and the last of something takes the stronger mark, in this order:
+``last``, ``first``, ``last_in_data_collection``, ``first_in_data_collection`` (checked against Debezium itself: the golden file
 ``postgres_snapshot.jsonl``). The rows of its incremental (signalled, chunked, interleaved
 with the stream) snapshots are all ``incremental``; changes are ``false``.
 
