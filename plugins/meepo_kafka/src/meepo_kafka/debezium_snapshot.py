@@ -6,9 +6,10 @@ its first table: none when that table is empty), ``first_in_data_collection`` (t
 row of each other table), ``true``, ``last_in_data_collection`` (the last row of each
 table) and ``last`` (the last row it sends, whichever table holds it); a row that is
 both the first and the last of something takes the stronger mark, in this order:
-``last``, ``first``, ``last_in_data_collection``, ``first_in_data_collection`` (checked against Debezium itself: the golden file
-``postgres_snapshot.jsonl``). The rows of its incremental (signalled, chunked, interleaved
-with the stream) snapshots are all ``incremental``; changes are ``false``.
+``last``, ``first``, ``last_in_data_collection``, ``first_in_data_collection``
+(checked against Debezium itself: the golden file ``postgres_snapshot.jsonl``). The
+rows of its incremental (signalled, chunked, interleaved with the stream) snapshots
+are all ``incremental``; changes are ``false``.
 
 meepo's initial snapshot (``snapshot = "initial"``) gets the initial snapshot's marks; a
 snapshot requested later (``meepo snapshot``) is, like Debezium's incremental snapshot, a
