@@ -61,6 +61,7 @@ from .events import (
     qualified_name,
 )
 from .hookspecs import hookimpl
+from .json_numbers import JsonNumber, dumps_exact, json_number, loads_exact
 from .lazy_exports import lazy_exports
 from .options import Options
 from .pipeline import Pipeline, load_pipeline
@@ -106,6 +107,7 @@ __all__ = [
     "DeadLetterStore",
     "Delivery",
     "FileDeadLetterStore",
+    "JsonNumber",
     "MeepoError",
     "MemoryCheckpointStore",
     "Options",
@@ -139,6 +141,7 @@ __all__ = [
     "decode_value",
     "derive",
     "describe_error",
+    "dumps_exact",
     "encode_checkpoint",
     "encode_value",
     "event_from_dict",
@@ -147,9 +150,11 @@ __all__ = [
     "event_to_json",
     "hookimpl",
     "join_position_parts",
+    "json_number",
     "keyset_filter",
     "lazy_exports",
     "load_pipeline",
+    "loads_exact",
     "parse_table_filter",
     "position_parts",
     "qualified_name",

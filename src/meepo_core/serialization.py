@@ -3,7 +3,9 @@
 Values JSON cannot carry are tagged: ``{"$decimal": "1.10"}``, ``{"$bytes": "<base64>"}``,
 ``{"$datetime": "<iso>"}``, ``{"$date": ...}``, ``{"$time": ...}``, ``{"$timedelta": seconds}``,
 ``{"$set": [...]}``, ``{"$tuple": [...]}``, ``{"$unchanged": true}`` for
-:data:`~meepo_core.events.UNCHANGED`. :func:`event_from_json` restores them exactly.
+:data:`~meepo_core.events.UNCHANGED`, ``{"$number": "1.10"}`` for a JSON document's number
+kept as written (:class:`~meepo_core.json_numbers.JsonNumber`). :func:`event_from_json`
+restores them exactly.
 
 A tag is a one-key object whose key starts with ``$``. User data that has that shape (a JSON
 column holding ``{"$date": "2020-01-01"}``) is escaped as ``{"$dict": {...}}``, so every value
@@ -20,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from .events import UNCHANGED, RowEvent, SnapshotPlace
+from .json_numbers import JsonNumber
 
 _DECODERS: dict[str, Callable[[Any], Any]] = {
     "$decimal": Decimal,
@@ -32,6 +35,7 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "$tuple": lambda items: tuple(decode_value(item) for item in items),
     "$dict": lambda escaped: {key: decode_value(item) for key, item in escaped.items()},
     "$unchanged": lambda _: UNCHANGED,
+    "$number": JsonNumber,
 }
 
 
@@ -47,7 +51,7 @@ def encode_value(value: Any) -> Any:
 
 def _encode(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
-        return value
+        return value if type(value) is not JsonNumber else {"$number": value.text}
     if isinstance(value, Decimal):
         return {"$decimal": str(value)}
     if isinstance(value, bytes | bytearray | memoryview):
