@@ -227,6 +227,7 @@ def check(state: State, name: str) -> None:
             found = [str(exc)]
         problems += [f"{label}: {line}" for line in found]
         click.echo(f"{label}: {'ok' if not found else 'FAILED'}")
+    problems += _table_problems(pipeline)
     problems += _checkpoint_problems(pipeline)
     found = pipeline.dead_letters.check()
     click.echo(f"dead_letter: {'FAILED' if found else 'ok'} ({pipeline.dead_letters.description})")
@@ -382,6 +383,26 @@ def _transform_warnings(pipeline: Pipeline) -> None:
     click.echo(f"transforms: {'ok' if not warnings else 'WARNING'}")
     for line in warnings:
         click.echo(f"meepo: warning: {line}", err=True)
+
+
+def _table_problems(pipeline: Pipeline) -> list[str]:
+    """Hand the source's table definitions (where it can tell them) to every sink; print
+    the sinks' warnings about column types and return their problems."""
+    try:
+        definitions = pipeline.source.table_definitions()
+    except MeepoError:
+        definitions = None  # the source's own check reported why
+    if not definitions:
+        return []
+    problems: list[str] = []
+    for label, sink in pipeline.sinks:
+        found, warnings = sink.check_tables(definitions)
+        if found or warnings:
+            click.echo(f"{label} tables: {'FAILED' if found else 'WARNING'}")
+        for line in warnings:
+            click.echo(f"meepo: warning: {label}: {line}", err=True)
+        problems += [f"{label}: {line}" for line in found]
+    return problems
 
 
 def _checkpoint_problems(pipeline: Pipeline) -> list[str]:

@@ -9,7 +9,10 @@ from .events import Batch
 from .options import Options
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .context import PipelineContext
+    from .definitions import TableDefinition
 
 
 class Sink(abc.ABC):
@@ -46,6 +49,15 @@ class Sink(abc.ABC):
     def check(self) -> list[str]:
         """Reach the destination; return one line per problem, empty when ready."""
         return []
+
+    def check_tables(self, definitions: Sequence[TableDefinition],
+                     ) -> tuple[list[str], list[str]]:
+        """(problems, warnings) about the source's tables (their definitions as the events
+        will carry them, from :meth:`~meepo_core.source.Source.table_definitions`), for
+        ``meepo check``: a column type the sink cannot write (a problem: its rows would be
+        dead-lettered) or cannot write as promised (a warning). One line each, naming the
+        table, column and type, and the way out."""
+        return [], []
 
     @abc.abstractmethod
     def apply(self, batch: Batch) -> None:

@@ -12,6 +12,7 @@ from .options import Options
 
 if TYPE_CHECKING:
     from .context import PipelineContext
+    from .definitions import TableDefinition
     from .snapshots import SnapshotTable
 
 
@@ -80,6 +81,13 @@ class Source(abc.ABC):
         carry them (after its own column rules); None when the source cannot tell. ``meepo
         check`` warns about transforms that name columns no followed table has. Reaches
         the server like :meth:`check`."""
+        return None
+
+    def table_definitions(self) -> list[TableDefinition] | None:
+        """The definition of each table the source follows, as its events carry it (after
+        its own column rules); None when the source cannot tell. ``meepo check`` hands them
+        to the sinks (:meth:`~meepo_core.sink.Sink.check_tables`). Reaches the server like
+        :meth:`check`."""
         return None
 
     def current_position(self) -> Position | None:

@@ -55,7 +55,9 @@ from .kafka_transactions import KafkaTransactions
 from .topics import TopicRouter
 
 if TYPE_CHECKING:
-    from meepo_core import PipelineContext
+    from collections.abc import Sequence
+
+    from meepo_core import PipelineContext, TableDefinition
 
 log = logging.getLogger("meepo.kafka")
 
@@ -208,6 +210,15 @@ class KafkaSink(TransactionalSink):
         if self.transactions is not None:
             problems += self.transactions.problems()
         return problems
+
+    def check_tables(self, definitions: Sequence[TableDefinition],
+                     ) -> tuple[list[str], list[str]]:
+        """Column types the Debezium format does not write, or not always as Debezium."""
+        if self.settings.format != "debezium":
+            return [], []
+        from .debezium_check import table_findings
+
+        return table_findings(definitions, self.settings.debezium)
 
     # -- applying ------------------------------------------------------------------------
 
