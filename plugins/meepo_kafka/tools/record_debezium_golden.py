@@ -7,7 +7,9 @@ workload in
 ``tests/golden/postgres_workload.sql``:
 
 (``snapshot``: on ``tests/golden/postgres_snapshot.sql``, schema ``snap``, whose tables are
-laid out to show where Debezium puts its snapshot marks):
+laid out to show where Debezium puts its snapshot marks; ``incremental``: on
+``postgres_incremental.sql``, schema ``incr``, without an initial snapshot, the steps
+starting once the slot is active, one of them an ``execute-snapshot`` signal):
 
 1. the part before ``-- setup`` runs before capture starts (its rows come as the snapshot);
 2. the connector snapshots; once it has sent its last snapshot record,
@@ -55,11 +57,18 @@ VARIANTS: dict[str, dict[str, str]] = {
                              "time.precision.mode": "adaptive_time_microseconds",
                              "binary.handling.mode": "base64"},
     "snapshot": {},
+    "incremental": {"snapshot.mode": "no_data", "signal.data.collection": "incr.dbz_signal"},
 }
 #: Variants with their own workload and schema (others: WORKLOAD, schema inv).
 WORKLOADS: dict[str, tuple[Path, str]] = {
     "snapshot": (GOLDEN / "postgres_snapshot.sql", "snap"),
+    "incremental": (GOLDEN / "postgres_incremental.sql", "incr"),
 }
+#: Variants that take no initial snapshot: capture has started once their slot is active.
+NO_SNAPSHOT = {"incremental"}
+#: What else a variant's records must hold before it is done (besides the sentinel): the
+#: last row of the incremental snapshot, which runs alongside the stream.
+DONE: dict[str, str] = {"incremental": '"name":"row 5"'}
 
 log = logging.getLogger("record_debezium_golden")
 
@@ -194,18 +203,33 @@ def run_variant(server: Any, recorder: Recorder, engine_class: Any, handler: Any
     thread = threading.Thread(target=engine.run, name=f"debezium-{name}", daemon=True)
     thread.start()
     try:
-        _wait(f"{name}: the end of the snapshot", lambda: recorder.seen(
-            lambda rec: '"snapshot":"last"' in (rec["value"] or "")), [thread])
+        if name in NO_SNAPSHOT:
+            _wait(f"{name}: streaming", lambda: _slot_active(server, f"golden_{name}"),
+                  [thread])
+        else:
+            _wait(f"{name}: the end of the snapshot", lambda: recorder.seen(
+                lambda rec: '"snapshot":"last"' in (rec["value"] or "")), [thread])
         with server.connect() as conn:
             for step in steps:
                 with conn.transaction():
                     conn.execute(step)
         _wait(f"{name}: the sentinel row", lambda: recorder.seen(
             lambda rec: SENTINEL in (rec["value"] or "")), [thread])
+        done = DONE.get(name)
+        if done is not None:
+            _wait(f"{name}: {done}", lambda: recorder.seen(
+                lambda rec: done in (rec["value"] or "")), [thread])
         time.sleep(1.0)  # the transaction's END record comes after its last row
     finally:
         engine.close()
         thread.join(30)
+
+
+def _slot_active(server: Any, slot: str) -> bool:
+    with server.connect(autocommit=True) as conn:
+        rows = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s",
+                            (slot,)).fetchall()
+    return bool(rows and rows[0][0])
 
 
 def main(argv: list[str] | None = None) -> int:
