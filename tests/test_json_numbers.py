@@ -7,6 +7,8 @@ import json
 import pickle
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from meepo_core import JsonNumber, RowEvent, dumps_exact, loads_exact
 from meepo_core.serialization import decode_value, encode_value, event_from_json, event_to_json
@@ -39,3 +41,23 @@ def test_the_core_encoding_and_pickle_keep_the_text() -> None:
     assert dumps_exact(pickle.loads(pickle.dumps(value))) == DOCUMENT
     event = RowEvent("s", "t", "write", 1, None, {"id": 1, "doc": value})
     assert dumps_exact(event_from_json(event_to_json(event)).after["doc"]) == DOCUMENT  # type: ignore[index]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12)
+
+
+@given(JSON_VALUES)
+def test_without_kept_numbers_it_writes_what_json_dumps_writes(value: object) -> None:
+    for separators in ((", ", ": "), (",", ":")):
+        assert dumps_exact(value, *separators) == json.dumps(
+            value, ensure_ascii=False, separators=separators)
+
+
+@given(JSON_VALUES.filter(lambda v: "NaN" not in json.dumps(v)
+                          and "Infinity" not in json.dumps(v)))
+def test_what_it_writes_reads_back_as_written(value: object) -> None:
+    text = dumps_exact(value)
+    assert dumps_exact(loads_exact(text)) == text

@@ -67,10 +67,17 @@ def dumps_exact(value: Any, item_separator: str = ", ", key_separator: str = ": 
     return "".join(parts)
 
 
+_SCALARS: dict[Any, str] = {True: "true", False: "false", None: "null"}
+
+
 def _write(value: Any, out: Callable[[str], Any], item: str, key: str) -> None:
     kind = type(value)
     if kind is str:
         out(encode_basestring(value))
+    elif kind is int:
+        out(int.__repr__(value))
+    elif kind is float and value - value == 0.0:  # finite (NaN and infinities give NaN)
+        out(float.__repr__(value))
     elif kind is dict:
         out("{")
         first = True
@@ -78,7 +85,7 @@ def _write(value: Any, out: Callable[[str], Any], item: str, key: str) -> None:
             if not first:
                 out(item)
             first = False
-            out(encode_basestring(str(name)))
+            out(encode_basestring(name) if type(name) is str else json.dumps(str(name)))
             out(key)
             _write(member, out, item, key)
         out("}")
@@ -91,5 +98,7 @@ def _write(value: Any, out: Callable[[str], Any], item: str, key: str) -> None:
         out("]")
     elif kind is JsonNumber:
         out(value.text)
-    else:  # None, bools, ints, floats, and anything json knows
+    elif value is None or kind is bool:
+        out(_SCALARS[value])
+    else:  # non-finite floats, subclasses, and anything else json knows
         out(json.dumps(value, ensure_ascii=False, separators=(item, key)))
