@@ -57,9 +57,11 @@ from .events import (
     PrimaryKey,
     Row,
     RowEvent,
+    SnapshotPlace,
     qualified_name,
 )
 from .hookspecs import hookimpl
+from .json_numbers import JsonNumber, dumps_exact, json_number, loads_exact
 from .lazy_exports import lazy_exports
 from .options import REQUIRED, Computed, Options, OptionSpec
 from .pipeline import Pipeline, load_pipeline
@@ -107,6 +109,7 @@ __all__ = [
     "DeadLetterStore",
     "Delivery",
     "FileDeadLetterStore",
+    "JsonNumber",
     "MeepoError",
     "MemoryCheckpointStore",
     "OptionSpec",
@@ -125,6 +128,7 @@ __all__ = [
     "SchemaChangeKind",
     "Sink",
     "SinkError",
+    "SnapshotPlace",
     "SnapshotReader",
     "SnapshotTable",
     "Source",
@@ -140,6 +144,7 @@ __all__ = [
     "decode_value",
     "derive",
     "describe_error",
+    "dumps_exact",
     "encode_checkpoint",
     "encode_value",
     "event_from_dict",
@@ -148,9 +153,11 @@ __all__ = [
     "event_to_json",
     "hookimpl",
     "join_position_parts",
+    "json_number",
     "keyset_filter",
     "lazy_exports",
     "load_pipeline",
+    "loads_exact",
     "parse_table_filter",
     "position_parts",
     "qualified_name",

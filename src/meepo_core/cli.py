@@ -20,7 +20,6 @@ from .option_docs import lookup, text_listing
 from .pipeline import Pipeline, build_pipeline
 from .plugins import Registry, import_local_plugins, registry
 from .runner import Runner
-from .sink import Sink
 from .snapshots import (
     STALE_INTERVALS,
     STALE_SECONDS,
@@ -240,7 +239,7 @@ def check(state: State, name: str) -> None:
             found = [str(exc)]
         problems += [f"{label}: {line}" for line in found]
         click.echo(f"{label}: {'ok' if not found else 'FAILED'}")
-    problems += _definition_problems(pipeline)
+    problems += _table_problems(pipeline)
     problems += _checkpoint_problems(pipeline)
     found = pipeline.dead_letters.check()
     click.echo(f"dead_letter: {'FAILED' if found else 'ok'} ({pipeline.dead_letters.description})")
@@ -378,27 +377,6 @@ def snapshot_status(pipeline: Pipeline) -> list[str]:
     return lines or [f"no snapshots for pipeline {pipeline.name}"]
 
 
-def _definition_problems(pipeline: Pipeline) -> list[str]:
-    """What each sink says about the source's column types (where the source knows them):
-    problems (columns a sink cannot write) are returned, notes printed."""
-    if not any(type(sink).definition_notes is not Sink.definition_notes
-               for _, sink in pipeline.sinks):
-        return []
-    try:
-        definitions = pipeline.source.table_definitions()
-    except MeepoError:
-        return []  # the source's own check reported why
-    if definitions is None:
-        return []
-    problems: list[str] = []
-    for label, sink in pipeline.sinks:
-        found, notes = sink.definition_notes(definitions)
-        problems += [f"{label}: {line}" for line in found]
-        for line in notes:
-            click.echo(f"{label}: note: {line}")
-    return problems
-
-
 def _transform_warnings(pipeline: Pipeline) -> None:
     """Warn (without failing the check) about columns the transforms name that no table
     of the source has, where the source can tell its tables' columns."""
@@ -417,6 +395,26 @@ def _transform_warnings(pipeline: Pipeline) -> None:
     click.echo(f"transforms: {'ok' if not warnings else 'WARNING'}")
     for line in warnings:
         click.echo(f"meepo: warning: {line}", err=True)
+
+
+def _table_problems(pipeline: Pipeline) -> list[str]:
+    """Hand the source's table definitions (where it can tell them) to every sink; print
+    the sinks' warnings about column types and return their problems."""
+    try:
+        definitions = pipeline.source.table_definitions()
+    except MeepoError:
+        definitions = None  # the source's own check reported why
+    if not definitions:
+        return []
+    problems: list[str] = []
+    for label, sink in pipeline.sinks:
+        found, warnings = sink.check_tables(definitions)
+        if found or warnings:
+            click.echo(f"{label} tables: {'FAILED' if found else 'WARNING'}")
+        for line in warnings:
+            click.echo(f"meepo: warning: {label}: {line}", err=True)
+        problems += [f"{label}: {line}" for line in found]
+    return problems
 
 
 def _checkpoint_problems(pipeline: Pipeline) -> list[str]:

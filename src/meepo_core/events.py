@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +49,30 @@ class _Unchanged:
 UNCHANGED = _Unchanged()
 
 
+class SnapshotPlace(enum.IntFlag):
+    """Where a snapshot ``read`` event sits in the snapshot that copied it
+    (:attr:`RowEvent.snapshot`), set by the core's snapshot coordinator as it delivers
+    each chunk (see :mod:`meepo_core.snapshots`); sinks that announce the start and end of
+    a snapshot (the Debezium format's ``source.snapshot``) read it, others ignore it.
+
+    ``INITIAL``: the pipeline's initial snapshot (``snapshot = "initial"``, first run), not
+    a later request. ``FIRST_IN_TABLE``/``LAST_IN_TABLE``: the first/last row delivered
+    of its table. ``LAST``: the last row the snapshot (one request, all its tables)
+    delivers. ``FIRST``: the first row of the snapshot's first table, so none when that
+    table has no rows (Debezium's rule for its ``first`` mark, which this serves; the
+    first row delivered is the first ``FIRST_IN_TABLE``). No flag but ``INITIAL`` (or
+    none at all) marks a row in the middle. Rows the stream changed while their chunk was
+    copied arrive as changes, not reads: the flags go to the delivered rows around them,
+    except that when every row of a table's last chunk changed, no read of the table
+    carries ``LAST_IN_TABLE`` (nor ``LAST``)."""
+
+    INITIAL = 1
+    FIRST = 2
+    LAST = 4
+    FIRST_IN_TABLE = 8
+    LAST_IN_TABLE = 16
+
+
 def qualified_name(schema: str, table: str) -> str:
     """``"schema.table"``, or just the table when the source has no schema: how every part
     of meepo names a table (config keys, metrics, logs)."""
@@ -68,6 +93,9 @@ class RowEvent:
     instead of the one they derive from its table (a Kafka topic, an index, a SQL table).
     ``definition`` is the table's column definition where the source knows it (see
     :mod:`meepo_core.definitions`); it takes no part in equality and is not serialised.
+    ``snapshot``, on ``read`` events the core's snapshots deliver, says where the row sits
+    in its snapshot (:class:`SnapshotPlace`); None on changes and on reads a source made
+    itself. It takes no part in equality.
     """
 
     schema: str
@@ -83,6 +111,7 @@ class RowEvent:
     pk_columns: tuple[str, ...] | None = None
     destination: str | None = None
     definition: TableDefinition | None = field(default=None, compare=False, repr=False)
+    snapshot: SnapshotPlace | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -97,6 +126,7 @@ class RowEvent:
         sequence: int | None, pk_columns: tuple[str, ...] | None,
         destination: str | None = None,
         definition: TableDefinition | None = None,
+        snapshot: SnapshotPlace | None = None,
     ) -> RowEvent:
         """The event ``RowEvent(...)`` builds from the same arguments, for sources that
         already guarantee what ``__post_init__`` checks (``action`` is one of ``ACTIONS``,
@@ -116,6 +146,7 @@ class RowEvent:
         _set_pk_columns(event, pk_columns)
         _set_destination(event, destination)
         _set_definition(event, definition)
+        _set_snapshot(event, snapshot)
         return event
 
     @property
@@ -151,6 +182,7 @@ _set_sequence = _fields["sequence"].__set__
 _set_pk_columns = _fields["pk_columns"].__set__
 _set_destination = _fields["destination"].__set__
 _set_definition = _fields["definition"].__set__
+_set_snapshot = _fields["snapshot"].__set__
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,9 @@
 Values JSON cannot carry are tagged: ``{"$decimal": "1.10"}``, ``{"$bytes": "<base64>"}``,
 ``{"$datetime": "<iso>"}``, ``{"$date": ...}``, ``{"$time": ...}``, ``{"$timedelta": seconds}``,
 ``{"$set": [...]}``, ``{"$tuple": [...]}``, ``{"$unchanged": true}`` for
-:data:`~meepo_core.events.UNCHANGED`. :func:`event_from_json` restores them exactly.
+:data:`~meepo_core.events.UNCHANGED`, ``{"$number": "1.10"}`` for a JSON document's number
+kept as written (:class:`~meepo_core.json_numbers.JsonNumber`). :func:`event_from_json`
+restores them exactly.
 
 A tag is a one-key object whose key starts with ``$``. User data that has that shape (a JSON
 column holding ``{"$date": "2020-01-01"}``) is escaped as ``{"$dict": {...}}``, so every value
@@ -19,7 +21,8 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from .events import UNCHANGED, RowEvent
+from .events import UNCHANGED, RowEvent, SnapshotPlace
+from .json_numbers import JsonNumber
 
 _DECODERS: dict[str, Callable[[Any], Any]] = {
     "$decimal": Decimal,
@@ -32,6 +35,7 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "$tuple": lambda items: tuple(decode_value(item) for item in items),
     "$dict": lambda escaped: {key: decode_value(item) for key, item in escaped.items()},
     "$unchanged": lambda _: UNCHANGED,
+    "$number": JsonNumber,
 }
 
 
@@ -47,7 +51,7 @@ def encode_value(value: Any) -> Any:
 
 def _encode(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
-        return value
+        return value if type(value) is not JsonNumber else {"$number": value.text}
     if isinstance(value, Decimal):
         return {"$decimal": str(value)}
     if isinstance(value, bytes | bytearray | memoryview):
@@ -142,7 +146,8 @@ def _decode_iteratively(value: Any) -> Any:
 
 def event_to_dict(event: RowEvent) -> dict[str, Any]:
     """The whole event as JSON-ready data, with ``name`` included for readers;
-    ``destination`` only when a transform set one."""
+    ``destination`` only when a transform set one, ``snapshot`` (the
+    :class:`~meepo_core.events.SnapshotPlace` flags, a number) only on a snapshot's reads."""
     data = {
         "name": event.name,
         "schema": event.schema,
@@ -159,6 +164,8 @@ def event_to_dict(event: RowEvent) -> dict[str, Any]:
     }
     if event.destination is not None:
         data["destination"] = event.destination
+    if event.snapshot is not None:
+        data["snapshot"] = int(event.snapshot)
     return data
 
 
@@ -177,6 +184,7 @@ def event_from_dict(data: dict[str, Any]) -> RowEvent:
         sequence=data.get("sequence"),
         pk_columns=tuple(data["pk_columns"]) if data.get("pk_columns") is not None else None,
         destination=data.get("destination"),
+        snapshot=SnapshotPlace(data["snapshot"]) if data.get("snapshot") is not None else None,
     )
 
 

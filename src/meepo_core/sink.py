@@ -9,6 +9,8 @@ from .events import Batch
 from .options import Options, OptionSpec
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .context import PipelineContext
     from .definitions import TableDefinition
 
@@ -52,12 +54,13 @@ class Sink(abc.ABC):
         """Reach the destination; return one line per problem, empty when ready."""
         return []
 
-    def definition_notes(self, definitions: list[TableDefinition],
-                         ) -> tuple[list[str], list[str]]:
-        """What ``meepo check`` says about the source's tables (from
-        :meth:`Source.table_definitions <meepo_core.Source.table_definitions>`):
-        (problems: columns this sink cannot write; notes: columns it writes differently
-        from what a user may expect, e.g. from another tool's output it reproduces)."""
+    def check_tables(self, definitions: Sequence[TableDefinition],
+                     ) -> tuple[list[str], list[str]]:
+        """(problems, warnings) about the source's tables (their definitions as the events
+        will carry them, from :meth:`~meepo_core.source.Source.table_definitions`), for
+        ``meepo check``: a column type the sink cannot write (a problem: its rows would be
+        dead-lettered) or cannot write as promised (a warning). One line each, naming the
+        table, column and type, and the way out."""
         return [], []
 
     @abc.abstractmethod

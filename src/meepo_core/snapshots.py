@@ -25,6 +25,15 @@ stream. Chunks cover disjoint, increasing key ranges, so together they cover the
 to its last key when the job started; a row inserted later with a higher key is committed
 after that, so the stream delivers it (and writers appending keys cannot make a snapshot
 chase them forever).
+
+Each delivered row says where it sits in its snapshot (:class:`~meepo_core.events.SnapshotPlace`
+in ``RowEvent.snapshot``): the first and last row of each table and of the whole request,
+and whether the request is the pipeline's initial snapshot. To know the last row when it
+is delivered, not after: when a request's first chunk starts, every table of the request
+gets its last key at once and tables without rows are done there (a later insert is the
+stream's, as above); a chunk that reaches the table's last key is its last. Rows of the
+stream may come between two chunks (unlike Debezium's initial snapshot, which streams only
+after the last row): the flags place a row in the snapshot, not in the stream.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .events import Batch, PrimaryKey, RowEvent, Watermark, qualified_name
+from .events import Batch, PrimaryKey, RowEvent, SnapshotPlace, Watermark, qualified_name
 from .metrics import Metrics
 from .serialization import decode_value, encode_value
 
@@ -84,6 +93,9 @@ class SnapshotJob:
     chunks: int = 0
     started_at: str | None = None
     requested_at: str = field(default_factory=lambda: _now())
+    #: The first table of its request: its first row is the snapshot's first (Debezium's
+    #: ``first``), see :class:`~meepo_core.events.SnapshotPlace`.
+    first: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +112,7 @@ class SnapshotJob:
             "chunks": self.chunks,
             "started_at": self.started_at,
             "requested_at": self.requested_at,
+            "first": self.first,
         }
 
     @classmethod
@@ -112,6 +125,7 @@ class SnapshotJob:
             until=tuple(decode_value(until)) if until is not None else None,
             rows=data.get("rows", 0), chunks=data.get("chunks", 0),
             started_at=data.get("started_at"), requested_at=data.get("requested_at") or _now(),
+            first=bool(data.get("first")),
         )
 
 
@@ -161,6 +175,11 @@ def keyset_filter(
 def new_request_id(kind: str = "request") -> str:
     """A request id that sorts by time: ``20261126T101500Z-request-1a2b3c``."""
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{kind}-{secrets.token_hex(3)}"
+
+
+def is_initial(request: str) -> bool:
+    """Whether ``request`` is a pipeline's initial snapshot (``new_request_id("initial")``)."""
+    return request.split("-")[1:2] == ["initial"]
 
 
 def key_of(table: SnapshotTable, image: Any) -> PrimaryKey:
@@ -214,8 +233,8 @@ class SnapshotCoordinator:
             where: dict[str, Any] | None = None) -> None:
         """Queue a snapshot of ``tables`` (in order) for request id ``request``; a table
         already queued with the same ``where`` and not started yet is not queued twice."""
-        for table in tables:
-            job = SnapshotJob(request, table, dict(where or {}))
+        for index, table in enumerate(tables):
+            job = SnapshotJob(request, table, dict(where or {}), first=index == 0)
             if not any(queued.started_at is None and queued.table == table
                        and queued.where == job.where for queued in self.jobs):
                 self.jobs.append(job)
@@ -250,16 +269,16 @@ class SnapshotCoordinator:
         ready = getattr(self.source, "snapshot_ready", None)  # duck-typed sources lack it
         if ready is not None and not ready():
             return  # the stream does not know its start position yet: try again later
+        while self.jobs and any(job.until is None for job in self.jobs
+                                if job.request == self.jobs[0].request):
+            self._measure(self.jobs[0].request)
+        if not self.jobs:
+            return
         job = self.jobs[0]
         if job.started_at is None:
             job.started_at = _now()
             log.info("snapshot %s: started (about %s rows)", job.table.qualified,
                      job.table.estimated_rows if job.table.estimated_rows is not None else "?")
-        if job.until is None:
-            job.until = self.source.last_key(job.table, job.where)
-            if job.until is None:
-                self._finish(job)  # no row to copy
-                return
         serial = next(self._marks)
         low, high = f"{self._nonce}:{serial}:low", f"{self._nonce}:{serial}:high"
         self.source.write_watermark(low)
@@ -269,8 +288,19 @@ class SnapshotCoordinator:
         last = tuple(rows[-1].after[c] for c in job.table.key) if rows else job.after
         self.window = _Window(
             job, low, high, {event.pk: event for event in rows}, last,
-            complete=len(rows) < self.chunk_size,
+            # reaching the last key ends the table here too: its last row is in this chunk
+            complete=len(rows) < self.chunk_size or (last is not None and last == job.until),
         )
+
+    def _measure(self, request: str) -> None:
+        """Give every job of ``request`` without one its last key; finish those without
+        rows. Done when the request's first chunk starts (the stream is ready then), so
+        that a chunk reaching a table's last key knows whether another table follows."""
+        for job in [job for job in self.jobs if job.request == request and job.until is None]:
+            job.until = self.source.last_key(job.table, job.where)
+            if job.until is None:
+                job.started_at = job.started_at or _now()
+                self._finish(job)  # no row to copy
 
     def process(self, batch: Batch) -> Batch:
         """``batch`` with watermarks removed, chunk rows the stream changed dropped from the
@@ -327,8 +357,10 @@ class SnapshotCoordinator:
         self.marks_seen += 1
         self.window = None
         job = window.job
+        places = self._places(job, len(window.rows), window.complete)
         rows = [
-            _read_event(event, mark) for event in window.rows.values()
+            _read_event(event, mark, place)
+            for event, place in zip(window.rows.values(), places, strict=True)
         ]
         job.after = window.last_key
         job.rows += len(rows)
@@ -341,6 +373,24 @@ class SnapshotCoordinator:
         if window.complete:
             self._finish(job)
         return rows
+
+    def _places(self, job: SnapshotJob, count: int, complete: bool) -> list[SnapshotPlace]:
+        """The :class:`SnapshotPlace` of each of the ``count`` rows a chunk of ``job``
+        delivers now (``complete``: the table's last chunk)."""
+        base = SnapshotPlace.INITIAL if is_initial(job.request) else SnapshotPlace(0)
+        places = [base] * count
+        if not count:
+            return places
+        if job.rows == 0:
+            places[0] |= SnapshotPlace.FIRST_IN_TABLE
+            if job.first:
+                places[0] |= SnapshotPlace.FIRST
+        if complete:
+            places[-1] |= SnapshotPlace.LAST_IN_TABLE
+            if not any(other is not job and other.request == job.request
+                       for other in self.jobs):
+                places[-1] |= SnapshotPlace.LAST
+        return places
 
     def _finish(self, job: SnapshotJob) -> None:
         self.jobs.remove(job)
@@ -404,12 +454,13 @@ def describe_running_job(
             "last finished chunk")
 
 
-def _read_event(event: RowEvent, mark: Watermark) -> RowEvent:
-    """A chunk row as delivered at its high watermark: ordered (and versioned) there."""
+def _read_event(event: RowEvent, mark: Watermark, place: SnapshotPlace) -> RowEvent:
+    """A chunk row as delivered at its high watermark: ordered (and versioned) there, and
+    placed in its snapshot."""
     return RowEvent.trusted(
         event.schema, event.table, "read", event.pk, None, event.after, event.position,
         mark.committed_at or event.committed_at, None, mark.sequence, event.pk_columns,
-        definition=event.definition,
+        definition=event.definition, snapshot=place,
     )
 
 

@@ -62,12 +62,6 @@ class Source(abc.ABC):
         """
         return []
 
-    def table_definitions(self) -> list[TableDefinition] | None:
-        """The column definitions of the tables the source follows, as its events will
-        carry them, for ``meepo check`` to show the sinks; None when the source does not
-        know its tables' types. Reaching the server is the same as in :meth:`check`."""
-        return None
-
     def check_resume(self, position: Position) -> list[str]:
         """Whether the source can still resume from ``position``, a saved checkpoint (e.g.
         the binlog it names was not purged); one line per problem with the fix. Called by
@@ -92,6 +86,13 @@ class Source(abc.ABC):
         carry them (after its own column rules); None when the source cannot tell. ``meepo
         check`` warns about transforms that name columns no followed table has. Reaches
         the server like :meth:`check`."""
+        return None
+
+    def table_definitions(self) -> list[TableDefinition] | None:
+        """The definition of each table the source follows, as its events carry it (after
+        its own column rules); None when the source cannot tell. ``meepo check`` hands them
+        to the sinks (:meth:`~meepo_core.sink.Sink.check_tables`). Reaches the server like
+        :meth:`check`."""
         return None
 
     def current_position(self) -> Position | None:

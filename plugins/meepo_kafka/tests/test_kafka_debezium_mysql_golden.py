@@ -154,16 +154,18 @@ def test_check_names_the_columns_debezium_writes_otherwise(
                    "debezium": {"topic_prefix": "dbz"}}]}})
     result = run_meepo("check", "publish", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    notes = [line for line in result.stdout.splitlines() if ": note: " in line]
-    assert notes == [
-        "sinks[0] kafka: note: inv.no_key has no primary key: Debezium delivers its rows with "
-        "a null key; the mysql source skips them unless its no_pk = \"row\"",
-        "sinks[0] kafka: note: inv.stamped.at: its default current_timestamp() is left out of "
-        "the schema's \"default\" (Debezium writes the evaluated value)",
-        "sinks[0] kafka: note: inv.types.c_json (MariaDB JSON): Debezium writes the stored "
-        "text, meepo the same JSON value re-serialised (spacing and number spelling may "
-        "differ)",
-    ], result.stdout
+    warnings = [line for line in result.stderr.splitlines() if ": warning: " in line]
+    assert warnings == [
+        "meepo: warning: sinks[0] kafka: table inv.no_key has no primary key: Debezium "
+        "delivers its rows with a null key; the mysql source skips them unless its no_pk = "
+        '"row"',
+        "meepo: warning: sinks[0] kafka: table inv.stamped: column 'at' (datetime): its "
+        "default current_timestamp() is left out of the schema's \"default\" (Debezium "
+        "writes the evaluated value)",
+        "meepo: warning: sinks[0] kafka: table inv.types: column 'c_json' (longtext): MariaDB "
+        "JSON: Debezium writes the stored text, meepo the same JSON value re-serialised "
+        "(spacing may differ)",
+    ], result.stderr
 
 
 def test_mysql_messages_read_back_into_the_same_events(

@@ -5,6 +5,11 @@ Debezium embedded through JPype, with its own JDBC driver, pgoutput and its own 
 slot) against a private PostgreSQL, once per recorded configuration (each on a fresh
 server), on the workload in ``tests/golden/postgres_workload.sql``:
 
+(``snapshot``: on ``tests/golden/postgres_snapshot.sql``, schema ``snap``, whose tables are
+laid out to show where Debezium puts its snapshot marks; ``incremental``: on
+``postgres_incremental.sql``, schema ``incr``, without an initial snapshot, the steps
+starting once the slot is active, one of them an ``execute-snapshot`` signal):
+
 1. the part before ``-- setup`` runs before capture starts (its rows come as the snapshot);
 2. the connector snapshots; once it has sent its last snapshot record,
 3. every ``-- step`` runs as one transaction, the last one inserting the sentinel row;
@@ -61,6 +66,8 @@ VARIANTS: dict[str, dict[str, str]] = {
     "double_micros_base64": {"decimal.handling.mode": "double",
                              "time.precision.mode": "adaptive_time_microseconds",
                              "binary.handling.mode": "base64"},
+    "snapshot": {},
+    "incremental": {"snapshot.mode": "no_data", "signal.data.collection": "incr.dbz_signal"},
 }
 #: The recorded configurations of the MySQL connector (its own defaults first).
 MYSQL_VARIANTS: dict[str, dict[str, str]] = {
@@ -80,6 +87,18 @@ MYSQL_VARIANTS: dict[str, dict[str, str]] = {
 #: MySQL, it gets BEGIN statements and writes the BEGIN and END records.
 MYSQL_CLAIMED = {"transactions": b"8.0.36-log"}
 DATABASES = ("postgres", "mysql")
+
+
+#: Variants with their own workload and schema (others: WORKLOAD, schema inv).
+WORKLOADS: dict[str, tuple[Path, str]] = {
+    "snapshot": (GOLDEN / "postgres_snapshot.sql", "snap"),
+    "incremental": (GOLDEN / "postgres_incremental.sql", "incr"),
+}
+#: Variants that take no initial snapshot: capture has started once their slot is active.
+NO_SNAPSHOT = {"incremental"}
+#: What else a variant's records must hold before it is done (besides the sentinel): the
+#: last row of the incremental snapshot, which runs alongside the stream.
+DONE: dict[str, str] = {"incremental": '"name":"row 5"'}
 
 log = logging.getLogger("record_debezium_golden")
 
@@ -114,7 +133,7 @@ def connector_properties(server: Any, variant: str) -> dict[str, str]:
         "slot.name": f"golden_{variant}",
         "publication.name": "golden_publication",
         "publication.autocreate.mode": "disabled",  # made once below: engines would race
-        "schema.include.list": "inv",
+        "schema.include.list": WORKLOADS.get(variant, (WORKLOAD, "inv"))[1],
         "snapshot.mode": "initial",
         **VARIANTS[variant],
     }
@@ -200,23 +219,22 @@ def record(out: Path, variants: list[str] | None = None, database: str = "postgr
             return (JDebeziumEngine.create(json_format, json_format, json_format)
                     .using(properties).notifying(self.consumer).build())
 
-    workload = MYSQL_WORKLOAD if database == "mysql" else WORKLOAD
-    setup, steps = split_workload(workload.read_text())
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dbz-golden-cwd-") as cwd, contextlib.chdir(cwd):
         # (Debezium's bundled log4j setup writes logs/ into the working directory)
-        _record_all(out, variants, setup, steps, JsonHeadersEngine, BasePythonChangeHandler,
-                    database)
+        _record_all(out, variants, JsonHeadersEngine, BasePythonChangeHandler, database)
 
 
-def _record_all(out: Path, variants: list[str] | None, setup: str, steps: list[str],
-                engine_class: Any, handler_base: Any, database: str = "postgres") -> None:
+def _record_all(out: Path, variants: list[str] | None, engine_class: Any,
+                handler_base: Any, database: str = "postgres") -> None:
     from meepo_testkit.servers import MariaDBServer, PostgresServer
 
     mysql = database == "mysql"
     # One variant at a time, each on a fresh server: engines with one topic prefix share
     # their metrics' names, and the second would wait for the first's to go.
     for name in variants or list(MYSQL_VARIANTS if mysql else VARIANTS):
+        workload = MYSQL_WORKLOAD if mysql else WORKLOADS.get(name, (WORKLOAD, ""))[0]
+        setup, steps = split_workload(workload.read_text())
         recorder = Recorder(name)
         handler = type("Handler", (handler_base,),
                        {"handleJsonBatch": lambda _self, records, r=recorder:
@@ -256,14 +274,22 @@ def run_variant(server: Any, recorder: Recorder, engine_class: Any, handler: Any
     thread = threading.Thread(target=engine.run, name=f"debezium-{name}", daemon=True)
     thread.start()
     try:
-        _wait(f"{name}: the end of the snapshot", lambda: recorder.seen(
-            lambda rec: '"snapshot":"last"' in (rec["value"] or "")), [thread])
+        if name in NO_SNAPSHOT:
+            _wait(f"{name}: streaming", lambda: _slot_active(server, f"golden_{name}"),
+                  [thread])
+        else:
+            _wait(f"{name}: the end of the snapshot", lambda: recorder.seen(
+                lambda rec: '"snapshot":"last"' in (rec["value"] or "")), [thread])
         with server.connect() as conn:
             for step in steps:
                 with conn.transaction():
                     conn.execute(step)
         _wait(f"{name}: the sentinel row", lambda: recorder.seen(
             lambda rec: SENTINEL in (rec["value"] or "")), [thread])
+        done = DONE.get(name)
+        if done is not None:
+            _wait(f"{name}: {done}", lambda: recorder.seen(
+                lambda rec: done in (rec["value"] or "")), [thread])
         time.sleep(1.0)  # the transaction's END record comes after its last row
     finally:
         engine.close()
@@ -315,6 +341,13 @@ def _sibling(name: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _slot_active(server: Any, slot: str) -> bool:
+    with server.connect(autocommit=True) as conn:
+        rows = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s",
+                            (slot,)).fetchall()
+    return bool(rows and rows[0][0])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -141,7 +141,7 @@ def edit_images(
             event.schema, event.table, event.action, event.pk, new_before, new_after,
             event.position, event.committed_at, event.txid, event.sequence, event.pk_columns,
             event.destination if destinations is None else destinations[event.action],
-            event.definition,
+            event.definition, event.snapshot,
         )
     return edited
 
@@ -157,7 +157,7 @@ def derive(event: RowEvent, **changes: Any) -> RowEvent:
         get("position", event.position), get("committed_at", event.committed_at),
         get("txid", event.txid), get("sequence", event.sequence),
         get("pk_columns", event.pk_columns), get("destination", event.destination),
-        get("definition", event.definition),
+        get("definition", event.definition), get("snapshot", event.snapshot),
     )
 
 
@@ -166,7 +166,7 @@ def with_destination(event: RowEvent, destination: str | None) -> RowEvent:
     return RowEvent.trusted(
         event.schema, event.table, event.action, event.pk, event.before, event.after,
         event.position, event.committed_at, event.txid, event.sequence, event.pk_columns,
-        destination, event.definition,
+        destination, event.definition, event.snapshot,
     )
 
 
@@ -176,5 +176,5 @@ def with_images(event: RowEvent, before: Row | None, after: Row | None) -> RowEv
     return RowEvent.trusted(
         event.schema, event.table, event.action, event.pk, before, after, event.position,
         event.committed_at, event.txid, event.sequence, event.pk_columns, event.destination,
-        event.definition,
+        event.definition, event.snapshot,
     )

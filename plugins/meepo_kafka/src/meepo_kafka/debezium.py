@@ -28,7 +28,6 @@ heartbeats are recognised as :class:`NotARowChange`.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import math
 import re
@@ -44,9 +43,10 @@ from typing import Any
 
 import orjson
 
-from meepo_core import UNCHANGED, RowEvent
+from meepo_core import UNCHANGED, JsonNumber, RowEvent, dumps_exact, loads_exact
 
 from .debezium_codec import OPS, CodecCache
+from .debezium_snapshot import PLACES, snapshot_marker
 from .debezium_transactions import TransactionTracker
 from .debezium_types import DEFAULT_MODES, Modes
 from .formats import (
@@ -123,7 +123,9 @@ def debezium_value(value: Any) -> Any:
     if isinstance(value, set | frozenset):
         return ",".join(sorted(str(member) for member in value))
     if isinstance(value, dict | list | tuple):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return dumps_exact(value, ",", ":")
+    if kind is JsonNumber:  # a JSON column holding a bare number: as written
+        return orjson.Fragment(value.text)
     if value is UNCHANGED:
         return UNAVAILABLE
     raise TypeError(f"no Debezium representation for {type(value).__name__} value {value!r}")
@@ -183,7 +185,7 @@ def envelope(event: RowEvent, server_name: str, version: str) -> dict[str, Any]:
         "connector": connector,
         "name": server_name,
         "ts_ms": int(event.committed_at.timestamp() * 1000),
-        "snapshot": "true" if event.action == "read" else "false",
+        "snapshot": snapshot_marker(event),
         "db": event.schema,
         "table": event.table,
     }
@@ -290,7 +292,7 @@ _LOGICAL: dict[str, Callable[[Any, Mapping[str, Any]], Any]] = {
         if isinstance(v, str) and s.get("type") == "bytes" else Decimal(str(v))),
     "io.debezium.data.VariableScaleDecimal": lambda v, _: _decimal_bytes(
         v["value"], int(v["scale"])),
-    "io.debezium.data.Json": lambda v, _: json.loads(v),
+    "io.debezium.data.Json": lambda v, _: loads_exact(v),
     "io.debezium.data.EnumSet": lambda v, _: _enum_set(v),
     "io.debezium.data.Bits": _bits,
     "io.debezium.time.ZonedTime": lambda v, _: _zoned_time(v),
@@ -495,6 +497,7 @@ class DebeziumFormat:
             txid=str(txid) if txid is not None else None,
             sequence=int(sequence) if sequence else None,
             pk_columns=pk_columns,
+            snapshot=PLACES.get(str(source.get("snapshot"))) if action == "read" else None,
         )
 
 

@@ -23,6 +23,7 @@ import orjson
 
 from meepo_core import UNCHANGED, ColumnDefinition, RowEvent, TableDefinition
 
+from .debezium_snapshot import snapshot_marker
 from .debezium_types import DEFAULT_MODES, FieldCodec, Modes, field_codec
 
 OPS = {"write": "c", "update": "u", "delete": "d", "read": "r"}
@@ -191,15 +192,19 @@ class TableCodec:
         micros = ((event.committed_at - _EPOCH) // _MICROSECOND if event.action != "read"
                   else time.time_ns() // 1000)
         lsn = lsn_number(event.position)
+        marker = snapshot_marker(event)
+        # Debezium leaves txId, lsn and xmin out of an incremental snapshot's reads
+        incremental = marker == "incremental"
         return {
             "version": self.version, "connector": "postgresql", "name": self.server_name,
             "ts_ms": micros // 1000,
-            "snapshot": "true" if event.action == "read" else "false",
+            "snapshot": marker,
             "db": self.definition.database,
             "sequence": f'[null,"{lsn}"]' if lsn is not None else "[null,null]",
             "ts_us": micros, "ts_ns": micros * 1000,
             "schema": self.definition.schema, "table": self.definition.table,
-            "txId": _int_or_none(event.txid), "lsn": lsn, "xmin": None, "origin": None,
+            "txId": None if incremental else _int_or_none(event.txid),
+            "lsn": None if incremental else lsn, "xmin": None, "origin": None,
             "origin_lsn": None,
         }
 

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
 from decimal import Context, Decimal
+from json.encoder import encode_basestring
 from typing import Any
 
 import orjson
 
-from meepo_core import ColumnDefinition
+from meepo_core import ColumnDefinition, dumps_exact
 
 #: Debezium's ``unavailable.value.placeholder``: a column the source did not send.
 UNAVAILABLE = "__debezium_unavailable_value"
@@ -265,14 +266,24 @@ def _bits(value: Any) -> str:
 
 
 def _json_text(value: Any) -> str:
-    """A JSON value as PostgreSQL prints json(b): ``", "`` and ``": "`` separators."""
-    if isinstance(value, str) and value[:1] not in ('"',):
-        try:
-            json.loads(value)
-        except ValueError:
-            return json.dumps(value, ensure_ascii=False)
-        return value
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    """A JSON value as PostgreSQL prints json(b): ``", "`` and ``": "`` separators, numbers
+    as written (:class:`meepo_core.JsonNumber`). A string that holds an object or array is
+    the document's text (what the postgres source gives for JSON nested deeper than Python
+    decodes); any other string is a JSON string."""
+    if isinstance(value, str):
+        return value if value[:1] in ("{", "[") and _is_json(value) \
+            else encode_basestring(value)
+    return dumps_exact(value)
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except RecursionError:
+        return True  # too deep for Python, so it came from the server as a document
+    except ValueError:
+        return False
+    return True
 
 
 _INTEGERS = {"smallint": "int16", "integer": "int32", "bigint": "int64", "oid": "int64"}

@@ -56,7 +56,9 @@ from .kafka_transactions import KafkaTransactions
 from .topics import TopicRouter
 
 if TYPE_CHECKING:
-    from meepo_core import PipelineContext
+    from collections.abc import Sequence
+
+    from meepo_core import PipelineContext, TableDefinition
 
 log = logging.getLogger("meepo.kafka")
 
@@ -211,19 +213,14 @@ class KafkaSink(TransactionalSink):
             problems += self.transactions.problems()
         return problems
 
-    def definition_notes(self, definitions: list[TableDefinition],
-                         ) -> tuple[list[str], list[str]]:
-        """Debezium format: the columns it cannot encode (problems) or writes differently
-        from Debezium (notes)."""
+    def check_tables(self, definitions: Sequence[TableDefinition],
+                     ) -> tuple[list[str], list[str]]:
+        """Column types the Debezium format does not write, or not always as Debezium."""
         if self.settings.format != "debezium":
             return [], []
-        from .debezium_check import definition_notes
-        from .debezium_types import Modes
+        from .debezium_check import table_findings
 
-        debezium = self.settings.debezium
-        return definition_notes(definitions, Modes(
-            debezium.decimal_handling_mode, debezium.time_precision_mode,
-            debezium.binary_handling_mode, debezium.bigint_unsigned_handling_mode))
+        return table_findings(definitions, self.settings.debezium)
 
     # -- applying ------------------------------------------------------------------------
 

@@ -26,6 +26,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from meepo_core import json_number, loads_exact
+
 log = logging.getLogger("meepo.mysql")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -207,9 +209,10 @@ def bit_value(data: bytes) -> int:
 
 
 def mariadb_json(text: str) -> Any:
-    """MariaDB's JSON (LONGTEXT with a ``json_valid`` check), parsed exactly as
-    ``json.loads`` would (the scanner it uses, called directly when the text has no
-    surrounding whitespace); text that is not valid JSON (written before the check
+    """MariaDB's JSON (LONGTEXT with a ``json_valid`` check), parsed as ``json.loads``
+    would (the scanner it uses, called directly when the text has no surrounding
+    whitespace), except that numbers a float cannot hold as written keep their text
+    (:class:`meepo_core.JsonNumber`); text that is not valid JSON (written before the check
     existed) stays text, and so does JSON nested deeper than Python can decode (the check
     allows 32 levels; deeper text gets in only with the check off), with a warning."""
     try:
@@ -221,7 +224,7 @@ def mariadb_json(text: str) -> Any:
     except RecursionError:
         return _too_deep(text)
     try:
-        return json.loads(text)
+        return loads_exact(text)
     except ValueError:
         return text
     except RecursionError:
@@ -235,7 +238,8 @@ def _too_deep(text: str) -> str:
     return text
 
 
-_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(  # type: ignore[attr-defined]
+    parse_float=json_number).scan_once
 
 
 def mysql_json(value: Any) -> Any:

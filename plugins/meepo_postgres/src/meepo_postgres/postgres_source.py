@@ -15,8 +15,10 @@ from meepo_core import (
     Position,
     Source,
     SourceError,
+    TableDefinition,
 )
 
+from .catalog import table_definition
 from .config import OPTIONS, PostgresSettings, parse_settings
 from .positions import Checkpoint, format_lsn
 from .server import (
@@ -89,6 +91,34 @@ class PostgresSource(Source):
         finally:
             control.close()
         return flt.visible_columns(rows)
+
+    def table_definitions(self) -> list[TableDefinition] | None:
+        """The followed tables' definitions as the events carry them: the visible columns
+        (after the ``columns`` rules) and the key (primary key, or replica identity index)."""
+        flt = self.settings.filter
+        control = ControlConnection(self.settings)
+        try:
+            found = []
+            for info in control.tables(flt):
+                oid, key = control.query(
+                    "SELECT c.oid, ARRAY(SELECT a.attname::text FROM unnest(i.indkey) WITH "
+                    "ORDINALITY AS k(attnum, ord) JOIN pg_attribute a ON a.attrelid = "
+                    "i.indrelid AND a.attnum = k.attnum ORDER BY k.ord) FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_index i ON "
+                    "i.indrelid = c.oid AND CASE WHEN c.relreplident = 'i' THEN "
+                    "i.indisreplident ELSE i.indisprimary END "
+                    "WHERE n.nspname = %s AND c.relname = %s", info.schema, info.name)[0]
+                whole = table_definition(control, int(oid), self.settings.database,
+                                         info.schema, info.name, tuple(key or ()))
+                hidden = flt.hidden_columns(info.schema, info.name,
+                                            [column.name for column in whole.columns])
+                found.append(table_definition(
+                    control, int(oid), self.settings.database, info.schema, info.name,
+                    tuple(key or ()),
+                    [column.name for column in whole.columns if column.name not in hidden]))
+            return found
+        finally:
+            control.close()
 
     def check_resume(self, position: Position) -> list[str]:
         try:

@@ -13,8 +13,9 @@ known. The Python types are those ``SELECT`` gives through psycopg:
   ``timetz`` -> ``time`` with its fixed offset; ``timestamptz`` -> UTC-aware ``datetime``;
 * ``interval`` -> ``timedelta`` when it has no months or years (a month has no fixed
   length), else its ISO 8601 text (``P1Y2M3DT4H``);
-* ``json``/``jsonb`` -> parsed objects (a value nested deeper than Python can decode raises
-  :class:`ValueTooDeep`: the stream dead-letters that row);
+* ``json``/``jsonb`` -> parsed objects, numbers a float cannot hold as written kept with
+  their text (:class:`meepo_core.JsonNumber`: ``1.10``, ``1e400``); a value nested deeper
+  than Python can decode raises :class:`ValueTooDeep` (the stream dead-letters that row);
 * ``uuid``, ``inet`` and ``cidr`` -> ``str`` as the
   server prints them (as the mysql source gives MariaDB's UUID, INET4 and INET6, so every
   sink and serializer takes them as they are);
@@ -27,13 +28,14 @@ with one warning per type (see :mod:`meepo_postgres.catalog`).
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+
+from meepo_core import loads_exact
 
 Converter = Callable[[str], Any]
 
@@ -115,7 +117,7 @@ class ValueTooDeep(ValueError):
 
 def to_json(text: str) -> Any:
     try:
-        return json.loads(text)
+        return loads_exact(text)
     except RecursionError:
         raise ValueTooDeep(
             f"JSON nested deeper than Python can decode (about {sys.getrecursionlimit()} "
