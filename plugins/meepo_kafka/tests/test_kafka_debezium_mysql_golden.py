@@ -162,7 +162,7 @@ def test_check_names_the_columns_debezium_writes_otherwise(
         "meepo: warning: sinks[0] kafka: table inv.stamped: column 'at' (datetime): its "
         "default current_timestamp() is left out of the schema's \"default\" (Debezium "
         "writes the evaluated value)",
-        "meepo: warning: sinks[0] kafka: table inv.types: column 'c_json' (longtext): MariaDB "
+        "meepo: warning: sinks[0] kafka: table inv.types: column 'c_json' (json): MariaDB "
         "JSON: Debezium writes the stored text, meepo the same JSON value re-serialised "
         "(spacing may differ)",
     ], result.stderr

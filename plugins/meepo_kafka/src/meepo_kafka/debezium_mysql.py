@@ -19,14 +19,13 @@ Differences that cannot be removed (listed in the README's type table):
 from __future__ import annotations
 
 import base64
-import json
 import re
 import struct
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from meepo_core import ColumnDefinition, RowEvent
+from meepo_core import ColumnDefinition, RowEvent, dumps_exact
 
 from .debezium_types import (
     _BINARY_TEXT,
@@ -214,8 +213,9 @@ def _connect_time(value: Any) -> int | None:
 
 
 def _json_text(value: Any) -> str:
-    """A JSON value as MariaDB and MySQL print JSON: ``", "`` and ``": "`` separators."""
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    """A JSON value as MariaDB and MySQL print JSON: ``", "`` and ``": "`` separators,
+    numbers as written (:class:`meepo_core.JsonNumber`)."""
+    return dumps_exact(value)
 
 
 def _geometry_parts(value: Any) -> tuple[bytes, int | None]:
