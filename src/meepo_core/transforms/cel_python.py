@@ -151,7 +151,7 @@ class _Parser:
         return node
 
     def parse_unary(self) -> Node:
-        kind, value = self.peek()
+        value = self.peek()[1]
         if value == "!":
             self.take()
             return ("not", self.parse_unary())
