@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from meepo_core import UNCHANGED, RowEvent
+from meepo_core.events import ACTIONS
 from meepo_core.plugins import load_registry
 from meepo_core.transforms import build_chain
 from meepo_core.transforms.cel_python import translate
@@ -70,7 +71,7 @@ def condition(rng: random.Random, depth: int = 0) -> str:
 def random_event(rng: random.Random) -> RowEvent:
     def image() -> dict[str, Any]:
         return {c: rng.choice(VALUES) for c in COLUMNS if rng.random() < 0.9}
-    action = rng.choice(["write", "update", "delete", "read"])
+    action = rng.choice(ACTIONS)
     before = image() if action in ("update", "delete") else None
     after = image() if action != "delete" else None
     return RowEvent("s", rng.choice(["items", "other"]), action, 1, before, after,
@@ -147,6 +148,20 @@ CHAIN_PARTS: list[dict[str, Any]] = [
 ]
 
 
+class Seen:
+    """What a chain reported (dead letters) and counted (drops)."""
+
+    def __init__(self) -> None:
+        self.errors: list[tuple[int, str, str]] = []
+        self.drops: Counter[str] = Counter()
+
+    def report(self, event: RowEvent, label: str, error: str) -> None:
+        self.errors.append((event.sequence or 0, label, error))
+
+    def count(self, label: str, dropped: int) -> None:
+        self.drops[label] += dropped
+
+
 def test_compiled_chains_equal_the_transforms_one_by_one(tmp_path: Path) -> None:
     rng = random.Random(5)
     registry = load_registry()
@@ -157,23 +172,18 @@ def test_compiled_chains_equal_the_transforms_one_by_one(tmp_path: Path) -> None
         options = rng.sample(CHAIN_PARTS, rng.randint(2, 6))
         chain = build_chain(registry, options, "transforms", tmp_path)
         assert chain is not None and len(chain._running) == 1
-        compiled_errors: list[tuple[int, str, str]] = []
-        compiled_drops: Counter[str] = Counter()
-        compiled = chain.run(events, lambda e, label, error: compiled_errors.append(
-            (e.sequence or 0, label, error)), lambda label, n: compiled_drops.update({label: n}))
+        compiled_seen, separate_seen = Seen(), Seen()
+        compiled = chain.run(events, compiled_seen.report, compiled_seen.count)
         separate: Any = events
-        separate_errors: list[tuple[int, str, str]] = []
-        separate_drops: Counter[str] = Counter()
         for index, option in enumerate(options):
             one = build_chain(registry, [option], "transforms", tmp_path)
             assert one is not None
             one.steps[0].transform.label = chain.steps[index].transform.label
             one._running = one.steps  # the uncompiled path: the transform's own function
-            separate = one.run(separate, lambda e, label, error: separate_errors.append(
-                (e.sequence or 0, label, error)), lambda label, n: separate_drops.update({label: n}))
+            separate = one.run(separate, separate_seen.report, separate_seen.count)
         assert list(compiled) == list(separate), options
         assert [e.destination for e in compiled] == [e.destination for e in separate]
         # the compiled run reports in event order, one transform after the other in
         # transform order
-        assert sorted(compiled_errors) == sorted(separate_errors), options
-        assert compiled_drops == separate_drops, options
+        assert sorted(compiled_seen.errors) == sorted(separate_seen.errors), options
+        assert compiled_seen.drops == separate_seen.drops, options
