@@ -12,7 +12,6 @@ from ..events import Batch, RowEvent
 from ..schema_changes import SchemaChange
 from .base import EventFunction, Transform
 from .compiled import TableRun, compilable, compile_run
-from .filter_transform import FilterTransform
 
 if TYPE_CHECKING:
     from ..context import PipelineContext
@@ -153,16 +152,14 @@ class CompiledSteps(Step):
 
 
 def fuse(steps: list[Step]) -> list[Step]:
-    """``steps`` with each run of two or more consecutive compilable steps made one
-    :class:`CompiledSteps`; a single filter alone too (its condition is compiled)."""
+    """``steps`` with each run of consecutive compilable steps (one or more) made one
+    :class:`CompiledSteps`."""
     fused: list[Step] = []
     run: list[Step] = []
 
     def flush() -> None:
-        if len(run) > 1 or (run and isinstance(run[0].transform, FilterTransform)):
+        if run:
             fused.append(CompiledSteps(run[0].transform, parts=list(run)))
-        else:
-            fused.extend(run)
         run.clear()
 
     for step in steps:

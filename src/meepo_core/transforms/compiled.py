@@ -62,6 +62,13 @@ class _Source:
 
     lines: list[str] = field(default_factory=list)
     constants: dict[str, Any] = field(default_factory=dict)
+    #: ``name = initial`` lines run before the loop
+    locals: list[str] = field(default_factory=list)
+
+    def local(self, initial: str) -> str:
+        name = f"local{len(self.locals)}"
+        self.locals.append(f"{name} = {initial}")
+        return name
 
     def constant(self, value: Any, prefix: str = "K") -> str:
         name = f"{prefix}{len(self.constants)}"
@@ -91,28 +98,36 @@ def compile_run(transforms: Sequence[Transform], schema: str, table: str) -> Tab
         destination = "destination" if state["routed"] else "event.destination"
         return f"BUILD(event, before, after, {destination})"
 
+    pending: list[str] = []  # the edits of consecutive image transforms
+
+    def flush_edits() -> None:
+        """One block per image for the pending edits (the first block copies it)."""
+        if not pending:
+            return
+        for image in ("before", "after"):
+            body.append(f"if {image}:")
+            if not state["copied"]:
+                body.append(f"    {image} = dict({image})")
+            body.extend("    " + line.replace(_IMAGE, image) for line in pending)
+        state["copied"] = True
+        pending.clear()
+
     for index, transform in enumerate(transforms):
         if isinstance(transform, FilterTransform):
+            flush_edits()
             lines = _filter_lines(src, transform, index, schema, table, current_event())
             if lines:
                 filters.append(index)
                 body.extend(lines)
         elif isinstance(transform, ImageTransform):
-            edits = _image_lines(src, transform, schema, table)
-            if edits is None:
-                continue
-            for image in ("before", "after"):
-                body.append(f"if {image}:")
-                if not state["copied"]:
-                    body.append(f"    {image} = dict({image})")
-                body.extend("    " + line.replace(_IMAGE, image) for line in edits)
-            state["copied"] = True
+            pending.extend(_image_lines(src, transform, schema, table) or ())
         else:
             route: Any = transform
             if route.routes(schema, table):
                 names = src.constant(dict(route.table_destinations(schema, table)), "DEST")
                 body.append(f"destination = {names}[action]")
                 state["routed"] = True
+    flush_edits()
     if state["copied"] or state["routed"]:
         body.extend(_build_lines("built", "before", "after",
                                  "destination" if state["routed"] else "event.destination"))
@@ -125,6 +140,8 @@ def compile_run(transforms: Sequence[Transform], schema: str, table: str) -> Tab
     src.add(1, "append = out.append")
     for index in filters:
         src.add(1, f"dropped{index} = 0")
+    for line in src.locals:
+        src.add(1, line)
     src.add(1, "for event in islice(events, index, None):")
     src.add(2, "if event.table is not T or event.schema is not S:")
     src.add(3, "break")
@@ -205,12 +222,14 @@ def _image_lines(src: _Source, transform: ImageTransform, schema: str,
             and kind.row_editor is ColumnValueTransform.row_editor:
         columns = transform.column_list.for_table(schema, table)
         if columns is not None and not columns.patterns:
-            replace = src.constant(transform.replace, "REPLACE")
+            replacing = transform.value_lines(src) or [
+                f"value = {src.constant(transform.replace, 'REPLACE')}(value)"]
             lines = []
             for name in sorted(columns.names):
                 lines += [f"value = {_IMAGE}.get({name!r})",
                           "if value is not None and value is not UNCHANGED:",
-                          f"    {_IMAGE}[{name!r}] = {replace}(value)"]
+                          *("    " + line for line in replacing),
+                          f"    {_IMAGE}[{name!r}] = value"]
             return lines
     if isinstance(transform, DropColumnsTransform) and not transform.keep \
             and kind.row_editor is DropColumnsTransform.row_editor:
@@ -218,5 +237,5 @@ def _image_lines(src: _Source, transform: ImageTransform, schema: str,
         if columns is not None and not columns.patterns:
             return [f"{_IMAGE}.pop({name!r}, None)" for name in sorted(columns.names)]
     edit = src.constant(editor, "EDIT")
-    # an edit that emptied the image leaves it to the next ones as edit_images does
+    # an image an edit emptied is left as it is by the next ones, as in edit_images
     return [f"if {_IMAGE}:", f"    {edit}({_IMAGE})"]
