@@ -187,3 +187,22 @@ def test_compiled_chains_equal_the_transforms_one_by_one(tmp_path: Path) -> None
         # transform order
         assert sorted(compiled_seen.errors) == sorted(separate_seen.errors), options
         assert compiled_seen.drops == separate_seen.drops, options
+
+
+def test_equal_names_that_are_other_objects_share_the_compiled_run(tmp_path: Path) -> None:
+    """Events decoded one by one (a JSON log) have equal table names that are different
+    objects: one run of the generated function still takes them all, in order."""
+    chain = build_chain(load_registry(), [{"type": "filter", "where": "row.a % 2 == 0"},
+                                          {"type": "route", "to": "{table}_x"}],
+                        "transforms", tmp_path)
+    assert chain is not None
+    names = ["".join(["it", "ems"]) for _ in range(6)]
+    assert names[0] is not names[1]
+    events = [RowEvent("s", name, "write", a, None, {"a": a}) for a, name in enumerate(names)]
+    events.insert(3, RowEvent("s", "other", "write", 10, None, {"a": 10}))
+    out = chain.run(events, lambda *failure: pytest.fail(str(failure)))
+    assert [(e.table, e.pk, e.destination) for e in out] == [
+        ("items", 0, "items_x"), ("items", 2, "items_x"), ("other", 10, "other_x"),
+        ("items", 4, "items_x")]
+    step = chain._running[0]
+    assert isinstance(step, CompiledSteps) and len(step._runs) == 2

@@ -31,8 +31,8 @@ from .drop_columns_transform import DropColumnsTransform
 from .filter_transform import FilterTransform
 
 #: ``run(events, start, out, schema, table, drops, slow) -> next index``: appends to
-#: ``out`` the output of the events from ``start`` on while they are of ``schema.table``
-#: (the very name objects), adds the filters' drops to ``drops``, sends an event that
+#: ``out`` the output of the events from ``start`` on while they are of ``schema.table``,
+#: adds the filters' drops to ``drops``, sends an event that
 #: raised to ``slow``.
 TableRun = Callable[..., int]
 
@@ -143,7 +143,9 @@ def compile_run(transforms: Sequence[Transform], schema: str, table: str) -> Tab
     for line in src.locals:
         src.add(1, line)
     src.add(1, "for event in islice(events, index, None):")
-    src.add(2, "if event.table is not T or event.schema is not S:")
+    # names are mostly the very objects of the previous event: identity first
+    src.add(2, "if (event.table is not T and event.table != T"
+               " or event.schema is not S and event.schema != S):")
     src.add(3, "break")
     src.add(2, "index += 1")
     src.add(2, "try:")
