@@ -11,6 +11,9 @@ no call per transform, no intermediate event and one copy of each image; the loo
 inside the function, over the events of one table in a row (one call per run of a table,
 not per event).
 
+The generated source holds no user text as code: column and table names, string literals
+of a filter and mask values appear as ``repr()`` literals, every other name is generated.
+
 Behaviour is that of the steps one after the other: an event that raises anywhere is run
 again through the steps one by one, which reports it under the transform that raises (or
 stops, with ``on_error = "stop"``); events a filter drops are counted under that filter.
@@ -19,7 +22,7 @@ stops, with ``on_error = "stop"``); events a filter drops are counted under that
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from itertools import islice
 from typing import Any
 
@@ -40,8 +43,9 @@ _MISSING: Any = object()
 #: Stands for the image's variable in an image transform's lines (a column name's repr
 #: cannot hold it).
 _IMAGE = "\0"
-_FIELDS = ("schema", "table", "action", "pk", "before", "after", "position", "committed_at",
-           "txid", "sequence", "pk_columns", "destination", "definition")
+#: Every field of an event, all set when one is built (a field added to RowEvent is copied
+#: from the event unless the chain changes it).
+_FIELDS = tuple(f.name for f in fields(RowEvent))
 
 
 def compilable(transform: Transform) -> bool:
