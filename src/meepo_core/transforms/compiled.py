@@ -21,6 +21,7 @@ stops, with ``on_error = "stop"``); events a filter drops are counted under that
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from itertools import islice
@@ -155,9 +156,8 @@ def compile_run(transforms: Sequence[Transform], schema: str, table: str) -> Tab
     src.add(2, "try:")
     src.add(3, "before = event.before")
     src.add(3, "after = event.after")
-    src.add(3, "action = event.action")
-    if state["routed"]:
-        src.add(3, "destination = event.destination")
+    if any(re.search(r"\baction\b", line) for line in body):
+        src.add(3, "action = event.action")
     for line in body:
         src.add(3, line)
     src.add(2, "except Exception:")
