@@ -8,7 +8,9 @@ prepared binlog range (``_workloads.py``), interleaved over ``--repeat`` rounds 
 * ``filter``: one ``filter`` keeping 90 % of the rows (``row.id % 10 != 0``: every value
   distinct, the worst case);
 * ``filter on qty``: one keeping 90 % over a column of 100 distinct values
-  (``row.qty % 10 != 0``), where the filter's per-value memo applies;
+  (``row.qty % 10 != 0``) (both are translated to Python, see
+  ``meepo_core.transforms.cel_python``; a filter left to CEL remembers its result per value
+  of one column, which helps there);
 * ``chain of 5``: that filter, a ``hash`` of ``name``, a ``mask`` of ``note``, a
   ``drop_columns`` of ``price`` and a ``route``.
 
@@ -54,8 +56,8 @@ from meepo_core.testing import write_config
 
 RESULTS = _runs.BENCH_DIR / "results" / "transforms.json"
 WHERE = "row.id % 10 != 0"
-#: Also keeps 90 %, over a column with 100 distinct values (a tenant, a status): the
-#: filter's per-value memo applies, where it cannot for ``id``.
+#: Also keeps 90 %, over a column with 100 distinct values (a tenant, a status): a filter
+#: left to CEL remembers its result per value there, where it cannot for ``id``.
 WHERE_REPEATING = "row.qty % 10 != 0"
 
 

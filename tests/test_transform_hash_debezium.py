@@ -61,8 +61,14 @@ def meepo_hash(algorithm: str, salt: str, value: str, length: int, tmp_path: Pat
     chain = build_chain(load_registry(), [options], "transforms", tmp_path)
     assert chain is not None
     event = RowEvent("shop", "users", "write", 1, None, {"id": 1, "email": value})
-    (out,) = chain.run([event], lambda *failure: pytest.fail(str(failure)))
-    return out.after["email"]  # type: ignore[index]
+    # an update with the same value in both images, then one without: the compiled chain
+    # hashes the text inline and reuses the last digest for the same text
+    same = RowEvent("shop", "users", "update", 1, {"email": value}, {"email": value})
+    other = RowEvent("shop", "users", "update", 1, {"email": value + "x"}, {"email": value})
+    outs = chain.run([event, same, other], lambda *failure: pytest.fail(str(failure)))
+    found = {out.after["email"] for out in outs} | {outs[1].before["email"]}  # type: ignore[index]
+    assert len(found) == 1 and outs[2].before != outs[2].after
+    return found.pop()
 
 
 @pytest.mark.parametrize(("algorithm", "salt", "value", "length", "expected"), GOLDEN)

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Literal
 from ..errors import MeepoError, describe_error
 from ..events import Batch, RowEvent
 from ..schema_changes import SchemaChange
-from .base import EventFunction, ImageTransform, TableRoute, Transform, edit_images
+from .base import EventFunction, Transform
+from .compiled import TableRun, compilable, compile_run
 
 if TYPE_CHECKING:
     from ..context import PipelineContext
@@ -111,60 +112,59 @@ class Step:
 
 
 @dataclass
-class ImageSteps(Step):
-    """Consecutive :class:`ImageTransform` steps run as one: the images are copied once,
-    every step's edit runs on the copies, one event is built. A failure is blamed on the
-    step whose edit raises when they run again one by one (transforms are deterministic),
-    which costs nothing while nothing fails."""
+class CompiledSteps(Step):
+    """Consecutive compilable steps (see :func:`compiled.compilable`) run as one generated
+    function per table (:func:`compiled.compile_run`): one copy of each image, one event,
+    no call per transform or per event. An event that raises is run again through the
+    steps one by one, which reports it under the transform that raises (transforms are
+    deterministic); that costs nothing while nothing fails."""
 
     parts: list[Step] = field(default_factory=list)
+    _runs: dict[tuple[str, str], TableRun] = field(default_factory=dict, repr=False)
 
-    def compile(self, schema: str, table: str) -> EventFunction | None:
-        last = self.parts[-1].transform
-        route = last if isinstance(last, TableRoute) else None
-        images = self.parts[:-1] if route is not None else self.parts
-        edits = [part.transform.row_editor(schema, table)  # type: ignore[attr-defined]
-                 for part in images]
-        found = [edit for edit in edits if edit is not None]
-        destinations = (route.table_destinations(schema, table)
-                        if route is not None and route.routes(schema, table) else None)
-        if not found and destinations is None:
-            return None
-        return edit_images(found, destinations)
+    def run(self, events: Sequence[RowEvent], report: ErrorReport,
+            count: DropCount | None = None) -> list[RowEvent]:
+        out: list[RowEvent] = []
+        drops = [0] * len(self.parts)
+        runs = self._runs
+        parts = self.parts
 
-    def failing(self, event: RowEvent) -> Step:
-        for part in self.parts:
-            function = part.compile(event.schema, event.table)
-            try:
-                if function is not None:
-                    result = function(event)
-                    event = result if isinstance(result, RowEvent) else event
-            except Exception:
-                return part
-        return self.parts[-1]
+        def slow(event: RowEvent) -> None:
+            one: Sequence[RowEvent] = [event]
+            for part in parts:
+                one = part.run(one, report, count)
+            out.extend(one)
+
+        index, end = 0, len(events)
+        while index < end:
+            event = events[index]
+            schema, table = event.schema, event.table
+            function = runs.get((schema, table))
+            if function is None:
+                function = runs[(schema, table)] = compile_run(
+                    [part.transform for part in parts], schema, table)
+            index = function(events, index, out, schema, table, drops, slow)
+        if count is not None:
+            for part, dropped in zip(parts, drops, strict=True):
+                if dropped:
+                    count(part.label, dropped)
+        return out
 
 
 def fuse(steps: list[Step]) -> list[Step]:
-    """``steps`` with each run of consecutive image transforms, and a ``route`` by
-    template right after them, made one :class:`ImageSteps` when it has two or more
-    (same output, fewer copies and events)."""
+    """``steps`` with each run of consecutive compilable steps (one or more) made one
+    :class:`CompiledSteps`."""
     fused: list[Step] = []
     run: list[Step] = []
 
     def flush() -> None:
-        if len(run) > 1:
-            fused.append(ImageSteps(run[0].transform, parts=list(run)))
-        else:
-            fused.extend(run)
+        if run:
+            fused.append(CompiledSteps(run[0].transform, parts=list(run)))
         run.clear()
 
     for step in steps:
-        transform = step.transform
-        if isinstance(transform, ImageTransform):
+        if compilable(step.transform):
             run.append(step)
-        elif run and isinstance(transform, TableRoute) and transform.by_table:
-            run.append(step)
-            flush()
         else:
             flush()
             fused.append(step)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Protocol
 
 from ..events import UNCHANGED, qualified_name
 from ..options import REQUIRED, Options, OptionSpec
@@ -23,6 +23,17 @@ COLUMNS = OptionSpec(
     "columns", "array of strings", REQUIRED,
     'The columns, as `"schema.table.column"` (`"table.column"` for sources without '
     'schemas), with shell globs in either part: `"shop.*.email"`.')
+
+
+class SourceNames(Protocol):
+    """Names for the generated source of a compiled chain."""
+
+    def constant(self, value: Any, prefix: str = "K") -> str:
+        """The name under which the source can use ``value``."""
+
+    def local(self, initial: str) -> str:
+        """A new local of the generated function, set to the Python expression
+        ``initial`` once before its loop over events (a memo across events)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,12 @@ class ColumnValueTransform(ImageTransform):
                 if value is not None and value is not UNCHANGED:
                     row[name] = replace(value)
         return edit
+
+    def value_lines(self, names: SourceNames) -> list[str] | None:
+        """Python statements that set the local ``value`` (neither NULL nor
+        ``UNCHANGED``) to ``replace(value)``, inlined by compiled chains
+        (:mod:`~meepo_core.transforms.compiled`). None: the chain calls ``replace``."""
+        return None
 
     def columns(self) -> Sequence[tuple[str, str, str]]:
         return self.column_list.named()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, Self
 
 from ..options import REQUIRED, Options, OptionSpec
-from .columns import COLUMNS, ColumnList, ColumnValueTransform
+from .columns import COLUMNS, ColumnList, ColumnValueTransform, SourceNames
 
 #: Debezium's algorithm names (Java's MessageDigest names) and hashlib's.
 ALGORITHMS = {
@@ -99,4 +99,29 @@ class HashTransform(ColumnValueTransform):
                                 "column.mask.hash.v2.<algorithm>.with.salt.<salt> needs one)")
         length = options.integer(LENGTH)
         options.done()
-        return cls(columns, debezium_hash(algorithm, salt, length))
+        transform = cls(columns, debezium_hash(algorithm, salt, length))
+        transform.salted = hashlib.new(ALGORITHMS[algorithm], salt.encode("utf-8"))
+        transform.length = length
+        return transform
+
+    #: The hasher fed with the salt (copied per value) and the length digests are cut to.
+    salted: Any = None
+    length = 0
+
+    def value_lines(self, names: SourceNames) -> list[str] | None:
+        if self.salted is None or type(self).value_lines is not HashTransform.value_lines:
+            return None
+        cut = f"[:{self.length}]" if self.length > 0 else ""
+        # the last text hashed and its digest: an update's before and after mostly hold
+        # the same value (set once the digest is made: an error leaves them as they were)
+        last_text, last_digest = names.local("None"), names.local("None")
+        # text, the common case, inline; other values through the function (same digest)
+        return ["if value.__class__ is str:",
+                f"    if value != {last_text}:",
+                f"        hashed = {names.constant(self.salted)}.copy()",
+                "        hashed.update(value.encode('utf-8'))",
+                f"        {last_digest} = hashed.hexdigest(){cut}",
+                f"        {last_text} = value",
+                f"    value = {last_digest}",
+                "else:",
+                f"    value = {names.constant(self.replace)}(value)"]

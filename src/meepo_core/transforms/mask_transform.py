@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, Self
 
 from ..options import Computed, Options, OptionSpec
-from .columns import COLUMNS, ColumnList, ColumnValueTransform
+from .columns import COLUMNS, ColumnList, ColumnValueTransform, SourceNames
 
 MODES = ("fixed", "null", "partial")
 MODE = OptionSpec(
@@ -56,11 +56,35 @@ class MaskTransform(ColumnValueTransform):
             raise options.error("char", f"must be one character, not {char!r}")
         options.done()
         if mode == "null":
-            return cls(columns, lambda _value: None)
-        if mode == "partial":
-            return cls(columns, partial_mask(keep_first or 0, keep_last or 0, char or "*"))
-        fixed = "****" if value is None else value
-        return cls(columns, lambda _value: fixed)
+            transform = cls(columns, lambda _value: None)
+            transform.fixed = None
+        elif mode == "partial":
+            transform = cls(columns, partial_mask(keep_first or 0, keep_last or 0, char or "*"))
+            transform.partial = (keep_first or 0, keep_last or 0, char or "*")
+        else:
+            fixed = "****" if value is None else value
+            transform = cls(columns, lambda _value: fixed)
+            transform.fixed = fixed
+        return transform
+
+    #: What ``replace`` does, for compiled chains: the fixed value (``mode = "fixed"`` or
+    #: ``"null"``), or ``(keep_first, keep_last, char)`` (``"partial"``).
+    fixed: str | None = "****"
+    partial: tuple[int, int, str] | None = None
+
+    def value_lines(self, names: SourceNames) -> list[str] | None:
+        if type(self).value_lines is not MaskTransform.value_lines:
+            return None
+        if self.partial is None:
+            return [f"value = {self.fixed!r}"]
+        first, last, char = self.partial
+        # partial_mask(first, last, char), spelled out
+        kept = [f"text[:{first}]"] if first else []
+        kept.append(f"{char!r} * hidden")
+        kept += [f"text[len(text) - {last}:]"] if last else []
+        return ["text = value if value.__class__ is str else str(value)",
+                f"hidden = len(text) - {first + last}",
+                f"value = {' + '.join(kept)} if hidden > 0 else {char!r} * len(text)"]
 
 
 def partial_mask(keep_first: int, keep_last: int, char: str) -> Callable[[Any], str]:
