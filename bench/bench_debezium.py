@@ -35,7 +35,7 @@ from meepo_kafka.kafka_sink import KafkaSink
 from meepo_postgres import PostgresSource
 from meepo_testkit.servers import KafkaServer, PostgresServer
 
-from meepo_core import Options
+from meepo_core import Options, load_pipeline
 from meepo_core.testing import make_context
 
 RESULTS = Path(__file__).parent / "results" / "debezium.json"
@@ -69,6 +69,20 @@ def prepare(server: PostgresServer, rows: int) -> int:
 def copy_slot(server: PostgresServer, name: str) -> None:
     with server.connect(autocommit=True) as conn:
         conn.execute("SELECT pg_copy_logical_replication_slot(%s, %s)", (ORIGIN, name))
+
+
+def drop_slot(server: PostgresServer, name: str) -> None:
+    """Drop a used slot copy (the server has a few slots only), once its reader let go."""
+    with server.connect(autocommit=True) as conn:
+        for _ in range(100):
+            row = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s",
+                               (name,)).fetchone()
+            if row is None:
+                return
+            if not row[0]:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (name,))
+                return
+            time.sleep(0.1)
 
 
 def run_debezium(server: PostgresServer, slot: str, expected: int) -> float:
@@ -127,16 +141,60 @@ class _Unused:
         raise AssertionError("not used")
 
 
+#: The meepo designs measured side by side with Debezium, each on its own copy of the slot:
+#: name -> (how it runs, the kafka sink's librdkafka ``config``).
+DESIGNS: dict[str, tuple[str, dict[str, Any]]] = {
+    # `meepo run`: the runner's reader thread decodes the stream while the sink encodes,
+    # produces and waits for acknowledgements; the sink's defaults (lz4 compression)
+    "run": ("run", {}),
+    # the same without compression: Kafka Connect's producer default (compression.type=none)
+    "run_uncompressed": ("run", {"compression.type": "none"}),
+    # one thread reading, then applying each batch (the previous design of this bench)
+    "loop": ("loop", {}),
+    "loop_uncompressed": ("loop", {"compression.type": "none"}),
+}
+
+
+def _sink_options(bootstrap: str, slot: str, config: dict[str, Any]) -> dict[str, Any]:
+    options: dict[str, Any] = {"type": "kafka", "bootstrap_servers": bootstrap,
+                               "format": "debezium", "debezium": {"topic_prefix": f"dbz{slot}"}}
+    if config:
+        options["config"] = config
+    return options
+
+
+def _source_options(server: PostgresServer, slot: str) -> dict[str, Any]:
+    return {"type": "postgres", "dsn": server.url, "tables": ["public.t"], "slot": slot,
+            "publication": PUBLICATION, "start": "slot"}
+
+
+def _toml(value: Any) -> str:
+    """``value`` (tables, arrays, strings, numbers) as a TOML inline value."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml(v)}"
+                                for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)
+
+
 def run_meepo(server: PostgresServer, bootstrap: str, slot: str, workdir: Path,
-              expected: int) -> tuple[float, int]:
+              expected: int, design: str = "run") -> tuple[float, int]:
     """Seconds meepo takes from the first change read to the last acknowledged, and the
-    messages written (Debezium's count: a tombstone after each delete)."""
-    source = PostgresSource.from_options(Options(
-        {"type": "postgres", "dsn": server.url, "tables": ["public.t"], "slot": slot,
-         "publication": PUBLICATION, "start": "slot"}, "source", workdir))
-    sink = KafkaSink.from_options(Options(
-        {"type": "kafka", "bootstrap_servers": bootstrap, "format": "debezium",
-         "debezium": {"topic_prefix": f"dbz{slot}"}}, "sinks[0]", workdir))
+    events read; ``design`` is a key of :data:`DESIGNS`."""
+    how, config = DESIGNS[design]
+    if how == "run":
+        return _run_pipeline(server, bootstrap, slot, workdir, expected, config)
+    return _run_loop(server, bootstrap, slot, workdir, expected, config)
+
+
+def _run_loop(server: PostgresServer, bootstrap: str, slot: str, workdir: Path,
+              expected: int, config: dict[str, Any]) -> tuple[float, int]:
+    """The source and the sink in this thread: read a batch, apply it, read the next."""
+    source = PostgresSource.from_options(Options(_source_options(server, slot), "source",
+                                                 workdir))
+    sink = KafkaSink.from_options(Options(_sink_options(bootstrap, slot, config), "sinks[0]",
+                                          workdir))
     context = make_context(workdir, "bench")
     sink.open(context)
     events = 0
@@ -160,11 +218,52 @@ def run_meepo(server: PostgresServer, bootstrap: str, slot: str, workdir: Path,
     return seconds, events
 
 
+def _run_pipeline(server: PostgresServer, bootstrap: str, slot: str, workdir: Path,
+                  expected: int, config: dict[str, Any]) -> tuple[float, int]:
+    """``meepo run --once`` through the embedding API (:meth:`Pipeline.run`): timed from
+    the first batch with changes the source hands over to the return of the sink's
+    ``apply`` (acknowledged by the cluster) that completes the ``expected`` events."""
+    path = workdir / f"meepo-{slot}.toml"
+    path.write_text("[tool.meepo.pipelines.bench]\n"
+                    f"source = {_toml(_source_options(server, slot))}\n"
+                    f"sinks = [{_toml(_sink_options(bootstrap, slot, config))}]\n"
+                    'checkpoint = "none"\n')
+    pipeline = load_pipeline("bench", path)
+    source, sink = pipeline.source, pipeline.sinks[0][1]
+    first: list[float] = []
+    applied = [0, 0.0]
+    stream, apply = source.stream, sink.apply
+
+    def timed_stream(*args: Any, **kwargs: Any) -> Any:
+        for batch in stream(*args, **kwargs):
+            if batch.events and not first:
+                first.append(time.perf_counter())
+            yield batch
+
+    def timed_apply(batch: Any) -> None:
+        apply(batch)
+        applied[0] += len(batch.events)
+        applied[1] = time.perf_counter()
+
+    source.stream = timed_stream  # type: ignore[method-assign]
+    sink.apply = timed_apply  # type: ignore[method-assign]
+    pipeline.run(once=True)
+    if applied[0] < expected:
+        raise SystemExit(f"meepo applied {applied[0]} of {expected} events")
+    return applied[1] - first[0], int(applied[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--designs", default=",".join(DESIGNS),
+                        help=f"meepo designs to run, of {', '.join(DESIGNS)}")
     args = parser.parse_args()
+    designs = args.designs.split(",")
+    unknown = sorted(set(designs) - set(DESIGNS))
+    if unknown:
+        parser.error(f"unknown designs {unknown}; valid: {', '.join(DESIGNS)}")
     with tempfile.TemporaryDirectory(prefix="bench-dbz-") as tmp, contextlib.chdir(tmp):
         base = Path(tmp)  # (the working directory too: Debezium's log4j writes logs/ there)
         with PostgresServer(base / "pg") as server, KafkaServer(base / "kafka") as kafka:
@@ -172,28 +271,46 @@ def main() -> None:
             events = prepare(server, args.rows)
             messages = events + args.rows  # Debezium writes a tombstone after each delete
             debezium: list[float] = []
-            meepo: list[float] = []
-            for round_ in range(args.rounds + 1):  # round 0 warms both up
+            meepo: dict[str, list[float]] = {design: [] for design in designs}
+            for round_ in range(args.rounds + 1):  # round 0 warms everything up
                 copy_slot(server, f"dbz_{round_}")
-                copy_slot(server, f"meepo_{round_}")
                 debezium.append(run_debezium(server, f"dbz_{round_}", messages))
-                meepo.append(run_meepo(server, kafka.bootstrap, f"meepo_{round_}",
-                                       base, events)[0])
-                print(f"round {round_}: Debezium {messages / debezium[-1]:,.0f} records/s, "
-                      f"meepo {events / meepo[-1]:,.0f} events/s "
-                      f"({messages / meepo[-1]:,.0f} messages/s)", flush=True)
-    dbz_best, meepo_best = min(debezium[1:]), min(meepo[1:])
-    result = {
+                drop_slot(server, f"dbz_{round_}")
+                line = [f"round {round_}: Debezium {messages / debezium[-1]:,.0f} records/s"]
+                for index, design in enumerate(designs):
+                    slot = f"meepo{index}_{round_}"
+                    copy_slot(server, slot)
+                    meepo[design].append(run_meepo(server, kafka.bootstrap, slot, base,
+                                                   events, design)[0])
+                    drop_slot(server, slot)
+                    line.append(f"{design} {messages / meepo[design][-1]:,.0f} messages/s "
+                                f"({debezium[-1] / meepo[design][-1]:.2f}x)")
+                print("; ".join(line), flush=True)
+    dbz_best = min(debezium[1:])
+    result: dict[str, Any] = {
         "rows": args.rows, "events": events, "messages": messages, "rounds": args.rounds,
         "debezium_records_per_s": messages / dbz_best,
-        "meepo_messages_per_s": messages / meepo_best,
-        "ratio": dbz_best / meepo_best,
-        "debezium_seconds": debezium, "meepo_seconds": meepo,
+        "designs": {
+            design: {
+                "messages_per_s": messages / min(seconds[1:]),
+                "ratio": dbz_best / min(seconds[1:]),
+                # each round's meepo against that round's Debezium (same machine load)
+                "round_ratios": [round(d / m, 3) for d, m in zip(debezium[1:], seconds[1:],
+                                                                  strict=True)],
+                "seconds": seconds,
+            } for design, seconds in meepo.items()},
+        "debezium_seconds": debezium,
     }
+    headline = designs[0]
+    result["meepo_messages_per_s"] = result["designs"][headline]["messages_per_s"]
+    result["ratio"] = result["designs"][headline]["ratio"]
+    result["ratio_design"] = headline
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"best: Debezium {result['debezium_records_per_s']:,.0f} records/s, meepo "
-          f"{result['meepo_messages_per_s']:,.0f} messages/s: meepo / Debezium = "
-          f"{result['ratio']:.2f} (target 2)")
+    for design in designs:
+        figures = result["designs"][design]
+        print(f"best: {design}: {figures['messages_per_s']:,.0f} messages/s, "
+              f"{figures['ratio']:.2f}x Debezium ({result['debezium_records_per_s']:,.0f} "
+              f"records/s); per round {figures['round_ratios']} (target 2)")
 
 
 if __name__ == "__main__":
