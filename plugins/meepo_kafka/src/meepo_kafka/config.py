@@ -263,8 +263,12 @@ PRODUCER_CONFIG = OptionSpec(
     "librdkafka settings passed through: SASL, TLS, compression, linger, batch sizes... "
     'e.g. `{ "security.protocol" = "SASL_SSL", "sasl.mechanism" = "PLAIN", '
     '"sasl.username" = "${KAFKA_USER}", "sasl.password" = "${KAFKA_PASSWORD}", '
-    '"compression.type" = "lz4" }`. Unknown keys and bad values are refused at config '
-    "time, naming the key; so are the keys meepo owns (below).")
+    '"compression.type" = "zstd" }`. Unknown keys and bad values are refused at config '
+    "time, naming the key; so are the keys meepo owns (below). `compression.type` defaults "
+    "to `lz4` (librdkafka's own default is `none`): Debezium's schema part makes each "
+    "message several times larger and compresses well, and every Kafka client "
+    "decompresses. A topic's `max.message.bytes` limits the compressed batch; "
+    '`"none"` turns it off.')
 #: The ``kafka`` sink's options.
 SINK_OPTIONS = (BOOTSTRAP_SERVERS, TOPIC, TOPIC_PREFIX, TOPICS, SINK_FORMAT, TOMBSTONES,
                 SERVER_NAME, SCHEMAS, DEBEZIUM, DELIVERY_TIMEOUT, EXACTLY_ONCE,

@@ -120,6 +120,9 @@ class TableCodec:
         self.full_identity = definition.replica_identity == "full" or self.old_rows_whole
         self.fields = [self.field(column, False, modes) for column in definition.columns]
         self._plan = [(f.name, f.convert, f.unavailable, f.filler) for f in self.fields]
+        #: the ``source`` of the last transaction's events, keyed by its commit and txid
+        self._source_key: tuple[Any, ...] | None = None
+        self._source_base: dict[str, Any] = {}
         by_name = {column.name: column for column in definition.columns}
         self.key_fields = [self.field(by_name[name], True, modes)
                            for name in definition.key_columns if name in by_name]
@@ -146,6 +149,9 @@ class TableCodec:
         }
         self.key_schema = orjson.Fragment(orjson.dumps(key_schema))
         self.value_schema = orjson.Fragment(orjson.dumps(envelope_schema))
+        #: what comes before the payload in every message: the schema, serialised once
+        self._key_head = b'{"schema":' + orjson.dumps(key_schema) + b',"payload":'
+        self._value_head = b'{"schema":' + orjson.dumps(envelope_schema) + b',"payload":'
 
     # -- parts ----------------------------------------------------------------------------
 
@@ -185,10 +191,28 @@ class TableCodec:
         if payload is None:
             return None
         if self.schemas:
-            return orjson.dumps({"schema": self.key_schema, "payload": payload})
+            return b"".join((self._key_head, orjson.dumps(payload), b"}"))
         return orjson.dumps(payload)
 
     def source(self, event: RowEvent) -> dict[str, Any]:
+        """The ``source`` block of ``event``."""
+        if event.action == "read":
+            return self._source(event)
+        # The events of one transaction share its commit time and txid: only the LSN
+        # differs, so the rest is computed once per transaction.
+        key = (event.committed_at, event.txid)
+        if key != self._source_key:
+            self._source_base = self._source(event)
+            self._source_key = key
+        position = event.position
+        lsn = (_lsn_text_number(str(position["lsn"]))
+               if type(position) is dict and "lsn" in position else lsn_number(position))
+        source = self._source_base.copy()
+        source["sequence"] = f'[null,"{lsn}"]' if lsn is not None else "[null,null]"
+        source["lsn"] = lsn
+        return source
+
+    def _source(self, event: RowEvent) -> dict[str, Any]:
         micros = ((event.committed_at - _EPOCH) // _MICROSECOND if event.action != "read"
                   else time.time_ns() // 1000)
         lsn = lsn_number(event.position)
@@ -222,7 +246,7 @@ class TableCodec:
             "ts_us": now // 1000, "ts_ns": now,
         }
         if self.schemas:
-            return orjson.dumps({"schema": self.value_schema, "payload": payload})
+            return b"".join((self._value_head, orjson.dumps(payload), b"}"))
         return orjson.dumps(payload)
 
     def string_header(self, text: str) -> bytes:

@@ -124,10 +124,17 @@ def _unscaled_bytes(unscaled: int) -> str:
 
 
 def _decimal_at(scale: int) -> Convert:
+    factor = 10 ** scale if scale >= 0 else 0
+
     def convert(value: Any) -> Any:
         number = value if isinstance(value, Decimal) else Decimal(_money_text(value))
         if not number.is_finite():
             return None  # NaN and infinities: Debezium writes null
+        if factor:  # the hot path: a value with at most ``scale`` places, exactly
+            numerator, denominator = number.as_integer_ratio()
+            unscaled, rest = divmod(numerator * factor, denominator)
+            if not rest:
+                return _unscaled_bytes(unscaled)
         return _unscaled_bytes(_unscaled(number, scale))
     return convert
 
