@@ -1,0 +1,156 @@
+"""MariaDB's DDL as Debezium's schema change records: ``meepo run`` with the ``mysql``
+source and the ``kafka`` sink (``format = "debezium"``, with and without
+``exactly_once``) after each step of a workload (CREATE, ALTER, RENAME, DROP TABLE,
+TRUNCATE); the schema change topic holds one record per statement with Debezium's key,
+change types, ids and DDL, and the table's columns compared field by field with what
+Debezium's MySQL connector writes for that table (worked out by hand from the DDL, with
+MariaDB's own spelling of the types: see the module docstring of
+:mod:`meepo_kafka.debezium_schema_changes`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from meepo_core.testing import run_meepo, write_config
+
+from .conftest import CLIENT_LOG, unique
+
+pytestmark = pytest.mark.integration
+pytest.importorskip("meepo_mysql", reason="needs meepo-mysql (the integration suite)")
+
+CREATE = ("CREATE TABLE items (id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, "
+          "name VARCHAR(40) NOT NULL DEFAULT 'x' COMMENT 'the name', "
+          "stamp TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP) "
+          "DEFAULT CHARSET=utf8mb4 COMMENT='all items'")
+ALTER = "ALTER TABLE items ADD COLUMN size ENUM('s','m') CHARACTER SET latin1 AFTER name"
+RENAME = "RENAME TABLE items TO items2"
+TRUNCATE = "TRUNCATE TABLE items2"
+DROP = "DROP TABLE items2"
+#: MariaDB logs a DROP TABLE as it ran it; Debezium quotes the statement without the comment
+LOGGED_DROP = "DROP TABLE `items2`"
+
+
+def read_committed(bootstrap: str, topic: str) -> list[tuple[int, Any, Any]]:
+    """(partition, key, value) of every message a ``read_committed`` reader sees in
+    ``topic`` (one partition), read to the partition's end (past transaction markers)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("reader"),
+                         "enable.auto.commit": False, "isolation.level": "read_committed",
+                         "logger": CLIENT_LOG})
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10,
+                                                   cached=False)
+        if high <= low:
+            return []
+        consumer.assign([TopicPartition(topic, 0, low)])
+        found: list[tuple[int, Any, Any]] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                found.append((message.partition(),
+                              json.loads(message.key()) if message.key() else None,
+                              json.loads(message.value() or b"null")))
+            (position,) = consumer.position([TopicPartition(topic, 0)])
+            if position.offset >= high:
+                return found
+        raise AssertionError(f"could not read {topic} to offset {high}")
+    finally:
+        consumer.close()
+
+
+def column(name: str, jdbc: int, type_name: str, position: int, **more: Any) -> dict[str, Any]:
+    return {"name": name, "jdbcType": jdbc, "nativeType": None, "typeName": type_name,
+            "typeExpression": type_name, "charsetName": None, "length": None, "scale": None,
+            "position": position, "optional": True, "autoIncremented": False,
+            "generated": False, "comment": None, "defaultValueExpression": None,
+            "enumValues": None, **more}
+
+
+ID = column("id", 4, "INT", 1, length=11, optional=False, autoIncremented=True,
+            generated=True)  # length: MariaDB's int(11); Debezium's parse of INT has none
+NAME = column("name", 12, "VARCHAR", 2, charsetName="utf8mb4", length=40, optional=False,
+              comment="the name", defaultValueExpression="x")
+SIZE = column("size", 1, "ENUM", 3, charsetName="latin1", length=1,
+              enumValues=["'s'", "'m'"])
+
+
+def stamp(position: int) -> dict[str, Any]:
+    return column("stamp", 2014, "TIMESTAMP", position, optional=False,
+                  autoIncremented=True, generated=True,
+                  defaultValueExpression="1970-01-01 00:00:00")
+
+
+def table(*columns: dict[str, Any]) -> dict[str, Any]:
+    return {"defaultCharsetName": "utf8mb4", "primaryKeyColumnNames": ["id"],
+            "columns": list(columns), "comment": "all items"}
+
+
+@pytest.mark.parametrize("exactly_once", [False, True])
+def test_mariadb_ddl_becomes_debeziums_schema_change_records(
+    mysql_db: Any, mariadb: Any, kafka_server: Any, make_topic: Any, tmp_path: Path,
+    exactly_once: bool
+) -> None:
+    db = mysql_db.name
+    server = unique("dbz")
+    schema_topic = make_topic(1, name=server)
+    for name in ("items", "items2"):
+        make_topic(1, name=f"{server}.{db}.{name}")
+    file, pos = mariadb.execute("SHOW MASTER STATUS", database=None)[0][:2]
+    sink: dict[str, Any] = {"type": "kafka", "bootstrap_servers": kafka_server.bootstrap,
+                            "topic_prefix": f"{server}.", "format": "debezium",
+                            "server_name": server,
+                            "debezium": {"skipped_operations": "none"}}
+    if exactly_once:
+        sink.update(exactly_once=True, transactional_id=unique("tx"),
+                    positions_topic=unique("positions"))
+    write_config(tmp_path, {"publish": {
+        "source": {"type": "mysql", "dsn": mariadb.dsn, "tables": [f"{db}.*"],
+                   "start": f"{file}:{pos}"},
+        "sinks": [sink]}})
+
+    # one run after each step: meepo reads a table's definition when it meets the
+    # statement, so a run long after a later DDL would see the later definition
+    steps = [[CREATE, "INSERT INTO items (name) VALUES ('a')"],
+             [ALTER, "INSERT INTO items (name, size) VALUES ('b', 'm')"],
+             [RENAME], [TRUNCATE], [DROP]]
+    for statements in steps:
+        for statement in statements:
+            mysql_db.execute(statement)
+        result = run_meepo("run", "publish", "--once", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+
+    records = read_committed(kafka_server.bootstrap, schema_topic)
+    assert {partition for partition, _key, _value in records} == {0}
+    keys = [key for _partition, key, _value in records]
+    assert keys == [{"schema": keys[0]["schema"], "payload": {"databaseName": db}}] * 4
+    values = [value["payload"] for _partition, _key, value in records]
+    assert [v["ddl"] for v in values] == [CREATE, ALTER, RENAME, LOGGED_DROP]
+    assert [(v["databaseName"], v["schemaName"]) for v in values] == [(db, None)] * 4
+    changes = [v["tableChanges"] for v in values]
+    assert [[(c["type"], c["id"]) for c in found] for found in changes] == [
+        [("CREATE", f'"{db}"."items"')], [("ALTER", f'"{db}"."items"')],
+        [("ALTER", f'"{db}"."items2"')], [("DROP", f'"{db}"."items2"')]]
+    assert changes[0][0]["table"] == table(ID, NAME, stamp(3))
+    assert changes[1][0]["table"] == table(ID, NAME, SIZE, stamp(4))
+    assert changes[2][0]["table"] == table(ID, NAME, SIZE, stamp(4))
+    assert changes[3][0]["table"] is None
+    sources = [v["source"] for v in values]
+    assert [(s["connector"], s["name"], s["db"], s["snapshot"], s["file"]) for s in sources] \
+        == [("mysql", server, db, "false", file)] * 4
+    assert [s["table"] for s in sources] == ["items", "items", "items2", "items2"]
+    offsets = [s["pos"] for s in sources]
+    assert offsets == sorted(offsets) and offsets[0] > pos
+
+    # the truncate: Debezium's "t" event on the table's topic, after the rows
+    messages = read_committed(kafka_server.bootstrap, f"{server}.{db}.items")
+    assert [value["op"] for _partition, _key, value in messages] == ["c", "c"]
+    ((_partition, key, truncate),) = read_committed(kafka_server.bootstrap,
+                                                    f"{server}.{db}.items2")
+    assert key is None
+    assert (truncate["op"], truncate["source"]["table"]) == ("t", "items2")
