@@ -218,3 +218,21 @@ def test_under_exactly_once_a_refused_row_leaves_the_schema_change_in_the_batch(
     assert [(v["action"], v.get("pk")) for v in committed] == [
         ("write", 1), ("schema", None), ("write", 2)]
     assert [event.pk for event in sink.refused] == [9]
+
+
+def test_check_names_a_missing_schema_change_topic_when_auto_creation_is_off(
+    tmp_path: Path, bootstrap: str
+) -> None:
+    from confluent_kafka.admin import AdminClient
+    from meepo_kafka.cluster import auto_create, fetch_metadata
+
+    missing = unique("dbz")
+    sink = KafkaSink.from_options(Options(
+        {"type": "kafka", "bootstrap_servers": bootstrap, "format": "debezium",
+         "server_name": missing}, "sinks[0]", tmp_path))
+    problems = sink.check()
+    client = AdminClient({"bootstrap.servers": bootstrap})
+    if auto_create(client, fetch_metadata(client, bootstrap, "k")) == "true":
+        assert problems == []  # created on the first schema change, as any topic
+    else:
+        assert len(problems) == 1 and missing in problems[0]
