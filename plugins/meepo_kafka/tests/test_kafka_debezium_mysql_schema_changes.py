@@ -10,6 +10,8 @@ MariaDB's own spelling of the types: see the module docstring of
 from __future__ import annotations
 
 import json
+import random
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,9 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from meepo_core.testing import run_meepo, write_config
+from meepo_core.testing import meepo_command, run_meepo, write_config
 
-from .conftest import CLIENT_LOG, unique
+from .conftest import CLIENT_LOG, unique, wait_for
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("meepo_mysql", reason="needs meepo-mysql (the integration suite)")
@@ -154,3 +156,74 @@ def test_mariadb_ddl_becomes_debeziums_schema_change_records(
                                                     f"{server}.{db}.items2")
     assert key is None
     assert (truncate["op"], truncate["source"]["table"]) == ("t", "items2")
+
+
+def test_sigkill_between_ddl_and_rows_leaves_each_schema_change_record_once(
+    mysql_db: Any, mariadb: Any, kafka_server: Any, make_topic: Any, tmp_path: Path
+) -> None:
+    """``meepo run`` (``exactly_once``, Debezium format) is SIGKILLed again and again while
+    a session alternates ``ALTER TABLE ... ADD COLUMN`` and inserts of the new shape; after
+    a last run, a ``read_committed`` reader sees every DDL's schema change record once, in
+    statement order, and every row once, each written with its statement's columns."""
+    db = mysql_db.name
+    server = unique("dbz")
+    schema_topic = make_topic(1, name=server)
+    rows_topic = make_topic(1, name=f"{server}.{db}.t")
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    file, pos = mariadb.execute("SHOW MASTER STATUS", database=None)[0][:2]
+    write_config(tmp_path, {"eo": {
+        # heartbeat: a replica connection that goes silent after the kill of the one
+        # before it (seen once in a few runs without) is noticed and made again
+        "source": {"type": "mysql", "dsn": mariadb.dsn, "tables": [f"{db}.t"],
+                   "start": f"{file}:{pos}", "heartbeat": 1},
+        "sinks": [{"type": "kafka", "bootstrap_servers": kafka_server.bootstrap,
+                   "topic_prefix": f"{server}.", "format": "debezium",
+                   "server_name": server, "exactly_once": True,
+                   "transactional_id": unique("tx"), "positions_topic": unique("positions")}],
+        "status_interval": 0}})
+    statements: list[str] = []
+    rng = random.Random(11)
+    log = (tmp_path / "runs.log").open("wb")
+    process = subprocess.Popen(meepo_command("run", "eo"), cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=log)
+    kills = 0
+    try:
+        for step in range(1, 13):
+            statements.append(f"ALTER TABLE t ADD COLUMN c{step} INT DEFAULT {step}")
+            mysql_db.execute(statements[-1])
+            # the running pipeline committed the DDL's record (so it reads each definition
+            # before the next ALTER, and the kills below hit a pipeline at work)
+            wait_for(lambda: len(read_committed(kafka_server.bootstrap, schema_topic))
+                     >= len(statements), 120, f"the record of {statements[-1]!r}")
+            for row in range(3):
+                mysql_db.execute(f"INSERT INTO t (id) VALUES ({step * 10 + row})")
+            if step % 2 == 0:  # killed after the DDL, while the rows are on their way
+                time.sleep(rng.uniform(0.0, 0.3))
+                process.kill()
+                process.wait(30)
+                kills += 1
+                process = subprocess.Popen(meepo_command("run", "eo"), cwd=tmp_path,
+                                           stdout=subprocess.DEVNULL, stderr=log)
+    finally:
+        process.kill()
+        process.wait(30)
+        log.close()
+    result = run_meepo("run", "eo", "--once", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert kills == 6
+    # every run killed had got going (the last one, killed at once, may not have)
+    starts = (tmp_path / "runs.log").read_text().count("pipeline eo starting from")
+    assert starts >= kills, (tmp_path / "runs.log").read_text()[-3000:]
+
+    records = read_committed(kafka_server.bootstrap, schema_topic)
+    assert [value["payload"]["ddl"] for _p, _k, value in records] == statements
+    widths = [len(value["payload"]["tableChanges"][0]["table"]["columns"])
+              for _p, _k, value in records]
+    assert widths == list(range(2, 14))  # id and c1..cN after the N-th ALTER
+    messages = [value for _p, _k, value in read_committed(kafka_server.bootstrap, rows_topic)]
+    assert [m["after"]["id"] for m in messages] == [
+        step * 10 + row for step in range(1, 13) for row in range(3)]
+    # each row has the columns of the table when it was written: c1..c<step>
+    assert [sorted(m["after"]) for m in messages] == [
+        sorted(["id", *(f"c{n}" for n in range(1, step + 1))])
+        for step in range(1, 13) for _row in range(3)]
