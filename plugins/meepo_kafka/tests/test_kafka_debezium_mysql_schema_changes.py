@@ -164,7 +164,10 @@ def test_sigkill_between_ddl_and_rows_leaves_each_schema_change_record_once(
     """``meepo run`` (``exactly_once``, Debezium format) is SIGKILLed again and again while
     a session alternates ``ALTER TABLE ... ADD COLUMN`` and inserts of the new shape; after
     a last run, a ``read_committed`` reader sees every DDL's schema change record once, in
-    statement order, and every row once, each written with its statement's columns."""
+    statement order, and every row once, each written with its statement's columns.
+    (In the runs made so far no kill caught a DDL's record itself in an unfinished
+    transaction: the topic held no aborted copy. That case is proven deterministically by
+    ``test_under_exactly_once_a_replayed_schema_change_is_seen_once``.)"""
     db = mysql_db.name
     server = unique("dbz")
     schema_topic = make_topic(1, name=server)
@@ -188,22 +191,29 @@ def test_sigkill_between_ddl_and_rows_leaves_each_schema_change_record_once(
                                stdout=subprocess.DEVNULL, stderr=log)
     kills = 0
     try:
+        def kill_and_restart() -> subprocess.Popen[bytes]:
+            nonlocal kills
+            process.kill()
+            process.wait(30)
+            kills += 1
+            return subprocess.Popen(meepo_command("run", "eo"), cwd=tmp_path,
+                                    stdout=subprocess.DEVNULL, stderr=log)
+
         for step in range(1, 13):
             statements.append(f"ALTER TABLE t ADD COLUMN c{step} INT DEFAULT {step}")
             mysql_db.execute(statements[-1])
-            # the running pipeline committed the DDL's record (so it reads each definition
-            # before the next ALTER, and the kills below hit a pipeline at work)
+            if step % 4 == 2:  # killed while the DDL's record may be on its way
+                time.sleep(rng.uniform(0.0, 0.1))
+                process = kill_and_restart()
+            # the pipeline committed the DDL's record (so it reads each definition before
+            # the next ALTER, and the kills hit a pipeline at work)
             wait_for(lambda: len(read_committed(kafka_server.bootstrap, schema_topic))
                      >= len(statements), 120, f"the record of {statements[-1]!r}")
             for row in range(3):
                 mysql_db.execute(f"INSERT INTO t (id) VALUES ({step * 10 + row})")
-            if step % 2 == 0:  # killed after the DDL, while the rows are on their way
+            if step % 4 == 0:  # killed after the DDL, while the rows are on their way
                 time.sleep(rng.uniform(0.0, 0.3))
-                process.kill()
-                process.wait(30)
-                kills += 1
-                process = subprocess.Popen(meepo_command("run", "eo"), cwd=tmp_path,
-                                           stdout=subprocess.DEVNULL, stderr=log)
+                process = kill_and_restart()
     finally:
         process.kill()
         process.wait(30)
