@@ -216,3 +216,17 @@ def test_the_ddl_is_the_statement_without_the_comments_around_it() -> None:
     kept = "CREATE TABLE t (a int) /*!50100 PARTITION BY HASH (a) */"
     assert statement_text(kept) == kept  # a version comment is part of the statement
     assert statement_text(None) is None
+
+
+def test_the_debezium_format_reads_a_schema_change_record_as_not_a_row_change() -> None:
+    from meepo_kafka.debezium import DebeziumFormat, NotARowChange
+
+    for schemas in (True, False):
+        made = schema_change_record(change(), "dbz", version="v", schemas=schemas)
+        assert made is not None
+        try:
+            DebeziumFormat("dbz").decode(made[0], made[1], None)
+        except NotARowChange as exc:
+            assert str(exc) == "schema change"
+        else:
+            raise AssertionError("decoded a schema change record as a row change")
