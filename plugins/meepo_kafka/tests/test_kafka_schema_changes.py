@@ -236,3 +236,43 @@ def test_check_names_a_missing_schema_change_topic_when_auto_creation_is_off(
         assert problems == []  # created on the first schema change, as any topic
     else:
         assert len(problems) == 1 and missing in problems[0]
+
+
+def test_a_postgres_schema_change_shows_only_in_the_next_messages_schema(
+    tmp_path: Path, bootstrap: str, make_topic: Any
+) -> None:
+    """As Debezium's PostgreSQL connector: no schema change record anywhere; the change
+    event after an ``ADD COLUMN`` declares the new column in its schema."""
+    server = unique("dbz")
+    schema_topic = make_topic(1, name=server)
+    topic = make_topic(1)
+    where = {"dialect": "postgresql", "database": "shop", "schema": "public",
+             "table": "items", "replica_identity": "default"}
+    old = TableDefinition((ColumnDefinition("id", "integer", nullable=False),), ("id",),
+                          **where)
+    new = TableDefinition((ColumnDefinition("id", "integer", nullable=False),
+                           ColumnDefinition("note", "text")), ("id",), **where)
+
+    def write(pk: int, definition: TableDefinition) -> RowEvent:
+        after = {"id": pk, "note": "n"} if definition is new else {"id": pk}
+        return RowEvent("public", "items", "write", pk, None, after, {"lsn": "0/10"}, STAMP,
+                        "7", pk, ("id",), definition=definition)
+
+    added = SchemaChange("public", "items", "alter", old, new, position={"lsn": "0/10"},
+                         committed_at=STAMP)
+    sink = sink_for(tmp_path, {"type": "kafka", "bootstrap_servers": bootstrap,
+                               "topic": topic, "format": "debezium", "server_name": server})
+    try:
+        sink.apply(Batch((write(1, old), write(2, new)), 1, schema_changes=((1, added),)))
+    finally:
+        sink.close()
+    assert read_values(bootstrap, schema_topic, "read_uncommitted") == []
+    first, second = read_values(bootstrap, topic, "read_uncommitted")
+
+    def after_fields(message: dict[str, Any]) -> list[str]:
+        (after,) = [f for f in message["schema"]["fields"] if f["field"] == "after"]
+        return [f["field"] for f in after["fields"]]
+
+    assert after_fields(first) == ["id"] and after_fields(second) == ["id", "note"]
+    assert second["payload"]["after"] == {"id": 2, "note": "n"}
+    assert sink.context is not None and sink.context.metrics.failures == {}
