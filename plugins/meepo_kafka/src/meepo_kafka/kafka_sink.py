@@ -247,7 +247,9 @@ class KafkaSink(TransactionalSink):
 
     def _send_schema_change(self, change: SchemaChange, wait: bool) -> list[Sent]:
         """Queue the messages of ``change`` (waiting for their acknowledgements with
-        ``wait``); those the format writes none for are counted, never dropped silently."""
+        ``wait``). A change the format leaves out on purpose (a truncate that
+        ``debezium.skipped_operations`` names) is counted; a PostgreSQL change in the
+        Debezium format has no message, as in Debezium, and is not."""
         assert self.schema_changes is not None and self.context is not None, "open() first"
         messages, skipped = self.schema_changes.messages(change)
         if skipped:
