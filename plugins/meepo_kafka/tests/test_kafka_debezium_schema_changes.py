@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
 from meepo_kafka.debezium_schema_changes import (
     column_document,
     schema_change_record,
@@ -230,3 +232,28 @@ def test_the_debezium_format_reads_a_schema_change_record_as_not_a_row_change() 
             assert str(exc) == "schema change"
         else:
             raise AssertionError("decoded a schema change record as a row change")
+
+
+GOLDEN = Path(__file__).parent / "golden" / "mysql_schema_changes.jsonl"
+
+
+@pytest.mark.skipif(not GOLDEN.exists(),
+                    reason="no recording of Debezium's MySQL schema change records yet "
+                           "(tests/golden/mysql_schema_changes.jsonl)")
+def test_the_schemas_equal_those_debezium_recorded() -> None:
+    """The key and value schemas do not depend on the workload: each schema change record
+    Debezium wrote (with ``schemas.enable``) has exactly the schemas meepo writes, and its
+    payload the same fields in the same order."""
+    records = [json.loads(line) for line in GOLDEN.read_text().splitlines() if line.strip()]
+    theirs = [(json.loads(r["key"]), json.loads(r["value"])) for r in records
+              if r.get("value") and "SchemaChangeValue" in r["value"]]
+    if not theirs:
+        pytest.skip(f"{GOLDEN.name} holds no schema change record")
+    key, value = record(change())
+    for their_key, their_value in theirs:
+        if "schema" not in their_value:
+            continue  # recorded without schemas: only the payload's fields compare
+        assert their_key["schema"] == key["schema"]
+        assert their_value["schema"] == value["schema"]
+        assert list(their_value["payload"]) == list(value["payload"])
+        assert list(their_value["payload"]["source"]) == list(value["payload"]["source"])
