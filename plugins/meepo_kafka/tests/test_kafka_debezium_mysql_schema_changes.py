@@ -74,8 +74,11 @@ def column(name: str, jdbc: int, type_name: str, position: int, **more: Any) -> 
             "enumValues": None, **more}
 
 
-ID = column("id", 4, "INT", 1, length=11, optional=False, autoIncremented=True,
-            generated=True)  # length: MariaDB's int(11); Debezium's parse of INT has none
+ID = column("id", 4, "INT", 1, optional=False, autoIncremented=True,
+            generated=True)  # no length: the statement wrote INT (MariaDB says int(11))
+#: ``id`` in the records of later statements, each made by a new ``meepo run``, which has
+#: not seen the CREATE: the server's width (as Debezium after a snapshot)
+ID_AFTER_RESTART = {**ID, "length": 11}
 NAME = column("name", 12, "VARCHAR", 2, charsetName="utf8mb4", length=40, optional=False,
               comment="the name", defaultValueExpression="x")
 SIZE = column("size", 1, "ENUM", 3, charsetName="latin1", length=1,
@@ -139,8 +142,8 @@ def test_mariadb_ddl_becomes_debeziums_schema_change_records(
         [("CREATE", f'"{db}"."items"')], [("ALTER", f'"{db}"."items"')],
         [("ALTER", f'"{db}"."items2"')], [("DROP", f'"{db}"."items2"')]]
     assert changes[0][0]["table"] == table(ID, NAME, stamp(3))
-    assert changes[1][0]["table"] == table(ID, NAME, SIZE, stamp(4))
-    assert changes[2][0]["table"] == table(ID, NAME, SIZE, stamp(4))
+    assert changes[1][0]["table"] == table(ID_AFTER_RESTART, NAME, SIZE, stamp(4))
+    assert changes[2][0]["table"] == table(ID_AFTER_RESTART, NAME, SIZE, stamp(4))
     assert changes[3][0]["table"] is None
     sources = [v["source"] for v in values]
     assert [(s["connector"], s["name"], s["db"], s["snapshot"], s["file"]) for s in sources] \

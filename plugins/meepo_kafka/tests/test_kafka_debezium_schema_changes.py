@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 from meepo_kafka.debezium_schema_changes import (
     column_document,
+    display_widths,
     schema_change_record,
     statement_text,
+    table_changes,
     truncate_record,
 )
 
@@ -257,3 +259,42 @@ def test_the_schemas_equal_those_debezium_recorded() -> None:
         assert their_value["schema"] == value["schema"]
         assert list(their_value["payload"]) == list(value["payload"])
         assert list(their_value["payload"]["source"]) == list(value["payload"]["source"])
+
+
+def test_display_widths_follow_the_statements_as_debeziums_parser() -> None:
+    """``later`` of the MySQL golden workload: Debezium 3.6.3 recorded ``id`` (``INT`` in
+    the CREATE) without a length in the CREATE's record and in the next ALTER's, the
+    ALTER's DECIMAL(5, 1) with its length and scale, the default as text; MariaDB's
+    information_schema says ``int(11)`` throughout."""
+    created = TableDefinition((ColumnDefinition("id", "int(11)", False),
+                               ColumnDefinition("note", "varchar(10)", charset="utf8mb4")),
+                              ("id",), charset="utf8mb4")
+    altered = TableDefinition((*created.columns,
+                               ColumnDefinition("extra", "decimal(5,1)", False, "2.5")),
+                              ("id",), charset="utf8mb4")
+    where = {"position": {"file": "binlog.000001", "pos": 13804}, "committed_at": STAMP}
+    create = SchemaChange("inv", "later", "create", None, created,
+                          ddl="CREATE TABLE later (id INT PRIMARY KEY, note VARCHAR(10))",
+                          **where)
+    alter = SchemaChange("inv", "later", "alter", created, altered,
+                         ddl="ALTER TABLE later ADD COLUMN extra DECIMAL(5, 1) NOT NULL "
+                             "DEFAULT 2.5", **where)
+    recorded_id = column("id", 4, "INT", 1, optional=False)
+    recorded_note = column("note", 12, "VARCHAR", 2, charsetName="utf8mb4", length=10)
+    recorded_extra = column("extra", 3, "DECIMAL", 3, length=5, scale=1, optional=False,
+                            defaultValueExpression="2.5")
+    widths = display_widths(create)
+    assert widths == {"id": None}
+    assert table_changes(create)[0]["table"] == {
+        "defaultCharsetName": "utf8mb4", "primaryKeyColumnNames": ["id"],
+        "columns": [recorded_id, recorded_note], "comment": None}
+    assert table_changes(alter, widths)[0]["table"]["columns"] == [
+        recorded_id, recorded_note, recorded_extra]
+    # without the table's earlier record, the server's width (as after Debezium's snapshot)
+    assert table_changes(alter)[0]["table"]["columns"][0]["length"] == 11
+    stated = SchemaChange("inv", "later", "create", None, created,
+                          ddl="CREATE TABLE `later` (\n  `id` int(11) NOT NULL)", **where)
+    assert display_widths(stated) == {"id": 11}
+    spelled = SchemaChange("inv", "later", "create", None, created,
+                           ddl="CREATE TABLE later (id INTEGER)", **where)
+    assert display_widths(spelled) == {"id": None}

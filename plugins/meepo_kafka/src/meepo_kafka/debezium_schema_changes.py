@@ -26,9 +26,9 @@ the table's topic (:func:`truncate_record`), left out by default
 
 Where the columns come from: meepo reads a changed table's definition from the server
 (``information_schema``) after the statement, where Debezium parses the statement. The two
-agree except where a statement leaves a part implicit that the server spells out: a
-display width (``INT`` is ``int(11)`` on MariaDB, so ``length`` 11 where Debezium's parse
-has none), a default written as an expression. Those columns read like Debezium's after
+agree except where a statement leaves a part implicit that the server spells out: display
+widths (``INT`` is ``int(11)`` on MariaDB; :func:`display_widths` follows the statement
+instead), a default written as an expression. Those columns read like Debezium's after
 its snapshot, which reads ``SHOW CREATE TABLE``.
 
 PostgreSQL: Debezium's PostgreSQL connector has no schema change topic (logical decoding
@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -172,6 +173,10 @@ _JDBC: dict[str, int] = {
 _DEFAULT_DIMENSION: dict[str, tuple[int, int | None]] = {
     "decimal": (10, 0), "numeric": (10, 0), "fixed": (10, 0), "dec": (10, 0), "bit": (1, None),
 }
+#: ``column_document``'s default length: the one in the column's type.
+_FROM_TYPE: Any = object()
+#: Types whose ``information_schema`` spelling has a display width the statement may lack.
+_WIDTH_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"}
 _OTHER = 1111  # java.sql.Types.OTHER: spatial types, JSON, and what the parser does not know
 _CHARACTER_TYPES = {1, 12, -15, -9}  # CHAR, VARCHAR, NCHAR, NVARCHAR: they have a charset
 _TYPE = re.compile(r"^\s*([a-z][a-z ]*?)\s*(?:\((.*)\))?((?:\s+(?:signed|unsigned|zerofill))*)"
@@ -217,27 +222,32 @@ def _default_expression(column: ColumnDefinition) -> str | None:
     return default  # MySQL 8 writes string defaults unquoted
 
 
-def column_document(column: ColumnDefinition, position: int) -> dict[str, Any]:
-    """One ``io.debezium.connector.schema.Column`` (``position`` counts from 1)."""
+def column_document(column: ColumnDefinition, position: int,
+                    length: int | None = _FROM_TYPE) -> dict[str, Any]:
+    """One ``io.debezium.connector.schema.Column`` (``position`` counts from 1);
+    ``length``, when given, replaces the length read from the type (see
+    :func:`display_widths`)."""
     base, inside, suffix = _type_parts(column)
     jdbc = _JDBC.get(base, _OTHER)
     type_name = base.upper() + suffix
-    length: int | None = None
+    parsed_length: int | None = None
     scale: int | None = None
     enum_values: list[str] | None = None
     if base in ("enum", "set"):
         enum_values = _QUOTED.findall(inside)
-        length = max(0, len(enum_values) * 2 - 1) if base == "set" else 1
+        parsed_length = max(0, len(enum_values) * 2 - 1) if base == "set" else 1
     elif inside:
         numbers = [part.strip() for part in inside.split(",")]
         if numbers[0].isdigit():
-            length = int(numbers[0])
+            parsed_length = int(numbers[0])
         if len(numbers) > 1 and numbers[1].isdigit():
             scale = int(numbers[1])
-    if length is None and base in _DEFAULT_DIMENSION:
-        length, scale = _DEFAULT_DIMENSION[base]
-    if base == "nchar" and length is None:
-        length = 1
+    if parsed_length is None and base in _DEFAULT_DIMENSION:
+        parsed_length, scale = _DEFAULT_DIMENSION[base]
+    if base == "nchar" and parsed_length is None:
+        parsed_length = 1
+    if length is _FROM_TYPE:
+        length = parsed_length
     charset = column.charset if jdbc in _CHARACTER_TYPES else None
     if jdbc in (-15, -9):
         charset = "utf8"  # Debezium's parser sets utf8 for the national types
@@ -261,12 +271,15 @@ def column_document(column: ColumnDefinition, position: int) -> dict[str, Any]:
     }
 
 
-def table_document(definition: TableDefinition) -> dict[str, Any]:
-    """One ``io.debezium.connector.schema.Table``."""
+def table_document(definition: TableDefinition,
+                   lengths: Mapping[str, int | None] | None = None) -> dict[str, Any]:
+    """One ``io.debezium.connector.schema.Table``; ``lengths`` replace the lengths of the
+    columns they name (:func:`display_widths`)."""
+    lengths = lengths or {}
     return {
         "defaultCharsetName": definition.charset,
         "primaryKeyColumnNames": list(definition.key_columns),
-        "columns": [column_document(column, index)
+        "columns": [column_document(column, index, lengths.get(column.name, _FROM_TYPE))
                     for index, column in enumerate(definition.columns, 1)],
         "comment": definition.comment,
     }
@@ -276,8 +289,41 @@ def _table_id(database: str, table: str) -> str:
     return f'"{database}"."{table}"'
 
 
-def table_changes(change: SchemaChange) -> list[dict[str, Any]]:
-    """The ``tableChanges`` of ``change`` (see the module docstring for the kinds)."""
+def display_widths(change: SchemaChange,
+                   earlier: Mapping[str, int | None] | None = None) -> dict[str, int | None]:
+    """The ``length`` Debezium's parser gives each integer (and ``YEAR``) column of
+    ``change.after``. MariaDB's ``information_schema`` always states a display width
+    (``int(11)``); Debezium's parser has one only where a statement wrote it. So: the
+    width when the statement writes the column's type with one, none when it writes the
+    type without (``id INT``), else the length this table's last record gave the column
+    (``earlier``), else the server's width (what Debezium states after its snapshot of
+    ``SHOW CREATE TABLE``, which writes every width)."""
+    after = change.after
+    if after is None:
+        return {}
+    ddl = change.ddl or ""
+    earlier = earlier or {}
+    widths: dict[str, int | None] = {}
+    for column in after.columns:
+        base, inside, _suffix = _type_parts(column)
+        if base not in _WIDTH_TYPES:
+            continue
+        spelled = "int(?:eger)?" if base == "int" else base
+        stated = re.search(rf"(?:^|[\s,(`]){re.escape(column.name)}`?\s+{spelled}\b\s*(\()?",
+                           ddl, re.IGNORECASE)
+        if stated is not None:
+            widths[column.name] = int(inside) if stated.group(1) and inside.isdigit() \
+                else None
+        else:
+            widths[column.name] = earlier.get(column.name,
+                                              int(inside) if inside.isdigit() else None)
+    return widths
+
+
+def table_changes(change: SchemaChange,
+                  earlier: Mapping[str, int | None] | None = None) -> list[dict[str, Any]]:
+    """The ``tableChanges`` of ``change`` (see the module docstring for the kinds);
+    ``earlier`` as for :func:`display_widths`."""
     kind = change.kind
     if kind in ("create_database", "drop_database", "truncate"):
         return []
@@ -289,7 +335,8 @@ def table_changes(change: SchemaChange) -> list[dict[str, Any]]:
     kind_name = "CREATE" if created else "ALTER"
     after = change.after
     return [{"type": kind_name, "id": table_id,
-             "table": table_document(after) if after is not None else None}]
+             "table": table_document(after, display_widths(change, earlier))
+             if after is not None else None}]
 
 
 # -- the record ----------------------------------------------------------------------------
@@ -339,11 +386,14 @@ def mysql_source(change: SchemaChange, server_name: str, version: str) -> dict[s
 
 
 def schema_change_record(change: SchemaChange, server_name: str, *, version: str,
-                         schemas: bool = True,
-                         now_ms: int | None = None) -> tuple[bytes, bytes] | None:
+                         schemas: bool = True, now_ms: int | None = None,
+                         earlier: Mapping[str, int | None] | None = None,
+                         ) -> tuple[bytes, bytes] | None:
     """(key, value) of the schema change record Debezium's MySQL connector writes for
     ``change`` on topic ``server_name``, as the JSON converter writes them (``schemas``:
-    ``schemas.enable``); ``now_ms`` is the record's ``ts_ms`` (default: now). None when
+    ``schemas.enable``); ``now_ms`` is the record's ``ts_ms`` (default: now), ``earlier``
+    the integer columns' lengths in the table's last record (:func:`display_widths`). None
+    when
     Debezium writes no such record: a change of another source (PostgreSQL, SQLAlchemy)
     or a ``truncate`` (a change event, :func:`truncate_record`)."""
     if not is_binlog_change(change) or change.kind == "truncate":
@@ -355,7 +405,7 @@ def schema_change_record(change: SchemaChange, server_name: str, *, version: str
         "databaseName": change.schema,
         "schemaName": None,
         "ddl": statement_text(change.ddl),
-        "tableChanges": table_changes(change),
+        "tableChanges": table_changes(change, earlier),
     }
     if schemas:
         return (orjson.dumps({"schema": _KEY_SCHEMA_JSON, "payload": key}),

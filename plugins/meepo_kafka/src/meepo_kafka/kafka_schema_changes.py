@@ -26,6 +26,7 @@ from meepo_core import SchemaChange, schema_change_to_dict
 from .config import SinkSettings
 from .debezium_schema_changes import (
     context_headers,
+    display_widths,
     is_binlog_change,
     schema_change_record,
     truncate_record,
@@ -52,6 +53,9 @@ class SchemaChangeMessages:
         self.schemas = bool(getattr(message_format, "schemas", settings.schemas))
         run_id = str(getattr(message_format, "run_id", "") or uuid.uuid4())
         self._context = context_headers(self.server_name, run_id, self.schemas)
+        #: Per table, the integer columns' lengths in its last record (Debezium's parser
+        #: keeps a length a statement wrote, or did not write, until a statement changes it)
+        self._widths: dict[tuple[str, str], dict[str, int | None]] = {}
 
     def messages(self, change: SchemaChange) -> tuple[list[Message], str | None]:
         """The messages of ``change``, and the failure counter to add one to when the
@@ -72,9 +76,15 @@ class SchemaChangeMessages:
             assert truncate is not None
             return [(self.router.topic(change.schema, change.table), None, truncate,
                      self._meepo_headers(change) or None, -1)], None
+        table = (change.schema, change.table)
+        earlier = self._widths.pop(change.renamed_from or table, None)
         record = schema_change_record(change, self.server_name, version=self.version,
-                                      schemas=self.schemas)
+                                      schemas=self.schemas, earlier=earlier)
         assert record is not None
+        if change.after is not None:
+            self._widths[table] = display_widths(change, earlier)
+        else:
+            self._widths.pop(table, None)
         return [(self.server_name, record[0], record[1],
                  [*self._context, *self._meepo_headers(change)], 0)], None
 
