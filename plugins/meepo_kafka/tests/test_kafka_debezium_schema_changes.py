@@ -298,3 +298,57 @@ def test_display_widths_follow_the_statements_as_debeziums_parser() -> None:
     spelled = SchemaChange("inv", "later", "create", None, created,
                            ddl="CREATE TABLE later (id INTEGER)", **where)
     assert display_widths(spelled) == {"id": None}
+
+
+_KEYWORDS = {"NOT", "NULL", "DEFAULT", "CHARACTER", "COLLATE", "CHECK", "AUTO_INCREMENT",
+             "COMMENT", "PRIMARY", "UNIQUE", "ON", "GENERATED", "AS", "INVISIBLE"}
+
+
+def _snapshot_columns(ddl: str) -> list[ColumnDefinition]:
+    """The columns of a ``SHOW CREATE TABLE`` text (which spells types as
+    information_schema's ``COLUMN_TYPE`` does), charset and nullability included."""
+    found = []
+    for line in ddl.splitlines():
+        line = line.strip().rstrip(",")
+        if not line.startswith("`"):
+            continue
+        name, _, rest = line[1:].partition("`")
+        words = rest.split()
+        kind: list[str] = []
+        for word in words:
+            if word.upper() in _KEYWORDS:
+                break
+            kind.append(word)
+        upper = rest.upper()
+        charset = None
+        if "CHARACTER SET " in upper:
+            charset = words[[w.upper() for w in words].index("SET") + 1]
+        elif any(t in kind[0] for t in ("char", "text", "enum", "set")):
+            charset = "utf8mb4"  # the table's default
+        found.append(ColumnDefinition(name, " ".join(kind), "NOT NULL" not in upper,
+                                      charset=charset))
+    return found
+
+
+@pytest.mark.skipif(not GOLDEN.exists(),
+                    reason="no recording of Debezium's MySQL schema change records yet "
+                           "(tests/golden/mysql_schema_changes.jsonl)")
+def test_every_snapshot_column_matches_debeziums_record() -> None:
+    """For each table Debezium's snapshot recorded (``CREATE TABLE`` from ``SHOW CREATE
+    TABLE``), meepo's column documents of the same type spellings equal Debezium's."""
+    compared = 0
+    for line in GOLDEN.read_text().splitlines():
+        payload = json.loads(json.loads(line)["value"] or "null") if line.strip() else None
+        payload = payload.get("payload", payload) if isinstance(payload, dict) else None
+        if not payload or not payload["ddl"].startswith("CREATE TABLE `"):
+            continue
+        (table_change,) = payload["tableChanges"]
+        theirs = table_change["table"]["columns"]
+        mine = [column_document(column, index) for index, column in
+                enumerate(_snapshot_columns(payload["ddl"]), 1)]
+        for their, my in zip(theirs, mine, strict=True):
+            fields = ("name", "jdbcType", "typeName", "typeExpression", "charsetName",
+                      "length", "scale", "position", "optional", "enumValues")
+            assert {f: my[f] for f in fields} == {f: their[f] for f in fields}
+            compared += 1
+    assert compared > 40
