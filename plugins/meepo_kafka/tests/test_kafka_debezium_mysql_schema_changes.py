@@ -34,8 +34,6 @@ ALTER = "ALTER TABLE items ADD COLUMN size ENUM('s','m') CHARACTER SET latin1 AF
 RENAME = "RENAME TABLE items TO items2"
 TRUNCATE = "TRUNCATE TABLE items2"
 DROP = "DROP TABLE items2"
-#: MariaDB logs a DROP TABLE as it ran it; Debezium quotes the statement without the comment
-LOGGED_DROP = "DROP TABLE `items2`"
 
 
 def read_committed(bootstrap: str, topic: str) -> list[tuple[int, Any, Any]]:
@@ -135,7 +133,8 @@ def test_mariadb_ddl_becomes_debeziums_schema_change_records(
     keys = [key for _partition, key, _value in records]
     assert keys == [{"schema": keys[0]["schema"], "payload": {"databaseName": db}}] * 4
     values = [value["payload"] for _partition, _key, value in records]
-    assert [v["ddl"] for v in values] == [CREATE, ALTER, RENAME, LOGGED_DROP]
+    # a DROP TABLE's ddl is Debezium's: the words before the table list, the quoted name
+    assert [v["ddl"] for v in values] == [CREATE, ALTER, RENAME, f"DROP TABLE `{db}`.`items2`"]
     assert [(v["databaseName"], v["schemaName"]) for v in values] == [(db, None)] * 4
     changes = [v["tableChanges"] for v in values]
     assert [[(c["type"], c["id"]) for c in found] for found in changes] == [

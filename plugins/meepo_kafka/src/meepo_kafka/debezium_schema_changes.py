@@ -363,6 +363,27 @@ def statement_text(ddl: str | None) -> str | None:
             return text
 
 
+_DROP_TABLE = re.compile(r"^(DROP\s+(?:TEMPORARY\s+)?TABLES?\s+(?:IF\s+EXISTS\s+)?)",
+                         re.IGNORECASE)
+_DROP_TYPE = re.compile(r"\s(RESTRICT|CASCADE)\s*$", re.IGNORECASE)
+
+
+def record_ddl(change: SchemaChange) -> str | None:
+    """The record's ``ddl``: the statement as Debezium's parser quotes it
+    (:func:`statement_text`), except for a ``DROP TABLE``, which Debezium writes once per
+    table as the statement's words before the table list and the table's quoted name
+    (``DROP TABLE IF EXISTS `db`.`t```), then ``RESTRICT`` or ``CASCADE`` if written."""
+    text = statement_text(change.ddl)
+    if text is None or change.kind != "drop":
+        return text
+    words = _DROP_TABLE.match(text)
+    if words is None:
+        return text  # a table renamed out of `tables`, say
+    drop_type = _DROP_TYPE.search(text)
+    return (f"{words.group(1)}`{change.schema}`.`{change.table}`"
+            + (f" {drop_type.group(1).upper()}" if drop_type else ""))
+
+
 def is_binlog_change(change: SchemaChange) -> bool:
     """Whether ``change`` comes from a MySQL/MariaDB binlog (its position names a file and
     an offset), the only source Debezium writes schema change records for."""
@@ -404,7 +425,7 @@ def schema_change_record(change: SchemaChange, server_name: str, *, version: str
         "ts_ms": time.time_ns() // 1_000_000 if now_ms is None else now_ms,
         "databaseName": change.schema,
         "schemaName": None,
-        "ddl": statement_text(change.ddl),
+        "ddl": record_ddl(change),
         "tableChanges": table_changes(change, earlier),
     }
     if schemas:
