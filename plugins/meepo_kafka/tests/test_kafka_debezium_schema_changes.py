@@ -80,7 +80,7 @@ EXPECTED_COLUMNS = [
 EXPECTED_SOURCE = {
     "version": "v", "connector": "mysql", "name": "dbz", "ts_ms": STAMP_MS,
     "snapshot": "false", "db": "shop", "sequence": None, "ts_us": STAMP_MS * 1000,
-    "ts_ns": STAMP_MS * 1_000_000, "table": "items", "server_id": 0, "gtid": "0-1-42",
+    "ts_ns": STAMP_MS * 1_000_000, "table": "items", "server_id": 1, "gtid": "0-1-42",
     "file": "mysql-bin.000003", "pos": 570, "row": 0, "thread": None, "query": None,
 }
 

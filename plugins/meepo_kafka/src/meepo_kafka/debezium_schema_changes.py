@@ -52,6 +52,7 @@ from meepo_core import ColumnDefinition, SchemaChange, TableDefinition
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _GTID = re.compile(r"^\d+-\d+-\d+$|^[0-9a-fA-F-]{36}:\d+$")
+_MARIADB_GTID = re.compile(r"^\d+-\d+-\d+$")
 _OPTIONAL_STRING = {"type": "string", "optional": True}
 
 
@@ -392,15 +393,18 @@ def is_binlog_change(change: SchemaChange) -> bool:
 
 
 def mysql_source(change: SchemaChange, server_name: str, version: str) -> dict[str, Any]:
-    """The MySQL connector's ``source`` block of a schema change record."""
-    micros = (change.committed_at - _EPOCH) // _MICROSECOND
+    """The MySQL connector's ``source`` block of a schema change record: ``ts_*`` the
+    statement's time (whole seconds, as the binlog keeps it), ``server_id`` the server's
+    part of a MariaDB GTID (0 without one), as on the mysql source's rows."""
+    ms = (change.committed_at - _EPOCH) // _MICROSECOND // 1_000_000 * 1000
     position = change.position if isinstance(change.position, dict) else {}
     gtid = change.txid if change.txid and _GTID.match(change.txid) else None
+    server_id = int(gtid.split("-")[1]) if gtid and _MARIADB_GTID.match(gtid) else 0
     return {
         "version": version, "connector": "mysql", "name": server_name,
-        "ts_ms": micros // 1000, "snapshot": "false", "db": change.schema,
-        "sequence": None, "ts_us": micros, "ts_ns": micros * 1000,
-        "table": change.table or None, "server_id": 0, "gtid": gtid,
+        "ts_ms": ms, "snapshot": "false", "db": change.schema,
+        "sequence": None, "ts_us": ms * 1000, "ts_ns": ms * 1_000_000,
+        "table": change.table or None, "server_id": server_id, "gtid": gtid,
         "file": str(position.get("file", "")), "pos": int(position.get("pos", 0)), "row": 0,
         "thread": None, "query": None,
     }
