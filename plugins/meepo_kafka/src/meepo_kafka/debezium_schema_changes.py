@@ -439,14 +439,24 @@ def schema_change_record(change: SchemaChange, server_name: str, *, version: str
 
 
 def truncate_record(change: SchemaChange, server_name: str, *, version: str,
-                    now_ms: int | None = None) -> bytes | None:
+                    now_ms: int | None = None, envelope: Any = None,
+                    schemas: bool = True) -> bytes | None:
     """The value of the ``"t"`` change event Debezium's MySQL connector writes for a
-    ``TRUNCATE`` on the table's topic (key null), in the schemaless envelope that meepo
-    writes MySQL rows in; None for a change that is not a binlog truncate."""
+    ``TRUNCATE`` on the table's topic (key null); None for a change that is not a binlog
+    truncate. ``envelope`` is the JSON converter's schema of the table's change events
+    (``TableCodec.value_schema``) when its rows are written with one: the event then has
+    their shape (with the schema if ``schemas``); without it, the schemaless envelope
+    meepo writes rows without column definitions in."""
     if change.kind != "truncate" or not is_binlog_change(change):
         return None
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     source = mysql_source(change, server_name, version)
+    if envelope is not None:
+        payload = {"before": None, "after": None, "source": source, "transaction": None,
+                   "op": "t", "ts_ms": now, "ts_us": now * 1000, "ts_ns": now * 1_000_000}
+        if schemas:
+            return orjson.dumps({"schema": envelope, "payload": payload})
+        return orjson.dumps(payload)
     for name in ("sequence", "ts_us", "ts_ns"):  # as the rows' schemaless source
         del source[name]
     return orjson.dumps({"before": None, "after": None, "source": source, "op": "t",

@@ -72,7 +72,10 @@ class SchemaChangeMessages:
         if change.kind == "truncate":
             if "t" in self.settings.debezium.skipped_operations:
                 return [], "skipped_truncate"
-            truncate = truncate_record(change, self.server_name, version=self.version)
+            codec = self._table_codec(change)
+            truncate = truncate_record(
+                change, self.server_name, version=self.version, schemas=self.schemas,
+                envelope=getattr(codec, "value_schema", None) if codec is not None else None)
             assert truncate is not None
             return [(self.router.topic(change.schema, change.table), None, truncate,
                      self._meepo_headers(change) or None, -1)], None
@@ -87,6 +90,18 @@ class SchemaChangeMessages:
             self._widths.pop(table, None)
         return [(self.server_name, record[0], record[1],
                  [*self._context, *self._meepo_headers(change)], 0)], None
+
+    def _table_codec(self, change: SchemaChange) -> Any:
+        """The codec the format made for the rows of ``change``'s table (the newest), so a
+        truncate event has their shape; None when its rows carry no definitions. Looked up
+        only for a truncate: the rows' hot path stays as it is."""
+        cache = getattr(self.format, "codecs", None)
+        found = None
+        for definition, codec in getattr(cache, "_codecs", {}).values():
+            if definition.table == change.table \
+                    and change.schema in (definition.database, definition.schema):
+                found = codec
+        return found
 
     def _meepo_headers(self, change: SchemaChange) -> Header:
         headers: Header = []
