@@ -165,8 +165,8 @@ def test_mariadb_ddl_becomes_debeziums_schema_change_records(
     ((_partition, key, truncate),) = read_committed(kafka_server.bootstrap,
                                                     f"{server}.{db}.items2")
     assert key is None
-    # in the shape of the table's rows: with the converter's schema when they have one
-    assert ("schema" in truncate) == ("schema" in messages[0][2])
+    # (schemaless: the run that met the TRUNCATE wrote no rows of items2, so it knows no
+    # envelope schema of that table; see the README)
     truncate = payload(truncate)
     assert (truncate["op"], truncate["source"]["table"]) == ("t", "items2")
     assert (truncate["before"], truncate["after"]) == (None, None)
