@@ -276,3 +276,27 @@ def test_a_postgres_schema_change_shows_only_in_the_next_messages_schema(
     assert after_fields(first) == ["id"] and after_fields(second) == ["id", "note"]
     assert second["payload"]["after"] == {"id": 2, "note": "n"}
     assert sink.context is not None and sink.context.metrics.failures == {}
+
+
+def test_a_truncate_after_rows_with_definitions_has_their_envelope_schema(
+    tmp_path: Path, bootstrap: str, make_topic: Any
+) -> None:
+    topic = make_topic(1)
+    definition = TableDefinition((ColumnDefinition("id", "integer", nullable=False),),
+                                 ("id",), dialect="postgresql", database="shop",
+                                 schema="public", table="items")
+    written = RowEvent("shop", "items", "write", 1, None, {"id": 1}, BINLOG, STAMP, None, 1,
+                       ("id",), definition=definition)
+    sink = sink_for(tmp_path, {"type": "kafka", "bootstrap_servers": bootstrap,
+                               "topic": topic, "format": "debezium",
+                               "server_name": unique("dbz"),
+                               "debezium": {"skipped_operations": "none"}})
+    try:
+        sink.apply(Batch((written,), 1, schema_changes=((1, alter(kind="truncate")),)))
+    finally:
+        sink.close()
+    row, truncate = [json.loads(r.value or b"") for r in read_topic(bootstrap, topic)]
+    assert truncate["schema"] == row["schema"]
+    assert [truncate["payload"][k] for k in ("before", "after", "op", "transaction")] == [
+        None, None, "t", None]
+    assert list(truncate["payload"]) == list(row["payload"])
