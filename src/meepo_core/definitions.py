@@ -31,7 +31,10 @@ class ColumnDefinition:
     ``length`` is a character or bit string's declared length, ``precision`` and
     ``scale`` a decimal's, or ``precision`` the fractional second digits of a time type;
     ``enum_values`` are an enum's labels in their order; ``element`` an array's element
-    type."""
+    type; ``charset`` a character column's character set; ``comment`` the column's
+    comment; ``auto_increment`` whether the server numbers new rows in it (MySQL's
+    ``AUTO_INCREMENT``); ``on_update`` the expression the server sets it to on every update
+    (MySQL's ``ON UPDATE CURRENT_TIMESTAMP``)."""
 
     name: str
     type: str
@@ -42,6 +45,10 @@ class ColumnDefinition:
     scale: int | None = None
     enum_values: tuple[str, ...] = ()
     element: str | None = None
+    charset: str | None = None
+    comment: str | None = None
+    auto_increment: bool = False
+    on_update: str | None = None
 
     @property
     def base_type(self) -> str:
@@ -57,8 +64,9 @@ class TableDefinition:
     """A table's columns in table order and its key columns in key order (empty: no
     primary key, rows are keyed by their whole image). Where the source knows them:
     ``dialect`` names its type system (``"postgresql"``, ``"mysql"``), ``database``,
-    ``schema`` and ``table`` where the table is, and ``replica_identity`` PostgreSQL's
-    setting (``"default"``, ``"full"``, ``"index"``, ``"nothing"``)."""
+    ``schema`` and ``table`` where the table is, ``replica_identity`` PostgreSQL's
+    setting (``"default"``, ``"full"``, ``"index"``, ``"nothing"``), ``charset`` the
+    table's default character set and ``comment`` its comment (MySQL's)."""
 
     columns: tuple[ColumnDefinition, ...]
     key_columns: tuple[str, ...] = ()
@@ -67,6 +75,8 @@ class TableDefinition:
     schema: str = ""
     table: str = ""
     replica_identity: str = ""
+    charset: str | None = None
+    comment: str | None = None
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -456,27 +456,3 @@ def test_meepo_format_sends_a_schema_change_in_its_place_among_the_rows(
     assert json.loads(message.key or b"null") == {"table": "shop.items"}
     assert dict(message.headers or [])["meepo.sequence"] == b"2"
     assert dead_letters(sink) == []
-
-
-def test_a_schema_change_the_debezium_format_does_not_write_is_counted_and_logged(
-    tmp_path: Path, bootstrap: str, make_topic: Any, caplog: Any
-) -> None:
-    from meepo_core import SchemaChange
-    from meepo_core.testing.schema_contract import CONTRACT_DEFINITION, EVOLVED_DEFINITION
-
-    topic = make_topic()
-    change = SchemaChange("shop", "items", "alter", CONTRACT_DEFINITION, EVOLVED_DEFINITION,
-                          committed_at=STAMP, sequence=2)
-    rows = (event("write", 1, after={"id": 1}, sequence=1),)
-    sink = open_sink(tmp_path, bootstrap, topic=topic, format="debezium")
-    try:
-        with caplog.at_level("WARNING", logger="meepo.kafka"):
-            sink.apply(Batch(rows, 1, schema_changes=((1, change),)))
-            sink.apply(Batch(rows, 1, schema_changes=((1, change),)))
-    finally:
-        sink.close()
-    assert sink.context is not None
-    assert sink.context.metrics.failures[(sink.label, "schema_change_not_written")] == 2
-    warnings = [r.getMessage() for r in caplog.records if "schema changes are not" in
-                r.getMessage()]
-    assert len(warnings) == 1 and "debezium format" in warnings[0]

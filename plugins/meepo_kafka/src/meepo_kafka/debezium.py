@@ -461,6 +461,8 @@ class DebeziumFormat:
                 raise NotARowChange("transaction")  # provide.transaction.metadata
             if set(payload) == {"ts_ms"}:
                 raise NotARowChange("heartbeat")
+            if "tableChanges" in payload and "databaseName" in payload:
+                raise NotARowChange("schema change")  # the MySQL schema change topic's
         if not isinstance(payload, dict) or "op" not in payload:
             raise ValueError("not a Debezium change event (no op)")
         op = payload["op"]

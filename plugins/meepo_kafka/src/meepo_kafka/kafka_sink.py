@@ -38,7 +38,6 @@ from meepo_core import (
     TableDefinition,
     TransactionalSink,
     join_position_parts,
-    schema_change_to_dict,
 )
 
 from .cluster import (
@@ -52,6 +51,7 @@ from .compat import AclOperation
 from .config import SINK_OPTIONS, SinkSettings, base_config, describe
 from .debezium_codec import OPS
 from .formats import POSITION_HEADER, SEQUENCE_HEADER, Format, make_format
+from .kafka_schema_changes import SchemaChangeMessages
 from .kafka_transactions import KafkaTransactions
 from .topics import TopicRouter
 
@@ -112,11 +112,12 @@ def split_key_change(event: RowEvent) -> tuple[RowEvent, ...]:
 class KafkaSink(TransactionalSink):
     """Publishes batches to Kafka; options in :class:`~meepo_kafka.config.SinkSettings`.
 
-    In the ``meepo`` format a schema change is a message of its own on its table's topic, in
-    its place among the rows: the value is
-    :func:`~meepo_core.schema_changes.schema_change_to_dict`'s JSON (``"action":
-    "schema"``), the key ``{"table": "schema.table"}``. The ``debezium`` format, and
-    exactly-once delivery (Kafka transactions), leave them out."""
+    Schema changes are written in their place among the rows (see
+    :mod:`meepo_kafka.kafka_schema_changes`): in the ``meepo`` format as a message of its own
+    on its table's topic, in the ``debezium`` format as Debezium's schema change record
+    (:mod:`meepo_kafka.debezium_schema_changes`). Without ``exactly_once`` each is
+    acknowledged before the rows after it are sent; with it, it is one more message of the
+    batch's transaction."""
 
     follows_schema_changes = True
     OPTIONS = SINK_OPTIONS  # declared in .config, where they are read
@@ -134,7 +135,7 @@ class KafkaSink(TransactionalSink):
         self.transactions = KafkaTransactions(settings) if settings.exactly_once else None
         #: Events dead-lettered by the current batch (exactly-once sends the rest again).
         self.refused: list[StreamEvent] = []
-        self._schema_changes_logged = False
+        self.schema_changes: SchemaChangeMessages | None = None
         self._skipped: set[str] = set()  # actions left out (Debezium's skipped.operations)
         self._skip_logged: set[str] = set()
 
@@ -190,6 +191,7 @@ class KafkaSink(TransactionalSink):
         if self.settings.format == "debezium":
             self._skipped = {action for action, op in OPS.items()
                              if op in self.settings.debezium.skipped_operations}
+        self.schema_changes = SchemaChangeMessages(self.settings, self.format, self.router)
         if self.transactions is not None:
             if self.producer is None:  # not claimed by a pipeline run: claim for this one
                 self.claim_position(context.pipeline)
@@ -211,6 +213,8 @@ class KafkaSink(TransactionalSink):
         fixed = self.settings.topic_prefix + self.settings.topic
         if "{" not in fixed:
             named.append(fixed)
+        if self.settings.format == "debezium" and self.settings.server_name:
+            named.append(self.settings.server_name)  # the schema change topic
         problems = topic_problems(admin, named, metadata, "topic", AclOperation.WRITE,
                                   missing_is_problem=False)
         if self.transactions is not None:
@@ -229,48 +233,54 @@ class KafkaSink(TransactionalSink):
     # -- applying ------------------------------------------------------------------------
 
     def apply(self, batch: Batch) -> None:
-        if batch.schema_changes and self.settings.format == "meepo" \
-                and self.transactions is None:
-            for part in batch.in_order():
-                if isinstance(part, SchemaChange):
-                    self._send_schema_change(part)
-                else:
-                    self._send(Batch(part))
-            return
-        if batch.schema_changes:
-            self._schema_changes_not_written(len(batch.schema_changes))
-        if self.transactions is None:
-            self._send(batch)
-            return
-        assert self.context is not None, "open() first"
-        self.transactions.publish(self, batch, record=self.context.purpose == "run")
+        if self.transactions is not None:
+            assert self.context is not None, "open() first"
+            self.transactions.publish(self, batch, record=self.context.purpose == "run")
+        else:
+            self.send_batch(batch)
 
-    def _schema_changes_not_written(self, count: int) -> None:
-        """Schema changes this sink does not write yet (the Debezium format's schema change
-        topic, and any format under ``exactly_once``): counted as
-        ``schema_change_not_written`` and logged once, never dropped silently. Debezium's
-        schema part on the next messages follows the new definition all the same."""
-        assert self.context is not None, "open() first"
-        self.context.metrics.record_failure(self.label, "schema_change_not_written", count)
-        if not self._schema_changes_logged:
-            self._schema_changes_logged = True
-            why = ("under exactly_once" if self.transactions is not None
-                   else f"in the {self.settings.format} format")
-            log.warning("%s: schema changes are not written to Kafka %s (counted as "
-                        "schema_change_not_written); row messages follow the new shape",
-                        self.label, why)
+    def send_batch(self, batch: Batch, wait: bool = True) -> list[Sent]:
+        """:meth:`_send` for a batch with schema changes too: each run of rows, and the
+        messages of each schema change between them, in commit order. With ``wait``, a
+        schema change is acknowledged before the rows after it are sent; without (one
+        transaction), everything is queued and the caller's commit waits for it all."""
+        if not batch.schema_changes:
+            return self._send(batch, wait)
+        parts = list(batch.in_order())
+        last_rows = max((i for i, part in enumerate(parts)
+                         if not isinstance(part, SchemaChange)), default=-1)
+        sent: list[Sent] = []
+        for index, part in enumerate(parts):
+            # _send clears the failures reported so far: a transaction settles them all
+            reported = list(self._failures) if index and not wait else []
+            if isinstance(part, SchemaChange):
+                sent += self._send_schema_change(part, wait)
+            else:  # the batch's position ends its last run (Debezium's transaction END)
+                sent += self._send(Batch(part, batch.position if index == last_rows
+                                         else None), wait)
+            if reported:
+                self._failures[:0] = reported
+        return sent
 
-    def _send_schema_change(self, change: SchemaChange) -> None:
-        """One message for ``change``, acknowledged before the rows after it are sent."""
-        topic = self.router.topic(change.schema, change.table)
-        key = _json_bytes({"table": change.qualified_table})
-        value = _json_bytes(schema_change_to_dict(change))
-        headers: Header = (None if change.sequence is None
-                           else [(SEQUENCE_HEADER, str(change.sequence))])
-        self._failures.clear()
-        if self._produce(topic, key, value, headers, change):
-            self._wait_for_reports(1)
-            self._settle([(topic, key, value, headers, change)])
+    def _send_schema_change(self, change: SchemaChange, wait: bool) -> list[Sent]:
+        """Queue the messages of ``change`` (waiting for their acknowledgements with
+        ``wait``). A change the format leaves out on purpose (a truncate that
+        ``debezium.skipped_operations`` names) is counted; a PostgreSQL change in the
+        Debezium format has no message, as in Debezium, and is not."""
+        assert self.schema_changes is not None and self.context is not None, "open() first"
+        messages, skipped = self.schema_changes.messages(change)
+        if skipped:
+            self.context.metrics.record_failure(self.label, skipped)
+        if wait:
+            self._failures.clear()
+        sent: list[Sent] = []
+        for topic, key, value, headers, partition in messages:
+            if self._produce(topic, key, value, headers, change, partition):
+                sent.append((topic, key, value, headers, change))
+        if wait and sent:
+            self._wait_for_reports(len(sent))
+            self._settle(sent)
+        return sent
 
     def _send(self, batch: Batch, wait: bool = True) -> list[Sent]:
         """Queue every message of ``batch``; with ``wait``, also wait for their reports and
@@ -380,13 +390,15 @@ class KafkaSink(TransactionalSink):
         return [(SEQUENCE_HEADER, str(sequence)), (POSITION_HEADER, self._position_bytes)]
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: Header,
-                 event: StreamEvent) -> bool:
-        """Queue one message, waiting while librdkafka's queue is full; False when it was
-        refused at once (dead-lettered)."""
+                 event: StreamEvent, partition: int = -1) -> bool:
+        """Queue one message (to ``partition``, -1: the partitioner's choice), waiting
+        while librdkafka's queue is full; False when it was refused at once
+        (dead-lettered)."""
         assert self.producer is not None
         while True:
             try:
-                self.producer.produce(topic, value, key, headers=headers)
+                self.producer.produce(topic, value, key, partition=partition,
+                                      headers=headers)
                 return True
             except BufferError:  # the queue is full: let deliveries drain it
                 self.producer.poll(0.1)

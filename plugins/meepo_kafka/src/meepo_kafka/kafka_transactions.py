@@ -5,7 +5,8 @@
   pipeline starts: the cluster aborts what an earlier instance left open and *fences* it;
   its next produce or commit fails with a fatal error, and that instance stops with a
   one-line error and never writes again.
-* Each batch is one Kafka transaction: its messages and the pipeline's position, written to
+* Each batch is one Kafka transaction: its messages (schema change messages included, in
+  their place among the rows) and the pipeline's position, written to
   the compacted ``positions_topic`` (key ``{"pipeline", "part"}``, value the part's JSON;
   see :func:`meepo_core.position_parts`). Consumers with ``isolation.level =
   read_committed`` see a batch's messages only once its position is committed with them.
@@ -175,7 +176,7 @@ class KafkaTransactions:
             sent: list[Any] = []
             try:
                 self._begin()
-                sent = sink._send(batch, wait=False)
+                sent = sink.send_batch(batch, wait=False)
                 for part, value in moved.items():
                     self.producer.produce(
                         self.settings.positions_topic,
@@ -218,9 +219,7 @@ class KafkaTransactions:
                 if not sink.refused:
                     raise
             # refused messages aborted the transaction: send the batch again without them
-            refused = {id(event) for event in sink.refused}
-            batch = Batch(tuple(e for e in batch.events if id(e) not in refused),
-                          batch.position)
+            batch = _without(batch, {id(event) for event in sink.refused})
 
     def _extend(self, sink: KafkaSink, batch: Batch) -> None:
         """Send a batch without a position in the open transaction (begun if need be),
@@ -228,7 +227,7 @@ class KafkaTransactions:
         assert self.producer is not None
         try:
             self._begin()
-            sink._send(batch)
+            sink.send_batch(batch)
         except KafkaException as exc:
             if _fenced(exc.args[0]):
                 raise self.fenced(exc.args[0]) from exc
@@ -315,6 +314,19 @@ class KafkaTransactions:
                     "needs the transaction coordinator (transaction.state.log.*) and, with "
                     "ACLs, WRITE on the transactional id"]
         return []
+
+
+def _without(batch: Batch, refused: set[int]) -> Batch:
+    """``batch`` without the events and schema changes whose ids are in ``refused``, each
+    remaining schema change still after the rows it came after."""
+    events: list[Any] = []
+    changes: list[Any] = []
+    for part in batch.in_order():
+        if isinstance(part, tuple):
+            events.extend(e for e in part if id(e) not in refused)
+        elif id(part) not in refused:
+            changes.append((len(events), part))
+    return Batch(tuple(events), batch.position, batch.watermarks, tuple(changes))
 
 
 def _raised_error(exc: BaseException | None) -> KafkaError | None:

@@ -42,6 +42,7 @@ log = logging.getLogger("meepo.mysql")
 _DATABASE = re.compile(r"^\s*(CREATE|DROP)\s+(?:DATABASE|SCHEMA)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?"
                        r"`?((?:[^`]|``)+?)`?\s*(?:;|$|\s)", re.IGNORECASE)
 _VERSIONED = re.compile(r"^\s*/\*!(?:M!)?\d{5,6}\s(.*)\*/\s*;?\s*$", re.S)
+_ON_UPDATE = re.compile(r"\bon update (\S+)", re.IGNORECASE)
 _TABLE_DDL = re.compile(r"^\s*(?:CREATE|ALTER|DROP|RENAME)\b", re.IGNORECASE)
 _KINDS: dict[str, SchemaChangeKind] = {
     "define": "create", "like": "create", "changed": "alter", "alter": "alter",
@@ -156,12 +157,16 @@ class SchemaEvents:
     def read(self, schema: str, table: str) -> TableDefinition | None:
         """The table's definition on the server now (None: no such table), remembered."""
         rows = self.control.query(
-            "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT FROM "
-            "information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
-            "ORDER BY ORDINAL_POSITION", schema, table)
+            "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, CHARACTER_SET_NAME, "
+            "COLUMN_COMMENT, EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+            "AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", schema, table)
         if not rows:
             self._known.pop((schema, table), None)
             return None
+        about = self.control.query(
+            "SELECT TABLE_COLLATION, TABLE_COMMENT FROM information_schema.TABLES WHERE "
+            "TABLE_SCHEMA = %s AND TABLE_NAME = %s", schema, table)
+        collation, table_comment = about[0] if about else (None, None)
         names = [str(r[0]) for r in rows]
         hidden = self.filter.hidden_columns(schema, table, names)
         keys = self.control.query(
@@ -170,12 +175,28 @@ class SchemaEvents:
             schema, table)
         definition = TableDefinition(
             tuple(ColumnDefinition(str(name), str(kind), nullable == "YES",
-                                   None if default in (None, "NULL") else str(default))
-                  for name, kind, nullable, default in rows if name not in hidden),
+                                   None if default in (None, "NULL") else str(default),
+                                   charset=str(charset) if charset else None,
+                                   comment=str(comment) if comment else None,
+                                   auto_increment="auto_increment" in str(extra).lower(),
+                                   on_update=_on_update(str(extra)))
+                  for name, kind, nullable, default, charset, comment, extra in rows
+                  if name not in hidden),
             tuple(str(k[0]) for k in keys),
+            # a collation's character set is its name up to the first "_"
+            charset=str(collation).split("_", 1)[0] if collation else None,
+            comment=str(table_comment) if table_comment else None,
         )
         self._known[(schema, table)] = definition
         return definition
+
+
+def _on_update(extra: str) -> str | None:
+    """The expression of ``on update ...`` in a column's ``EXTRA`` (MariaDB writes
+    ``on update current_timestamp()``, MySQL ``DEFAULT_GENERATED on update
+    CURRENT_TIMESTAMP``), or None."""
+    found = _ON_UPDATE.search(extra)
+    return found.group(1) if found else None
 
 
 def unwrap_versioned(statement: str) -> str:
