@@ -27,6 +27,7 @@ from typing import Any
 
 from meepo_core import ColumnDefinition, RowEvent, dumps_exact
 
+from .debezium_snapshot import snapshot_marker
 from .debezium_types import (
     _BINARY_TEXT,
     DEFAULT_MODES,
@@ -285,7 +286,8 @@ def mysql_source(event: RowEvent, version: str, server_name: str, database: str,
         micros = datetime.now(UTC).timestamp()
         ms = int(micros * 1000)
         return {"version": version, "connector": "mysql", "name": server_name, "ts_ms": ms,
-                "snapshot": "true", "db": database, "sequence": None, "ts_us": ms * 1000,
+                "snapshot": snapshot_marker(event), "db": database, "sequence": None,
+                "ts_us": ms * 1000,
                 "ts_ns": ms * 1_000_000, "table": table, "server_id": 0, "gtid": None,
                 "file": file or "", "pos": pos or 0, "row": 0, "thread": None,
                 "query": None}
