@@ -9,14 +9,25 @@ The same algorithm runs against real databases in the sqlalchemy-outbox and mysq
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 
-from meepo_core import Batch, ColumnDefinition, RowEvent, SnapshotTable, TableDefinition
+from meepo_core import (
+    Batch,
+    ColumnDefinition,
+    Options,
+    PipelineContext,
+    Position,
+    RowEvent,
+    SnapshotTable,
+    Source,
+    TableDefinition,
+)
 from meepo_core.events import Watermark
-from meepo_core.snapshots import SnapshotCoordinator, SnapshotProgress, describe_job
+from meepo_core.snapshots import SnapshotCoordinator
+from meepo_core.snapshots.progress import SnapshotProgress, describe_job
 
 TABLE = SnapshotTable("shop", "items", ("id",), estimated_rows=5)
 
@@ -29,13 +40,21 @@ def change(action: str, pk: int, before: Any = None, after: Any = None) -> RowEv
     return RowEvent("shop", "items", action, pk, before, after)  # type: ignore[arg-type]
 
 
-class FakeTableSource:
+class FakeTableSource(Source):
     """A fake database table (see the module docstring): ``rows`` by key, watermarks
-    recorded as they are written."""
+    recorded as they are written; no stream (the tests hand the coordinator batches)."""
 
     def __init__(self, rows: dict[int, dict[str, Any]]) -> None:
         self.rows = rows
         self.marks: list[str] = []
+
+    @classmethod
+    def from_options(cls, options: Options) -> FakeTableSource:
+        raise NotImplementedError
+
+    def stream(self, start: Position | None, context: PipelineContext, *,
+               once: bool) -> Iterator[Batch]:
+        raise NotImplementedError
 
     def write_watermark(self, mark: str) -> None:
         self.marks.append(mark)

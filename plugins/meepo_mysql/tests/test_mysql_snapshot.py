@@ -102,7 +102,8 @@ def test_key_order_pages_and_column_filters(harness: Any) -> None:
 
 CHANGE_IN_WINDOW_PLUGIN = '''
 """A mysql source that commits a real change to the first row of each chunk right after
-reading it, before the high watermark: the copy is then already stale."""
+reading it (and placing its watermarks, both at the read's binlog position): the copy is
+then already stale."""
 
 import pymysql
 
@@ -111,8 +112,8 @@ from meepo_mysql import MySQLSource
 
 
 class ChangeInWindow(MySQLSource):
-    def read_chunk(self, table, after, limit, where=None, until=None):
-        rows = super().read_chunk(table, after, limit, where, until)
+    def read_chunk_between(self, low, high, table, after, limit, where=None, until=None):
+        rows = super().read_chunk_between(low, high, table, after, limit, where, until)
         if rows:
             conn = pymysql.connect(autocommit=True, **self.settings.connection_settings())
             with conn, conn.cursor() as cur:
@@ -225,7 +226,7 @@ def test_a_stream_that_starts_late_loses_no_change_to_the_snapshot(
         assert isinstance(source, MySQLSource)
         # Only the stream is slow: the snapshot reader connects to the server directly.
         direct = MySQLSource.from_options(Options(harness.options(), "source", tmp_path))
-        source.snapshots = MySQLSnapshots(direct.settings, source.watermarks)
+        source.snapshots = MySQLSnapshots(direct.settings, source.rendezvous)
         stop = threading.Event()
         commits = [0]
 
