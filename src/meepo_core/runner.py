@@ -273,6 +273,10 @@ class Runner:
                             return
                     continue
             if isinstance(item, _End):
+                if once and self._intake is not None:
+                    # requests the stream made on its way (a cascade's re-snapshot) are
+                    # queued by now: take them before deciding that nothing is left to do
+                    self._intake.take_requests()
                 if not (once and self.snapshots is not None and self.snapshots.busy):
                     return
                 # A snapshot's watermarks were written after the stream caught up: read on.

@@ -365,5 +365,5 @@ def test_a_chunk_and_a_lone_watermark_are_placed_in_the_stream_without_call_orde
     assert [(e.pk, e.after) for e in rows] == [(1, {"id": 1, "n": 0}), (2, {"id": 2, "n": 0}),
                                                (3, {"id": 3, "n": 0})]
     assert in_stream_order(follower.batches) == [
-        ("write", 1), ("write", 2), ("mark", "alone-1"), ("write", 3), ("mark", "low"), ("mark", "high"), ("update", 1),
-        ("mark", "alone-2")]
+        ("write", 1), ("write", 2), ("mark", "alone-1"), ("write", 3), ("mark", "low"),
+        ("mark", "high"), ("update", 1), ("mark", "alone-2")]
