@@ -1,6 +1,7 @@
 """meepo_core's modules import each other without a cycle: the core reads bottom-up (events
 and options at the bottom, the runner and the CLI on top), and a module that needs one
-above it is a sign that a job sits in the wrong module.
+above it is a sign that a job sits in the wrong module. The same holds in every in-repo
+plugin package and the testkit, where installed.
 
 Every import counts, also one inside a function (a lazy import hides a cycle, it does not
 remove it); only imports under ``if TYPE_CHECKING:`` are left out, as they never run.
@@ -9,15 +10,22 @@ remove it); only imports under ``if TYPE_CHECKING:`` are left out, as they never
 from __future__ import annotations
 
 import ast
+import importlib.util
 from pathlib import Path
+
+import pytest
 
 import meepo_core
 
 ROOT = Path(meepo_core.__file__).parent
+#: The other packages of this repository (checked where installed: a core-only test run
+#: has none of them).
+PACKAGES = ("meepo_es", "meepo_kafka", "meepo_mysql", "meepo_postgres", "meepo_redis",
+            "meepo_serve", "meepo_sqlalchemy", "meepo_testkit", "meepo_webhook")
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = path.relative_to(root.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -27,9 +35,10 @@ def is_type_checking(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def imports(path: Path, modules: set[str]) -> set[str]:
-    """The meepo_core modules ``path`` imports when it runs (any depth but TYPE_CHECKING)."""
-    name = module_name(path)
+def imports(path: Path, modules: set[str], root: Path = ROOT) -> set[str]:
+    """The modules of ``modules`` that ``path`` imports when it runs (any depth but
+    TYPE_CHECKING)."""
+    name = module_name(path, root)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
 
@@ -59,10 +68,10 @@ def imports(path: Path, modules: set[str]) -> set[str]:
     return {target for target in found if target in modules and target != name} - ancestors
 
 
-def import_graph() -> dict[str, set[str]]:
-    paths = sorted(ROOT.rglob("*.py"))
-    modules = {module_name(path) for path in paths}
-    graph = {module_name(path): imports(path, modules) for path in paths}
+def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    paths = sorted(root.rglob("*.py"))
+    modules = {module_name(path, root) for path in paths}
+    graph = {module_name(path, root): imports(path, modules, root) for path in paths}
     # importing a.b.c runs a/b/__init__ first (a's own modules excepted, see imports())
     for name, edges in graph.items():
         for target in list(edges):
@@ -120,3 +129,12 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 def test_meepo_core_has_no_import_cycle() -> None:
     assert cycles(import_graph()) == []
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_plugin_package_has_an_import_cycle(package: str) -> None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip(f"{package} is not installed")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    assert cycles(import_graph(root)) == []
