@@ -4,15 +4,15 @@
 
 Does what the ``meepo run NAME --once`` command does, as a program that embeds meepo would:
 the pipeline from the nearest config file (:func:`meepo_core.load_pipeline`, plugins
-included), meepo's log lines on stderr at INFO, ``Pipeline.run(once=True)`` and the
+included), meepo's log lines on stderr at INFO, ``Runner(pipeline).run(once=True)`` and the
 command's summary line (``meepo: NAME: 3 events in 1 batch, ...``). Exit status 1 with the
 one-line message for a :class:`meepo_core.MeepoError` (2 for a config error).
 
-Around ``Pipeline.run`` it prints ``bench-timing run=SECONDS cpu=SECONDS hwm_kib=PEAK_RSS``:
+Around ``Runner(pipeline).run`` it prints ``bench-timing run=SECONDS cpu=SECONDS hwm_kib=PEAK_RSS``:
 wall and CPU seconds (the whole process, all threads) of the streaming phase, which is
 connecting the source and sinks, streaming, the final checkpoint and closing -- the same
-span as before, when the command's ``Runner.run`` was wrapped: ``Pipeline.run`` only builds
-the runner first (a context and an empty queue, no I/O). The benchmark compares that phase
+span as when the command's ``Runner.run`` was wrapped: building the runner first adds a
+context and an empty queue, no I/O. The benchmark compares that phase
 without interpreter start-up and imports, which it reports separately; those do not include
 the command line's own modules (click), a few tens of milliseconds.
 """
@@ -23,7 +23,7 @@ import logging
 import sys
 import time
 
-from meepo_core import ConfigError, MeepoError, load_pipeline
+from meepo_core import ConfigError, MeepoError, Runner, load_pipeline
 
 
 def main(name: str) -> int:
@@ -40,7 +40,7 @@ def main(name: str) -> int:
         pipeline = load_pipeline(name)
         began, cpu = time.perf_counter(), time.process_time()
         try:
-            stats = pipeline.run(once=True)
+            stats = Runner(pipeline).run(once=True)
         finally:
             print(f"bench-timing run={time.perf_counter() - began:.6f} "
                   f"cpu={time.process_time() - cpu:.6f} hwm_kib={peak_rss_kib()}",

@@ -4,7 +4,7 @@ Every run is one child process, waited for with ``os.wait4`` so that its own CPU
 (user + sys) is exact; peak RSS is the child's own ``VmHWM`` as it reports it (the meepo
 and raw children; ``ru_maxrss`` otherwise, which can include the parent's size); wall
 time is from spawn to exit and so includes interpreter start-up on both sides. Each
-child also reports its streaming phase (``run``: the raw reader's life; ``Pipeline.run``
+child also reports its streaming phase (``run``: the raw reader's life; ``Runner.run``
 for meepo, see ``_meepo_timed.py``), which is what rows/s and the ratios use; start-up
 is reported on its own. Sink state is reset before each run and checked after it (not
 timed): a run that delivered the wrong number of events, left dead letters, checkpointed

@@ -61,8 +61,8 @@ def write_log(path: Path, events: int) -> None:
 
 
 #: ``meepo run NAME --once`` through the embedding API, printing the run's exact figures.
-RUN_ONCE = ("import sys; from meepo_core import load_pipeline; "
-            "s = load_pipeline(sys.argv[1]).run(once=True); "
+RUN_ONCE = ("import sys; from meepo_core import Runner, load_pipeline; "
+            "s = Runner(load_pipeline(sys.argv[1])).run(once=True); "
             "print(s.events, s.batches, repr(s.seconds))")
 
 

@@ -1,5 +1,5 @@
 """The delivery engine: one retry and dead-letter policy for every path that applies events,
-and the public embedding API around it (load_pipeline, Pipeline.run, Delivery)."""
+and the public embedding API around it (load_pipeline, Runner, Delivery)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from meepo_core import (
     MemoryCheckpointStore,
     PipelineSettings,
     RowEvent,
+    Runner,
     SinkError,
     load_pipeline,
 )
@@ -89,7 +90,7 @@ def test_load_pipeline_runs_and_delivers_through_the_public_api(tmp_path: Path) 
     for pk in (1, 2):
         channel("in").publish([RowEvent("s", "t", "write", pk, None, {"id": pk})], position=pk)
     pipeline = load_pipeline("p", config)
-    stats = pipeline.run(once=True)
+    stats = Runner(pipeline).run(once=True)
     assert (stats.events, stats.position, stats.saved) == (2, 2, True)
     assert json.loads((tmp_path / "cp.json").read_text())["position"] == 2
     # deliver a batch built in code to the same sinks
@@ -116,7 +117,7 @@ def test_a_side_run_leaves_the_pipeline_checkpoint_alone(tmp_path: Path) -> None
     side = dataclasses.replace(load_pipeline("p", config), checkpoints=MemoryCheckpointStore(),
                                purpose="backfill")
     assert side.context().identity.endswith(":p#backfill")
-    assert side.run(once=True).events == 1
+    assert Runner(side).run(once=True).events == 1
     assert not (tmp_path / "cp.json").exists()
 
 
@@ -130,14 +131,14 @@ def test_identity_differs_between_two_projects_with_the_same_pipeline_name(tmp_p
 
 def test_a_run_that_delivers_nothing_keeps_the_checkpoint_and_says_so(tmp_path: Path) -> None:
     config = one_event_pipeline(tmp_path, "in", "file:cp.json")
-    first = load_pipeline("p", config).run(once=True).summary()
+    first = Runner(load_pipeline("p", config)).run(once=True).summary()
     assert first.startswith("1 event in 1 batch, ") and first.endswith("checkpoint saved at 1")
-    again = load_pipeline("p", config).run(once=True, start=1)
+    again = Runner(load_pipeline("p", config)).run(once=True, start=1)
     assert (again.events, again.batches, again.saved, again.position) == (0, 0, False, 1)
     assert again.summary().endswith("checkpoint unchanged at 1")
 
 
 def test_a_run_without_a_kept_checkpoint_does_not_say_it_saved_one(tmp_path: Path) -> None:
     config = one_event_pipeline(tmp_path, "unkept", "none")
-    summary = load_pipeline("p", config).run(once=True).summary()
+    summary = Runner(load_pipeline("p", config)).run(once=True).summary()
     assert summary.endswith('delivered up to 1 (checkpoint = "none": not kept)'), summary

@@ -14,6 +14,7 @@ from meepo_core import (
     Options,
     Position,
     RowEvent,
+    Runner,
     TransactionalSink,
     event_to_json,
     join_position_parts,
@@ -85,10 +86,10 @@ def test_the_runner_resumes_from_the_owner_not_the_checkpoint_file(tmp_path: Pat
     sink = FileOwnerSink(tmp_path / "owner.json")
     first = pipeline(tmp_path, [("sinks[0] owner", sink)])
     assert isinstance(first.checkpoints, SinkPositionStore)
-    assert first.run(once=True).events == 10
+    assert Runner(first).run(once=True).events == 10
     (tmp_path / "p.json").unlink()  # the checkpoint file is not where the position lives
     log_events(tmp_path / "log.jsonl", 11, 4)
-    stats = pipeline(tmp_path, [("sinks[0] owner", sink)]).run(once=True)
+    stats = Runner(pipeline(tmp_path, [("sinks[0] owner", sink)])).run(once=True)
     assert stats.events == 4
     assert json.loads(sink.path.read_text())["applied"] == list(range(1, 15))
 

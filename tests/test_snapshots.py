@@ -8,15 +8,33 @@ The same algorithm runs against real databases in the sqlalchemy-outbox and mysq
 
 from __future__ import annotations
 
+import dataclasses
 import io
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from meepo_core import Batch, ColumnDefinition, RowEvent, SnapshotTable, TableDefinition
+from meepo_core import (
+    Batch,
+    ColumnDefinition,
+    Options,
+    PipelineContext,
+    Position,
+    RowEvent,
+    Runner,
+    SnapshotTable,
+    Source,
+    TableDefinition,
+    load_pipeline,
+)
+from meepo_core.builtin.memory import channel
 from meepo_core.events import Watermark
-from meepo_core.snapshots import SnapshotCoordinator, SnapshotProgress, describe_job
+from meepo_core.snapshots import SnapshotCoordinator
+from meepo_core.snapshots.progress import SnapshotProgress, describe_job
+from meepo_core.testing import write_config
 
 TABLE = SnapshotTable("shop", "items", ("id",), estimated_rows=5)
 
@@ -29,13 +47,21 @@ def change(action: str, pk: int, before: Any = None, after: Any = None) -> RowEv
     return RowEvent("shop", "items", action, pk, before, after)  # type: ignore[arg-type]
 
 
-class FakeTableSource:
+class FakeTableSource(Source):
     """A fake database table (see the module docstring): ``rows`` by key, watermarks
-    recorded as they are written."""
+    recorded as they are written; no stream (the tests hand the coordinator batches)."""
 
     def __init__(self, rows: dict[int, dict[str, Any]]) -> None:
         self.rows = rows
         self.marks: list[str] = []
+
+    @classmethod
+    def from_options(cls, options: Options) -> FakeTableSource:
+        raise NotImplementedError
+
+    def stream(self, start: Position | None, context: PipelineContext, *,
+               once: bool) -> Iterator[Batch]:
+        raise NotImplementedError
 
     def write_watermark(self, mark: str) -> None:
         self.marks.append(mark)
@@ -262,3 +288,55 @@ def test_snapshot_metrics_in_the_prometheus_text() -> None:
     assert not any(line.startswith('meepo_snapshot_progress{pipeline="p",table="crm')
                    for line in lines)
     assert "# TYPE meepo_snapshot_progress gauge" in lines
+
+
+class LoggedTableSource(FakeTableSource):
+    """The fake table with a change log, which ``stream`` replays from ``start`` (positions
+    are log lengths), reporting watermarks where they were written. When it passes the
+    log entry ``cascade_at`` it asks for a snapshot of the table, as a source that learns of
+    a foreign-key cascade does."""
+
+    def __init__(self, rows: dict[int, dict[str, Any]], log: list[RowEvent | str],
+                 cascade_at: int) -> None:
+        super().__init__(rows)
+        self.log = log
+        self.cascade_at = cascade_at
+
+    def write_watermark(self, mark: str) -> None:
+        super().write_watermark(mark)
+        self.log.append(mark)
+
+    def snapshot_tables(self, names: Sequence[str] | None = None) -> list[SnapshotTable]:
+        return [TABLE]
+
+    def stream(self, start: Position | None, context: PipelineContext, *,
+               once: bool) -> Iterator[Batch]:
+        assert once
+        for index in range(int(start or 0), len(self.log)):  # the log's end when it began
+            entry = self.log[index]
+            if isinstance(entry, str):
+                yield Batch((), index + 1, (Watermark(0, entry, index),))
+                continue
+            if index == self.cascade_at:
+                time.sleep(0.3)  # after the runner's first look for requests, within a second
+                context.request_snapshot(TABLE.qualified)
+            yield Batch((entry,), index + 1)
+
+
+def test_a_once_run_takes_the_snapshot_its_stream_asked_for_on_its_way(tmp_path: Path) -> None:
+    """The request comes with the stream's last batch, after the runner's first look for
+    requests and within a second of it, when it looks again: the run still takes it before
+    it ends, copies the table, and then ends once caught up."""
+    config = write_config(tmp_path, {"p": {
+        "source": {"type": "memory", "name": "unused"},
+        "sinks": [{"type": "memory", "name": "cascade-out"}],
+        "checkpoint": "none",
+    }})
+    log: list[RowEvent | str] = [change("write", 1, after=row(1)),
+                                 change("update", 2, row(2), row(2, "cascaded"))]
+    source = LoggedTableSource({1: row(1), 2: row(2, "cascaded")}, log, cascade_at=1)
+    pipeline = dataclasses.replace(load_pipeline("p", config), source=source)
+    stats = Runner(pipeline).run(once=True)
+    delivered = [(e.action, e.pk) for e in channel("cascade-out").events]
+    assert delivered == [("write", 1), ("update", 2), ("read", 1), ("read", 2)]
+    assert stats.snapshot_rows == {"shop.items": 2}

@@ -21,10 +21,11 @@ The public API. Plugins and programs that embed meepo use only these names:
   :func:`describe_error` (one line for any exception; plugins register their driver's
   error type);
 * writing transforms: :class:`Transform` (with :func:`derive` to build a changed event);
-* embedding: :func:`load_pipeline` gives a :class:`Pipeline` to ``run()`` (a
-  :class:`RunStats` back), to run under a supervisor's control with a :class:`Runner`
-  (``pause``/``resume``/``stop``, ``lag_seconds``), or to deliver batches to its sinks
-  through a :class:`Delivery`;
+* embedding: :func:`load_pipeline` gives a :class:`Pipeline` (a description) that a
+  :class:`Runner` runs (``Runner(pipeline).run()``, a :class:`RunStats` back; a supervisor
+  controls it with ``pause``/``resume``/``stop``, ``lag_seconds``), for which
+  :func:`request_snapshot` queues a snapshot, or whose batches go to its sinks through a
+  :class:`Delivery`;
   :meth:`Delivery.to_sinks` does the same for sink objects built in code.
 """
 
@@ -86,7 +87,7 @@ from .serialization import (
 )
 from .settings import PipelineSettings
 from .sink import Sink
-from .snapshots import SnapshotTable, keyset_filter
+from .snapshots import SnapshotTable, keyset_filter, request_snapshot
 from .source import SnapshotReader, Source
 from .table_filter import ColumnRule, TableFilter, parse_table_filter
 from .transforms import Transform, TransformError, derive
@@ -161,6 +162,7 @@ __all__ = [
     "parse_table_filter",
     "position_parts",
     "qualified_name",
+    "request_snapshot",
     "schema_change_from_dict",
     "schema_change_to_dict",
 ]

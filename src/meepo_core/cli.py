@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 import traceback
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -20,12 +21,8 @@ from .option_docs import lookup, text_listing
 from .pipeline import Pipeline, build_pipeline
 from .plugins import Registry, import_local_plugins, registry
 from .runner import Runner
-from .snapshots import (
-    STALE_INTERVALS,
-    STALE_SECONDS,
-    describe_job,
-    describe_running_job,
-)
+from .snapshots import request_snapshot
+from .snapshots.progress import describe_job
 
 EPILOG = """\b
 Examples:
@@ -282,7 +279,7 @@ def snapshot(state: State, name: str, tables: tuple[str, ...], status: bool) -> 
         for line in snapshot_status(pipeline):
             click.echo(line)
         return
-    request, resolved = pipeline.request_snapshot(tables)
+    request, resolved = request_snapshot(pipeline, tables)
     click.echo(
         f"meepo: {name}: snapshot of {', '.join(t.qualified for t in resolved)} requested "
         f"({request['id']}); a running `meepo run {name}` takes it within a second, "
@@ -352,6 +349,13 @@ def adopt_checkpoint(state: State, name: str) -> None:
                f"{json.dumps(checkpoint.position, default=str)}", err=True)
 
 
+#: A running snapshot's checkpoint is "stalled" for ``meepo snapshot --status`` once it is
+#: older than this many checkpoint intervals, and at least STALE_SECONDS: a live run saves
+#: its progress after every chunk, at most one checkpoint interval apart.
+STALE_INTERVALS = 10
+STALE_SECONDS = 5.0
+
+
 def snapshot_status(pipeline: Pipeline) -> list[str]:
     """``meepo snapshot NAME --status``: one line per waiting request and per job."""
     checkpoint = pipeline.load_checkpoint()
@@ -375,6 +379,28 @@ def snapshot_status(pipeline: Pipeline) -> list[str]:
         else:
             lines.append(f"done {job.get('finished_at')}: {describe_job(job, running=False)}")
     return lines or [f"no snapshots for pipeline {pipeline.name}"]
+
+
+def describe_running_job(
+    job: dict[str, Any], saved_at: str | None, stale_after: float, now: datetime | None = None
+) -> str:
+    """The ``meepo snapshot --status`` line of the job a run was copying, as of the last
+    checkpoint (saved at ``saved_at``): ``running: ..., ETA ..., last seen 0:00:01 ago``
+    while runs keep saving progress, since a running snapshot checkpoints after its chunks;
+    ``stalled: ...`` with when it was last seen and no rate or ETA once no checkpoint was
+    saved for ``stale_after`` seconds (the run was killed or stopped, or is stuck)."""
+    now = now or datetime.now(UTC)
+    if saved_at is None:
+        return f"running: {describe_job(job, running=True, now=now)}"
+    seen = datetime.fromisoformat(saved_at)
+    seconds = (now - seen).total_seconds()
+    age = timedelta(seconds=int(max(seconds, 0)))
+    if seconds <= stale_after:
+        return f"running: {describe_job(job, running=True, now=now)}, last seen {age} ago"
+    return (f"stalled: {describe_job(job, running=False)}; last seen "
+            f"{seen.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({age} ago), no progress saved "
+            "since: the run was stopped or killed, or is stuck; a new run resumes from the "
+            "last finished chunk")
 
 
 def _transform_warnings(pipeline: Pipeline) -> None:

@@ -1,15 +1,14 @@
-"""A pipeline built from config: its source, sinks, stores and settings, and the ways to
-use it: run it, or deliver batches to its sinks. :func:`load_pipeline` is the entry point
-for programs that embed meepo."""
+"""A pipeline built from config: its source, sinks, stores and settings, validated and not
+connected. :func:`load_pipeline` is the entry point for programs that embed meepo; a
+:class:`~meepo_core.runner.Runner` runs a pipeline, :func:`~meepo_core.snapshots.request_snapshot`
+queues a snapshot for its runs."""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .checkpoints import Checkpoint, CheckpointStore, refuse_foreign_checkpoint
 from .config import MeepoConfig, load_config
@@ -17,7 +16,6 @@ from .context import PipelineContext
 from .dead_letters import DeadLetterStore
 from .delivery import Delivery, WhenExhausted
 from .errors import ConfigError
-from .events import Position
 from .metrics import Metrics
 from .options import Options
 from .plugins import Registry, import_local_plugins, registry
@@ -27,14 +25,11 @@ from .sink import Sink
 from .source import Source
 from .transforms import PipelineTransforms, build_chain, split_sink_options
 
-if TYPE_CHECKING:
-    from .runner import RunStats
-    from .snapshots import SnapshotTable
-
 
 @dataclass
 class Pipeline:
-    """Everything ``meepo run NAME`` needs, built and validated but not yet connected.
+    """Everything ``meepo run NAME`` needs, built and validated but not yet connected: a
+    description, which ``Runner(pipeline).run()`` runs.
 
     ``sinks`` are ``(label, sink)`` pairs; the label (``"sinks[0] redis"``) names the sink
     in logs, metrics and dead letters. ``identity`` is unique to the pipeline on this
@@ -93,54 +88,6 @@ class Pipeline:
             f"{self.key_path}.checkpoint" if self.key_path else "checkpoint",
         )
         return checkpoint
-
-    def run(
-        self,
-        *,
-        once: bool = False,
-        start: Position | None = None,
-        snapshot: Sequence[str] | None = None,
-    ) -> RunStats:
-        """Run in this thread until stopped or, with ``once``, until caught up; see
-        :class:`~meepo_core.runner.Runner`. ``start`` overrides the saved checkpoint;
-        ``snapshot`` names tables to snapshot in this run (``[]``: all)."""
-        from .runner import Runner
-
-        return Runner(self).run(once=once, start=start, snapshot=snapshot)
-
-    def request_snapshot(
-        self, tables: Sequence[str] = ()
-    ) -> tuple[dict[str, Any], list[SnapshotTable]]:
-        """Queue a snapshot of ``tables`` (``schema.table``; none: every table) in the
-        checkpoint store, as ``meepo snapshot NAME`` does: a running pipeline takes it
-        within a second, otherwise the next run does. Returns the request and the tables it
-        covers; raises :class:`ConfigError` when the source cannot snapshot or a table is
-        not one the pipeline follows. Opens and closes the source to resolve the tables."""
-        from .snapshots import new_request_id
-
-        if not self.source.supports_snapshots:
-            raise ConfigError(f"{self.key_path}.source", "this source type cannot snapshot tables")
-        if not self.checkpoints.persistent:
-            # The request would live only in this process: no later run could take it.
-            raise ConfigError(
-                f"{self.key_path}.checkpoint",
-                "a snapshot request needs a checkpoint store that outlives this command, not "
-                f'{self.checkpoints.description}; set checkpoint = "file:.meepo/{self.name}.json" '
-                '(the default), or snapshot = "initial" to copy the tables at the start of '
-                "every run",
-            )
-        self.load_checkpoint()  # refuses another pipeline's checkpoint before any write
-        try:
-            resolved = self.source.snapshot_tables(list(tables) or None)
-        finally:
-            self.source.close()
-        request = {
-            "id": new_request_id(),
-            "tables": [table.qualified for table in resolved] if tables else None,
-            "requested_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        self.checkpoints.add_request(request)
-        return request, resolved
 
 
 def build_pipeline(

@@ -19,13 +19,11 @@ from .errors import MeepoError, SourceError, describe_error
 from .events import Batch, Position
 from .metrics import serve_metrics
 from .pipeline import Pipeline
-from .snapshots import SnapshotCoordinator, SnapshotProgress, new_request_id
+from .snapshots import SnapshotCoordinator, SnapshotIntake
 
 log = logging.getLogger("meepo.runner")
 #: How long a stop waits for a source that does not notice ``stopping`` before giving up on it.
 STOP_GRACE_SECONDS = 5.0
-#: Seconds between looks for snapshot requests (``meepo snapshot NAME``) while running.
-REQUEST_POLL_SECONDS = 1.0
 #: ``--once`` restarts of the stream that may pass without a snapshot watermark coming back.
 WATERMARK_RESTARTS = 3
 
@@ -103,14 +101,10 @@ class Runner:
         self._saved: Position | None = None
         self._delivered: Position | None = None  # where a restarted stream resumes
         self._checkpoint: Checkpoint | None = None
-        self.snapshots: SnapshotCoordinator | None = None
-        self._unsaved_requests: list[str] = []
-        self._state_changed = False
+        self._intake: SnapshotIntake | None = None
         self._finished = False
         self._last_save = time.monotonic()
         self._last_status = time.monotonic()
-        self._last_poll = 0.0
-        self._progress = SnapshotProgress()
         self._resumed = threading.Event()  # cleared while paused
         self._resumed.set()
         #: (first, last) commit times of the batches read but not yet applied, oldest first
@@ -130,6 +124,13 @@ class Runner:
     @property
     def paused(self) -> bool:
         return not self._resumed.is_set()
+
+    @property
+    def snapshots(self) -> SnapshotCoordinator | None:
+        """This run's snapshot jobs (None before the run started, or when the source cannot
+        snapshot); :meth:`~meepo_core.snapshots.SnapshotCoordinator.state` is what the next
+        checkpoint saves."""
+        return self._intake.coordinator if self._intake is not None else None
 
     @property
     def delivered_position(self) -> Position | None:
@@ -183,7 +184,8 @@ class Runner:
             else None
         )
         try:
-            self.snapshots = self._snapshots(checkpoint, snapshot)
+            self._intake = SnapshotIntake.start(self.pipeline, self.context, checkpoint,
+                                                snapshot)
             self.delivery.open()
             # Long-lived start-up objects (modules, config, clients) leave the collector's
             # full scans, which otherwise cost ~15% while batches churn young objects.
@@ -191,7 +193,8 @@ class Runner:
             self._start_reader(start, once)
             self._loop(once)
         finally:
-            self._progress.end()
+            if self._intake is not None:
+                self._intake.end()
             self._abandoned.set()
             self._save()
             self.pipeline.source.close()
@@ -270,6 +273,10 @@ class Runner:
                             return
                     continue
             if isinstance(item, _End):
+                if once and self._intake is not None:
+                    # requests the stream made on its way (a cascade's re-snapshot) are
+                    # queued by now: take them before deciding that nothing is left to do
+                    self._intake.take_requests()
                 if not (once and self.snapshots is not None and self.snapshots.busy):
                     return
                 # A snapshot's watermarks were written after the stream caught up: read on.
@@ -329,95 +336,30 @@ class Runner:
     def _save(self) -> None:
         """Checkpoint the last delivered transaction boundary, with the snapshot progress
         that goes with it; also when only the snapshot state changed (a request taken)."""
+        intake = self._intake
         position = self._pending
-        if position is None and self._state_changed:
+        if position is None and intake is not None and intake.changed:
             position = self._saved if self._saved is not None else (
                 self._checkpoint.position if self._checkpoint is not None else None)
         if position is None:
             return
         self.delivery.sync()
-        snapshot = (self.snapshots.state() if self.snapshots is not None
+        snapshot = (intake.state() if intake is not None
                     else self._checkpoint.snapshot if self._checkpoint is not None else None)
         self.pipeline.checkpoints.save(Checkpoint(position, snapshot))
         self.metrics.record_checkpoint(position)
         if self._pending is not None:
             self.pipeline.source.acknowledge(position)
-        self._saved, self._pending, self._state_changed = position, None, False
+        self._saved, self._pending = position, None
         self._last_save = time.monotonic()
-        if self._unsaved_requests:
-            self.pipeline.checkpoints.remove_requests(self._unsaved_requests)
-            self._unsaved_requests = []
-
-    # -- snapshots ------------------------------------------------------------------------
-    def _snapshots(
-        self, checkpoint: Checkpoint | None, tables: Sequence[str] | None
-    ) -> SnapshotCoordinator | None:
-        """The coordinator, with the jobs of the saved progress, of an initial snapshot
-        (``snapshot`` setting, no checkpoint yet) and of ``tables``; None when the source
-        cannot snapshot."""
-        source = self.pipeline.source
-        if not source.supports_snapshots:
-            if tables is not None:
-                raise SourceError(f"pipeline {self.pipeline.name}: its source cannot snapshot "
-                                  "tables")
-            return None
-        coordinator = SnapshotCoordinator(
-            source, self.settings.snapshot_chunk_size,
-            checkpoint.snapshot if checkpoint is not None else None, self.metrics,
-        )
-        if checkpoint is None and self.settings.snapshot != "never":
-            coordinator.add(new_request_id("initial"), source.snapshot_tables(None))
-            self._state_changed = True
-        if tables is not None:
-            coordinator.add(new_request_id(), source.snapshot_tables(tables or None))
-            self._state_changed = True
-        self._take_requests(coordinator)
-        if coordinator.busy:
-            log.info("pipeline %s: snapshot of %s", self.pipeline.name,
-                     ", ".join(job.table.qualified for job in coordinator.jobs))
-        return coordinator
+        if intake is not None:
+            intake.saved()
 
     def _advance_snapshots(self) -> None:
-        """Take new snapshot requests, start the next chunk, report progress, and finish an
-        ``initial_only`` run once its snapshot is done."""
-        snapshots = self.snapshots
-        if snapshots is None:
-            return
-        now = time.monotonic()
-        if now - self._last_poll >= REQUEST_POLL_SECONDS:
-            self._last_poll = now
-            self._take_requests(snapshots)
-        self._progress.show(snapshots)
-        snapshots.start_chunk()
-        if self.settings.snapshot == "initial_only" and not snapshots.busy:
-            log.info("pipeline %s: initial snapshot done (snapshot = \"initial_only\")",
-                     self.pipeline.name)
+        """Let the snapshots move on (see :meth:`SnapshotIntake.advance`); an
+        ``initial_only`` run ends once its snapshot is done."""
+        if self._intake is not None and self._intake.advance():
             self._finished = True
-
-    def _take_requests(self, snapshots: SnapshotCoordinator) -> None:
-        for table, where in self.context.take_snapshot_requests():
-            try:
-                (found,) = self.pipeline.source.snapshot_tables([table])
-            except MeepoError as exc:
-                log.error("snapshot of %s where %s refused: %s", table, where, exc)
-                continue
-            snapshots.add(new_request_id("source"), [found], where)
-            self._state_changed = True
-        for request in self.pipeline.checkpoints.requests():
-            request_id = str(request.get("id"))
-            if request_id in snapshots.adopted:
-                continue
-            try:
-                tables = self.pipeline.source.snapshot_tables(request.get("tables") or None)
-            except MeepoError as exc:
-                log.error("snapshot request %s refused: %s", request_id, exc)
-                snapshots.refuse(request_id, str(exc))
-            else:
-                snapshots.add(request_id, tables, request.get("where"))
-                log.info("snapshot request %s taken: %s", request_id,
-                         ", ".join(table.qualified for table in tables))
-            self._unsaved_requests.append(request_id)
-            self._state_changed = True
 
     def _restart_for_watermarks(self, restarts: int) -> int:
         """Read the stream again from the last delivered position (``--once`` only); fail

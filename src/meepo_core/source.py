@@ -40,7 +40,32 @@ class Source(abc.ABC):
     ``stream`` yields batches; ``close`` releases connections and is always called.
     Optional capabilities: ``acknowledge`` (confirm consumption upstream after a
     checkpoint) and snapshots (``snapshot_tables``, ``last_key``, ``read_chunk``,
-    ``write_watermark``: the core then copies tables' current rows while streaming).
+    ``write_watermark``, or ``read_chunk_between`` for a source that places a chunk in its
+    stream another way: the core then copies tables' current rows while streaming).
+
+    Threads. A run (:class:`~meepo_core.runner.Runner`) uses one source instance from three
+    threads, and a source must expect exactly these:
+
+    - the *reader* thread (``meepo-source``) iterates :meth:`stream`, and nothing else;
+    - the *applying* thread (the one that called ``Runner.run``) calls everything a run
+      needs besides: :meth:`snapshot_tables`, :meth:`snapshot_ready`, :meth:`last_key`,
+      :meth:`read_chunk_between` (so :meth:`read_chunk` and :meth:`write_watermark`),
+      :meth:`acknowledge` and, at the end, :meth:`close`, all while the reader thread may
+      be inside :meth:`stream`. :meth:`close` comes *before* the reader thread is joined:
+      it must make a ``stream`` that waits on the server end or raise soon (the runner
+      waits ``STOP_GRACE_SECONDS`` for it, then leaves it);
+    - a supervisor (``meepo serve``) calls :meth:`health` from its own thread, every few
+      seconds while the run lasts.
+
+    Outside a run, one thread calls :meth:`check`, :meth:`check_resume`,
+    :meth:`table_columns`, :meth:`current_position` and :meth:`snapshot_tables` (``meepo
+    check``, ``meepo snapshot``, a side run's start), then :meth:`close`.
+
+    ``stream`` may be called more than once on one instance, one call at a time: a
+    ``--once`` run whose snapshot watermarks were written after the stream caught up
+    reads the stream again from the last delivered position, after the previous iterator
+    ended (its generator finished, not closed early). Two iterators are never open at once;
+    a run that ends calls :meth:`close` once, after the last one.
     """
 
     #: The type's options, declared once (see :class:`~meepo_core.options.OptionSpec`):
@@ -79,6 +104,10 @@ class Source(abc.ABC):
         iterator ends when it has caught up with what was committed when it began;
         otherwise it runs until ``context.stopping`` is set, and must notice that within
         about a second even when no changes arrive.
+
+        Runs in the runner's reader thread, while the applying thread may call the snapshot
+        methods (see the class docstring); it may be called again on the same instance
+        after an earlier iterator ended, never while one is open.
         """
 
     def table_columns(self) -> dict[str, list[str]] | None:
@@ -101,7 +130,7 @@ class Source(abc.ABC):
         used then)."""
         return None
 
-    # -- optional capability: snapshots (see meepo_core.snapshots) ------------------------
+    # -- optional capability: snapshots (see meepo_core.snapshots.windows) ---------------------
     #: A source that can snapshot sets this (or overrides the methods below).
     snapshots: SnapshotReader | None = None
     #: What to check, and how to fix it, when a snapshot's watermarks never come back
@@ -152,6 +181,31 @@ class Source(abc.ABC):
         no long transaction."""
         return self._snapshot_reader().read_chunk(table, after, limit, where, until)
 
+    def read_chunk_between(
+        self,
+        low: str,
+        high: str,
+        table: SnapshotTable,
+        after: tuple[Any, ...] | None,
+        limit: int,
+        where: Mapping[str, Any] | None = None,
+        until: tuple[Any, ...] | None = None,
+    ) -> list[RowEvent]:
+        """Read a snapshot chunk (as :meth:`read_chunk`) and place it in the change stream
+        between the watermarks ``low`` and ``high``: :meth:`stream` reports ``low`` at or
+        before the read's point in the stream and ``high`` at or after it, so that every
+        change committed before ``low`` is in the rows read and none after ``high`` is.
+        The core calls this for each chunk, from the applying thread; the two marks are
+        its own (unique per chunk).
+
+        Default: :meth:`write_watermark` ``low``, :meth:`read_chunk`,
+        :meth:`write_watermark` ``high``. A source that can read a chunk exactly at a known
+        stream position (mysql on MariaDB) overrides it and places both marks there."""
+        self.write_watermark(low)
+        rows = self.read_chunk(table, after, limit, where, until)
+        self.write_watermark(high)
+        return rows
+
     def snapshot_ready(self) -> bool:
         """Whether a snapshot chunk may start now. A source whose stream fixes its start
         position only once connected (a ``latest`` start) returns False until then: a chunk
@@ -163,7 +217,8 @@ class Source(abc.ABC):
     def write_watermark(self, mark: str) -> None:
         """Commit ``mark`` into the change stream, so that :meth:`stream` meets it after
         everything committed before and reports it in :attr:`Batch.watermarks` (with
-        :meth:`~meepo_core.batching.Batcher.watermark`), without delivering it as a row."""
+        :meth:`~meepo_core.batching.Batcher.watermark`), without delivering it as a row.
+        Each call stands alone: what a mark means never depends on the calls before it."""
         self._snapshot_reader().write_watermark(mark)
 
     def health(self, pipeline: str) -> list[str]:
@@ -177,7 +232,10 @@ class Source(abc.ABC):
     def acknowledge(self, position: Position) -> None:  # noqa: B027 - optional hook
         """Called by the runner after ``position`` was checkpointed, i.e. after every sink
         applied every event up to it. Sources that must confirm consumption upstream (stream
-        acks, outbox deletes) do it here; it may run on another thread than ``stream``."""
+        acks, outbox deletes) do it here. Runs in the applying thread, not in ``stream``'s,
+        while ``stream`` may be reading."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections. Called once, also after errors."""
+        """Release connections. Called once, also after errors, from the applying thread
+        and before the reader thread is joined: a :meth:`stream` still waiting on the
+        server must end (or raise) soon after."""

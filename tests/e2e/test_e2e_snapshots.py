@@ -62,7 +62,7 @@ class LateStream(MySQLSource):
         source = cls(parse_settings(Options({**data, "dsn": stream_dsn}, options.path,
                                             options.base_dir)))
         direct = parse_settings(Options(data, options.path, options.base_dir))
-        source.snapshots = MySQLSnapshots(direct, source.watermarks)
+        source.snapshots = MySQLSnapshots(direct, source.rendezvous)
         return source
 
 

@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from meepo_kafka.debezium import DebeziumFormat, NotARowChange
+from meepo_kafka.debezium import DebeziumFormat
+from meepo_kafka.formats import NotARowChange
 
 from meepo_core import UNCHANGED, ColumnDefinition, RowEvent, TableDefinition
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, Message
-from meepo_kafka.formats import make_format
+from meepo_kafka.format_choice import make_format
 from meepo_kafka.kafka_sink import KafkaSink
 from meepo_testkit.servers import KafkaServer
 

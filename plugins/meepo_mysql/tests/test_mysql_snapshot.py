@@ -19,7 +19,7 @@ from meepo_testkit.proxy import TcpProxy
 from meepo_core import Options, RowEvent, load_pipeline
 from meepo_core.builtin.memory import channel
 from meepo_core.runner import Runner
-from meepo_core.testing import run_meepo, write_config
+from meepo_core.testing import StreamFollower, run_meepo, write_config
 
 from .test_mysql_decoder import _charset_samples, _types_table
 
@@ -102,7 +102,8 @@ def test_key_order_pages_and_column_filters(harness: Any) -> None:
 
 CHANGE_IN_WINDOW_PLUGIN = '''
 """A mysql source that commits a real change to the first row of each chunk right after
-reading it, before the high watermark: the copy is then already stale."""
+reading it (and placing its watermarks, both at the read's binlog position): the copy is
+then already stale."""
 
 import pymysql
 
@@ -111,8 +112,8 @@ from meepo_mysql import MySQLSource
 
 
 class ChangeInWindow(MySQLSource):
-    def read_chunk(self, table, after, limit, where=None, until=None):
-        rows = super().read_chunk(table, after, limit, where, until)
+    def read_chunk_between(self, low, high, table, after, limit, where=None, until=None):
+        rows = super().read_chunk_between(low, high, table, after, limit, where, until)
         if rows:
             conn = pymysql.connect(autocommit=True, **self.settings.connection_settings())
             with conn, conn.cursor() as cur:
@@ -225,7 +226,7 @@ def test_a_stream_that_starts_late_loses_no_change_to_the_snapshot(
         assert isinstance(source, MySQLSource)
         # Only the stream is slow: the snapshot reader connects to the server directly.
         direct = MySQLSource.from_options(Options(harness.options(), "source", tmp_path))
-        source.snapshots = MySQLSnapshots(direct.settings, source.watermarks)
+        source.snapshots = MySQLSnapshots(direct.settings, source.rendezvous)
         stop = threading.Event()
         commits = [0]
 
@@ -319,3 +320,50 @@ def test_a_filled_table_renamed_into_tables_is_created_and_copied(
     # the copy holds the five rows (and row 6 too when it read after its insert)
     assert {x["pk"] for x in fresh if x["action"] == "read"} >= {1, 2, 3, 4, 5}
     assert [x["pk"] for x in fresh if x["action"] == "write"] == [6]
+
+
+def in_stream_order(batches: list[Any]) -> list[Any]:
+    """Events and watermarks (as ``("mark", name)``) in the order the stream placed them."""
+    order: list[Any] = []
+    for batch in batches:
+        done = 0
+        for mark in batch.watermarks:
+            order += [(e.action, e.pk) for e in batch.events[done:mark.index]]
+            order.append(("mark", mark.mark))
+            done = mark.index
+        order += [(e.action, e.pk) for e in batch.events[done:]]
+    return order
+
+
+def test_a_chunk_and_a_lone_watermark_are_placed_in_the_stream_without_call_order(
+    harness: Any,
+) -> None:
+    """Through a running stream: ``read_chunk_between`` places both marks at the binlog
+    position of its read (after the rows it copied were written, before a change
+    committed after it), and ``write_watermark`` alone comes back after every change
+    committed before the call, whatever was called before it."""
+    harness.execute("CREATE TABLE items (id INT PRIMARY KEY, n INT)",
+                    "INSERT INTO items VALUES (1, 0), (2, 0)")
+    source = harness.source()
+    follower = StreamFollower(source, harness.context(), None)
+    try:
+        deadline = time.monotonic() + 30
+        while not source.snapshot_ready():
+            assert time.monotonic() < deadline and follower.error is None
+            time.sleep(0.05)
+        source.write_watermark("alone-1")  # a lone mark first: no window opens
+        harness.execute("INSERT INTO items VALUES (3, 0)")
+        (table,) = source.snapshot_tables([f"{harness.db.name}.items"])
+        rows = source.read_chunk_between("low", "high", table, None, 10)
+        harness.execute("UPDATE items SET n = 1 WHERE id = 1")
+        source.write_watermark("alone-2")
+        while ("mark", "alone-2") not in in_stream_order(list(follower.batches)):
+            assert time.monotonic() < deadline and follower.error is None, follower.error
+            time.sleep(0.05)
+    finally:
+        follower.stop()
+    assert [(e.pk, e.after) for e in rows] == [(1, {"id": 1, "n": 0}), (2, {"id": 2, "n": 0}),
+                                               (3, {"id": 3, "n": 0})]
+    assert in_stream_order(follower.batches) == [
+        ("write", 1), ("write", 2), ("mark", "alone-1"), ("write", 3), ("mark", "low"),
+        ("mark", "high"), ("update", 1), ("mark", "alone-2")]

@@ -7,7 +7,8 @@ Needs only pytest (``pip install "meepo-core[test]"``). The fixtures that start 
 separate ``meepo-testkit`` package.
 """
 
-from .contracts import SinkContract, SourceContract, contract_events, contract_row, make_context
+from .contract_rows import contract_row
+from .contracts import SinkContract, SourceContract, contract_events, make_context
 from .follower import StreamFollower
 from .invoke import meepo_command, run_meepo, write_config
 from .transform_contract import TransformContract

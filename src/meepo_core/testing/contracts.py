@@ -25,8 +25,6 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,7 @@ from ..plugins import load_registry
 from ..settings import PipelineSettings
 from ..sink import Sink
 from ..source import Source
+from .contract_rows import CONTRACT_STAMP, contract_row
 
 
 def make_context(
@@ -59,15 +58,6 @@ def make_context(
 
 
 #: ``committed_at`` of every contract event.
-CONTRACT_STAMP = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def contract_row(pk: int, name: str) -> dict[str, Any]:
-    """A row of the contract table: ``id``, ``name``, ``price`` (``Decimal("<pk>.50")``)
-    and ``updated_at``."""
-    return {"id": pk, "name": name, "price": Decimal(f"{pk}.50"), "updated_at": CONTRACT_STAMP}
-
-
 def contract_events(schema: str = "meepo_contract", table: str = "items") -> list[Batch]:
     """Five transactions over ``schema.table`` (rows of :func:`contract_row`): three writes,
     an update of id 2 (name changes), a delete of id 3 and an update of id 1 twice in one

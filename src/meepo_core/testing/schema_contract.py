@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..definitions import ColumnDefinition, TableDefinition
 from ..events import Batch, RowEvent
 from ..schema_changes import SchemaChange
-from .contracts import CONTRACT_STAMP, contract_row
+from .contract_rows import CONTRACT_STAMP, contract_row
 
 #: The contract table as a source would describe it: ``id`` (the key), ``name``, ``price``,
 #: ``updated_at``.

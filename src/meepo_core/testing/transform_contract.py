@@ -22,7 +22,8 @@ from ..errors import ConfigError
 from ..events import ACTIONS, UNCHANGED, RowEvent
 from ..plugins import load_registry
 from ..transforms import Step, Transform, TransformChain, build_chain
-from .contracts import CONTRACT_STAMP, contract_events, contract_row, make_context
+from .contract_rows import CONTRACT_STAMP, contract_row
+from .contracts import contract_events, make_context
 
 
 class TransformContract:

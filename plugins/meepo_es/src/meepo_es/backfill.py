@@ -34,6 +34,7 @@ from meepo_core import (
     MemoryCheckpointStore,
     Pipeline,
     Position,
+    Runner,
     RunStats,
     SnapshotTable,
     load_pipeline,
@@ -126,7 +127,8 @@ class Backfill:
             report = BackfillReport(targets=targets)
             side, sink = self._side_run(targets)
             start = side.source.current_position()
-            copied = side.run(once=True, start=start, snapshot=[t.qualified for t in tables])
+            copied = Runner(side).run(once=True, start=start,
+                                      snapshot=[t.qualified for t in tables])
             report.rows = {t.qualified: copied.snapshot_rows.get(t.qualified, 0) for t in tables}
             report.dead_letters = copied.dead_letters
             self._caught_up(copied, start)
@@ -138,7 +140,7 @@ class Backfill:
             client.close()
         side, sink = self._side_run(targets)
         after_swap = copied.position if copied.position is not None else start
-        again = side.run(once=True, start=after_swap)
+        again = Runner(side).run(once=True, start=after_swap)
         report.dead_letters += again.dead_letters
         report.caught_up = self._caught_up(again, after_swap)
         return report

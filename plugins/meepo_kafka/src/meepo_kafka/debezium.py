@@ -54,6 +54,7 @@ from .formats import (
     SEQUENCE_HEADER,
     Header,
     Headers,
+    NotARowChange,
     header_value,
     key_document,
     loads,
@@ -72,10 +73,6 @@ _EPOCH = datetime(1970, 1, 1)
 _EPOCH_DAY = date(1970, 1, 1)
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 _GTID = re.compile(r"^\d+-\d+-\d+$|^[0-9a-fA-F-]{36}:\d+$")
-
-
-class NotARowChange(Exception):
-    """A valid Debezium message that carries no row change (truncate, message)."""
 
 
 def _version() -> str:

@@ -16,14 +16,11 @@ import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import orjson
 
 from meepo_core import UNCHANGED, RowEvent, encode_value, event_from_dict, event_to_json
-
-if TYPE_CHECKING:
-    from .debezium_settings import DebeziumSettings
 
 Headers = list[tuple[str, bytes | None]] | None
 #: Headers as the sink produces them.
@@ -33,6 +30,11 @@ Header = list[tuple[str, str | bytes | None]]
 SEQUENCE_HEADER = "meepo.sequence"
 POSITION_HEADER = "meepo.position"
 
+
+
+class NotARowChange(Exception):
+    """A valid message that carries no row change (a schema change; Debezium's truncate,
+    message, transaction and heartbeat records): :meth:`Format.decode` raises it."""
 
 class Format(Protocol):
     """Encodes events for the sink and decodes messages for the source."""
@@ -203,32 +205,11 @@ class MeepoFormat:
         if not isinstance(data, dict) or "action" not in data or "table" not in data:
             raise ValueError("not a meepo event (no action or table)")
         if data["action"] == "schema":
-            from .debezium import NotARowChange
-
             raise NotARowChange("schema change")
         try:
             return event_from_dict(data)
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a meepo event ({type(exc).__name__}: {exc})") from exc
-
-
-def make_format(name: str, server_name: str = "meepo", schemas: bool = True,
-                debezium: DebeziumSettings | None = None) -> Format:
-    """The format called ``name`` (validated by the caller); ``server_name`` is Debezium's
-    logical server name, ``schemas`` its JSON converter's ``schemas.enable``, ``debezium``
-    its value-mapping settings."""
-    if name == "debezium":
-        from .debezium import DebeziumFormat
-        from .debezium_settings import DebeziumSettings
-        from .debezium_types import Modes
-
-        settings = debezium or DebeziumSettings()
-        return DebeziumFormat(server_name, schemas, Modes(
-            settings.decimal_handling_mode, settings.time_precision_mode,
-            settings.binary_handling_mode, settings.bigint_unsigned_handling_mode),
-            settings.provide_transaction_metadata,
-            settings.heartbeat_interval_ms)
-    return MeepoFormat()
 
 
 FORMATS = ("meepo", "debezium")

@@ -50,7 +50,8 @@ from .cluster import (
 from .compat import AclOperation
 from .config import SINK_OPTIONS, SinkSettings, base_config, describe
 from .debezium_codec import OPS
-from .formats import POSITION_HEADER, SEQUENCE_HEADER, Format, make_format
+from .format_choice import make_format
+from .formats import POSITION_HEADER, SEQUENCE_HEADER, Format
 from .kafka_schema_changes import SchemaChangeMessages
 from .kafka_transactions import KafkaTransactions
 from .topics import TopicRouter

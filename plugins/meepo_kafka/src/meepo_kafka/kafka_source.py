@@ -50,8 +50,9 @@ from .cluster import (
 )
 from .compat import AclOperation
 from .config import SOURCE_OPTIONS, SourceSettings, base_config, describe
-from .debezium import QUIET, NotARowChange
-from .formats import Headers, make_format
+from .debezium import QUIET
+from .format_choice import make_format
+from .formats import Headers, NotARowChange
 from .joining import JoinNotice
 
 if TYPE_CHECKING:

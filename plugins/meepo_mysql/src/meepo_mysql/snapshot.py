@@ -7,11 +7,13 @@ is consistent with: every transaction before it is in the rows read, none after 
 and the high watermark are both that position (a window with nothing inside), so the chunk
 is delivered when the stream reaches it: after every change it already contains and before
 every change it does not. A chunk starts only once the binlog reader has reported its
-position, and the reader stays paused from the low mark until the chunk's position is
-placed, so that position is never behind the stream (see :class:`Watermarks`). Nothing is
-written to the database. MySQL has no such status;
-its binlog position and the InnoDB snapshot are not taken atomically, so the ``mysql``
-source refuses snapshots there.
+position, and the reader stays paused while the chunk is read, until the chunk's position
+is placed, so that position is never behind the stream (see
+:class:`~meepo_mysql.rendezvous.PauseRendezvous`): the core asks for a chunk with
+:meth:`~meepo_core.source.Source.read_chunk_between` and one call pauses, reads, places and
+resumes. Nothing is written to the database. MySQL has no such status; its binlog position
+and the InnoDB snapshot are not taken atomically, so the ``mysql`` source refuses snapshots
+there.
 
 Values: a chunk's rows must equal what the stream would deliver for them. Text is read as
 its stored bytes (``CAST(col AS BINARY)``) and decoded by :mod:`meepo_mysql.charsets`
@@ -23,8 +25,6 @@ mapped as the stream's decoder maps them (see the README's type table).
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +47,7 @@ from .compat import query_rows
 from .config import MySQLSettings
 from .definitions import read_definition
 from .positions import BinlogPosition, file_index
+from .rendezvous import PauseRendezvous
 from .server import ControlConnection, connect_error, error_text
 from .values import bit_value, mariadb_json
 
@@ -66,151 +67,17 @@ class _Column:
     convert: Convert | None
 
 
-class Watermarks:
-    """What the snapshot reader and the binlog reader (two threads) share.
-
-    ``pending`` are the binlog positions the stream must report as watermarks when it
-    reaches them. The pause lets the snapshot reader stop the binlog reader between two
-    events while it reads a chunk, so that the chunk's position is never behind the
-    stream: the binlog reader calls :meth:`point` between events (only while
-    :attr:`wanted` is set: one attribute read per event otherwise), and
-    :meth:`suspend`/:meth:`resume` around its yields, where it reads nothing anyway.
-    No chunk starts before the binlog reader has reported a position (:attr:`ready`):
-    until the dump is open the stream's start is not fixed (``latest``), and a chunk read
-    before it would miss the changes committed between the read and that start.
-    A binlog reader waiting for the server also waits on :attr:`wake_socket`, so that a
-    pause or a new watermark is seen at once rather than at its next idle tick.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self.pending: list[tuple[int, int, str]] = []  # (file index, pos, mark), in order
-        self.wanted = False  # a pause is asked for
-        self._stopped = True  # the binlog reader reads nothing now (paused, or not running)
-        #: Where the binlog reader stopped; None until it reported a position in a known
-        #: binlog file (a GTID start learns its file from the dump's first rotate).
-        self.position: tuple[int, int] | None = None
-        self._wake: tuple[socket.socket, socket.socket] | None = None
-
-    @property
-    def wake_socket(self) -> socket.socket:
-        """Readable when the snapshot reader wants the binlog reader's attention; the
-        reader drains it (non-blocking). Closed by :meth:`close`."""
-        if self._wake is None:
-            pair = socket.socketpair()
-            for end in pair:
-                end.setblocking(False)
-            self._wake = pair
-        return self._wake[0]
-
-    def _nudge(self) -> None:
-        if self._wake is not None:
-            with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
-                self._wake[1].send(b"\0")
-
-    def close(self) -> None:
-        wake, self._wake = self._wake, None
-        for end in wake or ():
-            end.close()
-
-    # -- the snapshot reader's side ------------------------------------------------------
-    @property
-    def ready(self) -> bool:
-        """Whether the binlog reader has reported where it reads: a chunk may start."""
-        return self.position is not None
-
-    def pause(self, timeout: float = 30.0) -> tuple[int, int]:
-        """Stop the binlog reader between two events; its position then. Refused before
-        the reader has reported a position (see :attr:`ready`)."""
-        with self._cond:
-            if self.position is None:
-                raise SourceError("a snapshot chunk cannot start before the binlog reader "
-                                  "knows its start position")
-            self.wanted = True
-            self._nudge()
-            if not self._cond.wait_for(lambda: self._stopped, timeout):
-                self.wanted = False
-                raise SourceError(f"the binlog reader did not pause within {timeout:.0f}s "
-                                  "for a snapshot chunk")
-            return self.position
-
-    def add_and_resume(self, position: BinlogPosition, marks: Sequence[str]) -> None:
-        """Report ``marks`` when the stream reaches ``position``; let the reader go on."""
-        with self._cond:
-            index = file_index(position.file)
-            self.pending += [(index, position.pos, mark) for mark in marks]
-            self.wanted = False
-            self._cond.notify_all()
-            self._nudge()
-
-    def resume(self) -> None:
-        """Let the reader go on without marks (the chunk could not be read)."""
-        with self._cond:
-            self.wanted = False
-            self._cond.notify_all()
-
-    # -- the binlog reader's side --------------------------------------------------------
-    def running(self, position: tuple[int, int] | None) -> None:
-        """The binlog reader starts reading (at ``position``) or, with None, stops."""
-        with self._cond:
-            self._stopped = position is None
-            if position is not None and position[0]:
-                self.position = position
-            self._cond.notify_all()
-        if position is not None and self.wanted:
-            self.point(position)
-
-    def point(self, position: tuple[int, int]) -> None:
-        """Between two events, at ``position``: wait here while a pause is wanted (not in
-        an unknown file, file index 0: no chunk may be placed there)."""
-        if not position[0]:
-            return
-        with self._cond:
-            self.position = position
-            if not self.wanted:
-                return
-            self._stopped = True
-            self._cond.notify_all()
-            self._cond.wait_for(lambda: not self.wanted)
-            self._stopped = False
-
-    def suspend(self, position: tuple[int, int]) -> None:
-        """Before a yield: the reader reads nothing until :meth:`unsuspend`."""
-        with self._cond:
-            if position[0]:
-                self.position = position
-            self._stopped = True
-            self._cond.notify_all()
-
-    def unsuspend(self) -> None:
-        """After a yield: wait while a pause is wanted, then read on."""
-        with self._cond:
-            self._cond.wait_for(lambda: not self.wanted)
-            self._stopped = False
-
-    def due(self, index: int, pos: int) -> list[tuple[int, str]]:
-        """The marks at or before ``(index, pos)``, removed, as ``(sequence, mark)``."""
-        with self._cond:
-            taken = [m for m in self.pending if (m[0], m[1]) <= (index, pos)]
-            if taken:
-                self.pending = [m for m in self.pending if (m[0], m[1]) > (index, pos)]
-        return [((i << 32) | p, mark) for i, p, mark in taken]
-
-
 class MySQLSnapshots:
     """The snapshot capability of one :class:`~meepo_mysql.source.MySQLSource`."""
 
-    def __init__(self, settings: MySQLSettings, watermarks: Watermarks) -> None:
+    def __init__(self, settings: MySQLSettings, rendezvous: PauseRendezvous) -> None:
         self.settings = settings
-        self.watermarks = watermarks
+        self.rendezvous = rendezvous
         self._control: ControlConnection | None = None
         self._reader: Any = None
         self._columns: dict[str, list[_Column]] = {}
         self._readers: dict[str, RowReader] = {}
         self._definitions: dict[str, TableDefinition | None] = {}
-        self._chunk_at: BinlogPosition | None = None  # of the chunk read in an open window
-        self._opening: list[str] = []  # the marks of the window, written before its read
-        self._paused_at: tuple[int, int] | None = None
 
     @property
     def control(self) -> ControlConnection:
@@ -259,20 +126,31 @@ class MySQLSnapshots:
         return f"AND t.TABLE_SCHEMA IN ({', '.join(['%s'] * len(schemas))}) "
 
     # -- chunks ---------------------------------------------------------------------------
+    def read_chunk_between(self, low: str, high: str, table: SnapshotTable,
+                           after: tuple[Any, ...] | None, limit: int,
+                           where: Mapping[str, Any] | None,
+                           until: tuple[Any, ...] | None) -> list[RowEvent]:
+        """Pause the binlog reader between two events, read the chunk consistent with a
+        binlog position at or after the pause, place ``low`` and ``high`` both at that
+        position (a window with nothing inside) and let the reader go on (see the module
+        docstring). One call, one chunk: nothing depends on calls before or after."""
+        columns = self._columns_of(table)
+        sql, params = _select(table, columns, after, until, where, descending=False,
+                              limit=limit)
+        paused = self.rendezvous.pause()
+        try:
+            at, rows = self._consistent_read(sql, params, paused)
+        except BaseException:
+            self.rendezvous.resume()
+            raise
+        self.rendezvous.place_and_resume(at, [low, high])
+        return self._events(table, columns, rows)
+
     def write_watermark(self, mark: str) -> None:
-        """A mark written before a chunk's read opens a window: the binlog reader pauses
-        (at a known position) until the window closes, and the mark waits for the chunk's
-        position. A mark written after the read closes the window: every mark of the window
-        is placed at the chunk's position and the reader goes on (see the module
-        docstring)."""
-        if self._chunk_at is None:
-            if not self._opening:
-                self._paused_at = self.watermarks.pause()
-            self._opening.append(mark)
-            return
-        at, self._chunk_at = self._chunk_at, None
-        marks, self._opening = [*self._opening, mark], []
-        self.watermarks.add_and_resume(at, marks)
+        """A watermark alone (the core places a chunk's with :meth:`read_chunk_between`):
+        reported when the stream reaches the binlog's end as of now, so after everything
+        committed before. Nothing is written to the database."""
+        self.rendezvous.place(self.control.current_position(), [mark])
 
     def last_key(self, table: SnapshotTable,
                  where: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
@@ -295,19 +173,11 @@ class MySQLSnapshots:
     def read_chunk(self, table: SnapshotTable, after: tuple[Any, ...] | None, limit: int,
                    where: Mapping[str, Any] | None,
                    until: tuple[Any, ...] | None = None) -> list[RowEvent]:
+        """The chunk's rows, read in a consistent snapshot; the binlog reader goes on."""
         columns = self._columns_of(table)
         sql, params = _select(table, columns, after, until, where, descending=False,
                               limit=limit)
-        if not self._opening:  # not in a window: a plain read, the reader goes on
-            return self._events(table, columns, self._consistent_read(sql, params, None)[1])
-        try:
-            at, rows = self._consistent_read(sql, params, self._paused_at)
-        except BaseException:
-            self._opening = []
-            self.watermarks.resume()
-            raise
-        self._chunk_at = at
-        return self._events(table, columns, rows)
+        return self._events(table, columns, self._consistent_read(sql, params, None)[1])
 
     def _events(self, table: SnapshotTable, columns: Sequence[_Column],
                 rows: Any) -> list[RowEvent]:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Self
+from collections.abc import Iterator, Mapping
+from typing import Any, Self
 
 from meepo_core import (
     Batch,
     Options,
     PipelineContext,
     Position,
+    RowEvent,
+    SnapshotTable,
     Source,
     SourceError,
     TableDefinition,
@@ -20,8 +22,9 @@ from . import cascades
 from .config import OPTIONS, MySQLSettings, parse_settings
 from .definitions import read_definition
 from .positions import BinlogPosition
+from .rendezvous import PauseRendezvous
 from .server import ControlConnection
-from .snapshot import MySQLSnapshots, Watermarks
+from .snapshot import MySQLSnapshots
 from .stream import BinlogStream
 from .transactions import starting_state
 
@@ -44,8 +47,8 @@ class MySQLSource(Source):
 
     def __init__(self, settings: MySQLSettings) -> None:
         self.settings = settings
-        self.watermarks = Watermarks()
-        self.snapshots = MySQLSnapshots(settings, self.watermarks)
+        self.rendezvous = PauseRendezvous()
+        self.snapshots = MySQLSnapshots(settings, self.rendezvous)
         self._control: ControlConnection | None = None
         self._stream: BinlogStream | None = None
 
@@ -228,7 +231,7 @@ class MySQLSource(Source):
             stream = self._stream = BinlogStream(
                 self.settings, control, context, server_id=server_id, once=once,
                 gtid_mode=gtid_mode, reference=self.settings.decoder == "library",
-                marks=self.watermarks, start=start,
+                rendezvous=self.rendezvous, start=start,
             )
             if start is None and self.settings.start.kind in ("latest", "earliest"):
                 # A start that moves with time is checkpointed at once, so a crash before
@@ -275,10 +278,24 @@ class MySQLSource(Source):
         assert configured.gtid is not None
         return BinlogPosition("", 4, configured.gtid), True
 
+    def read_chunk_between(
+        self,
+        low: str,
+        high: str,
+        table: SnapshotTable,
+        after: tuple[Any, ...] | None,
+        limit: int,
+        where: Mapping[str, Any] | None = None,
+        until: tuple[Any, ...] | None = None,
+    ) -> list[RowEvent]:
+        """The chunk read at a binlog position where the reader paused, both marks placed
+        there (see :meth:`MySQLSnapshots.read_chunk_between`)."""
+        return self.snapshots.read_chunk_between(low, high, table, after, limit, where, until)
+
     def snapshot_ready(self) -> bool:
         """Only once the binlog reader has reported where it reads (see
-        :class:`~meepo_mysql.snapshot.Watermarks`)."""
-        return self.watermarks.ready
+        :class:`~meepo_mysql.rendezvous.PauseRendezvous`)."""
+        return self.rendezvous.ready
 
     def current_position(self) -> Position | None:
         control = ControlConnection(self.settings)
@@ -295,4 +312,4 @@ class MySQLSource(Source):
         self.snapshots.close()
         if self._stream is not None:
             self._stream.close()
-        self.watermarks.close()
+        self.rendezvous.close()

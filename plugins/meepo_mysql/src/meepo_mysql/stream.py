@@ -33,10 +33,10 @@ from .connection import DumpConnection, DumpEnded, Idle
 from .ddl import truncated_table
 from .positions import BinlogPosition, sequence_base
 from .reader import HEALTHY_AFTER, LOST, ConnectionEnded, DumpReader, Stalled
+from .rendezvous import PauseRendezvous
 from .rows import RowDecodeError, UnsupportedColumn, parse_rows_body
 from .schema_events import SchemaEvents, unwrap_versioned
 from .server import ControlConnection
-from .snapshot import Watermarks
 from .tables import TablePlan, Tables
 from .transactions import GtidState, TransactionTracker
 
@@ -57,17 +57,17 @@ class BinlogStream:
     def __init__(
         self, settings: MySQLSettings, control: ControlConnection, context: PipelineContext,
         *, server_id: int, once: bool, gtid_mode: bool, reference: bool = False,
-        marks: Watermarks | None = None, start: Any = None,
+        rendezvous: PauseRendezvous | None = None, start: Any = None,
     ) -> None:
         self.settings = settings
-        self.marks = marks if marks is not None else Watermarks()
+        self.rendezvous = rendezvous if rendezvous is not None else PauseRendezvous()
         self.control = control
         self.context = context
         self.once = once
         self.stall_after = settings.heartbeat * 2.5
         self.closed = False
         self.reader = DumpReader(settings, control, server_id, once=once, gtid_mode=gtid_mode,
-                                 wake=marks.wake_socket if marks is not None else None)
+                                 wake=rendezvous.wake_socket if rendezvous is not None else None)
         self.tables = Tables(settings, control, context, reference=reference, start=start)
         self.schemas = SchemaEvents(control, settings.filter)
 
@@ -116,15 +116,15 @@ class BinlogStream:
 
     # -- the hot loop ---------------------------------------------------------------------
     def _read(self, dump: DumpConnection, tracker: TransactionTracker) -> Iterator[Batch]:
-        marks = self.marks
-        marks.running((tracker.file_index, tracker.committed.pos))
+        rendezvous = self.rendezvous
+        rendezvous.running((tracker.file_index, tracker.committed.pos))
         try:
-            yield from self._events(dump, tracker, marks)
+            yield from self._events(dump, tracker, rendezvous)
         finally:
-            marks.running(None)
+            rendezvous.running(None)
 
     def _events(self, dump: DumpConnection, tracker: TransactionTracker,
-                marks: Watermarks) -> Iterator[Batch]:
+                rendezvous: PauseRendezvous) -> Iterator[Batch]:
         read, unpack, crc = dump.read_packet, bl.HEADER.unpack_from, zlib.crc32
         checksum = dump.checksum
         stopping, out = self.context.stopping, tracker.out
@@ -134,10 +134,10 @@ class BinlogStream:
         rows_events = bl.ROWS_EVENTS
         last = tracker.committed.pos  # the end of the last event read (in tracker.file)
         while True:
-            # Snapshots (see meepo_mysql.snapshot): one attribute read per event otherwise.
-            if marks.wanted:
-                marks.point((tracker.file_index, last))
-            if marks.pending and not tracker.in_transaction:
+            # Snapshots (see meepo_mysql.rendezvous): one attribute read per event otherwise.
+            if rendezvous.wanted:
+                rendezvous.point((tracker.file_index, last))
+            if rendezvous.pending and not tracker.in_transaction:
                 self._watermarks(tracker, last)
                 if out:
                     yield from self._deliver(out, tracker, last)
@@ -156,7 +156,7 @@ class BinlogStream:
                 continue
             except DumpEnded:
                 if self.once:
-                    if marks.pending and not tracker.in_transaction:
+                    if rendezvous.pending and not tracker.in_transaction:
                         self._watermarks(tracker, last)
                         yield from self._deliver(out, tracker, last)
                     return
@@ -233,15 +233,15 @@ class BinlogStream:
     def _deliver(self, out: list[Batch], tracker: TransactionTracker, last: int
                  ) -> Iterator[Batch]:
         """Yield ``out`` (then empty it); a snapshot may pause the reader meanwhile."""
-        marks = self.marks
-        marks.suspend((tracker.file_index, last))
+        rendezvous = self.rendezvous
+        rendezvous.suspend((tracker.file_index, last))
         yield from out
         out.clear()
-        marks.unsuspend()
+        rendezvous.unsuspend()
 
     def _watermarks(self, tracker: TransactionTracker, last: int) -> None:
         """Report the snapshot watermarks the stream has reached (see meepo_mysql.snapshot)."""
-        for sequence, mark in self.marks.due(tracker.file_index, last):
+        for sequence, mark in self.rendezvous.due(tracker.file_index, last):
             tracker.watermark(mark, sequence)
 
     def _rows(self, plan: TablePlan, spec: tuple[str, int, bool], packet: bytes, end: int,

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from meepo_core import ConfigError, MeepoError
+from meepo_core import ConfigError, MeepoError, request_snapshot
 
 from . import dead_letters, plots
 from .models import (
@@ -205,7 +205,7 @@ def create_app(supervisor: Supervisor, token: str | None) -> Starlette:
         wanted = await body(request, SnapshotRequest)
         pipeline = await run_in_threadpool(fresh, supervised)
         try:
-            made, resolved = await run_in_threadpool(pipeline.request_snapshot, wanted.tables)
+            made, resolved = await run_in_threadpool(request_snapshot, pipeline, wanted.tables)
         except ConfigError as exc:
             raise ApiError(400, str(exc), "tables") from None
         except MeepoError as exc:

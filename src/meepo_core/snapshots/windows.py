@@ -1,15 +1,18 @@
-"""Snapshots: copying tables' current rows into the sinks while the change stream keeps
-flowing (DBLog: Andreakis and Papapanagiotou, 2020; Debezium's incremental snapshots).
+"""The DBLog algorithm (Andreakis and Papapanagiotou, 2020; Debezium's incremental
+snapshots): copying tables' current rows into the sinks while the change stream keeps
+flowing, one chunk at a time, each placed in the stream between two watermarks.
 
-The source knows how to read one chunk of a table in key order and how to write a
-watermark into its own change stream (:class:`~meepo_core.source.Source`); the core decides
-when, keeps the windows, and records progress in the checkpoint. For each chunk:
+The source knows how to read one chunk of a table in key order and how to place it in its
+own change stream between a low and a high watermark
+(:meth:`~meepo_core.source.Source.read_chunk_between`); the core decides when, keeps the
+windows, and records progress in the checkpoint. For each chunk:
 
-1. write a low watermark L into the change stream;
-2. read the chunk: up to ``snapshot_chunk_size`` rows with a key above the last one done
-   and at most the table's last key when the job started, in key order (one short
+1. the source writes a low watermark L into the change stream;
+2. it reads the chunk: up to ``snapshot_chunk_size`` rows with a key above the last one
+   done and at most the table's last key when the job started, in key order (one short
    ``SELECT``, no lock, no long transaction);
-3. write a high watermark H;
+3. it writes a high watermark H (a source that reads a chunk exactly at a stream position
+   places L and H both there: a window with nothing inside);
 4. while the stream goes from L to H, every change to a key of the chunk removes that key
    from the chunk (the change is newer than, or as new as, the copy);
 5. at H, the chunk's remaining rows are delivered as ``read`` events, in the stream's order
@@ -42,91 +45,20 @@ import contextlib
 import itertools
 import logging
 import secrets
-import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .events import Batch, PrimaryKey, RowEvent, SnapshotPlace, Watermark, qualified_name
-from .metrics import Metrics
-from .serialization import decode_value, encode_value
+from ..events import Batch, PrimaryKey, RowEvent, SnapshotPlace, Watermark
+from ..metrics import Metrics
+from ..source import Source
+from .jobs import SnapshotJob, SnapshotTable, _now, is_initial
 
 log = logging.getLogger("meepo.snapshot")
 
 #: How many finished snapshots the checkpoint remembers for ``meepo snapshot --status``.
 HISTORY = 50
-#: A running snapshot's checkpoint is "stalled" for ``meepo snapshot --status`` once it is
-#: older than this many checkpoint intervals, and at least STALE_SECONDS: a live run saves
-#: its progress after every chunk, at most one checkpoint interval apart.
-STALE_INTERVALS = 10
-STALE_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class SnapshotTable:
-    """A table a source can snapshot: ``key`` are its primary-key columns in key order."""
-
-    schema: str
-    table: str
-    key: tuple[str, ...]
-    estimated_rows: int | None = None
-
-    @property
-    def qualified(self) -> str:
-        return qualified_name(self.schema, self.table)
-
-
-@dataclass
-class SnapshotJob:
-    """One table of one snapshot request, with its progress."""
-
-    request: str
-    table: SnapshotTable
-    #: Only rows whose columns equal these values (``None``: IS NULL); all rows when empty.
-    where: dict[str, Any] = field(default_factory=dict)
-    after: tuple[Any, ...] | None = None
-    #: The table's last key when the job started: the copy ends there (None: not read yet).
-    until: tuple[Any, ...] | None = None
-    rows: int = 0
-    chunks: int = 0
-    started_at: str | None = None
-    requested_at: str = field(default_factory=lambda: _now())
-    #: The first table of its request: its first row is the snapshot's first (Debezium's
-    #: ``first``), see :class:`~meepo_core.events.SnapshotPlace`.
-    first: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "request": self.request,
-            "table": self.table.qualified,
-            "schema": self.table.schema,
-            "name": self.table.table,
-            "key": list(self.table.key),
-            "estimate": self.table.estimated_rows,
-            "where": encode_value(self.where),
-            "after": encode_value(list(self.after)) if self.after is not None else None,
-            "until": encode_value(list(self.until)) if self.until is not None else None,
-            "rows": self.rows,
-            "chunks": self.chunks,
-            "started_at": self.started_at,
-            "requested_at": self.requested_at,
-            "first": self.first,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SnapshotJob:
-        table = SnapshotTable(data["schema"], data["name"], tuple(data["key"]), data["estimate"])
-        after, until = data.get("after"), data.get("until")
-        return cls(
-            request=data["request"], table=table, where=decode_value(data.get("where") or {}),
-            after=tuple(decode_value(after)) if after is not None else None,
-            until=tuple(decode_value(until)) if until is not None else None,
-            rows=data.get("rows", 0), chunks=data.get("chunks", 0),
-            started_at=data.get("started_at"), requested_at=data.get("requested_at") or _now(),
-            first=bool(data.get("first")),
-        )
 
 
 @dataclass
@@ -141,56 +73,11 @@ class _Window:
     written_at: float = field(default_factory=time.monotonic)
 
 
-def keyset_filter(
-    table: SnapshotTable,
-    after: tuple[Any, ...] | None,
-    until: tuple[Any, ...] | None,
-    where: Mapping[str, Any] | None,
-    quote: Callable[[str], str],
-    placeholder: Callable[[str], str],
-) -> tuple[list[str], list[Any]]:
-    """The SQL conditions (to join with AND) and their parameters that select a chunk's
-    rows: key above ``after``, key at most ``until``, columns equal to ``where``'s values
-    (None: IS NULL). ``quote`` quotes a column name; ``placeholder(column)`` is the
-    parameter marker for a value of that column (``%s``, or a cast of it)."""
-    key = ", ".join(quote(name) for name in table.key)
-    marks = ", ".join(placeholder(name) for name in table.key)
-    conditions: list[str] = []
-    params: list[Any] = []
-    if after is not None:
-        conditions.append(f"({key}) > ({marks})")
-        params += list(after)
-    if until is not None:
-        conditions.append(f"({key}) <= ({marks})")
-        params += list(until)
-    for name, value in (where or {}).items():
-        if value is None:
-            conditions.append(f"{quote(name)} IS NULL")
-        else:
-            conditions.append(f"{quote(name)} = {placeholder(name)}")
-            params.append(value)
-    return conditions, params
-
-
-def new_request_id(kind: str = "request") -> str:
-    """A request id that sorts by time: ``20261126T101500Z-request-1a2b3c``."""
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{kind}-{secrets.token_hex(3)}"
-
-
-def is_initial(request: str) -> bool:
-    """Whether ``request`` is a pipeline's initial snapshot (``new_request_id("initial")``)."""
-    return request.split("-")[1:2] == ["initial"]
-
-
 def key_of(table: SnapshotTable, image: Any) -> PrimaryKey:
     """The pk of ``image`` as sources give it: a scalar for one key column, else a tuple."""
     if len(table.key) == 1:
         return image[table.key[0]]
     return tuple(image[column] for column in table.key)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class SnapshotCoordinator:
@@ -205,7 +92,7 @@ class SnapshotCoordinator:
 
     def __init__(
         self,
-        source: Any,
+        source: Source,
         chunk_size: int,
         state: dict[str, Any] | None = None,
         metrics: Metrics | None = None,
@@ -263,11 +150,11 @@ class SnapshotCoordinator:
     # -- chunks -------------------------------------------------------------------------
     def start_chunk(self) -> None:
         """If no window is open, a job waits and the source is ready
-        (:meth:`~meepo_core.source.Source.snapshot_ready`): write L, read a chunk, write H."""
+        (:meth:`~meepo_core.source.Source.snapshot_ready`): have the source place the next
+        chunk in its stream between a new low and high watermark, and open their window."""
         if self.window is not None or not self.jobs:
             return
-        ready = getattr(self.source, "snapshot_ready", None)  # duck-typed sources lack it
-        if ready is not None and not ready():
+        if not self.source.snapshot_ready():
             return  # the stream does not know its start position yet: try again later
         while self.jobs and any(job.until is None for job in self.jobs
                                 if job.request == self.jobs[0].request):
@@ -281,11 +168,13 @@ class SnapshotCoordinator:
                      job.table.estimated_rows if job.table.estimated_rows is not None else "?")
         serial = next(self._marks)
         low, high = f"{self._nonce}:{serial}:low", f"{self._nonce}:{serial}:high"
-        self.source.write_watermark(low)
-        rows = self.source.read_chunk(job.table, job.after, self.chunk_size, job.where,
-                                      job.until)
-        self.source.write_watermark(high)
-        last = tuple(rows[-1].after[c] for c in job.table.key) if rows else job.after
+        rows = self.source.read_chunk_between(low, high, job.table, job.after,
+                                              self.chunk_size, job.where, job.until)
+        last = job.after
+        if rows:
+            image = rows[-1].after
+            assert image is not None  # a chunk's rows are ``read`` events: an after image
+            last = tuple(image[c] for c in job.table.key)
         self.window = _Window(
             job, low, high, {event.pk: event for event in rows}, last,
             # reaching the last key ends the table here too: its last row is in this chunk
@@ -402,58 +291,6 @@ class SnapshotCoordinator:
         """How long the open window has waited for its watermarks (0 when none is open)."""
         return 0.0 if self.window is None else time.monotonic() - self.window.written_at
 
-    def progress(self) -> list[str]:
-        """One line per queued or running job: rows done, estimate, rate, ETA."""
-        lines = []
-        for job in self.jobs:
-            lines.append(describe_job(job.to_json(), running=job is self.jobs[0]))
-        return lines
-
-
-def describe_job(job: dict[str, Any], *, running: bool, now: datetime | None = None) -> str:
-    """``"shop.orders: 12,288 of ~100,000 rows (12%), 4,096 rows/s, ETA 0:00:21"``."""
-    rows, estimate = int(job.get("rows") or 0), job.get("estimate")
-    text = f"{job['table']}: {rows:,} rows"
-    if estimate:
-        share = min(rows / estimate, 1)
-        text = f"{job['table']}: {rows:,} of ~{int(estimate):,} rows ({share:.0%})"
-    started = job.get("started_at")
-    finished = job.get("finished_at")
-    if started and (running or finished):
-        end = datetime.fromisoformat(finished) if finished else (now or datetime.now(UTC))
-        seconds = max((end - datetime.fromisoformat(started)).total_seconds(), 1e-6)
-        rate = rows / seconds
-        text += f", {rate:,.0f} rows/s"
-        if running and estimate and rate > 0 and rows < estimate:
-            eta = int((estimate - rows) / rate)
-            text += f", ETA {eta // 3600}:{eta // 60 % 60:02d}:{eta % 60:02d}"
-    if job.get("where"):
-        text += f" where {decode_value(job['where'])}"
-    return text
-
-
-def describe_running_job(
-    job: dict[str, Any], saved_at: str | None, stale_after: float, now: datetime | None = None
-) -> str:
-    """The ``meepo snapshot --status`` line of the job a run was copying, as of the last
-    checkpoint (saved at ``saved_at``): ``running: ..., ETA ..., last seen 0:00:01 ago``
-    while runs keep saving progress, since a running snapshot checkpoints after its chunks;
-    ``stalled: ...`` with when it was last seen and no rate or ETA once no checkpoint was
-    saved for ``stale_after`` seconds (the run was killed or stopped, or is stuck)."""
-    now = now or datetime.now(UTC)
-    if saved_at is None:
-        return f"running: {describe_job(job, running=True, now=now)}"
-    seen = datetime.fromisoformat(saved_at)
-    seconds = (now - seen).total_seconds()
-    age = timedelta(seconds=int(max(seconds, 0)))
-    if seconds <= stale_after:
-        return f"running: {describe_job(job, running=True, now=now)}, last seen {age} ago"
-    return (f"stalled: {describe_job(job, running=False)}; last seen "
-            f"{seen.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({age} ago), no progress saved "
-            "since: the run was stopped or killed, or is stuck; a new run resumes from the "
-            "last finished chunk")
-
-
 def _read_event(event: RowEvent, mark: Watermark, place: SnapshotPlace) -> RowEvent:
     """A chunk row as delivered at its high watermark: ordered (and versioned) there, and
     placed in its snapshot."""
@@ -464,37 +301,3 @@ def _read_event(event: RowEvent, mark: Watermark, place: SnapshotPlace) -> RowEv
     )
 
 
-class SnapshotProgress:
-    """Shows the running snapshot job: a bar redrawn in place on a terminal (stderr), a log
-    line every ``interval`` seconds otherwise."""
-
-    def __init__(self, interval: float = 5.0, stream: Any = None) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.interval = 0.5 if self.tty else interval
-        self._last = time.monotonic()
-        self._drawn = False
-
-    def show(self, coordinator: SnapshotCoordinator) -> None:
-        now = time.monotonic()
-        if not coordinator.jobs or now - self._last < self.interval:
-            return
-        self._last = now
-        job = coordinator.jobs[0].to_json()
-        line = describe_job(job, running=True)
-        if not self.tty:
-            log.info("snapshot %s", line)
-            return
-        estimate, rows = job.get("estimate"), int(job.get("rows") or 0)
-        filled = min(int(20 * rows / estimate), 20) if estimate else 0
-        bar = "#" * filled + "-" * (20 - filled)
-        self.stream.write(f"\r\x1b[Ksnapshot [{bar}] {line}"[:200])
-        self.stream.flush()
-        self._drawn = True
-
-    def end(self) -> None:
-        """Leave the terminal on a fresh line."""
-        if self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._drawn = False
