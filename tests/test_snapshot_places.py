@@ -28,8 +28,21 @@ class FakeDatabase:
         self.tables = tables
         self.marks: list[str] = []
 
+    def snapshot_ready(self) -> bool:
+        return True
+
     def write_watermark(self, mark: str) -> None:
         self.marks.append(mark)
+
+    def read_chunk_between(self, low: str, high: str, table: SnapshotTable,
+                           after: tuple[Any, ...] | None, limit: int,
+                           where: Mapping[str, Any] | None = None,
+                           until: tuple[Any, ...] | None = None) -> list[RowEvent]:
+        """As :meth:`meepo_core.Source.read_chunk_between` by default: L, the read, H."""
+        self.write_watermark(low)
+        rows = self.read_chunk(table, after, limit, where, until)
+        self.write_watermark(high)
+        return rows
 
     def last_key(self, table: SnapshotTable,
                  where: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:

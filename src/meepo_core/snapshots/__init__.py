@@ -12,7 +12,7 @@ flowing. One module per job:
 """
 
 from .intake import SnapshotIntake, request_snapshot
-from .jobs import SnapshotJob, SnapshotTable, new_request_id
+from .jobs import SnapshotJob, SnapshotTable, is_initial, new_request_id
 from .keyset import keyset_filter
 from .windows import SnapshotCoordinator
 
@@ -21,6 +21,7 @@ __all__ = [
     "SnapshotIntake",
     "SnapshotJob",
     "SnapshotTable",
+    "is_initial",
     "keyset_filter",
     "new_request_id",
     "request_snapshot",

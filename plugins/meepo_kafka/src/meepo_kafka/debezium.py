@@ -45,7 +45,8 @@ import orjson
 
 from meepo_core import UNCHANGED, JsonNumber, RowEvent, dumps_exact, loads_exact
 
-from .debezium_codec import OPS, CodecCache
+from .debezium_codec import OPS
+from .debezium_codecs import CodecCache
 from .debezium_snapshot import PLACES, snapshot_marker
 from .debezium_transactions import TransactionTracker
 from .debezium_types import DEFAULT_MODES, Modes

@@ -255,30 +255,3 @@ class TableCodec:
             return b'{"schema":' + _STRING_HEADER_SCHEMA + b',"payload":' \
                 + orjson.dumps(text) + b"}"
         return orjson.dumps(text)
-
-
-class CodecCache:
-    """The codec of each table definition, found by the definition's identity."""
-
-    def __init__(self, server_name: str, version: str, schemas: bool,
-                 modes: Modes = DEFAULT_MODES) -> None:
-        self.server_name = server_name
-        self.version = version
-        self.schemas = schemas
-        self.modes = modes
-        self._codecs: dict[int, tuple[TableDefinition, TableCodec]] = {}
-
-    def codec(self, definition: TableDefinition) -> TableCodec:
-        found = self._codecs.get(id(definition))
-        if found is not None and found[0] is definition:
-            return found[1]
-        kind: type[TableCodec] = TableCodec
-        if definition.dialect in ("mysql", "mariadb"):
-            from .debezium_mysql_codec import MySQLTableCodec
-
-            kind = MySQLTableCodec
-        codec = kind(definition, self.server_name, self.version, self.schemas, self.modes)
-        if len(self._codecs) > 10_000:  # definitions replaced by DDL, many times over
-            self._codecs.clear()
-        self._codecs[id(definition)] = (definition, codec)
-        return codec
