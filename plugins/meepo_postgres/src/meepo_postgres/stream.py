@@ -65,7 +65,7 @@ from .pgoutput import (
     read_tuple,
     relation_oid,
 )
-from .positions import SEQUENCE_LIMIT, Checkpoint, format_lsn, sequence_base
+from .positions import SEQUENCE_LIMIT, WalPosition, format_lsn, sequence_base
 from .relations import TablePlan, build_plan, fill_unchanged
 from .schema_tracking import SchemaTracker
 from .server import ControlConnection, dropped_slot_message, invalidated_slot_message
@@ -118,7 +118,7 @@ class ReplicationStream:
         self.stall_after = settings.heartbeat * 2.5
         self.closed = False
         self.reconnects = 0
-        self.committed = Checkpoint(0)  # last transaction boundary seen
+        self.committed = WalPosition(0)  # last transaction boundary seen
         self._lock = threading.Lock()  # guards the connection: stream thread vs acknowledge
         self._conn: Any = None
         self._cursor: Any = None
@@ -130,7 +130,7 @@ class ReplicationStream:
         self._batcher = Batcher(context.batch_size, context.batch_wait)
 
     # -- public -------------------------------------------------------------------------
-    def batches(self, start: Checkpoint) -> Iterator[Batch]:
+    def batches(self, start: WalPosition) -> Iterator[Batch]:
         """Batches from ``start`` until caught up (``once``), stopped, or a fatal error."""
         self.committed = start
         failures = 0
@@ -377,7 +377,7 @@ class ReplicationStream:
             elif kind == COMMIT:
                 commit = parse_commit(data)
                 last = base + count - 1 if count else self.committed.sequence
-                self.committed = Checkpoint(commit.end_lsn, last)
+                self.committed = WalPosition(commit.end_lsn, last)
                 self._progress = True
                 in_trx = False
                 idle_since = time.monotonic()
@@ -508,7 +508,7 @@ class ReplicationStream:
             return None
         if not once_done and time.monotonic() - idle_since < self.heartbeat:
             return None
-        self.committed = Checkpoint(wal_end, self.committed.sequence)
+        self.committed = WalPosition(wal_end, self.committed.sequence)
         return Batch((), self.committed.to_json())
 
     def _caught_up(self, wal_end: int) -> bool:
