@@ -42,7 +42,7 @@ def stream_socket(conn: pymysql.connections.Connection[Any]) -> socket.socket:
 
     pymysql 1.1 keeps it in ``Connection._sock``; after the dump request the server sends
     only binlog packets, which meepo reads from the socket itself (see
-    :mod:`meepo_mysql.connection`). pymysql's buffered reader holds nothing at that
+    :mod:`meepo_mysql.dump_connection`). pymysql's buffered reader holds nothing at that
     point: the last reply before the dump request was read to its end.
     """
     sock = conn._sock

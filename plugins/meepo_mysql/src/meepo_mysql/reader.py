@@ -1,7 +1,7 @@
 """The dump's lifecycle: open it at a transaction boundary, tell fatal errors from lost
 connections, and pace reconnects.
 
-:class:`DumpReader` opens a :class:`~meepo_mysql.connection.DumpConnection` at a
+:class:`DumpReader` opens a :class:`~meepo_mysql.dump_connection.DumpConnection` at a
 position (file/pos, or the GTID state in GTID mode). When a connection drops, stalls
 (nothing, not even a heartbeat, for 2.5 heartbeat periods) or the server restarts, the
 stream asks :meth:`DumpReader.retry_delay` how long to wait before opening the next one:
@@ -22,7 +22,7 @@ import pymysql
 from meepo_core import SourceError, describe_error
 
 from .config import MySQLSettings
-from .connection import DumpConnection
+from .dump_connection import DumpConnection
 from .positions import BinlogPosition
 from .server import (
     ER_ACCESS_DENIED,

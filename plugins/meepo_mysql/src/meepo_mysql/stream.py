@@ -29,8 +29,8 @@ from meepo_core import Batch, PipelineContext, SourceError, qualified_name
 
 from . import binlog as bl
 from .config import MySQLSettings
-from .connection import DumpConnection, DumpEnded, Idle
 from .ddl import truncated_table
+from .dump_connection import DumpConnection, DumpEnded, Idle
 from .positions import BinlogPosition, sequence_base
 from .reader import HEALTHY_AFTER, LOST, ConnectionEnded, DumpReader, Stalled
 from .rows import RowDecodeError, UnsupportedColumn, parse_rows_body
