@@ -22,13 +22,13 @@ import pymysql
 from meepo_core import SourceError, describe_error
 
 from .config import MySQLSettings
+from .control_connection import ControlConnection
 from .dump_connection import DumpConnection
 from .positions import BinlogPosition
-from .server import (
+from .server_errors import (
     ER_ACCESS_DENIED,
     ER_MASTER_FATAL_READING_BINLOG,
     ER_SLAVE_SAME_ID,
-    ControlConnection,
     error_code,
     error_text,
     is_retryable,

@@ -38,8 +38,9 @@ from meepo_core import ConfigError, RowEvent, SnapshotTable, SourceError, keyset
 from . import charsets
 from .compat import query_rows
 from .config import MySQLSettings
+from .control_connection import ControlConnection
 from .positions import BinlogPosition, file_index
-from .server import ControlConnection, connect_error, error_text
+from .server_errors import connect_error, error_text
 from .values import bit_value, mariadb_json
 
 _TEXT_TYPES = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext",

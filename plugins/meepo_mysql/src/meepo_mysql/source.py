@@ -17,8 +17,8 @@ from meepo_core import (
 
 from . import cascades
 from .config import MySQLSettings, parse_settings
+from .control_connection import ControlConnection
 from .positions import BinlogPosition
-from .server import ControlConnection
 from .snapshot import MySQLSnapshots, Watermarks
 from .stream import BinlogStream
 from .transactions import starting_state

@@ -29,13 +29,13 @@ from meepo_core import Batch, PipelineContext, SourceError, qualified_name
 
 from . import binlog as bl
 from .config import MySQLSettings
+from .control_connection import ControlConnection
 from .ddl import truncated_table
 from .dump_connection import DumpConnection, DumpEnded, Idle
 from .positions import BinlogPosition, sequence_base
 from .reader import HEALTHY_AFTER, LOST, ConnectionEnded, DumpReader, Stalled
 from .rows import RowDecodeError, UnsupportedColumn, parse_rows_body
 from .schema_events import SchemaEvents, unwrap_versioned
-from .server import ControlConnection
 from .snapshot import Watermarks
 from .tables import TablePlan, Tables
 from .transactions import GtidState, TransactionTracker
