@@ -191,7 +191,7 @@ class Watermarks:
 
 
 class MySQLSnapshots:
-    """The snapshot capability of one :class:`~meepo_mysql.source.MySQLSource`."""
+    """The snapshot capability of one :class:`~meepo_mysql.mysql_source.MySQLSource`."""
 
     def __init__(self, settings: MySQLSettings, watermarks: Watermarks) -> None:
         self.settings = settings
