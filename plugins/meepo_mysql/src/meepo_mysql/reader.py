@@ -19,7 +19,7 @@ import socket
 
 import pymysql
 
-from meepo_core import SourceError, describe_error
+from meepo_core import SourceError, backoff_delay, describe_error
 
 from .config import MySQLSettings
 from .control_connection import ControlConnection
@@ -66,7 +66,6 @@ class DumpReader:
         self.once = once
         self.gtid_mode = gtid_mode
         self.failures = 0
-        self.reconnects = 0
         self.current: DumpConnection | None = None
 
     def open(self, position: BinlogPosition) -> DumpConnection:
@@ -138,13 +137,12 @@ class DumpReader:
                 f"{self.failures - 1} reconnects failed: {describe_error(error)}; rerun to resume "
                 f"from {resume.to_json()}"
             ) from error
-        delay: float = min(BACKOFF_FIRST * 2.0 ** (self.failures - 1), BACKOFF_MAX)
+        delay = backoff_delay(self.failures, BACKOFF_FIRST, BACKOFF_MAX)
         log.warning(
             "binlog stream from %s lost (%s); reconnecting in %.1fs from %s (attempt %d of %d)",
             self.settings.address, describe_error(error), delay, resume.to_json(), self.failures,
             self.settings.reconnect_attempts,
         )
-        self.reconnects += 1
         return delay
 
 

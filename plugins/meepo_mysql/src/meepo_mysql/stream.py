@@ -71,10 +71,6 @@ class BinlogStream:
         self.tables = Tables(settings, control, context, reference=reference, start=start)
         self.schemas = SchemaEvents(control, settings.filter)
 
-    @property
-    def reconnects(self) -> int:
-        return self.reader.reconnects
-
     # -- public -------------------------------------------------------------------------
     def batches(self, start: BinlogPosition, gtids: GtidState | None) -> Iterator[Batch]:
         """Batches from ``start`` until caught up (``once``), stopped, or a fatal error."""

@@ -38,6 +38,7 @@ from meepo_core import (
     RowEvent,
     SchemaChange,
     SourceError,
+    backoff_delay,
     describe_error,
 )
 
@@ -117,7 +118,6 @@ class ReplicationStream:
         self.heartbeat = settings.heartbeat
         self.stall_after = settings.heartbeat * 2.5
         self.closed = False
-        self.reconnects = 0
         self.committed = WalPosition(0)  # last transaction boundary seen
         self._lock = threading.Lock()  # guards the connection: stream thread vs acknowledge
         self._conn: Any = None
@@ -174,13 +174,12 @@ class ReplicationStream:
                     f"and {failures - 1} reconnects failed: {describe_error(error)}; rerun to "
                     f"resume from {resume}"
                 ) from error
-            delay = min(BACKOFF_FIRST * 2 ** (failures - 1), BACKOFF_MAX)
+            delay = backoff_delay(failures, BACKOFF_FIRST, BACKOFF_MAX)
             log.warning(
                 "replication stream from %s lost (%s); reconnecting in %.1fs from %s "
                 "(attempt %d of %d)", self.settings.address, describe_error(error), delay, resume,
                 failures, self.settings.reconnect_attempts,
             )
-            self.reconnects += 1
             if stopping.wait(delay):
                 return
 
