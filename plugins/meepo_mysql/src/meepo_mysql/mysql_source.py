@@ -43,7 +43,6 @@ class MySQLSource(Source):
         self.settings = settings
         self.watermarks = Watermarks()
         self.snapshots = MySQLSnapshots(settings, self.watermarks)
-        self._control: ControlConnection | None = None
         self._stream: BinlogStream | None = None
 
     @classmethod
@@ -176,7 +175,7 @@ class MySQLSource(Source):
     def stream(
         self, start: Position | None, context: PipelineContext, *, once: bool
     ) -> Iterator[Batch]:
-        control = self._control = ControlConnection(self.settings)
+        control = ControlConnection(self.settings)
         try:
             problems = self._problems(control, with_start=start is None)
             if problems:
