@@ -15,7 +15,8 @@ import pytest
 
 from meepo_core.config import MeepoConfig, load_config
 from meepo_core.pipeline import build_pipeline
-from meepo_core.plugins import KINDS, KNOWN_PROVIDERS, registry
+from meepo_core.plugins import KINDS, registry
+from meepo_core.providers import provider_of
 
 ROOT = Path(__file__).parents[1]
 READMES = [ROOT / "README.md", *sorted(ROOT.glob("plugins/*/README.md")),
@@ -60,8 +61,8 @@ def test_readme_pipeline_example_is_valid(
     config = load_config(config_file)
     assert config.pipelines, where
     missing = {
-        KNOWN_PROVIDERS[name] for name in type_names(config)
-        if name in KNOWN_PROVIDERS and not installed(name)
+        provider for name in type_names(config)
+        if (provider := provider_of(name)) is not None and not installed(name)
     }
     if missing:
         pytest.skip(f"needs {', '.join(sorted(missing))}, not installed in this session")
