@@ -6,7 +6,6 @@ where they are delivered, and bad input is one line."""
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -18,9 +17,10 @@ from meepo_mysql import MySQLSource
 from meepo_mysql.snapshot import MySQLSnapshots
 from meepo_testkit.proxy import TcpProxy
 
-from meepo_core import Options, Source
+from meepo_core import Options
 from meepo_core.testing import (
     SnapshotSourceContract,
+    keep_writing,
     run_meepo,
     run_while_writing,
     table_state,
@@ -33,16 +33,7 @@ from .test_mysql_decoder import _charset_samples, _types_table
 class TestMySQLSnapshotContract(SnapshotSourceContract):
     @pytest.fixture(autouse=True)
     def _database(self, harness: Any) -> None:
-        self.h = harness
-
-    def make_source(self, **overrides: Any) -> Source:
-        return self.h.source(**overrides)  # type: ignore[no-any-return]
-
-    def source_options(self, **overrides: Any) -> dict[str, Any]:
-        return self.h.options(**overrides)  # type: ignore[no-any-return]
-
-    def execute(self, *statements: str) -> None:
-        self.h.execute(*statements)
+        self.harness = self.h = harness
 
     def connect(self) -> Any:
         return self.h.db.connect(autocommit=True)
@@ -180,17 +171,11 @@ def test_a_stream_that_starts_late_loses_no_change_to_the_snapshot(
         }})
         stop = threading.Event()
         commits = [0]
-
-        def write(seed: int) -> None:
-            rng = random.Random(seed)
-            with harness.db.connect(autocommit=True) as conn, conn.cursor() as cur:
-                while not stop.is_set():
-                    cur.execute("UPDATE items SET n = n + 1 WHERE id = %s",
-                                (rng.randint(1, 2000),))
-                    commits[0] += 1
-                    time.sleep(0.001)
-
-        writers = [threading.Thread(target=write, args=(i,)) for i in range(2)]
+        writers = [threading.Thread(target=keep_writing,
+                                    args=(lambda: harness.db.connect(autocommit=True), stop,
+                                          commits),
+                                    kwargs={"seed": seed, "keys": 2000, "pause": 0.001})
+                   for seed in range(2)]
         events = run_while_writing(config, "late", "late-stream", writers, stop, read_table,
                                    60, prepare=direct_snapshots)
     table = read_table()
@@ -208,7 +193,6 @@ def test_a_filled_table_renamed_into_tables_is_created_and_copied(
     the pipeline runs is announced by a ``create`` schema change and its rows are copied
     (they never were in the stream); rows written after the rename stream as usual."""
     import subprocess
-    import time
 
     from meepo_core.testing import meepo_command
 

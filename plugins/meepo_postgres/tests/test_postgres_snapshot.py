@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from meepo_core import Source
 from meepo_core.testing import SnapshotSourceContract, run_meepo, write_config
 
 from .test_postgres_types import EDGE_ROW, OUTSIDE_ROW, TYPES, comparable
@@ -21,16 +20,7 @@ from .test_postgres_types import EDGE_ROW, OUTSIDE_ROW, TYPES, comparable
 class TestPostgresSnapshotContract(SnapshotSourceContract):
     @pytest.fixture(autouse=True)
     def _schema(self, harness: Any) -> None:
-        self.h = harness
-
-    def make_source(self, **overrides: Any) -> Source:
-        return self.h.source(**overrides)  # type: ignore[no-any-return]
-
-    def source_options(self, **overrides: Any) -> dict[str, Any]:
-        return self.h.options(**overrides)  # type: ignore[no-any-return]
-
-    def execute(self, *statements: str) -> None:
-        self.h.execute(*statements)
+        self.harness = self.h = harness
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[Any]:

@@ -11,7 +11,12 @@ separate ``meepo-testkit`` package.
 from .contracts import SinkContract, SourceContract, contract_events, contract_row, make_context
 from .follower import StreamFollower
 from .invoke import meepo_command, run_meepo, write_config
-from .snapshot_contract import SnapshotSourceContract, run_while_writing, table_state
+from .snapshot_contract import (
+    SnapshotSourceContract,
+    keep_writing,
+    run_while_writing,
+    table_state,
+)
 from .transform_contract import TransformContract
 
 __all__ = [
@@ -22,6 +27,7 @@ __all__ = [
     "TransformContract",
     "contract_events",
     "contract_row",
+    "keep_writing",
     "make_context",
     "meepo_command",
     "run_meepo",

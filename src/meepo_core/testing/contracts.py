@@ -356,18 +356,7 @@ class SourceContract:
 
     def drain(self, start: Any) -> tuple[list[RowEvent], Any]:
         """Stream with ``once`` from ``start``; returns the events and the last position."""
-        source = self.make_source()
-        events: list[RowEvent] = []
-        position = start
-        try:
-            for batch in source.stream(start, make_context(self.tmp_path), once=True):
-                events.extend(batch.events)
-                if batch.position is not None:
-                    position = batch.position
-                    source.acknowledge(position)  # as the runner does after a checkpoint
-        finally:
-            source.close()
-        return events, position
+        return drain_once(self.make_source(), start, self.tmp_path)
 
     def test_delivers_committed_rows_in_order_and_resumes_exactly(self) -> None:
         _, start = self.drain(None)
@@ -396,6 +385,22 @@ class SourceContract:
         finally:
             source.close()
         assert time.monotonic() - began < 5
+
+
+def drain_once(source: Source, start: Any, tmp_path: Path) -> tuple[list[RowEvent], Any]:
+    """Stream ``source`` with ``once`` from ``start``, acknowledging each position as the
+    runner does after a checkpoint, then close it; the events and the last position."""
+    events: list[RowEvent] = []
+    position = start
+    try:
+        for batch in source.stream(start, make_context(tmp_path), once=True):
+            events.extend(batch.events)
+            if batch.position is not None:
+                position = batch.position
+                source.acknowledge(position)
+    finally:
+        source.close()
+    return events, position
 
 
 def _recording(apply: Callable[[Batch], None], seen: list[Batch]) -> Callable[[Batch], None]:

@@ -11,6 +11,7 @@ these by hand, each its own near-copy.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import random
 import threading
@@ -23,7 +24,7 @@ import pytest
 
 from ..events import RowEvent
 from ..source import Source
-from .contracts import make_context
+from .contracts import drain_once
 from .invoke import run_meepo, write_config
 
 #: Rows of the table the writers test changes.
@@ -47,8 +48,9 @@ def table_state(events: Iterable[RowEvent]) -> dict[Any, dict[str, Any]]:
 
 
 class SnapshotSourceContract:
-    """Subclass and implement :meth:`make_source`, :meth:`source_options`, :meth:`execute`,
-    :meth:`connect`, :meth:`qualified` and :meth:`fill_typed_table`.
+    """Subclass and implement :meth:`connect`, :meth:`qualified` and
+    :meth:`fill_typed_table`, and either set :attr:`harness` (in an autouse fixture) or
+    implement :meth:`make_source`, :meth:`source_options` and :meth:`execute`.
 
     The tests create their tables with portable SQL through :meth:`execute` (in the test's
     own database or schema, where :meth:`make_source` follows every table). The source must
@@ -57,19 +59,30 @@ class SnapshotSourceContract:
 
     #: Seconds the writers test waits for the snapshot, then for the stream to catch up.
     writers_timeout = 120.0
+    #: An object with ``source(**overrides)``, ``options(**overrides)`` and
+    #: ``execute(*statements)`` for the test's database, such as a subclass of
+    #: meepo-testkit's ``SourceHarness``; the three methods below delegate to it.
+    harness: Any = None
 
     def make_source(self, **overrides: Any) -> Source:
         """A new source following every table of the test's database, with ``overrides``
         applied to its options (``columns``...)."""
-        raise NotImplementedError
+        return self._harness().source(**overrides)  # type: ignore[no-any-return]
 
     def source_options(self, **overrides: Any) -> dict[str, Any]:
         """The options of :meth:`make_source` as a config's ``source`` table."""
-        raise NotImplementedError
+        return self._harness().options(**overrides)  # type: ignore[no-any-return]
 
     def execute(self, *statements: str) -> None:
         """Run each statement with autocommit in the test's database."""
-        raise NotImplementedError
+        self._harness().execute(*statements)
+
+    def _harness(self) -> Any:
+        if self.harness is None:
+            raise NotImplementedError(
+                f"{type(self).__name__}: set harness in a fixture, or implement make_source, "
+                "source_options and execute")
+        return self.harness
 
     def connect(self) -> contextlib.AbstractContextManager[Any]:
         """A DB-API connection (``%s`` parameters) in autocommit mode to the test's
@@ -97,18 +110,7 @@ class SnapshotSourceContract:
     # -- helpers ----------------------------------------------------------------------------
     def drain(self, start: Any) -> tuple[list[RowEvent], Any]:
         """Stream with ``once`` from ``start``; the events and the last position."""
-        source = self.make_source()
-        events: list[RowEvent] = []
-        position = start
-        try:
-            for batch in source.stream(start, make_context(self.tmp_path), once=True):
-                events.extend(batch.events)
-                if batch.position is not None:
-                    position = batch.position
-                    source.acknowledge(position)
-        finally:
-            source.close()
-        return events, position
+        return drain_once(self.make_source(), start, self.tmp_path)
 
     @contextlib.contextmanager
     def snapshot_source(self, **overrides: Any) -> Iterator[Source]:
@@ -216,28 +218,12 @@ class SnapshotSourceContract:
         }})
         stop = threading.Event()
         commits = [0]
-
-        def write(seed: int) -> None:
-            """Updates, deletes and inserts of keys of this writer's own (no conflicts)."""
-            rng = random.Random(seed)
-            fresh = iter(range(WRITERS_ROWS + 1 + seed * 100_000, 10**9))
-            with self.connect() as conn:
-                cursor = conn.cursor()
-                while not stop.is_set():
-                    roll = rng.random()
-                    key = rng.randint(1, WRITERS_ROWS)
-                    if roll < 0.5:
-                        cursor.execute("UPDATE items SET n = n + 1 WHERE id = %s", (key,))
-                    elif roll < 0.75:
-                        cursor.execute("DELETE FROM items WHERE id = %s", (key,))
-                    else:
-                        cursor.execute("INSERT INTO items VALUES (%s, 1)", (next(fresh),))
-                    commits[0] += 1
-                    time.sleep(0.002)
-
-        events = run_while_writing(config, "live", f"live-{id(self)}", [
-            threading.Thread(target=write, args=(seed,)) for seed in range(3)
-        ], stop, self.read_items, self.writers_timeout)
+        fresh = itertools.count(WRITERS_ROWS + 1)  # shared: each insert at the key range's end
+        writers = [threading.Thread(target=keep_writing, args=(self.connect, stop, commits),
+                                    kwargs={"seed": seed, "keys": WRITERS_ROWS, "fresh": fresh})
+                   for seed in range(3)]
+        events = run_while_writing(config, "live", f"live-{id(self)}", writers, stop,
+                                   self.read_items, self.writers_timeout)
         assert commits[0] > 100, "the writers hardly wrote during the snapshot"
         assert any(e.action == "read" for e in events)
         assert any(e.action != "read" for e in events)
@@ -248,6 +234,36 @@ class SnapshotSourceContract:
             cursor = conn.cursor()
             cursor.execute("SELECT id, n FROM items")
             return {row[0]: {"id": row[0], "n": row[1]} for row in cursor.fetchall()}
+
+
+def keep_writing(
+    connect: Callable[[], contextlib.AbstractContextManager[Any]], stop: threading.Event,
+    commits: list[int], *, seed: int, keys: int, fresh: Iterator[int] | None = None,
+    pause: float = 0.002,
+) -> None:
+    """Until ``stop`` is set, change the table ``items (id, n)`` whose rows have ids
+    1..``keys``, one autocommitted statement every ``pause`` seconds, counting them in
+    ``commits[0]``: ``UPDATE items SET n = n + 1`` of a random row (``seed`` picks them);
+    given ``fresh`` (new ids, shared by the writers), also deletes of random rows (a
+    quarter) and inserts of the next fresh id (a quarter). Run it in a thread.
+
+    Inserts go to the end of the key range: a snapshot copies up to the last key it saw
+    when it began and leaves later rows to the stream, while rows inserted below that key
+    faster than it copies would keep it from ending."""
+    rng = random.Random(seed)
+    with connect() as conn:
+        cursor = conn.cursor()
+        while not stop.is_set():
+            roll = 0.0 if fresh is None else rng.random()
+            key = rng.randint(1, keys)
+            if fresh is None or roll < 0.5:
+                cursor.execute("UPDATE items SET n = n + 1 WHERE id = %s", (key,))
+            elif roll < 0.75:
+                cursor.execute("DELETE FROM items WHERE id = %s", (key,))
+            else:
+                cursor.execute("INSERT INTO items VALUES (%s, 1)", (next(fresh),))
+            commits[0] += 1
+            time.sleep(pause)
 
 
 def run_while_writing(
@@ -275,7 +291,8 @@ def run_while_writing(
             writer.start()
         deadline = time.monotonic() + timeout
         while runner.snapshots is None or runner.snapshots.busy or not runner.snapshots.done:
-            assert time.monotonic() < deadline and thread.is_alive(), "snapshot unfinished"
+            assert time.monotonic() < deadline and thread.is_alive(), (
+                f"snapshot unfinished: {runner.snapshots and runner.snapshots.state()}")
             time.sleep(0.1)
     finally:
         stop.set()
