@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from meepo_testkit.proxy import TcpProxy
 
 from meepo_core import Options
 from meepo_core.testing import (
+    RunningMeepo,
     SnapshotSourceContract,
     keep_writing,
     run_meepo,
@@ -192,10 +192,6 @@ def test_a_filled_table_renamed_into_tables_is_created_and_copied(
     """``snapshot_new_tables``: a table filled outside ``tables`` and renamed into it while
     the pipeline runs is announced by a ``create`` schema change and its rows are copied
     (they never were in the stream); rows written after the rename stream as usual."""
-    import subprocess
-
-    from meepo_core.testing import meepo_command
-
     db = harness.db.name
     harness.execute("CREATE TABLE shop_items (id INT PRIMARY KEY)",
                     "CREATE TABLE staging (id INT PRIMARY KEY, name VARCHAR(20))",
@@ -205,31 +201,13 @@ def test_a_filled_table_renamed_into_tables_is_created_and_copied(
         "sinks": [{"type": "jsonl", "path": "out.jsonl"}],
         "checkpoint": "file:.meepo/fresh.json", "batch_wait": 0.05,
     }})
-    process = subprocess.Popen(meepo_command("run", "fresh"), cwd=tmp_path,
-                               stderr=subprocess.PIPE)
-    out = tmp_path / "out.jsonl"
-
-    def lines() -> list[dict[str, Any]]:
-        return [json.loads(line) for line in out.read_text().splitlines()] \
-            if out.exists() else []
-
-    def wait(predicate: Any, what: str) -> None:
-        deadline = time.monotonic() + 60
-        while not predicate():
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, f"timed out waiting for {what}: {lines()}"
-            time.sleep(0.2)
-
-    try:
-        wait(lambda: (tmp_path / ".meepo" / "fresh.json").exists(), "the first checkpoint")
+    with RunningMeepo("run", "fresh", cwd=tmp_path) as meepo:
+        meepo.wait(lambda: (tmp_path / ".meepo" / "fresh.json").exists(), "the first checkpoint")
         harness.execute("RENAME TABLE staging TO shop_new",
                         "INSERT INTO shop_new VALUES (6, 'n')")
-        wait(lambda: len([x for x in lines() if x["table"] == "shop_new"]) >= 7,
-             "the create, five copied rows and the streamed one")
-    finally:
-        process.terminate()
-        process.wait(30)
-    fresh = [x for x in lines() if x["table"] == "shop_new"]
+        meepo.wait(lambda: len([x for x in meepo.lines() if x["table"] == "shop_new"]) >= 7,
+                   "the create, five copied rows and the streamed one")
+    fresh = [x for x in meepo.lines() if x["table"] == "shop_new"]
     assert fresh[0]["action"] == "schema" and fresh[0]["kind"] == "create"
     assert fresh[0]["renamed_from"] == [db, "staging"]
     assert [c["name"] for c in fresh[0]["after"]["columns"]] == ["id", "name"]

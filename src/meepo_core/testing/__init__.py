@@ -10,7 +10,7 @@ separate ``meepo-testkit`` package.
 
 from .contracts import SinkContract, SourceContract, contract_events, contract_row, make_context
 from .follower import StreamFollower
-from .invoke import meepo_command, run_meepo, write_config
+from .invoke import RunningMeepo, meepo_command, run_meepo, write_config
 from .snapshot_contract import (
     SnapshotSourceContract,
     keep_writing,
@@ -20,6 +20,7 @@ from .snapshot_contract import (
 from .transform_contract import TransformContract
 
 __all__ = [
+    "RunningMeepo",
     "SinkContract",
     "SnapshotSourceContract",
     "SourceContract",
