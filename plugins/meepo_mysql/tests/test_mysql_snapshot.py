@@ -47,6 +47,13 @@ class TestMySQLSnapshotContract(SnapshotSourceContract):
         return "types", lambda: self.h.execute(
             "SET SESSION sql_mode = 'ALLOW_INVALID_DATES'", *inserts)
 
+    def test_a_table_carries_the_servers_row_estimate(self) -> None:
+        self.execute("CREATE TABLE pairs (a VARCHAR(8), b INT, PRIMARY KEY (a, b))",
+                     "INSERT INTO pairs VALUES ('x', 1), ('y', 2)")
+        with self.snapshot_source() as source:
+            (table,) = source.snapshot_tables([self.qualified("pairs")])
+        assert table.key == ("a", "b") and table.estimated_rows is not None
+
     def test_a_copied_row_equals_the_streamed_row_in_every_character_set(self) -> None:
         harness = self.h
         rows = harness.server.execute("SELECT CHARACTER_SET_NAME, MAXLEN FROM "
