@@ -150,12 +150,12 @@ def summarize(collapsed: str) -> dict[str, float]:
 
 
 def _select_lines() -> list[int]:
-    """Lines of meepo_mysql.connection that wait in ``select`` (py-spy shows the frame)."""
+    """Lines of meepo_mysql.dump_connection that wait in ``select`` (py-spy shows the frame)."""
     import inspect
 
-    from meepo_mysql import connection
+    from meepo_mysql import dump_connection
 
-    source, first = inspect.getsourcelines(connection)
+    source, first = inspect.getsourcelines(dump_connection)
     return [first + i for i, text in enumerate(source) if "select.select(" in text]
 
 

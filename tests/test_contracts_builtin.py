@@ -28,7 +28,7 @@ class TestJsonlSinkContract(SinkContract):
     def sink_options(self) -> dict[str, Any]:
         return {"path": "audit.jsonl"}
 
-    def snapshot(self) -> Any:
+    def observable_state(self) -> Any:
         return (self.tmp_path / "audit.jsonl").read_text().splitlines()
 
     def poison_batch(self) -> Batch:
@@ -37,7 +37,7 @@ class TestJsonlSinkContract(SinkContract):
     def test_snapshot_rows_and_unchanged_values_are_logged_as_they_are(self) -> None:
         batch = self.read_and_unchanged_batch()
         self.apply_all([batch])
-        lines = self.snapshot()
+        lines = self.observable_state()
         assert [event_from_json(line) for line in lines] == list(batch.events)
         assert '"price":{"$unchanged":true}' in lines[1]
 
@@ -57,7 +57,7 @@ class TestPrintSinkContract(SinkContract):
     def sink_options(self) -> dict[str, Any]:
         return {}
 
-    def snapshot(self) -> Any:
+    def observable_state(self) -> Any:
         self.printed += self.capfd.readouterr().out.splitlines()
         return sorted(set(self.printed))
 
@@ -66,7 +66,7 @@ class TestPrintSinkContract(SinkContract):
 
     def test_snapshot_rows_print_as_table_read_pk(self) -> None:
         self.apply_all([self.read_and_unchanged_batch()])
-        assert self.snapshot() == ["items_read 5", "items_update 5"]
+        assert self.observable_state() == ["items_read 5", "items_update 5"]
 
     def test_json_format_dead_letters_what_json_cannot_carry(self) -> None:
         from meepo_core.builtin.print_sink import PrintSink
@@ -77,11 +77,11 @@ class TestPrintSinkContract(SinkContract):
         sink.open(context)
         sink.apply(unencodable_batch(self))
         context.dead_letters.sync()
-        assert self.snapshot() == []
+        assert self.observable_state() == []
         assert [r["event"]["pk"] for r in self.dead_letters()] == ["99"]
         batch = self.read_and_unchanged_batch()
         sink.apply(batch)
-        printed = [event_from_json(line) for line in self.snapshot()]
+        printed = [event_from_json(line) for line in self.observable_state()]
         assert sorted(printed, key=lambda e: e.sequence or 0) == list(batch.events)
 
 
@@ -92,7 +92,7 @@ class TestMemorySinkContract(SinkContract):
     def sink_options(self) -> dict[str, Any]:
         return {"name": "contract"}
 
-    def snapshot(self) -> Any:
+    def observable_state(self) -> Any:
         return sorted({event_to_json(e) for e in channel("contract").events})
 
     def poison_batch(self) -> None:
@@ -110,7 +110,7 @@ class TestNullSinkContract(SinkContract):
     def sink_options(self) -> dict[str, Any]:
         return {}
 
-    def snapshot(self) -> Any:
+    def observable_state(self) -> Any:
         return None  # keeps nothing
 
     def poison_batch(self) -> None:

@@ -22,7 +22,8 @@ import pytest
 from meepo_core.config import MeepoConfig, load_config
 from meepo_core.option_docs import OPTION_KINDS, declared_types
 from meepo_core.pipeline import build_pipeline
-from meepo_core.plugins import KINDS, KNOWN_PROVIDERS, registry
+from meepo_core.plugins import KINDS, registry
+from meepo_core.providers import provider_of
 
 ROOT = Path(__file__).parents[1]
 READMES = [ROOT / "README.md", *sorted(ROOT.glob("plugins/*/README.md")),
@@ -67,8 +68,8 @@ def test_readme_pipeline_example_is_valid(
     config = load_config(config_file)
     assert config.pipelines, where
     missing = {
-        KNOWN_PROVIDERS[name] for name in type_names(config)
-        if name in KNOWN_PROVIDERS and not installed(name)
+        provider for name in type_names(config)
+        if (provider := provider_of(name)) is not None and not installed(name)
     }
     if missing:
         pytest.skip(f"needs {', '.join(sorted(missing))}, not installed in this session")
@@ -105,9 +106,10 @@ def test_options_table_is_generated_from_the_declaration(
     if expected is None and kind == "table":
         pytest.skip(f"{name.partition(':')[0]} is not installed in this session")
     if expected is None:  # an example's plugin is installed in the example's session only
-        assert name in KNOWN_PROVIDERS or where.startswith("examples/"), (
+        provider = provider_of(name)
+        assert provider is not None or where.startswith("examples/"), (
             f"{where}: no in-repo plugin provides {kind} {name!r}")
-        pytest.skip(f"needs {KNOWN_PROVIDERS.get(name, name)}, not installed in this session")
+        pytest.skip(f"needs {provider or name}, not installed in this session")
     assert body == expected, (
         f"{where}: the table differs from the type's OPTIONS; run python docs/option_tables.py")
 

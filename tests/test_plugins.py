@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from meepo_core import hookimpl
+from meepo_core import hookimpl, providers
 from meepo_core.errors import ConfigError
-from meepo_core.plugins import KNOWN_PROVIDERS, load_registry
+from meepo_core.plugins import load_registry
+from meepo_core.providers import provider_of, providers_from
 from meepo_core.testing import run_meepo, write_config
 
 BROKEN_DIST = str(Path(__file__).parent / "broken_plugin_dist")
@@ -79,12 +80,37 @@ def test_unknown_type_from_a_broken_plugin_says_it_failed_to_load(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.syspath_prepend(BROKEN_DIST)
-    monkeypatch.setitem(KNOWN_PROVIDERS, "kafka", "meepo-broken-example")
+    monkeypatch.setattr(providers, "_installed_providers",
+                        lambda: {"kafka": "meepo-broken-example"})
     registry = load_registry()
     with pytest.raises(
         ConfigError, match="plugin 'broken' from meepo-broken-example failed to load: ImportError"
     ):
         registry.lookup("sink", "kafka", "sinks[0].type")
+
+
+def test_providers_are_read_from_meepo_cores_extras() -> None:
+    requirements = [
+        "pluggy>=1.3", 'pytest>=8; extra == "test"', 'meepo-kafka; extra == "kafka"',
+        "meepo-redis>=0.2 ; extra == 'redis'", 'meepo-core[test]; extra == "all"',
+    ]
+    found = providers_from(requirements)
+    assert found == {"kafka": "meepo-kafka", "redis": "meepo-redis"}
+    assert provider_of("kafka", found) == "meepo-kafka"
+    assert provider_of("redis-stream", found) == "meepo-redis"  # the family before "-"
+    assert provider_of("print", found) is None
+    assert provider_of("webhook-x", found) is None
+
+
+def test_an_uninstalled_first_party_type_says_which_package_to_install() -> None:
+    """Read from this installation's meepo-core metadata (pip install -e . writes it)."""
+    registry = load_registry(entry_points=False)
+    with pytest.raises(ConfigError, match=r"unknown sink type 'redis-stream'; available: .*; "
+                                          r"install it with: pip install meepo-redis$"):
+        registry.lookup("sink", "redis-stream", "sinks[0].type")
+    with pytest.raises(ConfigError) as raised:
+        registry.lookup("sink", "no-such-type", "sinks[0].type")
+    assert "pip install" not in str(raised.value)
 
 
 def test_check_reports_each_problem(tmp_path: Path) -> None:

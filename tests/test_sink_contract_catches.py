@@ -85,7 +85,7 @@ class FakeContract(SinkContract):
     def build(self) -> Sink:
         return self.fake.from_options(Options({"path": "state.json"}, "sink", self.tmp_path))
 
-    def snapshot(self) -> Any:
+    def observable_state(self) -> Any:
         path = self.tmp_path / "state.json"
         return json.loads(path.read_text()) if path.exists() else {}
 

@@ -19,7 +19,7 @@ The public API. Plugins and programs that embed meepo use only these names:
   :func:`event_from_json`, :func:`event_to_dict`, :func:`event_from_dict`,
   :func:`encode_value`, :func:`decode_value`) and the errors, with
   :func:`describe_error` (one line for any exception; plugins register their driver's
-  error type);
+  error type); :func:`backoff_delay` for a retry's wait;
 * writing transforms: :class:`Transform` (with :func:`derive` to build a changed event);
 * embedding: :func:`load_pipeline` gives a :class:`Pipeline` (a description) that a
   :class:`Runner` runs (``Runner(pipeline).run()``, a :class:`RunStats` back; a supervisor
@@ -29,6 +29,7 @@ The public API. Plugins and programs that embed meepo use only these names:
   :meth:`Delivery.to_sinks` does the same for sink objects built in code.
 """
 
+from .backoff import backoff_delay
 from .batching import Batcher
 from .checkpoints import (
     Checkpoint,
@@ -140,6 +141,7 @@ __all__ = [
     "TransactionalSink",
     "Transform",
     "TransformError",
+    "backoff_delay",
     "dead_letter_record",
     "decode_checkpoint",
     "decode_value",

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self
 
+from .backoff import backoff_delay
 from .context import PipelineContext
 from .dead_letters import DeadLetterStore, FileDeadLetterStore
 from .errors import MeepoError, SinkError, describe_error
@@ -168,7 +169,7 @@ class Delivery:
 
     def _back_off(self, label: str, attempt: int, error: Exception) -> None:
         settings = self.settings
-        delay = min(settings.retry_backoff * 2 ** (attempt - 1), settings.retry_backoff_max)
+        delay = backoff_delay(attempt, settings.retry_backoff, settings.retry_backoff_max)
         log.warning(
             "%s failed (attempt %d of %d): %s; retrying in %.1fs",
             label, attempt, settings.max_retries + 1, describe_error(error), delay,

@@ -12,7 +12,7 @@ def lazy_exports(package: str, homes: Mapping[str, str]) -> Callable[[str], Any]
     submodule ``homes[name]`` names the first time it is asked for. Plugins use it so that
     loading their registration (as every ``meepo`` command does) imports no client library::
 
-        _HOMES = {"MySQLSource": "source"}
+        _HOMES = {"MySQLSource": "mysql_source"}
         __all__ = sorted(_HOMES)
         __getattr__ = lazy_exports(__name__, _HOMES)
     """

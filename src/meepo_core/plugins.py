@@ -18,29 +18,11 @@ import pluggy
 from . import hookspecs
 from .errors import ConfigError
 from .hookspecs import PROJECT
+from .providers import provider_of
 
 DISABLE_ENV = "MEEPO_DISABLE_PLUGINS"
 #: Internal plugins, registered like external ones but never disabled: meepo needs them.
 INTERNAL_PLUGINS = ("meepo_core.builtin.plugin",)
-
-#: Which distribution provides a type (of any kind: source, sink, store URL scheme) that is
-#: not installed, for the error message. The integration tests check it against what the
-#: in-repo plugins register, both ways.
-KNOWN_PROVIDERS = {
-    "elasticsearch": "meepo-es",
-    "kafka": "meepo-kafka",
-    "mysql": "meepo-mysql",
-    "postgres": "meepo-postgres",
-    "redis": "meepo-redis",
-    "redis-events": "meepo-redis",
-    "redis-pubsub": "meepo-redis",
-    "redis-stream": "meepo-redis",
-    "rediss": "meepo-redis",
-    "unix": "meepo-redis",
-    "sql": "meepo-sqlalchemy",
-    "sqlalchemy-outbox": "meepo-sqlalchemy",
-    "sqlalchemy-session": "meepo-sqlalchemy",
-}
 
 KINDS = ("source", "sink", "transform", "checkpoint store", "dead-letter store")
 _HOOKS = {
@@ -107,7 +89,7 @@ class Registry:
             return found.resolve(key_path)
         available = ", ".join(sorted(self.types[kind])) or "none"
         message = f"unknown {kind} type {name!r}; available: {available}"
-        provider = KNOWN_PROVIDERS.get(name)
+        provider = provider_of(name)
         broken = [p for p in self.plugins.values() if p.error and provider in (p.package, None)]
         if provider and broken:
             message += (

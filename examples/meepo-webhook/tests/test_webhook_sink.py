@@ -87,7 +87,7 @@ class TestWebhookContract(SinkContract):
     def sink_options(self) -> dict[str, Any]:
         return {"url": self.receiver.url}
 
-    def snapshot(self) -> Any:
+    def observable_state(self) -> Any:
         return dict(self.receiver.rows)
 
     def poison_batch(self) -> Batch:
@@ -96,7 +96,7 @@ class TestWebhookContract(SinkContract):
 
     def test_snapshot_rows_upsert_and_unchanged_values_keep_the_received_value(self) -> None:
         self.apply_all([self.read_and_unchanged_batch()])
-        assert self.snapshot() == {"items:5": {
+        assert self.observable_state() == {"items:5": {
             "id": 5, "name": "cinq", "price": {"$decimal": "5.50"},
             "updated_at": {"$datetime": "2026-01-01T00:00:00+00:00"}}}
 
@@ -118,7 +118,7 @@ class TestWebhookContract(SinkContract):
                 self.contract_event("write", 9, contract_row(9, "nine"), sequence=103),
             ), 6))
         context.dead_letters.sync()
-        assert sorted(self.snapshot()) == ["items:7", "items:9"]
+        assert sorted(self.observable_state()) == ["items:7", "items:9"]
         [letter] = self.dead_letters()
         assert letter["event"]["pk"] == 8 and "answered 422" in letter["error"]
 

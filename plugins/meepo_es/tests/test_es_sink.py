@@ -68,7 +68,7 @@ class TestElasticsearchSinkContract(SinkContract):
     def sink_options(self) -> dict[str, Any]:
         return {"hosts": [self.url], "index": self.prefix + "_{table}"}
 
-    def snapshot(self) -> Any:
+    def observable_state(self) -> Any:
         return self.read(f"{self.prefix}_items")
 
     def poison_batch(self) -> Batch:
@@ -79,7 +79,7 @@ class TestElasticsearchSinkContract(SinkContract):
     def test_contract_end_state_is_the_table(self) -> None:
         self.apply_all(self.batches())
         stamp = "2026-01-01T00:00:00+00:00"
-        assert self.snapshot() == {
+        assert self.observable_state() == {
             "1": {"id": 1, "name": "uno", "price": "1.50", "updated_at": stamp},
             "2": {"id": 2, "name": "deux", "price": "2.50", "updated_at": stamp},
         }

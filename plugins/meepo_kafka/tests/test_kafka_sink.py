@@ -75,7 +75,7 @@ class TestKafkaSinkContract(SinkContract):
         return {"bootstrap_servers": self.bootstrap, "topic_prefix": self.prefix,
                 "tombstones": True, "config": {"message.max.bytes": 100_000}}
 
-    def snapshot(self) -> Any:
+    def observable_state(self) -> Any:
         return latest_per_key(read_topic(self.bootstrap, self.topic))
 
     def poison_batch(self) -> Batch | None:

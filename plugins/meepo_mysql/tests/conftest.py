@@ -9,10 +9,7 @@ from typing import Any
 
 import pytest
 from meepo_mysql import MySQLSource
-
-from meepo_core import Batch, Options, PipelineContext, RowEvent
-from meepo_core.settings import PipelineSettings
-from meepo_core.testing import make_context
+from meepo_testkit.source_harness import SourceHarness
 
 sys.path.insert(0, str(Path(__file__).parent))  # mysql_differential, the shared checker
 
@@ -28,57 +25,22 @@ def gtid_now(server: Any) -> str:
 
 
 @dataclass
-class Harness:
+class Harness(SourceHarness):
     """One test's database, and sources reading it from where the test began."""
 
+    source_class = MySQLSource
+
     db: Any
-    tmp_path: Path
     start: str = ""
-    pipeline: str = "mysql-tests"
-    contexts: list[PipelineContext] = field(default_factory=list)
+    pipeline: str = field(default="mysql-tests", kw_only=True)
 
     @property
     def server(self) -> Any:
         return self.db.server
 
-    def options(self, **overrides: Any) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            "type": "mysql", "dsn": self.server.dsn, "tables": [f"{self.db.name}.*"],
-            "start": self.start, "heartbeat": 1,
-        }
-        options.update(overrides)
-        return {key: value for key, value in options.items() if value is not None}
-
-    def source(self, **overrides: Any) -> MySQLSource:
-        return MySQLSource.from_options(
-            Options(self.options(**overrides), "source", self.tmp_path)
-        )
-
-    def context(self, batch_size: int = 1000, batch_wait: float = 0.05) -> PipelineContext:
-        settings = PipelineSettings(batch_size=batch_size, batch_wait=batch_wait)
-        context = make_context(self.tmp_path, self.pipeline, settings)
-        self.contexts.append(context)
-        return context
-
-    def batches(
-        self, checkpoint: Any = None, *, batch_size: int = 1000, **overrides: Any
-    ) -> list[Batch]:
-        """Every batch of a ``once`` stream from ``checkpoint`` (None: the configured start)."""
-        source = self.source(**overrides)
-        try:
-            return list(source.stream(checkpoint, self.context(batch_size), once=True))
-        finally:
-            source.close()
-
-    def drain(self, checkpoint: Any = None, **overrides: Any) -> tuple[list[RowEvent], Any]:
-        """Events and last position of a ``once`` stream."""
-        events: list[RowEvent] = []
-        position = checkpoint
-        for batch in self.batches(checkpoint, **overrides):
-            events.extend(batch.events)
-            if batch.position is not None:
-                position = batch.position
-        return events, position
+    def base_options(self) -> dict[str, Any]:
+        return {"type": "mysql", "dsn": self.server.dsn, "tables": [f"{self.db.name}.*"],
+                "start": self.start, "heartbeat": 1}
 
     def execute(self, *statements: str) -> None:
         for sql in statements:
@@ -100,6 +62,6 @@ class Harness:
 @pytest.fixture
 def harness(mysql_db: Any, tmp_path: Path) -> Harness:
     """A fresh database; ``start`` is the binlog end before the test's own statements."""
-    h = Harness(mysql_db, tmp_path)
+    h = Harness(mysql_db, tmp_path=tmp_path)
     h.start = binlog_end(mysql_db.server)
     return h

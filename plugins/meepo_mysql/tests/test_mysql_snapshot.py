@@ -1,13 +1,14 @@
-"""Snapshots through the mysql source on the real MariaDB: a copied row equals the row the
-stream delivers for it (every type and character set), chunks are consistent with the
-binlog position where they are delivered, and bad input is one line."""
+"""Snapshots through the mysql source on the real MariaDB: the snapshot contract (a copied
+row equals the row the stream delivers for it, for every type and character set; chunks,
+``initial_only``, writers during a snapshot), chunks are consistent with the binlog position
+where they are delivered, and bad input is one line."""
 
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,88 +17,64 @@ from meepo_mysql import MySQLSource
 from meepo_mysql.snapshot import MySQLSnapshots
 from meepo_testkit.proxy import TcpProxy
 
-from meepo_core import Options, RowEvent, load_pipeline
-from meepo_core.builtin.memory import channel
-from meepo_core.runner import Runner
-from meepo_core.testing import StreamFollower, run_meepo, write_config
+from meepo_core import Options
+from meepo_core.testing import (
+    RunningMeepo,
+    SnapshotSourceContract,
+    StreamFollower,
+    keep_writing,
+    run_meepo,
+    run_while_writing,
+    table_state,
+    write_config,
+)
 
 from .test_mysql_decoder import _charset_samples, _types_table
 
 
-def copied(harness: Any, table: str, after: Any = None, where: Any = None) -> list[RowEvent]:
-    source = harness.source()
-    try:
-        (found,) = source.snapshot_tables([f"{harness.db.name}.{table}"])
-        return source.read_chunk(found, after, 10_000, where)
-    finally:
-        source.close()
+class TestMySQLSnapshotContract(SnapshotSourceContract):
+    @pytest.fixture(autouse=True)
+    def _database(self, harness: Any) -> None:
+        self.harness = self.h = harness
 
+    def connect(self) -> Any:
+        return self.h.db.connect(autocommit=True)
 
-def assert_copies_equal_the_stream(harness: Any, table: str, start: Any) -> int:
-    streamed, _ = harness.drain(None, start=start)
-    writes = {e.pk: e.after for e in streamed if e.action == "write" and e.table == table}
-    copies = copied(harness, table)
-    assert [e.action for e in copies] == ["read"] * len(copies)
-    assert {e.pk: e.after for e in copies} == writes
-    assert {e.pk_columns for e in copies} == {e.pk_columns for e in streamed if e.table == table}
-    return len(copies)
+    def qualified(self, table: str) -> str:
+        return f"{self.h.db.name}.{table}"
 
+    def fill_typed_table(self) -> tuple[str, Callable[[], None]]:
+        create, _, inserts = _types_table()
+        self.h.execute(create)
+        return "types", lambda: self.h.execute(
+            "SET SESSION sql_mode = 'ALLOW_INVALID_DATES'", *inserts)
 
-def test_a_copied_row_equals_the_streamed_row_for_every_type(harness: Any) -> None:
-    create, _, inserts = _types_table()
-    harness.execute(create)
-    start = harness.end()
-    harness.execute("SET SESSION sql_mode = 'ALLOW_INVALID_DATES'", *inserts)
-    assert assert_copies_equal_the_stream(harness, "types", start) == len(inserts)
-
-
-def test_a_copied_row_equals_the_streamed_row_in_every_character_set(harness: Any) -> None:
-    rows = harness.server.execute("SELECT CHARACTER_SET_NAME, MAXLEN FROM "
-                                  "information_schema.CHARACTER_SETS", database=None)
-    with harness.db.connect(autocommit=True) as conn, conn.cursor() as cur:
-        samples = {str(name): _charset_samples(cur, str(name), int(maxlen))
-                   for name, maxlen in rows}
-    samples = {name: values for name, values in samples.items() if values}
-    ddl = ", ".join(f"c_{name} VARCHAR(700) CHARACTER SET {name}" for name in samples)
-    harness.execute(f"CREATE TABLE cs (id INT PRIMARY KEY, {ddl}) DEFAULT CHARSET = latin1")
-    start = harness.end()
-    inserts = [f"INSERT INTO cs VALUES ({row + 1}, "
-               f"{', '.join(v[row % len(v)] for v in samples.values())})" for row in range(3)]
-    harness.execute("SET SESSION sql_mode = ''", *inserts,
-                    "UPDATE cs SET c_latin1 = X'618162', c_ascii = X'61ff' WHERE id = 3")
-    streamed, _ = harness.drain(None, start=start)
-    final = {e.pk: e.after for e in streamed}  # writes, then the update of row 3
-    copies = {e.pk: e.after for e in copied(harness, "cs")}
-    assert copies == final
-    assert copies[3]["c_ascii"] == "a\udcff"  # the unmappable byte, kept as the stream keeps it
-
-
-def test_key_order_pages_and_column_filters(harness: Any) -> None:
-    harness.execute("CREATE TABLE pairs (a VARCHAR(8), b INT, secret VARCHAR(8), n INT, "
-                    "PRIMARY KEY (a, b))",
-                    "INSERT INTO pairs VALUES " + ", ".join(
-                        f"('{a}', {b}, 'pw', {b % 3 if b % 4 else 'NULL'})"
-                        for a in ("y", "x") for b in range(6)))
-    source = harness.source(columns={f"{harness.db.name}.pairs": {"exclude": ["secret"]}})
-    try:
-        (table,) = source.snapshot_tables([f"{harness.db.name}.pairs"])
+    def test_a_table_carries_the_servers_row_estimate(self) -> None:
+        self.execute("CREATE TABLE pairs (a VARCHAR(8), b INT, PRIMARY KEY (a, b))",
+                     "INSERT INTO pairs VALUES ('x', 1), ('y', 2)")
+        with self.snapshot_source() as source:
+            (table,) = source.snapshot_tables([self.qualified("pairs")])
         assert table.key == ("a", "b") and table.estimated_rows is not None
-        first = source.read_chunk(table, None, 5)
-        rest = source.read_chunk(table, tuple(first[-1].after[k] for k in ("a", "b")), 100)
-        nulls = source.read_chunk(table, None, 100, {"n": None})
-        ones = source.read_chunk(table, None, 100, {"n": 1, "a": "x"})
-        last, last_one = source.last_key(table), source.last_key(table, {"n": 1, "a": "x"})
-        upto = source.read_chunk(table, ("x", 3), 100, None, ("y", 1))
-        assert source.last_key(table, {"n": 7}) is None
-    finally:
-        source.close()
-    assert last == ("y", 5) and last_one == ("x", 1)
-    assert [e.pk for e in upto] == [("x", 4), ("x", 5), ("y", 0), ("y", 1)]
-    keys = [e.pk for e in first + rest]
-    assert keys == sorted(keys) and len(keys) == 12 and keys[0] == ("x", 0)
-    assert "secret" not in first[0].after and first[0].pk_columns == ("a", "b")
-    assert [e.pk for e in nulls] == [("x", 0), ("x", 4), ("y", 0), ("y", 4)]
-    assert [e.pk for e in ones] == [("x", 1)]
+
+    def test_a_copied_row_equals_the_streamed_row_in_every_character_set(self) -> None:
+        harness = self.h
+        rows = harness.server.execute("SELECT CHARACTER_SET_NAME, MAXLEN FROM "
+                                      "information_schema.CHARACTER_SETS", database=None)
+        with harness.db.connect(autocommit=True) as conn, conn.cursor() as cur:
+            samples = {str(name): _charset_samples(cur, str(name), int(maxlen))
+                       for name, maxlen in rows}
+        samples = {name: values for name, values in samples.items() if values}
+        ddl = ", ".join(f"c_{name} VARCHAR(700) CHARACTER SET {name}" for name in samples)
+        harness.execute(f"CREATE TABLE cs (id INT PRIMARY KEY, {ddl}) DEFAULT CHARSET = latin1")
+        _, start = self.drain(None)
+        inserts = [f"INSERT INTO cs VALUES ({row + 1}, "
+                   f"{', '.join(v[row % len(v)] for v in samples.values())})" for row in range(3)]
+        harness.execute("SET SESSION sql_mode = ''", *inserts,
+                        "UPDATE cs SET c_latin1 = X'618162', c_ascii = X'61ff' WHERE id = 3")
+        # compared with the stream's rows after every change: the writes, then row 3's update
+        assert self.assert_copies_equal_the_stream("cs", start) == 3
+        copies = {e.pk: e.after for e in self.copied("cs")}
+        assert copies[3]["c_ascii"] == "a\udcff"  # the unmappable byte, kept as the stream keeps it
 
 
 CHANGE_IN_WINDOW_PLUGIN = '''
@@ -170,37 +147,6 @@ def test_snapshot_bad_input(harness: Any, tmp_path: Path) -> None:
     assert not (tmp_path / ".meepo").exists()
 
 
-@pytest.mark.parametrize("mode", ["initial_only"])
-def test_initial_only_copies_then_exits(harness: Any, tmp_path: Path, mode: str) -> None:
-    harness.execute("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20))",
-                    "INSERT INTO items SELECT seq, CONCAT('n', seq) FROM seq_1_to_2500")
-    write_config(tmp_path, {"copy": {
-        "source": {**harness.options(), "tables": [f"{harness.db.name}.items"],
-                   "start": "latest"},
-        "sinks": [{"type": "jsonl", "path": "out.jsonl"}], "snapshot": mode,
-    }})
-    done = run_meepo("run", "copy", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    lines = (tmp_path / "out.jsonl").read_text().splitlines()
-    assert len(lines) == 2500 and "initial snapshot done" in done.stderr
-    assert json.loads((tmp_path / ".meepo" / "copy.json").read_text())["snapshot"]["jobs"] == []
-
-
-def replay(events: list[RowEvent]) -> dict[Any, dict[str, Any]]:
-    """The table a sink holds after applying ``events`` in order (reads and writes as
-    upserts)."""
-    state: dict[Any, dict[str, Any]] = {}
-    for event in events:
-        if event.action == "delete":
-            state.pop(event.pk, None)
-            continue
-        if event.action == "update" and event.before is not None:
-            state.pop(event.before["id"], None)
-        assert event.after is not None
-        state[event.pk] = dict(event.after)
-    return state
-
-
 def test_a_stream_that_starts_late_loses_no_change_to_the_snapshot(
     harness: Any, tmp_path: Path
 ) -> None:
@@ -210,6 +156,18 @@ def test_a_stream_that_starts_late_loses_no_change_to_the_snapshot(
     before that position: the sink must end equal to the table."""
     harness.execute("CREATE TABLE items (id INT PRIMARY KEY, n INT)",
                     "INSERT INTO items SELECT seq, 0 FROM seq_1_to_2000")
+
+    def read_table() -> dict[Any, dict[str, Any]]:
+        return {row[0]: {"id": row[0], "n": row[1]}
+                for row in harness.db.execute("SELECT id, n FROM items")}
+
+    def direct_snapshots(pipeline: Any) -> None:
+        """Only the stream is slow: the snapshot reader connects to the server directly."""
+        source = pipeline.source
+        assert isinstance(source, MySQLSource)
+        direct = MySQLSource.from_options(Options(harness.options(), "source", tmp_path))
+        source.snapshots = MySQLSnapshots(direct.settings, source.rendezvous)
+
     with TcpProxy(harness.server.host, harness.server.port) as proxy:
         proxy.delay_connect = 3.0
         server = harness.server
@@ -221,48 +179,17 @@ def test_a_stream_that_starts_late_loses_no_change_to_the_snapshot(
             "snapshot": "initial", "snapshot_chunk_size": 250, "batch_wait": 0.01,
             "checkpoint": "none",
         }})
-        pipeline = load_pipeline("late", config)
-        source = pipeline.source
-        assert isinstance(source, MySQLSource)
-        # Only the stream is slow: the snapshot reader connects to the server directly.
-        direct = MySQLSource.from_options(Options(harness.options(), "source", tmp_path))
-        source.snapshots = MySQLSnapshots(direct.settings, source.rendezvous)
         stop = threading.Event()
         commits = [0]
-
-        def write(seed: int) -> None:
-            rng = random.Random(seed)
-            with harness.db.connect(autocommit=True) as conn, conn.cursor() as cur:
-                while not stop.is_set():
-                    cur.execute("UPDATE items SET n = n + 1 WHERE id = %s",
-                                (rng.randint(1, 2000),))
-                    commits[0] += 1
-                    time.sleep(0.001)
-
-        writers = [threading.Thread(target=write, args=(i,)) for i in range(2)]
-        runner = Runner(pipeline)
-        thread = threading.Thread(target=runner.run)
-        for writer in writers:
-            writer.start()
-        thread.start()
-        try:
-            deadline = time.monotonic() + 60
-            while runner.snapshots is None or runner.snapshots.busy:
-                assert time.monotonic() < deadline and thread.is_alive(), "snapshot unfinished"
-                time.sleep(0.1)
-        finally:
-            stop.set()
-            for writer in writers:
-                writer.join(10)
-        table = {row[0]: {"id": row[0], "n": row[1]}
-                 for row in harness.db.execute("SELECT id, n FROM items")}
-        events = channel("late-stream").events
-        deadline = time.monotonic() + 30
-        while replay(events) != table and time.monotonic() < deadline:
-            time.sleep(0.2)  # the stream catches up with the writers' last commits
-        runner.stop()
-        thread.join(30)
-    held = replay(events)
+        writers = [threading.Thread(target=keep_writing,
+                                    args=(lambda: harness.db.connect(autocommit=True), stop,
+                                          commits),
+                                    kwargs={"seed": seed, "keys": 2000, "pause": 0.001})
+                   for seed in range(2)]
+        events = run_while_writing(config, "late", "late-stream", writers, stop, read_table,
+                                   60, prepare=direct_snapshots)
+    table = read_table()
+    held = table_state(events)
     stale = sorted(pk for pk, row in table.items() if held.get(pk) != row)
     assert commits[0] > 500
     assert stale == [], f"{len(stale)} of {len(table)} rows stale, e.g. {stale[:10]}"
@@ -275,11 +202,6 @@ def test_a_filled_table_renamed_into_tables_is_created_and_copied(
     """``snapshot_new_tables``: a table filled outside ``tables`` and renamed into it while
     the pipeline runs is announced by a ``create`` schema change and its rows are copied
     (they never were in the stream); rows written after the rename stream as usual."""
-    import subprocess
-    import time
-
-    from meepo_core.testing import meepo_command
-
     db = harness.db.name
     harness.execute("CREATE TABLE shop_items (id INT PRIMARY KEY)",
                     "CREATE TABLE staging (id INT PRIMARY KEY, name VARCHAR(20))",
@@ -289,31 +211,13 @@ def test_a_filled_table_renamed_into_tables_is_created_and_copied(
         "sinks": [{"type": "jsonl", "path": "out.jsonl"}],
         "checkpoint": "file:.meepo/fresh.json", "batch_wait": 0.05,
     }})
-    process = subprocess.Popen(meepo_command("run", "fresh"), cwd=tmp_path,
-                               stderr=subprocess.PIPE)
-    out = tmp_path / "out.jsonl"
-
-    def lines() -> list[dict[str, Any]]:
-        return [json.loads(line) for line in out.read_text().splitlines()] \
-            if out.exists() else []
-
-    def wait(predicate: Any, what: str) -> None:
-        deadline = time.monotonic() + 60
-        while not predicate():
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, f"timed out waiting for {what}: {lines()}"
-            time.sleep(0.2)
-
-    try:
-        wait(lambda: (tmp_path / ".meepo" / "fresh.json").exists(), "the first checkpoint")
+    with RunningMeepo("run", "fresh", cwd=tmp_path) as meepo:
+        meepo.wait(lambda: (tmp_path / ".meepo" / "fresh.json").exists(), "the first checkpoint")
         harness.execute("RENAME TABLE staging TO shop_new",
                         "INSERT INTO shop_new VALUES (6, 'n')")
-        wait(lambda: len([x for x in lines() if x["table"] == "shop_new"]) >= 7,
-             "the create, five copied rows and the streamed one")
-    finally:
-        process.terminate()
-        process.wait(30)
-    fresh = [x for x in lines() if x["table"] == "shop_new"]
+        meepo.wait(lambda: len([x for x in meepo.lines() if x["table"] == "shop_new"]) >= 7,
+                   "the create, five copied rows and the streamed one")
+    fresh = [x for x in meepo.lines() if x["table"] == "shop_new"]
     assert fresh[0]["action"] == "schema" and fresh[0]["kind"] == "create"
     assert fresh[0]["renamed_from"] == [db, "staging"]
     assert [c["name"] for c in fresh[0]["after"]["columns"]] == ["id", "name"]

@@ -11,9 +11,7 @@ from typing import Any
 
 import pytest
 from meepo_postgres import PostgresSource
-
-from meepo_core import Batch, Options, PipelineContext, PipelineSettings, RowEvent
-from meepo_core.testing import make_context
+from meepo_testkit.source_harness import SourceHarness
 
 
 def drop_slot(server: Any, slot: str) -> None:
@@ -34,64 +32,20 @@ def drop_slot(server: Any, slot: str) -> None:
 
 
 @dataclass
-class Harness:
+class Harness(SourceHarness):
     """One test's schema, slot and publication, and sources reading them."""
+
+    source_class = PostgresSource
 
     server: Any
     schema: str
-    tmp_path: Path
     slot: str
     publication: str
-    pipeline: str = "pg-tests"
-    contexts: list[PipelineContext] = field(default_factory=list)
+    pipeline: str = field(default="pg-tests", kw_only=True)
 
-    def options(self, **overrides: Any) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            "type": "postgres", "dsn": self.server.url, "tables": [f"{self.schema}.*"],
-            "slot": self.slot, "publication": self.publication, "heartbeat": 1,
-        }
-        options.update(overrides)
-        return {key: value for key, value in options.items() if value is not None}
-
-    def source(self, **overrides: Any) -> PostgresSource:
-        return PostgresSource.from_options(
-            Options(self.options(**overrides), "source", self.tmp_path)
-        )
-
-    def context(self, batch_size: int = 1000, batch_wait: float = 0.05) -> PipelineContext:
-        settings = PipelineSettings(batch_size=batch_size, batch_wait=batch_wait)
-        context = make_context(self.tmp_path, self.pipeline, settings)
-        self.contexts.append(context)
-        return context
-
-    def batches(
-        self, checkpoint: Any = None, *, batch_size: int = 1000, ack: bool = True,
-        **overrides: Any,
-    ) -> list[Batch]:
-        """Every batch of a ``once`` stream from ``checkpoint``, acknowledging positions as
-        the runner does after checkpoints (unless ``ack`` is False)."""
-        source = self.source(**overrides)
-        found = []
-        try:
-            for batch in source.stream(checkpoint, self.context(batch_size), once=True):
-                found.append(batch)
-                if ack and batch.position is not None:
-                    source.acknowledge(batch.position)
-        finally:
-            source.close()
-        return found
-
-    def drain(
-        self, checkpoint: Any = None, *, ack: bool = True, **overrides: Any
-    ) -> tuple[list[RowEvent], Any]:
-        """Events and last position of a ``once`` stream."""
-        events: list[RowEvent] = []
-        position = checkpoint
-        for batch in self.batches(checkpoint, ack=ack, **overrides):
-            events.extend(batch.events)
-            if batch.position is not None:
-                position = batch.position
-        return events, position
+    def base_options(self) -> dict[str, Any]:
+        return {"type": "postgres", "dsn": self.server.url, "tables": [f"{self.schema}.*"],
+                "slot": self.slot, "publication": self.publication, "heartbeat": 1}
 
     def begin(self, **overrides: Any) -> Any:
         """Create the slot and publication (for the tables that exist now); the position
@@ -132,7 +86,7 @@ def harness(postgres: Any, tmp_path: Path) -> Iterator[Harness]:
     """A fresh schema with its own slot and publication; all dropped afterwards."""
     postgres.start()  # in case an earlier test stopped it
     tag = uuid.uuid4().hex[:12]
-    h = Harness(postgres, f"s_{tag}", tmp_path, f"meepo_t_{tag}", f"meepo_t_{tag}")
+    h = Harness(postgres, f"s_{tag}", f"meepo_t_{tag}", f"meepo_t_{tag}", tmp_path=tmp_path)
     with postgres.connect(autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {h.schema}")
     try:

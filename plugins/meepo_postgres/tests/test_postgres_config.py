@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from meepo_postgres import PostgresSource
 from meepo_postgres.config import default_name, pipeline_of
-from meepo_postgres.positions import Checkpoint, format_lsn, parse_lsn
+from meepo_postgres.positions import WalPosition, format_lsn, parse_lsn
 
 from meepo_core import ConfigError, Options
 
@@ -64,11 +64,11 @@ def test_start_takes_an_lsn(tmp_path: Path) -> None:
 
 def test_positions_round_trip_and_reject_garbage() -> None:
     assert format_lsn(parse_lsn("16/B374D848")) == "16/B374D848"
-    checkpoint = Checkpoint(0x16B374D848, 42)
-    assert Checkpoint.from_json(checkpoint.to_json()) == checkpoint
+    checkpoint = WalPosition(0x16B374D848, 42)
+    assert WalPosition.from_json(checkpoint.to_json()) == checkpoint
     for bad in ({"file": "binlog.000001", "pos": 4}, {"lsn": "x"}, {"lsn": "0/1", "sequence": -1}):
         with pytest.raises(ValueError):
-            Checkpoint.from_json(bad)
+            WalPosition.from_json(bad)
 
 
 def test_max_retained_wal_takes_bytes_or_a_postgres_size(tmp_path: Path) -> None:

@@ -130,11 +130,7 @@ def test_a_new_matching_table_is_followed_and_its_rows_copied_with_snapshot_new_
     """Created (and filled) while the pipeline runs, under a publication meepo manages: it
     is added to the publication, announced by a ``create``, its existing rows copied by a
     snapshot (``read``) and its later rows streamed; the real CLI, checkpoints in a file."""
-    import json
-    import subprocess
-    import time
-
-    from meepo_core.testing import meepo_command, write_config
+    from meepo_core.testing import RunningMeepo, write_config
 
     harness.execute("CREATE TABLE t (id INT PRIMARY KEY)")
     out = tmp_path / "out.jsonl"
@@ -143,32 +139,16 @@ def test_a_new_matching_table_is_followed_and_its_rows_copied_with_snapshot_new_
         "sinks": [{"type": "jsonl", "path": str(out)}],
         "checkpoint": "file:.meepo/fresh.json", "batch_wait": 0.05,
     }})
-    process = subprocess.Popen(meepo_command("run", "fresh"), cwd=tmp_path,
-                               stderr=subprocess.PIPE)
-
-    def lines() -> list[dict[str, Any]]:
-        return [json.loads(line) for line in out.read_text().splitlines()] \
-            if out.exists() else []
-
-    def wait(predicate: Any, what: str) -> None:
-        deadline = time.monotonic() + 60
-        while not predicate():
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, f"timed out waiting for {what}: {lines()}"
-            time.sleep(0.2)
-
-    try:
-        wait(lambda: (tmp_path / ".meepo" / "fresh.json").exists(), "the first checkpoint")
+    with RunningMeepo("run", "fresh", cwd=tmp_path) as meepo:
+        meepo.wait(lambda: (tmp_path / ".meepo" / "fresh.json").exists(), "the first checkpoint")
         harness.execute("CREATE TABLE fresh (id INT PRIMARY KEY, v TEXT)",
                         "INSERT INTO fresh SELECT g, 'v' || g FROM generate_series(1, 3) g")
-        wait(lambda: len([x for x in lines() if x["table"] == "fresh"]) >= 4,
-             "the create and the three copied rows")
+        meepo.wait(lambda: len([x for x in meepo.lines() if x["table"] == "fresh"]) >= 4,
+                   "the create and the three copied rows")
         harness.execute("INSERT INTO fresh VALUES (4, 'streamed')")
-        wait(lambda: any(x.get("pk") == 4 for x in lines()), "the streamed row")
-    finally:
-        process.terminate()
-        process.wait(30)
-    fresh = [x for x in lines() if x["table"] == "fresh"]
+        meepo.wait(lambda: any(x.get("pk") == 4 for x in meepo.lines()),
+                   "the streamed row")
+    fresh = [x for x in meepo.lines() if x["table"] == "fresh"]
     assert fresh[0]["action"] == "schema" and fresh[0]["kind"] == "create"
     assert [c["name"] for c in fresh[0]["after"]["columns"]] == ["id", "v"]
     assert fresh[0]["after"]["key_columns"] == ["id"]

@@ -1,133 +1,42 @@
-"""Snapshots through the postgres source: copied rows equal what the stream delivers for the
-same rows (every type), watermarks travel as logical decoding messages, and a snapshot
-taken while writers keep changing the table ends equal to the table."""
+"""Snapshots through the postgres source: the snapshot contract (copied rows equal what the
+stream delivers for the same rows, for every type; chunks, ``initial_only``, writers during a
+snapshot), a late stream loses nothing, and a chunk keeps JSON nested too deep as text."""
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import json
-import random
-import threading
-import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from meepo_core import RowEvent, load_pipeline
-from meepo_core.builtin.memory import channel
-from meepo_core.testing import run_meepo, write_config
+import pytest
+
+from meepo_core.testing import SnapshotSourceContract, run_meepo, write_config
 
 from .test_postgres_types import EDGE_ROW, OUTSIDE_ROW, TYPES, comparable
 
 
-def test_a_copied_row_equals_the_streamed_row_for_every_type(harness: Any) -> None:
-    harness.execute(*TYPES)
-    start = harness.begin()
-    harness.execute(EDGE_ROW, OUTSIDE_ROW)
-    streamed, _ = harness.drain(start)
-    source = harness.source()
-    try:
-        (table,) = source.snapshot_tables([f"{harness.schema}.types"])
-        assert table.key == ("id",)
-        copied = source.read_chunk(table, None, 10)
-        assert [(e.action, e.pk) for e in copied] == [("read", 1), ("read", 2)]
-        for stream_event, copy in zip(streamed, copied, strict=True):
-            assert copy.pk_columns == stream_event.pk_columns
-            assert {k: comparable(v) for k, v in (copy.after or {}).items()} == {
-                k: comparable(v) for k, v in (stream_event.after or {}).items()
-            }
-        assert [e.pk for e in source.read_chunk(table, (1,), 10)] == [2]
-        assert [e.pk for e in source.read_chunk(table, None, 10, {"nul": None, "i2": -32768})
-                ] == [1]
-        assert source.last_key(table) == (2,)
-        assert source.last_key(table, {"nul": None, "i2": -32768}) == (1,)
-        assert [e.pk for e in source.read_chunk(table, None, 10, None, (1,))] == [1]
-    finally:
-        source.close()
+class TestPostgresSnapshotContract(SnapshotSourceContract):
+    @pytest.fixture(autouse=True)
+    def _schema(self, harness: Any) -> None:
+        self.harness = self.h = harness
 
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Any]:
+        with self.h.server.connect(autocommit=True) as conn:
+            conn.execute(f"SET search_path = {self.h.schema}")
+            yield conn
 
-def test_initial_snapshot_through_meepo_run(harness: Any, tmp_path: Path) -> None:
-    harness.execute("CREATE TABLE items (id int PRIMARY KEY, name text, secret text)",
-                    "INSERT INTO items SELECT g, 'n' || g, 's' FROM generate_series(1, 50) g")
-    options = harness.options(columns={f"{harness.schema}.items": {"exclude": ["secret"]}})
-    write_config(tmp_path, {"copy": {
-        "source": options, "sinks": [{"type": "jsonl", "path": "out.jsonl"}],
-        "snapshot": "initial_only", "snapshot_chunk_size": 8,
-    }})
-    done = run_meepo("run", "copy", cwd=tmp_path)  # initial_only ends by itself
-    assert done.returncode == 0, done.stderr
-    lines = (tmp_path / "out.jsonl").read_text().splitlines()
-    assert len(lines) == 50 and all('"action":"read"' in line for line in lines)
-    assert '"secret"' not in "".join(lines)
-    assert "initial snapshot done" in done.stderr
+    def qualified(self, table: str) -> str:
+        return f"{self.h.schema}.{table}"
 
+    def fill_typed_table(self) -> tuple[str, Callable[[], None]]:
+        self.h.execute(*TYPES)
+        return "types", lambda: self.h.execute(EDGE_ROW, OUTSIDE_ROW)
 
-def replay(events: list[RowEvent]) -> dict[Any, dict[str, Any]]:
-    """The table a sink holds after applying ``events`` (reads and writes as upserts)."""
-    state: dict[Any, dict[str, Any]] = {}
-    for event in events:
-        if event.action == "delete":
-            state.pop(event.pk, None)
-            continue
-        if event.action == "update" and event.before is not None:
-            state.pop(event.before["id"], None)
-        assert event.after is not None
-        state[event.pk] = dict(event.after)
-    return state
-
-
-def test_snapshot_while_writers_change_the_table_ends_equal(harness: Any, tmp_path: Path) -> None:
-    harness.execute("CREATE TABLE items (id int PRIMARY KEY, n int)",
-                    "INSERT INTO items SELECT g, 0 FROM generate_series(1, 300) g")
-    config = write_config(tmp_path, {"live": {
-        "source": harness.options(), "sinks": [{"type": "memory", "name": "out"}],
-        "snapshot_chunk_size": 16, "batch_wait": 0.01, "checkpoint": "none",
-    }})
-    pipeline = load_pipeline("live", config)
-    stop = threading.Event()
-
-    def write(seed: int) -> None:
-        rng = random.Random(seed)
-        with harness.server.connect(autocommit=True) as conn:
-            conn.execute(f"SET search_path = {harness.schema}")
-            while not stop.is_set():
-                key = rng.randint(1, 320)
-                roll = rng.random()
-                if roll < 0.5:
-                    conn.execute("UPDATE items SET n = n + 1 WHERE id = %s", (key,))
-                elif roll < 0.75:
-                    conn.execute("DELETE FROM items WHERE id = %s", (key,))
-                else:
-                    conn.execute("INSERT INTO items VALUES (%s, 1) ON CONFLICT DO NOTHING",
-                                 (key,))
-                time.sleep(0.002)
-
-    writers = [threading.Thread(target=write, args=(i,)) for i in range(4)]
-    from meepo_core.runner import Runner
-
-    runner = Runner(dataclasses.replace(pipeline))
-    thread = threading.Thread(target=runner.run, kwargs={"snapshot": []})
-    thread.start()
-    try:
-        for writer in writers:
-            writer.start()
-        deadline = time.monotonic() + 120
-        while runner.snapshots is None or runner.snapshots.busy or not runner.snapshots.done:
-            assert time.monotonic() < deadline and thread.is_alive(), "snapshot unfinished"
-            time.sleep(0.1)
-    finally:
-        stop.set()
-        for writer in writers:
-            writer.join(10)
-    table = {row[0]: {"id": row[0], "n": row[1]} for row in harness.query(
-        "SELECT id, n FROM items")}
-    deadline = time.monotonic() + 60
-    while replay(channel("out").events) != table and time.monotonic() < deadline:
-        time.sleep(0.2)  # the stream catches up with the writers' last commits
-    runner.stop()
-    thread.join(30)
-    events = channel("out").events
-    assert any(e.action == "read" for e in events) and any(e.action != "read" for e in events)
-    assert replay(events) == table
+    def comparable(self, value: Any) -> Any:
+        return comparable(value)
 
 
 def test_a_late_stream_never_loses_rows_and_never_blames_a_signal_table(

@@ -33,7 +33,7 @@ class TestRedisEventsContract(SinkContract):
     def sink_options(self) -> dict[str, Any]:
         return {"url": self.url, "ttl": 3600}
 
-    def snapshot(self) -> Any:
+    def observable_state(self) -> Any:
         return {key: self.client.zrange(key, 0, -1, withscores=True)
                 for key in sorted(self.client.keys("*"))}
 
@@ -43,11 +43,11 @@ class TestRedisEventsContract(SinkContract):
     def test_a_snapshot_row_is_recorded_under_its_read_name(self) -> None:
         row = {"id": 5, "name": "five"}
         self.apply_all([Batch((self.contract_event("read", 5, row),), 1)])
-        assert self.snapshot() == {"meepo:events:items_read": [("5", STAMP_SECONDS)]}
+        assert self.observable_state() == {"meepo:events:items_read": [("5", STAMP_SECONDS)]}
 
     def test_contract_batches_record_each_name(self) -> None:
         self.apply_all(self.batches())
-        state = self.snapshot()
+        state = self.observable_state()
         assert sorted(state) == ["meepo:events:items_delete", "meepo:events:items_update",
                                  "meepo:events:items_write"]
         assert [pk for pk, _ in state["meepo:events:items_update"]] == ["1", "2"]

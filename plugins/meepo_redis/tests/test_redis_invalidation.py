@@ -43,14 +43,14 @@ class TestRedisSinkContract(SinkContract):
                     "item:name:uno", "unrelated"):
             self.client.set(key, "cached")
 
-    def snapshot(self) -> Any:
+    def observable_state(self) -> Any:
         return sorted(self.client.keys("*"))
 
     def test_contract_batches_invalidate_exactly_the_derived_keys(self) -> None:
         self.prepare()
         self.apply_all(self.batches())
         # item:4 was never changed; everything derived from an image is gone.
-        assert self.snapshot() == ["item:4", "unrelated"]
+        assert self.observable_state() == ["item:4", "unrelated"]
 
 
 def build(url: str, **options: Any) -> RedisSink:

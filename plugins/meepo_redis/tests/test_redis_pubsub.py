@@ -60,7 +60,7 @@ class TestRedisPubSubContract(SinkContract):
     def sink_options(self) -> dict[str, Any]:
         return {"url": self.url}
 
-    def snapshot(self) -> Any:
+    def observable_state(self) -> Any:
         return sorted(set(self.subscriber.drain()))
 
     def poison_batch(self) -> Batch:

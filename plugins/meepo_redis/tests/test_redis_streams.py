@@ -45,7 +45,7 @@ class TestRedisStreamSinkContract(SinkContract):
     def sink_options(self) -> dict[str, Any]:
         return {"url": self.url, "partitions": 3, "maxlen": 1000}
 
-    def snapshot(self) -> Any:
+    def observable_state(self) -> Any:
         return {p: [fields["event"] for _, fields in self.client.xrange(f"meepo:stream:{p}")]
                 for p in range(3)}
 
@@ -70,7 +70,7 @@ class TestRedisStreamSinkContract(SinkContract):
     def test_each_key_lands_in_one_partition_in_order(self) -> None:
         batches = self.batches()
         self.apply_all(batches)
-        state = self.snapshot()
+        state = self.observable_state()
         events = [e for b in batches for e in b.events]
         assert sum(len(v) for v in state.values()) == len(events)
         for event in events:

@@ -82,7 +82,7 @@ class SqlContract(SinkContract):
         items_table(metadata)
         metadata.create_all(self.engine)
 
-    def snapshot(self) -> Any:
+    def observable_state(self) -> Any:
         return [(r[0], r[1], Decimal(r[2])) for r in rows(self.engine)]
 
     def poison_batch(self) -> Batch:
@@ -97,7 +97,8 @@ class SqlContract(SinkContract):
     def test_end_state_matches_the_events(self) -> None:
         self.prepare()
         self.apply_all(self.batches())
-        assert self.snapshot() == [(1, "uno", Decimal("1.50")), (2, "deux", Decimal("2.50"))]
+        assert self.observable_state() == [
+            (1, "uno", Decimal("1.50")), (2, "deux", Decimal("2.50"))]
 
 
 class TestSqlSinkSQLite(SqlContract):

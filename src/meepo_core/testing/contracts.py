@@ -8,7 +8,7 @@ Plugin tests and third-party authors use the same suites::
         def sink_options(self) -> dict[str, Any]:
             return {"url": self.server_url}
 
-        def snapshot(self) -> Any:
+        def observable_state(self) -> Any:
             return sorted(self.received_state())
 
         def poison_batch(self) -> Batch | None:
@@ -94,11 +94,11 @@ def contract_events(schema: str = "meepo_contract", table: str = "items") -> lis
 
 
 class SinkContract:
-    """Subclass and set ``sink_type`` and implement :meth:`sink_options`, :meth:`snapshot`
-    and :meth:`poison_batch`.
+    """Subclass and set ``sink_type`` and implement :meth:`sink_options`,
+    :meth:`observable_state` and :meth:`poison_batch`.
 
-    ``snapshot`` returns the sink's observable end state (rows in a table, documents in an
-    index, keys present...). Fixtures of the subclass may set up servers; ``self.tmp_path``
+    ``observable_state`` returns the sink's observable end state (rows in a table, documents
+    in an index, keys present...). Fixtures of the subclass may set up servers; ``self.tmp_path``
     is available in every method. Each test opens a fresh sink (built from
     :meth:`sink_options` through the registry) for every run over the batches, with a
     context from :func:`make_context`: relative paths resolve against ``tmp_path`` and dead
@@ -125,7 +125,7 @@ class SinkContract:
     def sink_options(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def snapshot(self) -> Any:
+    def observable_state(self) -> Any:
         raise NotImplementedError
 
     def poison_batch(self) -> Batch | None:
@@ -239,17 +239,17 @@ class SinkContract:
         self.prepare()
         batches = self.batches()
         self.apply_all(batches)
-        once = self.snapshot()
+        once = self.observable_state()
         self.apply_all(batches)
-        assert self.snapshot() == once
+        assert self.observable_state() == once
 
     def test_crash_replay_of_a_suffix_leaves_the_same_state(self) -> None:
         self.prepare()
         batches = self.batches()
         self.apply_all(batches)
-        once = self.snapshot()
+        once = self.observable_state()
         self.apply_all(batches[1:])  # resumed from an older checkpoint
-        assert self.snapshot() == once
+        assert self.observable_state() == once
 
     def test_state_is_durable_when_apply_returns(self) -> None:
         """A sink that keeps its state in memory until ``close`` (or an exit handler) loses
@@ -262,9 +262,9 @@ class SinkContract:
         self.prepare()
         batches = self.batches()
         self.apply_in_a_killed_child(batches)
-        killed = self.snapshot()
+        killed = self.observable_state()
         self.apply_all(batches)  # a normal run: idempotent over a durable state
-        assert killed == self.snapshot(), "the state was not durable when apply returned"
+        assert killed == self.observable_state(), "the state was not durable when apply returned"
 
     def test_poison_events_go_to_the_dead_letter_store(self) -> None:
         poison = self.poison_batch()
@@ -276,10 +276,10 @@ class SinkContract:
         with self.opened(context) as sink:
             for batch in self.batches():
                 sink.apply(batch)
-            clean = self.snapshot()
+            clean = self.observable_state()
             sink.apply(poison)  # must not raise: the pipeline moves on
         context.dead_letters.sync()
-        assert self.snapshot() == clean, "a poison event changed the sink's state"
+        assert self.observable_state() == clean, "a poison event changed the sink's state"
         expected = sorted((e.name, e.sequence) for e in poison.events)
         letters = self.dead_letters()
         assert sorted((r["event"]["name"], r["event"]["sequence"]) for r in letters) == expected
@@ -300,7 +300,7 @@ class SinkContract:
         self.prepare()
         batches = self.batches()
         self.apply_all(batches)
-        without = self.snapshot()
+        without = self.observable_state()
         evolved = contract_schema_batches(self.schema, self.table)
         seen: list[Batch] = []
         for replay in (False, True):
@@ -312,12 +312,13 @@ class SinkContract:
                 for batch in evolved:
                     delivery.apply(batch)
             if not replay:
-                evolved_state = self.snapshot()
+                evolved_state = self.observable_state()
         if without is not None and type(sink).follows_schema_changes:
             # a sink that keeps the table's shape shows the new rows (an invalidating or
-            # stateless sink may show nothing of them, its snapshot None)
+            # stateless sink may show nothing of them, its observable state None)
             assert evolved_state != without, "the rows after the schema change did not show"
-        assert self.snapshot() == evolved_state, "replaying the schema change changed the state"
+        assert self.observable_state() == evolved_state, (
+            "replaying the schema change changed the state")
         assert self.dead_letters() == []
         changes = [change for batch in seen for change in batch.schema_changes]
         assert len(changes) == (1 if type(sink).follows_schema_changes else 0)
@@ -345,18 +346,7 @@ class SourceContract:
 
     def drain(self, start: Any) -> tuple[list[RowEvent], Any]:
         """Stream with ``once`` from ``start``; returns the events and the last position."""
-        source = self.make_source()
-        events: list[RowEvent] = []
-        position = start
-        try:
-            for batch in source.stream(start, make_context(self.tmp_path), once=True):
-                events.extend(batch.events)
-                if batch.position is not None:
-                    position = batch.position
-                    source.acknowledge(position)  # as the runner does after a checkpoint
-        finally:
-            source.close()
-        return events, position
+        return drain_once(self.make_source(), start, self.tmp_path)
 
     def test_delivers_committed_rows_in_order_and_resumes_exactly(self) -> None:
         _, start = self.drain(None)
@@ -385,6 +375,22 @@ class SourceContract:
         finally:
             source.close()
         assert time.monotonic() - began < 5
+
+
+def drain_once(source: Source, start: Any, tmp_path: Path) -> tuple[list[RowEvent], Any]:
+    """Stream ``source`` with ``once`` from ``start``, acknowledging each position as the
+    runner does after a checkpoint, then close it; the events and the last position."""
+    events: list[RowEvent] = []
+    position = start
+    try:
+        for batch in source.stream(start, make_context(tmp_path), once=True):
+            events.extend(batch.events)
+            if batch.position is not None:
+                position = batch.position
+                source.acknowledge(position)
+    finally:
+        source.close()
+    return events, position
 
 
 def _recording(apply: Callable[[Batch], None], seen: list[Batch]) -> Callable[[Batch], None]:

@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +57,41 @@ def run_meepo(
         timeout=timeout,
         check=False,
     )
+
+
+class RunningMeepo:
+    """``meepo ARGS`` running in ``cwd`` (this interpreter), stderr captured; a context
+    manager that terminates it on exit. :meth:`wait` polls a condition while the process
+    must stay alive; :meth:`lines` reads a jsonl sink's output as it grows."""
+
+    def __init__(self, *args: str, cwd: Path, timeout: float = 60) -> None:
+        self.cwd = cwd
+        self.timeout = timeout
+        self.process = subprocess.Popen(meepo_command(*args), cwd=cwd, stderr=subprocess.PIPE)
+
+    def __enter__(self) -> RunningMeepo:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+    def lines(self, path: str = "out.jsonl") -> list[dict[str, Any]]:
+        """The JSON lines of ``cwd/path`` so far (none before the file exists)."""
+        out = self.cwd / path
+        return [json.loads(line) for line in out.read_text().splitlines()] \
+            if out.exists() else []
+
+    def wait(self, predicate: Callable[[], bool], what: str, path: str = "out.jsonl") -> None:
+        """Until ``predicate()`` holds; fails (with stderr) if the process ends first, or
+        (with the lines of ``path``) after :attr:`timeout` seconds."""
+        deadline = time.monotonic() + self.timeout
+        while not predicate():
+            if self.process.poll() is not None:
+                stderr = self.process.stderr.read() if self.process.stderr else b""
+                raise AssertionError(f"meepo ended while waiting for {what}: {stderr!r}")
+            assert time.monotonic() < deadline, (
+                f"timed out waiting for {what}: {self.lines(path)}")
+            time.sleep(0.2)

@@ -26,7 +26,7 @@ from typing import Any
 
 from meepo_core import PipelineContext, TableFilter
 
-from .server import ControlConnection
+from .control_connection import ControlConnection
 
 log = logging.getLogger("meepo.mysql")
 

@@ -8,6 +8,8 @@ meepo-mysql patches nothing process-wide. What it needs beyond public APIs:
 * pymysql parses result rows field by field; :func:`query_rows` runs a query through
   ``Connection.query``'s own steps with a result class whose rows are parsed by code
   generated per result (:mod:`meepo_mysql.text_rows`), for snapshot chunks.
+* MySQL's binary JSON has no public decoder; :func:`binary_json` uses
+  python-mysql-replication's ``json_binary`` module.
 * python-mysql-replication is kept as the *reference* decoder (``decoder = "library"``);
   its per-event classes take a packet wrapper, a table map and a control connection
   that are internal to its ``BinLogStreamReader``; :func:`library_packet` builds them.
@@ -24,8 +26,17 @@ from typing import Any
 import pymysql
 from pymysql.connections import MySQLResult
 from pymysql.constants import COMMAND
+from pymysqlreplication.json_binary import parse_json as _parse_json
 
 from .text_rows import row_parser
+
+
+def binary_json(data: bytes) -> Any:
+    """A JSON column's value as the binlog carries it (MySQL's binary JSON: a type byte,
+    then the value), decoded by mysql-replication 1.0's ``json_binary.parse_json(type,
+    data)``; strings may stay ``bytes`` (:func:`meepo_mysql.values.mysql_json` decodes
+    them)."""
+    return _parse_json(data[0], data[1:])
 
 
 def send_command(conn: pymysql.connections.Connection[Any], command: int, payload: bytes) -> None:
@@ -42,7 +53,7 @@ def stream_socket(conn: pymysql.connections.Connection[Any]) -> socket.socket:
 
     pymysql 1.1 keeps it in ``Connection._sock``; after the dump request the server sends
     only binlog packets, which meepo reads from the socket itself (see
-    :mod:`meepo_mysql.connection`). pymysql's buffered reader holds nothing at that
+    :mod:`meepo_mysql.dump_connection`). pymysql's buffered reader holds nothing at that
     point: the last reply before the dump request was read to its end.
     """
     sock = conn._sock

@@ -30,7 +30,8 @@ from meepo_core import ColumnDefinition, TableDefinition
 
 from . import charsets
 from . import tablemap as tm
-from .server import ControlConnection, error_text
+from .control_connection import ControlConnection
+from .server_errors import error_text
 
 log = logging.getLogger("meepo.mysql")
 

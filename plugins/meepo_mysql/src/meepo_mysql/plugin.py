@@ -10,4 +10,4 @@ from meepo_core import hookimpl
 
 @hookimpl
 def meepo_register_sources(register: Callable[[str, Any], None]) -> None:
-    register("mysql", "meepo_mysql.source:MySQLSource")
+    register("mysql", "meepo_mysql.mysql_source:MySQLSource")

@@ -1,7 +1,7 @@
 """The dump's lifecycle: open it at a transaction boundary, tell fatal errors from lost
 connections, and pace reconnects.
 
-:class:`DumpReader` opens a :class:`~meepo_mysql.connection.DumpConnection` at a
+:class:`DumpReader` opens a :class:`~meepo_mysql.dump_connection.DumpConnection` at a
 position (file/pos, or the GTID state in GTID mode). When a connection drops, stalls
 (nothing, not even a heartbeat, for 2.5 heartbeat periods) or the server restarts, the
 stream asks :meth:`DumpReader.retry_delay` how long to wait before opening the next one:
@@ -19,16 +19,16 @@ import socket
 
 import pymysql
 
-from meepo_core import SourceError, describe_error
+from meepo_core import SourceError, backoff_delay, describe_error
 
 from .config import MySQLSettings
-from .connection import DumpConnection
+from .control_connection import ControlConnection
+from .dump_connection import DumpConnection
 from .positions import BinlogPosition
-from .server import (
+from .server_errors import (
     ER_ACCESS_DENIED,
     ER_MASTER_FATAL_READING_BINLOG,
     ER_SLAVE_SAME_ID,
-    ControlConnection,
     error_code,
     error_text,
     is_retryable,
@@ -66,7 +66,6 @@ class DumpReader:
         self.once = once
         self.gtid_mode = gtid_mode
         self.failures = 0
-        self.reconnects = 0
         self.current: DumpConnection | None = None
 
     def open(self, position: BinlogPosition) -> DumpConnection:
@@ -138,13 +137,12 @@ class DumpReader:
                 f"{self.failures - 1} reconnects failed: {describe_error(error)}; rerun to resume "
                 f"from {resume.to_json()}"
             ) from error
-        delay: float = min(BACKOFF_FIRST * 2.0 ** (self.failures - 1), BACKOFF_MAX)
+        delay = backoff_delay(self.failures, BACKOFF_FIRST, BACKOFF_MAX)
         log.warning(
             "binlog stream from %s lost (%s); reconnecting in %.1fs from %s (attempt %d of %d)",
             self.settings.address, describe_error(error), delay, resume.to_json(), self.failures,
             self.settings.reconnect_attempts,
         )
-        self.reconnects += 1
         return delay
 
 

@@ -24,9 +24,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from pymysqlreplication.json_binary import parse_json
-
-from . import charsets, values
+from . import charsets, compat, values
 from . import tablemap as tm
 from .binlog import BinlogFormatError, packed_int, uncompress
 
@@ -249,7 +247,7 @@ def _enum_or_set(column: tm.Column, charset_of: Mapping[int, str], h: str) -> Co
 def _mysql_json(data: bytes) -> Any:
     if not data:
         return None
-    return values.mysql_json(parse_json(data[0], data[1:]))
+    return values.mysql_json(compat.binary_json(data))
 
 
 def _utf8(data: bytes) -> str:

@@ -34,8 +34,8 @@ from meepo_core import (
     TableFilter,
 )
 
+from .control_connection import ControlConnection
 from .ddl import Unreadable, table_effects, truncated_table
-from .server import ControlConnection
 
 log = logging.getLogger("meepo.mysql")
 

@@ -45,10 +45,11 @@ from meepo_core import (
 from . import charsets
 from .compat import query_rows
 from .config import MySQLSettings
+from .control_connection import ControlConnection
 from .definitions import read_definition
 from .positions import BinlogPosition, file_index
 from .rendezvous import PauseRendezvous
-from .server import ControlConnection, connect_error, error_text
+from .server_errors import connect_error, error_text
 from .values import bit_value, mariadb_json
 
 _TEXT_TYPES = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext",
@@ -68,7 +69,7 @@ class _Column:
 
 
 class MySQLSnapshots:
-    """The snapshot capability of one :class:`~meepo_mysql.source.MySQLSource`."""
+    """The snapshot capability of one :class:`~meepo_mysql.mysql_source.MySQLSource`."""
 
     def __init__(self, settings: MySQLSettings, rendezvous: PauseRendezvous) -> None:
         self.settings = settings

@@ -29,14 +29,14 @@ from meepo_core import Batch, PipelineContext, SourceError, qualified_name
 
 from . import binlog as bl
 from .config import MySQLSettings
-from .connection import DumpConnection, DumpEnded, Idle
+from .control_connection import ControlConnection
 from .ddl import truncated_table
+from .dump_connection import DumpConnection, DumpEnded, Idle
 from .positions import BinlogPosition, sequence_base
 from .reader import HEALTHY_AFTER, LOST, ConnectionEnded, DumpReader, Stalled
 from .rendezvous import PauseRendezvous
 from .rows import RowDecodeError, UnsupportedColumn, parse_rows_body
 from .schema_events import SchemaEvents, unwrap_versioned
-from .server import ControlConnection
 from .tables import TablePlan, Tables
 from .transactions import GtidState, TransactionTracker
 
@@ -70,10 +70,6 @@ class BinlogStream:
                                  wake=rendezvous.wake_socket if rendezvous is not None else None)
         self.tables = Tables(settings, control, context, reference=reference, start=start)
         self.schemas = SchemaEvents(control, settings.filter)
-
-    @property
-    def reconnects(self) -> int:
-        return self.reader.reconnects
 
     # -- public -------------------------------------------------------------------------
     def batches(self, start: BinlogPosition, gtids: GtidState | None) -> Iterator[Batch]:

@@ -27,11 +27,12 @@ from . import tablemap as tm
 from .binlog import FormatDescription
 from .builder import RowBuilder
 from .config import MySQLSettings
+from .control_connection import ControlConnection
 from .definitions import map_definition, read_definition
 from .reference import LibraryRows, LibraryTables
 from .rows import RowsBody, TableDecoder, UnsupportedColumn, column_spec
 from .schema_history import Kinds, SchemaHistory, followed_state
-from .server import ControlConnection, error_text
+from .server_errors import error_text
 
 log = logging.getLogger("meepo.mysql")
 

@@ -35,9 +35,9 @@ from typing import Any
 from meepo_core import Batch, Batcher, PipelineContext, RowEvent, SchemaChange
 
 from .binlog import Gtid
+from .control_connection import ControlConnection
 from .positions import BinlogPosition, MariaDBGtidState, MySQLGtidState, file_index
 from .schema_history import SchemaHistory
-from .server import ControlConnection
 
 log = logging.getLogger("meepo.mysql")
 

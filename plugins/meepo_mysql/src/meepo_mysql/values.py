@@ -31,8 +31,7 @@ from meepo_core import json_number, loads_exact
 log = logging.getLogger("meepo.mysql")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: Bytes of fractional seconds for 0..6 digits, and the factor to microseconds.
-FRACTION_BYTES = (0, 1, 1, 2, 2, 3, 3)
+#: For 0..6 digits of fractional seconds, the factor from the stored fraction to microseconds.
 FRACTION_SCALE = (0, 10000, 10000, 100, 100, 1, 1)
 _DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
 #: Wide enough for DECIMAL(65, 30): scaling by a power of ten never rounds.
@@ -124,11 +123,6 @@ def time_value(packed: int) -> timedelta:
     value = -packed if negative else packed
     result = timedelta(hours=value // 10000, minutes=value // 100 % 100, seconds=value % 100)
     return -result if negative else result
-
-
-def year_value(stored: int) -> int:
-    """YEAR: 1 byte, years after 1900; 0 is the zero year 0000."""
-    return stored + 1900 if stored else 0
 
 
 def decimal_size(precision: int, scale: int) -> int:

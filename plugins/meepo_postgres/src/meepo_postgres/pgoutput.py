@@ -3,7 +3,8 @@
 Each message is one ``XLogData`` payload of the replication stream; its first byte names
 its kind. Transactions arrive whole and in commit order: ``B`` (begin, which already
 carries the commit LSN, time and xid), then ``R``/``Y`` (relation and type descriptions,
-sent before the first change that needs them and again after DDL), ``I``/``U``/``D``/``T``
+sent before the first change that needs them and again after DDL; a ``Y`` is skipped:
+values are converted by type OID through the catalog), ``I``/``U``/``D``/``T``
 (insert, update, delete, truncate), then ``C`` (commit). Column values arrive as text
 (``t``), NULL (``n``) or "unchanged TOAST value, not sent" (``u``).
 
@@ -81,13 +82,6 @@ class Relation:
 
 
 @dataclass(frozen=True, slots=True)
-class TypeMessage:
-    oid: int
-    schema: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
 class Truncate:
     relation_oids: tuple[int, ...]
     cascade: bool
@@ -125,13 +119,6 @@ def parse_relation(data: bytes) -> Relation:
         columns.append(Column(column, type_oid, typmod, bool(flags & 1)))
     # pgoutput leaves the namespace empty for pg_catalog.
     return Relation(oid, schema or "pg_catalog", name, identity, tuple(columns))
-
-
-def parse_type(data: bytes) -> TypeMessage:
-    (oid,) = _UINT32.unpack_from(data, 1)
-    schema, pos = _string(data, 5)
-    name, _ = _string(data, pos)
-    return TypeMessage(oid, schema or "pg_catalog", name)
 
 
 def parse_truncate(data: bytes) -> Truncate:

@@ -1,6 +1,6 @@
-"""LSNs, checkpoint positions and the row sequence number.
+"""LSNs, WAL positions (what a checkpoint stores) and the row sequence number.
 
-A checkpoint position is a JSON object::
+A position is a JSON object::
 
     {"lsn": "0/16B3748", "sequence": 1234}
 
@@ -50,8 +50,10 @@ def sequence_base(commit_lsn: int, last_sequence: int) -> int:
 
 
 @dataclass(frozen=True)
-class Checkpoint:
-    """A parsed checkpoint position."""
+class WalPosition:
+    """A parsed position in the WAL: where replication resumes and the last sequence
+    delivered before it. The JSON form is what the core's checkpoint stores for this
+    source (not to be confused with :class:`meepo_core.Checkpoint`, the stored record)."""
 
     lsn: int
     sequence: int = 0
@@ -60,8 +62,8 @@ class Checkpoint:
         return {"lsn": format_lsn(self.lsn), "sequence": self.sequence}
 
     @classmethod
-    def from_json(cls, data: Any) -> Checkpoint:
-        """Parse a checkpoint; raises ``ValueError`` naming what is wrong."""
+    def from_json(cls, data: Any) -> WalPosition:
+        """Parse a position; raises ``ValueError`` naming what is wrong."""
         if not isinstance(data, dict) or not isinstance(data.get("lsn"), str):
             raise ValueError(f"expected an object with a string \"lsn\", not {data!r}")
         sequence = data.get("sequence", 0)

@@ -20,7 +20,7 @@ from meepo_core import (
 
 from .catalog import table_definition
 from .config import OPTIONS, PostgresSettings, parse_settings
-from .positions import Checkpoint, format_lsn
+from .positions import WalPosition, format_lsn
 from .server import (
     ControlConnection,
     SlotState,
@@ -122,7 +122,7 @@ class PostgresSource(Source):
 
     def check_resume(self, position: Position) -> list[str]:
         try:
-            checkpoint = Checkpoint.from_json(position)
+            checkpoint = WalPosition.from_json(position)
         except ValueError as exc:
             return [f"the checkpoint is not a postgres position ({exc}); delete it to restart "
                     f"from {self.settings.key_path}.start"]
@@ -189,14 +189,14 @@ class PostgresSource(Source):
 
     def _resume_point(
         self, start: Position | None, control: ControlConnection, slot_name: str
-    ) -> Checkpoint | None:
+    ) -> WalPosition | None:
         """Where to stream from when that needs nothing created: the checkpoint, or the
         configured start on an existing slot; ``None`` when a new slot must be created
         (see :meth:`_new_start`). Raises :class:`SourceError` for a start it refuses."""
         slot = control.slot(slot_name)
         if start is not None:
             try:
-                checkpoint = Checkpoint.from_json(start)
+                checkpoint = WalPosition.from_json(start)
             except ValueError as exc:
                 raise SourceError(
                     f"the checkpoint is not a postgres position ({exc}); delete it to restart "
@@ -216,7 +216,7 @@ class PostgresSource(Source):
             return None
         confirmed = slot.confirmed_flush or 0
         if configured.kind == "slot":
-            return Checkpoint(confirmed)
+            return WalPosition(confirmed)
         if configured.kind == "lsn" and configured.lsn is not None:
             if configured.lsn < confirmed:
                 raise SourceError(
@@ -224,7 +224,7 @@ class PostgresSource(Source):
                     f"slot {slot_name!r}'s confirmed position {format_lsn(confirmed)}, and the "
                     "slot no longer has the changes before it: use a later LSN or \"slot\""
                 )
-            return Checkpoint(configured.lsn)
+            return WalPosition(configured.lsn)
         latest = control.insert_lsn()
         if latest > confirmed:
             log.warning(
@@ -232,16 +232,16 @@ class PostgresSource(Source):
                 "%s kept since %s (set start = \"slot\" to read them)",
                 latest - confirmed, slot_name, format_lsn(confirmed),
             )
-        return Checkpoint(max(latest, confirmed))
+        return WalPosition(max(latest, confirmed))
 
-    def _new_start(self, slot_name: str) -> Checkpoint:
+    def _new_start(self, slot_name: str) -> WalPosition:
         """Create the slot (no checkpoint, no slot yet); where to stream from."""
         configured = self.settings.start
         with created_slot(self.settings, slot_name) as created:
             point = created.consistent_point
         if configured.kind == "lsn" and configured.lsn is not None and configured.lsn < point:
             raise SourceError(self._before_new_slot(configured.lsn, slot_name, point))
-        return Checkpoint(max(point, configured.lsn or 0))
+        return WalPosition(max(point, configured.lsn or 0))
 
     def _before_new_slot(self, lsn: int, slot_name: str, point: int) -> str:
         return (
@@ -250,7 +250,7 @@ class PostgresSource(Source):
             "slot existed cannot be read: remove start or use a later LSN"
         )
 
-    def _note_slot_ahead(self, slot: SlotState, checkpoint: Checkpoint) -> None:
+    def _note_slot_ahead(self, slot: SlotState, checkpoint: WalPosition) -> None:
         confirmed = slot.confirmed_flush
         if confirmed is not None and confirmed > checkpoint.lsn:
             log.info(
@@ -292,12 +292,12 @@ class PostgresSource(Source):
     def current_position(self) -> Position | None:
         control = ControlConnection(self.settings)
         try:
-            return Checkpoint(control.insert_lsn()).to_json()
+            return WalPosition(control.insert_lsn()).to_json()
         finally:
             control.close()
 
     def acknowledge(self, position: Position) -> None:
-        lsn = Checkpoint.from_json(position).lsn
+        lsn = WalPosition.from_json(position).lsn
         stream = self._stream
         if stream is None:
             self._acknowledged = lsn

@@ -29,7 +29,6 @@ class TablePlan:
     converters: tuple[Converter | None, ...] = ()
     key: tuple[int, ...] = ()  # column indexes in key order; empty: the whole row keys
     identity: tuple[int, ...] = ()  # replica identity columns, as a key-only image holds them
-    full_identity: bool = False  # old rows arrive whole (REPLICA IDENTITY FULL)
     visible: tuple[int, ...] | None = None  # indexes of the columns shown; None: all
     pk_columns: tuple[str, ...] = ()
     definition: TableDefinition | None = None  # shared by every event of this plan
@@ -89,7 +88,7 @@ def build_plan(relation: Relation, table_filter: TableFilter, catalog: Catalog) 
         tuple(names[i] for i in key), shown)
     return TablePlan(
         schema, table, followed=True, columns=names, converters=converters, key=key,
-        identity=identity, full_identity=relation.replica_identity == IDENTITY_FULL,
+        identity=identity,
         visible=visible, pk_columns=pk_columns, definition=definition,
     )
 

@@ -38,6 +38,7 @@ from meepo_core import (
     RowEvent,
     SchemaChange,
     SourceError,
+    backoff_delay,
     describe_error,
 )
 
@@ -65,7 +66,7 @@ from .pgoutput import (
     read_tuple,
     relation_oid,
 )
-from .positions import SEQUENCE_LIMIT, Checkpoint, format_lsn, sequence_base
+from .positions import SEQUENCE_LIMIT, WalPosition, format_lsn, sequence_base
 from .relations import TablePlan, build_plan, fill_unchanged
 from .schema_tracking import SchemaTracker
 from .server import ControlConnection, dropped_slot_message, invalidated_slot_message
@@ -117,8 +118,7 @@ class ReplicationStream:
         self.heartbeat = settings.heartbeat
         self.stall_after = settings.heartbeat * 2.5
         self.closed = False
-        self.reconnects = 0
-        self.committed = Checkpoint(0)  # last transaction boundary seen
+        self.committed = WalPosition(0)  # last transaction boundary seen
         self._lock = threading.Lock()  # guards the connection: stream thread vs acknowledge
         self._conn: Any = None
         self._cursor: Any = None
@@ -130,7 +130,7 @@ class ReplicationStream:
         self._batcher = Batcher(context.batch_size, context.batch_wait)
 
     # -- public -------------------------------------------------------------------------
-    def batches(self, start: Checkpoint) -> Iterator[Batch]:
+    def batches(self, start: WalPosition) -> Iterator[Batch]:
         """Batches from ``start`` until caught up (``once``), stopped, or a fatal error."""
         self.committed = start
         failures = 0
@@ -174,13 +174,12 @@ class ReplicationStream:
                     f"and {failures - 1} reconnects failed: {describe_error(error)}; rerun to "
                     f"resume from {resume}"
                 ) from error
-            delay = min(BACKOFF_FIRST * 2 ** (failures - 1), BACKOFF_MAX)
+            delay = backoff_delay(failures, BACKOFF_FIRST, BACKOFF_MAX)
             log.warning(
                 "replication stream from %s lost (%s); reconnecting in %.1fs from %s "
                 "(attempt %d of %d)", self.settings.address, describe_error(error), delay, resume,
                 failures, self.settings.reconnect_attempts,
             )
-            self.reconnects += 1
             if stopping.wait(delay):
                 return
 
@@ -377,7 +376,7 @@ class ReplicationStream:
             elif kind == COMMIT:
                 commit = parse_commit(data)
                 last = base + count - 1 if count else self.committed.sequence
-                self.committed = Checkpoint(commit.end_lsn, last)
+                self.committed = WalPosition(commit.end_lsn, last)
                 self._progress = True
                 in_trx = False
                 idle_since = time.monotonic()
@@ -508,7 +507,7 @@ class ReplicationStream:
             return None
         if not once_done and time.monotonic() - idle_since < self.heartbeat:
             return None
-        self.committed = Checkpoint(wal_end, self.committed.sequence)
+        self.committed = WalPosition(wal_end, self.committed.sequence)
         return Batch((), self.committed.to_json())
 
     def _caught_up(self, wal_end: int) -> bool:

@@ -19,7 +19,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from meepo_core import ConfigError, MeepoError, Pipeline, Position, Runner, load_pipeline
+from meepo_core import (
+    ConfigError,
+    MeepoError,
+    Pipeline,
+    Position,
+    Runner,
+    backoff_delay,
+    load_pipeline,
+)
 
 from .config import ServeConfig, pipeline_fingerprints
 from .history import SAMPLE_SECONDS, History
@@ -243,8 +251,8 @@ class Supervised:
     def _back_off(self, error: str, failures: int) -> None:
         """Show the failure, then wait ``restart_backoff`` * 2^(failures-1) seconds (at
         most ``restart_backoff_max``), or until a restart or stop is asked for."""
-        delay = min(self._serve.restart_backoff * 2 ** (failures - 1),
-                    self._serve.restart_backoff_max)
+        delay = backoff_delay(failures, self._serve.restart_backoff,
+                              self._serve.restart_backoff_max)
         self._fail(error, "failed")
         self.next_restart_at = time.time() + delay
         log.info("pipeline %s: restart %d in %.1fs", self.name, self.restarts, delay)

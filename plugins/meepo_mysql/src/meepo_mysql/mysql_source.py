@@ -20,10 +20,10 @@ from meepo_core import (
 
 from . import cascades
 from .config import OPTIONS, MySQLSettings, parse_settings
+from .control_connection import ControlConnection
 from .definitions import read_definition
 from .positions import BinlogPosition
 from .rendezvous import PauseRendezvous
-from .server import ControlConnection
 from .snapshot import MySQLSnapshots
 from .stream import BinlogStream
 from .transactions import starting_state
@@ -49,7 +49,6 @@ class MySQLSource(Source):
         self.settings = settings
         self.rendezvous = PauseRendezvous()
         self.snapshots = MySQLSnapshots(settings, self.rendezvous)
-        self._control: ControlConnection | None = None
         self._stream: BinlogStream | None = None
 
     @classmethod
@@ -208,7 +207,7 @@ class MySQLSource(Source):
     def stream(
         self, start: Position | None, context: PipelineContext, *, once: bool
     ) -> Iterator[Batch]:
-        control = self._control = ControlConnection(self.settings)
+        control = ControlConnection(self.settings)
         try:
             problems = self._problems(control, with_start=start is None)
             if problems:
