@@ -39,6 +39,7 @@ from meepo_core import (
     SnapshotTable,
     SourceError,
     TableDefinition,
+    backoff_delay,
     keyset_filter,
 )
 
@@ -241,7 +242,7 @@ class MySQLSnapshots:
                                   f"{error_text(exc)}") from exc
             if not behind:
                 return at, rows
-            time.sleep(min(0.001 * 2 ** attempt, 0.05))
+            time.sleep(backoff_delay(attempt + 1, 0.001, 0.05))
         raise SourceError(f"snapshot read on {self.settings.address}: the consistent snapshot "
                           "stayed behind the binlog reader for 10 s")
 
