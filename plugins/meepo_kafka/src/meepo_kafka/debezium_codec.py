@@ -24,7 +24,7 @@ import orjson
 from meepo_core import UNCHANGED, ColumnDefinition, RowEvent, TableDefinition
 
 from .debezium_snapshot import snapshot_marker
-from .debezium_types import DEFAULT_MODES, FieldCodec, Modes, field_codec
+from .debezium_types import DEFAULT_MODES, SOURCE_COMMON_FIELDS, FieldCodec, Modes, field_codec
 
 OPS = {"write": "c", "update": "u", "delete": "d", "read": "r"}
 _MISSING = object()
@@ -34,18 +34,7 @@ _MICROSECOND = timedelta(microseconds=1)
 #: ``source`` of Debezium's PostgreSQL connector (io.debezium.connector.postgresql.Source).
 POSTGRES_SOURCE_SCHEMA: dict[str, Any] = {
     "type": "struct", "fields": [
-        {"type": "string", "optional": False, "field": "version"},
-        {"type": "string", "optional": False, "field": "connector"},
-        {"type": "string", "optional": False, "field": "name"},
-        {"type": "int64", "optional": False, "field": "ts_ms"},
-        {"type": "string", "optional": True, "name": "io.debezium.data.Enum", "version": 1,
-         "parameters": {"allowed": "true,first,first_in_data_collection,"
-                                   "last_in_data_collection,last,false,incremental"},
-         "default": "false", "field": "snapshot"},
-        {"type": "string", "optional": False, "field": "db"},
-        {"type": "string", "optional": True, "field": "sequence"},
-        {"type": "int64", "optional": True, "field": "ts_us"},
-        {"type": "int64", "optional": True, "field": "ts_ns"},
+        *SOURCE_COMMON_FIELDS,
         {"type": "string", "optional": False, "field": "schema"},
         {"type": "string", "optional": False, "field": "table"},
         {"type": "int64", "optional": True, "field": "txId"},

@@ -31,6 +31,7 @@ from .debezium_snapshot import snapshot_marker
 from .debezium_types import (
     _BINARY_TEXT,
     DEFAULT_MODES,
+    SOURCE_COMMON_FIELDS,
     Convert,
     FieldCodec,
     Modes,
@@ -51,18 +52,7 @@ from .java_json import jdk17_float
 #: ``source`` of Debezium's MySQL connector (io.debezium.connector.mysql.Source).
 MYSQL_SOURCE_SCHEMA: dict[str, Any] = {
     "type": "struct", "fields": [
-        {"type": "string", "optional": False, "field": "version"},
-        {"type": "string", "optional": False, "field": "connector"},
-        {"type": "string", "optional": False, "field": "name"},
-        {"type": "int64", "optional": False, "field": "ts_ms"},
-        {"type": "string", "optional": True, "name": "io.debezium.data.Enum", "version": 1,
-         "parameters": {"allowed": "true,first,first_in_data_collection,"
-                                   "last_in_data_collection,last,false,incremental"},
-         "default": "false", "field": "snapshot"},
-        {"type": "string", "optional": False, "field": "db"},
-        {"type": "string", "optional": True, "field": "sequence"},
-        {"type": "int64", "optional": True, "field": "ts_us"},
-        {"type": "int64", "optional": True, "field": "ts_ns"},
+        *SOURCE_COMMON_FIELDS,
         {"type": "string", "optional": True, "field": "table"},
         {"type": "int64", "optional": False, "field": "server_id"},
         {"type": "string", "optional": True, "field": "gtid"},

@@ -27,6 +27,23 @@ import orjson
 
 from meepo_core import ColumnDefinition, dumps_exact
 
+#: The fields every Debezium connector's ``source`` block starts with (the common part of
+#: io.debezium.connector.*.Source); each connector's own fields follow.
+SOURCE_COMMON_FIELDS: tuple[dict[str, Any], ...] = (
+    {"type": "string", "optional": False, "field": "version"},
+    {"type": "string", "optional": False, "field": "connector"},
+    {"type": "string", "optional": False, "field": "name"},
+    {"type": "int64", "optional": False, "field": "ts_ms"},
+    {"type": "string", "optional": True, "name": "io.debezium.data.Enum", "version": 1,
+     "parameters": {"allowed": "true,first,first_in_data_collection,"
+                               "last_in_data_collection,last,false,incremental"},
+     "default": "false", "field": "snapshot"},
+    {"type": "string", "optional": False, "field": "db"},
+    {"type": "string", "optional": True, "field": "sequence"},
+    {"type": "int64", "optional": True, "field": "ts_us"},
+    {"type": "int64", "optional": True, "field": "ts_ns"},
+)
+
 #: Debezium's ``unavailable.value.placeholder``: a column the source did not send.
 UNAVAILABLE = "__debezium_unavailable_value"
 _UNAVAILABLE_BYTES = base64.b64encode(UNAVAILABLE.encode()).decode("ascii")
