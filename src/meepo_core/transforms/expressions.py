@@ -23,8 +23,6 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import cel
-
 from ..errors import ConfigError
 from ..events import UNCHANGED, RowEvent
 
@@ -44,6 +42,8 @@ class Expression:
     def __init__(self, text: str, key_path: str) -> None:
         self.text = text
         self.key_path = key_path
+        import cel  # here, not at module level: it costs 100 ms and 16 MiB to import
+
         try:
             self.program = cel.compile(text)
         except ValueError as exc:
@@ -98,6 +98,8 @@ class Expression:
         for name in images:
             flat_text = re.sub(rf"(?<![\w.]){name}\s*\.\s*({_IDENT})",
                                rf"__{name}__\1", flat_text)
+        import cel
+
         try:
             program = cel.compile(flat_text)
         except ValueError:
