@@ -110,14 +110,17 @@ class Delivery:
             raise
         return self
 
-    def apply(self, batch: Batch) -> None:
+    def apply(self, batch: Batch, fresh: bool = False) -> None:
         """Apply ``batch`` to every sink under the policy above; returns when every sink
-        applied it (or, with ``"dead_letter"``, recorded what it could not apply)."""
+        applied it (or, with ``"dead_letter"``, recorded what it could not apply).
+        ``fresh``: the caller hands the batch's events over, nothing else holds them (a
+        source's that :attr:`~meepo_core.source.Source.yields_fresh_events`), so the
+        pipeline's transforms may change them in place instead of copying them."""
         began = time.monotonic()
         if self.transforms is not None:
             batches = self.transforms.batches(
                 batch, [label for label, _ in self.sinks], self.context.dead_letter,
-                self.metrics.record_dropped)
+                self.metrics.record_dropped, fresh)
             for label, sink in self.sinks:
                 part = batches[label]
                 if part.schema_changes and not sink.follows_schema_changes:

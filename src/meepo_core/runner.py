@@ -184,6 +184,9 @@ class Runner:
             else None
         )
         try:
+            dropped = self.pipeline.transforms and self.pipeline.transforms.dropped_early()
+            if dropped:  # the source may skip decoding them (stream and snapshots)
+                self.pipeline.source.drop_columns_early(dropped)
             self._intake = SnapshotIntake.start(self.pipeline, self.context, checkpoint,
                                                 snapshot)
             self.delivery.open()
@@ -296,7 +299,7 @@ class Runner:
             elif item.position is not None and not item.schema_changes:
                 item, carry = self._coalesce(item)
                 newest = item.events[-1].committed_at if item.events else newest
-            self.delivery.apply(item)
+            self.delivery.apply(item, fresh=self.pipeline.source.yields_fresh_events)
             while newest is not None and self._unapplied and self._unapplied[0][1] <= newest:
                 self._unapplied.popleft()
             if item.position is not None:
