@@ -131,7 +131,10 @@ def test_a_translated_filter_reads_the_columns_once_with_constants_folded() -> N
     condition_ = translate("row.id % 10 != 0 && table == 'items'", "s", "items")
     assert condition_ is not None
     assert condition_.source == (
-        "(((c0 % 10 if c0 >= 0 else -(-c0 % 10)) != 0) and ('items' == 'items'))")
+        "((c0 % 10 != 0) and ('items' == 'items'))")
+    # a remainder compared with anything but zero keeps CEL's sign (the dividend's)
+    assert translate("row.id % 10 == -3", "s", "t").source == (  # type: ignore[union-attr]
+        "((c0 % 10 if c0 >= 0 else -(-c0 % 10)) == -3)")
     assert condition_.columns == {("row", "id"): ("c0", "int")}
 
 

@@ -68,6 +68,11 @@ class Delivery:
         self.settings = context.settings
         self.metrics = context.metrics
         self.when_exhausted = when_exhausted
+        #: Whether every batch given to :meth:`apply` is handed over: its events made for
+        #: this delivery and held nowhere else (set by the runner when its source
+        #: :attr:`~meepo_core.source.Source.yields_fresh_events`), so the pipeline's
+        #: transforms may change them in place instead of copying them.
+        self.fresh_events = False
         self._opened: list[Sink] = []
 
     @classmethod
@@ -110,17 +115,14 @@ class Delivery:
             raise
         return self
 
-    def apply(self, batch: Batch, fresh: bool = False) -> None:
+    def apply(self, batch: Batch) -> None:
         """Apply ``batch`` to every sink under the policy above; returns when every sink
-        applied it (or, with ``"dead_letter"``, recorded what it could not apply).
-        ``fresh``: the caller hands the batch's events over, nothing else holds them (a
-        source's that :attr:`~meepo_core.source.Source.yields_fresh_events`), so the
-        pipeline's transforms may change them in place instead of copying them."""
+        applied it (or, with ``"dead_letter"``, recorded what it could not apply)."""
         began = time.monotonic()
         if self.transforms is not None:
             batches = self.transforms.batches(
                 batch, [label for label, _ in self.sinks], self.context.dead_letter,
-                self.metrics.record_dropped, fresh)
+                self.metrics.record_dropped, self.fresh_events)
             for label, sink in self.sinks:
                 part = batches[label]
                 if part.schema_changes and not sink.follows_schema_changes:

@@ -94,6 +94,7 @@ class Runner:
         self.context = pipeline.context()
         self.metrics = self.context.metrics
         self.delivery = pipeline.delivery(self.context)
+        self.delivery.fresh_events = pipeline.source.yields_fresh_events
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=self.settings.queue_size)
         self._abandoned = threading.Event()
         self._reader: threading.Thread | None = None
@@ -299,7 +300,7 @@ class Runner:
             elif item.position is not None and not item.schema_changes:
                 item, carry = self._coalesce(item)
                 newest = item.events[-1].committed_at if item.events else newest
-            self.delivery.apply(item, fresh=self.pipeline.source.yields_fresh_events)
+            self.delivery.apply(item)
             while newest is not None and self._unapplied and self._unapplied[0][1] <= newest:
                 self._unapplied.popleft()
             if item.position is not None:
