@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from meepo_core import UNCHANGED, ColumnDefinition, RowEvent, TableDefinition
+from meepo_core import ColumnDefinition, RowEvent, TableDefinition
 
+from .debezium_compiled import compile_row, source_template
 from .debezium_snapshot import snapshot_marker
 from .debezium_types import DEFAULT_MODES, SOURCE_COMMON_FIELDS, FieldCodec, Modes, field_codec
 
 OPS = {"write": "c", "update": "u", "delete": "d", "read": "r"}
-_MISSING = object()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -56,6 +56,10 @@ TRANSACTION_SCHEMA: dict[str, Any] = {
     ],
     "optional": True, "name": "event.block", "version": 1, "field": "transaction",
 }
+
+#: The fields of PostgreSQL's ``source`` that change between the events of a transaction
+#: (both hold the event's LSN), as :func:`source_template` formats them.
+_POSTGRES_VARYING = (("sequence", b'"[null,\\"%d\\"]"'), ("lsn", b"%d"))
 
 #: A header's JSON-converter schema for the string headers Debezium adds.
 _STRING_HEADER_SCHEMA = b'{"type":"string","optional":false}'
@@ -95,6 +99,8 @@ class TableCodec:
     source_schema: dict[str, Any] = POSTGRES_SOURCE_SCHEMA
     #: Whether an update's old row is always whole (else per replica identity).
     old_rows_whole = False
+    #: What the connector's JSON spelling changes in orjson's output (None: nothing).
+    escape: Callable[[bytes], bytes] | None = None
 
     def field(self, column: ColumnDefinition, key: bool, modes: Modes) -> FieldCodec:
         """How ``column`` is declared and written (``key``: as a key field)."""
@@ -108,10 +114,11 @@ class TableCodec:
         self.schemas = schemas
         self.full_identity = definition.replica_identity == "full" or self.old_rows_whole
         self.fields = [self.field(column, False, modes) for column in definition.columns]
-        self._plan = [(f.name, f.convert, f.unavailable, f.filler) for f in self.fields]
-        #: the ``source`` of the last transaction's events, keyed by its commit and txid
+        self._row = compile_row(self.fields)
+        #: the ``source`` of the last transaction's events as a template of the fields
+        #: that differ between them, keyed by what the transaction's events share
         self._source_key: tuple[Any, ...] | None = None
-        self._source_base: dict[str, Any] = {}
+        self._source_template = b""
         by_name = {column.name: column for column in definition.columns}
         self.key_fields = [self.field(by_name[name], True, modes)
                            for name in definition.key_columns if name in by_name]
@@ -138,31 +145,28 @@ class TableCodec:
         }
         self.key_schema = orjson.Fragment(orjson.dumps(key_schema))
         self.value_schema = orjson.Fragment(orjson.dumps(envelope_schema))
+        escape = self.escape or (lambda data: data)
         #: what comes before the payload in every message: the schema, serialised once
-        self._key_head = b'{"schema":' + orjson.dumps(key_schema) + b',"payload":'
-        self._value_head = b'{"schema":' + orjson.dumps(envelope_schema) + b',"payload":'
+        self._key_head = escape(b'{"schema":' + orjson.dumps(key_schema) + b',"payload":')
+        self._value_head = escape(
+            b'{"schema":' + orjson.dumps(envelope_schema) + b',"payload":')
+        #: the whole key of an integer ``pk`` of a one-column key written as it is, as a
+        #: ``bytes % pk`` template (None: no such key)
+        self._int_key: bytes | None = None
+        if self._plain_key is not None:
+            head = escape(b"{" + orjson.dumps(self._plain_key) + b":")
+            if schemas:
+                head = self._key_head + head
+            self._int_key = head.replace(b"%", b"%%") + (b"%d}}" if schemas else b"%d}")
 
     # -- parts ----------------------------------------------------------------------------
 
     def row(self, image: Mapping[str, Any] | None) -> dict[str, Any] | None:
         """An image in Debezium's encoding, every column of the definition in its order:
         columns the image lacks (a key-only old row) get Debezium's filler, unchanged
-        TOAST values the type's placeholder."""
-        if image is None:
-            return None
-        out: dict[str, Any] = {}
-        get = image.get
-        for name, convert, unavailable, filler in self._plan:
-            value = get(name, _MISSING)
-            if value is None:
-                out[name] = None
-            elif value is _MISSING:
-                out[name] = filler
-            elif value is UNCHANGED:
-                out[name] = unavailable
-            else:
-                out[name] = value if convert is None else convert(value)
-        return out
+        TOAST values the type's placeholder (:func:`~meepo_kafka.debezium_compiled.
+        compile_row`)."""
+        return self._row(image)
 
     def key_payload(self, pk: Any) -> dict[str, Any] | None:
         fields = self.key_fields
@@ -176,30 +180,38 @@ class TableCodec:
 
     def key(self, pk: Any) -> bytes | None:
         """The message key of the row keyed ``pk``; None for a table without a key."""
+        if type(pk) is int and self._int_key is not None:  # the common key, formatted
+            return self._int_key % pk
         payload = self.key_payload(pk)
         if payload is None:
             return None
+        data = orjson.dumps(payload)
+        if self.escape is not None:
+            data = self.escape(data)
         if self.schemas:
-            return b"".join((self._key_head, orjson.dumps(payload), b"}"))
-        return orjson.dumps(payload)
+            return b"".join((self._key_head, data, b"}"))
+        return data
 
     def source(self, event: RowEvent) -> dict[str, Any]:
         """The ``source`` block of ``event``."""
-        if event.action == "read":
-            return self._source(event)
-        # The events of one transaction share its commit time and txid: only the LSN
-        # differs, so the rest is computed once per transaction.
-        key = (event.committed_at, event.txid)
-        if key != self._source_key:
-            self._source_base = self._source(event)
-            self._source_key = key
+        return self._source(event)
+
+    def source_json(self, event: RowEvent) -> bytes:
+        """The ``source`` block of ``event``, serialised (the JSON of :meth:`source`)."""
         position = event.position
-        lsn = (_lsn_text_number(str(position["lsn"]))
-               if type(position) is dict and "lsn" in position else lsn_number(position))
-        source = self._source_base.copy()
-        source["sequence"] = f'[null,"{lsn}"]' if lsn is not None else "[null,null]"
-        source["lsn"] = lsn
-        return source
+        if event.action != "read" and type(position) is dict:
+            text = position.get("lsn")
+            lsn = _lsn_text_number(text) if type(text) is str else None
+            if lsn is not None:
+                # The events of one transaction share its commit time and txid: only the
+                # LSN differs, so the rest is written once per transaction.
+                key = (event.committed_at, event.txid)
+                if key != self._source_key:
+                    self._source_template = source_template(self._source(event),
+                                                            _POSTGRES_VARYING)
+                    self._source_key = key
+                return self._source_template % (lsn, lsn)
+        return orjson.dumps(self.source(event))
 
     def _source(self, event: RowEvent) -> dict[str, Any]:
         micros = ((event.committed_at - _EPOCH) // _MICROSECOND if event.action != "read"
@@ -227,16 +239,19 @@ class TableCodec:
         # Under REPLICA IDENTITY DEFAULT/INDEX the server sends no old row for an update
         # that keeps the key, and Debezium writes before = null.
         before = (None if action == "update" and not self.full_identity
-                  else self.row(event.before))
+                  else self._row(event.before))
         now = time.time_ns()
-        payload = {
-            "before": before, "after": self.row(event.after), "source": self.source(event),
+        data = orjson.dumps({
+            "before": before, "after": self._row(event.after),
+            "source": orjson.Fragment(self.source_json(event)),
             "transaction": transaction, "op": OPS[action], "ts_ms": now // 1_000_000,
             "ts_us": now // 1000, "ts_ns": now,
-        }
+        })
+        if self.escape is not None:
+            data = self.escape(data)
         if self.schemas:
-            return b"".join((self._value_head, orjson.dumps(payload), b"}"))
-        return orjson.dumps(payload)
+            return b"".join((self._value_head, data, b"}"))
+        return data
 
     def string_header(self, text: str) -> bytes:
         """A string header value as the JSON converter writes it."""

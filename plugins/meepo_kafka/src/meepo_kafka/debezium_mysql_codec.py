@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from meepo_core import ColumnDefinition, RowEvent
 
 from .debezium_codec import TableCodec
+from .debezium_compiled import source_template
 from .debezium_mysql import MYSQL_SOURCE_SCHEMA, mysql_field_codec, mysql_source
 from .debezium_types import FieldCodec, Modes
 from .java_json import escape_supplementary
@@ -27,6 +30,7 @@ class MySQLTableCodec(TableCodec):
     connector = "mysql"
     source_schema = MYSQL_SOURCE_SCHEMA
     old_rows_whole = True
+    escape = staticmethod(escape_supplementary)
 
     _last_sequence: int | None = None
     _last_row = 0
@@ -36,21 +40,44 @@ class MySQLTableCodec(TableCodec):
                                  mariadb=self.definition.dialect == "mariadb")
 
     def source(self, event: RowEvent) -> dict[str, Any]:
-        definition = self.definition
-        block = mysql_source(event, self.version, self.server_name, definition.database,
-                             definition.table)
+        block = self._block(event)
         sequence = event.sequence
         if event.action != "read" and sequence is not None:
-            last = self._last_sequence
-            self._last_row = self._last_row + 1 if last is not None and sequence == last + 1 \
-                else 0
-            self._last_sequence = sequence
-            block["row"] = self._last_row
+            block["row"] = self._next_row(sequence)
         return block
 
-    def key(self, pk: Any) -> bytes | None:
-        data = super().key(pk)
-        return None if data is None else escape_supplementary(data)
+    def source_json(self, event: RowEvent) -> bytes:
+        position = event.position
+        sequence = event.sequence
+        if event.action != "read" and sequence is not None and type(position) is dict:
+            pos = position.get("pos", 0)
+            file = position.get("file", "")
+            if type(pos) is int:
+                # The events of one transaction share its commit time, GTID and (mostly)
+                # binlog file: the rest of the block is written once per transaction.
+                key = (event.committed_at, event.txid, file)
+                if key != self._source_key:
+                    self._source_template = source_template(self._block(event),
+                                                            _VARYING)
+                    self._source_key = key
+                return self._source_template % (pos, self._next_row(sequence))
+        return orjson.dumps(self.source(event))
 
-    def value(self, event: RowEvent, transaction: dict[str, Any] | None = None) -> bytes:
-        return escape_supplementary(super().value(event, transaction))
+    def _block(self, event: RowEvent) -> dict[str, Any]:
+        definition = self.definition
+        return mysql_source(event, self.version, self.server_name, definition.database,
+                            definition.table)
+
+    def _next_row(self, sequence: int) -> int:
+        """``source.row`` of the change numbered ``sequence``: the rows of one rows event
+        have consecutive sequence numbers."""
+        last = self._last_sequence
+        self._last_row = self._last_row + 1 if last is not None and sequence == last + 1 \
+            else 0
+        self._last_sequence = sequence
+        return self._last_row
+
+
+#: The fields of ``source`` that change between the events of a transaction, in the
+#: block's order, as :func:`~meepo_kafka.debezium_compiled.source_template` formats them.
+_VARYING = (("pos", b"%d"), ("row", b"%d"))
