@@ -13,7 +13,6 @@ The messages are those of Debezium's PostgreSQL connector with Kafka Connect's
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from .debezium_snapshot import snapshot_marker
 from .debezium_types import DEFAULT_MODES, SOURCE_COMMON_FIELDS, FieldCodec, Modes, field_codec
 
 OPS = {"write": "c", "update": "u", "delete": "d", "read": "r"}
+_OPS = {action: op.encode() for action, op in OPS.items()}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -76,7 +76,6 @@ def lsn_number(position: Any) -> int | None:
     return _lsn_text_number(str(position["lsn"]))
 
 
-@functools.lru_cache(maxsize=4096)  # the rows of one WAL record share their LSN text
 def _lsn_text_number(text: str) -> int | None:
     high, _, low = text.partition("/")
     try:
@@ -115,10 +114,10 @@ class TableCodec:
         self.full_identity = definition.replica_identity == "full" or self.old_rows_whole
         self.fields = [self.field(column, False, modes) for column in definition.columns]
         self._row = compile_row(self.fields)
-        #: the ``source`` of the last transaction's events as a template of the fields
-        #: that differ between them, keyed by what the transaction's events share
+        #: the message after ``after`` for the last transaction's events, as a template
+        #: of what differs between them (see :meth:`_varying`), keyed by what they share
         self._source_key: tuple[Any, ...] | None = None
-        self._source_template = b""
+        self._tail = b""
         by_name = {column.name: column for column in definition.columns}
         self.key_fields = [self.field(by_name[name], True, modes)
                            for name in definition.key_columns if name in by_name]
@@ -150,6 +149,11 @@ class TableCodec:
         self._key_head = escape(b'{"schema":' + orjson.dumps(key_schema) + b',"payload":')
         self._value_head = escape(
             b'{"schema":' + orjson.dumps(envelope_schema) + b',"payload":')
+        #: the message up to ``before``'s value and after ``source``'s (a ``bytes %
+        #: values`` template): the envelope's constant parts
+        self._value_open = (self._value_head if schemas else b"") + b'{"before":'
+        self._value_close = (b',"transaction":%s,"op":"%s","ts_ms":%d,"ts_us":%d,'
+                             b'"ts_ns":%d}' + (b"}" if schemas else b""))
         #: the whole key of an integer ``pk`` of a one-column key written as it is, as a
         #: ``bytes % pk`` template (None: no such key)
         self._int_key: bytes | None = None
@@ -196,22 +200,34 @@ class TableCodec:
         """The ``source`` block of ``event``."""
         return self._source(event)
 
-    def source_json(self, event: RowEvent) -> bytes:
-        """The ``source`` block of ``event``, serialised (the JSON of :meth:`source`)."""
+    def _varying(self, event: RowEvent) -> tuple[Any, ...] | None:
+        """The values of ``event``'s ``source`` fields that differ between the events of
+        its transaction, in :attr:`_tail`'s order (made for the event's transaction); None
+        for an event whose block is written from :meth:`source` (reads, odd positions)."""
         position = event.position
-        if event.action != "read" and type(position) is dict:
-            text = position.get("lsn")
-            lsn = _lsn_text_number(text) if type(text) is str else None
-            if lsn is not None:
-                # The events of one transaction share its commit time and txid: only the
-                # LSN differs, so the rest is written once per transaction.
-                key = (event.committed_at, event.txid)
-                if key != self._source_key:
-                    self._source_template = source_template(self._source(event),
-                                                            _POSTGRES_VARYING)
-                    self._source_key = key
-                return self._source_template % (lsn, lsn)
-        return orjson.dumps(self.source(event))
+        if event.action == "read" or type(position) is not dict:
+            return None
+        text = position.get("lsn")
+        lsn = _lsn_text_number(text) if type(text) is str else None
+        if lsn is None:
+            return None
+        # The events of one transaction share its commit time and txid: only the LSN
+        # differs, so the rest is written once per transaction.
+        key = (event.committed_at, event.txid)
+        if key != self._source_key:
+            self._tail = self._tail_template(self._source(event), _POSTGRES_VARYING)
+            self._source_key = key
+        return (lsn, lsn)
+
+    def _tail_template(self, block: dict[str, Any],
+                       varying: tuple[tuple[str, bytes], ...]) -> bytes:
+        """The message from ``source`` to its end, a ``bytes %`` template of the fields
+        in ``varying`` (:func:`source_template`), then of ``transaction`` (JSON), ``op``
+        and the three times."""
+        source = source_template(block, varying)
+        if self.escape is not None:
+            source = self.escape(source)
+        return b',"source":' + source + self._value_close
 
     def _source(self, event: RowEvent) -> dict[str, Any]:
         micros = ((event.committed_at - _EPOCH) // _MICROSECOND if event.action != "read"
@@ -234,24 +250,33 @@ class TableCodec:
         }
 
     def value(self, event: RowEvent, transaction: dict[str, Any] | None = None) -> bytes:
-        """The change event; ``transaction`` is its ``transaction`` block (metadata)."""
+        """The change event; ``transaction`` is its ``transaction`` block (metadata).
+
+        Written in parts: orjson writes each row; the envelope's constant parts, the
+        ``source`` block and the rest are a template (per transaction) filled with
+        ``bytes %``."""
         action = event.action
+        row, dumps, escape = self._row, orjson.dumps, self.escape
         # Under REPLICA IDENTITY DEFAULT/INDEX the server sends no old row for an update
         # that keeps the key, and Debezium writes before = null.
-        before = (None if action == "update" and not self.full_identity
-                  else self._row(event.before))
+        image = None if action == "update" and not self.full_identity else event.before
+        before = b"null" if image is None else dumps(row(image))
+        image = event.after
+        after = b"null" if image is None else dumps(row(image))
+        block = b"null" if transaction is None else dumps(transaction)
+        if escape is not None:
+            before, after, block = escape(before), escape(after), escape(block)
         now = time.time_ns()
-        data = orjson.dumps({
-            "before": before, "after": self._row(event.after),
-            "source": orjson.Fragment(self.source_json(event)),
-            "transaction": transaction, "op": OPS[action], "ts_ms": now // 1_000_000,
-            "ts_us": now // 1000, "ts_ns": now,
-        })
-        if self.escape is not None:
-            data = self.escape(data)
-        if self.schemas:
-            return b"".join((self._value_head, data, b"}"))
-        return data
+        varying = self._varying(event)
+        if varying is None:
+            source = dumps(self.source(event))
+            tail = b',"source":' + (source if escape is None else escape(source)) \
+                + self._value_close % (block, _OPS[action], now // 1_000_000, now // 1000,
+                                       now)
+        else:
+            tail = self._tail % (*varying, block, _OPS[action], now // 1_000_000,
+                                 now // 1000, now)
+        return b"".join((self._value_open, before, b',"after":', after, tail))
 
     def string_header(self, text: str) -> bytes:
         """A string header value as the JSON converter writes it."""

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from meepo_core import ColumnDefinition, RowEvent
 
 from .debezium_codec import TableCodec
-from .debezium_compiled import source_template
 from .debezium_mysql import MYSQL_SOURCE_SCHEMA, mysql_field_codec, mysql_source
 from .debezium_types import FieldCodec, Modes
 from .java_json import escape_supplementary
@@ -46,22 +43,21 @@ class MySQLTableCodec(TableCodec):
             block["row"] = self._next_row(sequence)
         return block
 
-    def source_json(self, event: RowEvent) -> bytes:
+    def _varying(self, event: RowEvent) -> tuple[Any, ...] | None:
         position = event.position
         sequence = event.sequence
-        if event.action != "read" and sequence is not None and type(position) is dict:
-            pos = position.get("pos", 0)
-            file = position.get("file", "")
-            if type(pos) is int:
-                # The events of one transaction share its commit time, GTID and (mostly)
-                # binlog file: the rest of the block is written once per transaction.
-                key = (event.committed_at, event.txid, file)
-                if key != self._source_key:
-                    self._source_template = source_template(self._block(event),
-                                                            _VARYING)
-                    self._source_key = key
-                return self._source_template % (pos, self._next_row(sequence))
-        return orjson.dumps(self.source(event))
+        if event.action == "read" or sequence is None or type(position) is not dict:
+            return None
+        pos = position.get("pos", 0)
+        if type(pos) is not int:
+            return None
+        # The events of one transaction share its commit time, GTID and (mostly) binlog
+        # file: the rest of the block is written once per transaction.
+        key = (event.committed_at, event.txid, position.get("file", ""))
+        if key != self._source_key:
+            self._tail = self._tail_template(self._block(event), _VARYING)
+            self._source_key = key
+        return (pos, self._next_row(sequence))
 
     def _block(self, event: RowEvent) -> dict[str, Any]:
         definition = self.definition
