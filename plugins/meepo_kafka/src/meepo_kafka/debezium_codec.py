@@ -30,6 +30,8 @@ OPS = {"write": "c", "update": "u", "delete": "d", "read": "r"}
 _OPS = {action: op.encode() for action, op in OPS.items()}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+#: The integers orjson writes (it raises past them).
+_INT64, _UINT64 = -(2**63), 2**64 - 1
 
 #: ``source`` of Debezium's PostgreSQL connector (io.debezium.connector.postgresql.Source).
 POSTGRES_SOURCE_SCHEMA: dict[str, Any] = {
@@ -184,8 +186,8 @@ class TableCodec:
 
     def key(self, pk: Any) -> bytes | None:
         """The message key of the row keyed ``pk``; None for a table without a key."""
-        if type(pk) is int and self._int_key is not None:  # the common key, formatted
-            return self._int_key % pk
+        if type(pk) is int and self._int_key is not None and _INT64 <= pk <= _UINT64:
+            return self._int_key % pk  # the common key, formatted (orjson's range)
         payload = self.key_payload(pk)
         if payload is None:
             return None
@@ -209,7 +211,7 @@ class TableCodec:
             return None
         text = position.get("lsn")
         lsn = _lsn_text_number(text) if type(text) is str else None
-        if lsn is None:
+        if lsn is None or lsn > _UINT64:  # (past orjson's range: it raises, as before)
             return None
         # The events of one transaction share its commit time and txid: only the LSN
         # differs, so the rest is written once per transaction.
@@ -264,8 +266,13 @@ class TableCodec:
         image = event.after
         after = b"null" if image is None else dumps(row(image))
         block = b"null" if transaction is None else dumps(transaction)
-        if escape is not None:
-            before, after, block = escape(before), escape(after), escape(block)
+        if escape is not None:  # isascii first: most rows need no escape (C speed)
+            if not before.isascii():
+                before = escape(before)
+            if not after.isascii():
+                after = escape(after)
+            if not block.isascii():
+                block = escape(block)
         now = time.time_ns()
         varying = self._varying(event)
         if varying is None:

@@ -49,7 +49,7 @@ class MySQLTableCodec(TableCodec):
         if event.action == "read" or sequence is None or type(position) is not dict:
             return None
         pos = position.get("pos", 0)
-        if type(pos) is not int:
+        if type(pos) is not int or not 0 <= pos < 1 << 63:  # binlog offsets are far below
             return None
         # The events of one transaction share its commit time, GTID and (mostly) binlog
         # file: the rest of the block is written once per transaction.

@@ -57,6 +57,7 @@ _EPOCH_DAY = date(1970, 1, 1)
 _MICROS_PER_MONTH = 2_629_800_000_000
 _MICROS_PER_DAY = 86_400_000_000
 _MICROSECOND = timedelta(microseconds=1)
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +156,10 @@ def _decimal_at(scale: int) -> Convert:
             except (ValueError, OverflowError):
                 return None  # NaN and infinities: Debezium writes null
             unscaled, rest = divmod(numerator * factor, denominator)
-            if not rest:
-                return _unscaled_bytes(unscaled)
+            if not rest:  # _unscaled_bytes(unscaled), inline: this runs per value
+                return b2a_base64(unscaled.to_bytes(
+                    (unscaled + (unscaled < 0)).bit_length() // 8 + 1, "big", signed=True),
+                    newline=False).decode("ascii")
         elif not number.is_finite():
             return None
         return _unscaled_bytes(_unscaled(number, scale))
@@ -245,7 +248,7 @@ def _timestamp_micros(value: Any) -> int:
 
 
 def _timestamp_millis(value: Any) -> int:
-    return _timestamp_micros(value) // 1000
+    return int((value - _EPOCH) // _MILLISECOND)  # floored, as micros // 1000
 
 
 def _zoned_timestamp(digits: int) -> Convert:
