@@ -1,11 +1,15 @@
 """One table's Debezium messages, compiled once per table definition.
 
 A :class:`TableCodec` holds what does not change between the rows of one table
-definition: the key and envelope schemas already serialised (spliced into each message as
-:class:`orjson.Fragment`), the converter of every column, and the fixed parts of
-``source``. :class:`CodecCache` finds the codec of an event's definition by identity (the
-source shares one definition object between the events of a table), so the hot path does
-one dict lookup per event.
+definition: the key and envelope schemas already serialised, and a function generated for
+the definition that writes a row (:mod:`meepo_kafka.debezium_compiled`). A message is
+written in parts: orjson writes the rows; the rest (schema, ``source``, ``transaction``,
+``op``, times) is a ``bytes %`` template made once per transaction, filled with what
+differs between its events (PostgreSQL: the LSN; MySQL: the binlog offset and row).
+Events whose ``source`` the template cannot hold (snapshot reads, unusual positions) get
+it from :meth:`TableCodec.source`. :class:`CodecCache` finds the codec of an event's
+definition by identity (the source shares one definition object between the events of a
+table), so the hot path does one dict lookup per event.
 
 The messages are those of Debezium's PostgreSQL connector with Kafka Connect's
 ``JsonConverter`` (``schemas.enable`` on or off), see :mod:`meepo_kafka.debezium`.

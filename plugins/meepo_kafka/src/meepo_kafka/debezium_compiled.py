@@ -88,7 +88,8 @@ def compile_row(fields: Sequence[FieldCodec]) -> RowWriter:
 def source_template(block: dict[str, Any], varying: Sequence[tuple[str, bytes]]) -> bytes:
     """``block`` serialised as a ``bytes % values`` template: the value of each field named
     in ``varying`` is replaced by its format (``b"%d"``, a string's quoted form...), the rest
-    is written once; ``%`` in the written text is escaped."""
+    is written once; ``%`` in the written text is escaped. The values go in the order of
+    the fields in ``block``."""
     marked = dict(block)
     for index, (name, _) in enumerate(varying):
         # a control character cannot appear in orjson's output: the marks are unambiguous
