@@ -28,8 +28,9 @@ measured, as a user's run gets them.
 
 Then, in this process, per-event costs on the workload's own row shape: each transform of
 the chain alone, the chain on events it may change in place, and the filter's expression
-evaluated by the two CEL libraries that were candidates: ``common-expression-language`` (Rust; the one meepo uses) and ``cel-python``
-(pure Python), next to meepo -> null's whole per-event time.
+evaluated by the two CEL libraries that were candidates: ``common-expression-language``
+(Rust; the one meepo uses) and ``cel-python`` (pure Python), next to meepo -> null's whole
+per-event time.
 
     python bench/bench_transforms.py
     python bench/bench_transforms.py --quick
