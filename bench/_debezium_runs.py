@@ -205,16 +205,17 @@ class Subject:
     meepo: Callable[[int, int, str], tuple[float, float]]
 
 
-def compare(subject: Subject, rounds: int, designs: list[str]
+def compare(subject: Subject, rounds: int, designs: list[str], warmup: int = 1
             ) -> tuple[list[tuple[float, float]], dict[str, list[tuple[float, float]]]]:
-    """``rounds`` + 1 rounds (the first warms up), each Debezium then every design back
-    to back; prints a line per round."""
+    """``warmup`` + ``rounds`` rounds (the first ``warmup`` not to be counted), each
+    Debezium then every design back to back; prints a line per round."""
     messages = subject.messages
     debezium: list[tuple[float, float]] = []
     meepo: dict[str, list[tuple[float, float]]] = {design: [] for design in designs}
-    for round_ in range(rounds + 1):
+    for round_ in range(warmup + rounds):
         debezium.append(subject.debezium(round_))
-        line = [f"{subject.database} round {round_}: Debezium "
+        tag = " (warm-up)" if round_ < warmup else ""
+        line = [f"{subject.database} round {round_}{tag}: Debezium "
                 f"{messages / debezium[-1][0]:,.0f} records/s ({debezium[-1][1]:.2f} s CPU)"]
         for index, design in enumerate(designs):
             meepo[design].append(subject.meepo(round_, index, design))

