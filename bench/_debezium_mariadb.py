@@ -20,7 +20,11 @@ MariaDB drop the first). Both go through a proxy process: Debezium needs it, mee
 not, but routing both through one makes each pay the same extra hop (the binlog stream
 is forwarded as it comes, unparsed). They are two processes of the same code: Debezium's
 pins the status answer; meepo's must not (meepo reads the binlog's end with that query).
-Neither runs in this process, so no proxy thread contends for the GIL with meepo.
+Neither runs in this process, so no proxy thread contends for the GIL with meepo. The
+hop costs meepo nothing measurable: through the proxy and direct, alternating, 4 rounds
+each (2026-12-08, load average 5), ``run`` did 46,553-57,176 messages/s at 16.7-17.5 us
+CPU a message through it against 39,368-56,097 at 16.3-18.4 us direct (``loop``:
+27,115-54,000 at 16.7-20.3 us against 24,498-41,904 at 17.3-19.1 us).
 """
 
 from __future__ import annotations
