@@ -114,9 +114,25 @@ def run_meepo(source: dict[str, Any], bootstrap: str, tag: str, workdir: Path,
     kafka sink (topics ``dbz<tag>.*``); ``design`` is a key of :data:`DESIGNS`."""
     how, config = DESIGNS[design]
     sink = _sink_options(bootstrap, tag, config)
-    if how == "run":
-        return _run_pipeline(source, sink, tag, workdir, expected)
-    return _run_loop(source, sink, workdir, expected)
+    try:
+        if how == "run":
+            return _run_pipeline(source, sink, tag, workdir, expected)
+        return _run_loop(source, sink, workdir, expected)
+    finally:
+        drop_topics(bootstrap, f"dbz{tag}")
+
+
+def drop_topics(bootstrap: str, prefix: str) -> None:
+    """Delete the topics of one run (``prefix`` and ``prefix.*``), not timed: noida-db
+    keeps every message in memory, and the runs of one benchmark wrote gigabytes (its
+    memory then grew to 19 GB and slowed the whole machine)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = [name for name in admin.list_topics(timeout=30).topics
+              if name == prefix or name.startswith(prefix + ".")]
+    for future in admin.delete_topics(topics, operation_timeout=30).values() if topics else ():
+        future.result()
 
 
 def _source_class(source: dict[str, Any]) -> Any:
