@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from decimal import Decimal
@@ -130,7 +131,10 @@ def test_a_translated_filter_reads_the_columns_once_with_constants_folded() -> N
     condition_ = translate("row.id % 10 != 0 && table == 'items'", "s", "items")
     assert condition_ is not None
     assert condition_.source == (
-        "(((c0 % 10 if c0 >= 0 else -(-c0 % 10)) != 0) and ('items' == 'items'))")
+        "((c0 % 10 != 0) and ('items' == 'items'))")
+    # a remainder compared with anything but zero keeps CEL's sign (the dividend's)
+    assert translate("row.id % 10 == -3", "s", "t").source == (  # type: ignore[union-attr]
+        "((c0 % 10 if c0 >= 0 else -(-c0 % 10)) == -3)")
     assert condition_.columns == {("row", "id"): ("c0", "int")}
 
 
@@ -168,6 +172,8 @@ def test_compiled_chains_equal_the_transforms_one_by_one(tmp_path: Path) -> None
     events = [random_event(rng) for _ in range(300)]
     events += [RowEvent("s", "items", "write", 1, None, {}),
                RowEvent("s", "items", "delete", 2, {"a": 4}, None)]
+    untouched = [dataclasses.replace(e, before=_copy(e.before), after=_copy(e.after))
+                 for e in events]
     for _ in range(60):
         options = rng.sample(CHAIN_PARTS, rng.randint(2, 6))
         chain = build_chain(registry, options, "transforms", tmp_path)
@@ -187,6 +193,21 @@ def test_compiled_chains_equal_the_transforms_one_by_one(tmp_path: Path) -> None
         # transform order
         assert sorted(compiled_seen.errors) == sorted(separate_seen.errors), options
         assert compiled_seen.drops == separate_seen.drops, options
+        assert events == untouched  # copies were changed, not the events given
+        # fresh events (a source's): the same output, made of the given events changed
+        fresh = [dataclasses.replace(e) for e in events]
+        fresh_seen = Seen()
+        in_place = chain.run(fresh, fresh_seen.report, fresh_seen.count, fresh=True)
+        assert list(in_place) == list(compiled), options
+        assert [e.destination for e in in_place] == [e.destination for e in compiled]
+        assert {id(e) for e in in_place} <= {id(e) for e in fresh}
+        assert sorted(fresh_seen.errors) == sorted(compiled_seen.errors), options
+        assert fresh_seen.drops == compiled_seen.drops, options
+        assert events == untouched  # their images were copied before being edited
+
+
+def _copy(image: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if image is None else dict(image)
 
 
 def test_equal_names_that_are_other_objects_share_the_compiled_run(tmp_path: Path) -> None:

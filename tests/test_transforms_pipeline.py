@@ -228,3 +228,28 @@ def test_dry_run_prints_what_each_sink_would_receive(tmp_path: Path) -> None:
     assert bad.stderr.strip() == (
         "meepo: error: --sink: 'jsonl' names more than one sink of pipeline orders; its "
         "sinks: sinks[0] jsonl, sinks[1] jsonl, sinks[2] print")
+
+
+def test_a_memory_sources_events_stay_as_the_caller_made_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline's transforms change a source's fresh events in place (jsonl, above);
+    the ``memory`` source yields its caller's objects, which must come out unchanged."""
+    from meepo_core import load_pipeline
+    from meepo_core.builtin.memory import channel
+    from meepo_core.runner import Runner
+
+    monkeypatch.setenv("PII_SALT", "pepper")
+    write_config(tmp_path, {"orders": {**ISSUE_PIPELINE, "source": {"type": "memory",
+                                                                     "name": "given"},
+                                       "sinks": [{"type": "memory", "name": "got"}]}})
+    given = [user(1, "acme", "ann@acme.example", "t1"), user(2, "acme", "bob@acme.example",
+                                                             "t1")]
+    channel("given").publish(given, position=1)
+    Runner(load_pipeline("orders", tmp_path / "pyproject.toml")).run(once=True)
+    assert [e.after["email"] for e in given if e.after] == ["ann@acme.example",
+                                                           "bob@acme.example"]
+    got = channel("got").events
+    assert [e.after["email"] for e in got if e.after] == [salted("ann@acme.example"),
+                                                         salted("bob@acme.example")]
+    assert not any(g is e for g in got for e in given)

@@ -92,6 +92,7 @@ from .snapshots import SnapshotTable, keyset_filter, request_snapshot
 from .source import SnapshotReader, Source
 from .table_filter import ColumnRule, TableFilter, parse_table_filter
 from .transforms import Transform, TransformError, derive
+from .transforms.early_drops import DroppedColumns
 
 __all__ = [
     "ACTIONS",
@@ -110,6 +111,7 @@ __all__ = [
     "ConfigError",
     "DeadLetterStore",
     "Delivery",
+    "DroppedColumns",
     "FileDeadLetterStore",
     "JsonNumber",
     "MeepoError",

@@ -68,6 +68,11 @@ class Delivery:
         self.settings = context.settings
         self.metrics = context.metrics
         self.when_exhausted = when_exhausted
+        #: Whether every batch given to :meth:`apply` is handed over: its events made for
+        #: this delivery and held nowhere else (set by the runner when its source
+        #: :attr:`~meepo_core.source.Source.yields_fresh_events`), so the pipeline's
+        #: transforms may change them in place instead of copying them.
+        self.fresh_events = False
         self._opened: list[Sink] = []
 
     @classmethod
@@ -117,7 +122,7 @@ class Delivery:
         if self.transforms is not None:
             batches = self.transforms.batches(
                 batch, [label for label, _ in self.sinks], self.context.dead_letter,
-                self.metrics.record_dropped)
+                self.metrics.record_dropped, self.fresh_events)
             for label, sink in self.sinks:
                 part = batches[label]
                 if part.schema_changes and not sink.follows_schema_changes:

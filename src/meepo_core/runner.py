@@ -94,6 +94,7 @@ class Runner:
         self.context = pipeline.context()
         self.metrics = self.context.metrics
         self.delivery = pipeline.delivery(self.context)
+        self.delivery.fresh_events = pipeline.source.yields_fresh_events
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=self.settings.queue_size)
         self._abandoned = threading.Event()
         self._reader: threading.Thread | None = None
@@ -184,6 +185,9 @@ class Runner:
             else None
         )
         try:
+            dropped = self.pipeline.transforms and self.pipeline.transforms.dropped_early()
+            if dropped:  # the source may skip decoding them (stream and snapshots)
+                self.pipeline.source.drop_columns_early(dropped)
             self._intake = SnapshotIntake.start(self.pipeline, self.context, checkpoint,
                                                 snapshot)
             self.delivery.open()

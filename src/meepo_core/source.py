@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .context import PipelineContext
     from .definitions import TableDefinition
     from .snapshots import SnapshotTable
+    from .transforms.early_drops import DroppedColumns
 
 
 class SnapshotReader(Protocol):
@@ -72,6 +73,12 @@ class Source(abc.ABC):
     #: ``from_options`` reads them through these specs, and the docs tables and
     #: ``meepo plugins --options TYPE`` are generated from them. Empty: undeclared.
     OPTIONS: ClassVar[tuple[OptionSpec, ...]] = ()
+    #: Whether every event :meth:`stream` yields is a new object that the source (and its
+    #: caller) no longer holds once yielded. The run then lets the pipeline's transforms
+    #: change events in place instead of copying them (about a third of a compiled
+    #: chain's cost). Leave it False for a source that hands on objects it was given or
+    #: keeps (the ``memory`` source yields its caller's events).
+    yields_fresh_events: ClassVar[bool] = False
 
     @classmethod
     @abc.abstractmethod
@@ -228,6 +235,15 @@ class Source(abc.ABC):
         every few seconds from another thread than ``stream``: use a short connection of
         its own, and return quickly when nothing is configured. Default: none."""
         return []
+
+    def drop_columns_early(self, dropped: DroppedColumns) -> None:  # noqa: B027
+        """Optional hook, called by a run before anything else reads the source: the
+        pipeline's transforms remove ``dropped(schema, table, columns)`` from every event
+        of ``schema.table`` before any step reads them (see
+        :mod:`meepo_core.transforms.early_drops`). A source that decodes rows itself may
+        leave those columns out of its events and definitions, stream and snapshot
+        alike, and so never decode them; it must keep key columns (``pk`` is built from
+        them). Ignoring it is always correct: the transforms still drop the columns."""
 
     def acknowledge(self, position: Position) -> None:  # noqa: B027 - optional hook
         """Called by the runner after ``position`` was checkpointed, i.e. after every sink

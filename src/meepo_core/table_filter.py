@@ -10,12 +10,15 @@ built, so values of excluded columns never reach a sink.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .options import Computed, Options, OptionSpec
+
+if TYPE_CHECKING:
+    from .transforms.early_drops import DroppedColumns
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -56,6 +59,9 @@ class TableFilter:
     #: Followed only when a pattern names the schema literally, never through a glob.
     system_schemas: frozenset[str] = frozenset()
     _cache: dict[tuple[str, str], bool] = field(default_factory=dict, repr=False)
+    #: The columns the pipeline's transforms drop before any step reads them, which a
+    #: source may then leave out (see ``Source.drop_columns_early``); None: none.
+    dropped: DroppedColumns | None = field(default=None, repr=False)
 
     def follows(self, schema: str, table: str) -> bool:
         key = (schema, table)
@@ -77,13 +83,19 @@ class TableFilter:
                 return True
         return False
 
-    def hidden_columns(self, schema: str, table: str, columns: Iterable[str]) -> frozenset[str]:
-        """The columns of ``schema.table`` that must not leave the database."""
+    def hidden_columns(self, schema: str, table: str, columns: Iterable[str],
+                       key: Collection[str] = ()) -> frozenset[str]:
+        """The columns of ``schema.table`` that must not leave the database, and those
+        the pipeline's transforms drop early (:attr:`dropped`) other than the ``key``
+        columns."""
         name = f"{schema}.{table}"
         rules = [rule for rule in self.column_rules if fnmatchcase(name, rule.pattern)]
-        if not rules:
-            return frozenset()
-        return frozenset(c for c in columns if not all(rule.keeps(c) for rule in rules))
+        columns = list(columns)
+        hidden = frozenset(c for c in columns if not all(rule.keeps(c) for rule in rules)) \
+            if rules else frozenset()
+        if self.dropped is not None:
+            hidden |= self.dropped(schema, table, columns) - frozenset(key)
+        return hidden
 
     def rules_hiding(self, schema: str, table: str, column: str) -> list[str]:
         """The patterns of the column rules that hide ``column`` of ``schema.table``."""

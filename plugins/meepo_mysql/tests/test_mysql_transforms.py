@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from meepo_core.testing import run_meepo, write_config
 
 
@@ -74,3 +76,74 @@ def test_check_warns_about_columns_no_followed_table_has(harness: Any, tmp_path:
         f"'{db}.orders.phone' names no column of the pipeline's tables (no followed table "
         f"matches '{db}.orders'); fix the name, or the transform changes nothing there",
     ]
+
+
+def test_columns_the_transforms_drop_first_are_never_decoded(
+    harness: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipeline whose transforms drop columns before any step reads them tells the source
+    (``drop_columns_early``): the decoders skip them in the snapshot and the stream, and the
+    events' definitions lose them, the key column excepted. The events equal those of the
+    same chain when a filter reading the whole row keeps the source from being told."""
+    from meepo_core import RowEvent, Runner, load_pipeline
+    from meepo_core.builtin.memory import channel
+
+    harness.execute(
+        "CREATE TABLE contacts (id INT PRIMARY KEY, tenant VARCHAR(10), email VARCHAR(64), "
+        "phone VARCHAR(20), price DECIMAL(10,2))",
+        "INSERT INTO contacts VALUES (1, 'acme', 'ann@a.example', '+31 1', 1.25), "
+        "(2, 'test', 'qa@t.example', '+31 2', 2.50)")
+    db = harness.db.name
+    start = harness.end()
+    keep_test_out = "row.tenant != 'test'"
+
+    def pipeline(first_filter: str, sink: str) -> dict[str, Any]:
+        return {
+            "source": {**harness.options(), "tables": [f"{db}.contacts"], "start": start},
+            "snapshot": "initial",
+            "transforms": [
+                {"type": "filter", "where": first_filter},
+                {"type": "hash", "columns": [f"{db}.contacts.email"], "salt": "pepper"},
+                {"type": "drop_columns", "columns": [f"{db}.contacts.phone",
+                                                     f"{db}.contacts.id", f"{db}.*.pr*"]},
+                {"type": "route", "to": "{table}_v2"},
+            ],
+            "sinks": [{"type": "memory", "name": sink}],
+        }
+
+    write_config(tmp_path, {
+        "early": pipeline(keep_test_out, "early"),
+        # reading the whole row, this filter could depend on every column: nothing early
+        "late": pipeline(f"{keep_test_out} && size(row) > 0", "late")})
+    monkeypatch.chdir(tmp_path)
+
+    def run_both() -> None:
+        for name in ("early", "late"):
+            Runner(load_pipeline(name, tmp_path / "pyproject.toml")).run(once=True)
+
+    run_both()  # the snapshot: rows 1 and 2
+    harness.execute(
+        "INSERT INTO contacts VALUES (3, 'acme', 'bob@a.example', '+31 3', 3.75)",
+        "UPDATE contacts SET phone = '+31 9', price = 9.99, email = 'ann@b.example' "
+        "WHERE id = 1",
+        "DELETE FROM contacts WHERE id = 3")
+    run_both()
+    early, late = channel("early").events, channel("late").events
+
+    def seen(e: RowEvent) -> tuple[Any, ...]:  # snapshot reads differ in time and place
+        stream = e.action != "read"
+        return (e.table, e.action, e.pk, e.before, e.after, e.destination,
+                stream and e.position, stream and e.sequence, stream and e.txid)
+    assert [seen(e) for e in early] == [seen(e) for e in late]
+    assert [(e.action, e.pk, e.destination) for e in early] == [
+        ("read", 1, "contacts_v2"), ("write", 3, "contacts_v2"), ("update", 1, "contacts_v2"),
+        ("delete", 3, "contacts_v2")]
+    assert all(set(image) == {"tenant", "email"}
+               for e in early for image in (e.before, e.after) if image is not None)
+    assert early[2].after == {"tenant": "acme",
+                              "email": hashlib.sha256(b"pepperann@b.example").hexdigest()}
+    # told the source: the definitions lost the dropped columns but the key
+    assert {tuple(c.name for c in e.definition.columns) for e in early if e.definition} == {
+        ("id", "tenant", "email")}
+    assert {tuple(c.name for c in e.definition.columns) for e in late if e.definition} == {
+        ("id", "tenant", "email", "phone", "price")}

@@ -35,6 +35,7 @@ class JsonlSource(Source):
     come back as schema changes, in their place."""
 
     OPTIONS = (PATH, POLL_INTERVAL)
+    yields_fresh_events = True  # decoded for this run, held nowhere else
 
     def __init__(self, path: Path, poll_interval: float = 0.2) -> None:
         self.path = path

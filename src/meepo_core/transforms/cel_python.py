@@ -260,8 +260,14 @@ def _python(node: Node, names: dict[tuple[str, str], str], schema: str, table: s
         # divisor's: spelled out for a positive divisor
         return f"({value} % {divisor} if {value} >= 0 else -(-{value} % {divisor}))"
     if tag == "cmp":
-        return (f"({_python(node[2], names, schema, table)} {node[1]} "
-                f"{_python(node[3], names, schema, table)})")
+        left, right = node[2], node[3]
+        if node[1] in ("==", "!=") and {left[0], right[0]} == {"mod", "int"} \
+                and (left if left[0] == "int" else right)[1] == 0:
+            # whether a remainder is zero does not depend on its sign: Python's will do
+            mod = left if left[0] == "mod" else right
+            return f"({_python(mod[1], names, schema, table)} % {mod[2][1]} {node[1]} 0)"
+        return (f"({_python(left, names, schema, table)} {node[1]} "
+                f"{_python(right, names, schema, table)})")
     if tag in ("and", "or"):
         return (f"({_python(node[1], names, schema, table)} {tag} "
                 f"{_python(node[2], names, schema, table)})")

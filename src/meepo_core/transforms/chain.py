@@ -12,6 +12,7 @@ from ..events import Batch, RowEvent
 from ..schema_changes import SchemaChange
 from .base import EventFunction, Transform
 from .compiled import TableRun, compilable, compile_run
+from .early_drops import DroppedColumns, columns_dropped_early
 
 if TYPE_CHECKING:
     from ..context import PipelineContext
@@ -120,10 +121,13 @@ class CompiledSteps(Step):
     deterministic); that costs nothing while nothing fails."""
 
     parts: list[Step] = field(default_factory=list)
-    _runs: dict[tuple[str, str], TableRun] = field(default_factory=dict, repr=False)
+    _runs: dict[tuple[str, str, bool], TableRun] = field(default_factory=dict, repr=False)
 
     def run(self, events: Sequence[RowEvent], report: ErrorReport,
-            count: DropCount | None = None) -> list[RowEvent]:
+            count: DropCount | None = None, in_place: bool = False) -> list[RowEvent]:
+        """:meth:`Step.run`; with ``in_place`` the events kept are the incoming ones with
+        their fields changed, not copies: only for events the caller owns and nothing
+        else holds (see :meth:`TransformChain.run`)."""
         out: list[RowEvent] = []
         drops = [0] * len(self.parts)
         runs = self._runs
@@ -139,10 +143,10 @@ class CompiledSteps(Step):
         while index < end:
             event = events[index]
             schema, table = event.schema, event.table
-            function = runs.get((schema, table))
+            function = runs.get((schema, table, in_place))
             if function is None:
-                function = runs[(schema, table)] = compile_run(
-                    [part.transform for part in parts], schema, table)
+                function = runs[(schema, table, in_place)] = compile_run(
+                    [part.transform for part in parts], schema, table, in_place)
             index = function(events, index, out, schema, table, drops, slow)
         if count is not None:
             for part, dropped in zip(parts, drops, strict=True):
@@ -186,9 +190,18 @@ class TransformChain:
             step.transform.open(context)
 
     def run(self, events: Sequence[RowEvent], report: ErrorReport,
-            count: DropCount | None = None) -> Sequence[RowEvent]:
-        for step in self._running:
-            events = step.run(events, report, count)
+            count: DropCount | None = None, fresh: bool = False) -> Sequence[RowEvent]:
+        """The chain's output for ``events``. ``fresh``: the events were made for this
+        call and nothing else holds them (a source's, see
+        :attr:`~meepo_core.source.Source.yields_fresh_events`), so a compiled first step
+        may change them in place rather than copy them. Only the first step: what a later
+        step receives came from a step before it, and a user's step may keep what it
+        returns."""
+        for index, step in enumerate(self._running):
+            if index == 0 and fresh and isinstance(step, CompiledSteps):
+                events = step.run(events, report, count, in_place=True)
+            else:
+                events = step.run(events, report, count)
         return events
 
     @property
@@ -207,6 +220,12 @@ class PipelineTransforms:
     def __bool__(self) -> bool:
         return self.pipeline is not None or bool(self.sinks)
 
+    def dropped_early(self) -> DroppedColumns | None:
+        """The columns the pipeline's chain drops before any step reads them (see
+        :mod:`.early_drops`); None when there are none to tell the source."""
+        return None if self.pipeline is None else columns_dropped_early(
+            self.pipeline.transforms)
+
     def chains(self) -> list[TransformChain]:
         return [c for c in (self.pipeline, *self.sinks.values()) if c is not None]
 
@@ -216,17 +235,19 @@ class PipelineTransforms:
 
     def batches(
         self, batch: Batch, labels: Sequence[str], report: ErrorReport,
-        count: DropCount | None = None,
+        count: DropCount | None = None, fresh: bool = False,
     ) -> dict[str, Batch]:
         """What each sink (by label) receives for ``batch``. Every batch keeps the source
         position, even when its transforms dropped every event: the checkpoint advances
         past dropped events, which are counted with ``count``. Schema changes keep their
-        place among the rows that remain (transforms shape row events only)."""
+        place among the rows that remain (transforms shape row events only). ``fresh``:
+        nothing else holds the batch's events, the pipeline's chain may change them (see
+        :meth:`TransformChain.run`)."""
         if batch.schema_changes:
-            return self._batches_around_changes(batch, labels, report, count)
+            return self._batches_around_changes(batch, labels, report, count, fresh)
         shared: Sequence[RowEvent] = batch.events
         if self.pipeline is not None:
-            shared = self.pipeline.run(shared, report, count)
+            shared = self.pipeline.run(shared, report, count, fresh)
         common = Batch(tuple(shared), batch.position) if self.pipeline is not None else batch
         found: dict[str, Batch] = {}
         for label in labels:
@@ -240,7 +261,7 @@ class PipelineTransforms:
 
     def _batches_around_changes(
         self, batch: Batch, labels: Sequence[str], report: ErrorReport,
-        count: DropCount | None,
+        count: DropCount | None, fresh: bool,
     ) -> dict[str, Batch]:
         """:meth:`batches` for a batch with schema changes: each run of rows between
         them transformed on its own, each change placed after what remains before it."""
@@ -249,7 +270,7 @@ class PipelineTransforms:
             if isinstance(piece, SchemaChange) or self.pipeline is None:
                 parts.append(piece)
             else:
-                parts.append(self.pipeline.run(piece, report, count))
+                parts.append(self.pipeline.run(piece, report, count, fresh))
         found: dict[str, Batch] = {}
         for label in labels:
             chain = self.sinks.get(label)

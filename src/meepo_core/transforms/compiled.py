@@ -11,6 +11,12 @@ no call per transform, no intermediate event and one copy of each image; the loo
 inside the function, over the events of one table in a row (one call per run of a table,
 not per event).
 
+With ``in_place`` (see :meth:`CompiledSteps.run`) the function sets the changed fields of
+the incoming event itself instead of building a new one: only for events that nothing else
+holds (a source's fresh events, before any other step saw them), and only after every step
+succeeded on the event, so an event that raises is still the source's when it is run again
+step by step.
+
 The generated source holds no user text as code: column and table names, string literals
 of a filter and mask values appear as ``repr()`` literals, every other name is generated.
 
@@ -84,9 +90,11 @@ class _Source:
         self.lines.append("    " * indent + line)
 
 
-def compile_run(transforms: Sequence[Transform], schema: str, table: str) -> TableRun:
+def compile_run(transforms: Sequence[Transform], schema: str, table: str,
+                in_place: bool = False) -> TableRun:
     """The generated function (see :data:`TableRun`) of ``transforms`` for the events of
-    ``schema.table``."""
+    ``schema.table``; ``in_place``: it changes the events it keeps instead of copying them
+    (the caller owns them)."""
     src = _Source()
     src.constants.update({"islice": islice, "UNCHANGED": UNCHANGED, "MISSING": _MISSING,
                           "NEW": object.__new__, "RowEvent": RowEvent})
@@ -133,7 +141,14 @@ def compile_run(transforms: Sequence[Transform], schema: str, table: str) -> Tab
                 body.append(f"destination = {names}[action]")
                 state["routed"] = True
     flush_edits()
-    if state["copied"] or state["routed"]:
+    if in_place:
+        # three slot writes instead of a new event's fourteen (a third of a chain's cost)
+        if state["copied"]:
+            body += ["SET_before(event, before)", "SET_after(event, after)"]
+        if state["routed"]:
+            body.append("SET_destination(event, destination)")
+        body.append("append(event)")
+    elif state["copied"] or state["routed"]:
         body.extend(_build_lines("built", "before", "after",
                                  "destination" if state["routed"] else "event.destination"))
         body.append("append(built)")

@@ -113,6 +113,21 @@ class Expression:
         self.program = program
         return readers
 
+    def columns_read(self) -> frozenset[str] | None:
+        """Every column whose value the expression can depend on, when it reads the images
+        only as ``image.column``; None when it reads an image whole or ``changed`` (which
+        depends on every column)."""
+        if "changed" in self.variables:
+            return None
+        found: set[str] = set()
+        for image in ("before", "after", "row"):
+            if image in self.variables:
+                columns = _named_columns(self.text, image)
+                if columns is None:
+                    return None
+                found |= columns
+        return frozenset(found)
+
     def named_columns(self) -> list[str]:
         """The columns the text selects as ``image.column`` (any image), sorted."""
         return sorted({column for name in ("before", "after", "row")

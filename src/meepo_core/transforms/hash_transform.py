@@ -119,7 +119,7 @@ class HashTransform(ColumnValueTransform):
         return ["if value.__class__ is str:",
                 f"    if value != {last_text}:",
                 f"        hashed = {names.constant(self.salted)}.copy()",
-                "        hashed.update(value.encode('utf-8'))",
+                "        hashed.update(value.encode())  # UTF-8",
                 f"        {last_digest} = hashed.hexdigest(){cut}",
                 f"        {last_text} = value",
                 f"    value = {last_digest}",

@@ -385,6 +385,7 @@ class DebeziumFormat:
         self.schemas = schemas
         self.version = _version()
         self.codecs = CodecCache(server_name, self.version, schemas, modes)
+        self._codecs = self.codecs.by_id
         #: provide.transaction.metadata: BEGIN/END records and the transaction block
         self.transactions = TransactionTracker(schemas) if transactions else None
         self.transaction_topic = f"{server_name}.transaction"
@@ -398,6 +399,9 @@ class DebeziumFormat:
     def key(self, event: RowEvent) -> bytes | None:
         definition = event.definition
         if definition is not None:
+            found = self._codecs.get(id(definition))  # CodecCache.codec's hit, inline
+            if found is not None and found[0] is definition:
+                return found[1].key(event.pk)
             return self.codecs.codec(definition).key(event.pk)
         return orjson.dumps(key_document(event, debezium_value))
 
@@ -406,6 +410,9 @@ class DebeziumFormat:
         if definition is not None:
             tracker = self.transactions
             block = tracker.block(event) if tracker is not None else None
+            found = self._codecs.get(id(definition))  # CodecCache.codec's hit, inline
+            if found is not None and found[0] is definition:
+                return found[1].value(event, block)
             return self.codecs.codec(definition).value(event, block)
         if self.schemas and event.table not in self._schemaless_noted:
             self._schemaless_noted.add(event.table)
@@ -437,8 +444,10 @@ class DebeziumFormat:
         definition = part.definition
         if definition is None:
             return None
-        codec = self.codecs.codec(definition)
         context = self._context_headers
+        if context is not None and counterpart is None:  # the common case: no lookup
+            return list(context)
+        codec = self.codecs.codec(definition)
         if context is None:  # the same for every message of this run
             string = codec.string_header
             context = self._context_headers = [

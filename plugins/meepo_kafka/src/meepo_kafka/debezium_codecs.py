@@ -19,7 +19,10 @@ class CodecCache:
         self.version = version
         self.schemas = schemas
         self.modes = modes
-        self._codecs: dict[int, tuple[TableDefinition, TableCodec]] = {}
+        #: (definition, codec) by the definition's id; the format's hot paths read it
+        #: directly (a hit is the definition itself, as in :meth:`codec`)
+        self.by_id: dict[int, tuple[TableDefinition, TableCodec]] = {}
+        self._codecs = self.by_id
 
     def codec(self, definition: TableDefinition) -> TableCodec:
         found = self._codecs.get(id(definition))

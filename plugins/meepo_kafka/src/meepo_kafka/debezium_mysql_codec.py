@@ -27,6 +27,7 @@ class MySQLTableCodec(TableCodec):
     connector = "mysql"
     source_schema = MYSQL_SOURCE_SCHEMA
     old_rows_whole = True
+    escape = staticmethod(escape_supplementary)
 
     _last_sequence: int | None = None
     _last_row = 0
@@ -36,21 +37,43 @@ class MySQLTableCodec(TableCodec):
                                  mariadb=self.definition.dialect == "mariadb")
 
     def source(self, event: RowEvent) -> dict[str, Any]:
-        definition = self.definition
-        block = mysql_source(event, self.version, self.server_name, definition.database,
-                             definition.table)
+        block = self._block(event)
         sequence = event.sequence
         if event.action != "read" and sequence is not None:
-            last = self._last_sequence
-            self._last_row = self._last_row + 1 if last is not None and sequence == last + 1 \
-                else 0
-            self._last_sequence = sequence
-            block["row"] = self._last_row
+            block["row"] = self._next_row(sequence)
         return block
 
-    def key(self, pk: Any) -> bytes | None:
-        data = super().key(pk)
-        return None if data is None else escape_supplementary(data)
+    def _varying(self, event: RowEvent) -> tuple[Any, ...] | None:
+        position = event.position
+        sequence = event.sequence
+        if event.action == "read" or sequence is None or type(position) is not dict:
+            return None
+        pos = position.get("pos", 0)
+        if type(pos) is not int or not 0 <= pos < 1 << 63:  # binlog offsets are far below
+            return None
+        # The events of one transaction share its commit time, GTID and (mostly) binlog
+        # file: the rest of the block is written once per transaction.
+        key = (event.committed_at, event.txid, position.get("file", ""))
+        if key != self._source_key:
+            self._tail = self._tail_template(self._block(event), _VARYING)
+            self._source_key = key
+        return (pos, self._next_row(sequence))
 
-    def value(self, event: RowEvent, transaction: dict[str, Any] | None = None) -> bytes:
-        return escape_supplementary(super().value(event, transaction))
+    def _block(self, event: RowEvent) -> dict[str, Any]:
+        definition = self.definition
+        return mysql_source(event, self.version, self.server_name, definition.database,
+                            definition.table)
+
+    def _next_row(self, sequence: int) -> int:
+        """``source.row`` of the change numbered ``sequence``: the rows of one rows event
+        have consecutive sequence numbers."""
+        last = self._last_sequence
+        self._last_row = self._last_row + 1 if last is not None and sequence == last + 1 \
+            else 0
+        self._last_sequence = sequence
+        return self._last_row
+
+
+#: The fields of ``source`` that change between the events of a transaction, in the
+#: block's order, as :func:`~meepo_kafka.debezium_compiled.source_template` formats them.
+_VARYING = (("pos", b"%d"), ("row", b"%d"))

@@ -15,6 +15,7 @@ import base64
 import json
 import math
 import re
+from binascii import b2a_base64
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -55,6 +56,8 @@ _EPOCH_DAY = date(1970, 1, 1)
 #: Debezium's MicroDuration: a month is 365.25 / 12 days, a year 365.25 days.
 _MICROS_PER_MONTH = 2_629_800_000_000
 _MICROS_PER_DAY = 86_400_000_000
+_MICROSECOND = timedelta(microseconds=1)
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +140,9 @@ def _shortest(text: str) -> tuple[str, int]:
 def _unscaled_bytes(unscaled: int) -> str:
     """Java's ``BigInteger.toByteArray`` (two's complement, big-endian, minimal), base64."""
     length = (unscaled + (unscaled < 0)).bit_length() // 8 + 1
-    return base64.b64encode(unscaled.to_bytes(length, "big", signed=True)).decode("ascii")
+    # binascii directly: base64.b64encode is a Python function around it (per value)
+    return b2a_base64(unscaled.to_bytes(length, "big", signed=True),
+                      newline=False).decode("ascii")
 
 
 def _decimal_at(scale: int) -> Convert:
@@ -145,13 +150,18 @@ def _decimal_at(scale: int) -> Convert:
 
     def convert(value: Any) -> Any:
         number = value if isinstance(value, Decimal) else Decimal(_money_text(value))
-        if not number.is_finite():
-            return None  # NaN and infinities: Debezium writes null
         if factor:  # the hot path: a value with at most ``scale`` places, exactly
-            numerator, denominator = number.as_integer_ratio()
+            try:
+                numerator, denominator = number.as_integer_ratio()
+            except (ValueError, OverflowError):
+                return None  # NaN and infinities: Debezium writes null
             unscaled, rest = divmod(numerator * factor, denominator)
-            if not rest:
-                return _unscaled_bytes(unscaled)
+            if not rest:  # _unscaled_bytes(unscaled), inline: this runs per value
+                return b2a_base64(unscaled.to_bytes(
+                    (unscaled + (unscaled < 0)).bit_length() // 8 + 1, "big", signed=True),
+                    newline=False).decode("ascii")
+        elif not number.is_finite():
+            return None
         return _unscaled_bytes(_unscaled(number, scale))
     return convert
 
@@ -234,12 +244,11 @@ def _zoned_time(value: Any) -> str:
 
 
 def _timestamp_micros(value: Any) -> int:
-    delta = value - _EPOCH
-    return int((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+    return int((value - _EPOCH) // _MICROSECOND)  # exact: timedelta's own division
 
 
 def _timestamp_millis(value: Any) -> int:
-    return _timestamp_micros(value) // 1000
+    return int((value - _EPOCH) // _MILLISECOND)  # floored, as micros // 1000
 
 
 def _zoned_timestamp(digits: int) -> Convert:

@@ -303,6 +303,10 @@ class KafkaSink(TransactionalSink):
         transactions = getattr(self.format, "transactions", None)  # Debezium's metadata
         if transactions is not None:
             transactions.start_batch()
+        # consecutive events mostly share their table's name objects: its topic is kept
+        schema: str | None = None
+        table: str | None = None
+        topic = ""
         for event in batch.events:
             if transactions is not None:
                 self._send_transaction_records(transactions.begin_if_new(event), event, sent)
@@ -312,8 +316,11 @@ class KafkaSink(TransactionalSink):
                     self._skip(part)
                     continue
                 try:
-                    topic = (topic_of(part.schema, part.table) if part.destination is None
-                             else routed(part.destination))
+                    if part.destination is not None:
+                        topic, schema = routed(part.destination), None
+                    elif part.table is not table or part.schema is not schema:
+                        schema, table = part.schema, part.table
+                        topic = topic_of(schema, table)
                     key = key_of(part)
                     value = value_of(part)
                 except (TypeError, ValueError, OverflowError, RecursionError) as exc:
@@ -329,8 +336,12 @@ class KafkaSink(TransactionalSink):
                     if not self._produce(topic, key, value, headers, event):
                         break
                 remember((topic, key, value, headers, event))
-                if (tombstones and part.action == "delete"
-                        and self._produce(topic, key, None, headers, event)):
+                if tombstones and part.action == "delete":
+                    try:
+                        produce(topic, None, key, headers=headers)
+                    except (BufferError, KafkaException):
+                        if not self._produce(topic, key, None, headers, event):
+                            continue
                     remember((topic, key, None, headers, event))
         if transactions is not None and batch.position is not None:  # ends a transaction
             self._send_transaction_records(transactions.end(), batch.events[-1], sent)

@@ -73,6 +73,7 @@ class KafkaSource(Source):
     :class:`~meepo_kafka.config.SourceSettings`."""
 
     OPTIONS = SOURCE_OPTIONS  # declared in .config, where they are read
+    yields_fresh_events = True  # decoded for this run, held nowhere else
 
     def __init__(self, settings: SourceSettings) -> None:
         self.settings = settings

@@ -8,6 +8,7 @@ from typing import Any, Self
 
 from meepo_core import (
     Batch,
+    DroppedColumns,
     Options,
     PipelineContext,
     Position,
@@ -43,6 +44,7 @@ class MySQLSource(Source):
     """
 
     OPTIONS = OPTIONS  # declared in .config, where they are read
+    yields_fresh_events = True  # decoded for this run, held nowhere else
     snapshots: MySQLSnapshots  # its snapshot methods delegate to it (Source.snapshots)
 
     def __init__(self, settings: MySQLSettings) -> None:
@@ -143,6 +145,12 @@ class MySQLSource(Source):
             return found
         finally:
             control.close()
+
+    def drop_columns_early(self, dropped: DroppedColumns) -> None:
+        """The binlog and snapshot decoders skip the columns the pipeline's transforms
+        drop first (key columns excepted), as they skip the ``columns`` option's hidden
+        ones: a dropped column is never decoded."""
+        self.settings.filter.dropped = dropped
 
     def table_columns(self) -> dict[str, list[str]] | None:
         flt = self.settings.filter

@@ -168,11 +168,11 @@ class SchemaEvents:
             "TABLE_SCHEMA = %s AND TABLE_NAME = %s", schema, table)
         collation, table_comment = about[0] if about else (None, None)
         names = [str(r[0]) for r in rows]
-        hidden = self.filter.hidden_columns(schema, table, names)
         keys = self.control.query(
             "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s "
             "AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
             schema, table)
+        hidden = self.filter.hidden_columns(schema, table, names, [str(k[0]) for k in keys])
         definition = TableDefinition(
             tuple(ColumnDefinition(str(name), str(kind), nullable == "YES",
                                    None if default in (None, "NULL") else str(default),

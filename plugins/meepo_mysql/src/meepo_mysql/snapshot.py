@@ -200,7 +200,8 @@ class MySQLSnapshots:
         qualified = table.qualified
         if qualified not in self._definitions:
             names = [c.name for c in columns]
-            hidden = self.settings.filter.hidden_columns(table.schema, table.table, names)
+            hidden = self.settings.filter.hidden_columns(table.schema, table.table, names,
+                                                         table.key)
             self._definitions[qualified] = read_definition(self.control, table.schema,
                                                            table.table, hidden)
         return self._definitions[qualified]
@@ -209,7 +210,8 @@ class MySQLSnapshots:
         found = self._readers.get(table.qualified)
         if found is None:
             names = [c.name for c in columns]
-            hidden = self.settings.filter.hidden_columns(table.schema, table.table, names)
+            hidden = self.settings.filter.hidden_columns(table.schema, table.table, names,
+                                                         table.key)
             found = self._readers[table.qualified] = _row_reader(
                 columns, [names.index(k) for k in table.key],
                 [i for i, name in enumerate(names) if name not in hidden])

@@ -115,9 +115,9 @@ class Tables:
                 "binlog_row_metadata = 'FULL' on the server (events written before that "
                 "cannot be decoded by name: backfill the table)"
             )
-        hidden = self.settings.filter.hidden_columns(schema, table, mapped.names) \
-            if follows else frozenset()
         pk = tuple(mapped.names[i] for i in mapped.primary_key)
+        hidden = self.settings.filter.hidden_columns(schema, table, mapped.names, pk) \
+            if follows else frozenset()
         self._refuse_hidden_key(mapped, hidden, pk)
         watch = cascades.CascadeWatch(
             parent_of, self.context, resnapshot=self.settings.cascades == "resnapshot",

@@ -47,6 +47,7 @@ class PostgresSource(Source):
     """
 
     OPTIONS = OPTIONS  # declared in .config, where they are read
+    yields_fresh_events = True  # decoded for this run, held nowhere else
     snapshots: PostgresSnapshots  # its snapshot methods delegate to it (Source.snapshots)
     # Watermarks are logical decoding messages, which every slot decodes: the one way to
     # miss them is to write them before the stream's start position was fixed.

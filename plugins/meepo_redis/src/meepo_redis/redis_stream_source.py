@@ -77,6 +77,7 @@ class RedisStreamSource(Source):
     """
 
     OPTIONS = (URL, STREAM, GROUP, CONSUMER, LEASE_MS, START)
+    yields_fresh_events = True  # decoded for this run, held nowhere else
 
     def __init__(self, url: str, stream: str = DEFAULT_STREAM, group: str = "meepo",
                  consumer: str | None = None, lease_ms: int = 15_000,

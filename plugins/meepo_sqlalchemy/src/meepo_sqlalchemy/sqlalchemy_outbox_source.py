@@ -88,6 +88,7 @@ class OutboxSource(Source):
     """Relays ``table`` of the database at ``url``; see the module docstring."""
 
     OPTIONS = (URL_OPTION, TABLE, SCHEMA, POLL_INTERVAL, PAGE_SIZE, DELETE_RELAYED, TABLES)
+    yields_fresh_events = True  # decoded for this run, held nowhere else
 
     snapshots: OutboxSnapshots  # its snapshot methods delegate to it (Source.snapshots)
 
