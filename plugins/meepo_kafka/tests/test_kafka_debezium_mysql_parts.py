@@ -6,6 +6,8 @@ escapes."""
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -53,6 +55,46 @@ def test_the_proxy_renames_mysql_8_4_statements_for_mariadb(mariadb: Any,
     assert (isolation, read_only) == ("REPEATABLE-READ", 0)
     assert "MariaDB" in version  # results pass unchanged
     assert ("SHOW BINARY LOG STATUS", "SHOW MASTER STATUS") in proxy.rewritten
+
+
+@pytest.mark.integration
+def test_the_proxy_in_its_own_process_answers_status_queries_with_a_pinned_position(
+        mariadb: Any) -> None:
+    pymysql = pytest.importorskip("pymysql")
+    mariadb.start()
+    path = Path(__file__).parents[1] / "tools" / "mysql_version_proxy.py"
+    proxy = subprocess.Popen(
+        [sys.executable, str(path), f"{mariadb.host}:{mariadb.port}",
+         "--position", "binlog.000001:1234"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proxy.stdout is not None
+        port = int(proxy.stdout.readline().strip().removeprefix("port="))
+        conn = pymysql.connect(host="127.0.0.1", port=port, user=mariadb.user,
+                               password=mariadb.password)
+        try:
+            with conn.cursor() as cur:
+                for query in ("SHOW BINARY LOG STATUS", "show master status"):
+                    cur.execute(query)
+                    columns = [column[0] for column in cur.description]
+                    assert cur.fetchall() == (("binlog.000001", 1234, "", ""),)
+                    assert columns == ["File", "Position", "Binlog_Do_DB", "Binlog_Ignore_DB"]
+                cur.execute("SELECT VERSION()")  # everything else as it is
+                assert "MariaDB" in cur.fetchone()[0]
+        finally:
+            conn.close()
+    finally:
+        assert proxy.stdin is not None
+        proxy.stdin.close()  # the proxy's signal to stop
+        assert proxy.wait(10) == 0
+
+
+def test_a_pinned_position_must_be_a_binlog_position() -> None:
+    proxy_module = _proxy_module()
+    assert proxy_module.pinned_status("binlog.000002", 4).startswith(b"SELECT 'binlog.000002'")
+    for file, pos in (("x' OR '1", 4), ("binlog.000001", 3)):
+        with pytest.raises(ValueError):
+            proxy_module.pinned_status(file, pos)
 
 
 def test_the_handshake_rewrite_keeps_everything_but_version_and_ssl() -> None:

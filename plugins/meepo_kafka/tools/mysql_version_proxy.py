@@ -25,14 +25,28 @@ events: MariaDB replaces them with "# Dummy event" statements, which Debezium wr
 its schema change topic as DDL. The change events are the same; the default design has no
 such records.
 
+A pinned start (``position``, for the benchmark ``bench/bench_debezium.py``): every binlog
+status query (``SHOW BINARY LOG STATUS``, ``SHOW MASTER STATUS``) is answered with that
+fixed file and position, as a ``SELECT`` of MariaDB's four status columns (``File``,
+``Position``, ``Binlog_Do_DB``, ``Binlog_Ignore_DB``): Debezium's snapshot reads its start
+from columns 1 and 2 of that answer (and a GTID set from a fifth column, absent here), so
+with ``snapshot.mode = no_data`` it streams from the pinned position instead of the
+binlog's current end. Only that answer changes; the binlog itself is read as it is.
+
+Run on its own (``python mysql_version_proxy.py HOST:PORT [--position FILE:POS]``, see
+:func:`main`), it serves in its own process, so its threads share no interpreter with
+the client measured through it.
+
 Nothing of Debezium or of the driver is changed or copied: both run as shipped.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import re
 import socket
+import sys
 import threading
 
 #: The version the second design claims (a MySQL that Debezium's checks accept).
@@ -46,6 +60,9 @@ QUERY_REWRITES: list[tuple[re.Pattern[bytes], bytes]] = [
     (re.compile(rb"@@(session\.|global\.)?transaction_read_only", re.IGNORECASE),
      rb"@@\1tx_read_only"),
 ]
+#: Every binlog status query, under MySQL 8.4's name and the older one MariaDB knows.
+STATUS_QUERY = re.compile(rb"SHOW\s+(BINARY\s+LOG|MASTER)\s+STATUS", re.IGNORECASE)
+_BINLOG_FILE = re.compile(r"[A-Za-z0-9_.-]+")
 _COM_QUERY = 0x03
 _CLIENT_SSL = 0x0800
 
@@ -85,15 +102,26 @@ def rewrite_handshake(payload: bytes, claim_version: bytes | None = None) -> byt
     return b"\x0a" + version + b"\0" + bytes(rest)
 
 
-class MySQLVersionProxy:
-    """Listens on ``127.0.0.1:<port>`` and forwards each connection to ``(host, port)``
-    with the rewrites above; ``claim_version``: the second design's version (None: the
-    server's own)."""
+def pinned_status(file: str, pos: int) -> bytes:
+    """A query whose answer looks like MariaDB's ``SHOW MASTER STATUS`` at ``file:pos``."""
+    if not _BINLOG_FILE.fullmatch(file) or pos < 4:
+        raise ValueError(f"not a binlog position: {file}:{pos}")
+    return (f"SELECT '{file}' AS File, {int(pos)} AS Position, '' AS Binlog_Do_DB, "
+            "'' AS Binlog_Ignore_DB").encode()
 
-    def __init__(self, host: str, port: int, claim_version: bytes | None = None) -> None:
+
+class MySQLVersionProxy:
+    """Listens on ``127.0.0.1:<listen_port>`` (0: any free port, then in :attr:`port`) and
+    forwards each connection to ``(host, port)`` with the rewrites above;
+    ``claim_version``: the second design's version (None: the server's own);
+    ``position``: answer every binlog status query with this ``(file, pos)``."""
+
+    def __init__(self, host: str, port: int, claim_version: bytes | None = None,
+                 position: tuple[str, int] | None = None, listen_port: int = 0) -> None:
         self.upstream = (host, port)
         self.claim_version = claim_version
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.pinned = None if position is None else pinned_status(*position)
+        self.listener = socket.create_server(("127.0.0.1", listen_port))
         self.port: int = self.listener.getsockname()[1]
         self.rewritten: set[tuple[str, str]] = set()  # (query, as sent)
         self._lock = threading.Lock()
@@ -104,6 +132,9 @@ class MySQLVersionProxy:
     def rewrite_query(self, payload: bytes) -> bytes:
         text = payload[1:]
         changed = text
+        pinned = self.pinned
+        if pinned is not None:  # (a function: the answer is not a template)
+            changed = STATUS_QUERY.sub(lambda _: pinned, changed)
         for pattern, replacement in QUERY_REWRITES:
             changed = pattern.sub(replacement, changed)
         if changed == text:
@@ -167,3 +198,31 @@ def _close(*sockets: socket.socket) -> None:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
         sock.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until standard input closes (or the process is ended): prints ``port=N``, the
+    port it listens on, as its first line once it accepts connections."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("upstream", help="the MariaDB server, HOST:PORT")
+    parser.add_argument("--listen-port", type=int, default=0, help="default: any free port")
+    parser.add_argument("--claim-version", help="the second design's version, e.g. 8.0.36-log")
+    parser.add_argument("--position", help="answer binlog status queries with FILE:POS")
+    args = parser.parse_args(argv)
+    host, _, port = args.upstream.rpartition(":")
+    position = None
+    if args.position:
+        file, _, pos = args.position.rpartition(":")
+        position = (file, int(pos))
+    proxy = MySQLVersionProxy(host, int(port), args.claim_version and args.claim_version.encode(),
+                              position, args.listen_port)
+    print(f"port={proxy.port}", flush=True)
+    try:
+        sys.stdin.read()  # until the parent closes it (or goes)
+    finally:
+        proxy.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
