@@ -286,7 +286,8 @@ class ReplicationStream:
         base = count = 0
         committed_at: datetime = pg_time(0)  # set by each Begin before any change
         txid: str | None = None
-        idle_since = time.monotonic()
+        monotonic = time.monotonic
+        idle_since = monotonic()
         high, prefix = -1, ""  # the LSN's high half and its text, kept: formatting is costly
         while True:
             with lock:
@@ -306,7 +307,7 @@ class ReplicationStream:
                         return
                 self._wait(cursor)
                 continue
-            self._last_receipt = time.monotonic()
+            self._last_receipt = monotonic()
             data = message.payload
             fast = decoders.get(data[:5])  # the kind byte and the relation OID
             if fast is not None:  # a row of a followed table
@@ -316,7 +317,7 @@ class ReplicationStream:
                 if lsn >> 32 != high:
                     high = lsn >> 32
                     prefix = f"{high:X}/"
-                where = {"lsn": prefix + format(lsn & 0xFFFFFFFF, "X")}
+                where = {"lsn": prefix + "%X" % (lsn & 0xFFFFFFFF)}
                 try:
                     event = fast(data, where, committed_at, txid, seq)
                 except (Fallback, ValueTooDeep):  # another shape, or a value to dead-letter
