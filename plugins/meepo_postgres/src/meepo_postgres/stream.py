@@ -45,6 +45,7 @@ from meepo_core import (
 from .catalog import Catalog
 from .config import PostgresSettings
 from .connections import connect_error, connect_replication, error_text
+from .decoders import Fallback, RowDecoder, compile_decoders
 from .pgoutput import (
     BEGIN,
     COMMIT,
@@ -276,14 +277,17 @@ class ReplicationStream:
         stopping = self.context.stopping
         plans = self._plans
         plans.clear()  # the server describes each relation again in a new session
+        #: A followed relation's generated decoders, by the first 5 bytes of its row
+        #: messages: the kind byte and the relation OID.
+        decoders: dict[bytes, RowDecoder] = {}
         schemas = self.schemas
         schemas.new_session()
-        row_event = RowEvent.trusted  # actions are literals, committed_at is UTC-aware
         in_trx = False
         base = count = 0
         committed_at: datetime = pg_time(0)  # set by each Begin before any change
         txid: str | None = None
-        idle_since = time.monotonic()
+        monotonic = time.monotonic
+        idle_since = monotonic()
         high, prefix = -1, ""  # the LSN's high half and its text, kept: formatting is costly
         while True:
             with lock:
@@ -303,64 +307,34 @@ class ReplicationStream:
                         return
                 self._wait(cursor)
                 continue
-            self._last_receipt = time.monotonic()
+            self._last_receipt = monotonic()
             data = message.payload
-            kind = data[0]
-            if kind in (INSERT, UPDATE, DELETE):
+            fast = decoders.get(data[:5])  # the kind byte and the relation OID
+            if fast is not None:  # a row of a followed table
                 seq = base + count
                 count += 1
-                oid = relation_oid(data)
-                plan = plans.get(oid)
-                if plan is None:
-                    raise ProtocolError(f"a change of relation {oid} came before its Relation")
-                if not plan.followed:
-                    continue
-                converters = plan.converters
                 lsn = message.data_start
                 if lsn >> 32 != high:
                     high = lsn >> 32
                     prefix = f"{high:X}/"
-                where = {"lsn": prefix + format(lsn & 0xFFFFFFFF, "X")}
+                where = {"lsn": prefix + "%X" % (lsn & 0xFFFFFFFF)}
                 try:
-                    if kind == INSERT:
-                        values = read_tuple(data, 6, converters)[0]
-                        event = row_event(
-                            plan.schema, plan.table, "write", plan.pk(values), None,
-                            plan.image(values), where, committed_at, txid, seq, plan.pk_columns,
-                            definition=plan.definition,
-                        )
-                    elif kind == UPDATE:
-                        marker = data[5]
-                        if marker in (KEY_TUPLE, OLD_TUPLE):
-                            old, pos = read_tuple(data, 6, converters)
-                            values = read_tuple(data, pos + 1, converters)[0]
-                            if marker == OLD_TUPLE:
-                                fill_unchanged(values, old)
-                                before = plan.image(old)
-                            else:
-                                before = plan.identity_image(old)
-                        else:
-                            values = read_tuple(data, 6, converters)[0]
-                            before = plan.identity_image(values)
-                        event = row_event(
-                            plan.schema, plan.table, "update", plan.pk(values), before,
-                            plan.image(values), where, committed_at, txid, seq, plan.pk_columns,
-                            definition=plan.definition,
-                        )
-                    else:
-                        old = read_tuple(data, 6, converters)[0]
-                        before = (plan.image(old) if data[5] == OLD_TUPLE
-                                  else plan.identity_image(old))
-                        event = row_event(
-                            plan.schema, plan.table, "delete", plan.pk(old), before, None, where,
-                            committed_at, txid, seq, plan.pk_columns, definition=plan.definition,
-                        )
-                except ValueTooDeep as exc:
-                    self._dead_letter_row(kind, data, plan, where, committed_at, txid, seq, exc)
-                    continue
-                batch = add(event)
-                if batch is not None:
+                    event = fast(data, where, committed_at, txid, seq)
+                except (Fallback, ValueTooDeep):  # another shape, or a value to dead-letter
+                    decoded = self._decode_row(data[0], data, plans[relation_oid(data)], where,
+                                               committed_at, txid, seq)
+                    if decoded is None:
+                        continue
+                    event = decoded
+                if (batch := add(event)) is not None:
                     yield batch
+                continue
+            kind = data[0]
+            if kind in (INSERT, UPDATE, DELETE):  # of a table left out: not decoded
+                count += 1
+                oid = relation_oid(data)
+                if oid not in plans:
+                    raise ProtocolError(f"a change of relation {oid} came before its Relation")
             elif kind == BEGIN:
                 begin = parse_begin(data)
                 base = sequence_base(begin.final_lsn, self.committed.sequence)
@@ -390,7 +364,12 @@ class ReplicationStream:
             elif kind == RELATION:
                 relation = parse_relation(data)
                 plan = plans[relation.oid] = build_plan(relation, self.filter, self.catalog)
+                oid_bytes = data[1:5]
+                for row_kind in (INSERT, UPDATE, DELETE):
+                    decoders.pop(bytes((row_kind,)) + oid_bytes, None)
                 if plan.followed:
+                    for row_kind, decode in compile_decoders(plan).items():
+                        decoders[bytes((row_kind,)) + oid_bytes] = decode
                     where = {"lsn": format_lsn(message.data_start)}
                     seen = schemas.observe(relation, plan, where, committed_at, txid,
                                            base + count)
@@ -407,6 +386,51 @@ class ReplicationStream:
                     batcher.watermark(note.content.decode(), base + count, committed_at)
                     count += 1
             # Type and Origin: nothing to deliver.
+
+    def _decode_row(
+        self, kind: int, data: bytes, plan: TablePlan, where: dict[str, Any],
+        committed_at: datetime, txid: str | None, seq: int,
+    ) -> RowEvent | None:
+        """The reference decoding of a row message (:func:`read_tuple` and the plan's
+        methods), which the generated decoders must match: any shape, old rows included.
+        ``None`` when the row went to the dead-letter store (a value too deep)."""
+        converters = plan.converters
+        row_event = RowEvent.trusted  # actions are literals, committed_at is UTC-aware
+        try:
+            if kind == INSERT:
+                values = read_tuple(data, 6, converters)[0]
+                return row_event(
+                    plan.schema, plan.table, "write", plan.pk(values), None,
+                    plan.image(values), where, committed_at, txid, seq, plan.pk_columns,
+                    definition=plan.definition,
+                )
+            if kind == UPDATE:
+                marker = data[5]
+                if marker in (KEY_TUPLE, OLD_TUPLE):
+                    old, pos = read_tuple(data, 6, converters)
+                    values = read_tuple(data, pos + 1, converters)[0]
+                    if marker == OLD_TUPLE:
+                        fill_unchanged(values, old)
+                        before = plan.image(old)
+                    else:
+                        before = plan.identity_image(old)
+                else:
+                    values = read_tuple(data, 6, converters)[0]
+                    before = plan.identity_image(values)
+                return row_event(
+                    plan.schema, plan.table, "update", plan.pk(values), before,
+                    plan.image(values), where, committed_at, txid, seq, plan.pk_columns,
+                    definition=plan.definition,
+                )
+            old = read_tuple(data, 6, converters)[0]
+            before = plan.image(old) if data[5] == OLD_TUPLE else plan.identity_image(old)
+            return row_event(
+                plan.schema, plan.table, "delete", plan.pk(old), before, None, where,
+                committed_at, txid, seq, plan.pk_columns, definition=plan.definition,
+            )
+        except ValueTooDeep as exc:
+            self._dead_letter_row(kind, data, plan, where, committed_at, txid, seq, exc)
+            return None
 
     def _dead_letter_row(
         self, kind: int, data: bytes, plan: TablePlan, where: dict[str, Any],
