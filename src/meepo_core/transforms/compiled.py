@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields
 from itertools import islice
 from typing import Any
 
-from ..events import UNCHANGED, RowEvent
+from ..events import UNCHANGED, RowEvent, UnfrozenRowEvent
 from .base import ImageTransform, TableRoute, Transform
 from .cel_python import translate
 from .columns import ColumnValueTransform
@@ -97,8 +97,8 @@ def compile_run(transforms: Sequence[Transform], schema: str, table: str,
     (the caller owns them)."""
     src = _Source()
     src.constants.update({"islice": islice, "UNCHANGED": UNCHANGED, "MISSING": _MISSING,
-                          "NEW": object.__new__, "RowEvent": RowEvent})
-    for name in _FIELDS:  # the slot setters: what RowEvent.trusted calls, inlined
+                          "UNFROZEN": UnfrozenRowEvent, "RowEvent": RowEvent})
+    for name in ("before", "after", "destination"):  # to change an event in place
         src.constants[f"SET_{name}"] = getattr(RowEvent, name).__set__
     body: list[str] = []
     filters: list[int] = []
@@ -193,9 +193,9 @@ def _build_lines(target: str, before: str, after: str, destination: str) -> list
     (the rest from ``event``): :meth:`RowEvent.trusted` inlined."""
     values = {"schema": "S", "table": "T", "action": "action", "before": before,
               "after": after, "destination": destination}
-    lines = [f"{target} = NEW(RowEvent)"]
-    lines += [f"SET_{name}({target}, {values.get(name, f'event.{name}')})"
-              for name in _FIELDS]
+    lines = [f"{target} = UNFROZEN()"]
+    lines += [f"{target}.{name} = {values.get(name, f'event.{name}')}" for name in _FIELDS]
+    lines.append(f"{target}.__class__ = RowEvent")
     return lines
 
 
