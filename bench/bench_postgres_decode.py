@@ -44,7 +44,7 @@ from bench_postgres import OPTIONS, PUBLICATION, copy_slot, drop_slot, prepare
 from meepo_testkit.servers import PostgresServer
 
 from meepo_core import Batch, Options, PipelineSettings, RowEvent
-from meepo_core.testing.contracts import make_context
+from meepo_core.testing import make_context
 
 
 def load_package(directory: Path, name: str) -> ModuleType:
