@@ -87,7 +87,7 @@ class TableFilter:
                        key: Collection[str] = ()) -> frozenset[str]:
         """The columns of ``schema.table`` that must not leave the database, and those
         the pipeline's transforms drop early (:attr:`dropped`) other than the ``key``
-        columns."""
+        columns (all of them for a table keyed by its whole row)."""
         name = f"{schema}.{table}"
         rules = [rule for rule in self.column_rules if fnmatchcase(name, rule.pattern)]
         columns = list(columns)

@@ -99,13 +99,14 @@ def test_columns_the_transforms_drop_first_are_never_decoded(
 
     def pipeline(first_filter: str, sink: str) -> dict[str, Any]:
         return {
-            "source": {**harness.options(), "tables": [f"{db}.contacts"], "start": start},
+            "source": {**harness.options(), "tables": [f"{db}.*"], "start": start,
+                       "no_pk": "row"},
             "snapshot": "initial",
             "transforms": [
                 {"type": "filter", "where": first_filter},
                 {"type": "hash", "columns": [f"{db}.contacts.email"], "salt": "pepper"},
-                {"type": "drop_columns", "columns": [f"{db}.contacts.phone",
-                                                     f"{db}.contacts.id", f"{db}.*.pr*"]},
+                {"type": "drop_columns", "columns": [f"{db}.*.phone", f"{db}.contacts.id",
+                                                     f"{db}.*.pr*"]},
                 {"type": "route", "to": "{table}_v2"},
             ],
             "sinks": [{"type": "memory", "name": sink}],
@@ -126,7 +127,10 @@ def test_columns_the_transforms_drop_first_are_never_decoded(
         "INSERT INTO contacts VALUES (3, 'acme', 'bob@a.example', '+31 3', 3.75)",
         "UPDATE contacts SET phone = '+31 9', price = 9.99, email = 'ann@b.example' "
         "WHERE id = 1",
-        "DELETE FROM contacts WHERE id = 3")
+        "DELETE FROM contacts WHERE id = 3",
+        # a table without a key (created after the snapshot, which needs keys)
+        "CREATE TABLE notes (tenant VARCHAR(10), body TEXT, phone VARCHAR(20))",
+        "INSERT INTO notes VALUES ('acme', 'hello', '+31 4')")
     run_both()
     early, late = channel("early").events, channel("late").events
 
@@ -135,15 +139,23 @@ def test_columns_the_transforms_drop_first_are_never_decoded(
         return (e.table, e.action, e.pk, e.before, e.after, e.destination,
                 stream and e.position, stream and e.sequence, stream and e.txid)
     assert [seen(e) for e in early] == [seen(e) for e in late]
-    assert [(e.action, e.pk, e.destination) for e in early] == [
+    contacts = [e for e in early if e.table == "contacts"]
+    assert [(e.action, e.pk, e.destination) for e in contacts] == [
         ("read", 1, "contacts_v2"), ("write", 3, "contacts_v2"), ("update", 1, "contacts_v2"),
         ("delete", 3, "contacts_v2")]
     assert all(set(image) == {"tenant", "email"}
-               for e in early for image in (e.before, e.after) if image is not None)
-    assert early[2].after == {"tenant": "acme",
-                              "email": hashlib.sha256(b"pepperann@b.example").hexdigest()}
+               for e in contacts for image in (e.before, e.after) if image is not None)
+    assert contacts[2].after == {"tenant": "acme",
+                                 "email": hashlib.sha256(b"pepperann@b.example").hexdigest()}
+    # keyed by its whole row, phone included, the keyless table keeps its columns
+    (note,) = [e for e in early if e.table == "notes"]
+    assert note.after == {"tenant": "acme", "body": "hello"}
+    assert note.pk == ("acme", "hello", "+31 4")
+
+    def columns(events: list[RowEvent], table: str) -> set[tuple[str, ...]]:
+        return {tuple(c.name for c in e.definition.columns) for e in events
+                if e.definition and e.table == table}
     # told the source: the definitions lost the dropped columns but the key
-    assert {tuple(c.name for c in e.definition.columns) for e in early if e.definition} == {
-        ("id", "tenant", "email")}
-    assert {tuple(c.name for c in e.definition.columns) for e in late if e.definition} == {
-        ("id", "tenant", "email", "phone", "price")}
+    assert columns(early, "contacts") == {("id", "tenant", "email")}
+    assert columns(late, "contacts") == {("id", "tenant", "email", "phone", "price")}
+    assert columns(early, "notes") == columns(late, "notes") == {("tenant", "body", "phone")}

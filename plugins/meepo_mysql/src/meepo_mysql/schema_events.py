@@ -172,7 +172,8 @@ class SchemaEvents:
             "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s "
             "AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
             schema, table)
-        hidden = self.filter.hidden_columns(schema, table, names, [str(k[0]) for k in keys])
+        hidden = self.filter.hidden_columns(schema, table, names,
+                                            [str(k[0]) for k in keys] or names)
         definition = TableDefinition(
             tuple(ColumnDefinition(str(name), str(kind), nullable == "YES",
                                    None if default in (None, "NULL") else str(default),

@@ -116,7 +116,9 @@ class Tables:
                 "cannot be decoded by name: backfill the table)"
             )
         pk = tuple(mapped.names[i] for i in mapped.primary_key)
-        hidden = self.settings.filter.hidden_columns(schema, table, mapped.names, pk) \
+        # a table without a key is keyed by its whole row: the transforms' drops keep it
+        hidden = self.settings.filter.hidden_columns(schema, table, mapped.names,
+                                                     pk or mapped.names) \
             if follows else frozenset()
         self._refuse_hidden_key(mapped, hidden, pk)
         watch = cascades.CascadeWatch(
