@@ -10,6 +10,7 @@ import psycopg2
 
 from meepo_core import (
     Batch,
+    DroppedColumns,
     Options,
     PipelineContext,
     Position,
@@ -120,6 +121,12 @@ class PostgresSource(Source):
             return found
         finally:
             control.close()
+
+    def drop_columns_early(self, dropped: DroppedColumns) -> None:
+        """The stream's decoders and the snapshot skip the columns the pipeline's
+        transforms drop first (key columns excepted), as they skip the ``columns``
+        option's hidden ones: a dropped column is never converted."""
+        self.settings.filter.dropped = dropped
 
     def check_resume(self, position: Position) -> list[str]:
         try:

@@ -77,7 +77,10 @@ def build_plan(relation: Relation, table_filter: TableFilter, catalog: Catalog) 
         key = identity  # the catalog moved on since this change was written
     else:
         key = ()
-    hidden = table_filter.hidden_columns(schema, table, names)
+    # key columns stay whatever the transforms drop; a table without a key is keyed by its
+    # whole row, so all of them do
+    hidden = table_filter.hidden_columns(schema, table, names,
+                                         [names[i] for i in key] if key else names)
     visible = tuple(i for i, name in enumerate(names) if name not in hidden) if hidden else None
     pk_columns = tuple(names[i] for i in key) if key else tuple(
         names[i] for i in (visible if visible is not None else range(len(names)))

@@ -148,11 +148,13 @@ class SchemaTracker:
         if oid in self._names or oid in self._seen:
             return None
         self._names[oid] = (schema, table)
-        hidden = self.table_filter.hidden_columns(schema, table, [str(r[1]) for r in rows]) \
+        names = [str(r[1]) for r in rows]
+        key = catalog.key_columns(oid, replica_identity)
+        hidden = self.table_filter.hidden_columns(schema, table, names, key or names) \
             if self.table_filter is not None else set()
         columns = tuple(ColumnDefinition(str(name), str(kind), bool(null), default)
                         for _, name, kind, null, default, _ in rows if name not in hidden)
-        definition = TableDefinition(columns, catalog.key_columns(oid, replica_identity))
+        definition = TableDefinition(columns, key)
         self._seen[oid] = _Seen(schema, table, definition,
                                 {str(r[1]): int(r[5]) for r in rows})
         return SchemaChange(schema, table, "create", None, definition, sequence=sequence)

@@ -118,7 +118,8 @@ class PostgresSnapshots:
                 table.schema, table.table)
             assert self._catalog is not None
             names = tuple(str(r[0]) for r in rows)
-            hidden = self.settings.filter.hidden_columns(table.schema, table.table, names)
+            hidden = self.settings.filter.hidden_columns(table.schema, table.table, names,
+                                                         table.key)
             oid = self.control.query(
                 "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = %s AND c.relname = %s", table.schema, table.table)[0][0]
