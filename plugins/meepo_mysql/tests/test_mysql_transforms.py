@@ -113,9 +113,9 @@ def test_columns_the_transforms_drop_first_are_never_decoded(
         }
 
     write_config(tmp_path, {
-        "early": pipeline(keep_test_out, "early"),
+        "early": pipeline(keep_test_out, f"early-{db}"),
         # reading the whole row, this filter could depend on every column: nothing early
-        "late": pipeline(f"{keep_test_out} && size(row) > 0", "late")})
+        "late": pipeline(f"{keep_test_out} && size(row) > 0", f"late-{db}")})
     monkeypatch.chdir(tmp_path)
 
     def run_both() -> None:
@@ -132,7 +132,8 @@ def test_columns_the_transforms_drop_first_are_never_decoded(
         "CREATE TABLE notes (tenant VARCHAR(10), body TEXT, phone VARCHAR(20))",
         "INSERT INTO notes VALUES ('acme', 'hello', '+31 4')")
     run_both()
-    early, late = channel("early").events, channel("late").events
+    # memory channels live as long as the process: named after this test's database
+    early, late = channel(f"early-{db}").events, channel(f"late-{db}").events
 
     def seen(e: RowEvent) -> tuple[Any, ...]:  # snapshot reads differ in time and place
         stream = e.action != "read"

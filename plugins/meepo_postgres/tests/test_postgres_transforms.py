@@ -47,9 +47,9 @@ def test_columns_the_transforms_drop_first_are_never_decoded(
 
     keep_test_out = "row.tenant != 'test'"
     write_config(tmp_path, {
-        "early": pipeline(keep_test_out, "early"),
+        "early": pipeline(keep_test_out, f"early-{schema}"),
         # reading the whole row, this filter could depend on every column: nothing early
-        "late": pipeline(f"{keep_test_out} && size(row) > 0", "late", slot=late_slot,
+        "late": pipeline(f"{keep_test_out} && size(row) > 0", f"late-{schema}", slot=late_slot,
                          publication=late_publication)})
     monkeypatch.chdir(tmp_path)
 
@@ -73,7 +73,8 @@ def test_columns_the_transforms_drop_first_are_never_decoded(
             conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM "
                          "pg_replication_slots WHERE slot_name = %s", (late_slot,))
             conn.execute(f'DROP PUBLICATION IF EXISTS "{late_publication}"')
-    early, late = channel("early").events, channel("late").events
+    # memory channels live as long as the process: named after this test's schema
+    early, late = channel(f"early-{schema}").events, channel(f"late-{schema}").events
 
     def seen(e: RowEvent) -> tuple[Any, ...]:
         return (e.table, e.action, e.pk, e.before, e.after, e.destination, e.txid)
