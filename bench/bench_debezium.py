@@ -63,7 +63,6 @@ import json
 import os
 import statistics
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +70,7 @@ from typing import Any
 from _debezium_mariadb import mariadb_subject
 from _debezium_runs import DESIGNS, Subject, compare, run_debezium, run_meepo
 from _env import _version, machine
+from bench_postgres import drop_slot
 from meepo_testkit.servers import KafkaServer, PostgresServer
 
 RESULTS = Path(__file__).parent / "results" / "debezium.json"
@@ -104,20 +104,6 @@ def prepare(server: PostgresServer, rows: int) -> int:
 def copy_slot(server: PostgresServer, name: str) -> None:
     with server.connect(autocommit=True) as conn:
         conn.execute("SELECT pg_copy_logical_replication_slot(%s, %s)", (ORIGIN, name))
-
-
-def drop_slot(server: PostgresServer, name: str) -> None:
-    """Drop a used slot copy (the server has a few slots only), once its reader let go."""
-    with server.connect(autocommit=True) as conn:
-        for _ in range(100):
-            row = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s",
-                               (name,)).fetchone()
-            if row is None:
-                return
-            if not row[0]:
-                conn.execute("SELECT pg_drop_replication_slot(%s)", (name,))
-                return
-            time.sleep(0.1)
 
 
 def postgres_properties(server: PostgresServer, slot: str) -> dict[str, str]:

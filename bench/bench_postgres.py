@@ -92,8 +92,10 @@ def copy_slot(server: PostgresServer, name: str) -> None:
 
 
 def drop_slot(server: PostgresServer, name: str) -> None:
+    """Drop a used slot copy (the server has a few slots only), once its reader let go
+    (waits up to 10 s for that)."""
     with server.connect(autocommit=True) as conn:
-        for _ in range(50):
+        for _ in range(100):
             row = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s",
                                (name,)).fetchone()
             if row is None:
